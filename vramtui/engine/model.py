@@ -1,0 +1,115 @@
+"""Build or load the model a RunSpec names, on its device and dtype."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from vramtui.catalogue import lookup
+from vramtui.errors import UsageError
+from vramtui.spec import RunSpec, load_config_source
+
+TORCH_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
+
+
+@dataclass
+class BuiltModel:
+    model: Any
+    tokenizer: Any | None
+    params: int
+    weights_bytes: int
+
+
+def _config_for(spec: RunSpec) -> Any:
+    from transformers import AutoConfig, OPTConfig
+
+    if spec.source == "architecture":
+        return OPTConfig(**lookup(spec.model).config_kwargs())
+    data = load_config_source(spec)
+    assert data is not None
+    model_type = data.pop("model_type")
+    try:
+        return AutoConfig.for_model(model_type, **data)
+    except (ValueError, KeyError) as exc:
+        raise UsageError(f"unknown model_type {model_type!r} in {spec.path}: {exc}") from None
+
+
+def _unique_tensors(model: Any) -> tuple[int, int]:
+    """(parameter count, parameter and buffer bytes), each storage counted once."""
+    seen: set[int] = set()
+    params = 0
+    size = 0
+    for p in model.parameters():
+        if p.data_ptr() in seen:
+            continue
+        seen.add(p.data_ptr())
+        params += p.numel()
+        size += p.numel() * p.element_size()
+    for b in model.buffers():
+        if b.data_ptr() in seen or b.device.type == "meta":
+            continue
+        seen.add(b.data_ptr())
+        size += b.numel() * b.element_size()
+    return params, size
+
+
+def _not_causal(spec: RunSpec, exc: Exception) -> UsageError:
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return UsageError(f"{spec.path} is not a causal language model transformers can build: {first}")
+
+
+def build(spec: RunSpec, device: torch.device, dtype: str) -> BuiltModel:
+    from transformers import AutoModelForCausalLM
+
+    torch_dtype = TORCH_DTYPES[dtype]
+    tokenizer = None
+    if spec.source == "checkpoint":
+        try:
+            model = AutoModelForCausalLM.from_pretrained(
+                spec.path,
+                dtype=torch_dtype,
+                attn_implementation=spec.attn,
+                device_map={"": device},
+                use_safetensors=None if spec.allow_pickle else True,
+                local_files_only=not spec.allow_download,
+                trust_remote_code=False,
+            )
+        except (ValueError, KeyError) as exc:
+            raise _not_causal(spec, exc) from None
+        except OSError as exc:
+            text = str(exc).strip().splitlines()[0] if str(exc).strip() else "unreadable"
+            raise UsageError(f"cannot load checkpoint {spec.path}: {text}") from None
+        if spec.prompt:
+            from transformers import AutoTokenizer
+
+            try:
+                tokenizer = AutoTokenizer.from_pretrained(
+                    spec.path, local_files_only=not spec.allow_download, trust_remote_code=False
+                )
+            except (OSError, ValueError):
+                tokenizer = None
+    else:
+        config = _config_for(spec)
+        try:
+            with torch.device(device):
+                model = AutoModelForCausalLM.from_config(
+                    config, dtype=torch_dtype, attn_implementation=spec.attn
+                )
+        except (ValueError, KeyError) as exc:
+            raise _not_causal(spec, exc) from None
+    model.eval()
+    if getattr(model.config, "tie_word_embeddings", False):
+        model.tie_weights()
+    params, size = _unique_tensors(model)
+    if spec.source == "architecture":
+        expected = lookup(spec.model).params
+        if params != expected:
+            raise RuntimeError(
+                f"{spec.model} built with {params:,} parameters, expected {expected:,} "
+                "(is the lm_head untied?)"
+            )
+    if spec.prompt and tokenizer is None:
+        raise UsageError("--prompt needs a checkpoint with a tokenizer; use --prompt-tokens instead")
+    return BuiltModel(model=model, tokenizer=tokenizer, params=params, weights_bytes=size)
