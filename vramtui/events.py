@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
-from typing import Any, Union
+from typing import Any
 
 PHASES = ("start", "load", "prefill", "decode", "done")
 
@@ -83,7 +83,7 @@ class Failed:
     held_bytes: int | None = None
 
 
-Event = Union[Hello, Phase, Sample, Loaded, Done, Failed]
+Event = Hello | Phase | Sample | Loaded | Done | Failed
 
 _TAGS: dict[str, type] = {
     "hello": Hello,
@@ -99,8 +99,16 @@ def encode(event: Event) -> str:
     """One line of JSON. Samples are packed as a list: they are the hot path."""
     if isinstance(event, Sample):
         return json.dumps(
-            ["s", event.token, event.t, event.phase, event.allocated, event.reserved,
-             event.step_peak, event.kv_bytes],
+            [
+                "s",
+                event.token,
+                event.t,
+                event.phase,
+                event.allocated,
+                event.reserved,
+                event.step_peak,
+                event.kv_bytes,
+            ],
             separators=(",", ":"),
         )
     payload: dict[str, Any] = asdict(event)

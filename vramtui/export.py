@@ -83,16 +83,38 @@ def csv_text(session: Session) -> str:
         rows.append(
             (
                 s.t,
-                [_t(s.t, t0), "engine", s.token, s.phase, s.allocated, s.reserved,
-                 s.step_peak, s.kv_bytes, None, None, None],
+                [
+                    _t(s.t, t0),
+                    "engine",
+                    s.token,
+                    s.phase,
+                    s.allocated,
+                    s.reserved,
+                    s.step_peak,
+                    s.kv_bytes,
+                    None,
+                    None,
+                    None,
+                ],
             )
         )
     for n, token, phase in session.nvml_rows():
         rows.append(
             (
                 n.t,
-                [_t(n.t, t0), "nvml", token, phase, None, None, None, None,
-                 n.process_bytes, n.device_used, n.device_total],
+                [
+                    _t(n.t, t0),
+                    "nvml",
+                    token,
+                    phase,
+                    None,
+                    None,
+                    None,
+                    None,
+                    n.process_bytes,
+                    n.device_used,
+                    n.device_total,
+                ],
             )
         )
     rows.sort(key=lambda r: r[0])

@@ -207,7 +207,9 @@ class DeviceWatch:
 class Poller:
     """A thread that calls `on_reading` at `hz` until stopped."""
 
-    def __init__(self, watch: DeviceWatch, on_reading: Callable[[Reading], None], hz: float = 200.0) -> None:
+    def __init__(
+        self, watch: DeviceWatch, on_reading: Callable[[Reading], None], hz: float = 200.0
+    ) -> None:
         self.watch = watch
         self.on_reading = on_reading
         self.interval = 1.0 / hz

@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 from vramtui import __version__, nvml
 from vramtui import events as ev
+from vramtui.devices import check_device
 from vramtui.engine.process import EngineProcess
 from vramtui.session import NvmlSample, Session
 from vramtui.spec import RunSpec, validate
@@ -40,6 +41,7 @@ class Recorder:
         use_nvml: bool = True,
     ) -> None:
         validate(spec)
+        spec.device = check_device(spec.device)
         self.spec = spec
         self.session = session or Session(spec.to_dict(), base_environment())
         self.nvml_hz = nvml_hz
@@ -104,7 +106,9 @@ class Recorder:
         try:
             for event in self.engine.events():
                 if self._cancelled.is_set() and isinstance(event, ev.Failed):
-                    event = ev.Failed("cancelled", "cancelled by the user", event.phase, event.token)
+                    event = ev.Failed(
+                        "cancelled", "cancelled by the user", event.phase, event.token
+                    )
                 session.apply(event)
                 if isinstance(event, ev.Hello):
                     self._on_hello(event)

@@ -15,16 +15,43 @@ SERIES_LABELS = {
 }
 
 
+# What the engine's series measure where there is no CUDA allocator.
+_BACKEND_LABELS = {
+    "cpu": {"allocated": "process RSS", "step_peak": "per-step peak RSS"},
+    "mps": {"allocated": "MPS allocated", "reserved": "MPS driver"},
+}
+
+
+def series_labels(backend: str | None) -> dict[str, str]:
+    """SERIES_LABELS, named for what they measure on `backend` (cuda, mps, cpu)."""
+    labels = dict(SERIES_LABELS)
+    labels.update(_BACKEND_LABELS.get(backend or "", {}))
+    return labels
+
+
+def device_note(environment: dict[str, Any]) -> str | None:
+    """One line saying what the figures are where there is no GPU (None on CUDA)."""
+    backend = environment.get("backend")
+    source = environment.get("memory_source") or "the process"
+    if backend == "cpu":
+        return f"CPU — figures are {source}; no GPU"
+    if backend == "mps":
+        return f"Apple MPS — figures are {source}; no NVML"
+    return None
+
+
 def at_text(peak: dict[str, Any]) -> str:
     token = peak.get("token")
     where = f"token {token}" if token is not None else "—"
     return f"{where} ({peak.get('phase')})"
 
 
-def peak_rows(summary: dict[str, Any]) -> list[tuple[str, str, str]]:
+def peak_rows(
+    summary: dict[str, Any], labels: dict[str, str] | None = None
+) -> list[tuple[str, str, str]]:
     """(series, peak, where) for every series that has a peak."""
     rows = []
-    for name, label in SERIES_LABELS.items():
+    for name, label in (labels or SERIES_LABELS).items():
         peak = summary["peaks"].get(name)
         if peak:
             rows.append((label, format_bytes(peak["value"], 2), at_text(peak)))
@@ -34,9 +61,10 @@ def peak_rows(summary: dict[str, Any]) -> list[tuple[str, str, str]]:
 def fact_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
     env = summary.get("environment", {})
     rate = summary.get("tokens_per_s")
+    where = ", ".join(str(x) for x in (env.get("device"), summary.get("dtype")) if x)
     rows = [
         ("status", str(summary["status"])),
-        ("model", f"{summary.get('model')} ({env.get('device', '?')}, {summary['spec'].get('dtype') or env.get('dtype', '')})".replace(", )", ")")),
+        ("model", f"{summary.get('model')} ({where})" if where else str(summary.get("model"))),
         ("tokens", f"{summary['tokens_generated']}/{summary['tokens_requested']}"),
         ("tok/s", f"{rate:.1f}" if rate else "–"),
         ("weights", format_bytes(summary.get("weights_bytes"), 2)),
@@ -55,7 +83,9 @@ def fact_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
     rows.append(("device", f"{device} · {versions}" if device else versions))
     failure = summary.get("failure")
     if failure:
-        where = f"token {failure['token']}" if failure.get("token") is not None else failure["phase"]
+        where = (
+            f"token {failure['token']}" if failure.get("token") is not None else failure["phase"]
+        )
         rows.append(("reason", f"{failure['kind']} at {where}: {failure['message']}"))
     return rows
 
@@ -66,7 +96,7 @@ def table(rows: list[tuple[str, ...]], header: tuple[str, ...] | None = None) ->
     widths = [max(len(r[i]) for r in all_rows) for i in range(len(all_rows[0]))]
     lines = []
     for n, row in enumerate(all_rows):
-        lines.append("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+        lines.append("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
         if header and n == 0:
             lines.append("  ".join("-" * w for w in widths))
     return "\n".join(lines)

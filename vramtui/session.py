@@ -307,7 +307,13 @@ class Session:
                 p["t_s"] = round(p.pop("t") - self.t0, 6)
             params = self.loaded.params if self.loaded else None
             nvml_peak = self.peaks.get("nvml_process")
-            alloc_peak = self.peaks.get("allocated")
+            # max_memory_allocated() semantics: the largest allocated figure seen,
+            # step peaks (transients inside a step) included.
+            alloc_peak = max(
+                (p for p in (self.peaks.get("allocated"), self.peaks.get("step_peak")) if p),
+                key=lambda p: p.value,
+                default=None,
+            )
             kv_final = next(
                 (s.kv_bytes for s in reversed(self.token_samples) if s.kv_bytes is not None), None
             )
@@ -316,6 +322,7 @@ class Session:
                 "vramtui_summary_version": 1,
                 "status": self.status,
                 "model": self.spec.get("model"),
+                "dtype": self.loaded.dtype if self.loaded else self.spec.get("dtype"),
                 "tokens_requested": self.spec.get("tokens"),
                 "tokens_generated": len(self.token_samples),
                 "tokens_per_s": done.tokens_per_s if done else _rate(self.token_samples),
@@ -324,11 +331,10 @@ class Session:
                 "weights_bytes": self.loaded.weights_bytes if self.loaded else None,
                 "peak_allocated_bytes": alloc_peak.value if alloc_peak else None,
                 "peak_reserved_bytes": _value(self.peaks.get("reserved")),
-                "peak_step_bytes": _value(self.peaks.get("step_peak")),
                 "peak_nvml_process_bytes": _value(nvml_peak),
                 "peak_nvml_device_used_bytes": _value(self.peaks.get("nvml_device_used")),
                 "kv_cache_bytes_final": kv_final,
-                "bytes_per_param_peak_allocated": _ratio(_value(self.peaks.get("step_peak")), params),
+                "bytes_per_param_peak_allocated": _ratio(_value(alloc_peak), params),
                 "bytes_per_param_peak_process": _ratio(_value(nvml_peak), params),
                 "peaks": peaks,
                 "timings": asdict(done) if done else None,
@@ -336,7 +342,9 @@ class Session:
                 "nvml_samples": self._nvml_seen,
                 "nvml_rate_hz": self.nvml_rate_hz,
                 "notices": list(self.notices),
-                "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(self.started_wall)),
+                "started_at": time.strftime(
+                    "%Y-%m-%dT%H:%M:%S%z", time.localtime(self.started_wall)
+                ),
                 "elapsed_s": round(self.elapsed(), 3),
                 "spec": dict(self.spec),
                 "environment": dict(self.environment),

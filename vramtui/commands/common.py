@@ -32,24 +32,41 @@ def positive_int(text: str) -> int:
 
 
 def add_source_arguments(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("model source (default: random weights from the architecture)")
-    group.add_argument("--checkpoint", metavar="PATH_OR_ID", help="load a real checkpoint (safetensors)")
-    group.add_argument("--config", metavar="PATH", help="build any causal LM from a config.json")
-    group.add_argument("--allow-download", action="store_true", help="let --checkpoint fetch a hub id")
+    group = parser.add_argument_group(
+        "model source (default: random weights from the architecture)"
+    )
     group.add_argument(
-        "--allow-pickle", action="store_true",
+        "--checkpoint", metavar="PATH_OR_ID", help="load a real checkpoint (safetensors)"
+    )
+    group.add_argument("--config", metavar="PATH", help="build any causal LM from a config.json")
+    group.add_argument(
+        "--allow-download", action="store_true", help="let --checkpoint fetch a hub id"
+    )
+    group.add_argument(
+        "--allow-pickle",
+        action="store_true",
         help="allow .bin (pickle) checkpoints; they can run code when loaded",
     )
 
 
-def add_spec_arguments(parser: argparse.ArgumentParser, *, model_default: str | None = "opt-125m") -> None:
-    parser.add_argument("--model", "-m", default=model_default, help="catalogue name, e.g. opt-1.3b")
-    parser.add_argument("--tokens", "-n", type=positive_int, default=200, help="new tokens, exactly")
-    parser.add_argument("--prompt-tokens", type=positive_int, default=8, help="random prompt length")
+def add_spec_arguments(
+    parser: argparse.ArgumentParser, *, model_default: str | None = "opt-125m"
+) -> None:
+    parser.add_argument(
+        "--model", "-m", default=model_default, help="catalogue name, e.g. opt-1.3b"
+    )
+    parser.add_argument(
+        "--tokens", "-n", type=positive_int, default=200, help="new tokens, exactly"
+    )
+    parser.add_argument(
+        "--prompt-tokens", type=positive_int, default=8, help="random prompt length"
+    )
     parser.add_argument("--prompt", help="prompt text (needs a checkpoint with a tokenizer)")
     parser.add_argument("--batch", "-b", type=positive_int, default=1)
     parser.add_argument("--dtype", choices=DTYPES, help="default: float16 on GPUs, float32 on CPU")
-    parser.add_argument("--attn", choices=ATTENTION, default="sdpa", help="attention implementation")
+    parser.add_argument(
+        "--attn", choices=ATTENTION, default="sdpa", help="attention implementation"
+    )
     parser.add_argument("--device", "-d", default="auto", help="cuda:N, mps or cpu (default: best)")
     parser.add_argument("--seed", type=positive_int, default=0)
     add_source_arguments(parser)
@@ -126,7 +143,9 @@ def interrupts_raise() -> Iterator[None]:
             signal.signal(sig, previous)
 
 
-def run_in_thread(work: Callable[[], T], on_interrupt: Callable[[], None]) -> tuple[T | None, Interrupted | None]:
+def run_in_thread(
+    work: Callable[[], T], on_interrupt: Callable[[], None]
+) -> tuple[T | None, Interrupted | None]:
     """Run `work` in a thread; on a signal, call `on_interrupt` and wait for it to end."""
     result: list[T] = []
     error: list[BaseException] = []

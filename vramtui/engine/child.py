@@ -20,7 +20,8 @@ import signal
 import sys
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from vramtui import events as ev
 from vramtui.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OOM, EXIT_USAGE, UsageError
@@ -80,7 +81,11 @@ def _device_facts(device: Any) -> tuple[str, str | None, int | None]:
         return "Apple MPS", None, None
     import psutil
 
-    return platform.processor() or platform.machine() or "CPU", None, int(psutil.virtual_memory().total)
+    return (
+        platform.processor() or platform.machine() or "CPU",
+        None,
+        int(psutil.virtual_memory().total),
+    )
 
 
 def cache_bytes(cache: Any) -> int | None:
@@ -189,7 +194,9 @@ class Engine:
         hidden = getattr(config, "hidden_size", None)
         heads = getattr(config, "num_attention_heads", None)
         kv_heads = getattr(config, "num_key_value_heads", None) or heads
-        head_dim = getattr(config, "head_dim", None) or (hidden // heads if hidden and heads else None)
+        head_dim = getattr(config, "head_dim", None) or (
+            hidden // heads if hidden and heads else None
+        )
 
         generator = torch.Generator(device="cpu").manual_seed(spec.seed)
         if spec.prompt:
@@ -297,13 +304,17 @@ class Engine:
                 generate_s=generate_s,
                 tokens_per_s=n / generate_s if generate_s > 0 else 0.0,
                 decode_tokens_per_s=(n - 1) / decode_s if decode_s > 0 else None,
-                max_allocated=max(running_max, max_alloc or 0) if max_alloc is not None else running_max,
+                max_allocated=max(running_max, max_alloc or 0)
+                if max_alloc is not None
+                else running_max,
             )
         )
         return 0
 
     def fail(self, kind: str, message: str, **extra: Any) -> None:
-        self.emit(ev.Failed(kind=kind, message=message, phase=self.phase, token=self.token, **extra))
+        self.emit(
+            ev.Failed(kind=kind, message=message, phase=self.phase, token=self.token, **extra)
+        )
 
 
 def _held_bytes(engine: Engine) -> int | None:

@@ -55,9 +55,25 @@ def _unique_tensors(model: Any) -> tuple[int, int]:
     return params, size
 
 
-def _not_causal(spec: RunSpec, exc: Exception) -> UsageError:
-    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return UsageError(f"{spec.path} is not a causal language model transformers can build: {first}")
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _load_error(spec: RunSpec, exc: Exception) -> UsageError:
+    """A config/checkpoint that transformers refuses, as one line for the user."""
+    text = _first_line(exc)
+    if "Unrecognized configuration class" in text or "Unrecognized model" in text:
+        return UsageError(
+            f"{spec.path} is not a causal language model transformers can build: {text}"
+        )
+    return UsageError(f"cannot load {spec.path}: {text}")
+
+
+def _has_accelerate() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("accelerate") is not None
 
 
 def build(spec: RunSpec, device: torch.device, dtype: str) -> BuiltModel:
@@ -66,21 +82,23 @@ def build(spec: RunSpec, device: torch.device, dtype: str) -> BuiltModel:
     torch_dtype = TORCH_DTYPES[dtype]
     tokenizer = None
     if spec.source == "checkpoint":
+        # With accelerate, weights load straight onto the device; without it they
+        # pass through host memory first (same device memory in the end).
+        placement = {"device_map": {"": device}} if _has_accelerate() else {}
         try:
             model = AutoModelForCausalLM.from_pretrained(
                 spec.path,
                 dtype=torch_dtype,
                 attn_implementation=spec.attn,
-                device_map={"": device},
                 use_safetensors=None if spec.allow_pickle else True,
                 local_files_only=not spec.allow_download,
                 trust_remote_code=False,
+                **placement,
             )
-        except (ValueError, KeyError) as exc:
-            raise _not_causal(spec, exc) from None
-        except OSError as exc:
-            text = str(exc).strip().splitlines()[0] if str(exc).strip() else "unreadable"
-            raise UsageError(f"cannot load checkpoint {spec.path}: {text}") from None
+        except (ValueError, KeyError, OSError) as exc:
+            raise _load_error(spec, exc) from None
+        if not placement:
+            model = model.to(device)
         if spec.prompt:
             from transformers import AutoTokenizer
 
@@ -98,7 +116,7 @@ def build(spec: RunSpec, device: torch.device, dtype: str) -> BuiltModel:
                     config, dtype=torch_dtype, attn_implementation=spec.attn
                 )
         except (ValueError, KeyError) as exc:
-            raise _not_causal(spec, exc) from None
+            raise _load_error(spec, exc) from None
     model.eval()
     if getattr(model.config, "tie_word_embeddings", False):
         model.tie_weights()
@@ -111,5 +129,7 @@ def build(spec: RunSpec, device: torch.device, dtype: str) -> BuiltModel:
                 "(is the lm_head untied?)"
             )
     if spec.prompt and tokenizer is None:
-        raise UsageError("--prompt needs a checkpoint with a tokenizer; use --prompt-tokens instead")
+        raise UsageError(
+            "--prompt needs a checkpoint with a tokenizer; use --prompt-tokens instead"
+        )
     return BuiltModel(model=model, tokenizer=tokenizer, params=params, weights_bytes=size)

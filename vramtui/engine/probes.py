@@ -40,7 +40,11 @@ class CudaProbe:
         if self._raw is not None:
             stats = self._raw(self.index)
             allocated = stats["allocated_bytes"]["all"]
-            return allocated["current"], stats["reserved_bytes"]["all"]["current"], allocated["peak"]
+            return (
+                allocated["current"],
+                stats["reserved_bytes"]["all"]["current"],
+                allocated["peak"],
+            )
         stats = torch.cuda.memory_stats(self.index)
         return (
             stats.get("allocated_bytes.all.current", 0),
