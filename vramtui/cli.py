@@ -13,7 +13,7 @@ import importlib
 
 # Each module in vramtui.commands with `add_parser(subparsers)`; imported lazily
 # so `vramtui --help` and the app never pay for the others.
-SUBCOMMANDS = ("run",)
+SUBCOMMANDS = ("run", "bench")
 
 
 def build_parser() -> common.ArgumentParser:

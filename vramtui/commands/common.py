@@ -150,19 +150,25 @@ def run_in_thread(
     result: list[T] = []
     error: list[BaseException] = []
 
+    finished = threading.Event()
+
     def target() -> None:
         try:
             result.append(work())
         except BaseException as exc:  # noqa: BLE001 - re-raised in the caller
             error.append(exc)
+        finally:
+            finished.set()
 
     thread = threading.Thread(target=target, name="vramtui-run", daemon=True)
     interrupted: Interrupted | None = None
     with interrupts_raise():
         thread.start()
-        while thread.is_alive():
+        # An Event, not thread.join(timeout): on Python 3.11 a signal handler that
+        # raises inside join() can leave the thread marked finished while it runs.
+        while not finished.is_set():
             try:
-                thread.join(0.1)
+                finished.wait(0.1)
             except Interrupted as exc:
                 interrupted = exc
                 on_interrupt()

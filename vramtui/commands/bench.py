@@ -1,0 +1,228 @@
+"""`vramtui bench`: sweep models x token budgets x other axes, a fresh engine per cell."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import Any
+
+from vramtui import bench
+from vramtui import events as ev
+from vramtui.commands.common import model_label, positive_int, run_in_thread, stderr_line
+from vramtui.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UsageError
+from vramtui.export import atomic_write, check_writable
+from vramtui.report import table
+from vramtui.session import Session
+from vramtui.spec import ATTENTION, DTYPES
+from vramtui.units import format_bytes
+
+
+def add_parser(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "bench",
+        help="sweep models x token budgets (x attn, dtype, batch): one table, CSV, markdown",
+        description=(
+            "Run every combination of the listed values, each cell in a fresh engine "
+            "process, and print one table. List-valued flags are comma-separated."
+        ),
+    )
+    parser.add_argument("--models", "-m", metavar="LIST", help="catalogue names: opt-125m,opt-1.3b")
+    parser.add_argument("--config", metavar="LIST", help="config.json paths to build from")
+    parser.add_argument("--checkpoint", metavar="LIST", help="checkpoint folders (or hub ids)")
+    parser.add_argument("--tokens", "-n", metavar="LIST", default="200", help="new tokens: 20,2000")
+    parser.add_argument("--prompt-tokens", metavar="LIST", default="8", help="prompt lengths")
+    parser.add_argument("--batch", "-b", metavar="LIST", default="1", help="batch sizes")
+    dtypes = ",".join(DTYPES)
+    parser.add_argument(
+        "--dtype", metavar="LIST", help=f"{dtypes} (default: float16 on GPUs, float32 on CPU)"
+    )
+    parser.add_argument("--attn", metavar="LIST", default="sdpa", help=",".join(ATTENTION))
+    parser.add_argument("--repeat", type=positive_int, default=1, metavar="K", help="runs per cell")
+    parser.add_argument("--device", "-d", default="auto", help="cuda:N, mps or cpu (default: best)")
+    parser.add_argument("--seed", type=positive_int, default=0)
+    parser.add_argument("--allow-download", action="store_true", help="let --checkpoint fetch ids")
+    parser.add_argument("--allow-pickle", action="store_true", help="allow .bin (pickle) files")
+    parser.add_argument("--csv", metavar="FILE", help="one row per cell, rewritten as cells end")
+    parser.add_argument("--markdown", metavar="FILE", help="the table as markdown for a README")
+    parser.add_argument("--force", action="store_true", help="overwrite existing output files")
+    parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    parser.set_defaults(command=run)
+
+
+def axes_from_args(args: argparse.Namespace) -> bench.Axes:
+    models = [bench.ModelRef(name) for name in _list("--models", args.models)]
+    models += [bench.ModelRef(model_label(p), "config", p) for p in _list("--config", args.config)]
+    models += [
+        bench.ModelRef(model_label(p), "checkpoint", p)
+        for p in _list("--checkpoint", args.checkpoint)
+    ]
+    dtypes: list[str | None] = [None]
+    if args.dtype:
+        dtypes = list(bench.parse_choices("--dtype", args.dtype, DTYPES))
+    return bench.Axes(
+        models=models,
+        tokens=bench.parse_counts("--tokens", args.tokens),
+        prompt_tokens=bench.parse_counts("--prompt-tokens", args.prompt_tokens),
+        batch=bench.parse_counts("--batch", args.batch),
+        dtype=dtypes,
+        attn=bench.parse_choices("--attn", args.attn, ATTENTION),
+        repeat=args.repeat,
+        device=args.device,
+        seed=args.seed,
+        allow_download=args.allow_download,
+        allow_pickle=args.allow_pickle,
+    )
+
+
+def _list(flag: str, text: str | None) -> list[str]:
+    return bench.parse_names(flag, text) if text else []
+
+
+class SweepProgress:
+    """Cell k/K and the running cell's token i/N on one stderr line; a line per finished cell."""
+
+    def __init__(self, total: int, enabled: bool) -> None:
+        self.total = total
+        self.enabled = enabled
+        self.tty = sys.stderr.isatty()
+        self.finished = 0
+        self.cell: bench.Cell | None = None
+        self.session: Session | None = None
+        self._last = 0.0
+
+    def label(self, cell: bench.Cell) -> str:
+        s = cell.spec
+        rep = f" #{cell.repeat}" if cell.repeat > 1 else ""
+        return f"cell {cell.index}/{self.total} {s.model} {s.tokens} tok {s.attn}{rep}"
+
+    def start(self, cell: bench.Cell, session: Session) -> None:
+        self.cell, self.session = cell, session
+        self._last = 0.0
+        self.draw(force=True)
+
+    def __call__(self, event: ev.Event) -> None:
+        self.draw()
+
+    def draw(self, force: bool = False) -> None:
+        if not self.enabled or self.cell is None or self.session is None:
+            return
+        now = time.monotonic()
+        if not force and now - self._last < (0.1 if self.tty else 5.0):
+            return
+        self._last = now
+        s = self.session
+        budget = self.cell.spec.tokens
+        share = (self.finished + min(s.tokens_done / budget, 1.0)) / self.total
+        width = 20
+        filled = int(width * share)
+        memory = s.latest("nvml_process") or s.latest("reserved") or s.latest("allocated")
+        rate = s.live_tokens_per_s()
+        line = (
+            f"[{'#' * filled}{'.' * (width - filled)}] {self.label(self.cell)} · "
+            f"{s.current_phase} token {s.tokens_done}/{budget} · {rate or 0:.1f} tok/s · "
+            f"{format_bytes(memory)}"
+        )
+        self._write(line, final=False)
+
+    def done(self, result: bench.CellResult) -> None:
+        self.finished += 1
+        if not self.enabled:
+            return
+        figures = bench.figure_cells([result])
+        outcome = figures[1]
+        rate = f", {figures[-1]} tok/s" if result.status == "completed" else ""
+        pid = f", pid {result.engine_pid}" if result.engine_pid else ""
+        head = "peak allocated " if result.status == "completed" else ""
+        self._write(f"{self.label(result.cell)}: {head}{outcome}{rate}{pid}", final=True)
+
+    def _write(self, line: str, final: bool) -> None:
+        if self.tty:
+            sys.stderr.write("\r\x1b[2K" + line + ("\n" if final else ""))
+        else:
+            sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+
+
+class Outputs:
+    """The CSV and markdown files, rewritten whole (atomically) after every cell."""
+
+    def __init__(self, args: argparse.Namespace, axes: bench.Axes) -> None:
+        self.csv = args.csv
+        self.markdown = args.markdown
+        self.axes = axes
+        self.failed: set[str] = set()
+        if self.csv and self.markdown and self.csv == self.markdown:
+            raise UsageError("--csv and --markdown name the same file")
+        for path in (self.csv, self.markdown):
+            if path:
+                check_writable(path, force=args.force)
+
+    def write(self, results: list[bench.CellResult]) -> None:
+        """Rewrite both files; a file that cannot be written is said once, the sweep goes on."""
+        for path, render in ((self.csv, bench.csv_text),
+                             (self.markdown, lambda r: bench.markdown_text(r, self.axes))):
+            if not path or path in self.failed:
+                continue
+            try:
+                atomic_write(path, render(results))
+            except OSError as exc:
+                self.failed.add(path)
+                stderr_line(f"vramtui: cannot write {path}: {exc.strerror or exc}")
+
+
+def report_text(results: list[bench.CellResult], axes: bench.Axes) -> str:
+    varying = axes.varying()
+    header, rows = bench.table_rows(results, varying, group_repeats=False)
+    parts = [
+        f"{bench.environment_line(results)} — {bench.constants_line(results, varying)}",
+        "",
+        table(rows, header),
+        "",
+    ]
+    parts += bench.method_notes(results, grouped=False)
+    parts += [f"note: {n}" for n in bench.failure_notes(results, varying)]
+    return "\n".join(parts)
+
+
+def exit_code(results: list[bench.CellResult], interrupted: bool) -> int:
+    if interrupted:
+        return EXIT_INTERRUPTED
+    ok = all(r.status == "completed" or r.oom for r in results)
+    return EXIT_OK if ok else EXIT_FAILED
+
+
+def run(args: argparse.Namespace) -> int:
+    axes = axes_from_args(args)
+    cells, left_out = axes.plan()
+    outputs = Outputs(args, axes)
+    for line in left_out:
+        stderr_line(f"vramtui: left out {line}")
+    progress = SweepProgress(len(cells), enabled=not args.quiet)
+    if not args.quiet:
+        stderr_line(f"vramtui bench: {len(cells)} cells, each in a fresh engine process")
+    done: list[bench.CellResult] = []
+
+    def on_cell_done(result: bench.CellResult) -> None:
+        done.append(result)
+        progress.done(result)
+        outputs.write(done)
+
+    sweep = bench.Sweep(
+        cells, on_cell_start=progress.start, on_cell_done=on_cell_done, on_event=progress
+    )
+    _, interrupted = run_in_thread(sweep.run, sweep.cancel)
+    results = list(sweep.results)
+    if sweep.aborted:  # the sweep itself is wrong (a device not there): no table
+        stderr_line(f"vramtui: {sweep.aborted}")
+        return EXIT_USAGE
+    if results:
+        print(report_text(results, axes))
+    if interrupted:
+        ran = f"{len(results)} of {len(cells)} cells ran"
+        stderr_line(f"vramtui: interrupted ({interrupted}); {ran}")
+    for path in (outputs.csv, outputs.markdown):
+        if path and results and path not in outputs.failed:
+            stderr_line(f"vramtui: wrote {path}")
+    code = exit_code(results, interrupted is not None)
+    return EXIT_FAILED if outputs.failed and code == EXIT_OK else code
