@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
+import importlib
 import sys
 from collections.abc import Sequence
 
 from vramtui import __version__
 from vramtui.commands import common
 from vramtui.errors import EXIT_USAGE, UsageError
-
-import importlib
 
 # Each module in vramtui.commands with `add_parser(subparsers)`; imported lazily
 # so `vramtui --help` and the app never pay for the others.
@@ -28,15 +27,30 @@ def build_parser() -> common.ArgumentParser:
     return parser
 
 
+def is_app(args: Sequence[str]) -> bool:
+    """No command word (nothing, or options first): the app, with its own flags."""
+    return not args or args[0].startswith("-")
+
+
+def run_app(args_list: list[str]) -> int:
+    from vramtui.commands import app
+
+    return int(app.run(app.build_parser(SUBCOMMANDS).parse_args(args_list)))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     try:
+        if is_app(args_list):
+            return run_app(args_list)
+        if args_list[0] not in SUBCOMMANDS:
+            raise UsageError(
+                f"unknown command {args_list[0]!r}; commands: {', '.join(SUBCOMMANDS)} "
+                "(or none, for the app)"
+            )
         parser = build_parser()
         args = parser.parse_args(args_list)
-        command = getattr(args, "command", None)
-        if command is None:
-            raise UsageError("the app is not available yet; use `vramtui run`")
-        return int(command(args))
+        return int(args.command(args))
     except UsageError as exc:
         print(f"vramtui: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -1,0 +1,346 @@
+"""Measured breakdown, predicted-vs-measured rows and the OOM forecast, on synthetic sessions."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+
+import pytest
+
+from vramtui import events as ev
+from vramtui.breakdown import compare, estimate_for_session, measured_breakdown
+from vramtui.catalogue import lookup
+from vramtui.estimator import Estimate, estimate, max_tokens_that_fit
+from vramtui.forecast import forecast_oom, growth_per_token, start_screen_fit
+from vramtui.session import NvmlSample, Session
+
+MB = 10**6
+GB = 10**9
+WEIGHTS = 250 * MB
+CONTEXT = 640 * MB
+
+
+def _session(
+    n: int,
+    *,
+    alloc: Callable[[int], int],
+    peak: Callable[[int], int],
+    kv: Callable[[int], int],
+    reserved: Callable[[int], int] | None,
+    nvml: Callable[[int], int] | None = None,
+    device_used: Callable[[int], int] | None = None,
+    total: int = 80 * GB,
+    backend: str = "cuda",
+    tokens: int = 300,
+    positions: int = 2048,
+    failed_at: int | None = None,
+) -> Session:
+    s = Session(
+        {
+            "model": "opt-125m",
+            "source": "architecture",
+            "tokens": tokens,
+            "batch": 1,
+            "prompt_tokens": 8,
+            "attn": "sdpa",
+            "dtype": None,
+        },
+        t0=0.0,
+    )
+    source = "torch.cuda" if backend == "cuda" else "process RSS (psutil)"
+    s.apply(
+        ev.Hello(
+            7,
+            f"{backend}:0" if backend == "cuda" else "cpu",
+            backend,
+            "Test GPU",
+            None,
+            total,
+            source,
+            {},
+        )
+    )
+    s.apply(ev.Phase("load", 0.1))
+    s.apply(
+        ev.Sample(None, 0.2, "load", WEIGHTS, WEIGHTS + 2 * MB if reserved else None, WEIGHTS, None)
+    )
+    s.apply(ev.Loaded(WEIGHTS, WEIGHTS // 2, "float16", positions, 12, 768, 12, 64, 8, 0.1, "opt"))
+    s.apply(ev.Phase("prefill", 0.3))
+    for i in range(n):
+        t = 1.0 + i * 0.01
+        if nvml is not None:
+            used = device_used(i) if device_used else None
+            s.add_nvml(NvmlSample(t - 0.005, nvml(i), used, total))
+        s.apply(
+            ev.Sample(i, t, "decode", alloc(i), reserved(i) if reserved else None, peak(i), kv(i))
+        )
+        if i == 0:
+            s.apply(ev.Phase("decode", t))
+    if failed_at is not None:
+        s.apply(ev.Failed("oom", "CUDA out of memory", "decode", failed_at))
+    else:
+        s.apply(ev.Done(n, 0.1, 0.1, 0.5, 0.6, n / 0.6, n / 0.5))
+    return s
+
+
+def _linear(n: int = 20) -> Session:
+    """KV grows 36 kB a token; other allocations 40 MB; transient 1 MB, 30 MB at prefill."""
+    return _session(
+        n,
+        alloc=lambda i: WEIGHTS + 40 * MB + 36_000 * (8 + i),
+        peak=lambda i: WEIGHTS + 40 * MB + 36_000 * (8 + i) + (30 * MB if i == 0 else MB),
+        kv=lambda i: 36_000 * (8 + i),
+        reserved=lambda i: WEIGHTS + 80 * MB + 36_000 * i,
+        nvml=lambda i: CONTEXT + WEIGHTS + 80 * MB + 36_000 * i,
+        device_used=lambda i: 5 * GB,
+    )
+
+
+def test_latest_breakdown_stacks_up_to_the_nvml_figure() -> None:
+    s = _linear()
+    b = measured_breakdown(s, "latest")
+    assert b is not None and b.token == 19 and b.phase == "decode"
+    assert b.weights_bytes == WEIGHTS
+    assert b.kv_cache_bytes == 36_000 * 27
+    assert b.other_allocated_bytes == 40 * MB
+    assert b.transient_bytes == MB
+    # reserved - the step's peak: 80 MB - 40 MB - KV - 1 MB, here with KV = 27 x 36 kB
+    assert b.slack_bytes == (WEIGHTS + 80 * MB + 36_000 * 19) - (
+        WEIGHTS + 40 * MB + 36_000 * 27 + MB
+    )
+    assert b.context_bytes == CONTEXT
+    assert b.total_bytes == CONTEXT + WEIGHTS + 80 * MB + 36_000 * 19
+    assert b.total_source == "NVML process"
+    assert [label for label, _ in b.components()][0] == "weights"
+
+
+def test_peak_breakdown_is_the_step_with_the_highest_peak() -> None:
+    b = measured_breakdown(_linear(), "peak")
+    assert b is not None and b.token == 0 and b.phase == "prefill"
+    assert b.transient_bytes == 30 * MB
+    assert b.kv_cache_bytes == 36_000 * 8
+
+
+def test_cpu_breakdown_counts_tensors_not_rss_as_weights() -> None:
+    rss = 700 * MB  # interpreter and libraries: not weights
+    s = _session(
+        5,
+        alloc=lambda i: rss + i * MB,
+        peak=lambda i: rss + i * MB + 3 * MB,
+        kv=lambda i: 1000 * (8 + i),
+        reserved=None,
+        backend="cpu",
+    )
+    b = measured_breakdown(s, "latest")
+    assert b is not None
+    assert b.weights_bytes == WEIGHTS  # Loaded.weights_bytes, not the load sample's RSS
+    assert b.slack_bytes is None and b.context_bytes is None
+    assert b.transient_bytes == 3 * MB
+    assert b.total_bytes == rss + 4 * MB + 3 * MB
+    assert b.total_source == "process RSS peak"
+
+
+def test_no_breakdown_before_any_sample() -> None:
+    assert measured_breakdown(Session({"model": "x"}), "latest") is None
+    with pytest.raises(ValueError):
+        measured_breakdown(_linear(), "middle")
+
+
+def _measured_like(
+    e: Estimate, n: int, weights_scale: float = 1.0, failed_at: int | None = None
+) -> Session:
+    """A session that measured exactly what `e` predicts (weights optionally off)."""
+    ws = e.weights_bytes * weights_scale - e.weights_bytes
+    s = Session(
+        {
+            "model": "opt-125m",
+            "source": "architecture",
+            "tokens": e.tokens,
+            "batch": 1,
+            "prompt_tokens": e.prompt_tokens,
+            "attn": e.attn,
+            "dtype": e.dtype,
+        },
+        t0=0.0,
+    )
+    s.apply(ev.Hello(7, "cuda:0", "cuda", "Test GPU", None, 80 * GB, "torch.cuda", {}))
+    s.apply(ev.Sample(None, 0.2, "load", int(e.weights_bytes + ws), None, None, None))
+    s.apply(
+        ev.Loaded(
+            e.weights_bytes,
+            e.weights_bytes // 2,
+            e.dtype,
+            2048,
+            12,
+            768,
+            12,
+            64,
+            e.prompt_tokens,
+            0.1,
+            "opt",
+        )
+    )
+    s.apply(ev.Phase("prefill", 0.3))
+    done = e.for_tokens(n)
+    for i in range(n):
+        t = 1.0 + i * 0.01
+        s.add_nvml(NvmlSample(t - 0.005, done.peak_total_bytes, None, 80 * GB))
+        s.apply(
+            ev.Sample(
+                i,
+                t,
+                "decode",
+                e.allocated_at(i),
+                done.peak_reserved_bytes,
+                e.step_peak_at(i),
+                e.kv_at(i),
+            )
+        )
+    if failed_at is None:
+        s.apply(ev.Done(n, 0.1, 0.1, 0.5, 0.6, 10.0, 10.0))
+    else:
+        s.apply(ev.Failed("oom", "out of memory", "decode", failed_at))
+    return s
+
+
+def test_compare_reports_zero_error_where_measured_equals_predicted() -> None:
+    e = estimate(lookup("opt-125m"), tokens=40)
+    rows = {r.component: r for r in compare(e, _measured_like(e, 40))}
+    for name in (
+        "weights",
+        "KV cache (end)",
+        "transient (largest)",
+        "peak allocated",
+        "peak reserved",
+        "peak total (NVML)",
+        "allocator slack",
+        "context & other",
+    ):
+        assert rows[name].measured is not None, name
+        assert rows[name].error_percent == 0.0, name
+    assert rows["KV cache (end)"].measured == e.kv_cache_bytes
+
+
+def test_compare_error_percent_is_relative_to_the_measurement() -> None:
+    e = estimate(lookup("opt-125m"), tokens=40)
+    rows = {r.component: r for r in compare(e, _measured_like(e, 40, weights_scale=1.25))}
+    assert rows["weights"].error_percent == pytest.approx(-20.0)
+
+
+def test_compare_a_run_that_stopped_early_with_its_own_tokens() -> None:
+    e = estimate(lookup("opt-125m"), tokens=400)
+    rows = {r.component: r for r in compare(e, _measured_like(e, 150, failed_at=150))}
+    assert rows["KV cache (end)"].predicted == e.kv_at(149)
+    assert rows["KV cache (end)"].error_percent == 0.0
+    assert rows["peak allocated"].error_percent == 0.0
+
+
+def test_estimate_for_session_uses_the_run_shape() -> None:
+    s = _linear()
+    e = estimate_for_session(s)
+    assert e is not None
+    assert (e.tokens, e.prompt_tokens, e.dtype, e.backend) == (300, 8, "float16", "cuda")
+    assert estimate_for_session(Session({"model": "nope", "source": "architecture"})) is None
+
+
+# ---- out-of-memory forecast --------------------------------------------------------
+
+
+def _growing(
+    n: int,
+    per_token: float,
+    headroom: int,
+    noise: Callable[[int], int] = lambda i: 0,
+    positions: int = 2048,
+    tokens: int = 300,
+) -> Session:
+    total = 80 * GB
+    base = 10 * GB
+
+    def used(i: int) -> int:  # the device's used memory follows the run
+        return int(total - headroom - per_token * (n - 1 - i))
+
+    return _session(
+        n,
+        alloc=lambda i: int(base + per_token * i),
+        peak=lambda i: int(base + per_token * i + MB + noise(i)) + (500 * MB if i == 0 else 0),
+        kv=lambda i: int(per_token * (8 + i)),
+        reserved=lambda i: int(base + per_token * i + 4 * MB),
+        nvml=lambda i: int(base + per_token * i + CONTEXT),
+        device_used=used,
+        total=total,
+        positions=positions,
+        tokens=tokens,
+    )
+
+
+def test_linear_growth_runs_out_after_headroom_over_growth_tokens() -> None:
+    f = forecast_oom(_growing(51, 1 * MB, 100 * MB))
+    assert f is not None
+    assert f.current_token == 50
+    assert f.bytes_per_token == pytest.approx(1 * MB, rel=1e-6)
+    assert f.headroom_bytes == 100 * MB
+    assert f.token is not None and abs(f.token - 150) <= 1
+    assert not f.fits  # the run asked for 300 tokens
+
+
+def test_a_run_that_ends_before_the_forecast_fits() -> None:
+    f = forecast_oom(_growing(51, 1 * MB, 100 * MB, tokens=120))
+    assert f is not None and f.token is not None and f.fits
+
+
+def test_forecast_ignores_spikes_and_steps() -> None:
+    rng = random.Random(4)
+
+    def noise(i: int) -> int:
+        spike = 80 * MB if i % 9 == 0 else 0
+        return spike + rng.randrange(0, 2 * MB) + (i // 16) * 2 * MB  # segment-like steps
+
+    f = forecast_oom(_growing(120, 1 * MB, 300 * MB, noise=noise))
+    assert f is not None and f.bytes_per_token == pytest.approx(1.125 * MB, rel=0.08)
+    assert f.token is not None and abs(f.token - (119 + 300 / 1.125)) <= 25
+
+
+def test_no_growth_or_growth_beyond_the_positions_fits() -> None:
+    flat = forecast_oom(_growing(40, 0, 100 * MB))
+    assert flat is not None and flat.token is None and flat.fits
+    # 10 kB a token and 100 MB free: 10,000 tokens, beyond the 2048 positions.
+    slow = forecast_oom(_growing(40, 10_000, 100 * MB))
+    assert slow is not None and slow.token is None and slow.fits
+
+
+def test_forecast_needs_two_decode_steps_and_a_total() -> None:
+    assert forecast_oom(_growing(2, MB, 100 * MB)) is None  # the prefill and one decode step
+    s = _session(
+        10,
+        alloc=lambda i: GB + i * MB,
+        peak=lambda i: GB + i * MB,
+        kv=lambda i: i,
+        reserved=lambda i: GB + i * MB + 10 * MB,
+        total=0,
+    )
+    assert forecast_oom(s) is None
+    f = forecast_oom(s, device_total=GB + 109 * MB)  # no NVML: total less what the run reserves
+    assert f is not None and f.headroom_bytes == 90 * MB and f.token == 9 + 91
+
+
+def test_growth_per_token_is_exact_on_a_line() -> None:
+    assert growth_per_token([(t, 7 * t + 3) for t in range(1, 30)]) == 7
+    assert growth_per_token([(1, 5)]) is None
+
+
+# ---- the start screen ---------------------------------------------------------------
+
+
+def test_start_screen_says_whether_the_run_fits() -> None:
+    model = lookup("opt-1.3b")
+    e = estimate(model, tokens=1000, batch=32)
+    ok, message = start_screen_fit(e, 80 * GB, 1 * GB)
+    assert ok and message.startswith("fits")
+    used = 80 * GB - e.peak_total_bytes + 1
+    ok, message = start_screen_fit(e, 80 * GB, used)
+    most = max_tokens_that_fit(model, e.peak_total_bytes - 1, batch=32)
+    assert not ok and 0 < most < 1000
+    assert message.startswith("won't fit") and f"at most {most} new tokens fit" in message
+    ok, message = start_screen_fit(e, 2 * GB, 0)
+    assert not ok and "not even the weights" in message

@@ -1,0 +1,254 @@
+"""The app's logic without a terminal: plot data, words on screen, file names, CLI dispatch."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from vramtui import cli
+from vramtui.devices import DeviceChoice
+from vramtui.spec import RunSpec
+from vramtui.tui.devices import device_options, initial_device_options
+from vramtui.tui.form import error_field, model_facts
+from vramtui.tui.plotdata import (
+    build_plot_data,
+    downsample,
+    nice_ticks,
+    pick_unit,
+    tick_labels,
+)
+from vramtui.tui.replay import ReplayRecorder, synthetic_run
+from vramtui.tui.storage import (
+    autosave,
+    check_targets,
+    export_targets,
+    free_stem,
+    session_stem,
+    sessions_dir,
+)
+from vramtui.tui.text import duration, series_rows, short_bytes, status_text
+
+
+def replay(tokens: int = 2000, **kwargs: object) -> ReplayRecorder:
+    spec = RunSpec(model="opt-1.3b", tokens=tokens, device="cuda:0")
+    return ReplayRecorder(spec, synthetic_run("opt-1.3b", tokens, **kwargs))  # type: ignore[arg-type]
+
+
+# ---- plot data ---------------------------------------------------------------------------
+def test_downsample_is_bounded_and_keeps_the_peak_where_it_happened() -> None:
+    points = [(i, 1000 + i) for i in range(5000)]
+    points[3217] = (3217, 10**9)
+    xs, ys = downsample(points, 100)
+    assert len(xs) <= 101
+    assert max(ys) == 10**9 and xs[ys.index(10**9)] == 3217
+    assert xs[-1] == 4999 and ys[-1] == 1000 + 4999  # the line ends where the run is
+    assert xs == sorted(xs)
+
+
+def test_downsample_leaves_short_series_alone() -> None:
+    points = [(0, 5), (1, 7), (2, 6)]
+    assert downsample(points, 100) == ([0, 1, 2], [5, 7, 6])
+    assert downsample([], 100) == ([], [])
+
+
+def test_plot_data_of_2000_tokens_is_cut_to_the_plot_width() -> None:
+    session = replay().session
+    data = build_plot_data(session, axis="tokens", buckets=160)
+    assert {line.name for line in data.lines} == {
+        "allocated",
+        "step_peak",
+        "reserved",
+        "nvml_process",
+    }
+    assert all(len(line.xs) <= 161 for line in data.lines)
+    assert data.unit == "GB" and data.x_max == 2000
+    nvml = next(line for line in data.lines if line.name == "nvml_process")
+    assert max(nvml.ys) * 1e9 == pytest.approx(session.peaks["nvml_process"].value)
+    # 85 GB of device against ~3.7 GB of data: the reference line is out of view.
+    assert data.reference is None
+    assert 0 < data.y_min < 3.0 < data.y_max
+
+
+def test_device_total_is_drawn_only_when_in_view() -> None:
+    session = replay(tokens=50).session
+    session.hello = session.hello.__class__(
+        **{**session.hello.__dict__, "total_memory": 5_000_000_000}
+    )
+    session.nvml.clear()  # the NVML total would win over the engine's
+    data = build_plot_data(session, axis="tokens", buckets=80)
+    assert data.reference == pytest.approx(5.0)
+    assert data.y_max > 5.0
+
+
+def test_seconds_axis_has_phase_marks_and_time_series() -> None:
+    session = replay(tokens=60).session
+    data = build_plot_data(session, axis="seconds", buckets=80)
+    assert [name for _, name in data.phase_marks] == ["load", "prefill", "decode"]
+    assert data.x_max == pytest.approx(session.elapsed())
+
+
+def test_empty_session_gives_an_empty_plot() -> None:
+    spec = RunSpec(model="opt-125m", tokens=10)
+    data = build_plot_data(ReplayRecorder(spec, []).session, buckets=50)
+    assert data.empty and data.y_max == 1.0
+
+
+def test_ticks_are_round_numbers() -> None:
+    assert nice_ticks(0, 2000, 4) == [0, 500, 1000, 1500, 2000]
+    assert tick_labels(nice_ticks(2.5, 3.77, 6), " GB") == [
+        "2.50 GB",
+        "2.75 GB",
+        "3.00 GB",
+        "3.25 GB",
+        "3.50 GB",
+        "3.75 GB",
+    ]
+    assert tick_labels([0.0, 0.1, 0.2]) == ["0.0", "0.1", "0.2"]
+    assert pick_unit(3.5e9) == ("GB", 1e9) and pick_unit(360e6) == ("MB", 1e6)
+
+
+# ---- words on screen ----------------------------------------------------------------------
+def test_status_line_writes_token_i_of_n_exactly() -> None:
+    recorder = replay(tokens=2000, upto=37)
+    line = status_text(recorder.session, now=3.0)
+    assert "token 37/2000" in line
+    assert line.startswith("decode │ ")
+    assert "30.0 tok/s" in line and "elapsed 0:03" in line and "ETA 1:05" in line
+
+
+def test_status_line_after_the_end() -> None:
+    session = replay(tokens=40).session
+    assert status_text(session, now=None).startswith("completed │ token 40/40")
+    assert "ETA done" in status_text(session, now=None)
+    oom = replay(tokens=40, upto=20, outcome="oom").session
+    assert status_text(oom, now=None).startswith("failed (oom) │ token 20/40")
+
+
+def test_series_rows_have_current_and_peak_and_cpu_labels() -> None:
+    spec = RunSpec(model="opt-125m", tokens=20, device="cpu")
+    session = ReplayRecorder(spec, synthetic_run("opt-125m", 20, backend="cpu")).session
+    rows = series_rows(session)
+    assert [r.label for r in rows] == ["process RSS", "step peak RSS"]
+    assert all(r.peak != "–" for r in rows)
+
+
+def test_short_figures() -> None:
+    assert duration(65) == "1:05" and duration(3723) == "1:02:03" and duration(None) == "–"
+    assert short_bytes(360_430_000) == "360 MB"
+    assert short_bytes(2_780_000_000) == "2.78 GB"
+    assert short_bytes(999_999) == "1.00 MB"
+
+
+def test_usage_errors_find_their_field() -> None:
+    assert error_field("--tokens must be a positive number of new tokens, got 0") == "tokens"
+    assert error_field("prompt (8) + new tokens (3000) = 3008 exceeds the model's limit") == (
+        "tokens"
+    )
+    assert error_field("--prompt-tokens must be positive, got 0") == "prompt_tokens"
+    assert error_field("--batch must be positive, got 0") == "batch"
+    assert error_field("config file not found: x.json") == "path"
+    assert error_field("no device 'cuda:3' here; devices here: cpu") == "device"
+    assert error_field("unknown model 'opt-9'; known models: opt-125m") == "model"
+    assert error_field("something else entirely") is None
+
+
+def test_model_facts_follow_dtype_and_batch() -> None:
+    assert "KV 196.6 kB/token (float16, batch 1)" in model_facts("opt-1.3b", "float16")
+    assert "KV 786.4 kB/token (float32, batch 2)" in model_facts("opt-1.3b", "float32", 2)
+    assert model_facts("not-a-model", "float16") == ""
+
+
+def test_device_options_list_gpus_with_free_memory_and_keep_the_wanted_one() -> None:
+    gpu = DeviceChoice("cuda:0", "NVIDIA H100", 80_000_000_000, 79_000_000_000)
+    options = device_options([gpu, DeviceChoice("cpu", "CPU")], "cuda:1")
+    assert [o.id for o in options] == ["auto", "cuda:1", "cuda:0", "cpu"]
+    assert options[2].label == "cuda:0  NVIDIA H100 · 79.0 GB free of 80.0 GB"
+    assert "not found" in options[1].label
+    assert [o.id for o in initial_device_options("auto")] == ["auto", "cpu"]
+
+
+# ---- files ----------------------------------------------------------------------------------
+def test_sessions_dir_follows_xdg_and_macos(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    assert sessions_dir({}, "linux", home) == home / ".local/share/vramtui/sessions"
+    xdg = str(tmp_path / "xdg")
+    assert sessions_dir({"XDG_DATA_HOME": xdg}, "linux", home) == Path(xdg) / "vramtui/sessions"
+    assert sessions_dir({"XDG_DATA_HOME": "relative"}, "linux", home) == (
+        home / ".local/share/vramtui/sessions"
+    )
+    mac = sessions_dir({}, "darwin", home)
+    assert mac == home / "Library/Application Support/vramtui/sessions"
+
+
+def test_autosave_never_overwrites(tmp_path: Path) -> None:
+    session = replay(tokens=10).session
+    when = datetime(2026, 1, 2, 3, 4, 5)
+    first = autosave(session, tmp_path / "s", when)
+    second = autosave(session, tmp_path / "s", when)
+    assert first.csv.name == "20260102-030405-opt-1.3b-cuda0.csv"
+    assert second.csv.name == "20260102-030405-opt-1.3b-cuda0-2.csv"
+    assert first.json.read_text() and second.json.exists()
+    assert free_stem(tmp_path / "s", "other", (".csv",)) == "other"
+    assert session_stem(None, when) == "vramtui-20260102-030405"
+
+
+def test_export_targets_and_checks(tmp_path: Path) -> None:
+    assert export_targets(str(tmp_path / "run")) == [tmp_path / "run.csv", tmp_path / "run.json"]
+    assert export_targets(str(tmp_path / "a.CSV")) == [tmp_path / "a.CSV"]
+    problem, existing = check_targets([tmp_path / "missing" / "x.csv"])
+    assert problem and "does not exist" in problem
+    (tmp_path / "x.json").write_text("{}")
+    assert check_targets([tmp_path / "x.json"]) == (None, [tmp_path / "x.json"])
+    assert check_targets([tmp_path])[0] is not None
+
+
+# ---- command line -------------------------------------------------------------------------
+def test_the_app_is_the_default_command() -> None:
+    assert cli.is_app([]) and cli.is_app(["--model", "opt-1.3b"]) and not cli.is_app(["run"])
+
+
+def test_app_flags_prefill_the_spec(tmp_path: Path) -> None:
+    from vramtui.commands import app
+    from vramtui.commands.common import spec_from_args
+
+    args = app.build_parser().parse_args(
+        [
+            "--model",
+            "opt-1.3b",
+            "--tokens",
+            "2000",
+            "--device",
+            "cuda:0",
+            "--start",
+            "--out",
+            str(tmp_path / "o"),
+        ]
+    )
+    spec = spec_from_args(args)
+    assert (spec.model, spec.tokens, spec.device) == ("opt-1.3b", 2000, "cuda:0")
+    assert args.start and app.out_dir(args.out).is_dir()
+
+
+def test_unknown_command_and_bad_out_are_one_line_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["frobnicate"]) == 2
+    assert "unknown command 'frobnicate'" in capsys.readouterr().err
+    afile = tmp_path / "file"
+    afile.write_text("")
+    assert cli.main(["--out", str(afile)]) == 2
+    assert "--out must be a folder" in capsys.readouterr().err
+
+
+def test_headless_commands_never_import_textual() -> None:
+    code = (
+        "import sys; from vramtui import cli; cli.build_parser(); "
+        "from vramtui.commands import app; app.build_parser(); "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('textual', 'torch')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -1,0 +1,383 @@
+"""The app driven by keys: the form, a real tiny run on the CPU, export, cancel, quit.
+
+Real runs (a fresh engine process each) are few and small; everything else is
+fed by a replay of a synthetic event stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+from conftest import TINY_CONFIG
+from textual.pilot import Pilot
+from textual.widgets import Input, Select, Static
+
+from vramtui.devices import DeviceChoice
+from vramtui.recorder import Recorder
+from vramtui.spec import RunSpec
+from vramtui.tui.app import VramApp
+from vramtui.tui.replay import ReplayRecorder, synthetic_run
+from vramtui.tui.run_state import RecorderFactory
+from vramtui.tui.screens.export import ExportScreen
+from vramtui.tui.screens.run import RunScreen
+from vramtui.tui.screens.start import StartScreen
+from vramtui.tui.screens.summary import SummaryScreen
+
+CPU_ONLY = [DeviceChoice("cpu", "CPU")]
+SLOW = {"VRAMTUI_TEST_STEP_SLEEP": "0.05"}
+
+
+def tiny(tokens: int = 30) -> RunSpec:
+    return RunSpec(
+        model="tiny-opt", source="config", path=str(TINY_CONFIG), tokens=tokens, device="cpu"
+    )
+
+
+def app_for(
+    spec: RunSpec, out: Path, make_recorder: RecorderFactory | None = None, start: bool = False
+) -> VramApp:
+    kwargs = {"make_recorder": make_recorder} if make_recorder else {}
+    return VramApp(spec, start=start, out_dir=out, list_devices=lambda: CPU_ONLY, **kwargs)
+
+
+async def wait_for(pilot: Pilot, condition: object, timeout: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {condition}")
+        await pilot.pause(0.05)
+
+
+async def type_into(pilot: Pilot, text: str) -> None:
+    await pilot.press("ctrl+u", "end", "ctrl+u")  # clear the field whatever the cursor
+    await pilot.press(*[{" ": "space"}.get(c, c) for c in text])
+
+
+def text_of(screen: object, selector: str) -> str:
+    return str(screen.query_one(selector, Static).render())  # type: ignore[attr-defined]
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie (exited, not yet reaped) counts as gone
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+# ---- a real tiny run, filled in by keys ------------------------------------------------------
+def test_fill_the_form_run_to_the_end_and_export(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # short relative names to type
+    (tmp_path / "tiny.json").write_text(TINY_CONFIG.read_text())
+    out = tmp_path / "sessions"
+    app = app_for(RunSpec(), out)  # opt-125m from the architecture: the defaults
+
+    async def scenario() -> None:
+        async with app.run_test(size=(100, 30)) as pilot:
+            screen = app.screen
+            assert isinstance(screen, StartScreen)
+            await pilot.pause()
+            # Source: config.json, by keys on the focused select.
+            screen.query_one("#source", Select).focus()
+            await pilot.press("enter", "down", "enter")
+            assert screen.query_one("#source", Select).value == "config"
+            await pilot.press("tab")
+            assert app.focused is screen.query_one("#path", Input)
+            await type_into(pilot, "tiny.json")
+            await pilot.press("tab")
+            await type_into(pilot, "30")
+            await pilot.press("tab", "tab")  # prompt tokens, batch
+            await type_into(pilot, "0")
+            await pilot.press("enter")  # submit: batch 0 is refused in place
+            error = screen.query_one("#batch-error", Static)
+            assert error.has_class("-shown") and "--batch must be positive" in text_of(
+                screen, "#batch-error"
+            )
+            assert isinstance(app.screen, StartScreen)
+            await type_into(pilot, "1")
+            screen.query_one("#device", Select).focus()
+            await pilot.press("enter", "end", "enter")  # the last device: cpu
+            assert screen.query_one("#device", Select).value == "cpu"
+            await pilot.press("ctrl+r")
+            assert not error.has_class("-shown")
+            assert isinstance(app.screen, RunScreen)
+            run = app.current
+            assert run is not None and run.spec.tokens == 30
+            assert (run.spec.source, run.spec.path, run.spec.model) == (
+                "config",
+                "tiny.json",
+                "tiny",
+            )
+            await wait_for(pilot, lambda: run.ended)
+            await pilot.pause()
+            summary = app.screen
+            assert isinstance(summary, SummaryScreen)
+            assert "Peak memory" in text_of(summary, "#heading")
+            assert "30/30" in text_of(summary, "#heading")
+            assert "process RSS" in text_of(summary, "#notes")
+            # The run was saved by itself.
+            saved = json.loads(run.saved.json.read_text())
+            assert saved["status"] == "completed" and saved["tokens_generated"] == 30
+            assert run.saved.csv.read_text().count(",decode,") == 30
+            # e: export to a chosen name, twice: the second time asks before replacing.
+            for attempt in range(2):
+                await pilot.press("e")
+                assert isinstance(app.screen, ExportScreen)
+                await type_into(pilot, "mine")
+                await pilot.press("enter")
+                if attempt == 1:
+                    assert isinstance(app.screen, ExportScreen)
+                    assert "Enter again" in text_of(app.screen, "#export-error")
+                    await pilot.press("enter")
+                await pilot.pause()
+                assert isinstance(app.screen, SummaryScreen)
+            assert json.loads((tmp_path / "mine.json").read_text())["tokens_generated"] == 30
+            assert (tmp_path / "mine.csv").stat().st_size > 0
+            # s: a screenshot into the out folder; g: back to the graph; q: quit.
+            await pilot.press("s")
+            await pilot.press("g")
+            assert isinstance(app.screen, RunScreen)
+            assert "token 30/30" in text_of(app.screen, "#status")
+            await pilot.press("q")
+        assert len(list(out.glob("*.svg"))) == 1
+
+    asyncio.run(scenario())
+    assert app.return_code == 0
+
+
+def test_cancel_then_run_again_then_quit_ends_the_engine(tmp_path: Path) -> None:
+    out = tmp_path / "sessions"
+    app = app_for(tiny(100), out, lambda spec: Recorder(spec, extra_env=SLOW), start=True)
+
+    async def scenario() -> list[int]:
+        pids = []
+        async with app.run_test(size=(80, 24)) as pilot:
+            await wait_for(pilot, lambda: app.current and app.current.session.tokens_done >= 3)
+            first = app.current
+            pids.append(first.session.environment["engine_pid"])
+            await pilot.press("c")
+            await wait_for(pilot, lambda: first.ended)
+            await pilot.pause()
+            assert first.session.status == "cancelled"
+            assert isinstance(app.screen, SummaryScreen)
+            assert "cancelled" in text_of(app.screen, "#heading")
+            assert not pid_alive(pids[0])
+            # r: the form again, with the same settings; ctrl+r runs it.
+            await pilot.press("r")
+            assert isinstance(app.screen, StartScreen)
+            assert app.screen.query_one("#tokens", Input).value == "100"
+            await pilot.press("ctrl+r")
+            await wait_for(pilot, lambda: app.current is not first)
+            second = app.current
+            await wait_for(pilot, lambda: second.session.tokens_done >= 2)
+            pids.append(second.session.environment["engine_pid"])
+            await pilot.press("q")  # while generating: the engine ends first
+            await wait_for(pilot, lambda: second.ended, timeout=15)
+        return pids
+
+    pids = asyncio.run(scenario())
+    assert not any(pid_alive(pid) for pid in pids)
+    saved = sorted(out.glob("*.json"))
+    assert len(saved) == 2
+    assert [json.loads(p.read_text())["status"] for p in saved] == ["cancelled", "cancelled"]
+
+
+# ---- replayed runs: no engine ------------------------------------------------------------------
+def replayed(tokens: int = 100, **kwargs: object) -> RecorderFactory:
+    items = synthetic_run("opt-125m", tokens, **kwargs)  # type: ignore[arg-type]
+    return lambda spec: ReplayRecorder(spec, items, hold=True)
+
+
+def test_bad_values_are_shown_next_to_their_field(tmp_path: Path) -> None:
+    app = app_for(RunSpec(model="opt-125m", tokens=2100), tmp_path, replayed())
+
+    async def scenario() -> None:
+        async with app.run_test(size=(80, 24)) as pilot:
+            screen = app.screen
+            await pilot.press("ctrl+r")
+            assert isinstance(app.screen, StartScreen)
+            assert "2048 positions" in text_of(screen, "#tokens-error")
+            assert app.focused is screen.query_one("#tokens", Input)
+            await type_into(pilot, "ten")  # an integer field refuses letters
+            assert screen.query_one("#tokens", Input).value == ""
+            await pilot.press("enter")
+            assert "must be a whole number" in text_of(screen, "#tokens-error")
+            screen.query_one("#source", Select).value = "checkpoint"
+            await pilot.pause()
+            await type_into(pilot, "20")
+            screen.query_one("#path", Input).value = str(tmp_path / "nowhere")
+            await pilot.press("ctrl+r")
+            assert "not found" in text_of(screen, "#path-error")
+            assert not screen.query_one("#tokens-error", Static).has_class("-shown")
+
+    asyncio.run(scenario())
+
+
+def test_engine_usage_error_returns_to_the_form(tmp_path: Path) -> None:
+    items = [synthetic_run("opt-125m", 10)[0]]
+    from vramtui import events as ev
+
+    items.append(ev.Failed("usage", "no device 'cuda:7' here; devices here: cpu", "start"))
+    app = app_for(RunSpec(device="cuda:7"), tmp_path, lambda spec: ReplayRecorder(spec, items))
+
+    async def scenario() -> None:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.press("ctrl+r")
+            await wait_for(pilot, lambda: app.current and app.current.ended)
+            await pilot.pause()
+            await pilot.pause()
+            assert isinstance(app.screen, StartScreen)
+            assert "cuda:7" in text_of(app.screen, "#device-error")
+
+    asyncio.run(scenario())
+
+
+def test_keys_shown_follow_the_run_state_and_x_toggles_the_axis(tmp_path: Path) -> None:
+    app = app_for(RunSpec(tokens=100), tmp_path, replayed(100, upto=40), start=True)
+
+    async def scenario() -> None:
+        async with app.run_test(size=(100, 30)) as pilot:
+            await wait_for(pilot, lambda: isinstance(app.screen, RunScreen))
+            screen = app.screen
+            assert screen.check_action("cancel", ()) is True
+            assert screen.check_action("export", ()) is False
+            await pilot.press("e", "r")  # not while running
+            assert app.screen is screen
+            await pilot.press("x")
+            assert screen.axis == "seconds"
+            await pilot.pause(0.3)
+            assert screen.query_one("#plot").data.axis == "seconds"
+            await pilot.press("x")
+            assert screen.axis == "tokens"
+            await pilot.press("c")
+            await wait_for(pilot, lambda: app.current.ended)
+            await pilot.pause()
+            assert isinstance(app.screen, SummaryScreen)
+            await pilot.press("g")
+            assert app.screen is screen
+            assert screen.check_action("cancel", ()) is False
+            assert screen.check_action("export", ()) is True
+            await pilot.press("p")
+            assert isinstance(app.screen, SummaryScreen)
+            await pilot.press("escape")
+            assert app.screen is screen
+
+    asyncio.run(scenario())
+
+
+def test_export_refuses_a_missing_folder_and_escape_cancels(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    app = app_for(RunSpec(tokens=50), tmp_path / "out", replayed(50), start=True)
+
+    async def scenario() -> None:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await wait_for(pilot, lambda: isinstance(app.screen, SummaryScreen))
+            await pilot.press("e")
+            await type_into(pilot, "no/such/x.json")
+            await pilot.press("enter")
+            assert isinstance(app.screen, ExportScreen)
+            assert "does not exist" in text_of(app.screen, "#export-error")
+            await pilot.press("escape")
+            assert isinstance(app.screen, SummaryScreen)
+
+    asyncio.run(scenario())
+    assert not list(tmp_path.glob("*.json"))
+
+
+# ---- the app process never imports torch -----------------------------------------------------
+def test_the_app_process_never_imports_torch(tmp_path: Path) -> None:
+    """Run the tiny model to the end in a fresh interpreter (other tests import torch)."""
+    script = textwrap.dedent(
+        f"""
+        import asyncio, json, sys, time
+        t0 = time.perf_counter()
+        from vramtui.spec import RunSpec
+        from vramtui.tui.app import VramApp
+        spec = RunSpec(model="tiny-opt", source="config", path={str(TINY_CONFIG)!r},
+                       tokens=20, device="cpu")
+        app = VramApp(spec, start=True, out_dir=__import__("pathlib").Path({str(tmp_path)!r}))
+        result = {{}}
+
+        async def main():
+            async with app.run_test(size=(80, 24)) as pilot:
+                await pilot.pause()
+                result["first_frame_s"] = time.perf_counter() - t0
+                while not (app.current and app.current.ended):
+                    await pilot.pause(0.05)
+                result["status"] = app.current.session.status
+                await pilot.press("q")
+
+        asyncio.run(main())
+        result["torch"] = sorted(m for m in sys.modules if m.split(".")[0] in
+                                 ("torch", "transformers"))
+        print(json.dumps(result))
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=str(tmp_path),
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["status"] == "completed"
+    assert result["torch"] == []
+    assert result["first_frame_s"] < 5.0  # about 0.3 s here; loose for slow CI machines
+
+
+@pytest.mark.parametrize("argv", [["--model", "opt-1.3b", "--tokens", "2000"]])
+def test_cli_launches_the_app_with_the_flags(
+    argv: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: dict[str, object] = {}
+
+    def fake_run(self: VramApp, *args: object, **kwargs: object) -> None:
+        seen.update(spec=self.spec, start=self.autostart, out=self.out_dir)
+
+    monkeypatch.setattr(VramApp, "run", fake_run)
+    from vramtui.cli import main
+
+    assert main([*argv, "--start", "--out", str(tmp_path / "o")]) == 0
+    spec = seen["spec"]
+    assert (spec.model, spec.tokens) == ("opt-1.3b", 2000)  # type: ignore[attr-defined]
+    assert seen["start"] is True and seen["out"] == tmp_path / "o"
+
+
+def test_wall_clock_names_are_injected(tmp_path: Path) -> None:
+    app = VramApp(
+        RunSpec(tokens=20),
+        start=True,
+        out_dir=tmp_path,
+        list_devices=lambda: CPU_ONLY,
+        make_recorder=replayed(20),
+        wall_clock=lambda: datetime(2030, 5, 6, 7, 8, 9),
+    )
+
+    async def scenario() -> None:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await wait_for(pilot, lambda: isinstance(app.screen, SummaryScreen))
+
+    asyncio.run(scenario())
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "20300506-070809-opt-125m-cuda0.csv",
+        "20300506-070809-opt-125m-cuda0.json",
+    ]

@@ -1,0 +1,130 @@
+"""Snapshots of the start, run and summary screens, fed by synthetic event streams.
+
+Everything that could change between runs is fixed: the data (synthetic_run),
+the app's clocks, the device list, the save folder (relative, in a temporary
+working directory) and the terminal size. Update with `pytest --snapshot-update`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+from textual.pilot import Pilot
+
+from vramtui.devices import DeviceChoice
+from vramtui.spec import RunSpec
+from vramtui.tui.app import VramApp
+from vramtui.tui.replay import Item, ReplayRecorder, synthetic_run
+from vramtui.tui.screens.run import RunScreen
+
+H100 = DeviceChoice("cuda:0", "NVIDIA H100 80GB HBM3", 85_520_809_984, 84_300_000_000)
+DEVICES = [H100, DeviceChoice("cpu", "CPU")]
+WIDE, SMALL = (100, 30), (80, 24)
+
+
+@pytest.fixture(autouse=True)
+def _in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # the app saves into ./sessions, shown as such
+
+
+def make_app(spec: RunSpec, items: list[Item] | None, *, start: bool = True) -> VramApp:
+    last_t = max((getattr(i, "t", 0.0) for i in items or []), default=1.0)
+    return VramApp(
+        spec,
+        start=start,
+        out_dir=Path("sessions"),
+        make_recorder=lambda s: ReplayRecorder(s, items or [], hold=True),
+        list_devices=lambda: DEVICES,
+        clock=lambda: last_t,
+        wall_clock=lambda: datetime(2026, 1, 2, 3, 4, 5),
+    )
+
+
+async def settle(pilot: Pilot, *, finished: bool = False) -> None:
+    """Wait for the device list (and the run, when it ends), then redraw once more."""
+    app = pilot.app
+    for worker in list(app.workers):
+        if worker.group == "devices" or (finished and worker.group == "engine"):
+            await worker.wait()
+    await pilot.pause()
+    if isinstance(app.screen, RunScreen):
+        app.screen._plot_key = None
+        app.screen.redraw()
+    await pilot.pause()
+
+
+def before(*keys: str, finished: bool = False) -> Callable[[Pilot], Awaitable[None]]:
+    async def run_before(pilot: Pilot) -> None:
+        await settle(pilot, finished=finished)
+        for key in keys:
+            await pilot.press(key)
+            await settle(pilot, finished=finished)
+
+    return run_before
+
+
+def opt13(tokens: int = 2000) -> RunSpec:
+    return RunSpec(model="opt-1.3b", tokens=tokens, device="cuda:0")
+
+
+@pytest.mark.parametrize("size", [WIDE, SMALL], ids=["100x30", "80x24"])
+def test_start_screen(snap_compare: Callable[..., bool], size: tuple[int, int]) -> None:
+    app = make_app(opt13(), None, start=False)
+    assert snap_compare(app, terminal_size=size, run_before=before())
+
+
+def test_start_screen_shows_a_bad_value_in_place(snap_compare: Callable[..., bool]) -> None:
+    app = make_app(RunSpec(model="opt-1.3b", tokens=2100, device="cuda:0"), None, start=False)
+    assert snap_compare(app, terminal_size=WIDE, run_before=before("ctrl+r"))
+
+
+@pytest.mark.parametrize("size", [WIDE, SMALL], ids=["100x30", "80x24"])
+def test_run_screen_mid_generation(
+    snap_compare: Callable[..., bool], size: tuple[int, int]
+) -> None:
+    app = make_app(opt13(), synthetic_run("opt-1.3b", 2000, upto=740))
+    assert snap_compare(app, terminal_size=size, run_before=before())
+
+
+def test_run_screen_seconds_axis(snap_compare: Callable[..., bool]) -> None:
+    app = make_app(opt13(), synthetic_run("opt-1.3b", 2000, upto=740))
+    assert snap_compare(app, terminal_size=WIDE, run_before=before("x"))
+
+
+def test_run_screen_on_the_cpu_says_so(snap_compare: Callable[..., bool]) -> None:
+    spec = RunSpec(model="opt-125m", tokens=200, device="cpu")
+    app = make_app(spec, synthetic_run("opt-125m", 200, upto=120, backend="cpu"))
+    assert snap_compare(app, terminal_size=SMALL, run_before=before())
+
+
+def test_run_screen_without_colour(
+    snap_compare: Callable[..., bool], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NO_COLOR", "1")
+    app = make_app(opt13(), synthetic_run("opt-1.3b", 2000, upto=740))
+    assert app.no_color
+    assert snap_compare(app, terminal_size=SMALL, run_before=before())
+
+
+@pytest.mark.parametrize("size", [WIDE, SMALL], ids=["100x30", "80x24"])
+def test_summary_screen(snap_compare: Callable[..., bool], size: tuple[int, int]) -> None:
+    app = make_app(opt13(), synthetic_run("opt-1.3b", 2000))
+    assert snap_compare(app, terminal_size=size, run_before=before(finished=True))
+
+
+def test_summary_of_an_out_of_memory_run(snap_compare: Callable[..., bool]) -> None:
+    app = make_app(opt13(), synthetic_run("opt-1.3b", 2000, upto=512, outcome="oom"))
+    assert snap_compare(app, terminal_size=WIDE, run_before=before(finished=True))
+
+
+def test_graph_after_the_end(snap_compare: Callable[..., bool]) -> None:
+    app = make_app(opt13(), synthetic_run("opt-1.3b", 2000))
+    assert snap_compare(app, terminal_size=WIDE, run_before=before("g", finished=True))
+
+
+def test_export_dialog(snap_compare: Callable[..., bool]) -> None:
+    app = make_app(opt13(200), synthetic_run("opt-1.3b", 200))
+    assert snap_compare(app, terminal_size=SMALL, run_before=before("e", finished=True))

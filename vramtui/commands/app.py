@@ -1,0 +1,63 @@
+"""`vramtui` with no command: the interactive app.
+
+Textual (and the app) are imported only in `run()`, so `vramtui run` and the
+other commands never pay for them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from vramtui import __version__
+from vramtui.commands.common import ArgumentParser, add_spec_arguments, spec_from_args
+from vramtui.errors import UsageError
+
+EPILOG = (
+    "Without a command, vramtui opens the app; the flags prefill its form. "
+    "Headless: `vramtui run --help`."
+)
+
+
+def build_parser(commands: tuple[str, ...] = ()) -> ArgumentParser:
+    listed = f" Commands: {', '.join(commands)}." if commands else ""
+    parser = ArgumentParser(
+        prog="vramtui",
+        description="Live GPU-memory profiler for transformer text generation.",
+        epilog=EPILOG + listed,
+    )
+    parser.add_argument("--version", action="version", version=f"vramtui {__version__}")
+    add_spec_arguments(parser)
+    parser.add_argument("--start", action="store_true", help="begin the run at once")
+    parser.add_argument(
+        "--out",
+        metavar="DIR",
+        help="save sessions and screenshots here (default: the user's data folder, "
+        "e.g. ~/.local/share/vramtui/sessions)",
+    )
+    return parser
+
+
+def out_dir(text: str) -> Path:
+    """The --out folder, made if missing; a UsageError if it cannot be written."""
+    path = Path(text).expanduser()
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"--out must be a folder: {text} is a file")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot make --out folder {text}: {exc.strerror or exc}") from None
+    if not os.access(path, os.W_OK):
+        raise UsageError(f"--out folder {text} is not writable")
+    return path
+
+
+def run(args: argparse.Namespace) -> int:
+    spec = spec_from_args(args)
+    out = out_dir(args.out) if args.out else None
+    from vramtui.tui.app import VramApp
+
+    app = VramApp(spec, start=args.start, out_dir=out)
+    app.run()
+    return app.return_code or 0

@@ -1,0 +1,551 @@
+"""Predict the memory of one generation run, term by term, before running it.
+
+Pure Python (no torch): it reads a `ModelInfo` and the run's shape and models
+what the engine (vramtui.engine.child) does with transformers' `generate`:
+greedy, exactly N new tokens, a `DynamicCache` that grows by `torch.cat`, and
+a sample taken right after the forward that produced each token (token 0's
+step is the prefill forward over the whole prompt).
+
+Every tensor alive at each moment of a step was traced with the CPU
+allocator (torch profiler, `profile_memory=True`, transformers 5.24, OPT):
+the model below reproduces those traces to within a few kilobytes on the
+CPU. What only a GPU can tell (CUDA context, cuBLAS workspace, what the
+caching allocator reserves beyond what is allocated) lives in `Calibration`,
+whose defaults say where each number comes from.
+
+Names used below, for one step with `q` new positions (the prompt for the
+prefill, 1 for a decode step) and `n` positions in the cache after it:
+    B batch, h hidden, H heads, f ffn, V vocab, e bytes per element,
+    X = B*q*h*e (one hidden-state activation), F = B*q*f*e (one MLP
+    intermediate), L = B*V*4 (one float32 row of logits per sequence).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from functools import cached_property
+from typing import Any
+
+from vramtui.catalogue import DTYPE_BYTES, OPT_POSITION_OFFSET, ModelInfo
+from vramtui.errors import UsageError
+
+MiB = 1024**2
+BACKENDS = ("cuda", "mps", "cpu")
+ATTN = ("sdpa", "eager")
+INT64 = 8  # input ids and attention masks are int64
+FLOAT32 = 4  # generate converts the last position's logits to float32
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Constants only a GPU can tell. The lead replaces them with calibrated ones.
+
+    Each field says what sets it; `source` says where the whole set came from.
+    """
+
+    # NVML per-process memory of a torch process after `torch.zeros(1, device="cuda")`:
+    # 642 MB measured on an H200 (DESIGN.md, torch 2.11), less the one 2 MiB segment
+    # the allocator reserved for that tensor. Calibrate: NVML process - reserved in
+    # a fresh process right after its first CUDA tensor.
+    cuda_context_bytes: int = 642_000_000 - 2 * MiB
+    # Non-allocator memory that appears at the first GEMM and kernel launches:
+    # cuBLAS/cuBLASLt handles and the lazily loaded kernel modules. UNMEASURED GUESS.
+    # Calibrate: (NVML process - reserved) at the end of a run minus cuda_context_bytes.
+    cuda_libraries_bytes: int = 100_000_000
+    # The cuBLAS workspace, allocated through the caching allocator at the first
+    # matmul (so it counts in `allocated` from token 0 on, but not at load).
+    # 32 MiB is torch's default on Hopper and later (H100/H200), ":4096:8" in
+    # aten/src/ATen/cuda/CublasHandlePool.cpp; older GPUs default to ":4096:2:16:8"
+    # (8.125 MiB); CUBLAS_WORKSPACE_CONFIG overrides both. Some torch builds have
+    # let cuBLAS allocate it itself (then it is non-allocator memory: move it to
+    # cuda_libraries_bytes). Calibrate: allocated after token 0 minus the
+    # prediction with this term at 0.
+    cublas_workspace_bytes: int = 32 * MiB
+    # Allocated bytes at every step that this model does not account for (small
+    # bookkeeping tensors each take a 512-byte block on CUDA). Calibrate: measured
+    # minus predicted allocated after token 0, less the workspace.
+    allocated_overhead_bytes: int = 0
+    # CUDA caching allocator constants, from c10/cuda/CUDACachingAllocator.cpp:
+    # every block is a multiple of 512 B (kMinBlockSize); blocks up to 1 MiB
+    # (kSmallSize) come from 2 MiB segments (kSmallBuffer); requests under 10 MiB
+    # (kMinLargeAlloc) get a 20 MiB segment (kLargeBuffer); larger ones a segment
+    # rounded up to 2 MiB (kRoundLarge).
+    block_bytes: int = 512
+    small_block_max: int = 1 * MiB
+    small_segment_bytes: int = 2 * MiB
+    large_segment_bytes: int = 20 * MiB
+    large_alloc_min: int = 10 * MiB
+    large_round_bytes: int = 2 * MiB
+    # Reserved beyond allocated for everything allocated after the weights (KV
+    # cache growing by torch.cat, step transients), as a fraction of it: freed
+    # cache blocks are too small for the next, longer copy. UNMEASURED GUESS.
+    # Calibrate: (peak reserved - weights reserved) / (peak allocated - weights) - 1.
+    dynamic_slack_fraction: float = 0.10
+    source: str = "defaults: DESIGN.md (H200, torch 2.11) and PyTorch sources; not calibrated"
+
+
+DEFAULT = Calibration()
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """Predicted memory of one run. Byte figures are those torch and NVML report."""
+
+    weights_bytes: int  # params x bytes per element (exact)
+    kv_cache_bytes: int  # at the end of the run: 2 x layers x hidden x positions held x batch x e
+    transient_bytes: int  # largest step peak above that step's steady allocated
+    slack_bytes: int  # allocator reserved - allocated, at the peak
+    context_bytes: int  # CUDA context and other non-allocator memory of the process
+    peak_allocated_bytes: int  # torch.cuda.max_memory_allocated()
+    peak_reserved_bytes: int
+    peak_total_bytes: int  # NVML per-process memory at the peak
+    prompt_tokens: int
+    tokens: int
+    batch: int
+    dtype: str
+    attn: str
+    backend: str = "cuda"
+    model: ModelInfo = field(default=None, repr=False, compare=False)  # type: ignore[assignment]
+    calibration: Calibration = field(default=DEFAULT, repr=False, compare=False)
+
+    @cached_property
+    def _shape(self) -> _Shape:
+        return _Shape(
+            self.model,
+            self.prompt_tokens,
+            self.batch,
+            self.dtype,
+            self.attn,
+            self.backend,
+            self.calibration,
+        )
+
+    def _check(self, token: int) -> None:
+        if not 0 <= token < self.tokens:
+            raise ValueError(f"token {token} is outside 0..{self.tokens - 1}")
+
+    def kv_at(self, token: int) -> int:
+        """KV cache bytes after step `token` (prompt + token positions)."""
+        self._check(token)
+        return self.model.kv_bytes_per_token(self.dtype, self.batch) * (self.prompt_tokens + token)
+
+    def allocated_at(self, token: int) -> int:
+        """Predicted allocated bytes after step `token` (when the engine samples it)."""
+        self._check(token)
+        return self._shape.steady(token)
+
+    def step_peak_at(self, token: int) -> int:
+        """Predicted peak allocated bytes during step `token`."""
+        self._check(token)
+        return self._shape.step_peak(token)
+
+    def curve(self, points: int = 200) -> list[tuple[int, int]]:
+        """(token, predicted step peak), at most `points` tokens, first and last included."""
+        return [(t, self.step_peak_at(t)) for t in sample_tokens(self.tokens, points)]
+
+    def run_kwargs(self) -> dict[str, Any]:
+        """The keyword arguments of `estimate` that describe this run, but its length."""
+        return dict(
+            prompt_tokens=self.prompt_tokens,
+            batch=self.batch,
+            dtype=self.dtype,
+            attn=self.attn,
+            backend=self.backend,
+            calibration=self.calibration,
+        )
+
+    def for_tokens(self, tokens: int) -> Estimate:
+        """The same run stopped after `tokens` new tokens (e.g. to compare a failed run)."""
+        return estimate(self.model, tokens=tokens, **self.run_kwargs())
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {k: v for k, v in asdict(self).items() if k not in ("model", "calibration")}
+        data["model"] = self.model.name if self.model else None
+        data["params"] = self.model.params if self.model else None
+        data["calibration"] = self.calibration.source
+        return data
+
+
+def sample_tokens(tokens: int, points: int) -> list[int]:
+    """Up to `points` evenly spread token indices in 0..tokens-1, ends included."""
+    if tokens <= 0 or points <= 0:
+        return []
+    if tokens <= points or points == 1:
+        return list(range(tokens)) if tokens <= points else [tokens - 1]
+    step = (tokens - 1) / (points - 1)
+    return sorted({round(i * step) for i in range(points)})
+
+
+def param_tensors(model: ModelInfo) -> list[int]:
+    """Element counts of OPT's parameter tensors, in the order the model creates them.
+
+    The lm_head is tied to embed_tokens and owns no storage. Sums to model.params.
+    """
+    h, f, p = model.hidden, model.ffn, model.word_embed_proj_dim
+    out = [model.vocab * p, (model.positions + OPT_POSITION_OFFSET) * h]
+    if p != h:
+        out += [h * p, p * h]  # project_out, project_in (no bias)
+    if model.do_layer_norm_before:
+        out += [h, h]  # the decoder's final LayerNorm
+    layer = [h * h, h] * 4  # k, v, q, out projections with biases
+    layer += [h, h]  # self_attn_layer_norm
+    layer += [f * h, f, h * f, h]  # fc1, fc2
+    layer += [h, h]  # final_layer_norm
+    return out + layer * model.layers
+
+
+class _Shape:
+    """The run's dimensions and the byte size of every tensor the model traces show."""
+
+    def __init__(
+        self,
+        model: ModelInfo,
+        prompt: int,
+        batch: int,
+        dtype: str,
+        attn: str,
+        backend: str,
+        cal: Calibration,
+    ) -> None:
+        self.m, self.P, self.B, self.attn, self.cal = model, prompt, batch, attn, cal
+        self.dtype, self.backend = dtype, backend
+        self.e = DTYPE_BYTES[dtype]
+        self.cuda = backend == "cuda"
+        self.weights = sum(self.blk(n * self.e) for n in param_tensors(model))
+        # The cuBLAS workspace appears at the first matmul (in the prefill) and stays.
+        self.workspace = cal.cublas_workspace_bytes if self.cuda else 0
+        self.logit_row = self.blk(self.B * model.vocab * FLOAT32)  # L
+
+    def blk(self, nbytes: int) -> int:
+        """What one tensor of `nbytes` counts in `allocated`: CUDA rounds up to 512 B;
+        the CPU allocator reports the bytes asked for."""
+        if not self.cuda or nbytes == 0:
+            return nbytes
+        b = self.cal.block_bytes
+        return -(-nbytes // b) * b
+
+    def kv(self, positions: int) -> int:
+        """The DynamicCache: one K and one V tensor per layer, B x H x positions x head_dim."""
+        return 2 * self.m.layers * self.blk(self.B * positions * self.m.hidden * self.e)
+
+    def book(self, i: int) -> int:
+        """int64 ids and masks on the device after step i: the engine's prompt ids and
+        mask, the copy of the prompt ids generate keeps for the whole run (P each),
+        generate's input_ids from step 1 on (P + i) and its attention mask, already
+        grown by one column for the next step (P + i + 1)."""
+        P, B = self.P, self.B
+        lengths = [P, P, P, P + i + 1] + ([P + i] if i >= 1 else [])
+        return sum(self.blk(B * n * INT64) for n in lengths)
+
+    def logits_steady(self, i: int) -> int:
+        """Logits alive when the engine samples step i: the model output (B x 1 x V, model
+        dtype; generate asks for the last position only), its float32 copy, the scores
+        the min-length processors returned, and from step 1 on the previous step's
+        scores (generate rebinds `next_token_scores` only after the processors ran)."""
+        rows = 3 if i >= 1 else 2
+        return self.blk(self.B * self.m.vocab * self.e) + rows * self.logit_row
+
+    def steady(self, i: int) -> int:
+        """Allocated after step i, when the engine samples it."""
+        return (
+            self.weights
+            + self.kv(self.P + i)
+            + self.book(i)
+            + self.workspace
+            + self.logits_steady(i)
+            + self.cal.allocated_overhead_bytes
+        )
+
+    def processors(self) -> int:
+        """Above steady, inside the logits processors. min_new_tokens=N makes generate add
+        both MinLength and MinNewTokensLength processors; the second, at its
+        torch.where, holds the first one's result, its own clone of the scores,
+        arange(V) (int64) and the eos mask (bool, V)."""
+        V = self.m.vocab
+        return 2 * self.logit_row + self.blk(V * INT64) + self.blk(V)
+
+    def forward(self, q: int, n: int) -> int:
+        """Largest allocation above weights + KV(n) + ids during the forward of a step
+        with q new positions and n cached positions after it (last layer, where the
+        cache of every layer is already in)."""
+        m, B, e, blk = self.m, self.B, self.e, self.blk
+        X = blk(B * q * m.hidden * e)
+        F = blk(B * q * m.ffn * e)
+        ln = 1 if m.do_layer_norm_before else 0
+        # OPTDecoder keeps inputs_embeds (after project_in) and the position embeddings
+        # as locals for the whole forward.
+        embeds = 2 * X
+        # The cat that grows the last layer's V: the layer input, its LayerNorm (pre-LN
+        # models), q (q_proj * scaling), k and v still held by the caller, and the old
+        # V of n - q positions next to its new copy (the new one is in KV(n)).
+        cat = embeds + X + ln * X + 3 * X + blk(B * (n - q) * m.hidden * e)
+        # The MLP of the last layer: layer input, residual, fc1 output and its ReLU
+        # (not in place) at once.
+        mlp = embeds + 2 * X + 2 * F
+        if self.attn == "sdpa":
+            # flash / memory-efficient kernels (CUDA) and the CPU flash kernel keep no
+            # score matrix: output + log-sum-exp sit below the cat moment above.
+            return max(cat, mlp)
+        # eager_attention_forward (transformers/models/opt/modeling_opt.py):
+        #   scores = matmul(q, k^T) * scaling   matmul copies q (not viewable as 3-D): X
+        #                                        then two score tensors for the product
+        #   scores = scores + mask               two score tensors again
+        #   softmax(scores, dtype=float32)       a float32 copy; on CUDA fp16 the kernel
+        #                                        upcasts in place of a converted input,
+        #                                        bf16 (and any half type on CPU) first
+        #                                        converts to float32: one more
+        #   .to(query.dtype)                     back to the model dtype: a third
+        #   matmul(w, v).transpose().contiguous() output and its contiguous copy
+        # and the causal mask (B x 1 x q x n, model dtype) lives for the whole forward.
+        # The layer keeps the weights (`hidden_states, _ = self.self_attn(...)`) in `_`
+        # through its MLP.
+        S = blk(B * m.heads * q * n * e)
+        S32 = blk(B * m.heads * q * n * FLOAT32)
+        mask = blk(B * q * n * e)
+        upcast_copy = S32 if e != FLOAT32 and not (self.cuda and self.dtype == "float16") else 0
+        back = S if e != FLOAT32 else 0
+        scores = max(X + S, 2 * S, S + S32 + max(upcast_copy, back), S + 2 * X)
+        attention = embeds + X + ln * X + X + scores  # input, LayerNorm, q, scores
+        return mask + max(cat, attention, mlp + S)
+
+    def step_peak(self, i: int) -> int:
+        q, n = (self.P, self.P) if i == 0 else (1, self.P + i)
+        # Carried into a decode step: the previous float32 logits and scores.
+        carried = 2 * self.logit_row if i >= 1 else 0
+        during_forward = (
+            self.weights
+            + self.kv(n)
+            + self.book(i)
+            + self.workspace
+            + carried
+            + self.forward(q, n)
+            + self.cal.allocated_overhead_bytes
+        )
+        return max(during_forward, self.steady(i) + self.processors())
+
+    def reserved_for(self, peak_allocated: int) -> int:
+        """Peak reserved: the weights' segments, the cuBLAS workspace's own segment, and
+        everything else inflated by fragmentation (see Calibration)."""
+        if not self.cuda:
+            return peak_allocated  # no caching allocator: nothing reserved beyond use
+        cal = self.cal
+        weights = segments_for(param_tensors(self.m), self.e, cal)
+        workspace = segments_for([self.workspace], 1, cal) if self.workspace else 0
+        rest = max(0, peak_allocated - self.weights - self.workspace)
+        rest = _round_up(int(rest * (1 + cal.dynamic_slack_fraction)), cal.large_round_bytes)
+        return weights + workspace + max(rest, cal.small_segment_bytes)
+
+
+def _round_up(value: int, unit: int) -> int:
+    return -(-value // unit) * unit
+
+
+def segments_for(numels: list[int], e: int, cal: Calibration) -> int:
+    """Bytes of the segments the CUDA caching allocator reserves for tensors allocated
+    one after another and never freed (the weights at load), best fit, as in
+    CUDACachingAllocator.cpp: small blocks share 2 MiB segments; requests under
+    10 MiB carve 20 MiB segments; larger ones get their own, rounded to 2 MiB."""
+    free = {"small": [], "large": []}  # free block sizes per pool
+    reserved = 0
+    for numel in numels:
+        size = _round_up(max(numel * e, 1), cal.block_bytes)
+        pool = "small" if size <= cal.small_block_max else "large"
+        fits = [b for b in free[pool] if b >= size]
+        if fits:
+            block = min(fits)
+            free[pool].remove(block)
+        else:
+            if pool == "small":
+                block = cal.small_segment_bytes
+            elif size < cal.large_alloc_min:
+                block = cal.large_segment_bytes
+            else:
+                block = _round_up(size, cal.large_round_bytes)
+            reserved += block
+        rest = block - size
+        # A block is split when what remains is still worth a block of its pool.
+        if rest >= (cal.block_bytes if pool == "small" else cal.small_block_max + 1):
+            free[pool].append(rest)
+    return reserved
+
+
+def _check_args(
+    model: ModelInfo,
+    prompt_tokens: int,
+    tokens: int,
+    batch: int,
+    dtype: str,
+    attn: str,
+    backend: str,
+) -> None:
+    if dtype not in DTYPE_BYTES:
+        raise UsageError(f"unknown dtype {dtype!r}; choose from {', '.join(DTYPE_BYTES)}")
+    if attn not in ATTN:
+        raise UsageError(f"unknown attention {attn!r}; choose from {', '.join(ATTN)}")
+    if backend not in BACKENDS:
+        raise UsageError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
+    if prompt_tokens <= 0 or tokens <= 0 or batch <= 0:
+        raise UsageError("prompt tokens, new tokens and batch must be positive")
+    if prompt_tokens + tokens > model.positions:
+        raise UsageError(
+            f"prompt ({prompt_tokens}) + new tokens ({tokens}) exceeds {model.name}'s "
+            f"limit of {model.positions} positions"
+        )
+
+
+def estimate(
+    model: ModelInfo,
+    *,
+    prompt_tokens: int = 8,
+    tokens: int = 200,
+    batch: int = 1,
+    dtype: str = "float16",
+    attn: str = "sdpa",
+    backend: str = "cuda",
+    calibration: Calibration = DEFAULT,
+) -> Estimate:
+    """Predict one run of `tokens` new tokens after a `prompt_tokens` prompt.
+
+    backend "cuda" models torch's caching allocator and the CUDA context; "cpu"
+    (and "mps", whose driver is not modelled) has no context term and reserves
+    exactly what it allocates, and predicts tensor bytes, not the process RSS
+    the engine reports there.
+    """
+    _check_args(model, prompt_tokens, tokens, batch, dtype, attn, backend)
+    shape = _Shape(model, prompt_tokens, batch, dtype, attn, backend, calibration)
+    # Every term grows with the step index in decode, so the largest decode figures
+    # are those of the last step; the prefill (token 0) is the other candidate.
+    candidates = sorted({0, min(1, tokens - 1), tokens - 1})
+    peak_allocated = max([shape.weights] + [shape.step_peak(i) for i in candidates])
+    transient = max(shape.step_peak(i) - shape.steady(i) for i in candidates)
+    peak_reserved = shape.reserved_for(peak_allocated)
+    context = calibration.cuda_context_bytes + calibration.cuda_libraries_bytes
+    context = context if shape.cuda else 0  # no CUDA context off CUDA
+    kv_final = model.kv_bytes_per_token(dtype, batch) * (prompt_tokens + tokens - 1)
+    return Estimate(
+        weights_bytes=model.weights_bytes(dtype),
+        kv_cache_bytes=kv_final,
+        transient_bytes=transient,
+        slack_bytes=peak_reserved - peak_allocated,
+        context_bytes=context,
+        peak_allocated_bytes=peak_allocated,
+        peak_reserved_bytes=peak_reserved,
+        peak_total_bytes=peak_reserved + context,
+        prompt_tokens=prompt_tokens,
+        tokens=tokens,
+        batch=batch,
+        dtype=dtype,
+        attn=attn,
+        backend=backend,
+        model=model,
+        calibration=calibration,
+    )
+
+
+def max_tokens_that_fit(
+    model: ModelInfo,
+    memory_bytes: int,
+    *,
+    prompt_tokens: int = 8,
+    batch: int = 1,
+    dtype: str = "float16",
+    attn: str = "sdpa",
+    backend: str = "cuda",
+    calibration: Calibration = DEFAULT,
+) -> int:
+    """The largest number of new tokens whose predicted peak total fits `memory_bytes`.
+
+    0 when not even one token fits (the weights, or the prefill, are too large);
+    never more than the model's positions allow after the prompt.
+    """
+    cap = model.positions - prompt_tokens
+
+    def fits(n: int) -> bool:
+        e = estimate(
+            model,
+            prompt_tokens=prompt_tokens,
+            tokens=n,
+            batch=batch,
+            dtype=dtype,
+            attn=attn,
+            backend=backend,
+            calibration=calibration,
+        )
+        return e.peak_total_bytes <= memory_bytes
+
+    if cap <= 0 or not fits(1):
+        return 0
+    lo, hi = 1, cap  # fits(lo) holds; the peak grows with the number of tokens
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if fits(mid):
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+# OPTConfig's defaults (transformers), for keys a config.json leaves out.
+_OPT_DEFAULTS: dict[str, Any] = {
+    "vocab_size": 50272,
+    "hidden_size": 768,
+    "num_hidden_layers": 12,
+    "ffn_dim": 3072,
+    "num_attention_heads": 12,
+    "max_position_embeddings": 2048,
+    "do_layer_norm_before": True,
+}
+
+
+def model_info_for_config(config: dict[str, Any]) -> ModelInfo | None:
+    """A ModelInfo for an OPT config.json dict; None for other model types, and for
+    OPT variants whose parameters ModelInfo cannot count (no biases, LayerNorms
+    without weights, untied lm_head, final LayerNorm removed)."""
+    if config.get("model_type") != "opt":
+        return None
+    if (
+        config.get("enable_bias", True) is not True
+        or config.get("layer_norm_elementwise_affine", True) is not True
+        or config.get("tie_word_embeddings", True) is not True
+        or config.get("_remove_final_layer_norm", False)
+    ):
+        return None
+    values = {**_OPT_DEFAULTS, **{k: config[k] for k in _OPT_DEFAULTS if k in config}}
+    ints = (
+        "vocab_size",
+        "hidden_size",
+        "num_hidden_layers",
+        "ffn_dim",
+        "num_attention_heads",
+        "max_position_embeddings",
+    )
+    if not all(isinstance(values[k], int) and values[k] > 0 for k in ints):
+        return None
+    hidden = values["hidden_size"]
+    proj = config.get("word_embed_proj_dim") or hidden
+    if not isinstance(proj, int) or proj <= 0 or hidden % values["num_attention_heads"]:
+        return None
+    return ModelInfo(
+        name=str(config.get("_name_or_path") or "opt (config)"),
+        hidden=hidden,
+        layers=values["num_hidden_layers"],
+        heads=values["num_attention_heads"],
+        ffn=values["ffn_dim"],
+        vocab=values["vocab_size"],
+        positions=values["max_position_embeddings"],
+        word_embed_proj_dim=proj,
+        do_layer_norm_before=bool(values["do_layer_norm_before"]),
+    )
+
+
+__all__ = [
+    "DEFAULT",
+    "Calibration",
+    "Estimate",
+    "estimate",
+    "max_tokens_that_fit",
+    "model_info_for_config",
+    "param_tensors",
+    "sample_tokens",
+    "segments_for",
+]

@@ -1,0 +1,44 @@
+"""The device list of the start screen: every GPU NVML sees (name, free/total), MPS, CPU."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from vramtui.devices import DeviceChoice
+from vramtui.units import format_bytes
+
+AUTO_LABEL = "auto (first GPU, else MPS, else CPU)"
+
+
+@dataclass(frozen=True)
+class DeviceOption:
+    id: str
+    label: str
+
+
+def describe(choice: DeviceChoice) -> str:
+    """cuda:0  NVIDIA H100 80GB HBM3 · 79.1 GB free of 85.5 GB"""
+    text = f"{choice.id}  {choice.label}"
+    if choice.total:
+        text += f" · {format_bytes(choice.free)} free of {format_bytes(choice.total)}"
+    return text
+
+
+def initial_device_options(wanted: str) -> list[DeviceOption]:
+    """What the form shows before NVML has answered."""
+    out = [DeviceOption("auto", AUTO_LABEL)]
+    if wanted not in ("auto", "cpu"):
+        out.append(DeviceOption(wanted, wanted))
+    out.append(DeviceOption("cpu", "cpu  CPU"))
+    return out
+
+
+def device_options(choices: Iterable[DeviceChoice], wanted: str) -> list[DeviceOption]:
+    """auto, then each device found; a device asked for on the command line that was
+    not found stays in the list (the run will say why it cannot use it)."""
+    out = [DeviceOption("auto", AUTO_LABEL)]
+    out += [DeviceOption(c.id, describe(c)) for c in choices]
+    if wanted not in {o.id for o in out}:
+        out.insert(1, DeviceOption(wanted, f"{wanted}  (not found here)"))
+    return out

@@ -1,0 +1,190 @@
+"""What the memory plot shows, computed from a Session without Textual.
+
+The plot is redrawn a few times a second while the engine generates, so the
+data is bounded first: each series is cut down to a fixed number of x buckets
+(about the plot's width), keeping the largest value of each bucket so that a
+peak can never fall between two drawn points.
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_left
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from vramtui.session import Session
+
+# Drawn in this order, so the later (usually larger) series stay visible on top.
+PLOT_SERIES = ("allocated", "step_peak", "reserved", "nvml_process")
+# Shown in this order beside the plot and in the summary.
+TABLE_SERIES = ("nvml_process", "reserved", "allocated", "step_peak")
+AXES = ("tokens", "seconds")
+
+SERIES_COLORS: dict[str, tuple[int, int, int]] = {
+    "nvml_process": (230, 90, 200),
+    "reserved": (90, 150, 250),
+    "allocated": (80, 200, 120),
+    "step_peak": (240, 170, 60),
+}
+REFERENCE_COLOR = (220, 60, 60)
+# Markers where there is no colour to tell the lines apart (NO_COLOR).
+SERIES_MARKERS = {"nvml_process": "#", "reserved": "=", "allocated": "+", "step_peak": "."}
+# The device total is drawn when it is at most this many times the data's max.
+REFERENCE_IN_VIEW = 2.0
+
+
+@dataclass(frozen=True)
+class Line:
+    name: str
+    xs: list[float]
+    ys: list[float]  # in the plot's unit
+
+
+@dataclass(frozen=True)
+class PlotData:
+    axis: str  # tokens | seconds
+    unit: str  # GB, MB, kB, B
+    scale: float  # bytes per unit
+    lines: tuple[Line, ...]
+    x_max: float
+    y_min: float  # the y axis, in the unit: zoomed on the data, so growth shows
+    y_max: float
+    reference: float | None  # the device total, in the unit, when in view
+    phase_marks: tuple[tuple[float, str], ...] = ()  # (seconds, phase) on the seconds axis
+
+    @property
+    def empty(self) -> bool:
+        return not any(line.xs for line in self.lines)
+
+
+def nice_step(raw: float) -> float:
+    """The smallest of 1, 2, 2.5, 5 x 10^k that is at least `raw`."""
+    if raw <= 0:
+        return 1.0
+    power = 10 ** math.floor(math.log10(raw))
+    for factor in (1, 2, 2.5, 5, 10):
+        if factor * power >= raw * (1 - 1e-9):
+            return factor * power
+    return 10 * power
+
+
+def nice_ticks(lo: float, hi: float, count: int) -> list[float]:
+    """Round tick values across [lo, hi], about `count` of them."""
+    if hi <= lo:
+        return [lo]
+    step = nice_step((hi - lo) / max(count, 1))
+    first = math.ceil(lo / step - 1e-9)
+    last = math.floor(hi / step + 1e-9)
+    return [round(k * step, 10) for k in range(first, last + 1)]
+
+
+def tick_labels(ticks: list[float], suffix: str = "") -> list[str]:
+    """As few decimals as the step needs: 0, 500, 1000 / 2.6, 2.8 / 0.25, 0.50."""
+    step = ticks[1] - ticks[0] if len(ticks) > 1 else 1.0
+    decimals = 0 if step >= 1 else min(-math.floor(math.log10(step) + 1e-9) + 1, 4)
+    if decimals and all(
+        abs(t * 10 ** (decimals - 1) - round(t * 10 ** (decimals - 1))) < 1e-6 for t in ticks
+    ):
+        decimals -= 1
+    return [f"{t:.{decimals}f}{suffix}" for t in ticks]
+
+
+def pick_unit(max_bytes: float) -> tuple[str, float]:
+    """The decimal unit that keeps the axis numbers short: GB, MB, kB or B."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if max_bytes >= scale:
+            return unit, scale
+    return "B", 1.0
+
+
+def downsample(points: Sequence[tuple[float, int]], buckets: int) -> tuple[list[float], list[int]]:
+    """At most `buckets` points: the largest value of each equal slice of x.
+
+    The point kept is the one where the maximum is (its own x), so peaks and
+    where they happen survive. The work is one pass to split the pairs, then
+    C-speed `max` over slices.
+    """
+    xs = [p[0] for p in points]
+    ys = [p[1] for p in points]
+    n = len(xs)
+    if n <= buckets or buckets < 2:
+        return xs, ys
+    lo, hi = xs[0], xs[-1]
+    if hi <= lo:
+        top = max(ys)
+        return [xs[ys.index(top)]], [top]
+    out_x: list[float] = []
+    out_y: list[int] = []
+    start = 0
+    step = (hi - lo) / buckets
+    for k in range(1, buckets + 1):
+        end = n if k == buckets else bisect_left(xs, lo + step * k, start)
+        if end > start:
+            top = max(ys[start:end])
+            i = ys.index(top, start, end)
+            out_x.append(xs[i])
+            out_y.append(top)
+            start = end
+    if out_x[-1] != xs[-1]:  # keep the newest reading: the line ends where the run is
+        out_x.append(xs[-1])
+        out_y.append(ys[-1])
+    return out_x, out_y
+
+
+def _series(session: Session, name: str, axis: str) -> list[tuple[float, int]]:
+    if axis == "tokens":
+        return session.token_series(name)  # type: ignore[return-value]
+    return session.time_series(name)
+
+
+def build_plot_data(
+    session: Session,
+    *,
+    axis: str = "tokens",
+    buckets: int = 160,
+    now: float | None = None,
+) -> PlotData:
+    """Everything the plot draws, each series at most `buckets` points long."""
+    raw: dict[str, tuple[list[float], list[int]]] = {}
+    top, bottom = 0, None
+    for name in PLOT_SERIES:
+        xs, ys = downsample(_series(session, name, axis), buckets)
+        if xs:
+            raw[name] = (xs, ys)
+            top = max(top, max(ys))
+            low = min(ys)
+            bottom = low if bottom is None else min(bottom, low)
+    total = session.device_total()
+    reference = total if total and top and total <= REFERENCE_IN_VIEW * top else None
+    high = max(top, reference or 0)
+    unit, scale = pick_unit(high)
+    lines = tuple(Line(name, xs, [y / scale for y in ys]) for name, (xs, ys) in raw.items())
+    if axis == "tokens":
+        requested = int(session.spec.get("tokens") or 0)
+        x_max = float(max(requested, 1, session.tokens_done))
+        marks: tuple[tuple[float, str], ...] = ()
+    else:
+        x_max = max(session.elapsed(now), 1.0)
+        marks = tuple(
+            (p.t - session.t0, p.name)
+            for p in list(session.phases)
+            if p.name in ("load", "prefill", "decode")
+        )
+    if bottom is None:
+        y_min, y_max = 0.0, 1.0
+    else:
+        span = max(high - bottom, high * 0.02)
+        y_min = max(0.0, bottom - 0.15 * span) / scale
+        y_max = (high + 0.08 * span) / scale
+    return PlotData(
+        axis=axis,
+        unit=unit,
+        scale=scale,
+        lines=lines,
+        x_max=x_max,
+        y_min=y_min,
+        y_max=y_max,
+        reference=reference / scale if reference else None,
+        phase_marks=marks,
+    )

@@ -1,0 +1,105 @@
+"""The summary when a run ends: peaks (value, token, phase), rates, bytes per parameter."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.table import Table
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.screen import Screen
+from textual.widgets import Footer, Header, Static
+
+from vramtui.report import device_note, fact_rows, peak_rows, series_labels
+from vramtui.tui.run_state import ActiveRun
+from vramtui.tui.storage import display_path
+from vramtui.tui.text import run_title
+
+
+def heading(summary: dict[str, Any]) -> str:
+    status = summary["status"]
+    tokens = f"{summary['tokens_generated']}/{summary['tokens_requested']} tokens"
+    head = f"Peak memory — {summary.get('model')}, {tokens}"
+    if status == "completed":
+        return head
+    failure = summary.get("failure") or {}
+    if failure.get("kind") and failure.get("kind") != "cancelled":
+        return f"{head} · failed ({failure['kind']})"
+    return f"{head} · {status}"
+
+
+def peaks_table(summary: dict[str, Any]) -> Table:
+    backend = summary.get("environment", {}).get("backend")
+    table = Table(box=None, padding=(0, 2, 0, 0), show_edge=False, header_style="bold")
+    table.add_column("series", no_wrap=True)
+    table.add_column("peak", justify="right", no_wrap=True)
+    table.add_column("at", no_wrap=True)
+    rows = peak_rows(summary, series_labels(backend))
+    for label, value, at in rows:
+        table.add_row(label, value, at)
+    if not rows:
+        table.add_row(Text("no samples were recorded", style="dim"), "", "")
+    return table
+
+
+def facts_table(summary: dict[str, Any]) -> Table:
+    table = Table(box=None, padding=(0, 2, 0, 0), show_header=False, show_edge=False)
+    table.add_column(style="dim", no_wrap=True)
+    table.add_column()
+    for key, value in fact_rows(summary):
+        table.add_row(key, value)
+    return table
+
+
+def notes_text(summary: dict[str, Any], run: ActiveRun) -> str:
+    notes = [device_note(summary.get("environment", {}))]
+    notes += [n for n in summary.get("notices", []) if not n.startswith("no NVML on")]
+    if run.saved is not None:
+        folder = display_path(run.saved.csv.parent)
+        notes.append(f"saved to {folder}/{run.saved.csv.name} and .json")
+    elif run.save_error:
+        notes.append(f"not saved: {run.save_error}")
+    return "\n".join(n for n in notes if n)
+
+
+class SummaryScreen(Screen[None]):
+    DEFAULT_CSS = """
+    SummaryScreen #summary { padding: 0 1; }
+    SummaryScreen #heading { text-style: bold; color: $accent; margin-bottom: 1; }
+    SummaryScreen #peaks { margin-bottom: 1; }
+    SummaryScreen #facts { margin-bottom: 1; }
+    SummaryScreen #notes { color: $text-muted; }
+    SummaryScreen.-failed #heading { color: $error; }
+    """
+
+    BINDINGS = [
+        Binding("g", "graph", "Graph"),
+        Binding("escape", "graph", "Graph", show=False),
+        Binding("e", "app.export", "Export"),
+        Binding("r", "app.run_again", "Run again"),
+    ]
+
+    def __init__(self, run: ActiveRun) -> None:
+        super().__init__()
+        self.run = run
+        self.summary = run.session.summary()
+
+    def compose(self) -> ComposeResult:
+        summary = self.summary
+        yield Header()
+        with VerticalScroll(id="summary"):
+            yield Static(heading(summary), id="heading")
+            yield Static(peaks_table(summary), id="peaks")
+            yield Static(facts_table(summary), id="facts")
+            # Room for predicted vs measured (the estimator) once it is wired in.
+            yield Static(notes_text(summary, self.run), id="notes")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.sub_title = run_title(self.run.session)
+        self.set_class(self.summary["status"] == "failed", "-failed")
+
+    def action_graph(self) -> None:
+        self.app.pop_screen()

@@ -1,0 +1,138 @@
+"""The words and figures the screens show, built from a Session without Textual."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from vramtui.report import series_labels
+from vramtui.session import Session
+from vramtui.tui.plotdata import TABLE_SERIES
+from vramtui.units import format_bytes, format_count
+
+
+def short_bytes(value: int | None) -> str:
+    """Three significant figures, for narrow columns: 360 MB, 54.8 kB, 2.78 GB."""
+    if value is None:
+        return "–"
+    for unit, scale in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if abs(value) >= scale * 0.9995:  # 999,999 B is 1.00 MB, not 1000 kB
+            number = value / scale
+            decimals = 0 if abs(number) >= 99.95 else 1 if abs(number) >= 9.995 else 2
+            return f"{number:.{decimals}f} {unit}"
+    return f"{value} B"
+
+
+def duration(seconds: float | None) -> str:
+    """0:07, 1:02:03; '–' when unknown."""
+    if seconds is None or seconds < 0 or seconds != seconds:
+        return "–"
+    whole = int(round(seconds))
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def backend_of(session: Session) -> str | None:
+    if session.hello is not None:
+        return session.hello.backend
+    return None
+
+
+def labels_for(session: Session) -> dict[str, str]:
+    return series_labels(backend_of(session))
+
+
+def short_label(label: str) -> str:
+    """For the narrow table beside the plot: 'allocator reserved' -> 'reserved'."""
+    return label.removeprefix("allocator ").replace("per-step peak", "step peak")
+
+
+def phase_text(session: Session, cancelling: bool = False) -> str:
+    if session.finished:
+        failure = session.failure
+        if session.status == "failed" and failure is not None:
+            return f"failed ({failure.kind})"
+        return session.status
+    if cancelling:
+        return "cancelling"
+    if session.hello is None:
+        return "starting engine"
+    return session.current_phase
+
+
+def status_text(session: Session, now: float | None, cancelling: bool = False) -> str:
+    """phase │ token 37/2000 │ 104.2 tok/s │ elapsed 0:12 │ ETA 0:19"""
+    total = int(session.spec.get("tokens") or 0)
+    done = session.tokens_done
+    rate = session.live_tokens_per_s()
+    if session.finished:
+        summary_rate = session.done.tokens_per_s if session.done else rate
+        rate = summary_rate
+        eta = "done" if session.status == "completed" else "–"
+    elif rate and done:
+        eta = duration((total - done) / rate)
+    else:
+        eta = "–"
+    parts = [
+        phase_text(session, cancelling),
+        f"token {done}/{total}",
+        f"{rate:.1f} tok/s" if rate else "– tok/s",
+        f"elapsed {duration(session.elapsed(now))}",
+        f"ETA {eta}",
+    ]
+    return " │ ".join(parts)
+
+
+@dataclass(frozen=True)
+class SeriesRow:
+    name: str
+    label: str
+    now: str
+    peak: str
+    at: str
+
+
+def series_rows(session: Session) -> list[SeriesRow]:
+    """Current and peak figure of every series the run has."""
+    labels = labels_for(session)
+    rows = []
+    for name in TABLE_SERIES:
+        peak = session.peaks.get(name)
+        if peak is None:
+            continue
+        at = f"token {peak.token}" if peak.token is not None else peak.phase
+        rows.append(
+            SeriesRow(
+                name,
+                short_label(labels[name]),
+                short_bytes(session.latest(name)),
+                short_bytes(peak.value),
+                at,
+            )
+        )
+    return rows
+
+
+def run_title(session: Session) -> str:
+    """opt-1.3b · float16 · sdpa · batch 1 · cuda:0 (NVIDIA H100 80GB HBM3)"""
+    spec = session.spec
+    env = session.environment
+    dtype = session.loaded.dtype if session.loaded else spec.get("dtype") or "auto dtype"
+    device = env.get("device") or spec.get("device")
+    name = env.get("gpu_name") or env.get("device_name")
+    where = f"{device} ({name})" if name else str(device)
+    parts = [str(spec.get("model")), str(dtype), str(spec.get("attn"))]
+    return " · ".join(parts + [f"batch {spec.get('batch')}", where])
+
+
+def side_facts(session: Session) -> str:
+    """Below the series table: weights and KV cache now."""
+    loaded = session.loaded
+    if loaded is None:
+        return "loading the model…" if session.hello else "starting the engine…"
+    lines = [f"weights   {format_bytes(loaded.weights_bytes, 2)} ({format_count(loaded.params)})"]
+    kv = session.latest("kv_bytes")
+    if kv is not None:
+        lines.append(f"KV cache  {format_bytes(kv, 2)}")
+    lines.append(f"load      {loaded.load_s:.2f} s")
+    return "\n".join(lines)

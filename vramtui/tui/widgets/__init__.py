@@ -1,0 +1,1 @@
+"""Widgets that draw a Session: the memory plot, the series table, the status line."""
