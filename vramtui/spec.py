@@ -31,6 +31,10 @@ class RunSpec:
     seed: int = 0
     allow_download: bool = False
     allow_pickle: bool = False
+    # torch 2.11 on Hopper picks cuDNN for sdpa, which builds a graph for every
+    # new sequence length: a first pass through 2000 tokens runs ~9x slower
+    # (benchmarks/results/cudnn_sdpa.md). Off unless asked for.
+    cudnn_sdpa: bool = False
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)

@@ -69,6 +69,11 @@ def add_spec_arguments(
     )
     parser.add_argument("--device", "-d", default="auto", help="cuda:N, mps or cpu (default: best)")
     parser.add_argument("--seed", type=positive_int, default=0)
+    parser.add_argument(
+        "--cudnn-sdpa",
+        action="store_true",
+        help="let sdpa use cuDNN attention (slow first pass: a graph per sequence length)",
+    )
     add_source_arguments(parser)
 
 
@@ -112,6 +117,7 @@ def spec_from_args(args: argparse.Namespace) -> RunSpec:
         seed=args.seed,
         allow_download=args.allow_download,
         allow_pickle=args.allow_pickle,
+        cudnn_sdpa=getattr(args, "cudnn_sdpa", False),
     )
 
 

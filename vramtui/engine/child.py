@@ -160,6 +160,9 @@ class Engine:
         self.probe = make_probe(backend, device.index or 0)
         import transformers
 
+        from vramtui.engine.model import configure_backends
+
+        backends = configure_backends(spec, device)
         name, uuid, total = _device_facts(device)
         self.emit(
             ev.Hello(
@@ -175,6 +178,7 @@ class Engine:
                     "transformers": transformers.__version__,
                     "cuda_runtime": str(torch.version.cuda or ""),
                     "python": sys.version.split()[0],
+                    **backends,
                 },
             )
         )

@@ -76,9 +76,20 @@ def _has_accelerate() -> bool:
     return importlib.util.find_spec("accelerate") is not None
 
 
+def configure_backends(spec: RunSpec, device: torch.device) -> dict[str, str]:
+    """Process-wide kernel choices a run depends on; returned for the record."""
+    if device.type != "cuda":
+        return {}
+    if not spec.cudnn_sdpa and hasattr(torch.backends.cuda, "enable_cudnn_sdp"):
+        torch.backends.cuda.enable_cudnn_sdp(False)
+    enabled = getattr(torch.backends.cuda, "cudnn_sdp_enabled", lambda: False)()
+    return {"sdpa_cudnn": "on" if enabled else "off"}
+
+
 def build(spec: RunSpec, device: torch.device, dtype: str) -> BuiltModel:
     from transformers import AutoModelForCausalLM
 
+    configure_backends(spec, device)
     torch_dtype = TORCH_DTYPES[dtype]
     tokenizer = None
     if spec.source == "checkpoint":
