@@ -252,3 +252,57 @@ def test_headless_commands_never_import_textual() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+# ---- the estimator in the app -----------------------------------------------------------------
+def test_start_prediction_says_whether_it_fits_the_device() -> None:
+    from vramtui.tui.prediction import backend_for, spec_estimate, start_prediction
+
+    h100 = DeviceChoice("cuda:0", "NVIDIA H100", 85_520_809_984, 84_300_000_000)
+    assert backend_for("auto", [h100]) == "cuda" and backend_for("auto", []) == "cpu"
+    assert backend_for("mps", []) == "mps"
+    small = start_prediction(spec_estimate(RunSpec(model="opt-1.3b", tokens=2000), "cuda"), h100)
+    assert small.fits is True and "predicted peak" in small.text and "fits: needs" in small.text
+    big = start_prediction(spec_estimate(RunSpec(model="opt-66b", tokens=2000), "cuda"), h100)
+    assert big.fits is False and "won't fit" in big.text
+    unknown = start_prediction(spec_estimate(RunSpec(model="opt-1.3b"), "cuda"), None)
+    assert unknown.fits is None
+    cpu = start_prediction(spec_estimate(RunSpec(model="opt-125m"), "cpu"), None)
+    assert "process RSS" in cpu.text and cpu.fits is None
+    bad = spec_estimate(RunSpec(model="opt-125m", tokens=5000), "cuda")
+    assert bad is None  # past the positions: no prediction, no crash
+
+
+def test_predicted_curve_spans_the_budget_from_the_first_token() -> None:
+    from vramtui.breakdown import estimate_for_session
+
+    session = replay(tokens=2000, upto=10).session
+    est = estimate_for_session(session)
+    assert est is not None
+    data = build_plot_data(session, buckets=100, predicted=est.curve(100))
+    assert data.predicted is not None and data.predicted.xs[-1] == 1999
+    top = max(data.predicted.ys)
+    assert data.y_max >= top
+
+
+def test_forecast_text() -> None:
+    from vramtui.forecast import OomForecast
+    from vramtui.tui.prediction import forecast_text
+
+    assert forecast_text(None, 100)[1] is False
+    text, warn = forecast_text(OomForecast(1734, 196_608.0, 10**9, False), 2000)
+    assert warn and "OOM expected at token 1734 of 2000" in text and "+197 kB/token" in text
+    assert forecast_text(OomForecast(None, 1.0, 10**9, True), 2000)[1] is False
+
+
+def test_breakdown_rows_and_bar() -> None:
+    from vramtui.breakdown import measured_breakdown
+    from vramtui.tui.prediction import breakdown_rows
+    from vramtui.tui.widgets.breakdown_panel import stacked_bar
+
+    breakdown = measured_breakdown(replay(tokens=100, upto=50).session)
+    rows = breakdown_rows(breakdown)
+    assert [label for label, _ in rows][:2] == ["weights", "KV cache"]
+    assert sum(value for _, value in rows) == breakdown.total_bytes
+    bar = stacked_bar(rows, 30, no_color=True)
+    assert len(bar.plain) == 30 and bar.plain.startswith("W") and "K" in bar.plain

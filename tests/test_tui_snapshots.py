@@ -76,6 +76,11 @@ def test_start_screen(snap_compare: Callable[..., bool], size: tuple[int, int]) 
     assert snap_compare(app, terminal_size=size, run_before=before())
 
 
+def test_start_screen_warns_when_the_run_will_not_fit(snap_compare: Callable[..., bool]) -> None:
+    app = make_app(RunSpec(model="opt-66b", tokens=2000, device="cuda:0"), None, start=False)
+    assert snap_compare(app, terminal_size=SMALL, run_before=before())
+
+
 def test_start_screen_shows_a_bad_value_in_place(snap_compare: Callable[..., bool]) -> None:
     app = make_app(RunSpec(model="opt-1.3b", tokens=2100, device="cuda:0"), None, start=False)
     assert snap_compare(app, terminal_size=WIDE, run_before=before("ctrl+r"))

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vramtui.units import format_bytes
+
+if TYPE_CHECKING:
+    from vramtui.breakdown import ComparisonRow
 
 SERIES_LABELS = {
     "nvml_process": "NVML process",
@@ -88,6 +91,19 @@ def fact_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
         )
         rows.append(("reason", f"{failure['kind']} at {where}: {failure['message']}"))
     return rows
+
+
+def comparison_rows(rows: list[ComparisonRow]) -> list[tuple[str, str, str, str]]:
+    """(component, predicted, measured, error) for the components that were measured."""
+    out = []
+    for row in rows:
+        if row.measured is None:
+            continue
+        error = f"{row.error_percent:+.1f} %" if row.error_percent is not None else "–"
+        out.append(
+            (row.component, format_bytes(row.predicted, 2), format_bytes(row.measured, 2), error)
+        )
+    return out
 
 
 def table(rows: list[tuple[str, ...]], header: tuple[str, ...] | None = None) -> str:

@@ -26,10 +26,17 @@ SERIES_COLORS: dict[str, tuple[int, int, int]] = {
     "reserved": (90, 150, 250),
     "allocated": (80, 200, 120),
     "step_peak": (240, 170, 60),
+    "predicted": (150, 150, 150),
 }
 REFERENCE_COLOR = (220, 60, 60)
 # Markers where there is no colour to tell the lines apart (NO_COLOR).
-SERIES_MARKERS = {"nvml_process": "#", "reserved": "=", "allocated": "+", "step_peak": "."}
+SERIES_MARKERS = {
+    "nvml_process": "#",
+    "reserved": "=",
+    "allocated": "+",
+    "step_peak": ".",
+    "predicted": "~",
+}
 # The device total is drawn when it is at most this many times the data's max.
 REFERENCE_IN_VIEW = 2.0
 
@@ -52,6 +59,7 @@ class PlotData:
     y_max: float
     reference: float | None  # the device total, in the unit, when in view
     phase_marks: tuple[tuple[float, str], ...] = ()  # (seconds, phase) on the seconds axis
+    predicted: Line | None = None  # the estimator's step peak over the whole budget
 
     @property
     def empty(self) -> bool:
@@ -144,12 +152,20 @@ def build_plot_data(
     axis: str = "tokens",
     buckets: int = 160,
     now: float | None = None,
+    predicted: list[tuple[int, int]] | None = None,
 ) -> PlotData:
-    """Everything the plot draws, each series at most `buckets` points long."""
+    """Everything the plot draws, each series at most `buckets` points long.
+
+    `predicted` (token, bytes) is drawn on the token axis only, and counts in
+    the axis range so the whole predicted curve is in view from the start.
+    """
     raw: dict[str, tuple[list[float], list[int]]] = {}
     top, bottom = 0, None
-    for name in PLOT_SERIES:
-        xs, ys = downsample(_series(session, name, axis), buckets)
+    series = [(name, _series(session, name, axis)) for name in PLOT_SERIES]
+    if predicted and axis == "tokens":
+        series.append(("predicted", predicted))  # type: ignore[arg-type]
+    for name, points in series:
+        xs, ys = downsample(points, buckets)
         if xs:
             raw[name] = (xs, ys)
             top = max(top, max(ys))
@@ -160,6 +176,8 @@ def build_plot_data(
     high = max(top, reference or 0)
     unit, scale = pick_unit(high)
     lines = tuple(Line(name, xs, [y / scale for y in ys]) for name, (xs, ys) in raw.items())
+    predicted_line = next((line for line in lines if line.name == "predicted"), None)
+    lines = tuple(line for line in lines if line.name != "predicted")
     if axis == "tokens":
         requested = int(session.spec.get("tokens") or 0)
         x_max = float(max(requested, 1, session.tokens_done))
@@ -187,4 +205,5 @@ def build_plot_data(
         y_max=y_max,
         reference=reference / scale if reference else None,
         phase_marks=marks,
+        predicted=predicted_line,
     )

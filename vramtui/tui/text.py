@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from vramtui.report import series_labels
 from vramtui.session import Session
 from vramtui.tui.plotdata import TABLE_SERIES
-from vramtui.units import format_bytes, format_count
+from vramtui.units import format_count
 
 
 def short_bytes(value: int | None) -> str:
@@ -126,13 +126,8 @@ def run_title(session: Session) -> str:
 
 
 def side_facts(session: Session) -> str:
-    """Below the series table: weights and KV cache now."""
+    """Below the series table: what is loaded, until the breakdown says more."""
     loaded = session.loaded
     if loaded is None:
         return "loading the model…" if session.hello else "starting the engine…"
-    lines = [f"weights   {format_bytes(loaded.weights_bytes, 2)} ({format_count(loaded.params)})"]
-    kv = session.latest("kv_bytes")
-    if kv is not None:
-        lines.append(f"KV cache  {format_bytes(kv, 2)}")
-    lines.append(f"load      {loaded.load_s:.2f} s")
-    return "\n".join(lines)
+    return f"{format_count(loaded.params)} params · loaded in {loaded.load_s:.2f} s"

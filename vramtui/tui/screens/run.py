@@ -14,12 +14,24 @@ from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Footer, Header, Static
 
+from vramtui.breakdown import estimate_for_session, measured_breakdown
+from vramtui.estimator import Estimate
+from vramtui.forecast import forecast_oom
 from vramtui.report import device_note
 from vramtui.tui.plotdata import AXES, build_plot_data
+from vramtui.tui.prediction import breakdown_rows, forecast_text
 from vramtui.tui.run_state import ActiveRun
 from vramtui.tui.text import run_title, series_rows, side_facts, status_text
+from vramtui.tui.widgets.breakdown_panel import BreakdownPanel
 from vramtui.tui.widgets.memory_plot import MemoryPlot
 from vramtui.tui.widgets.series_table import SeriesTable
+
+# The breakdown's total, named to fit beside the plot.
+TOTAL_NAMES = {
+    "allocator reserved": "reserved",
+    "allocator peak": "allocated peak",
+    "process RSS peak": "RSS peak",
+}
 
 
 class RunScreen(Screen[None]):
@@ -27,15 +39,15 @@ class RunScreen(Screen[None]):
     RunScreen #run-main { height: 1fr; }
     RunScreen #plot { width: 1fr; height: 1fr; }
     RunScreen #side { width: 36; height: 1fr; padding: 0 1; border-left: vkey $primary 40%; }
-    RunScreen #side-facts { height: auto; margin-top: 1; color: $text-muted; }
-    RunScreen #extra { height: auto; margin-top: 1; display: none; }
+    RunScreen #side-facts { height: auto; color: $text-muted; }
+    RunScreen #breakdown { height: auto; margin-top: 1; }
     RunScreen #status { height: 1; padding: 0 1; background: $boost; text-style: bold; }
     RunScreen #note { height: auto; max-height: 2; padding: 0 1; color: $warning; }
     """
 
     BINDINGS = [
         Binding("c", "cancel", "Cancel run"),
-        Binding("x", "toggle_axis", "Tokens/seconds"),
+        Binding("x", "toggle_axis", "x-axis"),
         Binding("p", "summary", "Summary"),
         Binding("e", "export", "Export"),
         Binding("r", "run_again", "Run again"),
@@ -48,6 +60,9 @@ class RunScreen(Screen[None]):
         self.axis = AXES[0]
         self._plot_key: tuple[object, ...] | None = None
         self._timer: Timer | None = None
+        self._estimate: Estimate | None = None
+        self._estimate_for: str | None = None  # the backend it was made for
+        self._curve: tuple[int, list[tuple[int, int]]] | None = None  # (points, curve)
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -56,8 +71,7 @@ class RunScreen(Screen[None]):
             with Vertical(id="side"):
                 yield SeriesTable(id="series")
                 yield Static("", id="side-facts")
-                # Room for the measured breakdown and the OOM forecast.
-                yield Static("", id="extra")
+                yield BreakdownPanel(id="breakdown")
         yield Static("", id="status")
         yield Static("", id="note")
         yield Footer()
@@ -97,14 +111,35 @@ class RunScreen(Screen[None]):
         self.axis = AXES[(AXES.index(self.axis) + 1) % len(AXES)]
         self.redraw()
 
+    def estimate(self) -> Estimate | None:
+        """The estimate of this run, once the engine has said what it runs on.
+
+        Not on the CPU: the estimator predicts tensor bytes, the CPU figure is RSS.
+        """
+        session = self.run.session
+        backend = session.hello.backend if session.hello else None
+        if backend is None or backend == "cpu":
+            return None
+        if self._estimate_for != backend:
+            self._estimate_for = backend
+            self._estimate = estimate_for_session(session)
+        return self._estimate
+
+    def predicted_curve(self, points: int) -> list[tuple[int, int]] | None:
+        est = self.estimate()
+        if est is None:
+            return None
+        if self._curve is None or self._curve[0] != points:
+            self._curve = (points, est.curve(points))
+        return self._curve[1]
+
     def redraw(self) -> None:
-        """Status line, series table and (when its data changed) the plot."""
+        """The status line every time; the rest only when the data has changed."""
         if not self.is_current:
             return
         run = self.run
         session = run.session
         now = self.app.clock()  # type: ignore[attr-defined]
-        self.sub_title = run_title(session)
         self.query_one("#status", Static).update(status_text(session, now, run.cancelling))
         plot = self.query_one("#plot", MemoryPlot)
         key = (
@@ -116,9 +151,14 @@ class RunScreen(Screen[None]):
             plot.size,
             int(session.elapsed(now)) if self.axis == "seconds" else 0,
         )
-        if key != self._plot_key:
-            self._plot_key = key
-            plot.show(build_plot_data(session, axis=self.axis, buckets=plot.buckets, now=now))
+        if key == self._plot_key:
+            return
+        self._plot_key = key
+        self.sub_title = run_title(session)
+        curve = self.predicted_curve(plot.buckets) if self.axis == "tokens" else None
+        plot.show(
+            build_plot_data(session, axis=self.axis, buckets=plot.buckets, now=now, predicted=curve)
+        )
         drawn = plot.data is not None and plot.data.reference is not None
         cpu = session.environment.get("backend") == "cpu"
         self.query_one("#series", SeriesTable).show(
@@ -126,11 +166,36 @@ class RunScreen(Screen[None]):
             session.device_total(),
             drawn,
             "system RAM" if cpu else "device total",
+            predicted=curve is not None,
         )
         self.query_one("#side-facts", Static).update(side_facts(session))
+        self.show_breakdown(cpu)
         notes = [device_note(session.environment)] + [
             n for n in list(session.notices) if not n.startswith("no NVML on")
         ]
         note = self.query_one("#note", Static)
         note.update("\n".join(n for n in notes if n))
         note.display = any(notes)
+
+    def show_breakdown(self, cpu: bool) -> None:
+        session = self.run.session
+        panel = self.query_one("#breakdown", BreakdownPanel)
+        breakdown = measured_breakdown(session, "latest")
+        requested = int(session.spec.get("tokens") or 0)
+        text, warn = forecast_text(forecast_oom(session), requested)
+        if session.finished:
+            text, warn = "", False
+        if breakdown is None:
+            panel.show("where the bytes are", [], None, text, warn)
+            return
+        where = f"token {breakdown.token}" if breakdown.token is not None else breakdown.phase
+        panel.show(
+            f"where the bytes are · {where}",
+            breakdown_rows(breakdown, cpu),
+            (
+                TOTAL_NAMES.get(breakdown.total_source, breakdown.total_source),
+                breakdown.total_bytes,
+            ),
+            text,
+            warn,
+        )

@@ -19,10 +19,12 @@ from textual.widgets import Button, DataTable, Footer, Header, Input, Label, Sel
 
 from vramtui.catalogue import CATALOGUE
 from vramtui.commands.common import model_label
+from vramtui.devices import DeviceChoice
 from vramtui.errors import UsageError
 from vramtui.spec import ATTENTION, DTYPES, RunSpec, validate
 from vramtui.tui.devices import DeviceOption, device_options, initial_device_options
 from vramtui.tui.form import FIELDS, error_field, model_facts
+from vramtui.tui.prediction import backend_for, spec_estimate, start_prediction
 from vramtui.units import format_bytes, format_count
 
 SOURCE_OPTIONS = [
@@ -56,6 +58,9 @@ class StartScreen(Screen[None]):
     StartScreen #model-table:focus { border: round $accent; }
     StartScreen #model-table.-off { opacity: 50%; }
     StartScreen #model-info { height: auto; color: $text-muted; padding: 0 1; }
+    StartScreen #prediction { height: auto; padding: 0 1; margin-top: 1; }
+    StartScreen #prediction.-fits { color: $success; }
+    StartScreen #prediction.-warn { color: $error; text-style: bold; }
     StartScreen #fields { width: 1fr; height: 1fr; padding: 1 1 0 0; }
     StartScreen .row { height: 1; margin-bottom: 1; }
     StartScreen .label { width: 12; color: $text-muted; }
@@ -72,6 +77,7 @@ class StartScreen(Screen[None]):
         self.base = spec
         self.autostart = autostart
         self.devices: list[DeviceOption] = initial_device_options(spec.device)
+        self.found: list[DeviceChoice] = []  # what NVML (and the platform) reported
 
     def compose(self) -> ComposeResult:
         spec = self.base
@@ -83,6 +89,7 @@ class StartScreen(Screen[None]):
                 yield table
                 yield Static("", id="model-error", classes="field-error")
                 yield Static("", id="model-info")
+                yield Static("", id="prediction")
             with Vertical(id="fields"):
                 yield from _select_row("Source", "source", SOURCE_OPTIONS, spec.source)
                 yield from _row(
@@ -140,16 +147,19 @@ class StartScreen(Screen[None]):
     # ---- devices: NVML may take a moment, so it is asked off the UI thread ----------
     @work(thread=True, exclusive=True, group="devices")
     def load_devices(self) -> None:
-        options = device_options(self.app.list_devices(), self.base.device)  # type: ignore[attr-defined]
-        self.app.call_from_thread(self._set_devices, options)
+        found = list(self.app.list_devices())  # type: ignore[attr-defined]
+        self.app.call_from_thread(self._set_devices, found)
 
-    def _set_devices(self, options: list[DeviceOption]) -> None:
+    def _set_devices(self, found: list[DeviceChoice]) -> None:
         select = self.query_one("#device", Select)
         current = select.value
+        self.found = found
+        options = device_options(found, self.base.device)
         self.devices = options
         select.set_options(self._device_items())
         ids = [d.id for d in options]
         select.value = current if current in ids else ids[0]
+        self._show_model_facts()
 
     # ---- the form --------------------------------------------------------------------
     @on(Select.Changed, "#source")
@@ -163,17 +173,38 @@ class StartScreen(Screen[None]):
         self._show_model_facts()
 
     @on(DataTable.RowHighlighted, "#model-table")
-    @on(Select.Changed, "#dtype")
-    @on(Input.Changed, "#batch")
+    @on(Select.Changed)
+    @on(Input.Changed)
     def _show_model_facts(self) -> None:
+        """The model's shape under the table, and the estimator's prediction."""
         info = self.query_one("#model-info", Static)
         if self._value("source") != "architecture":
             info.update("model: from the config or checkpoint at Path")
+        else:
+            batch = self.query_one("#batch", Input).value
+            info.update(
+                model_facts(
+                    self._model(), self._value("dtype"), int(batch) if batch.isdigit() else 1
+                )
+            )
+        self._show_prediction()
+
+    def _show_prediction(self) -> None:
+        prediction = self.query_one("#prediction", Static)
+        try:
+            spec = self.read_spec()
+        except UsageError:
+            prediction.update("")
             return
-        batch = self.query_one("#batch", Input).value
-        info.update(
-            model_facts(self._model(), self._value("dtype"), int(batch) if batch.isdigit() else 1)
-        )
+        backend = backend_for(spec.device, self.found)
+        wanted = spec.device
+        if wanted == "auto":
+            wanted = next((d.id for d in self.found if d.id.startswith("cuda")), "cpu")
+        device = next((d for d in self.found if d.id == wanted), None)
+        result = start_prediction(spec_estimate(spec, backend), device)
+        prediction.update(result.text)
+        prediction.set_class(result.fits is False, "-warn")
+        prediction.set_class(result.fits is True, "-fits")
 
     @on(DataTable.RowSelected, "#model-table")
     def _on_model_chosen(self) -> None:

@@ -12,7 +12,9 @@ from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 
-from vramtui.report import device_note, fact_rows, peak_rows, series_labels
+from vramtui.breakdown import compare, estimate_for_session
+from vramtui.report import comparison_rows, device_note, fact_rows, peak_rows, series_labels
+from vramtui.session import Session
 from vramtui.tui.run_state import ActiveRun
 from vramtui.tui.storage import display_path
 from vramtui.tui.text import run_title
@@ -53,6 +55,22 @@ def facts_table(summary: dict[str, Any]) -> Table:
     return table
 
 
+def comparison_table(session: Session) -> Table | None:
+    """Predicted against measured, with the error in percent; None without an estimate."""
+    est = estimate_for_session(session)
+    rows = comparison_rows(compare(est, session)) if est is not None and session.hello else []
+    if not rows:
+        return None
+    table = Table(box=None, padding=(0, 2, 0, 0), show_edge=False, header_style="bold")
+    table.add_column("predicted vs measured", no_wrap=True)
+    table.add_column("predicted", justify="right", no_wrap=True)
+    table.add_column("measured", justify="right", no_wrap=True)
+    table.add_column("error", justify="right", no_wrap=True)
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
 def notes_text(summary: dict[str, Any], run: ActiveRun) -> str:
     notes = [device_note(summary.get("environment", {}))]
     notes += [n for n in summary.get("notices", []) if not n.startswith("no NVML on")]
@@ -70,6 +88,7 @@ class SummaryScreen(Screen[None]):
     SummaryScreen #heading { text-style: bold; color: $accent; margin-bottom: 1; }
     SummaryScreen #peaks { margin-bottom: 1; }
     SummaryScreen #facts { margin-bottom: 1; }
+    SummaryScreen #comparison { margin-bottom: 1; }
     SummaryScreen #notes { color: $text-muted; }
     SummaryScreen.-failed #heading { color: $error; }
     """
@@ -93,13 +112,16 @@ class SummaryScreen(Screen[None]):
             yield Static(heading(summary), id="heading")
             yield Static(peaks_table(summary), id="peaks")
             yield Static(facts_table(summary), id="facts")
-            # Room for predicted vs measured (the estimator) once it is wired in.
+            comparison = comparison_table(self.run.session)
+            if comparison is not None:
+                yield Static(comparison, id="comparison")
             yield Static(notes_text(summary, self.run), id="notes")
         yield Footer()
 
     def on_mount(self) -> None:
         self.sub_title = run_title(self.run.session)
         self.set_class(self.summary["status"] == "failed", "-failed")
+        self.query_one("#summary").focus()  # arrows and page keys scroll it
 
     def action_graph(self) -> None:
         self.app.pop_screen()

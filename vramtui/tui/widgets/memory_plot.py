@@ -58,7 +58,8 @@ class MemoryPlot(PlotextPlot):
             plt.vline(x, "gray")
         if data.reference is not None:
             plt.hline(data.reference, REFERENCE_COLOR)
-        for line in data.lines:
+        lines = ([data.predicted] if data.predicted else []) + list(data.lines)
+        for line in lines:
             if not line.xs:
                 continue
             plt.plot(

@@ -27,6 +27,7 @@ class SeriesTable(Static):
         device_total: int | None,
         total_drawn: bool,
         total_label: str = "device total",
+        predicted: bool = False,
     ) -> None:
         no_color = self.app.no_color
         table = Table(box=None, padding=(0, 1, 0, 0), expand=True, show_edge=False)
@@ -41,6 +42,12 @@ class SeriesTable(Static):
             )
         if not rows:
             table.add_row("", Text("no samples yet", style="dim"), "", "")
+        if predicted:
+            marker = Text(
+                (SERIES_MARKERS["predicted"] if no_color else "■") + " ",
+                style=_rgb(SERIES_COLORS["predicted"]),
+            )
+            table.add_row(marker, Text("predicted", style="dim"), "", "")
         if device_total:
             marker = Text("─" if total_drawn else " ", style=_rgb(REFERENCE_COLOR))
             table.add_row(marker, total_label, "", short_bytes(device_total))
