@@ -289,7 +289,8 @@ def test_forecast_text() -> None:
     from vramtui.forecast import OomForecast
     from vramtui.tui.prediction import forecast_text
 
-    assert forecast_text(None, 100)[1] is False
+    assert forecast_text(None, 100) == ("OOM forecast: after 2 decode steps", False)
+    assert forecast_text(None, 100, tokens_done=50)[0] == "no OOM forecast: device size unknown"
     text, warn = forecast_text(OomForecast(1734, 196_608.0, 10**9, False), 2000)
     assert warn and "OOM expected at token 1734 of 2000" in text and "+197 kB/token" in text
     assert forecast_text(OomForecast(None, 1.0, 10**9, True), 2000)[1] is False

@@ -204,13 +204,14 @@ def replayed(tokens: int = 100, **kwargs: object) -> RecorderFactory:
 
 
 def test_bad_values_are_shown_next_to_their_field(tmp_path: Path) -> None:
-    app = app_for(RunSpec(model="opt-125m", tokens=2100), tmp_path, replayed())
+    # --start with a bad value: the form, with the error in place, and no run.
+    app = app_for(RunSpec(model="opt-125m", tokens=2100), tmp_path, replayed(), start=True)
 
     async def scenario() -> None:
         async with app.run_test(size=(80, 24)) as pilot:
             screen = app.screen
-            await pilot.press("ctrl+r")
-            assert isinstance(app.screen, StartScreen)
+            await pilot.pause()
+            assert isinstance(app.screen, StartScreen) and app.current is None
             assert "2048 positions" in text_of(screen, "#tokens-error")
             assert app.focused is screen.query_one("#tokens", Input)
             await type_into(pilot, "ten")  # an integer field refuses letters

@@ -111,9 +111,13 @@ def breakdown_rows(breakdown: Breakdown, cpu: bool = False) -> list[tuple[str, i
     return rows
 
 
-def forecast_text(forecast: OomForecast | None, requested: int) -> tuple[str, bool]:
+def forecast_text(
+    forecast: OomForecast | None, requested: int, tokens_done: int = 0
+) -> tuple[str, bool]:
     """One short line about running out of memory, and whether it is a warning."""
     if forecast is None:
+        if tokens_done >= 3:  # enough steps: what is missing is the device's size
+            return "no OOM forecast: device size unknown", False
         return "OOM forecast: after 2 decode steps", False
     growth = f"+{short_bytes(round(forecast.bytes_per_token))}/token"
     if forecast.token is None:

@@ -56,7 +56,6 @@ class ReplayRecorder:
         self.items = list(items)
         self.delay = delay
         self.hold = hold
-        self.started = threading.Event()
         self._cancelled = threading.Event()
         self._last_t = t0
         if delay is None:
@@ -81,7 +80,6 @@ class ReplayRecorder:
             self._apply(item)
 
     def run(self, on_event: Callable[[ev.Event], None] | None = None) -> Session:
-        self.started.set()
         if self.delay is not None:
             for item in self.items:
                 if self._cancelled.is_set():

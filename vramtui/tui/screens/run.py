@@ -182,7 +182,7 @@ class RunScreen(Screen[None]):
         panel = self.query_one("#breakdown", BreakdownPanel)
         breakdown = measured_breakdown(session, "latest")
         requested = int(session.spec.get("tokens") or 0)
-        text, warn = forecast_text(forecast_oom(session), requested)
+        text, warn = forecast_text(forecast_oom(session), requested, session.tokens_done)
         if session.finished:
             text, warn = "", False
         if breakdown is None:
