@@ -1,0 +1,50 @@
+"""Cost of the per-token probe calls on this GPU (microseconds a call)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+import torch
+
+from vramtui.engine.probes import CudaProbe
+
+
+def per_call(fn, n: int = 2000) -> float:
+    for _ in range(50):
+        fn()
+    t = time.perf_counter()
+    for _ in range(n):
+        fn()
+    return (time.perf_counter() - t) / n * 1e6
+
+
+def main() -> int:
+    torch.zeros(1, device="cuda")
+    x = [torch.empty(1024, 1024, device="cuda") for _ in range(8)]  # some allocator state
+    probe = CudaProbe(0)
+    raw = probe._raw is not None
+    result = {
+        "gpu": torch.cuda.get_device_name(0),
+        "torch": torch.__version__,
+        "raw_stats_call_available": raw,
+        "CudaProbe.read_us": per_call(probe.read),
+        "CudaProbe.reset_peak_us": per_call(probe.reset_peak),
+        "torch.cuda.memory_stats_us": per_call(torch.cuda.memory_stats),
+        "memory_allocated+reserved_us": per_call(
+            lambda: (torch.cuda.memory_allocated(), torch.cuda.memory_reserved())
+        ),
+        "check_read_matches": probe.read()[:2]
+        == (torch.cuda.memory_allocated(), torch.cuda.memory_reserved()),
+    }
+    del x
+    print(json.dumps(result, indent=2))
+    if len(sys.argv) > 1:
+        with open(sys.argv[1], "w") as f:
+            json.dump(result, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
