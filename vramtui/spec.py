@@ -103,6 +103,13 @@ def load_config_source(spec: RunSpec) -> dict[str, object] | None:
             config = folder / "config.json"
             if not config.is_file():
                 raise UsageError(f"not a checkpoint folder (no config.json): {spec.path}")
+            has_safe = any(folder.glob("*.safetensors"))
+            has_pickle = any(folder.glob("*.bin")) or any(folder.glob("*.pt"))
+            if not has_safe and has_pickle and not spec.allow_pickle:
+                raise UsageError(
+                    f"{spec.path} has only pickle (.bin) weights, which can run code when "
+                    "loaded; pass --allow-pickle if you trust it"
+                )
             return _read_config_json(config)
         looks_like_id = spec.path.count("/") == 1 and not spec.path.startswith((".", "/", "~"))
         if not looks_like_id:

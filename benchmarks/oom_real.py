@@ -1,0 +1,110 @@
+"""A real out-of-memory on the GPU, mid-decode (issue 6, item 1).
+
+Picks a batch for opt-6.7b whose KV cache outgrows the card's free memory
+around token --target, runs `vramtui run` headless, and checks: exit code 3,
+the JSON says failed/oom with phase, token, bytes requested and held, the CSV
+holds every token up to the failure, and afterwards NVML lists no process of
+ours on the GPU.
+
+Usage: python benchmarks/oom_real.py --out benchmarks/results/oom_real.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import environment_line, gpu_environment, write_json  # noqa: E402
+
+from vramtui import nvml  # noqa: E402
+from vramtui.catalogue import lookup  # noqa: E402
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--model", default="opt-6.7b")
+    parser.add_argument("--target", type=int, default=800, help="token at which to run out")
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+    env = gpu_environment()
+    gpu = nvml.gpus()[0]
+    info = lookup(args.model)
+    headroom = gpu.free - info.weights_bytes("float16") - 2 * 1024**3  # context, logits
+    batch = max(1, int(headroom / (info.kv_bytes_per_token("float16") * (args.target + 8))))
+    tmp = Path(tempfile.mkdtemp())
+    cmd = [
+        sys.executable,
+        "-m",
+        "vramtui",
+        "run",
+        "--model",
+        args.model,
+        "--tokens",
+        "2000",
+        "--batch",
+        str(batch),
+        "--csv",
+        str(tmp / "oom.csv"),
+        "--json",
+        str(tmp / "oom.json"),
+        "-q",
+    ]
+    t = time.monotonic()
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    wall = time.monotonic() - t
+    time.sleep(1.0)
+    ours = [p for p in _compute_pids(gpu.index)]
+    summary = json.loads((tmp / "oom.json").read_text())
+    with open(tmp / "oom.csv") as f:
+        rows = list(csv.DictReader(f))
+    decode = [int(r["token"]) for r in rows if r["source"] == "engine" and r["phase"] == "decode"]
+    failure = summary["failure"] or {}
+    result = {
+        "command": "vramtui " + " ".join(cmd[3:]),
+        "environment": env,
+        "batch": batch,
+        "exit_code": proc.returncode,
+        "stderr_last_line": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "",
+        "status": summary["status"],
+        "failure": failure,
+        "tokens_generated": summary["tokens_generated"],
+        "csv_decode_tokens_contiguous": decode == list(range(len(decode))),
+        "csv_decode_rows": len(decode),
+        "peak_allocated_bytes": summary["peak_allocated_bytes"],
+        "peak_nvml_process_bytes": summary["peak_nvml_process_bytes"],
+        "device_total_bytes": gpu.total,
+        "gpu_processes_after_exit": ours,
+        "wall_s": round(wall, 1),
+    }
+    write_json(args.out, result)
+    print(environment_line(env))
+    for key in (
+        "batch",
+        "exit_code",
+        "status",
+        "failure",
+        "tokens_generated",
+        "csv_decode_rows",
+        "csv_decode_tokens_contiguous",
+        "gpu_processes_after_exit",
+    ):
+        print(f"{key}: {result[key]}")
+    return 0
+
+
+def _compute_pids(index: int) -> list[int]:
+    import pynvml
+
+    handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+    return [p.pid for p in pynvml.nvmlDeviceGetComputeRunningProcesses(handle)]
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,170 @@
+"""Faults with real signals and real processes: nothing measured is lost."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+from conftest import TINY_CONFIG
+
+
+def start_headless(tmp_path: Path, *extra: str) -> subprocess.Popen[str]:
+    env = dict(os.environ, VRAMTUI_TEST_STEP_SLEEP="0.05", PYTHONUNBUFFERED="1")
+    cmd = [
+        sys.executable,
+        "-m",
+        "vramtui",
+        "run",
+        "--config",
+        str(TINY_CONFIG),
+        "--device",
+        "cpu",
+        "--tokens",
+        "100",
+        "--csv",
+        str(tmp_path / "run.csv"),
+        "--json",
+        str(tmp_path / "run.json"),
+        *extra,
+    ]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+def engine_children(pid: int) -> list[psutil.Process]:
+    try:
+        return [
+            p
+            for p in psutil.Process(pid).children(recursive=True)
+            if "vramtui.engine.child" in " ".join(p.cmdline())
+        ]
+    except psutil.NoSuchProcess:
+        return []
+
+
+def wait_for_decode(proc: subprocess.Popen[str], tokens: int = 5, timeout: float = 60) -> int:
+    """Wait until the engine is decoding; return the engine's PID."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        engines = engine_children(proc.pid)
+        if engines:
+            # The progress bar reaches stderr every 5 s off a TTY; poll the engine instead.
+            time.sleep(0.2 + tokens * 0.05)
+            return engines[0].pid
+        time.sleep(0.1)
+    raise AssertionError("the engine never started")
+
+
+@pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM", "SIGHUP"])
+def test_signal_cancels_and_saves_partial_session(tmp_path: Path, signame: str) -> None:
+    proc = start_headless(tmp_path)
+    engine_pid = wait_for_decode(proc, tokens=20)
+    time.sleep(4)  # well into the decode (model load takes a few seconds)
+    sent = time.monotonic()
+    proc.send_signal(getattr(signal, signame))
+    code = proc.wait(timeout=10)
+    assert time.monotonic() - sent < 2.5, "the run must end within 2 seconds"
+    assert code == 130
+    assert not psutil.pid_exists(engine_pid) or psutil.Process(engine_pid).status() == "zombie"
+    summary = json.loads((tmp_path / "run.json").read_text())
+    assert summary["status"] == "cancelled"
+    assert 0 < summary["tokens_generated"] < 100
+    rows = (tmp_path / "run.csv").read_text().count(",engine,")
+    assert rows >= summary["tokens_generated"]
+    assert not list(tmp_path.glob(".*.tmp")), "no temporary files left behind"
+
+
+def test_engine_exits_when_its_parent_dies(tmp_path: Path) -> None:
+    """SSH gone, parent killed outright: the engine notices its stdin close."""
+    proc = start_headless(tmp_path)
+    engine_pid = wait_for_decode(proc)
+    proc.kill()
+    proc.wait(timeout=5)
+    deadline = time.monotonic() + 3
+    while psutil.pid_exists(engine_pid) and time.monotonic() < deadline:
+        try:
+            if psutil.Process(engine_pid).status() == "zombie":
+                break
+        except psutil.NoSuchProcess:
+            break
+        time.sleep(0.05)
+    alive = psutil.pid_exists(engine_pid) and psutil.Process(engine_pid).status() != "zombie"
+    assert not alive
+
+
+def test_headless_oom_exits_3_with_data_up_to_the_failure(tmp_path: Path) -> None:
+    env = dict(os.environ, VRAMTUI_TEST_OOM_AT_TOKEN="6")
+    cmd = [
+        sys.executable,
+        "-m",
+        "vramtui",
+        "run",
+        "--config",
+        str(TINY_CONFIG),
+        "--device",
+        "cpu",
+        "--tokens",
+        "20",
+        "-q",
+        "--csv",
+        str(tmp_path / "o.csv"),
+        "--json",
+        str(tmp_path / "o.json"),
+    ]
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 3, out.stderr
+    assert "Traceback" not in out.stderr
+    summary = json.loads((tmp_path / "o.json").read_text())
+    assert summary["status"] == "failed"
+    assert summary["failure"]["kind"] == "oom" and summary["failure"]["token"] == 6
+    assert summary["tokens_generated"] == 6
+    assert (tmp_path / "o.csv").read_text().count(",engine,") == 6 + 1  # the load sample too
+
+
+def test_pickle_checkpoints_need_an_explicit_flag(tmp_path: Path) -> None:
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = json.loads(TINY_CONFIG.read_text())
+    model_type = config.pop("model_type")
+    model = AutoModelForCausalLM.from_config(AutoConfig.for_model(model_type, **config))
+    folder = tmp_path / "pickled"
+    model.save_pretrained(folder, safe_serialization=False) if _accepts_safe(model) else None
+    if not (folder / "pytorch_model.bin").exists():
+        folder.mkdir(exist_ok=True)
+        model.config.save_pretrained(folder)
+        torch.save(model.state_dict(), folder / "pytorch_model.bin")
+    for f in folder.glob("*.safetensors"):
+        f.unlink()
+    base = [
+        sys.executable,
+        "-m",
+        "vramtui",
+        "run",
+        "--checkpoint",
+        str(folder),
+        "--device",
+        "cpu",
+        "--tokens",
+        "2",
+        "-q",
+    ]
+    refused = subprocess.run(base, capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 2
+    assert "Traceback" not in refused.stderr
+    lines = [line for line in refused.stderr.splitlines() if line.startswith("vramtui:")]
+    assert len(lines) == 1 and "--allow-pickle" in lines[0]
+    allowed = subprocess.run([*base, "--allow-pickle"], capture_output=True, text=True, timeout=120)
+    assert allowed.returncode == 0, allowed.stderr
+
+
+def _accepts_safe(model: object) -> bool:
+    import inspect
+
+    return "safe_serialization" in inspect.signature(model.save_pretrained).parameters  # type: ignore[attr-defined]

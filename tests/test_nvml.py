@@ -1,0 +1,137 @@
+"""Degraded NVML environments, with a fake pynvml: never a crash, never a wrong attribution."""
+
+from __future__ import annotations
+
+import sys
+import types
+from dataclasses import dataclass, field
+
+import pytest
+
+from vramtui import events as ev
+from vramtui import nvml
+from vramtui.recorder import Recorder
+from vramtui.spec import RunSpec
+
+GIB = 1024**3
+
+
+@dataclass
+class FakeGpu:
+    uuid: str
+    total: int = 80 * GIB
+    used: int = 1 * GIB
+    processes: list[tuple[int, int]] = field(default_factory=list)
+    processes_supported: bool = True
+
+
+class NVMLError(Exception):
+    pass
+
+
+def fake_pynvml(gpus: list[FakeGpu], *, init_error: str | None = None) -> types.ModuleType:
+    mod = types.ModuleType("pynvml")
+
+    def init() -> None:
+        if init_error:
+            raise NVMLError(init_error)
+
+    mod.nvmlInit = init  # type: ignore[attr-defined]
+    mod.nvmlShutdown = lambda: None  # type: ignore[attr-defined]
+    mod.nvmlSystemGetDriverVersion = lambda: "999.1"  # type: ignore[attr-defined]
+    mod.nvmlDeviceGetCount = lambda: len(gpus)  # type: ignore[attr-defined]
+    mod.nvmlDeviceGetHandleByIndex = lambda i: gpus[i]  # type: ignore[attr-defined]
+    mod.nvmlDeviceGetName = lambda g: "Fake GPU"  # type: ignore[attr-defined]
+    mod.nvmlDeviceGetUUID = lambda g: g.uuid  # type: ignore[attr-defined]
+    mod.nvmlDeviceGetMemoryInfo = lambda g: types.SimpleNamespace(  # type: ignore[attr-defined]
+        total=g.total, used=g.used, free=g.total - g.used
+    )
+
+    def processes(g: FakeGpu) -> list[types.SimpleNamespace]:
+        if not g.processes_supported:
+            raise NVMLError("Not Supported")
+        return [types.SimpleNamespace(pid=p, usedGpuMemory=m) for p, m in g.processes]
+
+    mod.nvmlDeviceGetComputeRunningProcesses = processes  # type: ignore[attr-defined]
+    return mod
+
+
+@pytest.fixture
+def install(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    def _install(module: types.ModuleType) -> None:
+        monkeypatch.setitem(sys.modules, "pynvml", module)
+        monkeypatch.setattr(nvml, "_state", {"init": None, "error": None, "module": None})
+
+    yield _install
+
+
+def hello(uuid: str | None, pid: int = 4242) -> ev.Hello:
+    return ev.Hello(pid, "cuda:0", "cuda", "Fake GPU", uuid, 80 * GIB, "torch.cuda", {})
+
+
+def recorder() -> Recorder:
+    return Recorder(RunSpec(model="opt-125m", tokens=5, device="auto"), use_nvml=True)
+
+
+def test_no_library_is_a_notice_not_a_crash(install) -> None:  # type: ignore[no-untyped-def]
+    install(fake_pynvml([], init_error="NVML Shared Library Not Found"))
+    assert not nvml.available()
+    assert nvml.gpus() == []
+    rec = recorder()
+    rec._on_hello(hello("GPU-a"))
+    assert rec._poller is None
+    assert any("NVML skipped" in n and "Library Not Found" in n for n in rec.session.notices)
+
+
+def test_cuda_and_nvml_order_differ_matched_by_uuid(install) -> None:  # type: ignore[no-untyped-def]
+    gpus = [FakeGpu("GPU-aaaa"), FakeGpu("GPU-bbbb", processes=[(4242, 3 * GIB)])]
+    install(fake_pynvml(gpus))
+    rec = recorder()
+    rec._baseline = {"bbbb": GIB}
+    rec._on_hello(hello("bbbb"))  # torch reports the UUID without the GPU- prefix
+    try:
+        assert rec.session.environment["nvml_index"] == 1
+        reading = rec._watch.read()  # type: ignore[union-attr]
+        assert reading.process_bytes == 3 * GIB
+    finally:
+        rec._poller.stop()  # type: ignore[union-attr]
+
+
+def test_unmatched_uuid_skips_nvml_instead_of_guessing(install) -> None:  # type: ignore[no-untyped-def]
+    install(fake_pynvml([FakeGpu("GPU-aaaa")]))
+    rec = recorder()
+    rec._on_hello(hello("cccc"))
+    assert rec._poller is None
+    assert any("could not match" in n for n in rec.session.notices)
+
+
+def test_invisible_pid_falls_back_to_device_minus_baseline(install) -> None:  # type: ignore[no-untyped-def]
+    gpu = FakeGpu("GPU-aaaa", used=2 * GIB, processes=[(1, 5 * GIB)])  # a host PID, not ours
+    install(fake_pynvml([gpu]))
+    watch = nvml.DeviceWatch(nvml.gpus()[0], pid=4242, baseline_used=2 * GIB)
+    assert watch.read().process_bytes is None  # nothing of ours yet: no figure, not a guess
+    gpu.used = 5 * GIB
+    assert watch.read().process_bytes == 3 * GIB
+    assert watch.mode == "baseline"
+
+
+def test_baseline_mode_is_said_in_the_session(install) -> None:  # type: ignore[no-untyped-def]
+    gpu = FakeGpu("GPU-aaaa", used=2 * GIB)
+    install(fake_pynvml([gpu]))
+    rec = recorder()
+    rec._baseline = {"aaaa": 2 * GIB}
+    rec._on_hello(hello("aaaa"))
+    gpu.used = 4 * GIB
+    rec._watch.read()  # type: ignore[union-attr]
+    rec._poller.stop()  # type: ignore[union-attr]
+    rec._finish_notices()
+    assert rec.session.environment["nvml_process_source"] == "baseline"
+    assert any("not visible to NVML" in n for n in rec.session.notices)
+
+
+def test_process_query_not_supported(install) -> None:  # type: ignore[no-untyped-def]
+    install(fake_pynvml([FakeGpu("GPU-aaaa", processes_supported=False)]))
+    watch = nvml.DeviceWatch(nvml.gpus()[0], pid=4242, baseline_used=None)
+    reading = watch.read()
+    assert reading.process_bytes is None and reading.device_used == GIB
+    assert any("not supported" in e for e in watch.errors)
