@@ -1,31 +1,39 @@
-"""What vramtui's instrumentation costs in decode speed.
+"""What vramtui's instrumentation, and the app on top of it, cost in decode speed.
 
-For each model, K interleaved pairs of fresh processes:
+For each model, K interleaved rounds of fresh processes, one per variant:
   plain   a process that builds the model exactly as the engine does
           (`vramtui.engine.model.build`) and calls `model.generate` with nothing
           attached: no logits processor, no forward hook, no memory probe, no NVML;
   engine  `vramtui run` as a library (`Recorder`): the instrumented engine
-          process, with the parent's NVML poller beside it; tok/s from its summary.
-The order alternates from pair to pair (plain, engine / engine, plain / ...) so a
-drift in clocks or temperature does not favour either. Each pair gives a ratio
-engine tok/s / plain tok/s; the result is the median ratio per model.
+          process, with the parent's NVML poller beside it; tok/s from its summary;
+  app     the real app (`vramtui --model ... --tokens N --start`), headless: a
+          fresh Python process runs `VramApp(spec, start=True)` under Textual's
+          `run_test(size=(120, 40))`, so the start screen starts the run, the run
+          screen redraws on its own timer (4 Hz) and the summary screen follows,
+          as in a terminal except that no frame is written to one; the engine
+          and the NVML poller are the ones "engine" uses; tok/s is the engine's
+          `Done` figure, exactly as for "engine".
+The order alternates from round to round (a, b, c / c, b, a / ...) so a drift
+in clocks or temperature favours none. Ratios per round, for the variants
+measured: engine / plain (the instrumentation), app / engine (the app itself,
+the issue's "with the app attached / headless `vramtui run`") and app / plain;
+the result is the median ratio per model.
 
-The timed region is the same in both: `time.monotonic()` immediately before
+The timed region is the same in all: `time.monotonic()` immediately before
 `model.generate(...)` and after it returns (the engine's `Done.generate_s`),
 tokens / seconds, greedy, `min_new_tokens = max_new_tokens = N`, the same
-random prompt from the same seed, no warm-up in either (both are first calls
+random prompt from the same seed, no warm-up in any (each is the first call
 in a fresh process). The plain process calls `torch.cuda.synchronize()` after
 generate, inside the timed region; greedy `generate` already waits for the
 device at every step's stopping check, so this adds microseconds at most.
 
-A third variant, the engine with the TUI attached, goes in `run_app_attached`
-and `VARIANTS` (see there).
-
 On a GPU box (writes overhead.json and overhead.md into the folder):
-    python benchmarks/overhead.py --out benchmarks/results/overhead
+    python benchmarks/overhead.py --variants plain,engine,app --out benchmarks/results/overhead
+The app's cost alone (app / engine):
+    python benchmarks/overhead.py --models opt-125m --variants engine,app --out DIR
 Dry run of the code path on the CPU (numbers mean nothing; do not commit them):
     python benchmarks/overhead.py --device cpu --config tests/fixtures/tiny-opt.json \\
-        --tokens 20 --pairs 2 --out /tmp/overhead
+        --tokens 20 --pairs 2 --variants plain,engine,app --out /tmp/overhead
 """
 
 from __future__ import annotations
@@ -160,49 +168,122 @@ def run_engine(spec: RunSpec) -> Measurement:
                        timings["tokens_per_s"], env.get("engine_pid"), env)
 
 
-# ---- variant: the engine with the app attached (to be written) ---------------------------
+# ---- variant: the engine with the app attached ------------------------------------------
+
+APP_SIZE = (120, 40)
+APP_TIMEOUT_S = 180.0  # one app run, start to summary; --run-timeout sets it
+
+
+def textual_version() -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("textual")
+    except PackageNotFoundError:
+        return None
+
+
+async def drive_app(spec: RunSpec, save_dir: Path, timeout_s: float) -> dict[str, Any]:
+    """Run the app headless on `spec` as `vramtui ... --start` would, until its run ends."""
+    from vramtui.tui.app import VramApp
+
+    app = VramApp(spec, start=True, out_dir=save_dir)
+    started = time.monotonic()
+    deadline = started + timeout_s
+    async with app.run_test(size=APP_SIZE) as pilot:
+        while True:
+            run = app.current
+            if run is not None and run.ended:
+                break
+            if run is None and time.monotonic() > started + 5.0:
+                # still on the start screen: a spec the form refuses stays there
+                shown = [str(w.render()) for w in app.screen.query(".field-error.-shown")]
+                if shown:
+                    raise RuntimeError(f"the app refused the spec: {' | '.join(shown)}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the app's run did not end within {timeout_s:.0f} s "
+                                   f"({run.session.tokens_done if run else 0} tokens)")
+            await pilot.pause(0.2)
+        await pilot.pause(0.2)  # let the summary screen mount, as a user would see it
+        summary = run.session.summary()
+        screen = type(app.screen).__name__
+        app.exit(0)
+    return {"summary": summary, "screen": screen}
+
+
+def app_child(spec_json: str, timeout_s: float) -> None:
+    """In the fresh process: the app on `spec`, headless; print the run's summary as JSON."""
+    import asyncio
+    import tempfile
+
+    spec = RunSpec.from_dict(json.loads(spec_json))
+    with tempfile.TemporaryDirectory(prefix="vramtui-overhead-") as folder:
+        result = asyncio.run(drive_app(spec, Path(folder), timeout_s))
+    result["textual"] = textual_version()
+    print(json.dumps(result))
 
 
 def run_app_attached(spec: RunSpec) -> Measurement:
-    """The engine while the TUI shows it live: the figure users will see.
+    """The engine while the app shows it live: the figure users will see."""
+    timeout = APP_TIMEOUT_S
+    proc = subprocess.run(
+        [sys.executable, __file__, "--app-child", json.dumps(spec.to_dict()), str(timeout)],
+        capture_output=True, text=True, timeout=timeout + 60.0,
+    )
+    if proc.returncode != 0:
+        tail = " | ".join(proc.stderr.strip().splitlines()[-3:])
+        raise RuntimeError(f"app run of {spec.model} failed ({proc.returncode}): {tail}")
+    data = json.loads(proc.stdout.strip().splitlines()[-1])
+    summary = data["summary"]
+    if summary["status"] != "completed":
+        failure = summary["failure"] or {}
+        raise RuntimeError(f"app run of {spec.model} {summary['status']}: "
+                           f"{failure.get('kind')}: {failure.get('message')}")
+    timings = summary["timings"]
+    env = dict(summary["environment"], textual=data["textual"], app_screen_at_end=data["screen"],
+               app_size=list(APP_SIZE))
+    return Measurement("app", timings["tokens"], timings["generate_s"],
+                       timings["tokens_per_s"], env.get("engine_pid"), env)
 
-    For the TUI engineer: start the app headless on `spec` (e.g. `App.run_test`
-    with the run started as the app starts it), let it redraw at its normal
-    rate until the run ends, and return the engine's `Done` timings exactly as
-    `run_engine` does (variant name "app"). Then add it to VARIANTS below; the
-    pairing, ratios and reports pick it up as "app / plain".
-    """
-    raise NotImplementedError("the app-attached variant is not written yet")
 
-
-# Every variant is compared with "plain", which must come first.
 VARIANTS: dict[str, Callable[[RunSpec], Measurement]] = {
     "plain": run_plain,
     "engine": run_engine,
-    # "app": run_app_attached,
+    "app": run_app_attached,
 }
+
+# The ratios reported, numerator / denominator, where both were measured.
+RATIOS: list[tuple[str, str]] = [("engine", "plain"), ("app", "engine"), ("app", "plain")]
 
 
 # ---- the experiment ----------------------------------------------------------------------
 
 
 def measure(spec: RunSpec, variants: list[str], pairs: int, log: Callable[[str], None]
-            ) -> dict[str, list[Measurement]]:
+            ) -> tuple[dict[str, list[Measurement]], str | None]:
+    """The rounds; on a failure, the complete rounds so far and what failed."""
     out: dict[str, list[Measurement]] = {v: [] for v in variants}
     for k in range(pairs):
         order = variants if k % 2 == 0 else variants[::-1]
-        for variant in order:
-            m = VARIANTS[variant](RunSpec.from_dict(spec.to_dict()))
-            if m.tokens != spec.tokens:
-                raise RuntimeError(f"{variant} generated {m.tokens} tokens, not {spec.tokens}")
+        got: dict[str, Measurement] = {}
+        try:
+            for variant in order:
+                m = VARIANTS[variant](RunSpec.from_dict(spec.to_dict()))
+                if m.tokens != spec.tokens:
+                    raise RuntimeError(f"{variant} generated {m.tokens} tokens, not {spec.tokens}")
+                got[variant] = m
+        except Exception as exc:  # noqa: BLE001 - keep the rounds already measured
+            error = f"{spec.model} round {k + 1}: {type(exc).__name__}: {exc}"
+            log(error)
+            return out, error
+        for variant, m in got.items():
             out[variant].append(m)
         rates = ", ".join(f"{v} {out[v][-1].tokens_per_s:.1f}" for v in variants)
-        log(f"{spec.model} pair {k + 1}/{pairs}: {rates} tok/s")
-    return out
+        log(f"{spec.model} round {k + 1}/{pairs}: {rates} tok/s")
+    return out, None
 
 
 def model_result(runs: dict[str, list[Measurement]]) -> dict[str, Any]:
-    plain = [m.tokens_per_s for m in runs["plain"]]
     result: dict[str, Any] = {
         "tokens_per_s": {v: [m.tokens_per_s for m in ms] for v, ms in runs.items()},
         "generate_s": {v: [m.generate_s for m in ms] for v, ms in runs.items()},
@@ -212,59 +293,69 @@ def model_result(runs: dict[str, list[Measurement]]) -> dict[str, Any]:
         "ratios": {},
         "median_ratio": {},
     }
-    for variant, ms in runs.items():
-        if variant == "plain":
+    for top, bottom in RATIOS:
+        if top not in runs or bottom not in runs:
             continue
-        ratios = [m.tokens_per_s / p for m, p in zip(ms, plain, strict=True)]
-        result["ratios"][variant] = ratios
-        result["median_ratio"][variant] = statistics.median(ratios)
+        name = f"{top}/{bottom}"
+        ratios = [m.tokens_per_s / d.tokens_per_s
+                  for m, d in zip(runs[top], runs[bottom], strict=True)]
+        result["ratios"][name] = ratios
+        result["median_ratio"][name] = statistics.median(ratios)
     return result
 
 
 def environment(runs: dict[str, dict[str, list[Measurement]]]) -> dict[str, Any]:
     first = next(iter(runs.values()))
-    env = dict(first["plain"][0].environment)
-    env["driver"] = nvml.driver_version()
+    env = dict(next(iter(first.values()))[0].environment)
+    env["driver"] = nvml.driver_version() or env.get("driver")
     env["vramtui"] = __version__
-    engine = first.get("engine")
-    if engine:
-        seen = engine[0].environment
-        env["engine_device_name"] = seen.get("gpu_name") or seen.get("device_name")
+    for variant in ("engine", "app"):
+        if first.get(variant):
+            seen = first[variant][0].environment
+            env["engine_device_name"] = seen.get("gpu_name") or seen.get("device_name")
+            env.setdefault("device_name", env["engine_device_name"])
+    if first.get("app"):
+        env["textual"] = first["app"][0].environment.get("textual")
+    env["textual"] = env.get("textual") or textual_version()
     return env
 
 
 def markdown(report: dict[str, Any]) -> str:
     env = report["environment"]
-    variants = [v for v in report["variants"] if v != "plain"]
+    variants = report["variants"]
     versions = " · ".join(
         f"{label} {env[key]}"
         for key, label in (("driver", "driver"), ("cuda_runtime", "CUDA"), ("torch", "torch"),
-                           ("transformers", "transformers"), ("vramtui", "vramtui"))
+                           ("transformers", "transformers"), ("textual", "textual"),
+                           ("vramtui", "vramtui"))
         if env.get(key)
     )
     s = report["settings"]
+    ratio_names = [f"{t}/{b}" for t, b in RATIOS if t in variants and b in variants]
     lines = [
         f"**{env.get('device_name')}** · {versions}",
         "",
         f"`{report['command']}`",
         "",
         f"{s['tokens']} new tokens, prompt of {s['prompt_tokens']} tokens, greedy, batch "
-        f"{s['batch']}, {s['dtype'] or 'default dtype'}, {s['pairs']} interleaved pairs of "
-        "fresh processes; tok/s = tokens / seconds around `model.generate` alone.",
+        f"{s['batch']}, {s['dtype'] or 'default dtype'}, {s['pairs']} interleaved rounds of "
+        "fresh processes; tok/s = tokens / seconds around `model.generate` alone"
+        + (f"; app = the app headless at {APP_SIZE[0]}x{APP_SIZE[1]}" if "app" in variants
+           else "") + ".",
         "",
-        "| model | plain tok/s | " + " | ".join(f"{v} tok/s | {v} / plain" for v in variants)
-        + " |",
-        "| --- | ---: | " + " | ".join("---: | ---:" for _ in variants) + " |",
+        "| model | " + " | ".join(f"{v} tok/s" for v in variants) + " | "
+        + " | ".join(n.replace("/", " / ") for n in ratio_names) + " |",
+        "| --- | " + " | ".join("---:" for _ in variants + ratio_names) + " |",
     ]
     for model, r in report["models"].items():
-        cells = [model, f"{r['median_tokens_per_s']['plain']:.1f}"]
-        for v in variants:
-            ratios = r["ratios"][v]
-            cells.append(f"{r['median_tokens_per_s'][v]:.1f}")
-            cells.append(f"{r['median_ratio'][v]:.3f} ({min(ratios):.3f}–{max(ratios):.3f})")
+        cells = [model] + [f"{r['median_tokens_per_s'][v]:.1f}" for v in variants]
+        for name in ratio_names:
+            ratios = r["ratios"][name]
+            cells.append(f"{r['median_ratio'][name]:.3f} ({min(ratios):.3f}–{max(ratios):.3f})")
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", "Medians over the pairs; the ratio column: median (min–max) of the per-pair "
+    lines += ["", "Medians over the rounds; a ratio column: median (min–max) of the per-round "
               "ratios."]
+    lines += [f"\nStopped early: {error}" for error in report.get("errors", [])]
     return "\n".join(lines) + "\n"
 
 
@@ -294,7 +385,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--pairs", type=int, default=5, help="interleaved pairs per model")
     parser.add_argument("--variants", default="plain,engine",
-                        help=f"comma-separated, plain first; known: {', '.join(VARIANTS)}")
+                        help=f"comma-separated, any of: {', '.join(VARIANTS)}")
+    parser.add_argument("--run-timeout", type=float, default=APP_TIMEOUT_S,
+                        help="seconds one app run may take, start to summary")
     parser.add_argument("--out", type=Path, required=True, help="folder for the results")
     parser.add_argument("--force", action="store_true", help="overwrite earlier results there")
     args = parser.parse_args(argv)
@@ -307,12 +400,17 @@ def main(argv: list[str] | None = None) -> int:
     if argv is None and len(sys.argv) == 3 and sys.argv[1] == "--plain-child":
         plain_child(sys.argv[2])
         return 0
+    if argv is None and len(sys.argv) == 4 and sys.argv[1] == "--app-child":
+        app_child(sys.argv[2], float(sys.argv[3]))
+        return 0
     args = parse_args(argv)
+    global APP_TIMEOUT_S
+    APP_TIMEOUT_S = args.run_timeout
     try:
         variants = parse_names("--variants", args.variants)
         unknown = [v for v in variants if v not in VARIANTS]
-        if unknown or variants[0] != "plain":
-            raise UsageError(f"--variants: plain first, then any of {', '.join(VARIANTS)}")
+        if unknown or len(set(variants)) != len(variants):
+            raise UsageError(f"--variants: any of {', '.join(VARIANTS)}, each once")
         specs = build_specs(args)
         args.out.mkdir(parents=True, exist_ok=True)
         paths = [check_writable(args.out / name, force=args.force)
@@ -324,7 +422,17 @@ def main(argv: list[str] | None = None) -> int:
     def log(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
-    runs = {spec.model: measure(spec, variants, args.pairs, log) for spec in specs}
+    runs: dict[str, dict[str, list[Measurement]]] = {}
+    errors: list[str] = []
+    for spec in specs:
+        measured, error = measure(spec, variants, args.pairs, log)
+        if error:
+            errors.append(error)
+        if measured[variants[0]]:
+            runs[spec.model] = measured
+    if not runs:
+        print(f"overhead: nothing measured: {'; '.join(errors)}", file=sys.stderr)
+        return 1
     report = {
         "command": shlex.join(["python", "benchmarks/overhead.py", *(argv or sys.argv[1:])]),
         "settings": {"tokens": args.tokens, "prompt_tokens": args.prompt_tokens,
@@ -335,14 +443,24 @@ def main(argv: list[str] | None = None) -> int:
         "models": {model: model_result(r) for model, r in runs.items()},
         "measurements": {model: {v: [asdict(m) for m in ms] for v, ms in r.items()}
                          for model, r in runs.items()},
+        "errors": errors,
     }
     atomic_write(paths[0], json.dumps(report, indent=2) + "\n")
     atomic_write(paths[1], markdown(report))
     for model, r in report["models"].items():
-        for variant, ratio in r["median_ratio"].items():
-            print(f"{model}: {variant} / plain tok/s = {ratio:.3f} (median of {args.pairs})")
-    log(f"wrote {paths[0]} and {paths[1]}")
-    return 0
+        rates = ", ".join(f"{v} {t:.1f}" for v, t in r["median_tokens_per_s"].items())
+        print(f"{model}: median tok/s {rates}")
+        for name, ratio in r["median_ratio"].items():
+            ratios = r["ratios"][name]
+            print(f"{model}: {name.replace('/', ' / ')} tok/s = {ratio:.3f} (median of "
+                  f"{len(ratios)}; {min(ratios):.3f}-{max(ratios):.3f})")
+    env = report["environment"]
+    print(f"on {env.get('device_name')}, driver {env.get('driver')}, torch {env.get('torch')}, "
+          f"transformers {env.get('transformers')}, textual {env.get('textual')}")
+    for error in errors:
+        print(f"FAILED: {error}")
+    print(f"wrote {paths[0]} and {paths[1]}")
+    return 1 if errors else 0
 
 
 if __name__ == "__main__":
