@@ -9,9 +9,12 @@ step is the prefill forward over the whole prompt).
 Every tensor alive at each moment of a step was traced with the CPU
 allocator (torch profiler, `profile_memory=True`, transformers 5.24, OPT):
 the model below reproduces those traces to within a few kilobytes on the
-CPU. What only a GPU can tell (CUDA context, cuBLAS workspace, what the
-caching allocator reserves beyond what is allocated) lives in `Calibration`,
-whose defaults say where each number comes from.
+CPU. The load (the weights, and the lm_head transformers builds before
+`tie_weights` frees it) is simulated block by block on a model of the CUDA
+caching allocator, which reproduces the H200's figures after load to the byte.
+What only a GPU can tell (CUDA context, cuBLAS workspaces, what the caching
+allocator reserves beyond what is allocated during generation) lives in
+`Calibration`, whose defaults say which measurement sets each number.
 
 Names used below, for one step with `q` new positions (the prompt for the
 prefill, 1 for a decode step) and `n` positions in the cache after it:
@@ -23,7 +26,7 @@ prefill, 1 for a decode step) and `n` positions in the cache after it:
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Any
 
 from vramtui.catalogue import DTYPE_BYTES, OPT_POSITION_OFFSET, ModelInfo
@@ -38,50 +41,71 @@ FLOAT32 = 4  # generate converts the last position's logits to float32
 
 @dataclass(frozen=True)
 class Calibration:
-    """Constants only a GPU can tell. The lead replaces them with calibrated ones.
+    """Constants only a GPU can tell, calibrated on one NVIDIA H200 (143771 MiB),
+    driver 580.159.04, torch 2.11.0+cu130, transformers 5.17.0, CUDA 13.0, fp16:
+    benchmarks/results/calibration/*.json (one fresh engine process per cell, OPT
+    125m..6.7b, prompt 8 + 20 / 8 + 2000 new / 2000 + 1, sdpa and eager, batch 1 and 8).
+    benchmarks/estimator_accuracy.py compares every cell with the estimate.
 
-    Each field says what sets it; `source` says where the whole set came from.
+    Each field says which measurement sets it; `source` says where the whole set came from.
     """
 
-    # NVML per-process memory of a torch process after `torch.zeros(1, device="cuda")`:
-    # 642 MB measured on an H200 (DESIGN.md, torch 2.11), less the one 2 MiB segment
-    # the allocator reserved for that tensor. Calibrate: NVML process - reserved in
-    # a fresh process right after its first CUDA tensor.
-    cuda_context_bytes: int = 642_000_000 - 2 * MiB
-    # Non-allocator memory that appears at the first GEMM and kernel launches:
-    # cuBLAS/cuBLASLt handles and the lazily loaded kernel modules. UNMEASURED GUESS.
-    # Calibrate: (NVML process - reserved) at the end of a run minus cuda_context_bytes.
-    cuda_libraries_bytes: int = 100_000_000
+    # NVML per-process memory minus allocator reserved, in the load phase (the context
+    # and the modules torch loads at start, before any kernel ran): 610 MiB in every
+    # cudnn-off cell (nvml_process_peak_by_phase["load"] - after_load.reserved).
+    # DESIGN.md's 642 MB after torch.zeros(1) (less its 2 MiB segment) agrees.
+    cuda_context_bytes: int = 610 * MiB
+    # Non-allocator memory that appears at the first GEMM and kernel launches (cuBLAS
+    # and cuBLASLt handles, lazily loaded kernel modules): peak NVML process - peak
+    # reserved is 678 MiB in every cell with cuDNN attention off (eager and sdpa, batch
+    # 1 and 8, 125m..6.7b), so 678 - 610 = 68 MiB. (sdpa cells with cuDNN attention on
+    # read 686-688 MiB, 858 MiB at 8 + 2000: cuDNN's own memory, not modelled.)
+    cuda_libraries_bytes: int = 68 * MiB
     # The cuBLAS workspace, allocated through the caching allocator at the first
     # matmul (so it counts in `allocated` from token 0 on, but not at load).
     # 32 MiB is torch's default on Hopper and later (H100/H200), ":4096:8" in
     # aten/src/ATen/cuda/CublasHandlePool.cpp; older GPUs default to ":4096:2:16:8"
-    # (8.125 MiB); CUBLAS_WORKSPACE_CONFIG overrides both. Some torch builds have
-    # let cuBLAS allocate it itself (then it is non-allocator memory: move it to
-    # cuda_libraries_bytes). Calibrate: allocated after token 0 minus the
-    # prediction with this term at 0.
+    # (8.125 MiB); CUBLAS_WORKSPACE_CONFIG overrides both. Measured together with the
+    # next term: allocated after token 0 - allocated after load - the traced tensors
+    # = 33 MiB + 2,560 B in every cell (prefill_step.allocated).
     cublas_workspace_bytes: int = 32 * MiB
-    # Allocated bytes at every step that this model does not account for (small
-    # bookkeeping tensors each take a 512-byte block on CUDA). Calibrate: measured
-    # minus predicted allocated after token 0, less the workspace.
-    allocated_overhead_bytes: int = 0
+    # The cuBLASLt workspace (TORCH_CUBLASLT_WORKSPACE_SIZE, 1024 KiB by default), also
+    # through the allocator at the first GEMM: the 1 MiB of the 33 MiB above. 1 MiB is
+    # a small-pool block (<= 1 MiB), so it lives in a 2 MiB small segment.
+    cublaslt_workspace_bytes: int = 1 * MiB
+    # Small bookkeeping tensors alive during generate (one 512-byte block each): the
+    # measured residual is 2,560 B after the prefill and 4,608 B from the first decode
+    # step on (series[1..].allocated), in every cell; the larger is taken.
+    allocated_overhead_bytes: int = 4608
+    # One 512-byte block alive before the weights are built (after_load.allocated -
+    # the simulated weight blocks = 512 B in all five models).
+    load_overhead_bytes: int = 512
     # CUDA caching allocator constants, from c10/cuda/CUDACachingAllocator.cpp:
     # every block is a multiple of 512 B (kMinBlockSize); blocks up to 1 MiB
     # (kSmallSize) come from 2 MiB segments (kSmallBuffer); requests under 10 MiB
     # (kMinLargeAlloc) get a 20 MiB segment (kLargeBuffer); larger ones a segment
-    # rounded up to 2 MiB (kRoundLarge).
+    # rounded up to 2 MiB (kRoundLarge). A free block is split only when the rest is
+    # >= 512 B (small pool) or > 1 MiB (large pool): otherwise the whole block counts
+    # in `allocated`. Simulating the load with these rules reproduces after_load
+    # allocated, reserved and the load step peak to the byte for all five models.
     block_bytes: int = 512
     small_block_max: int = 1 * MiB
     small_segment_bytes: int = 2 * MiB
     large_segment_bytes: int = 20 * MiB
     large_alloc_min: int = 10 * MiB
     large_round_bytes: int = 2 * MiB
-    # Reserved beyond allocated for everything allocated after the weights (KV
-    # cache growing by torch.cat, step transients), as a fraction of it: freed
-    # cache blocks are too small for the next, longer copy. UNMEASURED GUESS.
-    # Calibrate: (peak reserved - weights reserved) / (peak allocated - weights) - 1.
-    dynamic_slack_fraction: float = 0.10
-    source: str = "defaults: DESIGN.md (H200, torch 2.11) and PyTorch sources; not calibrated"
+    # Reserved beyond allocated for everything allocated after the load (workspaces,
+    # the KV cache growing by torch.cat, step transients), as a fraction of it: freed
+    # blocks are too small for the next, larger request, and new segments are rounded.
+    # Free blocks the load leaves behind of at least large_alloc_min (the lm_head's
+    # segment, freed by tie_weights) are reused first. Fitted to minimise the worst
+    # peak-reserved error over the cudnn-off cells: 0.18 (worst about 7 %: prefill-heavy
+    # cells fragment less, 8 + 2000 decode and batch-8 eager ones more).
+    dynamic_slack_fraction: float = 0.18
+    source: str = (
+        "calibrated: NVIDIA H200, driver 580.159.04, torch 2.11.0+cu130, "
+        "transformers 5.17.0, CUDA 13.0 (benchmarks/results/calibration)"
+    )
 
 
 DEFAULT = Calibration()
@@ -105,6 +129,7 @@ class Estimate:
     dtype: str
     attn: str
     backend: str = "cuda"
+    load_peak_bytes: int = 0  # allocated peak while building the model (untied lm_head)
     model: ModelInfo = field(default=None, repr=False, compare=False)  # type: ignore[assignment]
     calibration: Calibration = field(default=DEFAULT, repr=False, compare=False)
 
@@ -211,10 +236,25 @@ class _Shape:
         self.dtype, self.backend = dtype, backend
         self.e = DTYPE_BYTES[dtype]
         self.cuda = backend == "cuda"
-        self.weights = sum(self.blk(n * self.e) for n in param_tensors(model))
-        # The cuBLAS workspace appears at the first matmul (in the prefill) and stays.
-        self.workspace = cal.cublas_workspace_bytes if self.cuda else 0
+        if self.cuda:
+            # What the allocator holds after the load (the weights' blocks, remainders
+            # too small to split included) and its peak while the untied lm_head lived.
+            self.load = load_figures(model, self.e, cal)
+            self.weights = self.load.allocated
+            self.load_peak = self.load.peak
+        else:
+            # No caching allocator: the tensors' bytes; the lm_head built before
+            # tie_weights still adds its matrix to the load's peak.
+            self.weights = sum(n * self.e for n in param_tensors(model))
+            self.load_peak = self.weights + model.vocab * model.word_embed_proj_dim * self.e
+        # The cuBLAS and cuBLASLt workspaces appear at the first matmul (in the
+        # prefill) and stay.
+        self.workspace = (
+            cal.cublas_workspace_bytes + cal.cublaslt_workspace_bytes if self.cuda else 0
+        )
         self.logit_row = self.blk(self.B * model.vocab * FLOAT32)  # L
+        # Bookkeeping blocks measured on CUDA; the CPU traces show none to speak of.
+        self.overhead = cal.allocated_overhead_bytes if self.cuda else 0
 
     def blk(self, nbytes: int) -> int:
         """What one tensor of `nbytes` counts in `allocated`: CUDA rounds up to 512 B;
@@ -253,7 +293,7 @@ class _Shape:
             + self.book(i)
             + self.workspace
             + self.logits_steady(i)
-            + self.cal.allocated_overhead_bytes
+            + self.overhead
         )
 
     def processors(self) -> int:
@@ -319,54 +359,141 @@ class _Shape:
             + self.workspace
             + carried
             + self.forward(q, n)
-            + self.cal.allocated_overhead_bytes
+            + self.overhead
         )
         return max(during_forward, self.steady(i) + self.processors())
 
     def reserved_for(self, peak_allocated: int) -> int:
-        """Peak reserved: the weights' segments, the cuBLAS workspace's own segment, and
-        everything else inflated by fragmentation (see Calibration)."""
+        """Peak reserved: the load's segments (simulated exactly), then whatever the run
+        allocated beyond the load, inflated by fragmentation (see Calibration), less
+        the large free blocks the load left (the freed lm_head segment), which the
+        workspace, the KV cache and the transients reuse first."""
         if not self.cuda:
             return peak_allocated  # no caching allocator: nothing reserved beyond use
         cal = self.cal
-        weights = segments_for(param_tensors(self.m), self.e, cal)
-        workspace = segments_for([self.workspace], 1, cal) if self.workspace else 0
-        rest = max(0, peak_allocated - self.weights - self.workspace)
-        rest = _round_up(int(rest * (1 + cal.dynamic_slack_fraction)), cal.large_round_bytes)
-        return weights + workspace + max(rest, cal.small_segment_bytes)
+        dynamic = max(0, peak_allocated - self.weights)
+        demand = int(dynamic * (1 + cal.dynamic_slack_fraction)) - self.load.reusable
+        # At least one small segment: the cuBLASLt workspace and the ids and masks.
+        grown = max(_round_up(max(demand, 0), cal.large_round_bytes), cal.small_segment_bytes)
+        return max(self.load.reserved + grown, peak_allocated)
 
 
 def _round_up(value: int, unit: int) -> int:
     return -(-value // unit) * unit
 
 
+class _Allocator:
+    """The CUDA caching allocator's bookkeeping for one stream, as in
+    CUDACachingAllocator.cpp: best fit (smallest free block of the pool that is big
+    enough, lowest address first), split when the rest is worth a block of its pool,
+    neighbours merged on free, segments never given back (no empty_cache)."""
+
+    def __init__(self, cal: Calibration) -> None:
+        self.cal = cal
+        # Segments in the order they were reserved; a segment is [is_small, blocks],
+        # a block is [size, owner id or 0 when free].
+        self.segments: list[tuple[bool, list[list[int]]]] = []
+        self.allocated = self.reserved = self.peak = 0
+        self._next = 0
+
+    def _segment_size(self, size: int, small: bool) -> int:
+        cal = self.cal
+        if small:
+            return cal.small_segment_bytes
+        if size < cal.large_alloc_min:
+            return cal.large_segment_bytes
+        return _round_up(size, cal.large_round_bytes)
+
+    def malloc(self, nbytes: int) -> int:
+        cal = self.cal
+        size = _round_up(max(nbytes, 1), cal.block_bytes)
+        small = size <= cal.small_block_max
+        best: tuple[int, list[list[int]], int] | None = None  # (size, blocks, index)
+        for is_small, blocks in self.segments:
+            if is_small != small:
+                continue
+            for i, (bsize, owner) in enumerate(blocks):
+                if not owner and bsize >= size and (best is None or bsize < best[0]):
+                    best = (bsize, blocks, i)
+        if best is None:
+            seg = self._segment_size(size, small)
+            blocks = [[seg, 0]]
+            self.segments.append((small, blocks))
+            self.reserved += seg
+            best = (seg, blocks, 0)
+        bsize, blocks, i = best
+        rest = bsize - size
+        self._next += 1
+        if rest >= (cal.block_bytes if small else cal.small_block_max + 1):
+            blocks[i] = [size, self._next]
+            blocks.insert(i + 1, [rest, 0])
+        else:  # not worth splitting: the whole block is handed out, and counted
+            blocks[i] = [bsize, self._next]
+        self.allocated += blocks[i][0]
+        self.peak = max(self.peak, self.allocated)
+        return self._next
+
+    def free(self, owner: int) -> None:
+        for _small, blocks in self.segments:
+            for i, block in enumerate(blocks):
+                if block[1] != owner:
+                    continue
+                self.allocated -= block[0]
+                block[1] = 0
+                if i + 1 < len(blocks) and not blocks[i + 1][1]:
+                    block[0] += blocks.pop(i + 1)[0]
+                if i > 0 and not blocks[i - 1][1]:
+                    blocks[i - 1][0] += blocks.pop(i)[0]
+                return
+        raise KeyError(owner)
+
+    def free_blocks(self, at_least: int) -> int:
+        """Bytes in free large-pool blocks of at least `at_least` bytes."""
+        return sum(
+            size
+            for small, blocks in self.segments
+            if not small
+            for size, owner in blocks
+            if not owner and size >= at_least
+        )
+
+
+@dataclass(frozen=True)
+class LoadFigures:
+    """The allocator after the engine built the model from its architecture."""
+
+    allocated: int  # after load: the weights' blocks (with unsplit remainders)
+    reserved: int  # after load
+    peak: int  # during load: the weights and the not-yet-tied lm_head at once
+    reusable: int  # free blocks of at least large_alloc_min (the freed lm_head's segment)
+
+
+@lru_cache(maxsize=64)
+def load_figures(model: ModelInfo, e: int, cal: Calibration) -> LoadFigures:
+    """Simulate the load on the CUDA caching allocator. `from_config` under
+    `torch.device("cuda")` creates every parameter in module order, then OPTForCausalLM
+    its own lm_head (vocab x word_embed_proj_dim); `tie_weights` points it at
+    embed_tokens and frees that matrix. Measured on the H200 (after_load): allocated,
+    reserved and the load step peak match this simulation to the byte, 125m..6.7b."""
+    alloc = _Allocator(cal)
+    if cal.load_overhead_bytes:
+        alloc.malloc(cal.load_overhead_bytes)
+    for numel in param_tensors(model):
+        alloc.malloc(numel * e)
+    lm_head = alloc.malloc(model.vocab * model.word_embed_proj_dim * e)
+    alloc.free(lm_head)
+    return LoadFigures(
+        alloc.allocated, alloc.reserved, alloc.peak, alloc.free_blocks(cal.large_alloc_min)
+    )
+
+
 def segments_for(numels: list[int], e: int, cal: Calibration) -> int:
     """Bytes of the segments the CUDA caching allocator reserves for tensors allocated
-    one after another and never freed (the weights at load), best fit, as in
-    CUDACachingAllocator.cpp: small blocks share 2 MiB segments; requests under
-    10 MiB carve 20 MiB segments; larger ones get their own, rounded to 2 MiB."""
-    free = {"small": [], "large": []}  # free block sizes per pool
-    reserved = 0
+    one after another and never freed (see _Allocator)."""
+    alloc = _Allocator(cal)
     for numel in numels:
-        size = _round_up(max(numel * e, 1), cal.block_bytes)
-        pool = "small" if size <= cal.small_block_max else "large"
-        fits = [b for b in free[pool] if b >= size]
-        if fits:
-            block = min(fits)
-            free[pool].remove(block)
-        else:
-            if pool == "small":
-                block = cal.small_segment_bytes
-            elif size < cal.large_alloc_min:
-                block = cal.large_segment_bytes
-            else:
-                block = _round_up(size, cal.large_round_bytes)
-            reserved += block
-        rest = block - size
-        # A block is split when what remains is still worth a block of its pool.
-        if rest >= (cal.block_bytes if pool == "small" else cal.small_block_max + 1):
-            free[pool].append(rest)
-    return reserved
+        alloc.malloc(numel * e)
+    return alloc.reserved
 
 
 def _check_args(
@@ -416,9 +543,14 @@ def estimate(
     # Every term grows with the step index in decode, so the largest decode figures
     # are those of the last step; the prefill (token 0) is the other candidate.
     candidates = sorted({0, min(1, tokens - 1), tokens - 1})
-    peak_allocated = max([shape.weights] + [shape.step_peak(i) for i in candidates])
+    generate_peak = max(shape.step_peak(i) for i in candidates)
+    # torch's max_memory_allocated covers the load too: at 8 + 20 tokens the load's
+    # peak (weights + the untied lm_head) is the run's peak for every OPT model.
+    peak_allocated = max(shape.load_peak, generate_peak)
     transient = max(shape.step_peak(i) - shape.steady(i) for i in candidates)
-    peak_reserved = shape.reserved_for(peak_allocated)
+    # Segments are never given back, so the reserved peak also covers the load's
+    # (on CUDA the load's segments are already in; off CUDA reserved = allocated).
+    peak_reserved = max(shape.reserved_for(generate_peak), peak_allocated)
     context = calibration.cuda_context_bytes + calibration.cuda_libraries_bytes
     context = context if shape.cuda else 0  # no CUDA context off CUDA
     kv_final = model.kv_bytes_per_token(dtype, batch) * (prompt_tokens + tokens - 1)
@@ -426,11 +558,12 @@ def estimate(
         weights_bytes=model.weights_bytes(dtype),
         kv_cache_bytes=kv_final,
         transient_bytes=transient,
-        slack_bytes=peak_reserved - peak_allocated,
+        slack_bytes=max(0, peak_reserved - peak_allocated),
         context_bytes=context,
         peak_allocated_bytes=peak_allocated,
         peak_reserved_bytes=peak_reserved,
         peak_total_bytes=peak_reserved + context,
+        load_peak_bytes=shape.load_peak,
         prompt_tokens=prompt_tokens,
         tokens=tokens,
         batch=batch,
@@ -542,7 +675,9 @@ __all__ = [
     "DEFAULT",
     "Calibration",
     "Estimate",
+    "LoadFigures",
     "estimate",
+    "load_figures",
     "max_tokens_that_fit",
     "model_info_for_config",
     "param_tensors",

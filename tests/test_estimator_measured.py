@@ -1,0 +1,82 @@
+"""The calibrated estimator against every committed H200 measurement.
+
+Reads benchmarks/results/calibration/*.json (one fresh engine process per cell, see
+benchmarks/calibrate.py) and the bench CSV, so a change to the estimator that moves
+a prediction away from what the GPU measured fails here.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from vramtui.catalogue import lookup
+from vramtui.estimator import DEFAULT, load_figures
+
+ROOT = Path(__file__).resolve().parent.parent
+CALIBRATION = sorted((ROOT / "benchmarks" / "results" / "calibration").glob("*.json"))
+
+
+def _accuracy_module():  # type: ignore[no-untyped-def]
+    spec = importlib.util.spec_from_file_location(
+        "estimator_accuracy", ROOT / "benchmarks" / "estimator_accuracy.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+ACCURACY = _accuracy_module()
+CELLS = ACCURACY.collect(CALIBRATION, ACCURACY.BENCH)
+
+
+def test_the_committed_measurements_are_there() -> None:
+    assert len(CALIBRATION) >= 5
+    models = {c.model for c in CELLS}
+    assert {"opt-125m", "opt-350m", "opt-1.3b", "opt-2.7b", "opt-6.7b"} <= models
+    assert {c.batch for c in CELLS} == {1, 8} and {c.attn for c in CELLS} == {"sdpa", "eager"}
+
+
+@pytest.mark.parametrize(
+    "cell",
+    CELLS,
+    ids=lambda c: f"{c.source}:{c.model}-{c.prompt_tokens}+{c.tokens}-{c.attn}-b{c.batch}",
+)
+def test_peak_allocated_within_5_percent_of_the_h200(cell) -> None:  # type: ignore[no-untyped-def]
+    # The same prediction benchmarks/estimator_accuracy.py tabulates, in percent.
+    (row,) = ACCURACY.rows_for([cell])
+    assert abs(row["error_allocated"]) <= ACCURACY.GOAL_PERCENT, f"{row['error_allocated']:+.2f} %"
+
+
+def _calibration_cells() -> list[dict]:
+    return [c for path in CALIBRATION for c in json.loads(path.read_text())["cells"]]
+
+
+@pytest.mark.parametrize("name", ["opt-125m", "opt-350m", "opt-1.3b", "opt-2.7b", "opt-6.7b"])
+def test_the_load_simulation_matches_the_allocator_to_the_byte(name: str) -> None:
+    """after_load: allocated, reserved and the load's step peak (the untied lm_head)."""
+    measured = [c["after_load"] for c in _calibration_cells() if c["spec"]["model"] == name]
+    assert measured
+    load = load_figures(lookup(name), 2, DEFAULT)
+    for m in measured:
+        assert (load.allocated, load.reserved, load.peak) == (
+            m["allocated"],
+            m["reserved"],
+            m["step_peak"],
+        )
+
+
+def test_context_and_libraries_match_nvml_minus_reserved() -> None:
+    """NVML process - reserved at the peak, cells with cuDNN attention off: 678 MiB."""
+    for path in CALIBRATION:
+        for c in json.loads(path.read_text())["cells"]:
+            if "cudnn-sdpa-on" in path.name and c["spec"]["attn"] == "sdpa":
+                continue
+            gap = c["peak_nvml_process_bytes"] - c["peak_reserved_bytes"]
+            assert gap == DEFAULT.cuda_context_bytes + DEFAULT.cuda_libraries_bytes, path.name
