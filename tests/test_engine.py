@@ -86,6 +86,8 @@ def test_oom_inside_a_step_is_reported_with_phase_and_token() -> None:
     assert failure.phase == "decode" and failure.token == 4
     assert failure.requested_bytes == 2 * 1024**3
     assert [s.token for s in session.token_samples] == [0, 1, 2, 3]
+    last = session.samples[-1]
+    assert last.token is None and last.phase == "decode" and last.step_peak is not None
 
 
 def test_a_killed_engine_is_reported_as_crashed_and_keeps_samples() -> None:

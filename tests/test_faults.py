@@ -124,7 +124,11 @@ def test_headless_oom_exits_3_with_data_up_to_the_failure(tmp_path: Path) -> Non
     assert summary["status"] == "failed"
     assert summary["failure"]["kind"] == "oom" and summary["failure"]["token"] == 6
     assert summary["tokens_generated"] == 6
-    assert (tmp_path / "o.csv").read_text().count(",engine,") == 6 + 1  # the load sample too
+    rows = (tmp_path / "o.csv").read_text().splitlines()
+    engine_rows = [r.split(",") for r in rows if ",engine," in r]
+    assert [r[2] for r in engine_rows if r[3] == "decode" and r[2]] == [str(i) for i in range(6)]
+    # The last engine row is the failure's own sample: no token, the step's high-water mark.
+    assert engine_rows[-1][2] == "" and engine_rows[-1][3] == "decode" and engine_rows[-1][6]
 
 
 def test_pickle_checkpoints_need_an_explicit_flag(tmp_path: Path) -> None:

@@ -252,8 +252,7 @@ class Engine:
                 self.token = 0
 
             def __call__(self, input_ids: Any, scores: Any) -> Any:
-                i = self.token
-                engine.token = i
+                i = self.token  # engine.token == i: this step is the one in progress
                 if sleep_s:
                     time.sleep(sleep_s)
                 if i == oom_at:
@@ -270,11 +269,12 @@ class Engine:
                 times.append(clock())
                 if i == 0:
                     engine.enter("decode")
-                self.token = i + 1
+                self.token = engine.token = i + 1
                 return scores
 
         hook = model.register_forward_hook(keep_cache)
         self.enter("prefill")
+        self.token = 0  # the step in progress: token 0's is the prefill forward
         eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
         pad = getattr(config, "pad_token_id", None)
         if pad is None:
@@ -322,10 +322,22 @@ class Engine:
 
 
 def _held_bytes(engine: Engine) -> int | None:
+    """Allocated now, and a last sample whose step peak is the high-water mark
+    reached before the allocation that failed (nothing measured is lost)."""
     try:
-        return engine.probe.read()[0] if engine.probe else None
+        if engine.probe is None:
+            return None
+        allocated, reserved, peak = engine.probe.read()
+        engine.emit(ev.Sample(None, clock(), engine.phase, allocated, reserved, peak, None))
+        return allocated
     except Exception:
         return None
+
+
+def short_oom_message(text: str) -> str:
+    """torch's OOM text runs to a paragraph; keep what was asked and what was free."""
+    sentences = re.split(r"(?<=\.) ", text.strip().splitlines()[0] if text.strip() else text)
+    return " ".join(sentences[:3]).strip()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -353,7 +365,7 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower():
             engine.fail(
                 "oom",
-                message,
+                short_oom_message(str(exc)),
                 requested_bytes=requested_bytes(str(exc)),
                 held_bytes=_held_bytes(engine),
             )
