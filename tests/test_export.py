@@ -44,7 +44,8 @@ def synthetic_session() -> Session:
 
 
 def test_csv_round_trips_through_pandas(tmp_path: Path) -> None:
-    pd = pytest.importorskip("pandas")
+    import pandas as pd
+
     path = write_csv(synthetic_session(), tmp_path / "s.csv")
     frame = pd.read_csv(path)
     assert tuple(frame.columns) == CSV_COLUMNS
@@ -63,7 +64,8 @@ def test_csv_round_trips_through_pandas(tmp_path: Path) -> None:
 
 
 def test_nvml_rows_line_up_with_the_token_axis(tmp_path: Path) -> None:
-    pd = pytest.importorskip("pandas")
+    import pandas as pd
+
     frame = pd.read_csv(write_csv(synthetic_session(), tmp_path / "s.csv"))
     nvml = frame[frame.source == "nvml"]
     # A reading during a step belongs to the token that step produces.
