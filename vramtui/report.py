@@ -120,7 +120,12 @@ def table(rows: list[tuple[str, ...]], header: tuple[str, ...] | None = None) ->
 
 def summary_text(summary: dict[str, Any]) -> str:
     head = f"Peak memory — {summary.get('model')}, {summary['tokens_generated']} tokens"
-    parts = [head, "", table(peak_rows(summary), ("series", "peak", "at")), ""]
+    env = summary.get("environment", {})
+    rows = peak_rows(summary, series_labels(env.get("backend")))
+    parts = [head, "", table(rows, ("series", "peak", "at")), ""]
+    note = device_note(env)
+    if note:
+        parts += [note, ""]
     parts.append(table([(k, v) for k, v in fact_rows(summary)]))
     for notice in summary.get("notices", []):
         parts.append(f"note: {notice}")

@@ -1,0 +1,69 @@
+"""`vramtui show`: saved sessions passed back in, good and bad."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from vramtui.cli import main
+from vramtui.export import write_csv, write_json
+from vramtui.session import Session
+
+
+def test_show_json_prints_the_saved_peaks(
+    tiny_session: Session, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_json(tiny_session, tmp_path / "s.json")
+    assert main(["show", str(path)]) == 0
+    out = capsys.readouterr().out
+    peak = tiny_session.peaks["step_peak"]
+    assert "Peak memory — tiny-opt, 12 tokens" in out
+    assert f"{peak.value / 1e6:.2f} MB" in out
+
+
+def test_show_csv_finds_the_same_peak(
+    tiny_session: Session, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_csv(tiny_session, tmp_path / "s.csv")
+    assert main(["show", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "12 tokens" in out
+    assert f"{tiny_session.peaks['step_peak'].value / 1e6:.2f} MB" in out
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "needle"),
+    [
+        ("a.json", "{broken", "not valid JSON"),
+        ("b.json", '{"hello": 1}', "not a vramtui session summary"),
+        ("c.csv", "x,y\n1,2\n", "header differs"),
+        ("d.txt", "hello", "expected a .json or .csv"),
+    ],
+)
+def test_bad_files_are_one_line_and_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str, content: str, needle: str
+) -> None:
+    path = tmp_path / name
+    path.write_text(content)
+    assert main(["show", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and needle in err and "Traceback" not in err
+
+
+def test_damaged_csv_row(
+    tiny_session: Session, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_csv(tiny_session, tmp_path / "s.csv")
+    lines = path.read_text().splitlines()
+    cells = lines[3].split(",")
+    cells[4] = "lots"
+    lines[3] = ",".join(cells)
+    path.write_text("\n".join(lines) + "\n")
+    assert main(["show", str(path)]) == 2
+    assert "line 4: allocated_bytes is not a whole number" in capsys.readouterr().err
+
+
+def test_missing_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["show", str(tmp_path / "nope.json")]) == 2
+    assert "no such file" in capsys.readouterr().err

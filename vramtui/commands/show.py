@@ -1,0 +1,99 @@
+"""`vramtui show FILE`: the peak summary of a saved session (its JSON or CSV)."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+from vramtui.errors import UsageError
+from vramtui.export import CSV_COLUMNS
+from vramtui.report import summary_text, table
+from vramtui.units import format_bytes
+
+_CSV_PEAKS = (
+    ("NVML process", "nvml_process_bytes"),
+    ("allocator reserved", "reserved_bytes"),
+    ("allocator allocated", "allocated_bytes"),
+    ("per-step peak", "step_peak_bytes"),
+    ("KV cache", "kv_cache_bytes"),
+)
+
+
+def add_parser(subparsers: Any) -> None:
+    parser = subparsers.add_parser("show", help="print the peak summary of a saved session")
+    parser.add_argument("file", help="a session's .json or .csv, as vramtui wrote it")
+    parser.set_defaults(command=run)
+
+
+def _read(path: Path) -> str:
+    if not path.is_file():
+        raise UsageError(f"no such file: {path}")
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read {path}: {exc}") from None
+
+
+def summary_from_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(_read(path))
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"{path} is not valid JSON: {exc}") from None
+    needed = ("vramtui_summary_version", "status", "peaks", "spec", "environment")
+    if not isinstance(data, dict) or any(key not in data for key in needed):
+        raise UsageError(f"{path} is not a vramtui session summary")
+    try:
+        summary_text(data)
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:
+        raise UsageError(
+            f"{path} is a damaged vramtui summary ({type(exc).__name__}: {exc})"
+        ) from None
+    return data
+
+
+def csv_peaks(path: Path) -> str:
+    rows = list(csv.reader(_read(path).splitlines()))
+    if not rows or tuple(rows[0]) != CSV_COLUMNS:
+        raise UsageError(f"{path} is not a vramtui session CSV (its header differs)")
+    header = rows[0]
+    peaks: dict[str, tuple[int, str, str]] = {}
+    tokens = set()
+    for n, row in enumerate(rows[1:], start=2):
+        if len(row) != len(header):
+            raise UsageError(f"{path}, line {n}: {len(row)} cells, expected {len(header)}")
+        cells = dict(zip(header, row, strict=True))
+        if cells["source"] == "engine" and cells["phase"] == "decode" and cells["token"]:
+            tokens.add(cells["token"])
+        for _, column in _CSV_PEAKS:
+            text = cells[column]
+            if not text:
+                continue
+            try:
+                value = int(text)
+            except ValueError:
+                raise UsageError(
+                    f"{path}, line {n}: {column} is not a whole number: {text!r}"
+                ) from None
+            if column not in peaks or value > peaks[column][0]:
+                peaks[column] = (value, cells["token"] or "—", cells["phase"])
+    lines = [
+        (label, format_bytes(peaks[c][0], 2), f"token {peaks[c][1]} ({peaks[c][2]})")
+        for label, c in _CSV_PEAKS
+        if c in peaks
+    ]
+    head = f"Peak memory — {path.name}, {len(tokens)} tokens"
+    return "\n".join([head, "", table(lines, ("series", "peak", "at"))]) if lines else head
+
+
+def run(args: argparse.Namespace) -> int:
+    path = Path(args.file).expanduser()
+    if path.suffix.lower() == ".csv":
+        print(csv_peaks(path))
+    elif path.suffix.lower() == ".json":
+        print(summary_text(summary_from_json(path)))
+    else:
+        raise UsageError(f"expected a .json or .csv file written by vramtui, got {path.name}")
+    return 0
