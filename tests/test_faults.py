@@ -15,25 +15,18 @@ import pytest
 from conftest import TINY_CONFIG
 
 
+def headless(tmp_path: Path, tokens: int, *extra: str) -> list[str]:
+    """`vramtui run` of the tiny model on the CPU, exporting run.csv and run.json."""
+    return [
+        *(sys.executable, "-m", "vramtui", "run", "--config", str(TINY_CONFIG)),
+        *("--device", "cpu", "--tokens", str(tokens)),
+        *("--csv", str(tmp_path / "run.csv"), "--json", str(tmp_path / "run.json"), *extra),
+    ]
+
+
 def start_headless(tmp_path: Path, *extra: str) -> subprocess.Popen[str]:
     env = dict(os.environ, VRAMTUI_TEST_STEP_SLEEP="0.05", PYTHONUNBUFFERED="1")
-    cmd = [
-        sys.executable,
-        "-m",
-        "vramtui",
-        "run",
-        "--config",
-        str(TINY_CONFIG),
-        "--device",
-        "cpu",
-        "--tokens",
-        "100",
-        "--csv",
-        str(tmp_path / "run.csv"),
-        "--json",
-        str(tmp_path / "run.json"),
-        *extra,
-    ]
+    cmd = headless(tmp_path, 100, *extra)
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
 
@@ -100,31 +93,15 @@ def test_engine_exits_when_its_parent_dies(tmp_path: Path) -> None:
 
 def test_headless_oom_exits_3_with_data_up_to_the_failure(tmp_path: Path) -> None:
     env = dict(os.environ, VRAMTUI_TEST_OOM_AT_TOKEN="6")
-    cmd = [
-        sys.executable,
-        "-m",
-        "vramtui",
-        "run",
-        "--config",
-        str(TINY_CONFIG),
-        "--device",
-        "cpu",
-        "--tokens",
-        "20",
-        "-q",
-        "--csv",
-        str(tmp_path / "o.csv"),
-        "--json",
-        str(tmp_path / "o.json"),
-    ]
+    cmd = headless(tmp_path, 20, "-q")
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
     assert out.returncode == 3, out.stderr
     assert "Traceback" not in out.stderr
-    summary = json.loads((tmp_path / "o.json").read_text())
+    summary = json.loads((tmp_path / "run.json").read_text())
     assert summary["status"] == "failed"
     assert summary["failure"]["kind"] == "oom" and summary["failure"]["token"] == 6
     assert summary["tokens_generated"] == 6
-    rows = (tmp_path / "o.csv").read_text().splitlines()
+    rows = (tmp_path / "run.csv").read_text().splitlines()
     engine_rows = [r.split(",") for r in rows if ",engine," in r]
     assert [r[2] for r in engine_rows if r[3] == "decode" and r[2]] == [str(i) for i in range(6)]
     # The last engine row is the failure's own sample: no token, the step's high-water mark.
