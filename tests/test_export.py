@@ -105,3 +105,15 @@ def test_failed_write_keeps_the_old_file_and_leaves_no_temp(
 def test_csv_cells_cannot_start_a_formula(text: str) -> None:
     assert safe_cell(text).startswith("'")
     assert safe_cell("opt-125m") == "opt-125m"
+
+
+def test_nvml_history_stays_bounded_and_keeps_the_peak() -> None:
+    s = Session({"model": "m", "tokens": 1}, t0=0.0, max_nvml_samples=64)
+    s.apply(ev.Phase("decode", 0.0))
+    for i in range(10_000):
+        value = 5_000 if i == 7_777 else i % 100
+        s.add_nvml(NvmlSample(0.001 * (i + 1), value, value, 10_000))
+    assert len(s.nvml) <= 64
+    assert max(n.process_bytes for n in s.nvml) == 5_000  # thinning keeps the larger of each pair
+    assert s.peaks["nvml_process"].value == 5_000
+    assert s.summary()["nvml_samples"] == 10_000

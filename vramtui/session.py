@@ -71,6 +71,7 @@ class Session:
         self.ended_at: float | None = None
         self.max_nvml_samples = max_nvml_samples
         self._nvml_decimation = 1
+        self._nvml_pending: NvmlSample | None = None
         self._nvml_seen = 0
         self._nvml_token_max: dict[int, int] = {}
         self._nvml_assigned = 0
@@ -126,9 +127,15 @@ class Session:
             token = self._token_at(sample.t)
             self._track("nvml_process", sample.process_bytes, token, phase, sample.t)
             self._track("nvml_device_used", sample.device_used, token, phase, sample.t)
+            # Past the cap, one sample in `decimation` is stored: the largest of
+            # its window, so a spike between stored samples is never dropped.
+            pending = self._nvml_pending
+            if pending is None or _nvml_key(sample) > _nvml_key(pending):
+                self._nvml_pending = pending = sample
             if self._nvml_seen % self._nvml_decimation:
                 return
-            self.nvml.append(sample)
+            self.nvml.append(pending)
+            self._nvml_pending = None
             if len(self.nvml) >= self.max_nvml_samples:
                 self._thin_nvml()
 
@@ -138,7 +145,7 @@ class Session:
         kept = []
         for i in range(0, len(self.nvml) - 1, 2):
             a, b = self.nvml[i], self.nvml[i + 1]
-            kept.append(a if (a.process_bytes or 0) >= (b.process_bytes or 0) else b)
+            kept.append(a if _nvml_key(a) >= _nvml_key(b) else b)
         if len(self.nvml) % 2:
             kept.append(self.nvml[-1])
         self._nvml_assigned = len(kept) if self._nvml_assigned >= len(self.nvml) else 0
@@ -146,6 +153,9 @@ class Session:
         self._nvml_decimation *= 2
 
     def _end(self, status: str) -> None:
+        if self._nvml_pending is not None:  # the newest window, not yet stored
+            self.nvml.append(self._nvml_pending)
+            self._nvml_pending = None
         self.status = status
         self.ended_at = time.monotonic()
         if self.nvml and len(self.nvml) > 1:
@@ -349,6 +359,10 @@ class Session:
                 "spec": dict(self.spec),
                 "environment": dict(self.environment),
             }
+
+
+def _nvml_key(sample: NvmlSample) -> tuple[int, int]:
+    return (sample.process_bytes or 0, sample.device_used or 0)
 
 
 def _value(peak: Peak | None) -> int | None:
