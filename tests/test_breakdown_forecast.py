@@ -164,7 +164,7 @@ def _measured_like(
         t0=0.0,
     )
     s.apply(ev.Hello(7, "cuda:0", "cuda", "Test GPU", None, 80 * GB, "torch.cuda", {}))
-    s.apply(ev.Sample(None, 0.2, "load", int(e.weights_bytes + ws), None, None, None))
+    s.apply(ev.Sample(None, 0.2, "load", int(e.weights_bytes + ws), None, e.load_peak_bytes, None))
     s.apply(
         ev.Loaded(
             e.weights_bytes,

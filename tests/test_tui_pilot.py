@@ -248,6 +248,30 @@ def test_engine_usage_error_returns_to_the_form(tmp_path: Path) -> None:
     asyncio.run(scenario())
 
 
+def test_run_again_the_instant_a_run_ends_does_not_crash(tmp_path: Path) -> None:
+    # r pops the summary while it may still be mounting: its header's title update,
+    # still queued, must not find its title gone and take the app down (NoMatches).
+    items = synthetic_run("opt-125m", 5)
+    spec = RunSpec(model="opt-125m", tokens=5, device="cuda:0")
+    app = app_for(spec, tmp_path, lambda s: ReplayRecorder(s, items))
+
+    async def scenario() -> None:
+        async with app.run_test(size=(100, 30)) as pilot:
+            for _ in range(10):
+                app.begin(spec)
+                deadline = time.monotonic() + 30
+                while not isinstance(app.screen, SummaryScreen):
+                    assert app.is_running and time.monotonic() < deadline
+                    await asyncio.sleep(0)  # as soon as it is there, not when it is idle
+                app.action_run_again()
+            await pilot.pause(0.2)
+            assert app.is_running and isinstance(app.screen, StartScreen)
+
+    asyncio.run(scenario())
+    assert app.return_code is None  # not ended by an error
+    assert len(app.runs) == 10
+
+
 def test_keys_shown_follow_the_run_state_and_x_toggles_the_axis(tmp_path: Path) -> None:
     app = app_for(RunSpec(tokens=100), tmp_path, replayed(100, upto=40), start=True)
 

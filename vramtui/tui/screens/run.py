@@ -12,7 +12,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import Footer, Header, Static
+from textual.widgets import Footer, Static
 
 from vramtui.breakdown import estimate_for_session, measured_breakdown
 from vramtui.estimator import Estimate
@@ -23,6 +23,7 @@ from vramtui.tui.prediction import breakdown_rows, forecast_text
 from vramtui.tui.run_state import ActiveRun
 from vramtui.tui.text import run_title, series_rows, side_facts, status_text
 from vramtui.tui.widgets.breakdown_panel import BreakdownPanel
+from vramtui.tui.widgets.header import ScreenHeader
 from vramtui.tui.widgets.memory_plot import MemoryPlot
 from vramtui.tui.widgets.series_table import SeriesTable
 
@@ -65,7 +66,7 @@ class RunScreen(Screen[None]):
         self._curve: tuple[int, list[tuple[int, int]]] | None = None  # (points, curve)
 
     def compose(self) -> ComposeResult:
-        yield Header()
+        yield ScreenHeader()
         with Horizontal(id="run-main"):
             yield MemoryPlot(id="plot")
             with Vertical(id="side"):

@@ -15,7 +15,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import Button, DataTable, Footer, Header, Input, Label, Select, Static
+from textual.widgets import Button, DataTable, Footer, Input, Label, Select, Static
 
 from vramtui.catalogue import CATALOGUE
 from vramtui.commands.common import model_label
@@ -25,6 +25,7 @@ from vramtui.spec import ATTENTION, DTYPES, RunSpec, validate
 from vramtui.tui.devices import DeviceOption, device_options, initial_device_options
 from vramtui.tui.form import FIELDS, error_field, model_facts
 from vramtui.tui.prediction import backend_for, spec_estimate, start_prediction
+from vramtui.tui.widgets.header import ScreenHeader
 from vramtui.units import format_bytes, format_count
 
 SOURCE_OPTIONS = [
@@ -81,7 +82,7 @@ class StartScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         spec = self.base
-        yield Header()
+        yield ScreenHeader()
         with Horizontal(id="start-main"):
             with Vertical(id="models"):
                 table: DataTable[str] = DataTable(id="model-table", cursor_type="row")

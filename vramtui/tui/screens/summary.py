@@ -10,7 +10,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Static
+from textual.widgets import Footer, Static
 
 from vramtui.breakdown import compare, estimate_for_session
 from vramtui.report import comparison_rows, device_note, fact_rows, peak_rows, series_labels
@@ -18,6 +18,7 @@ from vramtui.session import Session
 from vramtui.tui.run_state import ActiveRun
 from vramtui.tui.storage import display_path
 from vramtui.tui.text import run_title
+from vramtui.tui.widgets.header import ScreenHeader
 
 
 def heading(summary: dict[str, Any]) -> str:
@@ -107,7 +108,7 @@ class SummaryScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         summary = self.summary
-        yield Header()
+        yield ScreenHeader()
         with VerticalScroll(id="summary"):
             yield Static(heading(summary), id="heading")
             yield Static(peaks_table(summary), id="peaks")

@@ -30,6 +30,11 @@ class MemoryPlot(PlotextPlot):
         super().__init__(id=id)
         self.data: PlotData | None = None
 
+    def on_unmount(self) -> None:
+        # PlotextPlot subscribes to the app's theme signal and never unsubscribes: the
+        # subscription's callback holds the widget, so every plot shown stayed alive.
+        self.app.theme_changed_signal.unsubscribe(self)
+
     @property
     def buckets(self) -> int:
         """How many points a series needs to fill the plot: braille draws two per column."""

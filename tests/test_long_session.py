@@ -1,0 +1,50 @@
+"""Twenty runs, one after another, in one app session (issue 6, item 8)."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import time
+from pathlib import Path
+
+import psutil
+from conftest import tiny_spec
+
+from vramtui.devices import DeviceChoice
+from vramtui.tui.app import VramApp
+from vramtui.tui.screens.summary import SummaryScreen
+
+RUNS = 20
+
+
+def test_twenty_runs_leave_no_zombies_and_little_memory(tmp_path: Path) -> None:
+    me = psutil.Process()
+    spec = tiny_spec(tokens=2)
+    app = VramApp(spec, out_dir=tmp_path, list_devices=lambda: [DeviceChoice("cpu", "CPU")])
+    rss: list[int] = []
+
+    async def drive() -> None:
+        async with app.run_test(size=(100, 30)) as pilot:
+            for i in range(RUNS):
+                app.begin(spec)
+                deadline = time.monotonic() + 120
+                while not (
+                    app.current and app.current.ended and isinstance(app.screen, SummaryScreen)
+                ):
+                    assert time.monotonic() < deadline, f"run {i} never ended"
+                    await pilot.pause(0.05)
+                assert app.current.session.status == "completed"
+                app.action_run_again()
+                await pilot.pause(0.05)
+                gc.collect()
+                rss.append(me.memory_info().rss)
+            await pilot.press("q")
+
+    asyncio.run(drive())
+    children = me.children(recursive=True)
+    zombies = [c for c in children if c.status() == psutil.STATUS_ZOMBIE]
+    engines = [c for c in children if "vramtui.engine.child" in " ".join(c.cmdline())]
+    assert zombies == [] and engines == []
+    assert len(list(tmp_path.glob("*.json"))) == RUNS
+    # Growth from the end of the second run (imports, caches warm) to the last.
+    assert rss[-1] - rss[1] < 20 * 1024 * 1024, [r // 1024 for r in rss]
