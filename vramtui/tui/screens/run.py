@@ -64,6 +64,14 @@ class RunScreen(Screen[None]):
         self._estimate: Estimate | None = None
         self._estimate_for: str | None = None  # the backend it was made for
         self._curve: tuple[int, list[tuple[int, int]]] | None = None  # (points, curve)
+        self._shown: dict[str, object] = {}  # widget id -> what it shows now
+
+    def _changed(self, widget_id: str, shown: object) -> bool:
+        """Whether `shown` differs from what the widget shows (and note it if so)."""
+        if self._shown.get(widget_id) == shown:
+            return False
+        self._shown[widget_id] = shown
+        return True
 
     def compose(self) -> ComposeResult:
         yield ScreenHeader()
@@ -84,10 +92,12 @@ class RunScreen(Screen[None]):
 
     def on_screen_resume(self) -> None:
         self._plot_key = None
+        self._shown.clear()
         self.redraw()
 
     def on_resize(self) -> None:
         self._plot_key = None
+        self._shown.clear()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "cancel":
@@ -141,7 +151,9 @@ class RunScreen(Screen[None]):
         run = self.run
         session = run.session
         now = self.app.clock()  # type: ignore[attr-defined]
-        self.query_one("#status", Static).update(status_text(session, now, run.cancelling))
+        status = status_text(session, now, run.cancelling)
+        if self._changed("status", status):  # one line, always: no layout needed
+            self.query_one("#status", Static).update(status, layout=False)
         plot = self.query_one("#plot", MemoryPlot)
         key = (
             session.tokens_done,
@@ -162,21 +174,26 @@ class RunScreen(Screen[None]):
         )
         drawn = plot.data is not None and plot.data.reference is not None
         cpu = session.environment.get("backend") == "cpu"
-        self.query_one("#series", SeriesTable).show(
+        series = (
             series_rows(session),
             session.device_total(),
             drawn,
             "system RAM" if cpu else "device total",
-            predicted=curve is not None,
+            curve is not None,
         )
-        self.query_one("#side-facts", Static).update(side_facts(session))
+        if self._changed("series", series):
+            self.query_one("#series", SeriesTable).show(*series[:4], predicted=series[4])
+        facts = side_facts(session)
+        if self._changed("side-facts", facts):
+            self.query_one("#side-facts", Static).update(facts)
         self.show_breakdown(cpu)
         notes = [device_note(session.environment)] + [
             n for n in list(session.notices) if not n.startswith("no NVML on")
         ]
-        note = self.query_one("#note", Static)
-        note.update("\n".join(n for n in notes if n))
-        note.display = any(notes)
+        if self._changed("note", notes):
+            note = self.query_one("#note", Static)
+            note.update("\n".join(n for n in notes if n))
+            note.display = any(notes)
 
     def show_breakdown(self, cpu: bool) -> None:
         session = self.run.session
@@ -187,16 +204,16 @@ class RunScreen(Screen[None]):
         if session.finished:
             text, warn = "", False
         if breakdown is None:
-            panel.show("where the bytes are", [], None, text, warn)
-            return
-        where = f"token {breakdown.token}" if breakdown.token is not None else breakdown.phase
-        panel.show(
-            f"where the bytes are · {where}",
-            breakdown_rows(breakdown, cpu),
-            (
-                TOTAL_NAMES.get(breakdown.total_source, breakdown.total_source),
-                breakdown.total_bytes,
-            ),
-            text,
-            warn,
-        )
+            shown: tuple[object, ...] = ("where the bytes are", [], None, text, warn)
+        else:
+            where = f"token {breakdown.token}" if breakdown.token is not None else breakdown.phase
+            total = TOTAL_NAMES.get(breakdown.total_source, breakdown.total_source)
+            shown = (
+                f"where the bytes are · {where}",
+                breakdown_rows(breakdown, cpu),
+                (total, breakdown.total_bytes),
+                text,
+                warn,
+            )
+        if self._changed("breakdown", (shown, panel.size.width)):
+            panel.show(*shown)  # type: ignore[arg-type]

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from textual.app import RenderResult
+from textual.strip import Strip
 from textual_plotext import PlotextPlot
 
 from vramtui.tui.plotdata import (
@@ -12,13 +16,15 @@ from vramtui.tui.plotdata import (
     nice_ticks,
     tick_labels,
 )
+from vramtui.tui.widgets.plot_canvas import matrix_strips, matrix_text
 
 Y_LABEL_COLUMNS = 8  # what plotext's y tick labels and frame take from the width
 
 
 class MemoryPlot(PlotextPlot):
-    """Draws a PlotData. Building the figure is the costly part, so it is done
-    only in `show()` (a few times a second at most) and the figure is kept."""
+    """Draws a PlotData. Setting up the figure is done only in `show()` (a few
+    times a second at most); plotext's canvas build, the costly part, once per
+    figure and size: the rendered Text is kept for every later frame."""
 
     DEFAULT_CSS = """
     MemoryPlot {
@@ -29,6 +35,8 @@ class MemoryPlot(PlotextPlot):
     def __init__(self, *, id: str | None = None) -> None:  # noqa: A002 - Textual's name
         super().__init__(id=id)
         self.data: PlotData | None = None
+        self._version = 0  # bumped by each show()
+        self._canvas: tuple[tuple[object, ...], list[Strip]] | None = None
 
     def on_unmount(self) -> None:
         # PlotextPlot subscribes to the app's theme signal and never unsubscribes: the
@@ -43,8 +51,37 @@ class MemoryPlot(PlotextPlot):
 
     def show(self, data: PlotData) -> None:
         self.data = data
+        self._version += 1
         self._draw(data)
         self.refresh()
+
+    def render(self) -> RenderResult:
+        """The figure as one Text (what PlotextPlot.render gives); frames use render_line."""
+        return matrix_text(self._build_matrix())
+
+    def render_line(self, y: int) -> Strip:
+        strips = self.canvas()
+        if 0 <= y < len(strips):
+            return strips[y]
+        return Strip.blank(self.size.width, self.visual_style.rich_style)
+
+    def canvas(self, rebuild: bool = False) -> list[Strip]:
+        """The figure's lines, built once per show() and size, then kept for every frame."""
+        base = self.visual_style.rich_style
+        key = (self._version, self.size, self.app.theme, self.theme, base)
+        if rebuild or self._canvas is None or self._canvas[0] != key:
+            self._canvas = (key, matrix_strips(self._build_matrix(), base))
+        return self._canvas[1]
+
+    def _build_matrix(self) -> Any:
+        """PlotextPlot.render() up to plotext's matrices, without the ANSI round trip."""
+        plt, width, height = self.plt, self.size.width, self.size.height
+        plt.plotsize(width, height)
+        plt._set_size(width, height)  # as PlotextPlot.render does (textual-plotext issue 5)
+        plt.theme(self._get_plotext_theme_name(self.app.theme))
+        plt._set_sizes()
+        plt._build_matrix()
+        return plt.monitor.matrix
 
     def _draw(self, data: PlotData) -> None:
         plt = self.plt
