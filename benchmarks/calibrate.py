@@ -34,8 +34,13 @@ def series(session: Session, points: int = 60) -> list[dict[str, Any]]:
     step = max(1, len(samples) // points)
     picked = samples[:5] + samples[5:-5:step] + samples[-5:] if len(samples) > 10 else samples
     return [
-        {"token": s.token, "allocated": s.allocated, "step_peak": s.step_peak,
-         "reserved": s.reserved, "kv": s.kv_bytes}
+        {
+            "token": s.token,
+            "allocated": s.allocated,
+            "step_peak": s.step_peak,
+            "reserved": s.reserved,
+            "kv": s.kv_bytes,
+        }
         for s in picked
     ]
 
@@ -54,10 +59,21 @@ def cell_record(session: Session, seconds: float) -> dict[str, Any]:
         "failure": summary["failure"],
         "params": summary["params"],
         "weights_bytes": summary["weights_bytes"],
-        "after_load": {"allocated": load.allocated, "reserved": load.reserved,
-                       "step_peak": load.step_peak} if load else None,
-        "prefill_step": {"allocated": first.allocated, "step_peak": first.step_peak,
-                         "reserved": first.reserved, "kv": first.kv_bytes} if first else None,
+        "after_load": {
+            "allocated": load.allocated,
+            "reserved": load.reserved,
+            "step_peak": load.step_peak,
+        }
+        if load
+        else None,
+        "prefill_step": {
+            "allocated": first.allocated,
+            "step_peak": first.step_peak,
+            "reserved": first.reserved,
+            "kv": first.kv_bytes,
+        }
+        if first
+        else None,
         "peak_allocated_bytes": summary["peak_allocated_bytes"],
         "peak_reserved_bytes": summary["peak_reserved_bytes"],
         "peak_nvml_process_bytes": summary["peak_nvml_process_bytes"],
@@ -88,8 +104,16 @@ def main() -> int:
             prompt, new = (int(x) for x in shape.split("+"))
             for attn in args.attn.split(","):
                 for model in args.models.split(","):
-                    cells.append(RunSpec(model=model, tokens=new, prompt_tokens=prompt,
-                                         attn=attn, batch=batch, device=args.device))
+                    cells.append(
+                        RunSpec(
+                            model=model,
+                            tokens=new,
+                            prompt_tokens=prompt,
+                            attn=attn,
+                            batch=batch,
+                            device=args.device,
+                        )
+                    )
     records = []
     for i, spec in enumerate(cells, 1):
         t = time.monotonic()

@@ -119,38 +119,52 @@ def plain_child(spec_json: str) -> None:
     generate_s = time.monotonic() - t_gen
 
     tokens = int(out.shape[1] - ids.shape[1])
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else (
-        platform.processor() or platform.machine() or "CPU"
+    name = (
+        torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else (platform.processor() or platform.machine() or "CPU")
     )
-    print(json.dumps({
-        "tokens": tokens,
-        "generate_s": generate_s,
-        "pid": os.getpid(),
-        "environment": {
-            "device": str(device),
-            "device_name": name,
-            "torch": torch.__version__,
-            "transformers": transformers.__version__,
-            "cuda_runtime": str(torch.version.cuda or ""),
-            "python": sys.version.split()[0],
-        },
-    }))
+    print(
+        json.dumps(
+            {
+                "tokens": tokens,
+                "generate_s": generate_s,
+                "pid": os.getpid(),
+                "environment": {
+                    "device": str(device),
+                    "device_name": name,
+                    "torch": torch.__version__,
+                    "transformers": transformers.__version__,
+                    "cuda_runtime": str(torch.version.cuda or ""),
+                    "python": sys.version.split()[0],
+                },
+            }
+        )
+    )
 
 
 def run_plain(spec: RunSpec) -> Measurement:
-    env = dict(os.environ, TOKENIZERS_PARALLELISM="false", TRANSFORMERS_NO_ADVISORY_WARNINGS="1",
-               HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    env = dict(
+        os.environ,
+        TOKENIZERS_PARALLELISM="false",
+        TRANSFORMERS_NO_ADVISORY_WARNINGS="1",
+        HF_HUB_OFFLINE="1",
+        TRANSFORMERS_OFFLINE="1",
+    )
     proc = subprocess.run(
         [sys.executable, __file__, "--plain-child", json.dumps(spec.to_dict())],
-        capture_output=True, text=True, env=env,
+        capture_output=True,
+        text=True,
+        env=env,
     )
     if proc.returncode != 0:
         tail = " | ".join(proc.stderr.strip().splitlines()[-3:])
         raise RuntimeError(f"plain run of {spec.model} failed ({proc.returncode}): {tail}")
     data = json.loads(proc.stdout.strip().splitlines()[-1])
     seconds = data["generate_s"]
-    return Measurement("plain", data["tokens"], seconds, data["tokens"] / seconds, data["pid"],
-                       data["environment"])
+    return Measurement(
+        "plain", data["tokens"], seconds, data["tokens"] / seconds, data["pid"], data["environment"]
+    )
 
 
 # ---- variant: the instrumented engine (`vramtui run`) ------------------------------------
@@ -160,12 +174,20 @@ def run_engine(spec: RunSpec) -> Measurement:
     summary = Recorder(spec).run().summary()
     if summary["status"] != "completed":
         failure = summary["failure"] or {}
-        raise RuntimeError(f"vramtui run of {spec.model} {summary['status']}: "
-                           f"{failure.get('kind')}: {failure.get('message')}")
+        raise RuntimeError(
+            f"vramtui run of {spec.model} {summary['status']}: "
+            f"{failure.get('kind')}: {failure.get('message')}"
+        )
     timings = summary["timings"]
     env = summary["environment"]
-    return Measurement("engine", timings["tokens"], timings["generate_s"],
-                       timings["tokens_per_s"], env.get("engine_pid"), env)
+    return Measurement(
+        "engine",
+        timings["tokens"],
+        timings["generate_s"],
+        timings["tokens_per_s"],
+        env.get("engine_pid"),
+        env,
+    )
 
 
 # ---- variant: the engine with the app attached ------------------------------------------
@@ -201,8 +223,10 @@ async def drive_app(spec: RunSpec, save_dir: Path, timeout_s: float) -> dict[str
                 if shown:
                     raise RuntimeError(f"the app refused the spec: {' | '.join(shown)}")
             if time.monotonic() > deadline:
-                raise TimeoutError(f"the app's run did not end within {timeout_s:.0f} s "
-                                   f"({run.session.tokens_done if run else 0} tokens)")
+                raise TimeoutError(
+                    f"the app's run did not end within {timeout_s:.0f} s "
+                    f"({run.session.tokens_done if run else 0} tokens)"
+                )
             await pilot.pause(0.2)
         await pilot.pause(0.2)  # let the summary screen mount, as a user would see it
         summary = run.session.summary()
@@ -228,7 +252,9 @@ def run_app_attached(spec: RunSpec) -> Measurement:
     timeout = APP_TIMEOUT_S
     proc = subprocess.run(
         [sys.executable, __file__, "--app-child", json.dumps(spec.to_dict()), str(timeout)],
-        capture_output=True, text=True, timeout=timeout + 60.0,
+        capture_output=True,
+        text=True,
+        timeout=timeout + 60.0,
     )
     if proc.returncode != 0:
         tail = " | ".join(proc.stderr.strip().splitlines()[-3:])
@@ -237,13 +263,25 @@ def run_app_attached(spec: RunSpec) -> Measurement:
     summary = data["summary"]
     if summary["status"] != "completed":
         failure = summary["failure"] or {}
-        raise RuntimeError(f"app run of {spec.model} {summary['status']}: "
-                           f"{failure.get('kind')}: {failure.get('message')}")
+        raise RuntimeError(
+            f"app run of {spec.model} {summary['status']}: "
+            f"{failure.get('kind')}: {failure.get('message')}"
+        )
     timings = summary["timings"]
-    env = dict(summary["environment"], textual=data["textual"], app_screen_at_end=data["screen"],
-               app_size=list(APP_SIZE))
-    return Measurement("app", timings["tokens"], timings["generate_s"],
-                       timings["tokens_per_s"], env.get("engine_pid"), env)
+    env = dict(
+        summary["environment"],
+        textual=data["textual"],
+        app_screen_at_end=data["screen"],
+        app_size=list(APP_SIZE),
+    )
+    return Measurement(
+        "app",
+        timings["tokens"],
+        timings["generate_s"],
+        timings["tokens_per_s"],
+        env.get("engine_pid"),
+        env,
+    )
 
 
 VARIANTS: dict[str, Callable[[RunSpec], Measurement]] = {
@@ -259,8 +297,9 @@ RATIOS: list[tuple[str, str]] = [("engine", "plain"), ("app", "engine"), ("app",
 # ---- the experiment ----------------------------------------------------------------------
 
 
-def measure(spec: RunSpec, variants: list[str], pairs: int, log: Callable[[str], None]
-            ) -> tuple[dict[str, list[Measurement]], str | None]:
+def measure(
+    spec: RunSpec, variants: list[str], pairs: int, log: Callable[[str], None]
+) -> tuple[dict[str, list[Measurement]], str | None]:
     """The rounds; on a failure, the complete rounds so far and what failed."""
     out: dict[str, list[Measurement]] = {v: [] for v in variants}
     for k in range(pairs):
@@ -287,8 +326,9 @@ def model_result(runs: dict[str, list[Measurement]]) -> dict[str, Any]:
     result: dict[str, Any] = {
         "tokens_per_s": {v: [m.tokens_per_s for m in ms] for v, ms in runs.items()},
         "generate_s": {v: [m.generate_s for m in ms] for v, ms in runs.items()},
-        "median_tokens_per_s": {v: statistics.median(m.tokens_per_s for m in ms)
-                                for v, ms in runs.items()},
+        "median_tokens_per_s": {
+            v: statistics.median(m.tokens_per_s for m in ms) for v, ms in runs.items()
+        },
         "pids": {v: [m.pid for m in ms] for v, ms in runs.items()},
         "ratios": {},
         "median_ratio": {},
@@ -297,8 +337,9 @@ def model_result(runs: dict[str, list[Measurement]]) -> dict[str, Any]:
         if top not in runs or bottom not in runs:
             continue
         name = f"{top}/{bottom}"
-        ratios = [m.tokens_per_s / d.tokens_per_s
-                  for m, d in zip(runs[top], runs[bottom], strict=True)]
+        ratios = [
+            m.tokens_per_s / d.tokens_per_s for m, d in zip(runs[top], runs[bottom], strict=True)
+        ]
         result["ratios"][name] = ratios
         result["median_ratio"][name] = statistics.median(ratios)
     return result
@@ -325,9 +366,14 @@ def markdown(report: dict[str, Any]) -> str:
     variants = report["variants"]
     versions = " · ".join(
         f"{label} {env[key]}"
-        for key, label in (("driver", "driver"), ("cuda_runtime", "CUDA"), ("torch", "torch"),
-                           ("transformers", "transformers"), ("textual", "textual"),
-                           ("vramtui", "vramtui"))
+        for key, label in (
+            ("driver", "driver"),
+            ("cuda_runtime", "CUDA"),
+            ("torch", "torch"),
+            ("transformers", "transformers"),
+            ("textual", "textual"),
+            ("vramtui", "vramtui"),
+        )
         if env.get(key)
     )
     s = report["settings"]
@@ -340,11 +386,14 @@ def markdown(report: dict[str, Any]) -> str:
         f"{s['tokens']} new tokens, prompt of {s['prompt_tokens']} tokens, greedy, batch "
         f"{s['batch']}, {s['dtype'] or 'default dtype'}, {s['pairs']} interleaved rounds of "
         "fresh processes; tok/s = tokens / seconds around `model.generate` alone"
-        + (f"; app = the app headless at {APP_SIZE[0]}x{APP_SIZE[1]}" if "app" in variants
-           else "") + ".",
+        + (f"; app = the app headless at {APP_SIZE[0]}x{APP_SIZE[1]}" if "app" in variants else "")
+        + ".",
         "",
-        "| model | " + " | ".join(f"{v} tok/s" for v in variants) + " | "
-        + " | ".join(n.replace("/", " / ") for n in ratio_names) + " |",
+        "| model | "
+        + " | ".join(f"{v} tok/s" for v in variants)
+        + " | "
+        + " | ".join(n.replace("/", " / ") for n in ratio_names)
+        + " |",
         "| --- | " + " | ".join("---:" for _ in variants + ratio_names) + " |",
     ]
     for model, r in report["models"].items():
@@ -353,8 +402,10 @@ def markdown(report: dict[str, Any]) -> str:
             ratios = r["ratios"][name]
             cells.append(f"{r['median_ratio'][name]:.3f} ({min(ratios):.3f}–{max(ratios):.3f})")
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", "Medians over the rounds; a ratio column: median (min–max) of the per-round "
-              "ratios."]
+    lines += [
+        "",
+        "Medians over the rounds; a ratio column: median (min–max) of the per-round ratios.",
+    ]
     lines += [f"\nStopped early: {error}" for error in report.get("errors", [])]
     return "\n".join(lines) + "\n"
 
@@ -366,9 +417,17 @@ def build_specs(args: argparse.Namespace) -> list[RunSpec]:
     refs += [(model_label(p), "config", p) for p in configs]
     specs = []
     for name, source, path in refs:
-        spec = RunSpec(model=name, source=source, path=path, tokens=args.tokens,
-                       prompt_tokens=args.prompt_tokens, batch=args.batch, dtype=args.dtype,
-                       device=args.device, seed=0)
+        spec = RunSpec(
+            model=name,
+            source=source,
+            path=path,
+            tokens=args.tokens,
+            prompt_tokens=args.prompt_tokens,
+            batch=args.batch,
+            dtype=args.dtype,
+            device=args.device,
+            seed=0,
+        )
         validate(spec)
         specs.append(spec)
     return specs
@@ -384,10 +443,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--dtype", choices=("float16", "bfloat16", "float32"))
     parser.add_argument("--device", default="auto")
     parser.add_argument("--pairs", type=int, default=5, help="interleaved pairs per model")
-    parser.add_argument("--variants", default="plain,engine",
-                        help=f"comma-separated, any of: {', '.join(VARIANTS)}")
-    parser.add_argument("--run-timeout", type=float, default=APP_TIMEOUT_S,
-                        help="seconds one app run may take, start to summary")
+    parser.add_argument(
+        "--variants", default="plain,engine", help=f"comma-separated, any of: {', '.join(VARIANTS)}"
+    )
+    parser.add_argument(
+        "--run-timeout",
+        type=float,
+        default=APP_TIMEOUT_S,
+        help="seconds one app run may take, start to summary",
+    )
     parser.add_argument("--out", type=Path, required=True, help="folder for the results")
     parser.add_argument("--force", action="store_true", help="overwrite earlier results there")
     args = parser.parse_args(argv)
@@ -413,8 +477,10 @@ def main(argv: list[str] | None = None) -> int:
             raise UsageError(f"--variants: any of {', '.join(VARIANTS)}, each once")
         specs = build_specs(args)
         args.out.mkdir(parents=True, exist_ok=True)
-        paths = [check_writable(args.out / name, force=args.force)
-                 for name in ("overhead.json", "overhead.md")]
+        paths = [
+            check_writable(args.out / name, force=args.force)
+            for name in ("overhead.json", "overhead.md")
+        ]
     except UsageError as exc:
         print(f"overhead: {exc}", file=sys.stderr)
         return 2
@@ -435,14 +501,20 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     report = {
         "command": shlex.join(["python", "benchmarks/overhead.py", *(argv or sys.argv[1:])]),
-        "settings": {"tokens": args.tokens, "prompt_tokens": args.prompt_tokens,
-                     "batch": args.batch, "dtype": args.dtype, "device": args.device,
-                     "pairs": args.pairs},
+        "settings": {
+            "tokens": args.tokens,
+            "prompt_tokens": args.prompt_tokens,
+            "batch": args.batch,
+            "dtype": args.dtype,
+            "device": args.device,
+            "pairs": args.pairs,
+        },
         "variants": variants,
         "environment": environment(runs),
         "models": {model: model_result(r) for model, r in runs.items()},
-        "measurements": {model: {v: [asdict(m) for m in ms] for v, ms in r.items()}
-                         for model, r in runs.items()},
+        "measurements": {
+            model: {v: [asdict(m) for m in ms] for v, ms in r.items()} for model, r in runs.items()
+        },
         "errors": errors,
     }
     atomic_write(paths[0], json.dumps(report, indent=2) + "\n")
@@ -452,11 +524,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{model}: median tok/s {rates}")
         for name, ratio in r["median_ratio"].items():
             ratios = r["ratios"][name]
-            print(f"{model}: {name.replace('/', ' / ')} tok/s = {ratio:.3f} (median of "
-                  f"{len(ratios)}; {min(ratios):.3f}-{max(ratios):.3f})")
+            print(
+                f"{model}: {name.replace('/', ' / ')} tok/s = {ratio:.3f} (median of "
+                f"{len(ratios)}; {min(ratios):.3f}-{max(ratios):.3f})"
+            )
     env = report["environment"]
-    print(f"on {env.get('device_name')}, driver {env.get('driver')}, torch {env.get('torch')}, "
-          f"transformers {env.get('transformers')}, textual {env.get('textual')}")
+    print(
+        f"on {env.get('device_name')}, driver {env.get('driver')}, torch {env.get('torch')}, "
+        f"transformers {env.get('transformers')}, textual {env.get('textual')}"
+    )
     for error in errors:
         print(f"FAILED: {error}")
     print(f"wrote {paths[0]} and {paths[1]}")

@@ -49,8 +49,9 @@ def log(line: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {line}", flush=True)
 
 
-async def wait_until(pilot: Any, what: str, condition: Callable[[], bool], timeout: float,
-                     step: float = 0.1) -> None:
+async def wait_until(
+    pilot: Any, what: str, condition: Callable[[], bool], timeout: float, step: float = 0.1
+) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
@@ -77,8 +78,7 @@ async def shoot(spec: RunSpec, args: argparse.Namespace) -> dict[str, Any]:
 
     async with app.run_test(size=(width, height)) as pilot:
         # 1. the start screen, once the device list has been answered
-        await wait_until(pilot, "the start screen", lambda: isinstance(app.screen, StartScreen),
-                         30)
+        await wait_until(pilot, "the start screen", lambda: isinstance(app.screen, StartScreen), 30)
         start = app.screen
         assert isinstance(start, StartScreen)
         await wait_until(pilot, "the device list", lambda: bool(start.found), 60)
@@ -95,8 +95,11 @@ async def shoot(spec: RunSpec, args: argparse.Namespace) -> dict[str, Any]:
         session = run.session
         half = max(1, spec.tokens // 2)
         await wait_until(
-            pilot, f"token {half} of {spec.tokens}",
-            lambda: session.tokens_done >= half or run.ended, args.timeout, step=0.05,
+            pilot,
+            f"token {half} of {spec.tokens}",
+            lambda: session.tokens_done >= half or run.ended,
+            args.timeout,
+            step=0.05,
         )
         if not run.ended and isinstance(app.screen, RunScreen):
             facts["decode_tokens_done_at_shot"] = session.tokens_done
@@ -108,8 +111,9 @@ async def shoot(spec: RunSpec, args: argparse.Namespace) -> dict[str, Any]:
 
         # 3. the summary screen after the run
         await wait_until(pilot, "the end of the run", lambda: run.ended, args.timeout)
-        await wait_until(pilot, "the summary screen",
-                         lambda: isinstance(app.screen, SummaryScreen), 30)
+        await wait_until(
+            pilot, "the summary screen", lambda: isinstance(app.screen, SummaryScreen), 30
+        )
         await pilot.pause(0.5)
         save("summary")
         facts["summary"] = session.summary()
@@ -123,13 +127,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_spec_arguments(parser, model_default="opt-1.3b")
     parser.set_defaults(tokens=2000, device="cuda:0")
-    parser.add_argument("--out", type=Path, default=Path("screenshots"),
-                        help="folder for the SVGs and screenshots.json (default: screenshots/)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("screenshots"),
+        help="folder for the SVGs and screenshots.json (default: screenshots/)",
+    )
     parser.add_argument("--size", default="120x36", help="terminal size, COLSxROWS")
-    parser.add_argument("--timeout", type=float, default=150.0,
-                        help="seconds to wait for each stage (load to mid-decode, to the end)")
-    parser.add_argument("--sessions", type=Path,
-                        help="autosave the session here (default: the app's data folder)")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=150.0,
+        help="seconds to wait for each stage (load to mid-decode, to the end)",
+    )
+    parser.add_argument(
+        "--sessions", type=Path, help="autosave the session here (default: the app's data folder)"
+    )
     args = parser.parse_args(argv)
     try:
         cols, rows = (int(n) for n in args.size.lower().split("x"))
@@ -207,11 +220,13 @@ def main(argv: list[str] | None = None) -> int:
             value = summary.get(key)
             return f"{value / gb:.2f} GB" if value else "-"
 
-        print(f"run: {summary.get('status')}, {summary.get('tokens_generated')}/"
-              f"{summary.get('tokens_requested')} tokens of {summary.get('model')} on "
-              f"{report['gpu_name']}, {timings.get('tokens_per_s') or 0:.1f} tok/s; peaks: "
-              f"allocated {fig('peak_allocated_bytes')}, reserved {fig('peak_reserved_bytes')}, "
-              f"NVML process {fig('peak_nvml_process_bytes')}")
+        print(
+            f"run: {summary.get('status')}, {summary.get('tokens_generated')}/"
+            f"{summary.get('tokens_requested')} tokens of {summary.get('model')} on "
+            f"{report['gpu_name']}, {timings.get('tokens_per_s') or 0:.1f} tok/s; peaks: "
+            f"allocated {fig('peak_allocated_bytes')}, reserved {fig('peak_reserved_bytes')}, "
+            f"NVML process {fig('peak_nvml_process_bytes')}"
+        )
     if "decode_tokens_done_at_shot" in facts:
         print(f"decode.svg at token {facts['decode_tokens_done_at_shot']} of {spec.tokens}")
     print(f"wrote {path}")

@@ -55,8 +55,19 @@ def main() -> int:
     env = gpu_environment()
     tmp = Path(tempfile.mkdtemp())
     cmd = [
-        sys.executable, "-m", "vramtui", "run", "--model", args.model, "--tokens",
-        str(args.tokens), "--csv", str(tmp / "run.csv"), "--json", str(tmp / "run.json"), "-q",
+        sys.executable,
+        "-m",
+        "vramtui",
+        "run",
+        "--model",
+        args.model,
+        "--tokens",
+        str(args.tokens),
+        "--csv",
+        str(tmp / "run.csv"),
+        "--json",
+        str(tmp / "run.json"),
+        "-q",
     ]
     subprocess.run(cmd, check=True)
     summary = json.loads((tmp / "run.json").read_text())
@@ -64,9 +75,13 @@ def main() -> int:
     spec["attn"] = summary["spec"]["attn"]
     plain = json.loads(
         subprocess.run(
-            [sys.executable, "-c", PLAIN, json.dumps(spec)], check=True, capture_output=True,
+            [sys.executable, "-c", PLAIN, json.dumps(spec)],
+            check=True,
+            capture_output=True,
             text=True,
-        ).stdout.strip().splitlines()[-1]
+        )
+        .stdout.strip()
+        .splitlines()[-1]
     )
     with open(tmp / "run.csv") as f:
         rows = list(csv.DictReader(f))
@@ -102,9 +117,14 @@ def main() -> int:
     write_json(args.out, result)
     print(environment_line(env))
     for key in (
-        "peak_allocated_bytes_reported", "plain_process_max_memory_allocated",
-        "peak_equal_to_the_byte", "token_samples", "token_indices_complete",
-        "nvml_hz_during_decode", "weights_over_2x_params", "tokens_per_s",
+        "peak_allocated_bytes_reported",
+        "plain_process_max_memory_allocated",
+        "peak_equal_to_the_byte",
+        "token_samples",
+        "token_indices_complete",
+        "nvml_hz_during_decode",
+        "weights_over_2x_params",
+        "tokens_per_s",
     ):
         print(f"{key}: {result[key]}")
     return 0

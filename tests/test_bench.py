@@ -44,8 +44,17 @@ def test_two_cell_sweep_runs_each_cell_in_its_own_process(
 ) -> None:
     csv_path, md_path = tmp_path / "bench.csv", tmp_path / "bench.md"
     code, out, err = run_cli(
-        capsys, "--config", TINY, "--tokens", "5,10", "--device", "cpu",
-        "--csv", str(csv_path), "--markdown", str(md_path),
+        capsys,
+        "--config",
+        TINY,
+        "--tokens",
+        "5,10",
+        "--device",
+        "cpu",
+        "--csv",
+        str(csv_path),
+        "--markdown",
+        str(md_path),
     )
     assert code == 0, err
     rows = read_rows(csv_path)
@@ -154,7 +163,9 @@ def test_cells_are_the_product_with_repeats_outermost() -> None:
     assert [c.repeat for c in cells] == [1] * 8 + [2] * 8
     first = [(c.spec.model, c.spec.tokens, c.spec.attn) for c in cells[:8]]
     assert first[:3] == [
-        ("opt-125m", 20, "sdpa"), ("opt-125m", 20, "eager"), ("opt-125m", 2000, "sdpa")
+        ("opt-125m", 20, "sdpa"),
+        ("opt-125m", 20, "eager"),
+        ("opt-125m", 2000, "sdpa"),
     ]
     assert first[4][0] == "opt-350m"
     assert cells[0].key == cells[8].key and cells[0].spec is not cells[8].spec
@@ -174,8 +185,13 @@ def test_the_recorded_command_rebuilds_the_same_grid() -> None:
     from vramtui.commands.bench import axes_from_args
 
     axes = bench.Axes.of_catalogue(
-        ["opt-125m", "opt-1.3b"], tokens=[20, 2000], batch=[1, 8], dtype=["bfloat16"],
-        attn=["sdpa", "eager"], repeat=3, device="cuda:1",
+        ["opt-125m", "opt-1.3b"],
+        tokens=[20, 2000],
+        batch=[1, 8],
+        dtype=["bfloat16"],
+        attn=["sdpa", "eager"],
+        repeat=3,
+        device="cuda:1",
     )
     command = axes.command()
     assert command.startswith("vramtui bench --models opt-125m,opt-1.3b --tokens 20,2000")
@@ -193,16 +209,32 @@ def fake_events(spec: RunSpec, *, oom_at: int | None = None, rate: float = 100.0
     params = 1_000_000 * (1 + spec.batch)
     pid = next(_pids)
     out: list[ev.Event] = [
-        ev.Hello(pid, "cuda:0", "cuda", "Fake GPU 80GB", None, 80 * 10**9, "torch.cuda",
-                 {"torch": "2.11.0", "transformers": "5.17.0", "cuda_runtime": "12.8"}),
+        ev.Hello(
+            pid,
+            "cuda:0",
+            "cuda",
+            "Fake GPU 80GB",
+            None,
+            80 * 10**9,
+            "torch.cuda",
+            {"torch": "2.11.0", "transformers": "5.17.0", "cuda_runtime": "12.8"},
+        ),
         ev.Phase("load", 1.0),
         ev.Loaded(2 * params, params, "float16", 2048, 2, 64, 4, 16, spec.prompt_tokens, 0.1),
     ]
     t = 2.0
     for token in range(spec.tokens):
         if token == oom_at:
-            out.append(ev.Failed("oom", "CUDA out of memory. Tried to allocate 2.00 GiB",
-                                 "decode", token, 2 * 1024**3, 3 * params))
+            out.append(
+                ev.Failed(
+                    "oom",
+                    "CUDA out of memory. Tried to allocate 2.00 GiB",
+                    "decode",
+                    token,
+                    2 * 1024**3,
+                    3 * params,
+                )
+            )
             return out
         t += 1 / rate
         held = 2 * params + 1000 * token
@@ -256,13 +288,24 @@ def test_an_oom_cell_is_a_result_and_the_sweep_goes_on(
     )
     csv_path, md_path = tmp_path / "b.csv", tmp_path / "b.md"
     code, out, err = run_cli(
-        capsys, "--models", "opt-125m,opt-350m", "--tokens", "10,20", "-q",
-        "--csv", str(csv_path), "--markdown", str(md_path),
+        capsys,
+        "--models",
+        "opt-125m,opt-350m",
+        "--tokens",
+        "10,20",
+        "-q",
+        "--csv",
+        str(csv_path),
+        "--markdown",
+        str(md_path),
     )
     assert code == 0, err
     rows = read_rows(csv_path)
     assert [(r["status"], r["failure_kind"]) for r in rows] == [
-        ("completed", ""), ("failed", "oom"), ("completed", ""), ("failed", "oom"),
+        ("completed", ""),
+        ("failed", "oom"),
+        ("completed", ""),
+        ("failed", "oom"),
     ]
     oom = rows[1]
     assert oom["failure_token"] == "7" and oom["tokens_generated"] == "7"
@@ -285,12 +328,15 @@ def test_any_other_failure_makes_exit_1_and_keeps_every_row(
 
     fake.behaviour = staticmethod(behaviour)
     csv_path = tmp_path / "b.csv"
-    code, out, _ = run_cli(capsys, "--models", "opt-125m", "--tokens", "10,20,30", "-q",
-                           "--csv", str(csv_path))
+    code, out, _ = run_cli(
+        capsys, "--models", "opt-125m", "--tokens", "10,20,30", "-q", "--csv", str(csv_path)
+    )
     assert code == 1
     rows = read_rows(csv_path)
     assert [(r["tokens"], r["status"], r["failure_kind"]) for r in rows] == [
-        ("10", "completed", ""), ("20", "failed", "crashed"), ("30", "completed", ""),
+        ("10", "completed", ""),
+        ("20", "failed", "crashed"),
+        ("30", "completed", ""),
     ]
     assert "failed (crashed)" in out
 
@@ -322,8 +368,9 @@ def test_ctrl_c_cancels_the_running_cell_keeps_finished_rows_and_exits_130(
 
     fake.behaviour = staticmethod(behaviour)
     csv_path = tmp_path / "b.csv"
-    code, _, err = run_cli(capsys, "--models", "opt-125m", "--tokens", "10,20,30", "-q",
-                           "--csv", str(csv_path))
+    code, _, err = run_cli(
+        capsys, "--models", "opt-125m", "--tokens", "10,20,30", "-q", "--csv", str(csv_path)
+    )
     assert code == 130, err
     rows = read_rows(csv_path)
     assert [(r["tokens"], r["status"]) for r in rows] == [("10", "completed"), ("20", "cancelled")]
@@ -334,8 +381,10 @@ def test_a_device_that_is_not_there_ends_the_sweep_with_exit_2(
     fake: type[FakeRecorder], capsys: pytest.CaptureFixture[str]
 ) -> None:
     fake.behaviour = staticmethod(
-        lambda spec: [ev.Phase("start", 0.0),
-                      ev.Failed("usage", "no device 'cuda:3' here; devices here: cpu", "start")]
+        lambda spec: [
+            ev.Phase("start", 0.0),
+            ev.Failed("usage", "no device 'cuda:3' here; devices here: cpu", "start"),
+        ]
     )
     code, _, err = run_cli(capsys, "--models", "opt-125m,opt-350m", "--tokens", "10,20", "-q")
     assert code == 2

@@ -183,12 +183,22 @@ class Axes:
             raise UsageError(f"--repeat must be positive, got {self.repeat}")
         check_device(self.device)
 
-    def _spec(self, ref: ModelRef, tokens: int, prompt: int, batch: int, dtype: str | None,
-              attn: str) -> RunSpec:
+    def _spec(
+        self, ref: ModelRef, tokens: int, prompt: int, batch: int, dtype: str | None, attn: str
+    ) -> RunSpec:
         return RunSpec(
-            model=ref.name, source=ref.source, path=ref.path, tokens=tokens,
-            prompt_tokens=prompt, batch=batch, dtype=dtype, attn=attn, device=self.device,
-            seed=self.seed, allow_download=self.allow_download, allow_pickle=self.allow_pickle,
+            model=ref.name,
+            source=ref.source,
+            path=ref.path,
+            tokens=tokens,
+            prompt_tokens=prompt,
+            batch=batch,
+            dtype=dtype,
+            attn=attn,
+            device=self.device,
+            seed=self.seed,
+            allow_download=self.allow_download,
+            allow_pickle=self.allow_pickle,
         )
 
     def plan(self) -> tuple[list[Cell], list[str]]:
@@ -244,8 +254,11 @@ class Axes:
             if values and list(values) != list(default):
                 parts.extend([flag, ",".join(str(v) for v in values)])
 
-        for flag, source in (("--models", "architecture"), ("--config", "config"),
-                             ("--checkpoint", "checkpoint")):
+        for flag, source in (
+            ("--models", "architecture"),
+            ("--config", "config"),
+            ("--checkpoint", "checkpoint"),
+        ):
             add(flag, [r.path or r.name for r in self.models if r.source == source])
         add("--tokens", self.tokens)
         add("--prompt-tokens", self.prompt_tokens, DEFAULT_PROMPT_TOKENS)
@@ -333,8 +346,10 @@ class CellResult:
             basis, base = "peak_allocated", peak_allocated
         completed = s["status"] == "completed"
         backend = env.get("backend")
-        dtype = session.loaded.dtype if session.loaded else (
-            resolve_dtype(cell.spec.dtype, backend) if backend else cell.spec.dtype
+        dtype = (
+            session.loaded.dtype
+            if session.loaded
+            else (resolve_dtype(cell.spec.dtype, backend) if backend else cell.spec.dtype)
         )
         return cls(
             cell=cell,
@@ -496,18 +511,53 @@ def run_sweep(
 
 # ---- CSV -----------------------------------------------------------------------------
 
-SPEC_COLUMNS = ("cell", "repeat", "model", "source", "path", "tokens", "prompt_tokens", "batch",
-                "dtype", "attn", "device", "seed")
+SPEC_COLUMNS = (
+    "cell",
+    "repeat",
+    "model",
+    "source",
+    "path",
+    "tokens",
+    "prompt_tokens",
+    "batch",
+    "dtype",
+    "attn",
+    "device",
+    "seed",
+)
 STATUS_COLUMNS = ("status", "failure_kind", "failure_phase", "failure_token", "failure_message")
 FIGURE_COLUMNS = (
-    "engine_pid", "params", "weights_bytes", "peak_allocated_bytes", "peak_reserved_bytes",
-    "peak_nvml_process_bytes", "peak_nvml_device_used_bytes", "bytes_per_param",
-    "bytes_per_param_basis", "tokens_generated", "tokens_per_s", "decode_tokens_per_s",
-    "load_s", "generate_s", "kv_cache_bytes_final", "oom_requested_bytes", "oom_held_bytes",
-    "memory_source", "nvml_process_source",
+    "engine_pid",
+    "params",
+    "weights_bytes",
+    "peak_allocated_bytes",
+    "peak_reserved_bytes",
+    "peak_nvml_process_bytes",
+    "peak_nvml_device_used_bytes",
+    "bytes_per_param",
+    "bytes_per_param_basis",
+    "tokens_generated",
+    "tokens_per_s",
+    "decode_tokens_per_s",
+    "load_s",
+    "generate_s",
+    "kv_cache_bytes_final",
+    "oom_requested_bytes",
+    "oom_held_bytes",
+    "memory_source",
+    "nvml_process_source",
 )
-ENVIRONMENT_COLUMNS = ("device_name", "device_total_bytes", "driver", "cuda_runtime", "torch",
-                       "transformers", "python", "vramtui", "platform")
+ENVIRONMENT_COLUMNS = (
+    "device_name",
+    "device_total_bytes",
+    "driver",
+    "cuda_runtime",
+    "torch",
+    "transformers",
+    "python",
+    "vramtui",
+    "platform",
+)
 CSV_COLUMNS = SPEC_COLUMNS + STATUS_COLUMNS + FIGURE_COLUMNS + ENVIRONMENT_COLUMNS
 
 
@@ -537,8 +587,10 @@ def csv_row(result: CellResult) -> dict[str, Any]:
         "failure_message": result.failure_message,
     }
     for name in FIGURE_COLUMNS:
-        row[name] = env.get(name) if name in ("memory_source", "nvml_process_source") else getattr(
-            result, name
+        row[name] = (
+            env.get(name)
+            if name in ("memory_source", "nvml_process_source")
+            else getattr(result, name)
         )
     for name in ENVIRONMENT_COLUMNS:
         row[name] = device_name(env) if name == "device_name" else env.get(name)
@@ -558,8 +610,14 @@ def csv_text(results: Sequence[CellResult]) -> str:
 
 # ---- tables --------------------------------------------------------------------------
 
-FIGURE_HEADERS = ("weights", "peak allocated", "peak reserved", "peak NVML process",
-                  "bytes/param", "tok/s")
+FIGURE_HEADERS = (
+    "weights",
+    "peak allocated",
+    "peak reserved",
+    "peak NVML process",
+    "bytes/param",
+    "tok/s",
+)
 AXIS_HEADERS = {"prompt_tokens": "prompt", "batch": "batch", "dtype": "dtype"}
 
 
@@ -700,24 +758,32 @@ def constants_line(results: Sequence[CellResult], varying: Sequence[str]) -> str
 
 def method_notes(results: Sequence[CellResult], grouped: bool) -> list[str]:
     """What the columns measure, in the words of the backend the cells ran on."""
-    sources = sorted({r.environment["memory_source"] for r in results
-                      if r.environment.get("memory_source")})
+    sources = sorted(
+        {r.environment["memory_source"] for r in results if r.environment.get("memory_source")}
+    )
     notes = ["Each cell ran in a fresh engine process."]
     if "torch.cuda" in sources:
-        notes.append("Peak allocated: torch's caching allocator, high-water mark (transients "
-                     "inside a step included); peak reserved: the most it held from the driver.")
+        notes.append(
+            "Peak allocated: torch's caching allocator, high-water mark (transients "
+            "inside a step included); peak reserved: the most it held from the driver."
+        )
     notes += [f"Peak allocated: {s}, high-water mark." for s in sources if s != "torch.cuda"]
     if any(r.peak_nvml_process_bytes for r in results):
-        notes.append("Peak NVML process: the engine process's device memory as NVML reports "
-                     "it, CUDA context included.")
+        notes.append(
+            "Peak NVML process: the engine process's device memory as NVML reports "
+            "it, CUDA context included."
+        )
     bases = {r.bytes_per_param_basis for r in results if r.bytes_per_param_basis}
     if bases:
         names = {"peak_nvml_process": "peak NVML process", "peak_allocated": "peak allocated"}
-        notes.append("bytes/param: " + " or ".join(sorted(names[b] for b in bases))
-                     + " ÷ parameters.")
+        notes.append(
+            "bytes/param: " + " or ".join(sorted(names[b] for b in bases)) + " ÷ parameters."
+        )
     if grouped and max((r.cell.repeat for r in results), default=1) > 1:
-        notes.append("runs: completed repeats of that configuration; memory columns show the "
-                     "largest over them, tok/s the median (min–max).")
+        notes.append(
+            "runs: completed repeats of that configuration; memory columns show the "
+            "largest over them, tok/s the median (min–max)."
+        )
     return notes
 
 
@@ -737,8 +803,11 @@ def markdown_text(results: Sequence[CellResult], axes: Axes) -> str:
         f"`{axes.command()}`",
         "",
         "| " + " | ".join(header) + " |",
-        "| " + " | ".join("---" if i < len(header) - len(FIGURE_HEADERS) else "---:"
-                          for i in range(len(header))) + " |",
+        "| "
+        + " | ".join(
+            "---" if i < len(header) - len(FIGURE_HEADERS) else "---:" for i in range(len(header))
+        )
+        + " |",
     ]
     lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in rows]
     lines.append("")

@@ -160,8 +160,10 @@ class Outputs:
 
     def write(self, results: list[bench.CellResult]) -> None:
         """Rewrite both files; a file that cannot be written is said once, the sweep goes on."""
-        for path, render in ((self.csv, bench.csv_text),
-                             (self.markdown, lambda r: bench.markdown_text(r, self.axes))):
+        for path, render in (
+            (self.csv, bench.csv_text),
+            (self.markdown, lambda r: bench.markdown_text(r, self.axes)),
+        ):
             if not path or path in self.failed:
                 continue
             try:
