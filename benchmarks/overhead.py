@@ -83,7 +83,7 @@ def plain_child(spec_json: str) -> None:
     import transformers
 
     from vramtui.engine.child import resolve_device
-    from vramtui.engine.model import build
+    from vramtui.engine.model import build, generate_kwargs, random_prompt
     from vramtui.spec import resolve_dtype
 
     spec = RunSpec.from_dict(json.loads(spec_json))
@@ -91,30 +91,13 @@ def plain_child(spec_json: str) -> None:
     if device.type == "cuda":
         torch.cuda.set_device(device)
     model = build(spec, device, resolve_dtype(spec.dtype, device.type)).model
-    config = model.config
-    generator = torch.Generator(device="cpu").manual_seed(spec.seed)
-    vocab = int(getattr(config, "vocab_size", 50272))
-    ids = torch.randint(4, vocab, (spec.batch, spec.prompt_tokens), generator=generator)
-    ids = ids.to(device)
+    ids = random_prompt(spec, model.config).to(device)
     mask = torch.ones_like(ids)
-    eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
-    pad = getattr(config, "pad_token_id", None)
-    if pad is None:
-        pad = eos[0] if isinstance(eos, list) else eos if eos is not None else 0
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 
     t_gen = time.monotonic()
     with torch.inference_mode():
-        out = model.generate(
-            ids,
-            attention_mask=mask,
-            max_new_tokens=spec.tokens,
-            min_new_tokens=spec.tokens,
-            do_sample=False,
-            num_beams=1,
-            use_cache=True,
-            pad_token_id=pad,
-        )
+        out = model.generate(ids, attention_mask=mask, **generate_kwargs(model, spec.tokens))
     sync()
     generate_s = time.monotonic() - t_gen
 

@@ -182,7 +182,7 @@ class Engine:
                 },
             )
         )
-        from vramtui.engine.model import build
+        from vramtui.engine.model import build, generate_kwargs, random_prompt
 
         self.enter("load")
         self.probe.reset_peak()
@@ -202,13 +202,11 @@ class Engine:
             hidden // heads if hidden and heads else None
         )
 
-        generator = torch.Generator(device="cpu").manual_seed(spec.seed)
         if spec.prompt:
             ids = built.tokenizer(spec.prompt, return_tensors="pt").input_ids
             ids = ids.repeat(spec.batch, 1)
         else:
-            vocab = int(getattr(config, "vocab_size", 50272))
-            ids = torch.randint(4, vocab, (spec.batch, spec.prompt_tokens), generator=generator)
+            ids = random_prompt(spec, config)
         prompt_tokens = int(ids.shape[1])
         if positions and prompt_tokens + spec.tokens > positions:
             raise UsageError(
@@ -275,22 +273,14 @@ class Engine:
         hook = model.register_forward_hook(keep_cache)
         self.enter("prefill")
         self.token = 0  # the step in progress: token 0's is the prefill forward
-        eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
-        pad = getattr(config, "pad_token_id", None)
-        if pad is None:
-            pad = eos[0] if isinstance(eos, list) else eos if eos is not None else 0
+        options = generate_kwargs(model, spec.tokens)
         t_gen = clock()
         with torch.inference_mode():
             model.generate(
                 ids,
                 attention_mask=mask,
-                max_new_tokens=spec.tokens,
-                min_new_tokens=spec.tokens,
-                do_sample=False,
-                num_beams=1,
-                use_cache=True,
-                pad_token_id=pad,
                 logits_processor=LogitsProcessorList([StepSampler()]),
+                **options,
             )
         generate_s = clock() - t_gen
         hook.remove()

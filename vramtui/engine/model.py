@@ -144,3 +144,28 @@ def build(spec: RunSpec, device: torch.device, dtype: str) -> BuiltModel:
             "--prompt needs a checkpoint with a tokenizer; use --prompt-tokens instead"
         )
     return BuiltModel(model=model, tokenizer=tokenizer, params=params, weights_bytes=size)
+
+
+def random_prompt(spec: RunSpec, config: Any) -> torch.Tensor:
+    """spec.batch x spec.prompt_tokens random ids (CPU), the same for a given seed."""
+    generator = torch.Generator(device="cpu").manual_seed(spec.seed)
+    vocab = int(getattr(config, "vocab_size", 50272))
+    return torch.randint(4, vocab, (spec.batch, spec.prompt_tokens), generator=generator)
+
+
+def generate_kwargs(model: Any, tokens: int) -> dict[str, Any]:
+    """How every run calls `generate`: greedy, exactly `tokens` new tokens (EOS
+    suppressed by min_new_tokens), with the cache. The overhead benchmark's
+    plain baseline calls it the same way."""
+    eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    pad = getattr(model.config, "pad_token_id", None)
+    if pad is None:
+        pad = eos[0] if isinstance(eos, list) else eos if eos is not None else 0
+    return {
+        "max_new_tokens": tokens,
+        "min_new_tokens": tokens,
+        "do_sample": False,
+        "num_beams": 1,
+        "use_cache": True,
+        "pad_token_id": pad,
+    }
