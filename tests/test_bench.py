@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from vramtui import bench
+from vramtui import bench, bench_report
 from vramtui import events as ev
 from vramtui.cli import main
 from vramtui.errors import UsageError
@@ -32,7 +32,7 @@ def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, s
 def read_rows(path: Path) -> list[dict[str, str]]:
     with path.open(newline="") as f:
         reader = csv.DictReader(f)
-        assert tuple(reader.fieldnames or ()) == bench.CSV_COLUMNS
+        assert tuple(reader.fieldnames or ()) == bench_report.CSV_COLUMNS
         return list(reader)
 
 
@@ -86,7 +86,7 @@ def test_a_failing_cell_in_the_middle_does_not_stop_the_others(tmp_path: Path) -
 
     def on_cell_done(result: bench.CellResult) -> None:
         results.append(result)
-        written.append(bench.csv_text(results))
+        written.append(bench_report.csv_text(results))
 
     def crash_second(cell: bench.Cell) -> dict[str, str] | None:
         return {"VRAMTUI_TEST_CRASH_AT_TOKEN": "1"} if cell.index == 2 else None
@@ -97,7 +97,7 @@ def test_a_failing_cell_in_the_middle_does_not_stop_the_others(tmp_path: Path) -
     assert out[2].tokens_generated == 5
     assert len({r.engine_pid for r in out}) == 3
     assert [len(list(csv.reader(io.StringIO(t)))) - 1 for t in written] == [1, 2, 3]
-    assert "failed (crashed)" in bench.markdown_text(out, axes)
+    assert "failed (crashed)" in bench_report.markdown_text(out, axes)
 
 
 # ---- bad input: one line, exit 2, nothing run ------------------------------------------
@@ -348,12 +348,12 @@ def test_repeats_merge_into_one_markdown_row_with_median_and_range(
     fake.behaviour = staticmethod(lambda spec: fake_events(spec, rate=next(rates)))
     axes = bench.Axes.of_catalogue(["opt-125m"], tokens=[10], repeat=3)
     results = bench.run_sweep(axes.cells())
-    markdown = bench.markdown_text(results, axes)
+    markdown = bench_report.markdown_text(results, axes)
     assert "| model | tokens | attn | runs | weights |" in markdown
     assert "| opt-125m | 10 | sdpa | 3/3 | 4.00 MB |" in markdown
     assert "| 100.0 (90.0–110.0) |" in markdown
     assert "tok/s the median (min–max)" in markdown
-    header, rows = bench.table_rows(results, [], group_repeats=False)
+    header, rows = bench_report.table_rows(results, [], group_repeats=False)
     assert "repeat" in header and len(rows) == 3
 
 

@@ -7,7 +7,7 @@ import sys
 import time
 from typing import Any
 
-from vramtui import bench
+from vramtui import bench, bench_report
 from vramtui import events as ev
 from vramtui.commands.common import model_label, positive_int, run_in_thread, stderr_line
 from vramtui.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UsageError
@@ -129,7 +129,7 @@ class SweepProgress:
         self.finished += 1
         if not self.enabled:
             return
-        figures = bench.figure_cells([result])
+        figures = bench_report.figure_cells([result])
         outcome = figures[1]
         rate = f", {figures[-1]} tok/s" if result.status == "completed" else ""
         pid = f", pid {result.engine_pid}" if result.engine_pid else ""
@@ -161,8 +161,8 @@ class Outputs:
     def write(self, results: list[bench.CellResult]) -> None:
         """Rewrite both files; a file that cannot be written is said once, the sweep goes on."""
         for path, render in (
-            (self.csv, bench.csv_text),
-            (self.markdown, lambda r: bench.markdown_text(r, self.axes)),
+            (self.csv, bench_report.csv_text),
+            (self.markdown, lambda r: bench_report.markdown_text(r, self.axes)),
         ):
             if not path or path in self.failed:
                 continue
@@ -175,15 +175,16 @@ class Outputs:
 
 def report_text(results: list[bench.CellResult], axes: bench.Axes) -> str:
     varying = axes.varying()
-    header, rows = bench.table_rows(results, varying, group_repeats=False)
+    header, rows = bench_report.table_rows(results, varying, group_repeats=False)
+    where = bench_report.environment_line(results)
     parts = [
-        f"{bench.environment_line(results)} — {bench.constants_line(results, varying)}",
+        f"{where} — {bench_report.constants_line(results, varying)}",
         "",
         table(rows, header),
         "",
     ]
-    parts += bench.method_notes(results, grouped=False)
-    parts += [f"note: {n}" for n in bench.failure_notes(results, varying)]
+    parts += bench_report.method_notes(results, grouped=False)
+    parts += [f"note: {n}" for n in bench_report.failure_notes(results, varying)]
     return "\n".join(parts)
 
 
