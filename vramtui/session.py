@@ -72,6 +72,9 @@ class Session:
         self.max_nvml_samples = max_nvml_samples
         self._nvml_decimation = 1
         self._nvml_pending: NvmlSample | None = None
+        # Sample times kept beside the records, for bisecting at 200 Hz without copying.
+        self._phase_times: list[float] = []
+        self._token_times: list[float] = []
         self._nvml_seen = 0
         self._nvml_token_max: dict[int, int] = {}
         self._nvml_assigned = 0
@@ -84,6 +87,7 @@ class Session:
                 self._add_sample(event)
             elif isinstance(event, ev.Phase):
                 self.phases.append(event)
+                self._phase_times.append(event.t)
                 if self.status == "pending":
                     self.status = "running"
             elif isinstance(event, ev.Hello):
@@ -167,6 +171,7 @@ class Session:
         self.samples.append(sample)
         if sample.token is not None:
             self.token_samples.append(sample)
+            self._token_times.append(sample.t)
         phase = step_phase(sample)
         for name in ENGINE_SERIES:
             self._track(name, getattr(sample, name), sample.token, phase, sample.t)
@@ -179,13 +184,13 @@ class Session:
             self.peaks[name] = Peak(value, token, phase, t)
 
     def _phase_at(self, t: float) -> str:
-        times = [p.t for p in self.phases]
+        times = self._phase_times
         i = bisect_right(times, t)
         return self.phases[i - 1].name if i else "start"
 
     def _token_at(self, t: float) -> int | None:
         """The token whose step was running at time t (None outside generation)."""
-        times = [s.t for s in self.token_samples]
+        times = self._token_times
         i = bisect_left(times, t)
         if not times or (i == 0 and self._phase_at(t) != "prefill"):
             return 0 if self._phase_at(t) == "prefill" else None
@@ -226,7 +231,7 @@ class Session:
         if not self.token_samples:
             return
         last_t = self.token_samples[-1].t
-        times = [s.t for s in self.token_samples]
+        times = self._token_times
         while self._nvml_assigned < len(self.nvml):
             sample = self.nvml[self._nvml_assigned]
             if sample.t > last_t and not self.finished:
