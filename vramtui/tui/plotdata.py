@@ -140,6 +140,21 @@ def downsample(points: Sequence[tuple[float, int]], buckets: int) -> tuple[list[
     return out_x, out_y
 
 
+def drop_flat_interior(xs: list[float], ys: list[int]) -> tuple[list[float], list[int]]:
+    """The same polyline without the inner points of runs of equal y.
+
+    A straight line from the first to the last point of a flat run covers every
+    point between them, so the drawing is unchanged; memory is mostly flat
+    between steps, and each point kept costs the plot a line segment to draw.
+    """
+    n = len(ys)
+    if n <= 2:
+        return xs, ys
+    keep = [0] + [i for i in range(1, n - 1) if ys[i] != ys[i - 1] or ys[i] != ys[i + 1]]
+    keep.append(n - 1)
+    return [xs[i] for i in keep], [ys[i] for i in keep]
+
+
 def _series(session: Session, name: str, axis: str) -> list[tuple[float, int]]:
     if axis == "tokens":
         return session.token_series(name)  # type: ignore[return-value]
@@ -165,7 +180,7 @@ def build_plot_data(
     if predicted and axis == "tokens":
         series.append(("predicted", predicted))  # type: ignore[arg-type]
     for name, points in series:
-        xs, ys = downsample(points, buckets)
+        xs, ys = drop_flat_interior(*downsample(points, buckets))
         if xs:
             raw[name] = (xs, ys)
             top = max(top, max(ys))

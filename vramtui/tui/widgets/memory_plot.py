@@ -17,14 +17,16 @@ from vramtui.tui.plotdata import (
     tick_labels,
 )
 from vramtui.tui.widgets.plot_canvas import matrix_strips, matrix_text
+from vramtui.tui.widgets.plot_lines import Series, draw_series, frame_signal
 
 Y_LABEL_COLUMNS = 8  # what plotext's y tick labels and frame take from the width
 
 
 class MemoryPlot(PlotextPlot):
     """Draws a PlotData. Setting up the figure is done only in `show()` (a few
-    times a second at most); plotext's canvas build, the costly part, once per
-    figure and size: the rendered Text is kept for every later frame."""
+    times a second at most); the canvas is built once per figure and size and
+    kept for every later frame: plotext lays out the frame, ticks and labels,
+    plot_lines draws the data lines into it (plotext's own drawing, faster)."""
 
     DEFAULT_CSS = """
     MemoryPlot {
@@ -37,6 +39,7 @@ class MemoryPlot(PlotextPlot):
         self.data: PlotData | None = None
         self._version = 0  # bumped by each show()
         self._canvas: tuple[tuple[object, ...], list[Strip]] | None = None
+        self._series: list[Series] = []  # drawn by plot_lines after plotext's frame
 
     def on_unmount(self) -> None:
         # PlotextPlot subscribes to the app's theme signal and never unsubscribes: the
@@ -81,7 +84,11 @@ class MemoryPlot(PlotextPlot):
         plt.theme(self._get_plotext_theme_name(self.app.theme))
         plt._set_sizes()
         plt._build_matrix()
-        return plt.monitor.matrix
+        matrix = plt.monitor.matrix
+        data = self.data
+        if data is not None and self._series:
+            draw_series(matrix, self._series, (0, data.x_max), (data.y_min, data.y_max))
+        return matrix
 
     def _draw(self, data: PlotData) -> None:
         plt = self.plt
@@ -101,14 +108,16 @@ class MemoryPlot(PlotextPlot):
         if data.reference is not None:
             plt.hline(data.reference, REFERENCE_COLOR)
         lines = ([data.predicted] if data.predicted else []) + list(data.lines)
-        for line in lines:
-            if not line.xs:
-                continue
-            plt.plot(
+        self._series = [
+            Series(
                 line.xs,
                 line.ys,
                 marker=SERIES_MARKERS[line.name] if no_color else "braille",
                 color=SERIES_COLORS[line.name],
             )
+            for line in lines
+            if line.xs
+        ]
+        frame_signal(plt, (0, data.x_max), (data.y_min, data.y_max))
         if data.empty:
             plt.title("waiting for the first sample")
