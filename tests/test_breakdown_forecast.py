@@ -344,3 +344,32 @@ def test_start_screen_says_whether_the_run_fits() -> None:
     assert message.startswith("won't fit") and f"at most {most} new tokens fit" in message
     ok, message = start_screen_fit(e, 2 * GB, 0)
     assert not ok and "not even the weights" in message
+
+
+def test_growth_in_rare_large_steps_is_read_over_the_whole_run() -> None:
+    # A real opt-1.3b decode on the H200: the step peak is flat for ~100 tokens,
+    # then jumps ~20 MB (a new allocator block); ~200 kB a token on average.
+    # Halfway through a flat stretch the recent tokens alone show no growth.
+    step_tokens, step_bytes = 100, 20 * MB
+
+    def staircase(i: int) -> int:
+        return GB + (i // step_tokens) * step_bytes
+
+    n = 1051  # 50 tokens into a flat stretch
+    s = _session(
+        n,
+        alloc=staircase,
+        peak=staircase,
+        kv=lambda i: i * 200_000,
+        reserved=lambda i: staircase(i) + 50 * MB,
+        nvml=lambda i: staircase(i) + 50 * MB + CONTEXT,
+        device_used=lambda i: staircase(i) + 50 * MB + CONTEXT,
+        total=staircase(n - 1) + 50 * MB + CONTEXT + 100 * MB,  # 100 MB free
+        positions=100_000,
+        tokens=90_000,
+    )
+    f = forecast_oom(s)
+    assert f is not None and f.headroom_bytes == 100 * MB
+    assert f.bytes_per_token == pytest.approx(step_bytes / step_tokens, rel=0.15)
+    # 100 MB at ~200 kB a token: ~500 tokens from here (a 64-token window said never)
+    assert f.token is not None and abs(f.token - (n - 1 + 500)) <= 100 and not f.fits

@@ -1,7 +1,10 @@
 """Will it fit? The out-of-memory forecast of a live run, and the start screen's check.
 
 Pure. The forecast fits the growth per token on the engine's per-step peaks
-(exact, one figure per token, no polling noise); the headroom is the device's
+(exact, one figure per token, no polling noise) over the whole decode so far:
+memory grows in allocator-sized steps with flat stretches of a hundred tokens
+or more between them, so a recent window alone can read ~0 growth in a run
+that is steadily filling its KV cache. The headroom is the device's
 free memory as NVML reports it (or a total given by the caller, less what the
 run holds). Usage grows by `bytes_per_token` each step, so the first token
 whose growth exceeds the headroom is where this run would run out.
@@ -17,7 +20,7 @@ from vramtui.estimator import Estimate, max_tokens_that_fit
 from vramtui.session import Session
 from vramtui.units import format_bytes
 
-WINDOW = 64  # recent decode steps the growth is fitted on
+MAX_POINTS = 512  # decode steps the growth is fitted on, evenly spread over the run
 SERIES = ("step_peak", "allocated", "nvml_process")  # preferred first
 
 
@@ -67,8 +70,17 @@ def _headroom(session: Session, device_total: int | None) -> int | None:
     return total - used
 
 
+def _spread(points: list[tuple[int, int]], most: int) -> list[tuple[int, int]]:
+    """At most `most` of the points, evenly spaced, the newest always among them."""
+    if len(points) <= most:
+        return points
+    step = len(points) / most
+    picked = [points[int(k * step)] for k in range(most - 1)]
+    return picked + [points[-1]]
+
+
 def forecast_oom(
-    session: Session, *, device_total: int | None = None, window: int = WINDOW
+    session: Session, *, device_total: int | None = None, max_points: int = MAX_POINTS
 ) -> OomForecast | None:
     """Where this run would run out of device memory, from its growth so far.
 
@@ -81,7 +93,7 @@ def forecast_oom(
         return None
     for name in SERIES:
         # The prefill (token 0) is no guide to decode growth; leave it out.
-        points = [(t, v) for t, v in session.token_series(name) if t >= 1][-window:]
+        points = _spread([(t, v) for t, v in session.token_series(name) if t >= 1], max_points)
         if len(points) >= 2:
             break
     else:
