@@ -78,6 +78,10 @@ def cell_record(session: Session, seconds: float) -> dict[str, Any]:
         "peak_reserved_bytes": summary["peak_reserved_bytes"],
         "peak_nvml_process_bytes": summary["peak_nvml_process_bytes"],
         "nvml_process_peak_by_phase": nvml_by_phase,
+        # pid: the engine's own NVML figure; baseline: device used minus before (not
+        # valid when cells run side by side, which calibrate_parallel.sh does)
+        "nvml_process_source": session.environment.get("nvml_process_source"),
+        "notices": list(session.notices),
         "peaks": summary["peaks"],
         "kv_cache_bytes_final": summary["kv_cache_bytes_final"],
         "tokens_generated": summary["tokens_generated"],

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import signal
 import subprocess
 import sys
 import tempfile
@@ -31,6 +32,7 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", default="opt-6.7b")
     parser.add_argument("--target", type=int, default=800, help="token at which to run out")
+    parser.add_argument("--timeout", type=float, default=600.0, help="then Ctrl+C the run")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     env = gpu_environment()
@@ -57,26 +59,37 @@ def main() -> int:
         "-q",
     ]
     t = time.monotonic()
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        _, stderr = proc.communicate(timeout=args.timeout)
+        timed_out = False
+    except subprocess.TimeoutExpired:  # Ctrl+C: vramtui saves what it measured, exits 130
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=60)
+        timed_out = True
     wall = time.monotonic() - t
     time.sleep(1.0)
     ours = [p for p in _compute_pids(gpu.index)]
     summary = json.loads((tmp / "oom.json").read_text())
     with open(tmp / "oom.csv") as f:
         rows = list(csv.DictReader(f))
-    decode = [int(r["token"]) for r in rows if r["source"] == "engine" and r["phase"] == "decode"]
+    engine = [r for r in rows if r["source"] == "engine" and r["phase"] == "decode"]
+    decode = [int(r["token"]) for r in engine if r["token"]]
+    unindexed = [r for r in engine if not r["token"]]  # the failure's high-water sample
     failure = summary["failure"] or {}
     result = {
         "command": "vramtui " + " ".join(cmd[3:]),
         "environment": env,
         "batch": batch,
         "exit_code": proc.returncode,
-        "stderr_last_line": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "",
+        "timed_out_after_s": args.timeout if timed_out else None,
+        "stderr_last_line": stderr.strip().splitlines()[-1] if stderr.strip() else "",
         "status": summary["status"],
         "failure": failure,
         "tokens_generated": summary["tokens_generated"],
         "csv_decode_tokens_contiguous": decode == list(range(len(decode))),
         "csv_decode_rows": len(decode),
+        "csv_rows_without_token": unindexed,
         "peak_allocated_bytes": summary["peak_allocated_bytes"],
         "peak_nvml_process_bytes": summary["peak_nvml_process_bytes"],
         "device_total_bytes": gpu.total,
@@ -87,6 +100,7 @@ def main() -> int:
     print(environment_line(env))
     for key in (
         "batch",
+        "timed_out_after_s",
         "exit_code",
         "status",
         "failure",

@@ -60,10 +60,13 @@ async def wait_until(
 
 
 async def shoot(spec: RunSpec, args: argparse.Namespace) -> dict[str, Any]:
+    from textual.widgets import Static
+
     from vramtui.tui.app import VramApp
     from vramtui.tui.screens.run import RunScreen
     from vramtui.tui.screens.start import StartScreen
     from vramtui.tui.screens.summary import SummaryScreen
+    from vramtui.tui.widgets.memory_plot import MemoryPlot
 
     out: Path = args.out
     saved: dict[str, str] = {}
@@ -102,10 +105,17 @@ async def shoot(spec: RunSpec, args: argparse.Namespace) -> dict[str, Any]:
             step=0.05,
         )
         if not run.ended and isinstance(app.screen, RunScreen):
+            screen = app.screen
             facts["decode_tokens_done_at_shot"] = session.tokens_done
-            app.screen.redraw()  # what the next timer tick would show
+            screen.redraw()  # what the next timer tick would show
             await pilot.pause()
             save("decode")
+            # what the shot shows, to check that the plot and the status line agree
+            shown = screen.query_one("#plot", MemoryPlot).data
+            ends = [max(line.xs) for line in shown.lines if line.xs] if shown else []
+            facts["decode_plot_last_token"] = max(ends, default=None)
+            facts["decode_status_line"] = str(screen.query_one("#status", Static).content)
+            facts["decode_screen"] = type(app.screen).__name__
         else:
             log(f"the run ended ({session.status}) before token {half}: no decode.svg")
 
