@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
 from conftest import TINY_CONFIG, tiny_spec
 
 from vramtui import events as ev
@@ -54,10 +55,16 @@ def test_weights_bytes_are_parameters_times_four_in_float32(tiny_session: Sessio
     assert loaded.weights_bytes == loaded.params * 4
 
 
-def test_each_run_is_a_fresh_process(tiny_session: Session) -> None:
+def test_each_run_is_a_fresh_process(
+    tiny_session: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
     other = Recorder(tiny_spec(tokens=2)).run()
     assert other.hello is not None and tiny_session.hello is not None
     assert other.hello.pid != tiny_session.hello.pid
+    # the allocator settings the engine inherited are kept with the run
+    assert other.environment["cuda_alloc_conf"] == "expandable_segments:True"
+    assert other.summary()["environment"]["cuda_alloc_conf"] == "expandable_segments:True"
 
 
 def test_the_parent_never_imports_torch() -> None:

@@ -162,3 +162,21 @@ def test_a_config_that_is_not_opt_is_refused(
     assert main(["estimate", "--config", str(config), "--tokens", "10"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "only OPT configs" in err[0]
+
+
+def test_a_ballooning_cache_is_warned_of_unless_segments_expand(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("PYTORCH_CUDA_ALLOC_CONF", raising=False)
+    b8 = ("--model", "opt-1.3b", "--tokens", "2000", "--batch", "8", "--gpu-memory", "141GB")
+    assert main(["estimate", *b8]) == 0
+    out = capsys.readouterr().out
+    assert "warning: reserved memory will grow far past this" in out
+    assert "expandable_segments:True" in out
+    data = _json(capsys, *b8)
+    assert data["cache_balloons"] is True and "KV cache fragmentation" in data["warning"]
+    b1 = _json(capsys, "--model", "opt-6.7b", "--tokens", "2000", "--gpu-memory", "141GB")
+    assert b1["cache_balloons"] is False and b1["warning"] is None
+    monkeypatch.setenv("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
+    expanding = _json(capsys, *b8)
+    assert expanding["cache_balloons"] is True and expanding["warning"] is None

@@ -288,3 +288,23 @@ def test_every_step_matches_the_cpu_allocator_trace(prompt: int, batch: int, att
     for token, allocated, peak in steps:
         assert e.allocated_at(token) - before == pytest.approx(allocated, rel=0.01, abs=256)
         assert e.step_peak_at(token) - before == pytest.approx(peak, rel=0.01, abs=256)
+
+
+def test_cache_balloons_only_when_the_kv_tensors_grow_past_the_shared_segments() -> None:
+    from vramtui.estimator import Estimate, fragmentation_warning
+
+    def e(model: str, prompt: int, tokens: int, batch: int, backend: str = "cuda") -> Estimate:
+        return estimate(
+            lookup(model), prompt_tokens=prompt, tokens=tokens, batch=batch, backend=backend
+        )
+
+    # one layer's K at the end: B x positions x hidden x 2 bytes, against 20 MiB + 2 MiB
+    assert e("opt-125m", 8, 2000, 8).kv_layer_tensor_bytes(1999) == 8 * 2007 * 768 * 2
+    assert e("opt-125m", 8, 2000, 8).cache_balloons  # 24.7 MB at the end
+    assert not e("opt-6.7b", 8, 2000, 1).cache_balloons  # 16.4 MB
+    assert not e("opt-6.7b", 2000, 1, 8).cache_balloons  # a long prompt, one new token
+    assert not e("opt-1.3b", 8, 2000, 8, backend="cpu").cache_balloons  # no caching allocator
+    big = e("opt-1.3b", 8, 2000, 8)
+    assert fragmentation_warning(big, None) and fragmentation_warning(big, "")
+    assert fragmentation_warning(big, "max_split_size_mb:128,expandable_segments:True") is None
+    assert fragmentation_warning(e("opt-1.3b", 8, 2000, 1), None) is None

@@ -263,6 +263,9 @@ def test_start_prediction_says_whether_it_fits_the_device() -> None:
     assert backend_for("mps", []) == "mps"
     small = start_prediction(spec_estimate(RunSpec(model="opt-1.3b", tokens=2000), "cuda"), h100)
     assert small.fits is True and "predicted peak" in small.text and "fits: needs" in small.text
+    assert "fragmentation" not in small.text
+    b8 = spec_estimate(RunSpec(model="opt-1.3b", tokens=2000, batch=8), "cuda")
+    assert "expandable_segments:True avoids it" in start_prediction(b8, h100).text
     big = start_prediction(spec_estimate(RunSpec(model="opt-66b", tokens=2000), "cuda"), h100)
     assert big.fits is False and "won't fit" in big.text
     unknown = start_prediction(spec_estimate(RunSpec(model="opt-1.3b"), "cuda"), None)

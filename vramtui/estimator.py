@@ -102,6 +102,15 @@ class Calibration:
     # peak-reserved error over the cudnn-off cells: 0.18 (worst about 7 %: prefill-heavy
     # cells fragment less, 8 + 2000 decode and batch-8 eager ones more).
     dynamic_slack_fraction: float = 0.18
+    # Not modelled, warned of (cache_balloons): once one layer's K or V tensor outgrows
+    # large_segment_bytes it gets a segment of its own, rounded to 2 MiB, and the cache
+    # grows by torch.cat each step; every 2 MiB of growth moves all of it to new, larger
+    # segments, and the old ones stay cached (too small for any later request) until
+    # cudaMalloc fails, when the allocator frees them and retries. Reserved (and NVML)
+    # then grow far past allocated, up to the whole device, without running out.
+    # Measured at batch 8, 8 + 2000 (benchmarks/results/calibration/b8-long-*.json):
+    # opt-1.3b 5.89 GB allocated, 53.5 GB reserved; opt-2.7b 10.7 GB, 111.9 GB; with
+    # PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True opt-1.3b reserved 6.50 GB.
     source: str = (
         "calibrated: NVIDIA H200, driver 580.159.04, torch 2.11.0+cu130, "
         "transformers 5.17.0, CUDA 13.0 (benchmarks/results/calibration)"
@@ -179,6 +188,29 @@ class Estimate:
             calibration=self.calibration,
         )
 
+    def kv_layer_tensor_bytes(self, token: int) -> int:
+        """One layer's K (or V) tensor after step `token`: B x positions x hidden x e."""
+        return (
+            self.model.kv_bytes_per_token(self.dtype, self.batch)
+            * (self.prompt_tokens + token)
+            // (2 * self.model.layers)
+        )
+
+    @property
+    def cache_balloons(self) -> bool:
+        """Whether the caching allocator's reserve will outgrow this prediction: during
+        decode the KV cache's per-layer tensors grow past the 20 MiB shared segments by
+        at least one 2 MiB segment size (see Calibration). The line is drawn from the
+        H200 cells: every one past it ballooned (opt-125m at batch 8 and 8 + 2000, whose
+        tensors end at 24.7 MB, the smallest), none below it did (opt-6.7b at batch 1
+        and 8 + 2000 ends at 16.4 MB; 2000 + 1 grows by one position)."""
+        if self.backend != "cuda" or self.tokens < 2:
+            return False
+        cal = self.calibration
+        start = max(self.kv_layer_tensor_bytes(0), cal.large_segment_bytes)
+        grown = self.kv_layer_tensor_bytes(self.tokens - 1) - start
+        return grown >= cal.large_round_bytes
+
     def for_tokens(self, tokens: int) -> Estimate:
         """The same run stopped after `tokens` new tokens (e.g. to compare a failed run)."""
         return estimate(self.model, tokens=tokens, **self.run_kwargs())
@@ -189,6 +221,20 @@ class Estimate:
         data["params"] = self.model.params if self.model else None
         data["calibration"] = self.calibration.source
         return data
+
+
+ALLOC_CONF = "PYTORCH_CUDA_ALLOC_CONF"  # the caching allocator's settings, from the environment
+
+
+def fragmentation_warning(est: Estimate, alloc_conf: str | None) -> str | None:
+    """One line when the allocator's cache will balloon (None when it will not, or when
+    PYTORCH_CUDA_ALLOC_CONF already asks for expandable segments)."""
+    if not est.cache_balloons or "expandable_segments:true" in (alloc_conf or "").lower():
+        return None
+    return (
+        "reserved memory will grow far past this (KV cache fragmentation, up to the whole "
+        "GPU; freed before an OOM): PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True avoids it"
+    )
 
 
 def sample_tokens(tokens: int, points: int) -> list[int]:

@@ -6,6 +6,7 @@ thread headless); `cancel()` may be called from any thread.
 
 from __future__ import annotations
 
+import os
 import platform
 import threading
 from collections.abc import Callable
@@ -14,6 +15,7 @@ from vramtui import __version__, nvml
 from vramtui import events as ev
 from vramtui.devices import check_device
 from vramtui.engine.process import EngineProcess
+from vramtui.estimator import ALLOC_CONF
 from vramtui.session import NvmlSample, Session
 from vramtui.spec import RunSpec, validate
 
@@ -101,6 +103,8 @@ class Recorder:
             return session
         self.engine.start()
         session.environment["engine_pid"] = self.engine.pid
+        # The engine inherits the allocator's settings, which change reserved memory a lot.
+        session.environment["cuda_alloc_conf"] = os.environ.get(ALLOC_CONF) or None
         if self._cancelled.is_set():  # cancelled while the engine was starting
             self.engine.terminate()
         try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from dataclasses import replace
 from typing import Any
 
@@ -11,7 +12,14 @@ from vramtui import nvml
 from vramtui.catalogue import ModelInfo, lookup
 from vramtui.commands.common import model_label, positive_int
 from vramtui.errors import EXIT_OK, UsageError
-from vramtui.estimator import Estimate, estimate, max_tokens_that_fit, model_info_for_config
+from vramtui.estimator import (
+    ALLOC_CONF,
+    Estimate,
+    estimate,
+    fragmentation_warning,
+    max_tokens_that_fit,
+    model_info_for_config,
+)
 from vramtui.report import table
 from vramtui.spec import ATTENTION, DTYPES, RunSpec, validate
 from vramtui.units import format_bytes, format_count, parse_size
@@ -112,6 +120,7 @@ def run(args: argparse.Namespace) -> int:
     e = estimate(info, tokens=spec.tokens, **shape)
     fit = max_tokens_that_fit(info, memory, **shape) if memory is not None else None
     note = None if memory is not None else "no GPU detected; pass --gpu-memory SIZE"
+    warning = fragmentation_warning(e, os.environ.get(ALLOC_CONF))
     if args.json:
         data = e.to_dict()
         data.update(
@@ -119,6 +128,8 @@ def run(args: argparse.Namespace) -> int:
             gpu_memory_bytes=memory,
             gpu_memory_source=memory_source,
             kv_bytes_per_token=info.kv_bytes_per_token(args.dtype, spec.batch),
+            cache_balloons=e.cache_balloons,
+            warning=warning,
         )
         if note:
             data["note"] = note
@@ -136,5 +147,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"max new tokens that fit in {format_bytes(memory, 2)} ({memory_source}): {fit}")
     else:
         print(f"max new tokens that fit: – ({note})")
+    if warning:
+        print(f"warning: {warning}")
     print(f"calibration: {e.calibration.source}")
     return EXIT_OK

@@ -3,6 +3,7 @@ the predicted curve, the live breakdown and OOM forecast. Pure, no Textual."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -10,7 +11,13 @@ from vramtui.breakdown import Breakdown
 from vramtui.catalogue import ModelInfo, lookup
 from vramtui.devices import DeviceChoice
 from vramtui.errors import UsageError
-from vramtui.estimator import Estimate, estimate, model_info_for_config
+from vramtui.estimator import (
+    ALLOC_CONF,
+    Estimate,
+    estimate,
+    fragmentation_warning,
+    model_info_for_config,
+)
 from vramtui.forecast import OomForecast, start_screen_fit
 from vramtui.spec import RunSpec, load_config_source, resolve_dtype
 from vramtui.tui.text import short_bytes
@@ -93,10 +100,14 @@ def start_prediction(est: Estimate | None, device: DeviceChoice | None) -> Start
         f"allocated {format_bytes(est.peak_allocated_bytes, 2)} · "
         f"KV {format_bytes(est.kv_cache_bytes)}"
     )
-    if device is None or not device.total or device.free is None:
-        return StartPrediction(head, None)
-    fits, line = start_screen_fit(est, device.total, device.total - device.free)
-    return StartPrediction(f"{head}\n{line}", fits)
+    lines, fits = [head], None
+    if device is not None and device.total and device.free is not None:
+        fits, line = start_screen_fit(est, device.total, device.total - device.free)
+        lines.append(line)
+    warning = fragmentation_warning(est, os.environ.get(ALLOC_CONF))
+    if warning:  # after the fit line, which must stay in view at 80x24
+        lines.append(warning)
+    return StartPrediction("\n".join(lines), fits)
 
 
 def breakdown_rows(breakdown: Breakdown, cpu: bool = False) -> list[tuple[str, int]]:
