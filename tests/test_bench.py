@@ -40,8 +40,9 @@ def read_rows(path: Path) -> list[dict[str, str]]:
 
 
 def test_two_cell_sweep_runs_each_cell_in_its_own_process(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
     csv_path, md_path = tmp_path / "bench.csv", tmp_path / "bench.md"
     code, out, err = run_cli(
         capsys,
@@ -68,11 +69,13 @@ def test_two_cell_sweep_runs_each_cell_in_its_own_process(
         assert int(row["weights_bytes"]) > 0 and int(row["peak_allocated_bytes"]) > 0
         assert float(row["tokens_per_s"]) > 0 and row["torch"] and row["transformers"]
         assert row["bytes_per_param_basis"] == "peak_allocated"
+        assert row["cuda_alloc_conf"] == "expandable_segments:True"
     markdown = md_path.read_text()
     assert "| model | tokens | attn | weights | peak allocated |" in markdown
     assert "| tiny-opt | 5 | sdpa |" in markdown and "| tiny-opt | 10 | sdpa |" in markdown
     assert f"`vramtui bench --config {TINY} --tokens 5,10 --device cpu`" in markdown
     assert "transformers" in markdown.splitlines()[0]
+    assert "PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True" in markdown
     assert "tiny-opt  5 " in out and "tiny-opt  10" in out  # the table on stdout
     assert "cell 2/2" in err  # progress on stderr
 

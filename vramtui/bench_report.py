@@ -61,6 +61,8 @@ ENVIRONMENT_COLUMNS = (
     "python",
     "vramtui",
     "platform",
+    "sdpa_cudnn",  # CUDA: whether sdpa could use cuDNN attention
+    "cuda_alloc_conf",  # PYTORCH_CUDA_ALLOC_CONF the engine ran with (reserved depends on it)
 )
 CSV_COLUMNS = SPEC_COLUMNS + STATUS_COLUMNS + FIGURE_COLUMNS + ENVIRONMENT_COLUMNS
 
@@ -257,6 +259,8 @@ def constants_line(results: Sequence[CellResult], varying: Sequence[str]) -> str
         parts.append(f"device {env['device']}")
     if env.get("memory_source"):
         parts.append(f"allocator figures from {env['memory_source']}")
+    if env.get("cuda_alloc_conf"):
+        parts.append(f"PYTORCH_CUDA_ALLOC_CONF={env['cuda_alloc_conf']}")
     return ", ".join(parts)
 
 
