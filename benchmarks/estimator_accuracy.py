@@ -51,6 +51,9 @@ class Cell:
     peak_allocated: int
     peak_reserved: int | None
     peak_nvml: int | None
+    # reserved/NVML cut short by another process on the GPU (the file's note says why)
+    shared_device: bool = False
+    device_total: int | None = None  # the GPU's memory, which caps a ballooning cache
 
     @property
     def key(self) -> tuple[Any, ...]:
@@ -67,7 +70,10 @@ def _cudnn_on(path: Path, spec: dict[str, Any]) -> bool:
 
 def read_calibration(path: Path) -> list[Cell]:
     cells = []
-    for c in json.loads(path.read_text())["cells"]:
+    data = json.loads(path.read_text())
+    shared = set(data.get("shared_device_models") or ())
+    total = (data.get("environment") or {}).get("gpu_total_bytes")
+    for c in data["cells"]:
         spec = c["spec"]
         if c.get("status") != "completed" or not c.get("peak_allocated_bytes"):
             continue
@@ -84,6 +90,8 @@ def read_calibration(path: Path) -> list[Cell]:
                 peak_allocated=int(c["peak_allocated_bytes"]),
                 peak_reserved=c.get("peak_reserved_bytes"),
                 peak_nvml=c.get("peak_nvml_process_bytes"),
+                shared_device=spec["model"] in shared,
+                device_total=total,
             )
         )
     return cells
@@ -145,20 +153,23 @@ def rows_for(cells: list[Cell]) -> list[dict[str, Any]]:
                 "error_allocated": error_percent(e.peak_allocated_bytes, cell.peak_allocated),
                 "error_reserved": error_percent(e.peak_reserved_bytes, cell.peak_reserved),
                 "error_nvml": error_percent(e.peak_total_bytes, cell.peak_nvml),
-                # the allocator's cache balloons (not modelled; the estimator warns)
                 "balloons": e.cache_balloons,
+                # reserved/NVML not comparable: another process shared the GPU, or the
+                # predicted cache is larger than the GPU (it is freed when the GPU is full)
+                "capped": cell.shared_device
+                or bool(cell.device_total and e.peak_total_bytes > cell.device_total),
             }
         )
     return rows
 
 
 def scored(rows: list[dict[str, Any]], column: str) -> list[dict[str, Any]]:
-    """Rows whose error in `column` counts: reserved and NVML are not predicted where
-    the allocator's cache balloons (the estimator warns instead)."""
+    """Rows whose error in `column` counts: reserved and NVML only where nothing capped
+    them (see rows_for)."""
     return [
         r
         for r in rows
-        if r[f"error_{column}"] is not None and not (column != "allocated" and r["balloons"])
+        if r[f"error_{column}"] is not None and not (column != "allocated" and r["capped"])
     ]
 
 
@@ -206,11 +217,11 @@ def markdown(rows: list[dict[str, Any]], environment: dict[str, Any] | None) -> 
         "**balloon** marks cells where the caching allocator's cache balloons (batch 8, "
         "8 + 2000: each layer's K and V tensors outgrow the 20 MiB shared segments and "
         "move to new 2 MiB-larger segments as they grow, leaving the old ones cached until "
-        "the device is full): reserved and NVML are not predicted there (`vramtui "
-        "estimate` and the start screen warn instead) and are left out of the worst "
-        "errors below. Cells from files measured side by side (two processes on the one "
-        "GPU) have reserved/NVML figures cut short where both together filled the device "
-        "(opt-2.7b, opt-6.7b at 8 + 2000, batch 8); the files' `note` says so.",
+        "the device is full); the estimator replays that churn (vramtui/kv_segments.py). "
+        "**capped** marks balloon cells whose reserved and NVML figures were cut short "
+        "by the GPU's size: the predicted cache is larger than the GPU, or another process "
+        "shared it (files measured side by side; their `note` says so). Their reserved "
+        "and NVML errors are left out of the worst errors below.",
         "",
         "| model | prompt+new | attn | batch | mark | source | alloc pred MB | alloc meas MB "
         "| alloc err | reserved pred MB | reserved meas MB | reserved err | NVML pred MB "
@@ -221,7 +232,8 @@ def markdown(rows: list[dict[str, Any]], environment: dict[str, Any] | None) -> 
     for r in rows:
         lines.append(
             f"| {r['model']} | {r['prompt_tokens']}+{r['tokens']} | {r['attn']} | {r['batch']} "
-            f"| {'**cuDNN**' if r['cudnn_sdpa'] else ''}{'**balloon**' if r['balloons'] else ''} "
+            f"| {'**cuDNN**' if r['cudnn_sdpa'] else ''}{'**balloon**' if r['balloons'] else ''}"
+            f"{' **capped**' if r['capped'] else ''} "
             f"| {r['source']} "
             f"| {_mb(r['predicted_allocated'])} | {_mb(r['peak_allocated'])} "
             f"| {_pct(r['error_allocated'])} "

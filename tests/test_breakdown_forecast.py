@@ -337,9 +337,9 @@ def test_start_screen_says_whether_the_run_fits() -> None:
     e = estimate(model, tokens=1000, batch=32)
     ok, message = start_screen_fit(e, 80 * GB, 1 * GB)
     assert ok and message.startswith("fits")
-    used = 80 * GB - e.peak_total_bytes + 1
+    used = 80 * GB - e.required_bytes + 1
     ok, message = start_screen_fit(e, 80 * GB, used)
-    most = max_tokens_that_fit(model, e.peak_total_bytes - 1, batch=32)
+    most = max_tokens_that_fit(model, e.required_bytes - 1, batch=32)
     assert not ok and 0 < most < 1000
     assert message.startswith("won't fit") and f"at most {most} new tokens fit" in message
     ok, message = start_screen_fit(e, 2 * GB, 0)

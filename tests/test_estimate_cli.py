@@ -171,12 +171,14 @@ def test_a_ballooning_cache_is_warned_of_unless_segments_expand(
     b8 = ("--model", "opt-1.3b", "--tokens", "2000", "--batch", "8", "--gpu-memory", "141GB")
     assert main(["estimate", *b8]) == 0
     out = capsys.readouterr().out
-    assert "warning: reserved memory will grow far past this" in out
+    assert "warning: reserved grows to ~51.7 GB" in out and "needed to fit" in out
     assert "expandable_segments:True" in out
     data = _json(capsys, *b8)
-    assert data["cache_balloons"] is True and "KV cache fragmentation" in data["warning"]
+    assert data["cache_balloons"] is True and "KV cache segments" in data["warning"]
+    assert data["peak_reserved_bytes"] > 50e9 and data["required_bytes"] < 8e9
     b1 = _json(capsys, "--model", "opt-6.7b", "--tokens", "2000", "--gpu-memory", "141GB")
     assert b1["cache_balloons"] is False and b1["warning"] is None
     monkeypatch.setenv("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
     expanding = _json(capsys, *b8)
-    assert expanding["cache_balloons"] is True and expanding["warning"] is None
+    assert expanding["cache_balloons"] is False and expanding["warning"] is None
+    assert expanding["peak_total_bytes"] == data["required_bytes"]

@@ -117,8 +117,8 @@ def test_max_tokens_that_fit_brackets_the_memory() -> None:
         n = max_tokens_that_fit(model, int(memory), **kw)  # type: ignore[arg-type]
         answers.append(n)
         if 0 < n < model.positions - 16:
-            assert estimate(model, tokens=n, **kw).peak_total_bytes <= memory  # type: ignore[arg-type]
-            assert estimate(model, tokens=n + 1, **kw).peak_total_bytes > memory  # type: ignore[arg-type]
+            assert estimate(model, tokens=n, **kw).required_bytes <= memory  # type: ignore[arg-type]
+            assert estimate(model, tokens=n + 1, **kw).required_bytes > memory  # type: ignore[arg-type]
     assert answers == sorted(answers) and len(set(answers)) > 3
     assert max_tokens_that_fit(model, 10**9) == 0  # 2.6 GB of weights
     assert max_tokens_that_fit(model, 10**13, prompt_tokens=48) == model.positions - 48
@@ -291,12 +291,10 @@ def test_every_step_matches_the_cpu_allocator_trace(prompt: int, batch: int, att
 
 
 def test_cache_balloons_only_when_the_kv_tensors_grow_past_the_shared_segments() -> None:
-    from vramtui.estimator import Estimate, fragmentation_warning
+    from vramtui.estimator import Estimate, expandable_segments, fragmentation_warning
 
-    def e(model: str, prompt: int, tokens: int, batch: int, backend: str = "cuda") -> Estimate:
-        return estimate(
-            lookup(model), prompt_tokens=prompt, tokens=tokens, batch=batch, backend=backend
-        )
+    def e(model: str, prompt: int, tokens: int, batch: int, **kw: object) -> Estimate:
+        return estimate(lookup(model), prompt_tokens=prompt, tokens=tokens, batch=batch, **kw)
 
     # one layer's K at the end: B x positions x hidden x 2 bytes, against 20 MiB + 2 MiB
     assert e("opt-125m", 8, 2000, 8).kv_layer_tensor_bytes(1999) == 8 * 2007 * 768 * 2
@@ -304,7 +302,26 @@ def test_cache_balloons_only_when_the_kv_tensors_grow_past_the_shared_segments()
     assert not e("opt-6.7b", 8, 2000, 1).cache_balloons  # 16.4 MB
     assert not e("opt-6.7b", 2000, 1, 8).cache_balloons  # a long prompt, one new token
     assert not e("opt-1.3b", 8, 2000, 8, backend="cpu").cache_balloons  # no caching allocator
+    assert not e("opt-1.3b", 8, 2000, 8, expandable_segments=True).cache_balloons
+
     big = e("opt-1.3b", 8, 2000, 8)
-    assert fragmentation_warning(big, None) and fragmentation_warning(big, "")
-    assert fragmentation_warning(big, "max_split_size_mb:128,expandable_segments:True") is None
-    assert fragmentation_warning(e("opt-1.3b", 8, 2000, 1), None) is None
+    plain = e("opt-1.3b", 8, 2000, 8, expandable_segments=True)
+    # the balloon is in reserved and the process total, not in what the run needs
+    assert big.peak_allocated_bytes == plain.peak_allocated_bytes
+    assert big.peak_reserved_bytes > 5 * plain.peak_reserved_bytes
+    assert big.required_bytes == plain.required_bytes == plain.peak_total_bytes
+    assert e("opt-1.3b", 8, 2000, 8, replay_cache=False).peak_total_bytes == big.required_bytes
+    warning = fragmentation_warning(big)
+    assert warning and "expandable_segments:True" in warning and "51.7 GB" in warning
+    assert fragmentation_warning(plain) is None
+    assert fragmentation_warning(e("opt-1.3b", 8, 2000, 1)) is None
+    assert expandable_segments("max_split_size_mb:128,expandable_segments:True")
+    assert not expandable_segments(None) and not expandable_segments("expandable_segments:False")
+
+
+def test_a_ballooning_cache_does_not_change_what_fits() -> None:
+    from vramtui.estimator import max_tokens_that_fit
+
+    # opt-1.3b at batch 8 reserves ~52 GB by token 2000, but needs ~7.4 GB: it fits 10 GB.
+    info = lookup("opt-1.3b")
+    assert max_tokens_that_fit(info, 10 * 10**9, batch=8) == info.positions - 8

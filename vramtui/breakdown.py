@@ -22,7 +22,14 @@ from dataclasses import dataclass
 from vramtui import events as ev
 from vramtui.catalogue import lookup
 from vramtui.errors import UsageError
-from vramtui.estimator import DEFAULT, Calibration, Estimate, estimate, model_info_for_config
+from vramtui.estimator import (
+    DEFAULT,
+    Calibration,
+    Estimate,
+    estimate,
+    expandable_segments,
+    model_info_for_config,
+)
 from vramtui.session import Session, step_phase
 from vramtui.spec import RunSpec, load_config_source, resolve_dtype
 
@@ -225,6 +232,7 @@ def estimate_for_session(session: Session, calibration: Calibration = DEFAULT) -
             attn=spec.attn,
             backend=backend,
             calibration=calibration,
+            expandable_segments=expandable_segments(session.environment.get("cuda_alloc_conf")),
         )
     except (UsageError, TypeError, KeyError):
         return None

@@ -31,6 +31,7 @@ from typing import Any
 
 from vramtui.catalogue import DTYPE_BYTES, OPT_POSITION_OFFSET, ModelInfo
 from vramtui.errors import UsageError
+from vramtui.kv_segments import PoolRules, kv_cache_reserve
 
 MiB = 1024**2
 BACKENDS = ("cuda", "mps", "cpu")
@@ -102,19 +103,30 @@ class Calibration:
     # peak-reserved error over the cudnn-off cells: 0.18 (worst about 7 %: prefill-heavy
     # cells fragment less, 8 + 2000 decode and batch-8 eager ones more).
     dynamic_slack_fraction: float = 0.18
-    # Not modelled, warned of (cache_balloons): once one layer's K or V tensor outgrows
-    # large_segment_bytes it gets a segment of its own, rounded to 2 MiB, and the cache
-    # grows by torch.cat each step; every 2 MiB of growth moves all of it to new, larger
-    # segments, and the old ones stay cached (too small for any later request) until
-    # cudaMalloc fails, when the allocator frees them and retries. Reserved (and NVML)
-    # then grow far past allocated, up to the whole device, without running out.
-    # Measured at batch 8, 8 + 2000 (benchmarks/results/calibration/b8-long-*.json):
-    # opt-1.3b 5.89 GB allocated, 53.5 GB reserved; opt-2.7b 10.7 GB, 111.9 GB; with
+    # Where the cache balloons (Estimate.cache_balloons), the slack fraction does not
+    # apply: once one layer's K or V tensor outgrows large_segment_bytes it gets a
+    # segment of its own, rounded to 2 MiB, and the cache grows by torch.cat each step;
+    # every 2 MiB of growth moves all of it to new, larger segments, and the old ones
+    # stay cached (too small for any later request) until cudaMalloc fails, when the
+    # allocator frees them and retries. Reserved (and NVML) then grow far past
+    # allocated, up to the whole device, without running out. kv_segments.py replays
+    # that churn on the rules above. Measured at batch 8, 8 + 2000
+    # (benchmarks/results/calibration/b8-long-*.json): opt-1.3b 5.89 GB allocated,
+    # 53.5 GB reserved; opt-2.7b 10.7 GB, 111.9 GB; with
     # PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True opt-1.3b reserved 6.50 GB.
     source: str = (
         "calibrated: NVIDIA H200, driver 580.159.04, torch 2.11.0+cu130, "
         "transformers 5.17.0, CUDA 13.0 (benchmarks/results/calibration)"
     )
+
+    def pool_rules(self) -> PoolRules:
+        return PoolRules(
+            self.block_bytes,
+            self.small_block_max,
+            self.large_segment_bytes,
+            self.large_alloc_min,
+            self.large_round_bytes,
+        )
 
 
 DEFAULT = Calibration()
@@ -139,6 +151,11 @@ class Estimate:
     attn: str
     backend: str = "cuda"
     load_peak_bytes: int = 0  # allocated peak while building the model (untied lm_head)
+    # What must fit the device for the run to complete: peak total without the cached
+    # segments a ballooning cache leaves (the allocator frees them before an OOM).
+    required_bytes: int = 0
+    cache_balloons: bool = False  # reserved grows far past allocated (see Calibration)
+    expandable_segments: bool = False  # PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True
     model: ModelInfo = field(default=None, repr=False, compare=False)  # type: ignore[assignment]
     calibration: Calibration = field(default=DEFAULT, repr=False, compare=False)
 
@@ -186,6 +203,7 @@ class Estimate:
             attn=self.attn,
             backend=self.backend,
             calibration=self.calibration,
+            expandable_segments=self.expandable_segments,
         )
 
     def kv_layer_tensor_bytes(self, token: int) -> int:
@@ -195,21 +213,6 @@ class Estimate:
             * (self.prompt_tokens + token)
             // (2 * self.model.layers)
         )
-
-    @property
-    def cache_balloons(self) -> bool:
-        """Whether the caching allocator's reserve will outgrow this prediction: during
-        decode the KV cache's per-layer tensors grow past the 20 MiB shared segments by
-        at least one 2 MiB segment size (see Calibration). The line is drawn from the
-        H200 cells: every one past it ballooned (opt-125m at batch 8 and 8 + 2000, whose
-        tensors end at 24.7 MB, the smallest), none below it did (opt-6.7b at batch 1
-        and 8 + 2000 ends at 16.4 MB; 2000 + 1 grows by one position)."""
-        if self.backend != "cuda" or self.tokens < 2:
-            return False
-        cal = self.calibration
-        start = max(self.kv_layer_tensor_bytes(0), cal.large_segment_bytes)
-        grown = self.kv_layer_tensor_bytes(self.tokens - 1) - start
-        return grown >= cal.large_round_bytes
 
     def for_tokens(self, tokens: int) -> Estimate:
         """The same run stopped after `tokens` new tokens (e.g. to compare a failed run)."""
@@ -226,15 +229,39 @@ class Estimate:
 ALLOC_CONF = "PYTORCH_CUDA_ALLOC_CONF"  # the caching allocator's settings, from the environment
 
 
-def fragmentation_warning(est: Estimate, alloc_conf: str | None) -> str | None:
-    """One line when the allocator's cache will balloon (None when it will not, or when
-    PYTORCH_CUDA_ALLOC_CONF already asks for expandable segments)."""
-    if not est.cache_balloons or "expandable_segments:true" in (alloc_conf or "").lower():
+def expandable_segments(alloc_conf: str | None) -> bool:
+    """Whether a PYTORCH_CUDA_ALLOC_CONF value turns expandable segments on."""
+    return "expandable_segments:true" in (alloc_conf or "").replace(" ", "").lower()
+
+
+def fragmentation_warning(est: Estimate) -> str | None:
+    """One line where the allocator's cache will balloon, else None."""
+    if not est.cache_balloons:
         return None
     return (
-        "reserved memory will grow far past this (KV cache fragmentation, up to the whole "
-        "GPU; freed before an OOM): PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True avoids it"
+        f"reserved grows to ~{_gb(est.peak_reserved_bytes)} (KV cache segments too small to "
+        f"reuse; capped by the GPU, freed before an OOM; the run needs "
+        f"{_gb(est.required_bytes)}): PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True avoids it"
     )
+
+
+def _gb(n: int) -> str:
+    return f"{n / 1e9:.1f} GB"
+
+
+def _kv_outgrows_shared_segments(
+    model: ModelInfo, prompt: int, tokens: int, batch: int, e: int, cal: Calibration
+) -> bool:
+    """During decode one layer's K tensor grows past the 20 MiB shared segments by at
+    least one 2 MiB segment size. The line is drawn from the H200 cells: every one past
+    it ballooned (opt-125m at batch 8 and 8 + 2000, whose tensors end at 24.7 MB, the
+    smallest), none below it did (opt-6.7b at batch 1 and 8 + 2000 ends at 16.4 MB;
+    2000 + 1 grows by one position)."""
+    if tokens < 2:
+        return False
+    per_position = batch * model.hidden * e
+    start = max(prompt * per_position, cal.large_segment_bytes)
+    return (prompt + tokens - 1) * per_position - start >= cal.large_round_bytes
 
 
 def sample_tokens(tokens: int, points: int) -> list[int]:
@@ -512,6 +539,7 @@ class LoadFigures:
     reserved: int  # after load
     peak: int  # during load: the weights and the not-yet-tied lm_head at once
     reusable: int  # free blocks of at least large_alloc_min (the freed lm_head's segment)
+    free_large: tuple[int, ...] = ()  # every free large-pool block, in order
 
 
 @lru_cache(maxsize=64)
@@ -528,8 +556,15 @@ def load_figures(model: ModelInfo, e: int, cal: Calibration) -> LoadFigures:
         alloc.malloc(numel * e)
     lm_head = alloc.malloc(model.vocab * model.word_embed_proj_dim * e)
     alloc.free(lm_head)
+    free_large = tuple(
+        size for small, blocks in alloc.segments if not small for size, owner in blocks if not owner
+    )
     return LoadFigures(
-        alloc.allocated, alloc.reserved, alloc.peak, alloc.free_blocks(cal.large_alloc_min)
+        alloc.allocated,
+        alloc.reserved,
+        alloc.peak,
+        alloc.free_blocks(cal.large_alloc_min),
+        free_large,
     )
 
 
@@ -576,13 +611,18 @@ def estimate(
     attn: str = "sdpa",
     backend: str = "cuda",
     calibration: Calibration = DEFAULT,
+    expandable_segments: bool = False,
+    replay_cache: bool = True,
 ) -> Estimate:
     """Predict one run of `tokens` new tokens after a `prompt_tokens` prompt.
 
     backend "cuda" models torch's caching allocator and the CUDA context; "cpu"
     (and "mps", whose driver is not modelled) has no context term and reserves
     exactly what it allocates, and predicts tensor bytes, not the process RSS
-    the engine reports there.
+    the engine reports there. `expandable_segments`: the allocator runs with
+    PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True (no ballooning cache).
+    `replay_cache=False` skips replaying a ballooning cache (kv_segments.py, a
+    fraction of a second): peak reserved and total are then what the run needs.
     """
     _check_args(model, prompt_tokens, tokens, batch, dtype, attn, backend)
     shape = _Shape(model, prompt_tokens, batch, dtype, attn, backend, calibration)
@@ -596,7 +636,25 @@ def estimate(
     transient = max(shape.step_peak(i) - shape.steady(i) for i in candidates)
     # Segments are never given back, so the reserved peak also covers the load's
     # (on CUDA the load's segments are already in; off CUDA reserved = allocated).
-    peak_reserved = max(shape.reserved_for(generate_peak), peak_allocated)
+    needed_reserved = max(shape.reserved_for(generate_peak), peak_allocated)
+    peak_reserved = needed_reserved
+    balloons = (
+        shape.cuda
+        and not expandable_segments
+        and _kv_outgrows_shared_segments(model, prompt_tokens, tokens, batch, shape.e, calibration)
+    )
+    if balloons and replay_cache:
+        # the load's free blocks, then the cuBLAS workspaces, then the cache's churn
+        grown = kv_cache_reserve(
+            calibration.pool_rules(),
+            shape.load.free_large,
+            (calibration.cublas_workspace_bytes, calibration.cublaslt_workspace_bytes),
+            model.layers,
+            batch * model.hidden * shape.e,
+            prompt_tokens,
+            tokens,
+        )
+        peak_reserved = max(peak_reserved, shape.load.reserved + grown)
     context = calibration.cuda_context_bytes + calibration.cuda_libraries_bytes
     context = context if shape.cuda else 0  # no CUDA context off CUDA
     kv_final = model.kv_bytes_per_token(dtype, batch) * (prompt_tokens + tokens - 1)
@@ -610,6 +668,9 @@ def estimate(
         peak_reserved_bytes=peak_reserved,
         peak_total_bytes=peak_reserved + context,
         load_peak_bytes=shape.load_peak,
+        required_bytes=needed_reserved + context,
+        cache_balloons=balloons,
+        expandable_segments=expandable_segments,
         prompt_tokens=prompt_tokens,
         tokens=tokens,
         batch=batch,
@@ -631,8 +692,11 @@ def max_tokens_that_fit(
     attn: str = "sdpa",
     backend: str = "cuda",
     calibration: Calibration = DEFAULT,
+    expandable_segments: bool = False,
 ) -> int:
-    """The largest number of new tokens whose predicted peak total fits `memory_bytes`.
+    """The largest number of new tokens whose predicted need (`required_bytes`: the
+    peak total less any ballooning cache, which is freed before an OOM) fits
+    `memory_bytes`.
 
     0 when not even one token fits (the weights, or the prefill, are too large);
     never more than the model's positions allow after the prompt.
@@ -649,8 +713,10 @@ def max_tokens_that_fit(
             attn=attn,
             backend=backend,
             calibration=calibration,
+            expandable_segments=expandable_segments,
+            replay_cache=False,
         )
-        return e.peak_total_bytes <= memory_bytes
+        return e.required_bytes <= memory_bytes
 
     if cap <= 0 or not fits(1):
         return 0

@@ -120,7 +120,7 @@ def start_screen_fit(
 ) -> tuple[bool, str]:
     """Does the run fit the device's free memory, and a line that says so."""
     free = device_total_bytes - device_used_bytes
-    need = est.peak_total_bytes
+    need = est.required_bytes  # a ballooning cache is freed before an OOM
     if need <= free:
         return True, (
             f"fits: needs {format_bytes(need)} of {format_bytes(free)} free "

@@ -16,6 +16,7 @@ from vramtui.estimator import (
     ALLOC_CONF,
     Estimate,
     estimate,
+    expandable_segments,
     fragmentation_warning,
     max_tokens_that_fit,
     model_info_for_config,
@@ -87,6 +88,7 @@ def _memory(text: str | None) -> tuple[int | None, str | None]:
 def _rows(e: Estimate) -> list[tuple[str, str, str]]:
     kv_token = e.model.kv_bytes_per_token(e.dtype, e.batch)
     positions = e.prompt_tokens + e.tokens - 1
+    up_to = " (at most the GPU's free memory)" if e.cache_balloons else ""
     return [
         ("weights", format_bytes(e.weights_bytes, 2), f"{format_count(e.model.params)} params"),
         (
@@ -106,21 +108,33 @@ def _rows(e: Estimate) -> list[tuple[str, str, str]]:
             "not from the allocator" if e.backend == "cuda" else "none off CUDA",
         ),
         ("peak allocated", format_bytes(e.peak_allocated_bytes, 2), "torch max_memory_allocated"),
-        ("peak reserved", format_bytes(e.peak_reserved_bytes, 2), "torch max_memory_reserved"),
-        ("peak total", format_bytes(e.peak_total_bytes, 2), "NVML per-process"),
-    ]
+        (
+            "peak reserved",
+            format_bytes(e.peak_reserved_bytes, 2),
+            "torch max_memory_reserved" + up_to,
+        ),
+        ("peak total", format_bytes(e.peak_total_bytes, 2), "NVML per-process" + up_to),
+    ] + (
+        [("needed to fit", format_bytes(e.required_bytes, 2), "the cached KV segments freed")]
+        if e.cache_balloons
+        else []
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     info, spec = _model(args)
     memory, memory_source = _memory(args.gpu_memory)
     shape: dict[str, Any] = dict(
-        prompt_tokens=spec.prompt_tokens, batch=spec.batch, dtype=args.dtype, attn=spec.attn
+        prompt_tokens=spec.prompt_tokens,
+        batch=spec.batch,
+        dtype=args.dtype,
+        attn=spec.attn,
+        expandable_segments=expandable_segments(os.environ.get(ALLOC_CONF)),
     )
     e = estimate(info, tokens=spec.tokens, **shape)
     fit = max_tokens_that_fit(info, memory, **shape) if memory is not None else None
     note = None if memory is not None else "no GPU detected; pass --gpu-memory SIZE"
-    warning = fragmentation_warning(e, os.environ.get(ALLOC_CONF))
+    warning = fragmentation_warning(e)
     if args.json:
         data = e.to_dict()
         data.update(

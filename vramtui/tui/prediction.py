@@ -15,6 +15,7 @@ from vramtui.estimator import (
     ALLOC_CONF,
     Estimate,
     estimate,
+    expandable_segments,
     fragmentation_warning,
     model_info_for_config,
 )
@@ -74,6 +75,7 @@ def spec_estimate(spec: RunSpec, backend: str) -> Estimate | None:
             dtype=resolve_dtype(spec.dtype, backend),
             attn=spec.attn,
             backend=backend,
+            expandable_segments=expandable_segments(os.environ.get(ALLOC_CONF)),
         )
     except UsageError:
         return None
@@ -95,8 +97,13 @@ def start_prediction(est: Estimate | None, device: DeviceChoice | None) -> Start
             "the CPU figure (process RSS) adds the Python process",
             None,
         )
+    process = (
+        f"process; its cache grows to ~{format_bytes(est.peak_total_bytes, 2)}"
+        if est.cache_balloons
+        else "process"
+    )
     head = (
-        f"predicted peak {format_bytes(est.peak_total_bytes, 2)} (process) · "
+        f"predicted peak {format_bytes(est.required_bytes, 2)} ({process}) · "
         f"allocated {format_bytes(est.peak_allocated_bytes, 2)} · "
         f"KV {format_bytes(est.kv_cache_bytes)}"
     )
@@ -104,7 +111,7 @@ def start_prediction(est: Estimate | None, device: DeviceChoice | None) -> Start
     if device is not None and device.total and device.free is not None:
         fits, line = start_screen_fit(est, device.total, device.total - device.free)
         lines.append(line)
-    warning = fragmentation_warning(est, os.environ.get(ALLOC_CONF))
+    warning = fragmentation_warning(est)
     if warning:  # after the fit line, which must stay in view at 80x24
         lines.append(warning)
     return StartPrediction("\n".join(lines), fits)
