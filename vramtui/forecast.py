@@ -53,7 +53,11 @@ def growth_per_token(points: list[tuple[int, int]]) -> float | None:
 
 
 def _headroom(session: Session, device_total: int | None) -> int | None:
-    """Free bytes on the device now: NVML's total - used, else a total less the run's own use."""
+    """Bytes the run can still grow into: the device's free memory (NVML's total - used,
+    else a total less the run's own use), plus what the run's allocator holds unused
+    (reserved - allocated), which it frees and reuses before it runs out. That cache
+    can be most of the process: a KV cache that balloons (estimator.py) fills the GPU
+    with segments it never reuses, and the run still completes."""
     used = session.latest("nvml_device_used")
     total = device_total or session.device_total()
     if not total:
@@ -67,7 +71,9 @@ def _headroom(session: Session, device_total: int | None) -> int | None:
         if own is None:
             return None
         used = own
-    return total - used
+    reserved, allocated = session.latest("reserved"), session.latest("allocated")
+    cached = max(0, reserved - allocated) if reserved is not None and allocated else 0
+    return total - used + cached
 
 
 def _spread(points: list[tuple[int, int]], most: int) -> list[tuple[int, int]]:
