@@ -208,11 +208,7 @@ class Estimate:
 
     def kv_layer_tensor_bytes(self, token: int) -> int:
         """One layer's K (or V) tensor after step `token`: B x positions x hidden x e."""
-        return (
-            self.model.kv_bytes_per_token(self.dtype, self.batch)
-            * (self.prompt_tokens + token)
-            // (2 * self.model.layers)
-        )
+        return (self.prompt_tokens + token) * self._shape.kv_row
 
     def for_tokens(self, tokens: int) -> Estimate:
         """The same run stopped after `tokens` new tokens (e.g. to compare a failed run)."""
@@ -249,9 +245,7 @@ def _gb(n: int) -> str:
     return f"{n / 1e9:.1f} GB"
 
 
-def _kv_outgrows_shared_segments(
-    model: ModelInfo, prompt: int, tokens: int, batch: int, e: int, cal: Calibration
-) -> bool:
+def _kv_outgrows_shared_segments(shape: _Shape, tokens: int) -> bool:
     """During decode one layer's K tensor grows past the 20 MiB shared segments by at
     least one 2 MiB segment size. The line is drawn from the H200 cells: every one past
     it ballooned (opt-125m at batch 8 and 8 + 2000, whose tensors end at 24.7 MB, the
@@ -259,9 +253,9 @@ def _kv_outgrows_shared_segments(
     2000 + 1 grows by one position)."""
     if tokens < 2:
         return False
-    per_position = batch * model.hidden * e
-    start = max(prompt * per_position, cal.large_segment_bytes)
-    return (prompt + tokens - 1) * per_position - start >= cal.large_round_bytes
+    cal = shape.cal
+    start = max(shape.P * shape.kv_row, cal.large_segment_bytes)
+    return (shape.P + tokens - 1) * shape.kv_row - start >= cal.large_round_bytes
 
 
 def sample_tokens(tokens: int, points: int) -> list[int]:
@@ -326,6 +320,8 @@ class _Shape:
             cal.cublas_workspace_bytes + cal.cublaslt_workspace_bytes if self.cuda else 0
         )
         self.logit_row = self.blk(self.B * model.vocab * FLOAT32)  # L
+        # One layer's K (or V) for one position: B x hidden x e bytes.
+        self.kv_row = self.B * model.hidden * self.e
         # Bookkeeping blocks measured on CUDA; the CPU traces show none to speak of.
         self.overhead = cal.allocated_overhead_bytes if self.cuda else 0
 
@@ -339,7 +335,7 @@ class _Shape:
 
     def kv(self, positions: int) -> int:
         """The DynamicCache: one K and one V tensor per layer, B x H x positions x head_dim."""
-        return 2 * self.m.layers * self.blk(self.B * positions * self.m.hidden * self.e)
+        return 2 * self.m.layers * self.blk(positions * self.kv_row)
 
     def book(self, i: int) -> int:
         """int64 ids and masks on the device after step i: the engine's prompt ids and
@@ -639,9 +635,7 @@ def estimate(
     needed_reserved = max(shape.reserved_for(generate_peak), peak_allocated)
     peak_reserved = needed_reserved
     balloons = (
-        shape.cuda
-        and not expandable_segments
-        and _kv_outgrows_shared_segments(model, prompt_tokens, tokens, batch, shape.e, calibration)
+        shape.cuda and not expandable_segments and _kv_outgrows_shared_segments(shape, tokens)
     )
     if balloons and replay_cache:
         # the load's free blocks, then the cuBLAS workspaces, then the cache's churn
@@ -650,7 +644,7 @@ def estimate(
             shape.load.free_large,
             (calibration.cublas_workspace_bytes, calibration.cublaslt_workspace_bytes),
             model.layers,
-            batch * model.hidden * shape.e,
+            shape.kv_row,
             prompt_tokens,
             tokens,
         )

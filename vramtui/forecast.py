@@ -72,7 +72,7 @@ def _headroom(session: Session, device_total: int | None) -> int | None:
             return None
         used = own
     reserved, allocated = session.latest("reserved"), session.latest("allocated")
-    cached = max(0, reserved - allocated) if reserved is not None and allocated else 0
+    cached = max(0, reserved - allocated) if reserved is not None and allocated is not None else 0
     return total - used + cached
 
 
