@@ -49,3 +49,23 @@ def environment_line(env: dict[str, Any]) -> str:
 def write_json(path: Path, data: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def run_command(model: str, tokens: int, folder: Path, *extra: str) -> list[str]:
+    """`vramtui run` of this interpreter, quiet, writing folder/run.csv and folder/run.json."""
+    return [
+        sys.executable,
+        "-m",
+        "vramtui",
+        "run",
+        "--model",
+        model,
+        "--tokens",
+        str(tokens),
+        *extra,
+        "--csv",
+        str(folder / "run.csv"),
+        "--json",
+        str(folder / "run.json"),
+        "-q",
+    ]

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import environment_line, gpu_environment, write_json  # noqa: E402
+from _common import environment_line, gpu_environment, run_command, write_json  # noqa: E402
 
 from vramtui import nvml  # noqa: E402
 from vramtui.catalogue import lookup  # noqa: E402
@@ -41,23 +41,7 @@ def main() -> int:
     headroom = gpu.free - info.weights_bytes("float16") - 2 * 1024**3  # context, logits
     batch = max(1, int(headroom / (info.kv_bytes_per_token("float16") * (args.target + 8))))
     tmp = Path(tempfile.mkdtemp())
-    cmd = [
-        sys.executable,
-        "-m",
-        "vramtui",
-        "run",
-        "--model",
-        args.model,
-        "--tokens",
-        "2000",
-        "--batch",
-        str(batch),
-        "--csv",
-        str(tmp / "oom.csv"),
-        "--json",
-        str(tmp / "oom.json"),
-        "-q",
-    ]
+    cmd = run_command(args.model, 2000, tmp, "--batch", str(batch))
     t = time.monotonic()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -70,8 +54,8 @@ def main() -> int:
     wall = time.monotonic() - t
     time.sleep(1.0)
     ours = [p for p in _compute_pids(gpu.index)]
-    summary = json.loads((tmp / "oom.json").read_text())
-    with open(tmp / "oom.csv") as f:
+    summary = json.loads((tmp / "run.json").read_text())
+    with open(tmp / "run.csv") as f:
         rows = list(csv.DictReader(f))
     engine = [r for r in rows if r["source"] == "engine" and r["phase"] == "decode"]
     decode = [int(r["token"]) for r in engine if r["token"]]

@@ -21,7 +21,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import environment_line, gpu_environment, write_json  # noqa: E402
+from _common import environment_line, gpu_environment, run_command, write_json  # noqa: E402
 
 PLAIN = """
 import json, sys, time, torch
@@ -54,21 +54,7 @@ def main() -> int:
     args = parser.parse_args()
     env = gpu_environment()
     tmp = Path(tempfile.mkdtemp())
-    cmd = [
-        sys.executable,
-        "-m",
-        "vramtui",
-        "run",
-        "--model",
-        args.model,
-        "--tokens",
-        str(args.tokens),
-        "--csv",
-        str(tmp / "run.csv"),
-        "--json",
-        str(tmp / "run.json"),
-        "-q",
-    ]
+    cmd = run_command(args.model, args.tokens, tmp)
     subprocess.run(cmd, check=True)
     summary = json.loads((tmp / "run.json").read_text())
     spec = {k: summary["spec"][k] for k in ("model", "tokens", "prompt_tokens", "batch", "seed")}
