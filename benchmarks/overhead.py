@@ -150,17 +150,21 @@ def run_plain(spec: RunSpec) -> Measurement:
     )
 
 
+def require_completed(summary: dict[str, Any], what: str) -> None:
+    """Raise, saying why, unless the run a session summary describes completed."""
+    if summary["status"] != "completed":
+        failure = summary["failure"] or {}
+        raise RuntimeError(
+            f"{what} {summary['status']}: {failure.get('kind')}: {failure.get('message')}"
+        )
+
+
 # ---- variant: the instrumented engine (`vramtui run`) ------------------------------------
 
 
 def run_engine(spec: RunSpec) -> Measurement:
     summary = Recorder(spec).run().summary()
-    if summary["status"] != "completed":
-        failure = summary["failure"] or {}
-        raise RuntimeError(
-            f"vramtui run of {spec.model} {summary['status']}: "
-            f"{failure.get('kind')}: {failure.get('message')}"
-        )
+    require_completed(summary, f"vramtui run of {spec.model}")
     timings = summary["timings"]
     env = summary["environment"]
     return Measurement(
@@ -244,12 +248,7 @@ def run_app_attached(spec: RunSpec) -> Measurement:
         raise RuntimeError(f"app run of {spec.model} failed ({proc.returncode}): {tail}")
     data = json.loads(proc.stdout.strip().splitlines()[-1])
     summary = data["summary"]
-    if summary["status"] != "completed":
-        failure = summary["failure"] or {}
-        raise RuntimeError(
-            f"app run of {spec.model} {summary['status']}: "
-            f"{failure.get('kind')}: {failure.get('message')}"
-        )
+    require_completed(summary, f"app run of {spec.model}")
     timings = summary["timings"]
     env = dict(
         summary["environment"],
