@@ -22,8 +22,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import environment_line, gpu_environment, write_json  # noqa: E402
 
-from vramtui.recorder import Recorder  # noqa: E402
-from vramtui.session import Session  # noqa: E402
+from vramtui.measure.recorder import Recorder  # noqa: E402
+from vramtui.measure.session import Session  # noqa: E402
 from vramtui.spec import RunSpec  # noqa: E402
 
 

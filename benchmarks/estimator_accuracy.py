@@ -1,4 +1,4 @@
-"""How close `vramtui.estimator.estimate` comes to what the engine measured.
+"""How close `vramtui.predict.estimate.estimate` comes to what the engine measured.
 
 Reads calibration files written by benchmarks/calibrate.py (and bench CSVs written
 by `vramtui bench`), predicts every completed cell, and writes a markdown table and
@@ -26,8 +26,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from vramtui.catalogue import lookup  # noqa: E402
-from vramtui.estimator import DEFAULT, estimate  # noqa: E402
+from vramtui.models.catalogue import lookup  # noqa: E402
+from vramtui.predict.estimate import DEFAULT, estimate  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 CALIBRATION = sorted((RESULTS / "calibration").glob("*.json"))
@@ -208,7 +208,7 @@ def markdown(rows: list[dict[str, Any]], environment: dict[str, Any] | None) -> 
     lines += [
         f"Calibration: {DEFAULT.source}.",
         "",
-        "Predicted by `vramtui.estimator.estimate` vs measured. Error = (predicted - "
+        "Predicted by `vramtui.predict.estimate.estimate` vs measured. Error = (predicted - "
         f"measured) / measured; ✗ marks |error| > {GOAL_PERCENT:g} %. MB = 10^6 bytes. "
         "Peak allocated is `max_memory_allocated` semantics (load included); NVML is the "
         "engine process's memory (CUDA context included). "

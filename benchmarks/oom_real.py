@@ -24,8 +24,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import environment_line, gpu_environment, run_command, write_json  # noqa: E402
 
-from vramtui import nvml  # noqa: E402
-from vramtui.catalogue import lookup  # noqa: E402
+from vramtui.measure import nvml  # noqa: E402
+from vramtui.models.catalogue import lookup  # noqa: E402
 
 
 def main() -> int:

@@ -2,7 +2,7 @@
 
 For each model, K interleaved rounds of fresh processes, one per variant:
   plain   a process that builds the model exactly as the engine does
-          (`vramtui.engine.model.build`) and calls `model.generate` with nothing
+          (`vramtui.measure.engine.model.build`) and calls `model.generate` with nothing
           attached: no logits processor, no forward hook, no memory probe, no NVML;
   engine  `vramtui run` as a library (`Recorder`): the instrumented engine
           process, with the parent's NVML poller beside it; tok/s from its summary;
@@ -51,13 +51,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vramtui import __version__, nvml
-from vramtui.bench import parse_names
+from vramtui import __version__
 from vramtui.commands.common import model_label
 from vramtui.errors import UsageError
-from vramtui.export import atomic_write, check_writable
-from vramtui.recorder import Recorder
+from vramtui.measure import nvml
+from vramtui.measure.recorder import Recorder
+from vramtui.report.export import atomic_write, check_writable
 from vramtui.spec import RunSpec, validate
+from vramtui.sweep.grid import parse_names
 
 
 @dataclass
@@ -82,8 +83,8 @@ def plain_child(spec_json: str) -> None:
     import torch
     import transformers
 
-    from vramtui.engine.child import resolve_device
-    from vramtui.engine.model import build, generate_kwargs, random_prompt
+    from vramtui.measure.engine.child import resolve_device
+    from vramtui.measure.engine.model import build, generate_kwargs, random_prompt
     from vramtui.spec import resolve_dtype
 
     spec = RunSpec.from_dict(json.loads(spec_json))

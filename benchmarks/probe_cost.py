@@ -8,7 +8,7 @@ import time
 
 import torch
 
-from vramtui.engine.probes import CudaProbe
+from vramtui.measure.engine.probes import CudaProbe
 
 
 def per_call(fn, n: int = 2000) -> float:

@@ -74,8 +74,9 @@ def stats(values: list[float]) -> dict[str, float]:
 
 async def measure(args: argparse.Namespace) -> dict[str, Any]:
     from vramtui.tui.app import VramApp
-    from vramtui.tui.replay import ReplayRecorder, synthetic_run
+    from vramtui.tui.replay import ReplayRecorder
     from vramtui.tui.screens.run import RunScreen
+    from vramtui.tui.synthetic import synthetic_run
 
     # A run still in progress at `tokens` (of a few more requested): the live case.
     requested = args.tokens + 40

@@ -25,7 +25,7 @@ from _common import environment_line, gpu_environment, run_command, write_json  
 
 PLAIN = """
 import json, sys, time, torch
-from vramtui.engine.model import build
+from vramtui.measure.engine.model import build
 from vramtui.spec import RunSpec
 spec = RunSpec(**json.loads(sys.argv[1]))
 device = torch.device("cuda:0")

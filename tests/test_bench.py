@@ -13,12 +13,15 @@ from typing import Any
 
 import pytest
 
-from vramtui import bench, bench_report
-from vramtui import events as ev
 from vramtui.cli import main
 from vramtui.errors import UsageError
-from vramtui.session import Session
-from vramtui.spec import RunSpec
+from vramtui.measure import events as ev
+from vramtui.measure.session import Session
+from vramtui.report import bench_table as bench_report
+from vramtui.spec import DeviceChoice, DeviceList, ResolvedRun, RunSpec
+from vramtui.sweep import grid as bench
+from vramtui.sweep import runner
+from vramtui.sweep.results import CellResult
 
 TINY = str(Path(__file__).parent / "fixtures" / "tiny-opt.json")
 
@@ -82,19 +85,21 @@ def test_two_cell_sweep_runs_each_cell_in_its_own_process(
 
 def test_a_failing_cell_in_the_middle_does_not_stop_the_others(tmp_path: Path) -> None:
     axes = bench.Axes(
-        models=[bench.ModelRef("tiny-opt", "config", TINY)], tokens=[3, 4, 5], device="cpu"
+        models=[bench.ModelRef("tiny-opt", "config", TINY)],
+        tokens=[3, 4, 5],
+        base=RunSpec(device="cpu"),
     )
     written: list[str] = []
-    results: list[bench.CellResult] = []
+    results: list[CellResult] = []
 
-    def on_cell_done(result: bench.CellResult) -> None:
+    def on_cell_done(result: CellResult) -> None:
         results.append(result)
         written.append(bench_report.csv_text(results))
 
     def crash_second(cell: bench.Cell) -> dict[str, str] | None:
         return {"VRAMTUI_TEST_CRASH_AT_TOKEN": "1"} if cell.index == 2 else None
 
-    out = bench.run_sweep(axes.cells(), on_cell_done, cell_env=crash_second)
+    out = runner.run_sweep(axes.cells(), on_cell_done, cell_env=crash_second)
     assert [r.outcome for r in out] == ["completed", "failed", "completed"]
     assert out[1].failure_kind == "crashed" and out[1].tokens_generated == 1
     assert out[2].tokens_generated == 5
@@ -111,7 +116,7 @@ def no_engine(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(*args: object, **kwargs: object) -> None:
         raise AssertionError("no engine may start")
 
-    monkeypatch.setattr(bench, "Recorder", refuse)
+    monkeypatch.setattr(runner, "Recorder", refuse)
 
 
 @pytest.mark.parametrize(
@@ -171,7 +176,7 @@ def test_cells_are_the_product_with_repeats_outermost() -> None:
         ("opt-125m", 2000, "sdpa"),
     ]
     assert first[4][0] == "opt-350m"
-    assert cells[0].key == cells[8].key and cells[0].spec is not cells[8].spec
+    assert cells[0].key == cells[8].key  # the same configuration, repeated
 
 
 def test_combinations_past_the_position_limit_are_left_out_with_a_note() -> None:
@@ -199,7 +204,14 @@ def test_the_recorded_command_rebuilds_the_same_grid() -> None:
     command = axes.command()
     assert command.startswith("vramtui bench --models opt-125m,opt-1.3b --tokens 20,2000")
     again = axes_from_args(build_parser().parse_args(command.split()[1:]))
-    assert [c.spec for c in again.cells()] == [c.spec for c in axes.cells()]
+    two_gpus = DeviceList(
+        (
+            DeviceChoice("cuda:0", "GPU 0"),
+            DeviceChoice("cuda:1", "GPU 1"),
+            DeviceChoice("cpu", "CPU"),
+        )
+    )
+    assert [c.spec for c in again.cells(two_gpus)] == [c.spec for c in axes.cells(two_gpus)]
 
 
 # ---- a fake engine: outcomes, exit codes, tables, Ctrl+C ---------------------------------
@@ -252,23 +264,24 @@ class FakeRecorder:
 
     behaviour: Any = staticmethod(lambda spec: fake_events(spec))
 
-    def __init__(self, spec: RunSpec, extra_env: dict[str, str] | None = None) -> None:
-        self.spec = spec
+    def __init__(self, run: ResolvedRun, extra_env: dict[str, str] | None = None) -> None:
+        spec = self.spec = run.spec
         self.session = Session(spec.to_dict(), {"vramtui": "0.1.0", "driver": "570.1"})
         self.cancelled = threading.Event()
 
-    def cancel(self) -> None:
+    def cancel(self, reason: str = "cancelled by the user") -> None:
+        self.reason = reason
         self.cancelled.set()
 
     def run(self, on_event: Any = None) -> Session:
         for event in self.behaviour(self.spec):
             if event == "block":  # wait for cancel(), as a real engine would end
                 assert self.cancelled.wait(10)
-                self.session.fail(ev.Failed("cancelled", "cancelled by the user", "decode", 2))
+                self.session.fail(ev.Failed("cancelled", self.reason, "decode", 2))
                 break
             self.session.apply(event)
             if isinstance(event, ev.Hello):
-                self.session.environment["engine_pid"] = event.pid
+                self.session.set_environment(engine_pid=event.pid)
             if on_event is not None:
                 on_event(event)
         return self.session
@@ -279,7 +292,7 @@ def fake(monkeypatch: pytest.MonkeyPatch) -> type[FakeRecorder]:
     class Fake(FakeRecorder):
         pass
 
-    monkeypatch.setattr(bench, "Recorder", Fake)
+    monkeypatch.setattr(runner, "Recorder", Fake)
     return Fake
 
 
@@ -350,7 +363,7 @@ def test_repeats_merge_into_one_markdown_row_with_median_and_range(
     rates = iter([90.0, 110.0, 100.0])
     fake.behaviour = staticmethod(lambda spec: fake_events(spec, rate=next(rates)))
     axes = bench.Axes.of_catalogue(["opt-125m"], tokens=[10], repeat=3)
-    results = bench.run_sweep(axes.cells())
+    results = runner.run_sweep(axes.cells())
     markdown = bench_report.markdown_text(results, axes)
     assert "| model | tokens | attn | runs | weights |" in markdown
     assert "| opt-125m | 10 | sdpa | 3/3 | 4.00 MB |" in markdown
@@ -377,7 +390,11 @@ def test_ctrl_c_cancels_the_running_cell_keeps_finished_rows_and_exits_130(
     assert code == 130, err
     rows = read_rows(csv_path)
     assert [(r["tokens"], r["status"]) for r in rows] == [("10", "completed"), ("20", "cancelled")]
-    assert "interrupted (SIGINT); 2 of 3 cells ran" in err
+    cancelled = rows[1]
+    assert cancelled["failure_message"] == "interrupted by SIGINT"
+    assert cancelled["tokens_generated"] == "1" and cancelled["peak_allocated_bytes"]
+    expected = "interrupted (SIGINT); 1 completed, 1 cancelled (its figures so far kept), 1 not run"
+    assert expected in err
 
 
 def test_a_device_that_is_not_there_ends_the_sweep_with_exit_2(
@@ -402,7 +419,7 @@ def test_a_model_that_cannot_be_built_skips_only_its_own_cells(fake: type[FakeRe
 
     fake.behaviour = staticmethod(behaviour)
     axes = bench.Axes.of_catalogue(["opt-125m", "opt-350m"], tokens=[10, 20])
-    results = bench.run_sweep(axes.cells())
+    results = runner.run_sweep(axes.cells())
     assert [r.outcome for r in results] == ["failed", "skipped", "completed", "completed"]
     assert "opt-125m failed: cannot build it" in (results[1].failure_message or "")
 

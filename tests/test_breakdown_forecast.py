@@ -7,12 +7,20 @@ from collections.abc import Callable
 
 import pytest
 
-from vramtui import events as ev
-from vramtui.breakdown import compare, estimate_for_session, measured_breakdown
-from vramtui.catalogue import lookup
-from vramtui.estimator import Estimate, estimate, max_tokens_that_fit
-from vramtui.forecast import forecast_oom, growth_per_token, start_screen_fit
-from vramtui.session import NvmlSample, Session
+from vramtui.measure import events as ev
+from vramtui.measure.session import NvmlSample, Session
+from vramtui.models.catalogue import lookup
+from vramtui.predict.estimate import Estimate, estimate, max_tokens_that_fit
+from vramtui.predict.forecast import FitCheck, fit_check, growth_per_token
+from vramtui.report.breakdown import compare, estimate_for_session, measured_breakdown
+from vramtui.report.estimate_text import fit_text
+from vramtui.report.forecast import forecast_oom
+
+
+def start_screen_fit(e: Estimate, total: int, used: int) -> tuple[bool, str]:
+    check: FitCheck = fit_check(e, total - used)
+    return check.fits, fit_text(check)
+
 
 MB = 10**6
 GB = 10**9

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from vramtui.catalogue import CATALOGUE, lookup
 from vramtui.errors import UsageError
+from vramtui.models.catalogue import CATALOGUE, lookup
 
 # From ../shared/DESIGN.md (published OPT architectures).
 TABLE = {

@@ -8,17 +8,18 @@ import sys
 import textwrap
 
 import pytest
-from conftest import TINY_CONFIG, tiny_spec
+from conftest import TINY_CONFIG, record, tiny_spec
 
-from vramtui import events as ev
-from vramtui.recorder import Recorder
-from vramtui.session import Session
+from vramtui.measure import events as ev
+from vramtui.measure.session import Session
 
 
-def test_exactly_n_decode_samples_with_tokens_in_order(tiny_session: Session) -> None:
+def test_exactly_n_step_samples_with_tokens_in_order(tiny_session: Session) -> None:
     assert tiny_session.status == "completed"
-    decode = [s for s in tiny_session.samples if s.phase == "decode"]
-    assert [s.token for s in decode] == list(range(12))
+    steps = [s for s in tiny_session.samples if s.token is not None]
+    assert [s.token for s in steps] == list(range(12))
+    # token 0's step is the prefill forward, and its sample says so
+    assert [s.phase for s in steps] == ["prefill"] + ["decode"] * 11
     assert tiny_session.done is not None and tiny_session.done.tokens == 12
 
 
@@ -59,7 +60,7 @@ def test_each_run_is_a_fresh_process(
     tiny_session: Session, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
-    other = Recorder(tiny_spec(tokens=2)).run()
+    other = record(tiny_spec(tokens=2))
     assert other.hello is not None and tiny_session.hello is not None
     assert other.hello.pid != tiny_session.hello.pid
     # the allocator settings the engine inherited are kept with the run
@@ -71,10 +72,12 @@ def test_the_parent_never_imports_torch() -> None:
     code = textwrap.dedent(
         f"""
         import sys
-        from vramtui.recorder import Recorder
-        from vramtui.spec import RunSpec
-        s = Recorder(RunSpec(model="t", source="config", path={str(TINY_CONFIG)!r},
-                             tokens=3, device="cpu")).run()
+        from vramtui.measure.devices import available
+        from vramtui.measure.recorder import Recorder
+        from vramtui.spec import RunSpec, resolve
+        spec = RunSpec(model="t", source="config", path={str(TINY_CONFIG)!r}, tokens=3,
+                       device="cpu")
+        s = Recorder(resolve(spec, available())).run()
         assert s.status == "completed", s.status
         bad = [m for m in ("torch", "transformers") if m in sys.modules]
         print("IMPORTED", bad)
@@ -86,7 +89,7 @@ def test_the_parent_never_imports_torch() -> None:
 
 
 def test_oom_inside_a_step_is_reported_with_phase_and_token() -> None:
-    session = Recorder(tiny_spec(tokens=10), extra_env={"VRAMTUI_TEST_OOM_AT_TOKEN": "4"}).run()
+    session = record(tiny_spec(tokens=10), extra_env={"VRAMTUI_TEST_OOM_AT_TOKEN": "4"})
     assert session.status == "failed"
     failure = session.failure
     assert failure is not None and failure.kind == "oom"
@@ -98,7 +101,7 @@ def test_oom_inside_a_step_is_reported_with_phase_and_token() -> None:
 
 
 def test_a_killed_engine_is_reported_as_crashed_and_keeps_samples() -> None:
-    session = Recorder(tiny_spec(tokens=10), extra_env={"VRAMTUI_TEST_CRASH_AT_TOKEN": "3"}).run()
+    session = record(tiny_spec(tokens=10), extra_env={"VRAMTUI_TEST_CRASH_AT_TOKEN": "3"})
     assert session.status == "failed"
     assert session.failure is not None and session.failure.kind == "crashed"
     assert [s.token for s in session.token_samples] == [0, 1, 2]
@@ -113,5 +116,6 @@ def test_wire_format_round_trips_every_event() -> None:
         ev.Loaded(1, 2, "float16", 2048, 2, 8, 2, 4, 8, 0.1, "opt"),
         ev.Done(5, 0.1, 0.2, 0.3, 0.5, 10.0, 13.3, 99),
         ev.Failed("oom", "boom", "decode", 3, 7, 9),
+        ev.Failed("usage", "no device 'cuda:7' here", "start", field="device"),
     ]
     assert [ev.decode(ev.encode(e)) for e in events] == events

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from conftest import TINY_CONFIG
 
-from vramtui import nvml
-from vramtui.catalogue import lookup
 from vramtui.cli import main
-from vramtui.estimator import estimate
+from vramtui.measure import nvml
+from vramtui.models.catalogue import lookup
+from vramtui.predict.estimate import estimate
 
 FIELDS = (
     "weights_bytes",
@@ -132,7 +132,8 @@ BAD = [
     (["--model", "opt-125m", "--tokens", "2041"], "exceeds"),
     (["--model", "opt-125m", "--prompt-tokens", "2048", "--tokens", "1"], "exceeds"),
     (["--model", "opt-125m", "--gpu-memory", "80XB"], "not a size"),
-    (["--model", "opt-125m", "--gpu-memory", "0"], "positive"),
+    (["--model", "opt-125m", "--gpu-memory", "0GB"], "positive"),
+    (["--model", "opt-125m", "--gpu-memory", "80"], "a size needs a unit: '80'"),
     (["--model", "opt-125m", "--dtype", "float8"], "invalid choice"),
     (["--model", "opt-125m", "--tokens", "0"], "--tokens"),
     (["--model", "opt-125m", "--tokens", "many"], "whole number"),

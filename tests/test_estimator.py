@@ -6,20 +6,15 @@ import json
 from dataclasses import replace
 
 import pytest
-from conftest import TINY_CONFIG, tiny_spec
+from conftest import TINY_CONFIG, record, tiny_spec
 from test_catalogue import TABLE as DESIGN_TABLE  # DESIGN.md: params, fp16 KV per token
 
-from vramtui.catalogue import lookup
 from vramtui.errors import UsageError
-from vramtui.estimator import (
-    DEFAULT,
-    estimate,
-    max_tokens_that_fit,
-    model_info_for_config,
-    param_tensors,
-)
-from vramtui.recorder import Recorder
-from vramtui.session import Session
+from vramtui.measure.session import Session
+from vramtui.models.catalogue import lookup
+from vramtui.models.opt import model_info_for_config
+from vramtui.predict.calibration import DEFAULT
+from vramtui.predict.estimate import estimate, max_tokens_that_fit
 
 BYTES = {"float16": 2, "bfloat16": 2, "float32": 4}
 
@@ -41,7 +36,7 @@ def test_weights_and_kv_cache_match_the_design_table(name: str, dtype: str) -> N
 
 @pytest.mark.parametrize("name", list(DESIGN_TABLE))
 def test_parameter_tensors_add_up_to_the_design_table(name: str) -> None:
-    assert sum(param_tensors(lookup(name))) == DESIGN_TABLE[name][0]
+    assert sum(lookup(name).parameter_numels()) == DESIGN_TABLE[name][0]
 
 
 def test_accounting_identities_hold() -> None:
@@ -170,7 +165,7 @@ def test_estimate_matches_the_engine_weights_and_kv(tiny_session: Session) -> No
 
 
 def test_estimate_matches_the_engine_with_batch_prompt_and_half_precision() -> None:
-    session = Recorder(tiny_spec(tokens=6, batch=3, prompt_tokens=5, dtype="bfloat16")).run()
+    session = record(tiny_spec(tokens=6, batch=3, prompt_tokens=5, dtype="bfloat16"))
     assert session.status == "completed"
     e = _tiny_estimate(session)
     assert session.loaded is not None and session.loaded.dtype == "bfloat16"
@@ -291,7 +286,9 @@ def test_every_step_matches_the_cpu_allocator_trace(prompt: int, batch: int, att
 
 
 def test_cache_balloons_only_when_the_kv_tensors_grow_past_the_shared_segments() -> None:
-    from vramtui.estimator import Estimate, expandable_segments, fragmentation_warning
+    from vramtui.predict.estimate import Estimate
+    from vramtui.report.estimate_text import fragmentation_warning
+    from vramtui.spec import expandable_segments
 
     def e(model: str, prompt: int, tokens: int, batch: int, **kw: object) -> Estimate:
         return estimate(lookup(model), prompt_tokens=prompt, tokens=tokens, batch=batch, **kw)
@@ -320,7 +317,6 @@ def test_cache_balloons_only_when_the_kv_tensors_grow_past_the_shared_segments()
 
 
 def test_a_ballooning_cache_does_not_change_what_fits() -> None:
-    from vramtui.estimator import max_tokens_that_fit
 
     # opt-1.3b at batch 8 reserves ~52 GB by token 2000, but needs ~7.4 GB: it fits 10 GB.
     info = lookup("opt-1.3b")

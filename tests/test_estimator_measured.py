@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from vramtui.catalogue import lookup
-from vramtui.estimator import DEFAULT, load_figures
+from vramtui.models.catalogue import lookup
+from vramtui.predict.calibration import DEFAULT
+from vramtui.predict.load import load_figures
 
 ROOT = Path(__file__).resolve().parent.parent
 CALIBRATION = sorted((ROOT / "benchmarks" / "results" / "calibration").glob("*.json"))

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from vramtui import events as ev
-from vramtui.export import CSV_COLUMNS, atomic_write, safe_cell, write_csv, write_json
-from vramtui.session import NvmlSample, Session
+from vramtui.measure import events as ev
+from vramtui.measure.session import NvmlSample, Session
+from vramtui.report.export import CSV_COLUMNS, atomic_write, safe_cell, write_csv, write_json
 
 REQUIRED_JSON = (
     "status",
@@ -49,17 +49,17 @@ def test_csv_round_trips_through_pandas(tmp_path: Path) -> None:
     path = write_csv(synthetic_session(), tmp_path / "s.csv")
     frame = pd.read_csv(path)
     assert tuple(frame.columns) == CSV_COLUMNS
-    decode = frame[frame.phase == "decode"]
-    engine_decode = decode[decode.source == "engine"]
-    assert list(engine_decode.token) == [0, 1, 2]
-    assert list(engine_decode.allocated_bytes) == [1010, 1011, 1012]
-    assert list(engine_decode.step_peak_bytes) == [1500, 1499, 1498]
+    steps = frame[(frame.source == "engine") & frame.token.notna()]
+    assert list(steps.token) == [0, 1, 2]
+    assert list(steps.phase) == ["prefill", "decode", "decode"]  # token 0's step: the prefill
+    assert list(steps.allocated_bytes) == [1010, 1011, 1012]
+    assert list(steps.step_peak_bytes) == [1500, 1499, 1498]
     nvml = frame[frame.source == "nvml"]
     assert len(nvml) == 5
     assert nvml.nvml_process_bytes.max() == 2802
     assert frame.t_s.is_monotonic_increasing
     # Empty where a source has no value.
-    assert engine_decode.nvml_process_bytes.isna().all()
+    assert steps.nvml_process_bytes.isna().all()
     assert nvml.allocated_bytes.isna().all()
 
 

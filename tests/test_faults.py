@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -35,30 +37,37 @@ def engine_children(pid: int) -> list[psutil.Process]:
         return [
             p
             for p in psutil.Process(pid).children(recursive=True)
-            if "vramtui.engine.child" in " ".join(p.cmdline())
+            if "vramtui.measure.engine.child" in " ".join(p.cmdline())
         ]
     except psutil.NoSuchProcess:
         return []
 
 
-def wait_for_decode(proc: subprocess.Popen[str], tokens: int = 5, timeout: float = 60) -> int:
-    """Wait until the engine is decoding; return the engine's PID."""
+def wait_for_decode(proc: subprocess.Popen[str], timeout: float = 120) -> int:
+    """Read the progress lines (off a terminal, one at each phase) until the decode has
+    begun, and return the engine's PID: real progress, not a guess of how long it takes."""
+    lines: queue.Queue[str] = queue.Queue()
+
+    def read() -> None:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            lines.put(line)
+
+    threading.Thread(target=read, daemon=True).start()
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        engines = engine_children(proc.pid)
-        if engines:
-            # The progress bar reaches stderr every 5 s off a TTY; poll the engine instead.
-            time.sleep(0.2 + tokens * 0.05)
-            return engines[0].pid
-        time.sleep(0.1)
-    raise AssertionError("the engine never started")
+    while True:
+        line = lines.get(timeout=max(deadline - time.monotonic(), 0.1))
+        if " decode " in line:
+            break
+    engines = engine_children(proc.pid)
+    assert engines, "the engine is not running"
+    return engines[0].pid
 
 
 @pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM", "SIGHUP"])
 def test_signal_cancels_and_saves_partial_session(tmp_path: Path, signame: str) -> None:
     proc = start_headless(tmp_path)
-    engine_pid = wait_for_decode(proc, tokens=20)
-    time.sleep(4)  # well into the decode (model load takes a few seconds)
+    engine_pid = wait_for_decode(proc)
     sent = time.monotonic()
     proc.send_signal(getattr(signal, signame))
     code = proc.wait(timeout=10)
@@ -67,6 +76,7 @@ def test_signal_cancels_and_saves_partial_session(tmp_path: Path, signame: str) 
     assert not psutil.pid_exists(engine_pid) or psutil.Process(engine_pid).status() == "zombie"
     summary = json.loads((tmp_path / "run.json").read_text())
     assert summary["status"] == "cancelled"
+    assert summary["failure"]["message"] == f"interrupted by {signame}"  # not "by the user"
     assert 0 < summary["tokens_generated"] < 100
     rows = (tmp_path / "run.csv").read_text().count(",engine,")
     assert rows >= summary["tokens_generated"]
@@ -103,7 +113,8 @@ def test_headless_oom_exits_3_with_data_up_to_the_failure(tmp_path: Path) -> Non
     assert summary["tokens_generated"] == 6
     rows = (tmp_path / "run.csv").read_text().splitlines()
     engine_rows = [r.split(",") for r in rows if ",engine," in r]
-    assert [r[2] for r in engine_rows if r[3] == "decode" and r[2]] == [str(i) for i in range(6)]
+    assert [r[2] for r in engine_rows if r[2]] == [str(i) for i in range(6)]
+    assert [r[3] for r in engine_rows if r[2]] == ["prefill"] + ["decode"] * 5
     # The last engine row is the failure's own sample: no token, the step's high-water mark.
     assert engine_rows[-1][2] == "" and engine_rows[-1][3] == "decode" and engine_rows[-1][6]
 

@@ -8,9 +8,8 @@ import time
 from pathlib import Path
 
 import psutil
-from conftest import tiny_spec
+from conftest import CPU_ONLY, resolved, tiny_spec
 
-from vramtui.devices import DeviceChoice
 from vramtui.tui.app import VramApp
 from vramtui.tui.screens.summary import SummaryScreen
 
@@ -20,13 +19,13 @@ RUNS = 20
 def test_twenty_runs_leave_no_zombies_and_little_memory(tmp_path: Path) -> None:
     me = psutil.Process()
     spec = tiny_spec(tokens=2)
-    app = VramApp(spec, out_dir=tmp_path, list_devices=lambda: [DeviceChoice("cpu", "CPU")])
+    app = VramApp(spec, out_dir=tmp_path, list_devices=lambda: CPU_ONLY)
     rss: list[int] = []
 
     async def drive() -> None:
         async with app.run_test(size=(100, 30)) as pilot:
             for i in range(RUNS):
-                app.begin(spec)
+                app.begin(resolved(spec))
                 deadline = time.monotonic() + 120
                 while not (
                     app.current and app.current.ended and isinstance(app.screen, SummaryScreen)
@@ -43,7 +42,7 @@ def test_twenty_runs_leave_no_zombies_and_little_memory(tmp_path: Path) -> None:
     asyncio.run(drive())
     children = me.children(recursive=True)
     zombies = [c for c in children if c.status() == psutil.STATUS_ZOMBIE]
-    engines = [c for c in children if "vramtui.engine.child" in " ".join(c.cmdline())]
+    engines = [c for c in children if "vramtui.measure.engine.child" in " ".join(c.cmdline())]
     assert zombies == [] and engines == []
     assert len(list(tmp_path.glob("*.json"))) == RUNS
     # Growth from the end of the second run (imports, caches warm) to the last.

@@ -7,11 +7,12 @@ import types
 from dataclasses import dataclass, field
 
 import pytest
+from conftest import WITH_GPU
 
-from vramtui import events as ev
-from vramtui import nvml
-from vramtui.recorder import Recorder
-from vramtui.spec import RunSpec
+from vramtui.measure import events as ev
+from vramtui.measure import nvml
+from vramtui.measure.recorder import Recorder
+from vramtui.spec import RunSpec, resolve
 
 GIB = 1024**3
 
@@ -60,7 +61,8 @@ def fake_pynvml(gpus: list[FakeGpu], *, init_error: str | None = None) -> types.
 def install(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
     def _install(module: types.ModuleType) -> None:
         monkeypatch.setitem(sys.modules, "pynvml", module)
-        monkeypatch.setattr(nvml, "_state", {"init": None, "error": None, "module": None})
+        fresh = {"init": None, "error": None, "module": None, "no_driver": False}
+        monkeypatch.setattr(nvml, "_state", fresh)
 
     yield _install
 
@@ -70,7 +72,8 @@ def hello(uuid: str | None, pid: int = 4242) -> ev.Hello:
 
 
 def recorder() -> Recorder:
-    return Recorder(RunSpec(model="opt-125m", tokens=5, device="auto"), use_nvml=True)
+    run = resolve(RunSpec(model="opt-125m", tokens=5, device="cuda:0"), WITH_GPU)
+    return Recorder(run, use_nvml=True)
 
 
 def test_no_library_is_a_notice_not_a_crash(install) -> None:  # type: ignore[no-untyped-def]
@@ -135,3 +138,28 @@ def test_process_query_not_supported(install) -> None:  # type: ignore[no-untype
     reading = watch.read()
     assert reading.process_bytes is None and reading.device_used == GIB
     assert any("not supported" in e for e in watch.errors)
+
+
+class NVMLError_LibraryNotFound(NVMLError):  # noqa: N801 - pynvml's own name
+    pass
+
+
+def test_no_driver_means_the_gpus_are_counted_as_none(install) -> None:  # type: ignore[no-untyped-def]
+    from vramtui.measure.devices import available
+
+    mod = fake_pynvml([])
+
+    def no_library() -> None:
+        raise NVMLError_LibraryNotFound("NVML Shared Library Not Found")
+
+    mod.nvmlInit = no_library  # type: ignore[attr-defined]
+    install(mod)
+    found = available()
+    assert found.gpus_counted and found.ids() == ["cpu"]  # so cuda:7 is refused at once
+
+
+def test_nvml_that_cannot_answer_leaves_the_gpus_uncounted(install) -> None:  # type: ignore[no-untyped-def]
+    from vramtui.measure.devices import available
+
+    install(fake_pynvml([], init_error="Insufficient Permissions"))
+    assert not available().gpus_counted  # cuda:N is left for the engine to check

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from vramtui.cli import main
-from vramtui.export import write_csv, write_json
-from vramtui.session import Session
+from vramtui.measure.session import Session
+from vramtui.report.export import write_csv, write_json
 
 
 def test_show_json_prints_the_saved_peaks(

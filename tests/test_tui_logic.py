@@ -8,12 +8,14 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+from conftest import CPU_ONLY, WITH_GPU
 
 from vramtui import cli
-from vramtui.devices import DeviceChoice
-from vramtui.spec import RunSpec
+from vramtui.models.catalogue import lookup
+from vramtui.report.sessions import autosave, free_stem, session_stem, sessions_dir
+from vramtui.spec import DeviceChoice, RunSpec, resolve
 from vramtui.tui.devices import device_options, initial_device_options
-from vramtui.tui.form import error_field, model_facts
+from vramtui.tui.form import FormValues, model_facts, read_form
 from vramtui.tui.plotdata import (
     build_plot_data,
     downsample,
@@ -21,15 +23,9 @@ from vramtui.tui.plotdata import (
     pick_unit,
     tick_labels,
 )
-from vramtui.tui.replay import ReplayRecorder, synthetic_run
-from vramtui.tui.storage import (
-    autosave,
-    check_targets,
-    export_targets,
-    free_stem,
-    session_stem,
-    sessions_dir,
-)
+from vramtui.tui.replay import ReplayRecorder
+from vramtui.tui.storage import check_targets, export_targets
+from vramtui.tui.synthetic import synthetic_run
 from vramtui.tui.text import duration, series_rows, short_bytes, status_text
 
 
@@ -74,12 +70,18 @@ def test_plot_data_of_2000_tokens_is_cut_to_the_plot_width() -> None:
 
 
 def test_device_total_is_drawn_only_when_in_view() -> None:
-    session = replay(tokens=50).session
-    session.hello = session.hello.__class__(
-        **{**session.hello.__dict__, "total_memory": 5_000_000_000}
-    )
-    session.nvml.clear()  # the NVML total would win over the engine's
-    data = build_plot_data(session, axis="tokens", buckets=80)
+    from dataclasses import replace
+
+    from vramtui.measure import events as ev
+    from vramtui.measure.session import NvmlSample
+
+    items = [
+        replace(item, total_memory=5_000_000_000) if isinstance(item, ev.Hello) else item
+        for item in synthetic_run("opt-1.3b", 50)
+        if not isinstance(item, NvmlSample)  # the NVML total would win over the engine's
+    ]
+    spec = RunSpec(model="opt-1.3b", tokens=50, device="cuda:0")
+    data = build_plot_data(ReplayRecorder(spec, items).session, axis="tokens", buckets=80)
     assert data.reference == pytest.approx(5.0)
     assert data.y_max > 5.0
 
@@ -143,30 +145,69 @@ def test_short_figures() -> None:
     assert short_bytes(999_999) == "1.00 MB"
 
 
-def test_usage_errors_find_their_field() -> None:
-    assert error_field("--tokens must be a positive number of new tokens, got 0") == "tokens"
-    assert error_field("prompt (8) + new tokens (3000) = 3008 exceeds the model's limit") == (
-        "tokens"
+def form(**changes: str) -> FormValues:
+    values = dict(
+        model="opt-125m",
+        source="architecture",
+        path="",
+        tokens="200",
+        prompt_tokens="8",
+        batch="1",
+        dtype="auto",
+        attn="sdpa",
+        device="cpu",
     )
-    assert error_field("--prompt-tokens must be positive, got 0") == "prompt_tokens"
-    assert error_field("--batch must be positive, got 0") == "batch"
-    assert error_field("config file not found: x.json") == "path"
-    assert error_field("no device 'cuda:3' here; devices here: cpu") == "device"
-    assert error_field("unknown model 'opt-9'; known models: opt-125m") == "model"
-    assert error_field("something else entirely") is None
+    values.update(changes)
+    return FormValues(**values)
+
+
+def test_each_bad_field_is_named_under_itself_several_at_once() -> None:
+    result = read_form(form(tokens="0", batch="", prompt_tokens="-3"), RunSpec(), CPU_ONLY)
+    assert result.run is None
+    assert set(result.errors) == {"tokens", "batch", "prompt_tokens"}
+    assert "--tokens must be positive, got 0" in result.errors["tokens"]
+    assert "--batch must be a whole number" in result.errors["batch"]
+
+
+def test_errors_that_need_the_whole_spec_carry_their_field() -> None:
+    past = read_form(form(tokens="3000"), RunSpec(), CPU_ONLY)
+    assert list(past.errors) == ["tokens"] and "2048 positions" in past.errors["tokens"]
+    absent = read_form(form(device="cuda:3"), RunSpec(), CPU_ONLY)
+    assert list(absent.errors) == ["device"] and "no device 'cuda:3'" in absent.errors["device"]
+    missing = read_form(form(source="config", path="nope.json"), RunSpec(), CPU_ONLY)
+    assert list(missing.errors) == ["path"]
+    no_path = read_form(form(source="checkpoint"), RunSpec(), CPU_ONLY)
+    assert list(no_path.errors) == ["path"]
+
+
+def test_a_fixed_form_resolves_with_no_errors_left() -> None:
+    result = read_form(form(tokens="20"), RunSpec(seed=7), CPU_ONLY)
+    assert result.errors == {} and result.run is not None
+    assert result.run.spec.seed == 7  # flags the form does not show keep their values
+    assert (result.run.backend, result.run.dtype) == ("cpu", "float32")
 
 
 def test_model_facts_follow_dtype_and_batch() -> None:
-    assert "KV 196.6 kB/token (float16, batch 1)" in model_facts("opt-1.3b", "float16")
-    assert "KV 786.4 kB/token (float32, batch 2)" in model_facts("opt-1.3b", "float32", 2)
-    assert model_facts("not-a-model", "float16") == ""
+    info = lookup("opt-1.3b")
+    assert "KV 196.6 kB/token (float16, batch 1)" in model_facts(info, "float16")
+    assert "KV 786.4 kB/token (float32, batch 2)" in model_facts(info, "float32", 2)
+    assert model_facts(None, "float16") == ""
+
+
+def test_model_facts_on_the_cpu_are_float32_as_the_run_will_be() -> None:
+    run = read_form(form(), RunSpec(), CPU_ONLY).run
+    assert run is not None
+    facts = model_facts(run.model, run.dtype)
+    assert "weights 500.96 MB" in facts and "float32" in facts
 
 
 def test_device_options_list_gpus_with_free_memory_and_keep_the_wanted_one() -> None:
     gpu = DeviceChoice("cuda:0", "NVIDIA H100", 80_000_000_000, 79_000_000_000)
-    options = device_options([gpu, DeviceChoice("cpu", "CPU")], "cuda:1")
+    cpu = DeviceChoice("cpu", "AMD EPYC", 24_000_000_000, 20_000_000_000)
+    options = device_options([gpu, cpu], "cuda:1")
     assert [o.id for o in options] == ["auto", "cuda:1", "cuda:0", "cpu"]
-    assert options[2].label == "cuda:0  NVIDIA H100 · 79.0 GB free of 80.0 GB"
+    assert options[2].label == "cuda:0  H100 · 79.0 GB free"
+    assert options[3].label == "cpu  AMD EPYC · 20.0 GB available"
     assert "not found" in options[1].label
     assert [o.id for o in initial_device_options("auto")] == ["auto", "cpu"]
 
@@ -213,7 +254,7 @@ def test_the_app_is_the_default_command() -> None:
 
 def test_app_flags_prefill_the_spec(tmp_path: Path) -> None:
     from vramtui.commands import app
-    from vramtui.commands.common import spec_from_args
+    from vramtui.commands.common import build_spec
 
     args = app.build_parser().parse_args(
         [
@@ -228,7 +269,7 @@ def test_app_flags_prefill_the_spec(tmp_path: Path) -> None:
             str(tmp_path / "o"),
         ]
     )
-    spec = spec_from_args(args)
+    spec = build_spec(args)
     assert (spec.model, spec.tokens, spec.device) == ("opt-1.3b", 2000, "cuda:0")
     assert args.start and app.out_dir(args.out).is_dir()
 
@@ -256,28 +297,39 @@ def test_headless_commands_never_import_textual() -> None:
 
 # ---- the estimator in the app -----------------------------------------------------------------
 def test_start_prediction_says_whether_it_fits_the_device() -> None:
-    from vramtui.tui.prediction import backend_for, spec_estimate, start_prediction
+    from vramtui.predict.estimate import estimate_run
+    from vramtui.tui.prediction import start_prediction
 
-    h100 = DeviceChoice("cuda:0", "NVIDIA H100", 85_520_809_984, 84_300_000_000)
-    assert backend_for("auto", [h100]) == "cuda" and backend_for("auto", []) == "cpu"
-    assert backend_for("mps", []) == "mps"
-    small = start_prediction(spec_estimate(RunSpec(model="opt-1.3b", tokens=2000), "cuda"), h100)
+    def predict(spec: RunSpec, devices=WITH_GPU):  # type: ignore[no-untyped-def]
+        run = resolve(spec, devices)
+        return start_prediction(estimate_run(run), run)
+
+    small = predict(RunSpec(model="opt-1.3b", tokens=2000, device="cuda:0"))
     assert small.fits is True and "predicted peak" in small.text and "fits: needs" in small.text
-    assert "fragmentation" not in small.text
-    b8 = spec_estimate(RunSpec(model="opt-1.3b", tokens=2000, batch=8), "cuda")
-    assert "expandable_segments:True avoids it" in start_prediction(b8, h100).text
-    big = start_prediction(spec_estimate(RunSpec(model="opt-66b", tokens=2000), "cuda"), h100)
+    assert "expandable" not in small.text
+    b8 = predict(RunSpec(model="opt-1.3b", tokens=2000, batch=8, device="cuda:0"))
+    assert "expandable_segments:True avoids it" in b8.text
+    big = predict(RunSpec(model="opt-66b", tokens=2000, device="auto"))
     assert big.fits is False and "won't fit" in big.text
-    unknown = start_prediction(spec_estimate(RunSpec(model="opt-1.3b"), "cuda"), None)
-    assert unknown.fits is None
-    cpu = start_prediction(spec_estimate(RunSpec(model="opt-125m"), "cpu"), None)
-    assert "process RSS" in cpu.text and cpu.fits is None
-    bad = spec_estimate(RunSpec(model="opt-125m", tokens=5000), "cuda")
-    assert bad is None  # past the positions: no prediction, no crash
+    unknown = start_prediction(None, resolve(RunSpec(), CPU_ONLY))
+    assert unknown.fits is None and "no prediction" in unknown.text
+
+
+def test_a_cpu_run_is_checked_against_the_ram_available() -> None:
+    from vramtui.predict.estimate import estimate_run
+    from vramtui.tui.prediction import start_prediction
+
+    small = resolve(RunSpec(model="opt-125m", device="cpu"), CPU_ONLY)
+    fits = start_prediction(estimate_run(small), small)
+    assert fits.fits is True and "RSS" in fits.text and "RAM available" in fits.text
+    huge = resolve(RunSpec(model="opt-66b", device="cpu"), CPU_ONLY)
+    too_big = start_prediction(estimate_run(huge), huge)
+    assert too_big.fits is False and "won't fit" in too_big.text
+    assert "20.0 GB RAM available" in too_big.text
 
 
 def test_predicted_curve_spans_the_budget_from_the_first_token() -> None:
-    from vramtui.breakdown import estimate_for_session
+    from vramtui.report.breakdown import estimate_for_session
 
     session = replay(tokens=2000, upto=10).session
     est = estimate_for_session(session)
@@ -289,10 +341,10 @@ def test_predicted_curve_spans_the_budget_from_the_first_token() -> None:
 
 
 def test_forecast_text() -> None:
-    from vramtui.forecast import OomForecast
+    from vramtui.predict.forecast import OomForecast
     from vramtui.tui.prediction import forecast_text
 
-    assert forecast_text(None, 100) == ("OOM forecast: after 2 decode steps", False)
+    assert forecast_text(None, 100) == ("", False)  # nothing to say before decode steps
     assert forecast_text(None, 100, tokens_done=50)[0] == "no OOM forecast: device size unknown"
     text, warn = forecast_text(OomForecast(1734, 196_608.0, 10**9, False), 2000)
     assert warn and "OOM expected at token 1734 of 2000" in text and "+197 kB/token" in text
@@ -300,7 +352,7 @@ def test_forecast_text() -> None:
 
 
 def test_breakdown_rows_and_bar() -> None:
-    from vramtui.breakdown import measured_breakdown
+    from vramtui.report.breakdown import measured_breakdown
     from vramtui.tui.prediction import breakdown_rows
     from vramtui.tui.widgets.breakdown_panel import stacked_bar
 

@@ -13,26 +13,26 @@ import subprocess
 import sys
 import textwrap
 import time
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
 import pytest
-from conftest import TINY_CONFIG
+from conftest import CPU_ONLY, TINY_CONFIG, WITH_GPU, resolved
 from textual.pilot import Pilot
 from textual.widgets import Input, Select, Static
 
-from vramtui.devices import DeviceChoice
-from vramtui.recorder import Recorder
-from vramtui.spec import RunSpec
+from vramtui.measure.recorder import Recorder
+from vramtui.spec import DeviceList, RunSpec
 from vramtui.tui.app import VramApp
-from vramtui.tui.replay import ReplayRecorder, synthetic_run
+from vramtui.tui.replay import ReplayRecorder
 from vramtui.tui.run_state import RecorderFactory
 from vramtui.tui.screens.export import ExportScreen
 from vramtui.tui.screens.run import RunScreen
 from vramtui.tui.screens.start import StartScreen
 from vramtui.tui.screens.summary import SummaryScreen
+from vramtui.tui.synthetic import synthetic_run
 
-CPU_ONLY = [DeviceChoice("cpu", "CPU")]
 SLOW = {"VRAMTUI_TEST_STEP_SLEEP": "0.05"}
 
 
@@ -43,10 +43,14 @@ def tiny(tokens: int = 30) -> RunSpec:
 
 
 def app_for(
-    spec: RunSpec, out: Path, make_recorder: RecorderFactory | None = None, start: bool = False
+    spec: RunSpec,
+    out: Path,
+    make_recorder: RecorderFactory | None = None,
+    start: bool = False,
+    devices: DeviceList = CPU_ONLY,
 ) -> VramApp:
     kwargs = {"make_recorder": make_recorder} if make_recorder else {}
-    return VramApp(spec, start=start, out_dir=out, list_devices=lambda: CPU_ONLY, **kwargs)
+    return VramApp(spec, start=start, out_dir=out, list_devices=lambda: devices, **kwargs)
 
 
 async def wait_for(pilot: Pilot, condition: object, timeout: float = 90.0) -> None:
@@ -133,7 +137,8 @@ def test_fill_the_form_run_to_the_end_and_export(
             # The run was saved by itself.
             saved = json.loads(run.saved.json.read_text())
             assert saved["status"] == "completed" and saved["tokens_generated"] == 30
-            assert run.saved.csv.read_text().count(",decode,") == 30
+            text = run.saved.csv.read_text()
+            assert text.count(",engine,0,prefill,") == 1 and text.count(",decode,") == 29
             # e: export to a chosen name, twice: the second time asks before replacing.
             for attempt in range(2):
                 await pilot.press("e")
@@ -231,10 +236,16 @@ def test_bad_values_are_shown_next_to_their_field(tmp_path: Path) -> None:
 
 def test_engine_usage_error_returns_to_the_form(tmp_path: Path) -> None:
     items = [synthetic_run("opt-125m", 10)[0]]
-    from vramtui import events as ev
+    from vramtui.measure import events as ev
 
-    items.append(ev.Failed("usage", "no device 'cuda:7' here; devices here: cpu", "start"))
-    app = app_for(RunSpec(device="cuda:7"), tmp_path, lambda spec: ReplayRecorder(spec, items))
+    refused = ev.Failed("usage", "no device 'cuda:7' here; devices here: cpu", "start")
+    items.append(replace(refused, field="device"))
+    # NVML did not answer, so the form could not count the GPUs: the engine refuses it.
+    unknown = DeviceList(CPU_ONLY.choices, gpus_counted=False)
+    out = tmp_path / "out"
+    app = app_for(
+        RunSpec(device="cuda:7"), out, lambda spec: ReplayRecorder(spec, items), devices=unknown
+    )
 
     async def scenario() -> None:
         async with app.run_test(size=(80, 24)) as pilot:
@@ -246,6 +257,7 @@ def test_engine_usage_error_returns_to_the_form(tmp_path: Path) -> None:
             assert "cuda:7" in text_of(app.screen, "#device-error")
 
     asyncio.run(scenario())
+    assert not out.exists() or not list(out.iterdir())  # nothing measured: nothing written
 
 
 def test_run_again_the_instant_a_run_ends_does_not_crash(tmp_path: Path) -> None:
@@ -258,7 +270,7 @@ def test_run_again_the_instant_a_run_ends_does_not_crash(tmp_path: Path) -> None
     async def scenario() -> None:
         async with app.run_test(size=(100, 30)) as pilot:
             for _ in range(10):
-                app.begin(spec)
+                app.begin(resolved(spec, WITH_GPU))
                 deadline = time.monotonic() + 30
                 while not isinstance(app.screen, SummaryScreen):
                     assert app.is_running and time.monotonic() < deadline
@@ -269,7 +281,7 @@ def test_run_again_the_instant_a_run_ends_does_not_crash(tmp_path: Path) -> None
 
     asyncio.run(scenario())
     assert app.return_code is None  # not ended by an error
-    assert len(app.runs) == 10
+    assert app.runs_started == 10
 
 
 def test_keys_shown_follow_the_run_state_and_x_toggles_the_axis(tmp_path: Path) -> None:
@@ -280,7 +292,7 @@ def test_keys_shown_follow_the_run_state_and_x_toggles_the_axis(tmp_path: Path) 
             await wait_for(pilot, lambda: isinstance(app.screen, RunScreen))
             screen = app.screen
             assert screen.check_action("cancel", ()) is True
-            assert screen.check_action("export", ()) is False
+            assert screen.check_action("export", ()) is None  # shown, dimmed
             await pilot.press("e", "r")  # not while running
             assert app.screen is screen
             await pilot.press("x")
@@ -295,7 +307,7 @@ def test_keys_shown_follow_the_run_state_and_x_toggles_the_axis(tmp_path: Path) 
             assert isinstance(app.screen, SummaryScreen)
             await pilot.press("g")
             assert app.screen is screen
-            assert screen.check_action("cancel", ()) is False
+            assert screen.check_action("cancel", ()) is None
             assert screen.check_action("export", ()) is True
             await pilot.press("p")
             assert isinstance(app.screen, SummaryScreen)
@@ -333,7 +345,7 @@ def test_the_app_process_never_imports_torch(tmp_path: Path) -> None:
         f"""
         import asyncio, json, sys, time
         t0 = time.perf_counter()
-        from vramtui.spec import RunSpec
+        from vramtui.spec import DeviceList, RunSpec
         from vramtui.tui.app import VramApp
         spec = RunSpec(model="tiny-opt", source="config", path={str(TINY_CONFIG)!r},
                        tokens=20, device="cpu")
@@ -406,3 +418,32 @@ def test_wall_clock_names_are_injected(tmp_path: Path) -> None:
         "20300506-070809-opt-125m-cuda0.csv",
         "20300506-070809-opt-125m-cuda0.json",
     ]
+
+
+def test_keys_that_do_nothing_now_say_why_and_the_palette_offers_every_action(
+    tmp_path: Path,
+) -> None:
+    app = app_for(RunSpec(tokens=100), tmp_path, replayed(100, upto=40), start=True)
+    said: list[str] = []
+
+    async def scenario() -> None:
+        async with app.run_test(size=(100, 30)) as pilot:
+            app.notify = lambda message, **kw: said.append(str(message))  # type: ignore[method-assign]
+            await wait_for(pilot, lambda: isinstance(app.screen, RunScreen))
+            await pilot.press("e", "p", "r")  # none of them while the run goes on
+            assert isinstance(app.screen, RunScreen)
+            assert said[:3] == [
+                "export: once the run ends (c cancels it)",
+                "the summary: once the run ends (c cancels it)",
+                "run again: once the run ends (c cancels it)",
+            ]
+            titles = [c.title for c in app.get_system_commands(app.screen)]
+            for wanted in ("Run", "Cancel", "Export", "Graph", "Summary", "Screenshot"):
+                assert wanted in titles
+            assert "Run again" in titles and "Keys" in titles
+            await pilot.press("question_mark")
+            assert type(app.screen).__name__ == "HelpScreen"
+            await pilot.press("escape")
+            assert isinstance(app.screen, RunScreen)
+
+    asyncio.run(scenario())

@@ -14,14 +14,14 @@ from pathlib import Path
 import pytest
 from textual.pilot import Pilot
 
-from vramtui.devices import DeviceChoice
-from vramtui.spec import RunSpec
+from vramtui.spec import DeviceChoice, DeviceList, RunSpec
 from vramtui.tui.app import VramApp
-from vramtui.tui.replay import Item, ReplayRecorder, synthetic_run
+from vramtui.tui.replay import ReplayRecorder
 from vramtui.tui.screens.run import RunScreen
+from vramtui.tui.synthetic import Item, synthetic_run
 
 H100 = DeviceChoice("cuda:0", "NVIDIA H100 80GB HBM3", 85_520_809_984, 84_300_000_000)
-DEVICES = [H100, DeviceChoice("cpu", "CPU")]
+DEVICES = DeviceList((H100, DeviceChoice("cpu", "CPU", 25_276_510_208, 21_000_000_000)))
 WIDE, SMALL = (100, 30), (80, 24)
 
 
@@ -44,12 +44,14 @@ def make_app(spec: RunSpec, items: list[Item] | None, *, start: bool = True) -> 
 
 
 async def settle(pilot: Pilot, *, finished: bool = False) -> None:
-    """Wait for the device list (and the run, when it ends), then redraw once more."""
+    """Wait for the device list, the prediction it starts (and the run, when it ends),
+    then redraw once more."""
     app = pilot.app
-    for worker in list(app.workers):
-        if worker.group == "devices" or (finished and worker.group == "engine"):
-            await worker.wait()
-    await pilot.pause()
+    for groups in (("devices",), ("predict",)):
+        for worker in list(app.workers):
+            if worker.group in groups or (finished and worker.group == "engine"):
+                await worker.wait()
+        await pilot.pause()
     if isinstance(app.screen, RunScreen):
         app.screen._plot_key = None
         app.screen.redraw()
@@ -133,3 +135,14 @@ def test_graph_after_the_end(snap_compare: Callable[..., bool]) -> None:
 def test_export_dialog(snap_compare: Callable[..., bool]) -> None:
     app = make_app(opt13(200), synthetic_run("opt-1.3b", 200))
     assert snap_compare(app, terminal_size=SMALL, run_before=before("e", finished=True))
+
+
+def test_run_screen_before_the_first_sample(snap_compare: Callable[..., bool]) -> None:
+    # Only the engine's hello and the load phase: no empty axis, no forecast yet.
+    app = make_app(opt13(), synthetic_run("opt-1.3b", 2000, upto=0)[:3])
+    assert snap_compare(app, terminal_size=SMALL, run_before=before())
+
+
+def test_help_screen_lists_the_keys(snap_compare: Callable[..., bool]) -> None:
+    app = make_app(opt13(), None, start=False)
+    assert snap_compare(app, terminal_size=SMALL, run_before=before("question_mark"))

@@ -1,4 +1,4 @@
-"""Command line: `vramtui` (the app), `vramtui run`, `vramtui estimate`, `vramtui bench`."""
+"""Command line: `vramtui` (the app), `vramtui run`, `bench`, `estimate`, `show`."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from vramtui import __version__
 from vramtui.commands import common
-from vramtui.errors import EXIT_USAGE, UsageError
+from vramtui.errors import EXIT_INTERRUPTED, EXIT_USAGE, UsageError
 
 # Each module in vramtui.commands with `add_parser(subparsers)`; imported lazily
 # so `vramtui --help` and the app never pay for the others.
@@ -55,4 +55,4 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"vramtui: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED

@@ -1,10 +1,18 @@
-"""Errors that reach the user as one line on stderr."""
+"""Errors that reach the user as one line on stderr, and the exit codes."""
 
 from __future__ import annotations
 
 
 class UsageError(Exception):
-    """Bad input from the user: flags, paths, files. Exit code 2, no traceback."""
+    """Bad input from the user: flags, paths, files. Exit code 2, no traceback.
+
+    `field` names the run-spec field the message is about ("tokens", "device",
+    "model"...), so a form can show it in place; None when it concerns none.
+    """
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 EXIT_OK = 0

@@ -25,20 +25,22 @@ _UNITS = {
 _SIZE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([a-zA-Z]*)\s*$")
 
 
-def parse_size(text: str) -> int:
-    """Parse '80GB', '80 GiB', '79.6G', '1024' (bytes) into bytes.
+def parse_size(text: str, *, field: str | None = None, need_unit: bool = False) -> int:
+    """Parse '80GB', '80 GiB', '79.6G', '1024B' into bytes.
 
     Decimal units (KB, MB, GB, TB) are powers of 1000, binary ones (KiB, MiB,
     GiB, TiB) powers of 1024, as on the NVIDIA data sheets and in nvidia-smi.
+    `need_unit`: a bare number is refused (80 is more likely 80 GB than 80 bytes).
     """
     match = _SIZE.match(text)
+    example = "write e.g. 80GB, 79.6GiB or 24000MB"
     if not match or match.group(2).lower() not in _UNITS:
-        raise UsageError(
-            f"not a size: {text!r} (write e.g. 80GB, 79.6GiB, 24000MB or a number of bytes)"
-        )
+        raise UsageError(f"not a size: {text!r} ({example})", field=field)
+    if need_unit and not match.group(2):
+        raise UsageError(f"a size needs a unit: {text!r} ({example})", field=field)
     value = float(match.group(1)) * _UNITS[match.group(2).lower()]
     if value <= 0:
-        raise UsageError(f"size must be positive: {text!r}")
+        raise UsageError(f"size must be positive: {text!r}", field=field)
     return int(value)
 
 

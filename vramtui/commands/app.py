@@ -1,6 +1,7 @@
 """`vramtui` with no command: the interactive app.
 
-Textual (and the app) are imported only in `run()`, so `vramtui run` and the
+The flags are checked exactly as `vramtui run` checks them, before Textual
+starts. Textual (and the app) are imported only then, so `vramtui run` and the
 other commands never pay for them.
 """
 
@@ -11,12 +12,14 @@ import os
 from pathlib import Path
 
 from vramtui import __version__
-from vramtui.commands.common import ArgumentParser, add_spec_arguments, spec_from_args
+from vramtui.commands.common import ArgumentParser, add_spec_arguments, build_spec
 from vramtui.errors import UsageError
+from vramtui.measure import devices
+from vramtui.spec import resolve
 
 EPILOG = (
-    "Without a command, vramtui opens the app; the flags prefill its form. "
-    "Headless: `vramtui run --help`."
+    "Without a command, vramtui opens the app; the flags prefill its form "
+    "(and --start runs it at once). Headless: `vramtui run --help`."
 )
 
 
@@ -54,10 +57,11 @@ def out_dir(text: str) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    spec = spec_from_args(args)
+    found = devices.available()
+    resolved = resolve(build_spec(args), found)  # exactly as `vramtui run` checks them
     out = out_dir(args.out) if args.out else None
     from vramtui.tui.app import VramApp
 
-    app = VramApp(spec, start=args.start, out_dir=out)
+    app = VramApp(resolved.spec, start=args.start, out_dir=out)
     app.run()
     return app.return_code or 0

@@ -7,14 +7,19 @@ import sys
 import time
 from typing import Any
 
-from vramtui import bench, bench_report
-from vramtui import events as ev
-from vramtui.commands.common import model_label, positive_int, run_in_thread, stderr_line
+from vramtui.commands.common import build_spec, positive_int
+from vramtui.commands.headless import run_in_thread, stderr_line
 from vramtui.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UsageError
-from vramtui.export import atomic_write, check_writable
-from vramtui.report import table
-from vramtui.session import Session
-from vramtui.spec import ATTENTION, DTYPES
+from vramtui.measure import events as ev
+from vramtui.measure.session import Session
+from vramtui.models.catalogue import model_names
+from vramtui.report import bench_table as bench_report
+from vramtui.report.export import atomic_write, check_writable
+from vramtui.report.text import table
+from vramtui.spec import ATTENTION, DTYPES, model_label
+from vramtui.sweep import grid as bench
+from vramtui.sweep.results import CellResult
+from vramtui.sweep.runner import Sweep
 from vramtui.units import format_bytes
 
 
@@ -27,20 +32,32 @@ def add_parser(subparsers: Any) -> None:
             "process, and print one table. List-valued flags are comma-separated."
         ),
     )
-    parser.add_argument("--models", "-m", metavar="LIST", help="catalogue names: opt-125m,opt-1.3b")
+    parser.add_argument(
+        "--models", "-m", metavar="LIST", help="catalogue models, by name or hub id: "
+        + ", ".join(model_names()),
+    )  # fmt: skip
     parser.add_argument("--config", metavar="LIST", help="config.json paths to build from")
     parser.add_argument("--checkpoint", metavar="LIST", help="checkpoint folders (or hub ids)")
     parser.add_argument("--tokens", "-n", metavar="LIST", default="200", help="new tokens: 20,2000")
-    parser.add_argument("--prompt-tokens", metavar="LIST", default="8", help="prompt lengths")
-    parser.add_argument("--batch", "-b", metavar="LIST", default="1", help="batch sizes")
+    parser.add_argument(
+        "--prompt-tokens", metavar="LIST", default="8", help="random prompt lengths: 8,2000"
+    )
+    parser.add_argument("--batch", "-b", metavar="LIST", default="1", help="batch sizes: 1,8")
     dtypes = ",".join(DTYPES)
     parser.add_argument(
         "--dtype", metavar="LIST", help=f"{dtypes} (default: float16 on GPUs, float32 on CPU)"
     )
-    parser.add_argument("--attn", metavar="LIST", default="sdpa", help=",".join(ATTENTION))
+    parser.add_argument(
+        "--attn", metavar="LIST", default="sdpa", help="attention: " + ",".join(ATTENTION)
+    )
     parser.add_argument("--repeat", type=positive_int, default=1, metavar="K", help="runs per cell")
-    parser.add_argument("--device", "-d", default="auto", help="cuda:N, mps or cpu (default: best)")
-    parser.add_argument("--seed", type=positive_int, default=0)
+    parser.add_argument(
+        "--device", "-d", default="auto", help="cuda:N, mps or cpu; auto is the first GPU"
+    )
+    parser.add_argument("--seed", type=positive_int, default=0, help="seed of the random prompts")
+    parser.add_argument(
+        "--cudnn-sdpa", action="store_true", help="let sdpa use cuDNN attention (slow first pass)"
+    )
     parser.add_argument("--allow-download", action="store_true", help="let --checkpoint fetch ids")
     parser.add_argument("--allow-pickle", action="store_true", help="allow .bin (pickle) files")
     parser.add_argument("--csv", metavar="FILE", help="one row per cell, rewritten as cells end")
@@ -60,6 +77,10 @@ def axes_from_args(args: argparse.Namespace) -> bench.Axes:
     dtypes: list[str | None] = [None]
     if args.dtype:
         dtypes = list(bench.parse_choices("--dtype", args.dtype, DTYPES))
+    base = build_spec(argparse.Namespace(
+        device=args.device, seed=args.seed, allow_download=args.allow_download,
+        allow_pickle=args.allow_pickle, cudnn_sdpa=args.cudnn_sdpa,
+    ))  # fmt: skip
     return bench.Axes(
         models=models,
         tokens=bench.parse_counts("--tokens", args.tokens),
@@ -68,10 +89,7 @@ def axes_from_args(args: argparse.Namespace) -> bench.Axes:
         dtype=dtypes,
         attn=bench.parse_choices("--attn", args.attn, ATTENTION),
         repeat=args.repeat,
-        device=args.device,
-        seed=args.seed,
-        allow_download=args.allow_download,
-        allow_pickle=args.allow_pickle,
+        base=base,
     )
 
 
@@ -111,7 +129,7 @@ class SweepProgress:
         if not force and now - self._last < (0.1 if self.tty else 5.0):
             return
         self._last = now
-        s = self.session
+        s = self.session.snapshot()
         budget = self.cell.spec.tokens
         share = (self.finished + min(s.tokens_done / budget, 1.0)) / self.total
         width = 20
@@ -125,7 +143,7 @@ class SweepProgress:
         )
         self._write(line, final=False)
 
-    def done(self, result: bench.CellResult) -> None:
+    def done(self, result: CellResult) -> None:
         self.finished += 1
         if not self.enabled:
             return
@@ -158,7 +176,7 @@ class Outputs:
             if path:
                 check_writable(path, force=args.force)
 
-    def write(self, results: list[bench.CellResult]) -> None:
+    def write(self, results: list[CellResult]) -> None:
         """Rewrite both files; a file that cannot be written is said once, the sweep goes on."""
         for path, render in (
             (self.csv, bench_report.csv_text),
@@ -173,7 +191,7 @@ class Outputs:
                 stderr_line(f"vramtui: cannot write {path}: {exc.strerror or exc}")
 
 
-def report_text(results: list[bench.CellResult], axes: bench.Axes) -> str:
+def report_text(results: list[CellResult], axes: bench.Axes) -> str:
     varying = axes.varying()
     header, rows = bench_report.table_rows(results, varying, group_repeats=False)
     where = bench_report.environment_line(results)
@@ -188,7 +206,20 @@ def report_text(results: list[bench.CellResult], axes: bench.Axes) -> str:
     return "\n".join(parts)
 
 
-def exit_code(results: list[bench.CellResult], interrupted: bool) -> int:
+def interrupted_counts(results: list[CellResult], cells: list[bench.Cell]) -> str:
+    """'1 completed, 1 cancelled (its figures so far kept), 1 not run'."""
+    counts: dict[str, int] = {}
+    for r in results:
+        counts[r.outcome] = counts.get(r.outcome, 0) + 1
+    parts = [f"{n} {outcome}" for outcome, n in counts.items()]
+    if counts.get("cancelled"):
+        parts[list(counts).index("cancelled")] += " (its figures so far kept)"
+    if len(cells) > len(results):
+        parts.append(f"{len(cells) - len(results)} not run")
+    return ", ".join(parts)
+
+
+def exit_code(results: list[CellResult], interrupted: bool) -> int:
     if interrupted:
         return EXIT_INTERRUPTED
     ok = all(r.status == "completed" or r.oom for r in results)
@@ -204,17 +235,15 @@ def run(args: argparse.Namespace) -> int:
     progress = SweepProgress(len(cells), enabled=not args.quiet)
     if not args.quiet:
         stderr_line(f"vramtui bench: {len(cells)} cells, each in a fresh engine process")
-    done: list[bench.CellResult] = []
+    done: list[CellResult] = []
 
-    def on_cell_done(result: bench.CellResult) -> None:
+    def on_cell_done(result: CellResult) -> None:
         done.append(result)
         progress.done(result)
         outputs.write(done)
 
-    sweep = bench.Sweep(
-        cells, on_cell_start=progress.start, on_cell_done=on_cell_done, on_event=progress
-    )
-    _, interrupted = run_in_thread(sweep.run, sweep.cancel)
+    sweep = Sweep(cells, on_cell_start=progress.start, on_cell_done=on_cell_done, on_event=progress)
+    _, interrupted = run_in_thread(sweep.run, lambda signal: sweep.cancel(signal.reason))
     results = list(sweep.results)
     if sweep.aborted:  # the sweep itself is wrong (a device not there): no table
         stderr_line(f"vramtui: {sweep.aborted}")
@@ -222,8 +251,7 @@ def run(args: argparse.Namespace) -> int:
     if results:
         print(report_text(results, axes))
     if interrupted:
-        ran = f"{len(results)} of {len(cells)} cells ran"
-        stderr_line(f"vramtui: interrupted ({interrupted}); {ran}")
+        stderr_line(f"vramtui: interrupted ({interrupted}); {interrupted_counts(results, cells)}")
     for path in (outputs.csv, outputs.markdown):
         if path and results and path not in outputs.failed:
             stderr_line(f"vramtui: wrote {path}")

@@ -1,44 +1,63 @@
-"""Flags shared by the subcommands that describe a run, and headless plumbing."""
+"""Flags shared by the subcommands that describe a run, and the one spec builder."""
 
 from __future__ import annotations
 
 import argparse
-import signal
-import sys
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from typing import TypeVar
+from typing import Any
 
 from vramtui.errors import UsageError
-from vramtui.spec import ATTENTION, DTYPES, RunSpec
+from vramtui.models.catalogue import model_names
+from vramtui.spec import ATTENTION, DTYPES, RunSpec, model_label
 
-T = TypeVar("T")
+DEFAULTS = RunSpec()
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Every flag's default at the end of its help, where it has a meaningful one."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        shown = default not in (None, False, argparse.SUPPRESS) and action.option_strings
+        if shown and "%(default)" not in text and "default:" not in text:
+            text += " (default: %(default)s)"
+        return text
 
 
 class ArgumentParser(argparse.ArgumentParser):
     """argparse that raises UsageError (one line, exit 2) instead of printing usage."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
+
     def error(self, message: str) -> None:  # type: ignore[override]
-        raise UsageError(f"{self.prog}: {message}")
+        raise UsageError(f"{message} (see '{self.prog} --help')")
 
 
-def positive_int(text: str) -> int:
+def whole_number(text: str) -> int:
     try:
-        value = int(text)
+        return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    return value
+
+
+positive_int = whole_number  # the value's sign is checked by resolve(), naming its field
 
 
 def add_source_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group(
-        "model source (default: random weights from the architecture)"
+        "model source (default: random weights from the architecture named by --model)"
     )
     group.add_argument(
-        "--checkpoint", metavar="PATH_OR_ID", help="load a real checkpoint (safetensors)"
+        "--checkpoint",
+        metavar="PATH_OR_ID",
+        help="load a real checkpoint with from_pretrained (safetensors only; a local folder, "
+        "or a hub id with --allow-download)",
     )
-    group.add_argument("--config", metavar="PATH", help="build any causal LM from a config.json")
+    group.add_argument(
+        "--config", metavar="PATH", help="build any causal LM from a config.json, random weights"
+    )
     group.add_argument(
         "--allow-download", action="store_true", help="let --checkpoint fetch a hub id"
     )
@@ -49,26 +68,50 @@ def add_source_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def add_spec_arguments(
-    parser: argparse.ArgumentParser, *, model_default: str | None = "opt-125m"
-) -> None:
+def add_shape_arguments(parser: argparse.ArgumentParser) -> None:
+    """The run's shape: tokens, prompt, batch, dtype, attention."""
     parser.add_argument(
-        "--model", "-m", default=model_default, help="catalogue name, e.g. opt-1.3b"
-    )
+        "--tokens", "-n", type=whole_number, default=DEFAULTS.tokens,
+        help="new tokens to generate, exactly (EOS is suppressed)",
+    )  # fmt: skip
     parser.add_argument(
-        "--tokens", "-n", type=positive_int, default=200, help="new tokens, exactly"
-    )
+        "--prompt-tokens", type=whole_number, default=DEFAULTS.prompt_tokens,
+        help="length of the random prompt",
+    )  # fmt: skip
     parser.add_argument(
-        "--prompt-tokens", type=positive_int, default=8, help="random prompt length"
-    )
-    parser.add_argument("--prompt", help="prompt text (needs a checkpoint with a tokenizer)")
-    parser.add_argument("--batch", "-b", type=positive_int, default=1)
-    parser.add_argument("--dtype", choices=DTYPES, help="default: float16 on GPUs, float32 on CPU")
+        "--batch", "-b", type=whole_number, default=DEFAULTS.batch,
+        help="sequences generated at once (the KV cache grows with it)",
+    )  # fmt: skip
     parser.add_argument(
-        "--attn", choices=ATTENTION, default="sdpa", help="attention implementation"
-    )
-    parser.add_argument("--device", "-d", default="auto", help="cuda:N, mps or cpu (default: best)")
-    parser.add_argument("--seed", type=positive_int, default=0)
+        "--dtype", choices=DTYPES, help="weights and activations (default: float16 on GPUs, "
+        "float32 on the CPU)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--attn", choices=ATTENTION, default=DEFAULTS.attn,
+        help="attention implementation (eager keeps the score matrix: quadratic in the prompt)",
+    )  # fmt: skip
+
+
+def model_help() -> str:
+    return "catalogue model, by name or hub id: " + ", ".join(model_names())
+
+
+def add_spec_arguments(parser: argparse.ArgumentParser) -> None:
+    """Every flag of a RunSpec, as `vramtui run` and the app take them."""
+    parser.add_argument("--model", "-m", default=DEFAULTS.model, help=model_help())
+    add_shape_arguments(parser)
+    parser.add_argument(
+        "--prompt", help="a real prompt text instead of random ids (needs a checkpoint "
+        "with a tokenizer)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--device", "-d", default=DEFAULTS.device,
+        help="cuda:N, mps or cpu; auto is the first GPU, else MPS, else the CPU",
+    )  # fmt: skip
+    parser.add_argument(
+        "--seed", type=whole_number, default=DEFAULTS.seed,
+        help="seed of the random prompt (the same seed, the same prompt)",
+    )  # fmt: skip
     parser.add_argument(
         "--cudnn-sdpa",
         action="store_true",
@@ -78,110 +121,31 @@ def add_spec_arguments(
 
 
 def source_of(args: argparse.Namespace) -> tuple[str, str | None]:
-    if args.checkpoint and args.config:
-        raise UsageError("pass --checkpoint or --config, not both")
-    if args.checkpoint:
-        return "checkpoint", args.checkpoint
-    if args.config:
-        return "config", args.config
+    checkpoint, config = getattr(args, "checkpoint", None), getattr(args, "config", None)
+    if checkpoint and config:
+        raise UsageError("pass --checkpoint or --config, not both", field="source")
+    if checkpoint:
+        return "checkpoint", checkpoint
+    if config:
+        return "config", config
     return "architecture", None
 
 
-def model_label(path: str) -> str:
-    """A short name for a config or checkpoint path: its file stem or folder name."""
-    parts = [p for p in path.replace("\\", "/").split("/") if p]
-    if not parts:
-        return path
-    last = parts[-1]
-    if last == "config.json" and len(parts) > 1:
-        return parts[-2]
-    return last.removesuffix(".json")
+def build_spec(args: argparse.Namespace, **overrides: Any) -> RunSpec:
+    """The RunSpec the flags describe: the one builder every command uses.
 
-
-def spec_from_args(args: argparse.Namespace) -> RunSpec:
+    Flags a command does not have keep the RunSpec's defaults; `overrides` win.
+    """
     source, path = source_of(args)
-    model = args.model or "opt-125m"
-    if source != "architecture" and args.model in (None, "opt-125m"):
+    model = getattr(args, "model", None) or DEFAULTS.model
+    if source != "architecture" and getattr(args, "model", None) in (None, DEFAULTS.model):
         model = model_label(str(path))
-    return RunSpec(
-        model=model,
-        source=source,
-        path=path,
-        tokens=args.tokens,
-        prompt_tokens=args.prompt_tokens,
-        prompt=args.prompt,
-        batch=args.batch,
-        dtype=args.dtype,
-        attn=args.attn,
-        device=args.device,
-        seed=args.seed,
-        allow_download=args.allow_download,
-        allow_pickle=args.allow_pickle,
-        cudnn_sdpa=getattr(args, "cudnn_sdpa", False),
-    )
-
-
-class Interrupted(Exception):
-    """Ctrl+C, SIGTERM or SIGHUP in a headless command."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
-
-
-@contextmanager
-def interrupts_raise() -> Iterator[None]:
-    """Turn SIGINT, SIGTERM and SIGHUP into `Interrupted` in the main thread."""
-
-    def handler(signum: int, frame: object) -> None:
-        raise Interrupted(signum)
-
-    names = ("SIGINT", "SIGTERM", "SIGHUP")
-    old = {}
-    for name in names:
-        sig = getattr(signal, name, None)
-        if sig is not None:
-            old[sig] = signal.signal(sig, handler)
-    try:
-        yield
-    finally:
-        for sig, previous in old.items():
-            signal.signal(sig, previous)
-
-
-def run_in_thread(
-    work: Callable[[], T], on_interrupt: Callable[[], None]
-) -> tuple[T | None, Interrupted | None]:
-    """Run `work` in a thread; on a signal, call `on_interrupt` and wait for it to end."""
-    result: list[T] = []
-    error: list[BaseException] = []
-
-    finished = threading.Event()
-
-    def target() -> None:
-        try:
-            result.append(work())
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller
-            error.append(exc)
-        finally:
-            finished.set()
-
-    thread = threading.Thread(target=target, name="vramtui-run", daemon=True)
-    interrupted: Interrupted | None = None
-    with interrupts_raise():
-        thread.start()
-        # An Event, not thread.join(timeout): on Python 3.11 a signal handler that
-        # raises inside join() can leave the thread marked finished while it runs.
-        while not finished.is_set():
-            try:
-                finished.wait(0.1)
-            except Interrupted as exc:
-                interrupted = exc
-                on_interrupt()
-    if error:
-        raise error[0]
-    return (result[0] if result else None), interrupted
-
-
-def stderr_line(text: str) -> None:
-    print(text, file=sys.stderr)
+    values: dict[str, Any] = {"model": model, "source": source, "path": path}
+    for name in (
+        "tokens", "prompt_tokens", "prompt", "batch", "dtype", "attn", "device", "seed",
+        "allow_download", "allow_pickle", "cudnn_sdpa",
+    ):  # fmt: skip
+        if getattr(args, name, None) is not None:
+            values[name] = getattr(args, name)
+    values.update(overrides)
+    return RunSpec(**values)

@@ -4,164 +4,169 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-from dataclasses import replace
 from typing import Any
 
-from vramtui import nvml
-from vramtui.catalogue import ModelInfo, lookup
-from vramtui.commands.common import model_label, positive_int
+from vramtui.commands.common import add_shape_arguments, build_spec, model_help
 from vramtui.errors import EXIT_OK, UsageError
-from vramtui.estimator import (
-    ALLOC_CONF,
-    Estimate,
-    estimate,
-    expandable_segments,
+from vramtui.measure import devices, nvml
+from vramtui.predict.calibration import CPU_PROCESS_BYTES
+from vramtui.predict.estimate import Estimate, estimate_run, max_tokens_that_fit
+from vramtui.predict.forecast import FitCheck, fit_check
+from vramtui.report.estimate_text import (
+    estimate_rows,
+    fit_text,
     fragmentation_warning,
-    max_tokens_that_fit,
-    model_info_for_config,
+    tokens_fit_text,
 )
-from vramtui.report import table
-from vramtui.spec import ATTENTION, DTYPES, RunSpec, validate
-from vramtui.units import format_bytes, format_count, parse_size
+from vramtui.report.text import table
+from vramtui.spec import DeviceChoice, DeviceList, ResolvedRun, resolve
+from vramtui.units import format_bytes, parse_size
 
 
 def add_parser(subparsers: Any) -> None:
     parser = subparsers.add_parser(
-        "estimate", help="predict a run's memory, term by term, and how many tokens fit"
+        "estimate",
+        help="predict a run's memory, term by term, and how many tokens fit",
+        description="Predict a run's memory without running it: no GPU needed.",
     )
-    parser.add_argument("--model", "-m", help="catalogue name, e.g. opt-1.3b or facebook/opt-1.3b")
+    parser.add_argument("--model", "-m", help=model_help())
     parser.add_argument("--config", metavar="PATH", help="estimate an OPT config.json instead")
-    parser.add_argument("--tokens", "-n", type=positive_int, default=200, help="new tokens")
-    parser.add_argument("--prompt-tokens", type=positive_int, default=8, help="prompt length")
-    parser.add_argument("--batch", "-b", type=positive_int, default=1)
-    parser.add_argument("--dtype", choices=DTYPES, default="float16")
+    add_shape_arguments(parser)
     parser.add_argument(
-        "--attn", choices=ATTENTION, default="sdpa", help="attention implementation"
+        "--device",
+        "-d",
+        default="cuda",
+        help="what the prediction is for: cuda (a GPU: its context and caching allocator), "
+        "or cpu (checked against the RAM available here)",
     )
     parser.add_argument(
         "--gpu-memory",
         metavar="SIZE",
-        help="device memory for 'max tokens that fit', e.g. 80GB (default: the first GPU's total)",
+        help="the GPU's memory for 'max tokens that fit', with a unit: 80GB, 79.6GiB "
+        "(default: the first GPU's total, where NVML sees one)",
     )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.set_defaults(command=run)
 
 
-def _model(args: argparse.Namespace) -> tuple[ModelInfo, RunSpec]:
+def _devices(args: argparse.Namespace) -> tuple[DeviceList, str | None]:
+    """The devices the estimate is for (taken as given: a laptop may ask about a GPU it
+    does not have), and where the GPU's memory figure comes from."""
+    cpu = devices.cpu_choice()
+    if args.gpu_memory is not None:
+        size = parse_size(args.gpu_memory, field="gpu_memory", need_unit=True)
+        gpu = DeviceChoice("cuda:0", "--gpu-memory", size, size)
+        return DeviceList((gpu, cpu), gpus_counted=False), "--gpu-memory"
+    found = nvml.gpus()
+    if found:
+        g = found[0]
+        gpu = DeviceChoice("cuda:0", g.name, g.total, g.total)
+        return DeviceList((gpu, cpu), gpus_counted=False), f"GPU 0 ({g.name})"
+    return DeviceList((cpu,), gpus_counted=False), None
+
+
+def _resolve(args: argparse.Namespace, found: DeviceList) -> ResolvedRun:
     if args.config and args.model:
-        raise UsageError("pass --model or --config, not both")
+        raise UsageError("pass --model or --config, not both", field="model")
     if not args.config and not args.model:
-        raise UsageError("pass --model (e.g. opt-1.3b) or --config PATH")
-    spec = RunSpec(
-        model=args.model or model_label(args.config),
-        source="config" if args.config else "architecture",
-        path=args.config,
-        tokens=args.tokens,
-        prompt_tokens=args.prompt_tokens,
-        batch=args.batch,
-        dtype=args.dtype,
-        attn=args.attn,
-    )
-    config = validate(spec)  # unknown model, budgets beyond the positions, bad numbers
-    if config is None:
-        return lookup(spec.model), spec
-    info = model_info_for_config(config)
-    if info is None:
+        raise UsageError("pass --model (e.g. opt-1.3b) or --config PATH", field="model")
+    device = "cuda:0" if args.device.strip().lower() == "cuda" else args.device
+    resolved = resolve(build_spec(args, device=device), found)
+    if resolved.model is None:
         raise UsageError(
-            f"cannot estimate {args.config}: only OPT configs (model_type 'opt', with biases, "
-            "LayerNorm weights and a tied lm_head) are modelled"
+            f"cannot estimate {args.config}: {resolved.model_note}; only OPT configs "
+            "(with biases, LayerNorm weights and a tied lm_head) are modelled",
+            field="path",
         )
-    return replace(info, name=spec.model), spec
+    return resolved
 
 
-def _memory(text: str | None) -> tuple[int | None, str | None]:
-    """(bytes, where from) for 'max tokens that fit'; (None, None) without a GPU."""
-    if text is not None:
-        return parse_size(text), "--gpu-memory"
-    gpus = nvml.gpus()
-    if not gpus:
+def _fit(resolved: ResolvedRun, est: Estimate) -> tuple[int | None, FitCheck | None]:
+    """(max new tokens that fit, the fit check), against the device's memory."""
+    choice = resolved.device_choice
+    if choice is None or choice.total is None:
         return None, None
-    return gpus[0].total, f"GPU 0 ({gpus[0].name})"
-
-
-def _rows(e: Estimate) -> list[tuple[str, str, str]]:
-    kv_token = e.model.kv_bytes_per_token(e.dtype, e.batch)
-    positions = e.prompt_tokens + e.tokens - 1
-    up_to = " (at most the GPU's free memory)" if e.cache_balloons else ""
-    return [
-        ("weights", format_bytes(e.weights_bytes, 2), f"{format_count(e.model.params)} params"),
-        (
-            "KV cache (end)",
-            format_bytes(e.kv_cache_bytes, 2),
-            f"{format_bytes(kv_token)}/token x {positions} positions",
-        ),
-        (
-            "transient (largest step)",
-            format_bytes(e.transient_bytes, 2),
-            "prefill activations, logits, cache copy",
-        ),
-        ("allocator slack", format_bytes(e.slack_bytes, 2), "reserved - allocated"),
-        (
-            "CUDA context & libraries",
-            format_bytes(e.context_bytes, 2),
-            "not from the allocator" if e.backend == "cuda" else "none off CUDA",
-        ),
-        ("peak allocated", format_bytes(e.peak_allocated_bytes, 2), "torch max_memory_allocated"),
-        (
-            "peak reserved",
-            format_bytes(e.peak_reserved_bytes, 2),
-            "torch max_memory_reserved" + up_to,
-        ),
-        ("peak total", format_bytes(e.peak_total_bytes, 2), "NVML per-process" + up_to),
-    ] + (
-        [("needed to fit", format_bytes(e.required_bytes, 2), "the cached KV segments freed")]
-        if e.cache_balloons
-        else []
-    )
+    model = resolved.model
+    assert model is not None
+    if resolved.backend == "cpu":
+        free = choice.free or choice.total
+        check = fit_check(est, free, overhead_bytes=CPU_PROCESS_BYTES)
+        room = max(free - CPU_PROCESS_BYTES, 0)
+        return max_tokens_that_fit(model, room, **est.run_kwargs()), check
+    return max_tokens_that_fit(model, choice.total, **est.run_kwargs()), None
 
 
 def run(args: argparse.Namespace) -> int:
-    info, spec = _model(args)
-    memory, memory_source = _memory(args.gpu_memory)
-    shape: dict[str, Any] = dict(
-        prompt_tokens=spec.prompt_tokens,
-        batch=spec.batch,
-        dtype=args.dtype,
-        attn=spec.attn,
-        expandable_segments=expandable_segments(os.environ.get(ALLOC_CONF)),
-    )
-    e = estimate(info, tokens=spec.tokens, **shape)
-    fit = max_tokens_that_fit(info, memory, **shape) if memory is not None else None
-    note = None if memory is not None else "no GPU detected; pass --gpu-memory SIZE"
-    warning = fragmentation_warning(e)
+    found, memory_source = _devices(args)
+    resolved = _resolve(args, found)
+    model = resolved.model
+    assert model is not None
+    spec = resolved.spec
+    est = estimate_run(resolved)
+    assert est is not None
+    most, check = _fit(resolved, est)
+    if resolved.backend == "cpu":
+        memory_source = "available RAM"
+    memory = resolved.device_choice.total if resolved.device_choice else None
+    if resolved.backend == "cpu" and resolved.device_choice:
+        memory = resolved.device_choice.free
+    positions_bound = most is not None and most == model.positions - spec.prompt_tokens
     if args.json:
-        data = e.to_dict()
-        data.update(
-            max_tokens_that_fit=fit,
-            gpu_memory_bytes=memory,
-            gpu_memory_source=memory_source,
-            kv_bytes_per_token=info.kv_bytes_per_token(args.dtype, spec.batch),
-            cache_balloons=e.cache_balloons,
-            warning=warning,
-        )
-        if note:
-            data["note"] = note
-        print(json.dumps(data, indent=2))
+        print(json.dumps(_json(est, resolved, most, memory, memory_source, check), indent=2))
         return EXIT_OK
-    head = (
-        f"Estimate — {info.name}, {spec.prompt_tokens} prompt + {spec.tokens} new tokens, "
-        f"batch {spec.batch}, {args.dtype}, {spec.attn}"
+    print(
+        f"Estimate — {model.name}, {spec.prompt_tokens} prompt + {spec.tokens} new tokens, "
+        f"batch {spec.batch}, {resolved.dtype}, {spec.attn}, {resolved.backend}"
     )
-    print(head)
     print()
-    print(table(_rows(e), ("component", "bytes", "what")))
+    print(table(estimate_rows(est), ("component", "bytes", "what")))
     print()
-    if fit is not None:
-        print(f"max new tokens that fit in {format_bytes(memory, 2)} ({memory_source}): {fit}")
+    if check is not None:
+        print(fit_text(check, "of RAM available") + " (with the Python process itself)")
+    if most is not None and memory is not None:
+        where = f"{format_bytes(memory, 2)} ({memory_source})"
+        print(tokens_fit_text(most, where, positions_bound, model.positions))
     else:
-        print(f"max new tokens that fit: – ({note})")
+        print("max new tokens that fit: – (no GPU detected; pass --gpu-memory SIZE)")
+    warning = fragmentation_warning(est)
     if warning:
         print(f"warning: {warning}")
-    print(f"calibration: {e.calibration.source}")
+    print(f"calibration: {est.calibration.source}")
     return EXIT_OK
+
+
+def _json(
+    est: Estimate,
+    resolved: ResolvedRun,
+    most: int | None,
+    memory: int | None,
+    memory_source: str | None,
+    check: FitCheck | None,
+) -> dict[str, Any]:
+    model = resolved.model
+    assert model is not None
+    data = est.to_dict()
+    data.update(
+        max_tokens_that_fit=most,
+        max_tokens_limited_by=(
+            None
+            if most is None
+            else "positions"
+            if most == model.positions - est.prompt_tokens
+            else "memory"
+        ),
+        gpu_memory_bytes=memory if resolved.backend == "cuda" else None,
+        gpu_memory_source=memory_source if resolved.backend == "cuda" else None,
+        kv_bytes_per_token=model.kv_bytes_per_token(est.dtype, est.batch),
+        cache_balloons=est.cache_balloons,
+        warning=fragmentation_warning(est),
+    )
+    if resolved.backend == "cpu":
+        data.update(
+            ram_available_bytes=memory,
+            cpu_process_bytes=CPU_PROCESS_BYTES,
+            fits=check.fits if check else None,
+        )
+    if memory is None:
+        data["note"] = "no GPU detected; pass --gpu-memory SIZE"
+    return data

@@ -5,20 +5,30 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from datetime import datetime
+from pathlib import Path
 from typing import Any
 
-from vramtui import events as ev
-from vramtui.commands.common import add_spec_arguments, run_in_thread, spec_from_args, stderr_line
-from vramtui.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_OOM, EXIT_USAGE
-from vramtui.export import check_writable, write_csv, write_json
-from vramtui.recorder import Recorder
-from vramtui.report import summary_text
-from vramtui.session import Session
+from vramtui.commands.common import add_spec_arguments, build_spec
+from vramtui.commands.headless import run_in_thread, stderr_line
+from vramtui.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_OOM, EXIT_USAGE, UsageError
+from vramtui.measure import devices
+from vramtui.measure import events as ev
+from vramtui.measure.recorder import Recorder
+from vramtui.measure.session import Session, SessionView
+from vramtui.report.export import check_writable, write_csv, write_json
+from vramtui.report.sessions import autosave, sessions_dir
+from vramtui.report.text import summary_text
+from vramtui.spec import ResolvedRun, resolve
 from vramtui.units import format_bytes
 
 
 def add_parser(subparsers: Any) -> None:
-    parser = subparsers.add_parser("run", help="one headless run: progress, peak summary, CSV/JSON")
+    parser = subparsers.add_parser(
+        "run",
+        help="one headless run: progress, peak summary, CSV/JSON",
+        description="Run one generation in a fresh engine process and print its peaks.",
+    )
     add_spec_arguments(parser)
     parser.add_argument("--csv", metavar="FILE", help="write every sample as CSV")
     parser.add_argument("--json", metavar="FILE", help="write the summary as JSON")
@@ -28,35 +38,35 @@ def add_parser(subparsers: Any) -> None:
 
 
 class Progress:
-    """token i/N, tok/s and current memory on one stderr line, at most 10 times a second."""
+    """token i/N, tok/s and current memory on one stderr line, at most 10 times a second
+    on a terminal; elsewhere (a log) a line at every phase and every 5 seconds."""
 
     def __init__(self, session: Session, enabled: bool) -> None:
         self.session = session
         self.enabled = enabled
         self.tty = sys.stderr.isatty()
         self._last = 0.0
-        self._last_line = ""
 
     def __call__(self, event: ev.Event) -> None:
-        if not self.enabled:
-            return
+        if not self.enabled or self.session.hello is None:
+            return  # nothing to show until the engine has said what it runs on
         now = time.monotonic()
         final = isinstance(event, (ev.Done, ev.Failed))
-        if not final and now - self._last < (0.1 if self.tty else 5.0):
+        phase = isinstance(event, ev.Phase) and not self.tty
+        if not (final or phase) and now - self._last < (0.1 if self.tty else 5.0):
             return
         self._last = now
-        self.draw(final)
+        self.draw(self.session.snapshot(), final)
 
-    def draw(self, final: bool = False) -> None:
-        s = self.session
-        total = int(s.spec.get("tokens") or 0)
-        done = s.tokens_done
+    def draw(self, view: SessionView, final: bool = False) -> None:
+        total = int(view.spec.get("tokens") or 0)
+        done = view.tokens_done
         width = 24
         filled = int(width * done / total) if total else 0
-        rate = s.live_tokens_per_s()
-        memory = s.latest("nvml_process") or s.latest("reserved") or s.latest("allocated")
+        rate = view.live_tokens_per_s()
+        memory = view.latest("nvml_process") or view.latest("reserved") or view.latest("allocated")
         line = (
-            f"[{'#' * filled}{'.' * (width - filled)}] {s.current_phase:<7} "
+            f"[{'#' * filled}{'.' * (width - filled)}] {view.current_phase:<7} "
             f"token {done}/{total}  {rate or 0:6.1f} tok/s  {format_bytes(memory)}"
         )
         if self.tty:
@@ -64,15 +74,14 @@ class Progress:
         else:
             sys.stderr.write(line + "\n")
         sys.stderr.flush()
-        self._last_line = line
 
 
-def exit_code(session: Session, interrupted: bool) -> int:
-    if interrupted or session.status == "cancelled":
+def exit_code(view: SessionView, interrupted: bool) -> int:
+    if interrupted or view.status == "cancelled":
         return EXIT_INTERRUPTED
-    if session.status == "completed":
+    if view.status == "completed":
         return EXIT_OK
-    failure = session.failure
+    failure = view.failure
     if failure and failure.kind == "oom":
         return EXIT_OOM
     if failure and failure.kind == "usage":
@@ -80,30 +89,62 @@ def exit_code(session: Session, interrupted: bool) -> int:
     return EXIT_FAILED
 
 
-def save(session: Session, csv_path: str | None, json_path: str | None) -> None:
-    if csv_path:
-        write_csv(session, csv_path)
-    if json_path:
-        write_json(session, json_path)
+def check_outputs(csv_path: str | None, json_path: str | None, force: bool) -> None:
+    """The export files, checked before anything runs."""
+    if csv_path and json_path and Path(csv_path).resolve() == Path(json_path).resolve():
+        raise UsageError(f"--csv and --json name the same file: {csv_path}")
+    for path in (csv_path, json_path):
+        if path:
+            check_writable(path, force=force)
+
+
+def save(view: SessionView, csv_path: str | None, json_path: str | None) -> bool:
+    """Write the files asked for, each on its own; a file that fails is said in one line
+    and the session is kept in the sessions folder instead. True if all were written."""
+    failed = []
+    for path, write in ((csv_path, write_csv), (json_path, write_json)):
+        if not path:
+            continue
+        try:
+            write(view, path)
+        except OSError as exc:
+            failed.append(path)
+            stderr_line(f"vramtui: cannot write {path}: {exc.strerror or exc}")
+    if failed:
+        try:
+            saved = autosave(view, sessions_dir(), datetime.now())
+            stderr_line(f"vramtui: the session is saved in {saved.csv} and {saved.json.name}")
+        except OSError as exc:
+            stderr_line(
+                f"vramtui: nor could it be saved in {sessions_dir()}: {exc.strerror or exc}"
+            )
+    return not failed
+
+
+def prepare(args: argparse.Namespace) -> ResolvedRun:
+    """Everything checked before anything runs: the spec, the device, the files."""
+    check_outputs(args.csv, args.json, args.force)
+    return resolve(build_spec(args), devices.available())
 
 
 def run(args: argparse.Namespace) -> int:
-    spec = spec_from_args(args)
-    for path in (args.csv, args.json):
-        if path:
-            check_writable(path, force=args.force)
-    recorder = Recorder(spec)
+    resolved = prepare(args)
+    recorder = Recorder(resolved)
     progress = Progress(recorder.session, enabled=not args.quiet)
-    session, interrupted = run_in_thread(lambda: recorder.run(progress), recorder.cancel)
-    session = session or recorder.session
+    _, interrupted = run_in_thread(
+        lambda: recorder.run(progress), lambda signal: recorder.cancel(signal.reason)
+    )
     if interrupted:
-        session.fail(ev.Failed("cancelled", f"interrupted ({interrupted})", session.current_phase))
-    save(session, args.csv, args.json)
-    failure = session.failure
-    if failure and failure.kind == "usage":
-        stderr_line(f"vramtui: {failure.message}")
-        return EXIT_USAGE
-    print(summary_text(session.summary()))
-    if failure and session.status != "cancelled":
-        stderr_line(f"vramtui: run {session.status}: {failure.kind}: {failure.message}")
-    return exit_code(session, interrupted is not None)
+        recorder.session.fail(ev.Failed("cancelled", interrupted.reason, "start"))
+    view = recorder.session.snapshot()
+    failure = view.failure
+    if failure and failure.kind == "usage" and not view.tokens_done:
+        # Found by the engine before it ran (a GPU that NVML could not count): nothing
+        # was measured, so nothing is written.
+        raise UsageError(failure.message, field="device")
+    saved = save(view, args.csv, args.json)
+    print(summary_text(view.summary()))
+    if failure and view.status != "cancelled":
+        stderr_line(f"vramtui: run {view.status}: {failure.kind}: {failure.message}")
+    code = exit_code(view, interrupted is not None)
+    return EXIT_FAILED if code == EXIT_OK and not saved else code

@@ -9,16 +9,17 @@ from pathlib import Path
 from typing import Any
 
 from vramtui.errors import UsageError
-from vramtui.export import CSV_COLUMNS
-from vramtui.report import summary_text, table
+from vramtui.report.export import CSV_COLUMNS
+from vramtui.report.text import device_note, series_labels, summary_text, table
 from vramtui.units import format_bytes
 
+# CSV column -> the series it holds (named per backend by report.text.series_labels).
 _CSV_PEAKS = (
-    ("NVML process", "nvml_process_bytes"),
-    ("allocator reserved", "reserved_bytes"),
-    ("allocator allocated", "allocated_bytes"),
-    ("per-step peak", "step_peak_bytes"),
-    ("KV cache", "kv_cache_bytes"),
+    ("nvml_process", "nvml_process_bytes"),
+    ("reserved", "reserved_bytes"),
+    ("allocated", "allocated_bytes"),
+    ("step_peak", "step_peak_bytes"),
+    ("kv_cache", "kv_cache_bytes"),
 )
 
 
@@ -54,6 +55,21 @@ def summary_from_json(path: Path) -> dict[str, Any]:
     return data
 
 
+def _csv_backend(path: Path, rows: list[dict[str, str]]) -> str | None:
+    """What the engine ran on: the JSON saved beside the CSV says; else a CSV with no
+    allocator reserve and no NVML reading anywhere is a CPU run (RSS)."""
+    beside = path.with_suffix(".json")
+    if beside.is_file():
+        try:
+            backend = json.loads(beside.read_text(encoding="utf-8"))["environment"]["backend"]
+            return str(backend)
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+    if rows and not any(r["reserved_bytes"] or r["nvml_process_bytes"] for r in rows):
+        return "cpu"
+    return None
+
+
 def csv_peaks(path: Path) -> str:
     rows = list(csv.reader(_read(path).splitlines()))
     if not rows or tuple(rows[0]) != CSV_COLUMNS:
@@ -61,11 +77,13 @@ def csv_peaks(path: Path) -> str:
     header = rows[0]
     peaks: dict[str, tuple[int, str, str]] = {}
     tokens = set()
+    cells_of: list[dict[str, str]] = []
     for n, row in enumerate(rows[1:], start=2):
         if len(row) != len(header):
             raise UsageError(f"{path}, line {n}: {len(row)} cells, expected {len(header)}")
         cells = dict(zip(header, row, strict=True))
-        if cells["source"] == "engine" and cells["phase"] == "decode" and cells["token"]:
+        cells_of.append(cells)
+        if cells["source"] == "engine" and cells["token"]:  # one engine row a step
             tokens.add(cells["token"])
         for _, column in _CSV_PEAKS:
             text = cells[column]
@@ -79,13 +97,18 @@ def csv_peaks(path: Path) -> str:
                 ) from None
             if column not in peaks or value > peaks[column][0]:
                 peaks[column] = (value, cells["token"] or "—", cells["phase"])
+    backend = _csv_backend(path, cells_of)
+    labels = {**series_labels(backend), "kv_cache": "KV cache"}
     lines = [
-        (label, format_bytes(peaks[c][0], 2), f"token {peaks[c][1]} ({peaks[c][2]})")
-        for label, c in _CSV_PEAKS
+        (labels[name], format_bytes(peaks[c][0], 2), f"token {peaks[c][1]} ({peaks[c][2]})")
+        for name, c in _CSV_PEAKS
         if c in peaks
     ]
     head = f"Peak memory — {path.name}, {len(tokens)} tokens"
-    return "\n".join([head, "", table(lines, ("series", "peak", "at"))]) if lines else head
+    if not lines:
+        return head
+    note = device_note({"backend": backend, "memory_source": "process RSS"})
+    return "\n".join([head, "", table(lines, ("series", "peak", "at"))] + ([note] if note else []))
 
 
 def run(args: argparse.Namespace) -> int:

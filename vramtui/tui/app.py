@@ -1,10 +1,12 @@
 """The vramtui app: start screen -> run screen (live) -> summary.
 
-A Textual worker thread runs the data source (`make_recorder(spec)`, by
-default a fresh engine process through vramtui.recorder.Recorder), which
-feeds the Session; the worker never touches a widget and posts one
-RunFinished message when it is done. Screens redraw from the Session on a
-timer. Clocks and the data source are injected so tests are deterministic.
+A Textual worker thread runs the data source (`make_recorder(run)`, by default
+a fresh engine process through vramtui.measure.recorder.Recorder), which feeds
+the Session; the worker never touches a widget and posts one RunFinished
+message when it is done. Screens redraw from snapshots of the Session on a
+timer. Clocks, devices and the data source are injected so tests are
+deterministic. Only the current run is held in memory: once saved, an earlier
+run lives in its files.
 """
 
 from __future__ import annotations
@@ -15,22 +17,45 @@ from datetime import datetime
 from pathlib import Path
 
 from textual import work
-from textual.app import App
+from textual.app import App, SystemCommand
 from textual.binding import Binding
+from textual.screen import Screen
 
-from vramtui import events as ev
-from vramtui.devices import DeviceChoice, choices
 from vramtui.errors import UsageError
-from vramtui.spec import RunSpec
+from vramtui.measure import events as ev
+from vramtui.report.sessions import autosave, session_stem, sessions_dir
+from vramtui.spec import DeviceList, ResolvedRun, RunSpec
 from vramtui.tui.messages import RunFinished
 from vramtui.tui.run_state import ActiveRun, RecorderFactory, default_recorder
 from vramtui.tui.screens.export import ExportScreen
+from vramtui.tui.screens.help import HelpScreen
 from vramtui.tui.screens.run import RunScreen
 from vramtui.tui.screens.start import StartScreen
 from vramtui.tui.screens.summary import SummaryScreen
-from vramtui.tui.storage import autosave, display_path, session_stem, sessions_dir
+from vramtui.tui.storage import display_path
 
 QUIT_GRACE_S = 10.0  # q waits this long for the engine to end before leaving anyway
+
+
+def release_widget_caches() -> None:
+    """Let the widgets of screens already closed go.
+
+    Textual's StylesCache.get_inner_outer is an lru_cache(1024) on an instance
+    method: it keeps up to 1024 widgets' StylesCache, with every line they cached,
+    alive after their screens are gone (~70 widgets, ~1.5 MB, a run). Clearing it
+    when screens close costs a few re-renders of the screen in view.
+    """
+    from textual._styles_cache import StylesCache
+
+    clear = getattr(StylesCache.get_inner_outer, "cache_clear", None)
+    if clear is not None:
+        clear()
+
+
+def _available_devices() -> DeviceList:
+    from vramtui.measure.devices import available
+
+    return available()
 
 
 class VramApp(App[int]):
@@ -38,6 +63,7 @@ class VramApp(App[int]):
     BINDINGS = [
         Binding("q", "quit", "Quit"),
         Binding("s", "screenshot", "Screenshot"),
+        Binding("question_mark", "help", "Help", key_display="?"),
     ]
 
     def __init__(
@@ -47,7 +73,7 @@ class VramApp(App[int]):
         start: bool = False,
         out_dir: Path | None = None,
         make_recorder: RecorderFactory = default_recorder,
-        list_devices: Callable[[], Iterable[DeviceChoice]] = choices,
+        list_devices: Callable[[], DeviceList] = _available_devices,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], datetime] = datetime.now,
         redraw_hz: float = 4.0,
@@ -62,7 +88,7 @@ class VramApp(App[int]):
         self.wall_clock = wall_clock
         self.redraw_hz = redraw_hz
         self.current: ActiveRun | None = None
-        self.runs: list[ActiveRun] = []
+        self.runs_started = 0
         self._quitting = False
 
     @property
@@ -73,16 +99,15 @@ class VramApp(App[int]):
         self.push_screen(StartScreen(self.spec, autostart=self.autostart))
 
     # ---- a run -----------------------------------------------------------------------
-    def begin(self, spec: RunSpec) -> None:
-        """Start a run of `spec` (already validated). A UsageError goes back to the form."""
+    def begin(self, run: ResolvedRun) -> None:
+        """Start a resolved run. A UsageError goes back to the form."""
         if self.current is not None and self.current.running:
             raise UsageError("a run is in progress; cancel it first")
-        recorder = self.make_recorder(spec)
-        run = ActiveRun(spec, recorder)
-        self.current = run
-        self.runs.append(run)
-        self.push_screen(RunScreen(run, self.redraw_hz))
-        self._drive(run)
+        active = ActiveRun(run.spec, self.make_recorder(run))
+        self.current = active  # the run before it is released: its files hold it
+        self.runs_started += 1
+        self.push_screen(RunScreen(active, self.redraw_hz))
+        self._drive(active)
 
     @work(thread=True, group="engine", exit_on_error=False)
     def _drive(self, run: ActiveRun) -> None:
@@ -100,25 +125,38 @@ class VramApp(App[int]):
         if message.error is not None:
             session.fail(ev.Failed("crashed", message.error, session.current_phase))
         run.ended = True
-        try:
-            run.saved = autosave(session, self.save_dir, self.wall_clock())
-        except OSError as exc:
-            run.save_error = f"{exc.strerror or exc} ({self.save_dir})"
-            self.notify(f"could not save the session: {run.save_error}", severity="error")
+        view = session.snapshot()
+        failure = view.failure
+        refused = failure is not None and failure.kind == "usage" and not view.tokens_done
+        if not refused:  # a run refused before it began measured nothing: nothing to save
+            self._save(run)
         if self._quitting:
             self.exit(0)
             return
-        failure = session.failure
-        if failure is not None and failure.kind == "usage" and not session.tokens_done:
-            self._back_to_start(run.spec, failure.message)
+        if refused:
+            self._back_to_start(run.spec, failure)  # type: ignore[arg-type]
             return
         self.screen.refresh_bindings()
         if isinstance(self.screen, RunScreen) and self.screen.run is run:
             self.push_screen(SummaryScreen(run))
 
+    def _save(self, run: ActiveRun) -> None:
+        try:
+            run.saved = autosave(run.session, self.save_dir, self.wall_clock())
+        except OSError as exc:
+            run.save_error = f"{exc.strerror or exc} ({self.save_dir})"
+            self.notify(
+                f"could not save the session: {run.save_error}; it stays in memory "
+                "(e exports it elsewhere)",
+                severity="error",
+            )
+
     def cancel_run(self) -> None:
         run = self.current
-        if run is None or not run.running or run.cancelling:
+        if run is None or not run.running:
+            self.notify("no run is in progress", severity="warning")
+            return
+        if run.cancelling:
             return
         run.cancelling = True
         self.notify("cancelling the run…", timeout=2)
@@ -142,10 +180,29 @@ class VramApp(App[int]):
         if run is not None and run.running:
             run.recorder.cancel()
 
-    def action_summary(self) -> None:
+    def _finished_run(self, what: str) -> ActiveRun | None:
+        """The current run if it has ended; else None, and a notice saying why `what`
+        cannot happen yet."""
         run = self.current
-        if run is not None and not run.running:
+        if run is None:
+            self.notify(f"nothing to {what} yet: start a run first (ctrl+r)", severity="warning")
+            return None
+        if run.running:
+            self.notify(f"the run is still going: {what} once it ends (c cancels it)")
+            return None
+        return run
+
+    def action_summary(self) -> None:
+        run = self._finished_run("summarise")
+        if run is not None and not isinstance(self.screen, SummaryScreen):
             self.push_screen(SummaryScreen(run))
+
+    def action_graph(self) -> None:
+        run = self.current
+        if run is None:
+            self.notify("no run to graph yet: start one first (ctrl+r)", severity="warning")
+        elif isinstance(self.screen, SummaryScreen):
+            self.pop_screen()
 
     def action_run_again(self) -> None:
         run = self.current
@@ -154,17 +211,18 @@ class VramApp(App[int]):
             return
         self._back_to_start(run.spec if run else self.spec)
 
-    def _back_to_start(self, spec: RunSpec, error: str | None = None) -> None:
+    def _back_to_start(self, spec: RunSpec, refused: ev.Failed | None = None) -> None:
         while len(self.screen_stack) > 1:
             self.pop_screen()
+        release_widget_caches()
         start = StartScreen(spec)
         self.push_screen(start)
-        if error:
-            self.call_after_refresh(start.show_error, error)
+        if refused is not None:
+            self.call_after_refresh(start.show_error, refused.message, refused.field)
 
     def action_export(self) -> None:
-        run = self.current
-        if run is None or run.running:
+        run = self._finished_run("export")
+        if run is None:
             return
         stem = session_stem(run.session, self.wall_clock())
         suggestion = f"vramtui-{stem}"  # in the folder vramtui was started from
@@ -186,3 +244,29 @@ class VramApp(App[int]):
             self.notify(f"screenshot not saved: {exc.strerror or exc}", severity="error")
             return
         self.notify(f"screenshot saved to {display_path(Path(path))}")
+
+    def action_start_run(self) -> None:
+        if isinstance(self.screen, StartScreen):
+            self.screen.action_run()
+        else:
+            self.notify("runs start from the start screen: r goes there", severity="warning")
+
+    def action_help(self) -> None:
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        ours = ("Screenshot", "Keys")  # replaced below: saved where sessions go; our help screen
+        yield from (c for c in super().get_system_commands(screen) if c.title not in ours)
+        yield SystemCommand(
+            "Run", "start a run with the start screen's settings", self.action_start_run
+        )
+        yield SystemCommand("Cancel", "end the running generation", self.cancel_run)
+        yield SystemCommand("Export", "save the finished run's CSV and JSON", self.action_export)
+        yield SystemCommand("Graph", "memory against tokens", self.action_graph)
+        yield SystemCommand("Summary", "the finished run's peaks", self.action_summary)
+        yield SystemCommand(
+            "Screenshot", "save an SVG of this screen beside the sessions", self.action_screenshot
+        )
+        yield SystemCommand("Run again", "back to the start screen", self.action_run_again)
+        yield SystemCommand("Keys", "what every key does (also ?)", self.action_help)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from vramtui.devices import DeviceChoice
+from vramtui.spec import DeviceChoice
 from vramtui.units import format_bytes
 
 AUTO_LABEL = "auto (first GPU, else MPS, else CPU)"
@@ -18,10 +18,12 @@ class DeviceOption:
 
 
 def describe(choice: DeviceChoice) -> str:
-    """cuda:0  NVIDIA H100 80GB HBM3 · 79.1 GB free of 85.5 GB"""
-    text = f"{choice.id}  {choice.label}"
-    if choice.total:
-        text += f" · {format_bytes(choice.free)} free of {format_bytes(choice.total)}"
+    """cuda:0  H100 80GB HBM3 · 79.1 GB free (the CPU: the RAM available), short enough
+    for the form at 80 columns."""
+    text = f"{choice.id}  {choice.label.removeprefix('NVIDIA ')}"
+    if choice.free is not None:
+        free = "available" if choice.backend == "cpu" else "free"
+        text += f" · {format_bytes(choice.free)} {free}"
     return text
 
 

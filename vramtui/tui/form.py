@@ -1,41 +1,112 @@
-"""The start form's logic without Textual: which field an error is about, model facts."""
+"""The start form's logic without Textual: the fields' values, their errors, model facts.
+
+`read_form` checks every field on its own first, so several bad fields are
+named at once, each under itself; only a form whose fields all read goes to
+`resolve()`, whose one error names its field (UsageError.field).
+"""
 
 from __future__ import annotations
 
-from vramtui.catalogue import CATALOGUE, DTYPE_BYTES
+from dataclasses import dataclass, replace
+
+from vramtui.errors import UsageError
+from vramtui.models.architecture import ModelInfo
+from vramtui.spec import DeviceList, ResolvedRun, RunSpec, model_label, resolve
 from vramtui.units import format_bytes
 
 FIELDS = ("source", "path", "tokens", "prompt_tokens", "batch", "dtype", "attn", "device")
-
-# First match wins: the words a UsageError uses for each field.
-_ERROR_WORDS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("prompt_tokens", ("--prompt-tokens",)),
-    ("tokens", ("--tokens", "new tokens")),
-    ("batch", ("--batch",)),
-    ("dtype", ("dtype",)),
-    ("attn", ("attention",)),
-    ("device", ("device",)),
-    ("path", ("config", "checkpoint", "json", "folder")),
-    ("model", ("model",)),
-    ("source", ("source",)),
-)
+# Where an error about a field is shown when the form has no place of its own for it.
+SHOWN_AT = {"model": "model", "prompt": "form", "gpu_memory": "form"}
+INT_FIELDS = (("tokens", "--tokens"), ("prompt_tokens", "--prompt-tokens"), ("batch", "--batch"))
 
 
-def error_field(message: str) -> str | None:
-    """The form field a UsageError message is about, or None."""
-    lowered = message.lower()
-    for field, words in _ERROR_WORDS:
-        if any(word in lowered for word in words):
-            return field
-    return None
+@dataclass(frozen=True)
+class FormValues:
+    """What the form's widgets hold, as text."""
+
+    model: str
+    source: str
+    path: str
+    tokens: str
+    prompt_tokens: str
+    batch: str
+    dtype: str  # "auto" or a dtype
+    attn: str
+    device: str
 
 
-def model_facts(name: str, dtype: str, batch: int = 1) -> str:
-    """Two lines about a catalogue model: shape, weights and KV cache per token."""
-    info = CATALOGUE.get(name)
+@dataclass(frozen=True)
+class FormResult:
+    run: ResolvedRun | None  # None while any field is wrong
+    errors: dict[str, str]  # place on the form (a field, "model" or "form") -> message
+
+
+def place_of(field: str | None) -> str:
+    """Where the form shows an error about `field`."""
+    if field in FIELDS:
+        return field  # type: ignore[return-value]
+    return SHOWN_AT.get(field or "", "form")
+
+
+def _whole(text: str, flag: str) -> int:
+    try:
+        value = int(text.strip())
+    except ValueError:
+        raise UsageError(f"{flag} must be a whole number, got {text.strip()!r}") from None
+    if value <= 0:
+        raise UsageError(f"{flag} must be positive, got {value}")
+    return value
+
+
+def spec_from_form(values: FormValues, base: RunSpec) -> tuple[RunSpec | None, dict[str, str]]:
+    """The spec the form describes (flags the form does not show keep their values),
+    or the errors of every field that does not read."""
+    errors: dict[str, str] = {}
+    numbers: dict[str, int] = {}
+    for field, flag in INT_FIELDS:
+        try:
+            numbers[field] = _whole(getattr(values, field), flag)
+        except UsageError as exc:
+            errors[field] = str(exc)
+    path = values.path.strip() or None
+    if values.source != "architecture" and path is None:
+        errors["path"] = f"give the {values.source}'s path"
+    if errors:
+        return None, errors
+    if values.source == "architecture":
+        model, path = values.model, None
+    elif base.source == values.source and base.path == path:
+        model = base.model
+    else:
+        model = model_label(path) if path else values.source
+    spec = replace(
+        base,
+        model=model,
+        source=values.source,
+        path=path,
+        dtype=None if values.dtype == "auto" else values.dtype,
+        attn=values.attn,
+        device=values.device,
+        **numbers,
+    )
+    return spec, {}
+
+
+def read_form(values: FormValues, base: RunSpec, devices: DeviceList) -> FormResult:
+    spec, errors = spec_from_form(values, base)
+    if spec is None:
+        return FormResult(None, errors)
+    try:
+        return FormResult(resolve(spec, devices), {})
+    except UsageError as exc:
+        return FormResult(None, {place_of(exc.field): str(exc)})
+
+
+def model_facts(info: ModelInfo | None, dtype: str, batch: int = 1) -> str:
+    """Two lines about a model: shape, weights and KV cache per token, in the dtype
+    the run will use (float32 on the CPU unless asked)."""
     if info is None:
         return ""
-    dtype = dtype if dtype in DTYPE_BYTES else "float16"
     kv = info.kv_bytes_per_token(dtype, max(batch, 1))
     return (
         f"{info.name}: {info.layers} layers, hidden {info.hidden}, {info.heads} heads\n"

@@ -13,7 +13,7 @@ from bisect import bisect_left
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from vramtui.session import Session
+from vramtui.measure.session import Session, SessionView, as_view
 
 # Drawn in this order, so the later (usually larger) series stay visible on top.
 PLOT_SERIES = ("allocated", "step_peak", "reserved", "nvml_process")
@@ -140,6 +140,23 @@ def downsample(points: Sequence[tuple[float, int]], buckets: int) -> tuple[list[
     return out_x, out_y
 
 
+def phase_labels(
+    marks: Sequence[tuple[float, str]], x_max: float, columns: int
+) -> list[tuple[float, str]]:
+    """One label per phase line, at its x; lines closer than their label's width are
+    labelled together ('load·prefill'), at the first of them, so no label overlaps."""
+    if not marks or x_max <= 0 or columns <= 0:
+        return []
+    per_column = x_max / columns
+    out: list[tuple[float, str]] = []
+    for x, name in marks:
+        if out and (x - out[-1][0]) / per_column < len(out[-1][1]) + 1:
+            out[-1] = (out[-1][0], f"{out[-1][1]}·{name}")
+        else:
+            out.append((x, name))
+    return out
+
+
 def drop_flat_interior(xs: list[float], ys: list[int]) -> tuple[list[float], list[int]]:
     """The same polyline without the inner points of runs of equal y.
 
@@ -155,14 +172,27 @@ def drop_flat_interior(xs: list[float], ys: list[int]) -> tuple[list[float], lis
     return [xs[i] for i in keep], [ys[i] for i in keep]
 
 
-def _series(session: Session, name: str, axis: str) -> list[tuple[float, int]]:
+def _series(session: Session | SessionView, name: str, axis: str) -> list[tuple[float, int]]:
     if axis == "tokens":
         return session.token_series(name)  # type: ignore[return-value]
     return session.time_series(name)
 
 
+def _x_axis(
+    view: SessionView, axis: str, now: float | None
+) -> tuple[float, tuple[tuple[float, str], ...]]:
+    """The x axis's end, and the phase lines (seconds axis only)."""
+    if axis == "tokens":
+        requested = int(view.spec.get("tokens") or 0)
+        return float(max(requested, 1, view.tokens_done)), ()
+    marks = tuple(
+        (p.t - view.t0, p.name) for p in view.phases if p.name in ("load", "prefill", "decode")
+    )
+    return max(view.elapsed(now), 1.0), marks
+
+
 def build_plot_data(
-    session: Session,
+    session: Session | SessionView,
     *,
     axis: str = "tokens",
     buckets: int = 160,
@@ -174,6 +204,7 @@ def build_plot_data(
     `predicted` (token, bytes) is drawn on the token axis only, and counts in
     the axis range so the whole predicted curve is in view from the start.
     """
+    session = as_view(session)
     raw: dict[str, tuple[list[float], list[int]]] = {}
     top, bottom = 0, None
     series = [(name, _series(session, name, axis)) for name in PLOT_SERIES]
@@ -193,17 +224,7 @@ def build_plot_data(
     lines = tuple(Line(name, xs, [y / scale for y in ys]) for name, (xs, ys) in raw.items())
     predicted_line = next((line for line in lines if line.name == "predicted"), None)
     lines = tuple(line for line in lines if line.name != "predicted")
-    if axis == "tokens":
-        requested = int(session.spec.get("tokens") or 0)
-        x_max = float(max(requested, 1, session.tokens_done))
-        marks: tuple[tuple[float, str], ...] = ()
-    else:
-        x_max = max(session.elapsed(now), 1.0)
-        marks = tuple(
-            (p.t - session.t0, p.name)
-            for p in list(session.phases)
-            if p.name in ("load", "prefill", "decode")
-        )
+    x_max, marks = _x_axis(session, axis, now)
     if bottom is None:
         y_min, y_max = 0.0, 1.0
     else:

@@ -1,26 +1,16 @@
 """The estimator's view in the app: the start screen's prediction and fit check,
-the predicted curve, the live breakdown and OOM forecast. Pure, no Textual."""
+the live breakdown's rows and the OOM forecast's line. Pure, no Textual."""
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterable
 from dataclasses import dataclass
 
-from vramtui.breakdown import Breakdown
-from vramtui.catalogue import ModelInfo, lookup
-from vramtui.devices import DeviceChoice
-from vramtui.errors import UsageError
-from vramtui.estimator import (
-    ALLOC_CONF,
-    Estimate,
-    estimate,
-    expandable_segments,
-    fragmentation_warning,
-    model_info_for_config,
-)
-from vramtui.forecast import OomForecast, start_screen_fit
-from vramtui.spec import RunSpec, load_config_source, resolve_dtype
+from vramtui.predict.calibration import CPU_PROCESS_BYTES
+from vramtui.predict.estimate import Estimate
+from vramtui.predict.forecast import OomForecast, fit_check
+from vramtui.report.breakdown import Breakdown
+from vramtui.report.estimate_text import fit_text, fragmentation_warning
+from vramtui.spec import ResolvedRun
 from vramtui.tui.text import short_bytes
 from vramtui.units import format_bytes
 
@@ -43,74 +33,44 @@ COMPONENT_MARKERS = {
 }
 
 
-def backend_for(device: str, devices: Iterable[DeviceChoice]) -> str:
-    """cuda, mps or cpu: what `device` (auto included) will run on, as far as NVML knows."""
-    ids = [d.id for d in devices]
-    if device == "auto":
-        device = next((i for i in ids if i.startswith("cuda")), "mps" if "mps" in ids else "cpu")
-    if device.startswith("cuda"):
-        return "cuda"
-    return "mps" if device == "mps" else "cpu"
-
-
-def model_for(spec: RunSpec) -> ModelInfo | None:
-    """The architecture a spec runs, where the estimator knows it (catalogue, OPT configs)."""
-    if spec.source == "architecture":
-        return lookup(spec.model)
-    config = load_config_source(spec)
-    return model_info_for_config(config) if config else None
-
-
-def spec_estimate(spec: RunSpec, backend: str) -> Estimate | None:
-    """The estimate of a run before it starts; None where the model cannot be estimated."""
-    try:
-        info = model_for(spec)
-        if info is None:
-            return None
-        return estimate(
-            info,
-            prompt_tokens=spec.prompt_tokens,
-            tokens=spec.tokens,
-            batch=spec.batch,
-            dtype=resolve_dtype(spec.dtype, backend),
-            attn=spec.attn,
-            backend=backend,
-            expandable_segments=expandable_segments(os.environ.get(ALLOC_CONF)),
-        )
-    except UsageError:
-        return None
-
-
 @dataclass(frozen=True)
 class StartPrediction:
     text: str
     fits: bool | None  # None: the device's free memory is not known
 
 
-def start_prediction(est: Estimate | None, device: DeviceChoice | None) -> StartPrediction:
-    """'predicted peak …' and, on a GPU whose free memory NVML told, whether it fits."""
-    if est is None:
-        return StartPrediction("no prediction for this model (not an OPT architecture)", None)
-    if est.backend == "cpu":
-        return StartPrediction(
-            f"predicted tensors {format_bytes(est.peak_allocated_bytes, 2)} at the peak; "
-            "the CPU figure (process RSS) adds the Python process",
-            None,
-        )
-    process = (
-        f"process; its cache grows to ~{format_bytes(est.peak_total_bytes, 2)}"
-        if est.cache_balloons
-        else "process"
-    )
+def _cpu_prediction(est: Estimate, run: ResolvedRun) -> StartPrediction:
+    process = est.peak_allocated_bytes + CPU_PROCESS_BYTES
     head = (
-        f"predicted peak {format_bytes(est.required_bytes, 2)} ({process}) · "
+        f"predicted RSS {format_bytes(process, 2)} (tensors "
+        f"{format_bytes(est.peak_allocated_bytes, 2)} + process)"
+    )
+    choice = run.device_choice
+    if choice is None or not choice.free:
+        return StartPrediction(head, None)
+    check = fit_check(est, choice.free, overhead_bytes=CPU_PROCESS_BYTES)
+    return StartPrediction(f"{head}\n{fit_text(check, 'RAM available')}", check.fits)
+
+
+def start_prediction(est: Estimate | None, run: ResolvedRun) -> StartPrediction:
+    """'predicted peak …' and, where the device's free memory is known, whether it fits."""
+    if est is None:
+        why = f" ({run.model_note})" if run.model_note else ""
+        return StartPrediction(f"no prediction for this model{why}", None)
+    if est.backend == "cpu":
+        return _cpu_prediction(est, run)
+    # The need, as NVML will see the process (a ballooning cache: the warning says more).
+    head = (
+        f"predicted peak {format_bytes(est.required_bytes, 2)} · "
         f"allocated {format_bytes(est.peak_allocated_bytes, 2)} · "
         f"KV {format_bytes(est.kv_cache_bytes)}"
     )
     lines, fits = [head], None
-    if device is not None and device.total and device.free is not None:
-        fits, line = start_screen_fit(est, device.total, device.total - device.free)
-        lines.append(line)
+    choice = run.device_choice
+    if est.backend == "cuda" and choice is not None and choice.total and choice.free is not None:
+        check = fit_check(est, choice.free)
+        fits = check.fits
+        lines.append(fit_text(check))
     warning = fragmentation_warning(est)
     if warning:  # after the fit line, which must stay in view at 80x24
         lines.append(warning)
@@ -132,11 +92,12 @@ def breakdown_rows(breakdown: Breakdown, cpu: bool = False) -> list[tuple[str, i
 def forecast_text(
     forecast: OomForecast | None, requested: int, tokens_done: int = 0
 ) -> tuple[str, bool]:
-    """One short line about running out of memory, and whether it is a warning."""
+    """One short line about running out of memory, and whether it is a warning; nothing
+    until there are decode steps to fit the growth on."""
     if forecast is None:
         if tokens_done >= 3:  # enough steps: what is missing is the device's size
             return "no OOM forecast: device size unknown", False
-        return "OOM forecast: after 2 decode steps", False
+        return "", False
     growth = f"+{short_bytes(round(forecast.bytes_per_token))}/token"
     if forecast.token is None:
         return f"no OOM before the last position\n({growth})", False

@@ -6,30 +6,30 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from vramtui import events as ev
-from vramtui.session import Session
-from vramtui.spec import RunSpec
-from vramtui.tui.storage import Saved
+from vramtui.measure import events as ev
+from vramtui.measure.session import Session
+from vramtui.report.sessions import Saved
+from vramtui.spec import ResolvedRun, RunSpec
 
 
 class RecorderLike(Protocol):
-    """What the app needs of a data source: vramtui.recorder.Recorder, or a replay."""
+    """What the app needs of a data source: vramtui.measure.recorder.Recorder, or a replay."""
 
     session: Session
 
     def run(self, on_event: Callable[[ev.Event], None] | None = None) -> Session: ...
 
-    def cancel(self) -> None: ...
+    def cancel(self, reason: str = ...) -> None: ...
 
 
-RecorderFactory = Callable[[RunSpec], RecorderLike]
+RecorderFactory = Callable[[ResolvedRun], RecorderLike]
 
 
-def default_recorder(spec: RunSpec) -> RecorderLike:
+def default_recorder(run: ResolvedRun) -> RecorderLike:
     """A real run: a fresh engine process (imported here, not at app start)."""
-    from vramtui.recorder import Recorder
+    from vramtui.measure.recorder import Recorder
 
-    return Recorder(spec)
+    return Recorder(run)
 
 
 @dataclass

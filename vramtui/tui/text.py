@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from vramtui.report import series_labels
-from vramtui.session import Session
+from vramtui.measure.session import Session, SessionView, as_view
+from vramtui.report.text import series_labels
 from vramtui.tui.plotdata import TABLE_SERIES
 from vramtui.units import format_count
 
@@ -32,13 +32,13 @@ def duration(seconds: float | None) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
-def backend_of(session: Session) -> str | None:
+def backend_of(session: Session | SessionView) -> str | None:
     if session.hello is not None:
         return session.hello.backend
     return None
 
 
-def labels_for(session: Session) -> dict[str, str]:
+def labels_for(session: Session | SessionView) -> dict[str, str]:
     return series_labels(backend_of(session))
 
 
@@ -47,7 +47,8 @@ def short_label(label: str) -> str:
     return label.removeprefix("allocator ").replace("per-step peak", "step peak")
 
 
-def phase_text(session: Session, cancelling: bool = False) -> str:
+def phase_text(session: Session | SessionView, cancelling: bool = False) -> str:
+    session = as_view(session)
     if session.finished:
         failure = session.failure
         if session.status == "failed" and failure is not None:
@@ -60,8 +61,9 @@ def phase_text(session: Session, cancelling: bool = False) -> str:
     return session.current_phase
 
 
-def status_text(session: Session, now: float | None, cancelling: bool = False) -> str:
+def status_text(session: Session | SessionView, now: float | None, cancelling: bool = False) -> str:
     """phase │ token 37/2000 │ 104.2 tok/s │ elapsed 0:12 │ ETA 0:19"""
+    session = as_view(session)
     total = int(session.spec.get("tokens") or 0)
     done = session.tokens_done
     rate = session.live_tokens_per_s()
@@ -92,8 +94,9 @@ class SeriesRow:
     at: str
 
 
-def series_rows(session: Session) -> list[SeriesRow]:
+def series_rows(session: Session | SessionView) -> list[SeriesRow]:
     """Current and peak figure of every series the run has."""
+    session = as_view(session)
     labels = labels_for(session)
     rows = []
     for name in TABLE_SERIES:
@@ -113,8 +116,9 @@ def series_rows(session: Session) -> list[SeriesRow]:
     return rows
 
 
-def run_title(session: Session) -> str:
+def run_title(session: Session | SessionView) -> str:
     """opt-1.3b · float16 · sdpa · batch 1 · cuda:0 (NVIDIA H100 80GB HBM3)"""
+    session = as_view(session)
     spec = session.spec
     env = session.environment
     dtype = session.loaded.dtype if session.loaded else spec.get("dtype") or "auto dtype"
@@ -125,8 +129,9 @@ def run_title(session: Session) -> str:
     return " · ".join(parts + [f"batch {spec.get('batch')}", where])
 
 
-def side_facts(session: Session) -> str:
+def side_facts(session: Session | SessionView) -> str:
     """Below the series table: what is loaded, until the breakdown says more."""
+    session = as_view(session)
     loaded = session.loaded
     if loaded is None:
         return "loading the model…" if session.hello else "starting the engine…"

@@ -12,7 +12,7 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Input, Label, Static
 
-from vramtui.session import Session
+from vramtui.measure.session import Session
 from vramtui.tui.storage import check_targets, export, export_targets
 
 

@@ -10,17 +10,18 @@ from __future__ import annotations
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Footer, Static
 
-from vramtui.breakdown import estimate_for_session, measured_breakdown
-from vramtui.estimator import Estimate
-from vramtui.forecast import forecast_oom
-from vramtui.report import device_note
+from vramtui.measure.session import SessionView
+from vramtui.predict.estimate import Estimate
+from vramtui.report.breakdown import estimate_for_session, measured_breakdown
+from vramtui.report.forecast import forecast_oom
+from vramtui.report.text import device_note
 from vramtui.tui.plotdata import AXES, build_plot_data
 from vramtui.tui.prediction import breakdown_rows, forecast_text
 from vramtui.tui.run_state import ActiveRun
+from vramtui.tui.screens.keys import ExplainedKeysScreen
 from vramtui.tui.text import run_title, series_rows, side_facts, status_text
 from vramtui.tui.widgets.breakdown_panel import BreakdownPanel
 from vramtui.tui.widgets.header import ScreenHeader
@@ -35,7 +36,7 @@ TOTAL_NAMES = {
 }
 
 
-class RunScreen(Screen[None]):
+class RunScreen(ExplainedKeysScreen):
     DEFAULT_CSS = """
     RunScreen #run-main { height: 1fr; }
     RunScreen #plot { width: 1fr; height: 1fr; }
@@ -99,12 +100,13 @@ class RunScreen(Screen[None]):
         self._plot_key = None
         self._shown.clear()
 
-    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action == "cancel":
-            return self.run.running
-        if action in ("summary", "export", "run_again"):
-            return not self.run.running
-        return True
+    def unavailable(self, action: str) -> str | None:
+        if action == "cancel" and not self.run.running:
+            return "the run has ended: nothing to cancel (r runs again)"
+        if action in ("summary", "export", "run_again") and self.run.running:
+            what = {"summary": "the summary", "export": "export", "run_again": "run again"}
+            return f"{what[action]}: once the run ends (c cancels it)"
+        return None
 
     def action_cancel(self) -> None:
         self.app.cancel_run()  # type: ignore[attr-defined]
@@ -122,22 +124,21 @@ class RunScreen(Screen[None]):
         self.axis = AXES[(AXES.index(self.axis) + 1) % len(AXES)]
         self.redraw()
 
-    def estimate(self) -> Estimate | None:
+    def estimate(self, view: SessionView) -> Estimate | None:
         """The estimate of this run, once the engine has said what it runs on.
 
         Not on the CPU: the estimator predicts tensor bytes, the CPU figure is RSS.
         """
-        session = self.run.session
-        backend = session.hello.backend if session.hello else None
+        backend = view.backend
         if backend is None or backend == "cpu":
             return None
         if self._estimate_for != backend:
             self._estimate_for = backend
-            self._estimate = estimate_for_session(session)
+            self._estimate = estimate_for_session(view)
         return self._estimate
 
-    def predicted_curve(self, points: int) -> list[tuple[int, int]] | None:
-        est = self.estimate()
+    def predicted_curve(self, view: SessionView, points: int) -> list[tuple[int, int]] | None:
+        est = self.estimate(view)
         if est is None:
             return None
         if self._curve is None or self._curve[0] != points:
@@ -149,7 +150,7 @@ class RunScreen(Screen[None]):
         if not self.is_current:
             return
         run = self.run
-        session = run.session
+        session = run.session.snapshot()  # one moment for everything drawn below
         now = self.app.clock()  # type: ignore[attr-defined]
         status = status_text(session, now, run.cancelling)
         if self._changed("status", status):  # one line, always: no layout needed
@@ -168,7 +169,7 @@ class RunScreen(Screen[None]):
             return
         self._plot_key = key
         self.sub_title = run_title(session)
-        curve = self.predicted_curve(plot.buckets) if self.axis == "tokens" else None
+        curve = self.predicted_curve(session, plot.buckets) if self.axis == "tokens" else None
         plot.show(
             build_plot_data(session, axis=self.axis, buckets=plot.buckets, now=now, predicted=curve)
         )
@@ -186,7 +187,7 @@ class RunScreen(Screen[None]):
         facts = side_facts(session)
         if self._changed("side-facts", facts):
             self.query_one("#side-facts", Static).update(facts)
-        self.show_breakdown(cpu)
+        self.show_breakdown(session, cpu)
         notes = [device_note(session.environment)] + [
             n for n in list(session.notices) if not n.startswith("no NVML on")
         ]
@@ -195,8 +196,7 @@ class RunScreen(Screen[None]):
             note.update("\n".join(n for n in notes if n))
             note.display = any(notes)
 
-    def show_breakdown(self, cpu: bool) -> None:
-        session = self.run.session
+    def show_breakdown(self, session: SessionView, cpu: bool) -> None:
         panel = self.query_one("#breakdown", BreakdownPanel)
         breakdown = measured_breakdown(session, "latest")
         requested = int(session.spec.get("tokens") or 0)

@@ -1,13 +1,13 @@
 """The start screen: pick a model and what to run it with, then Run.
 
 Everything is reachable with Tab / Shift+Tab and arrows; Enter in a field or
-on the Run button (or ctrl+r anywhere) starts the run. A bad value is shown in
-place, under its field, and never leaves the screen.
+on the Run button (or ctrl+r anywhere) starts the run. Every field is checked
+as it changes: a bad value is named under its own field, several at once, and
+the message goes when the value is fixed. The prediction is made off the UI
+thread and shown when ready, so typing never waits for it.
 """
 
 from __future__ import annotations
-
-from dataclasses import replace
 
 from rich.text import Text
 from textual import on, work
@@ -17,24 +17,25 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Button, DataTable, Footer, Input, Label, Select, Static
 
-from vramtui.catalogue import CATALOGUE
-from vramtui.commands.common import model_label
-from vramtui.devices import DeviceChoice
-from vramtui.errors import UsageError
-from vramtui.spec import ATTENTION, DTYPES, RunSpec, validate
+from vramtui.models.catalogue import CATALOGUE
+from vramtui.predict.estimate import estimate_run
+from vramtui.spec import ATTENTION, DTYPES, DeviceList, ResolvedRun, RunSpec, resolve_dtype
+from vramtui.spec.devices import DeviceChoice, backend_of
 from vramtui.tui.devices import DeviceOption, device_options, initial_device_options
-from vramtui.tui.form import FIELDS, error_field, model_facts
-from vramtui.tui.prediction import backend_for, spec_estimate, start_prediction
+from vramtui.tui.form import FIELDS, FormResult, FormValues, model_facts, place_of, read_form
+from vramtui.tui.messages import DevicesFound, PredictionReady
+from vramtui.tui.prediction import start_prediction
 from vramtui.tui.widgets.header import ScreenHeader
 from vramtui.units import format_bytes, format_count
 
 SOURCE_OPTIONS = [
-    ("architecture (random weights)", "architecture"),
+    ("random weights", "architecture"),
     ("config.json", "config"),
-    ("checkpoint (local folder)", "checkpoint"),
+    ("checkpoint folder", "checkpoint"),
 ]
 DTYPE_OPTIONS = [("auto (fp16 GPU, fp32 CPU)", "auto")] + [(d, d) for d in DTYPES]
 ATTN_OPTIONS = [(a, a) for a in ATTENTION]
+PLACES = (*FIELDS, "model", "form")
 
 
 def _row(label: str, widget: Static | Input | Select | Button, field: str) -> ComposeResult:
@@ -51,10 +52,18 @@ def _select_row(
     yield from _row(label, select, field)
 
 
+def _unknown_devices(wanted: str) -> DeviceList:
+    """Before NVML has answered: the CPU, and a GPU asked for taken on trust."""
+    choices = [DeviceChoice("cpu", "CPU")]
+    if wanted.startswith("cuda"):
+        choices.insert(0, DeviceChoice(wanted, wanted))
+    return DeviceList(tuple(choices), gpus_counted=False)
+
+
 class StartScreen(Screen[None]):
     DEFAULT_CSS = """
     StartScreen #start-main { height: 1fr; }
-    StartScreen #models { width: 40; height: 1fr; padding: 0 1; }
+    StartScreen #models { width: 34; height: 1fr; padding: 0 1; }
     StartScreen #model-table { height: auto; max-height: 12; border: round $primary 50%; }
     StartScreen #model-table:focus { border: round $accent; }
     StartScreen #model-table.-off { opacity: 50%; }
@@ -64,11 +73,11 @@ class StartScreen(Screen[None]):
     StartScreen #prediction.-warn { color: $error; text-style: bold; }
     StartScreen #fields { width: 1fr; height: 1fr; padding: 1 1 0 0; }
     StartScreen .row { height: 1; margin-bottom: 1; }
-    StartScreen .label { width: 12; color: $text-muted; }
+    StartScreen .label { width: 11; color: $text-muted; }
     StartScreen .row Input, StartScreen .row Select { width: 1fr; }
-    StartScreen .field-error { display: none; color: $error; height: auto; margin: -1 0 1 12; }
+    StartScreen .field-error { display: none; color: $error; height: auto; margin: -1 0 1 11; }
     StartScreen .field-error.-shown { display: block; }
-    StartScreen #run { margin-left: 12; }
+    StartScreen #run { margin-left: 11; }
     """
 
     BINDINGS = [Binding("ctrl+r", "run", "Run", priority=True)]
@@ -78,7 +87,9 @@ class StartScreen(Screen[None]):
         self.base = spec
         self.autostart = autostart
         self.devices: list[DeviceOption] = initial_device_options(spec.device)
-        self.found: list[DeviceChoice] = []  # what NVML (and the platform) reported
+        self.found: DeviceList = _unknown_devices(spec.device)
+        self.form: FormResult = FormResult(None, {})
+        self._prediction_key: object = None
 
     def compose(self) -> ComposeResult:
         spec = self.base
@@ -93,25 +104,21 @@ class StartScreen(Screen[None]):
                 yield Static("", id="prediction")
             with Vertical(id="fields"):
                 yield from _select_row("Source", "source", SOURCE_OPTIONS, spec.source)
-                yield from _row(
-                    "Path",
-                    Input(
-                        spec.path or "",
-                        placeholder="config.json or checkpoint folder",
-                        id="path",
-                        compact=True,
-                    ),
-                    "path",
+                path = Input(
+                    spec.path or "",
+                    placeholder="config.json or checkpoint folder",
+                    id="path",
+                    compact=True,
                 )
+                yield from _row("Path", path, "path")
                 for label, field in (
                     ("Tokens", "tokens"),
                     ("Prompt", "prompt_tokens"),
                     ("Batch", "batch"),
                 ):
                     value = str(getattr(spec, field))
-                    yield from _row(
-                        label, Input(value, id=field, type="integer", compact=True), field
-                    )
+                    widget = Input(value, id=field, type="integer", compact=True)
+                    yield from _row(label, widget, field)
                 yield from _select_row("Dtype", "dtype", DTYPE_OPTIONS, spec.dtype or "auto")
                 yield from _select_row("Attention", "attn", ATTN_OPTIONS, spec.attn)
                 yield from _select_row("Device", "device", self._device_items(), spec.device)
@@ -125,7 +132,7 @@ class StartScreen(Screen[None]):
     def on_mount(self) -> None:
         self.sub_title = "pick a model and a token budget"
         table = self.query_one("#model-table", DataTable)
-        table.add_columns("model", "params", "fp16 weights")
+        table.add_columns("model", "params", "fp16")
         for info in CATALOGUE.values():
             table.add_row(
                 info.name,
@@ -136,7 +143,6 @@ class StartScreen(Screen[None]):
         if self.base.model in CATALOGUE:
             table.move_cursor(row=list(CATALOGUE).index(self.base.model))
         self._source_changed(self.base.source)
-        self._show_model_facts()
         self.load_devices()
         if self.base.source == "architecture":
             table.focus()
@@ -148,19 +154,17 @@ class StartScreen(Screen[None]):
     # ---- devices: NVML may take a moment, so it is asked off the UI thread ----------
     @work(thread=True, exclusive=True, group="devices")
     def load_devices(self) -> None:
-        found = list(self.app.list_devices())  # type: ignore[attr-defined]
-        self.app.call_from_thread(self._set_devices, found)
+        self.post_message(DevicesFound(self.app.list_devices()))  # type: ignore[attr-defined]
 
-    def _set_devices(self, found: list[DeviceChoice]) -> None:
+    def on_devices_found(self, message: DevicesFound) -> None:
         select = self.query_one("#device", Select)
         current = select.value
-        self.found = found
-        options = device_options(found, self.base.device)
-        self.devices = options
+        self.found = message.devices
+        self.devices = device_options(message.devices.choices, self.base.device)
         select.set_options(self._device_items())
-        ids = [d.id for d in options]
+        ids = [d.id for d in self.devices]
         select.value = current if current in ids else ids[0]
-        self._show_model_facts()
+        self.refresh_form()
 
     # ---- the form --------------------------------------------------------------------
     @on(Select.Changed, "#source")
@@ -171,41 +175,56 @@ class StartScreen(Screen[None]):
         architecture = source == "architecture"
         self.query_one("#path", Input).disabled = architecture
         self.query_one("#model-table", DataTable).set_class(not architecture, "-off")
-        self._show_model_facts()
+        self.refresh_form()
 
     @on(DataTable.RowHighlighted, "#model-table")
     @on(Select.Changed)
     @on(Input.Changed)
-    def _show_model_facts(self) -> None:
-        """The model's shape under the table, and the estimator's prediction."""
+    def refresh_form(self) -> None:
+        """Read the form, show each field's error (or none), the model's facts, and ask
+        for the prediction of the run it describes."""
+        self.form = read_form(self.values(), self.base, self.found)
+        self.show_errors(self.form.errors)
+        run = self.form.run
+        self._show_model_facts(run)
+        prediction = self.query_one("#prediction", Static)
+        if run is None:
+            self._prediction_key = None
+            prediction.update("")
+            prediction.remove_class("-warn", "-fits")
+            return
+        if run != self._prediction_key:
+            self._prediction_key = run
+            prediction.update(Text("predicting…", style="dim"))
+            self.predict(run)
+
+    def _show_model_facts(self, run: ResolvedRun | None) -> None:
         info = self.query_one("#model-info", Static)
         if self._value("source") != "architecture":
             info.update("model: from the config or checkpoint at Path")
-        else:
-            batch = self.query_one("#batch", Input).value
-            info.update(
-                model_facts(
-                    self._model(), self._value("dtype"), int(batch) if batch.isdigit() else 1
-                )
-            )
-        self._show_prediction()
-
-    def _show_prediction(self) -> None:
-        prediction = self.query_one("#prediction", Static)
-        try:
-            spec = self.read_spec()
-        except UsageError:
-            prediction.update("")
             return
-        backend = backend_for(spec.device, self.found)
-        wanted = spec.device
-        if wanted == "auto":
-            wanted = next((d.id for d in self.found if d.id.startswith("cuda")), "cpu")
-        device = next((d for d in self.found if d.id == wanted), None)
-        result = start_prediction(spec_estimate(spec, backend), device)
-        prediction.update(result.text)
-        prediction.set_class(result.fits is False, "-warn")
-        prediction.set_class(result.fits is True, "-fits")
+        model = CATALOGUE.get(self._model())
+        if run is not None:
+            info.update(model_facts(model, run.dtype, run.spec.batch))
+            return
+        device = self._value("device")
+        backend = backend_of(self.found.best() if device == "auto" else device)
+        dtype = self._value("dtype")
+        info.update(model_facts(model, resolve_dtype(None if dtype == "auto" else dtype, backend)))
+
+    @work(thread=True, group="predict")
+    def predict(self, run: ResolvedRun) -> None:
+        """The estimate, off the UI thread; shown only if the form still says `run`."""
+        prediction = start_prediction(estimate_run(run), run)
+        self.post_message(PredictionReady(run, prediction))
+
+    def on_prediction_ready(self, message: PredictionReady) -> None:
+        if message.key != self._prediction_key:
+            return  # the form has changed since: a newer prediction is on its way
+        widget = self.query_one("#prediction", Static)
+        widget.update(message.prediction.text)
+        widget.set_class(message.prediction.fits is False, "-warn")
+        widget.set_class(message.prediction.fits is True, "-fits")
 
     @on(DataTable.RowSelected, "#model-table")
     def _on_model_chosen(self) -> None:
@@ -214,13 +233,24 @@ class StartScreen(Screen[None]):
     @on(Input.Submitted)
     @on(Button.Pressed, "#run")
     def action_run(self) -> None:
-        self.clear_errors()
-        try:
-            spec = self.read_spec()
-            validate(spec)
-            self.app.begin(spec)  # type: ignore[attr-defined]
-        except UsageError as exc:
-            self.show_error(str(exc))
+        self.refresh_form()
+        if self.form.run is None:
+            self._focus_first_error()
+            return
+        self.app.begin(self.form.run)  # type: ignore[attr-defined]
+
+    def values(self) -> FormValues:
+        return FormValues(
+            model=self._model(),
+            source=self._value("source"),
+            path=self.query_one("#path", Input).value,
+            tokens=self.query_one("#tokens", Input).value,
+            prompt_tokens=self.query_one("#prompt_tokens", Input).value,
+            batch=self.query_one("#batch", Input).value,
+            dtype=self._value("dtype"),
+            attn=self._value("attn"),
+            device=self._value("device"),
+        )
 
     def _value(self, field: str) -> str:
         return str(self.query_one(f"#{field}", Select).value)
@@ -231,51 +261,31 @@ class StartScreen(Screen[None]):
         row = table.cursor_row
         return names[row] if 0 <= row < len(names) else self.base.model
 
-    def _int(self, field: str, flag: str) -> int:
-        text = self.query_one(f"#{field}", Input).value.strip()
-        try:
-            return int(text)
-        except ValueError:
-            raise UsageError(f"{flag} must be a whole number, got {text!r}") from None
-
     def read_spec(self) -> RunSpec:
-        """The spec the form describes; flags the form does not show keep their values."""
-        source = self._value("source")
-        path = self.query_one("#path", Input).value.strip() or None
-        if source == "architecture":
-            model, path = self._model(), None
-        elif self.base.source == source and self.base.path == path:
-            model = self.base.model
-        else:
-            model = model_label(path) if path else source
-        dtype = self._value("dtype")
-        return replace(
-            self.base,
-            model=model,
-            source=source,
-            path=path,
-            tokens=self._int("tokens", "--tokens"),
-            prompt_tokens=self._int("prompt_tokens", "--prompt-tokens"),
-            batch=self._int("batch", "--batch"),
-            dtype=None if dtype == "auto" else dtype,
-            attn=self._value("attn"),
-            device=self._value("device"),
-        )
+        """The spec the form describes (its errors, if any, are shown)."""
+        self.refresh_form()
+        if self.form.run is None:
+            raise ValueError("; ".join(self.form.errors.values()))
+        return self.form.run.spec
 
-    def clear_errors(self) -> None:
-        for error in self.query(".field-error"):
-            error.remove_class("-shown")
-            if isinstance(error, Static):
-                error.update("")
+    def show_errors(self, errors: dict[str, str]) -> None:
+        """Each message under its place; every other place cleared."""
+        for place in PLACES:
+            widget = self.query_one(f"#{place}-error", Static)
+            message = errors.get(place, "")
+            widget.update(message)
+            widget.set_class(bool(message), "-shown")
 
-    def show_error(self, message: str) -> None:
-        """Put a UsageError under the field it is about (or under the Run button)."""
-        field = error_field(message)
-        target = "model" if field == "model" else field if field in FIELDS else "form"
-        error = self.query_one(f"#{target}-error", Static)
-        error.update(message)
-        error.add_class("-shown")
-        focus = {"model": "#model-table", "form": "#run"}.get(target, f"#{target}")
-        widget = self.query_one(focus)
-        if not widget.disabled:
-            widget.focus()
+    def show_error(self, message: str, field: str | None = None) -> None:
+        """An error from outside the form (the engine refused the run) in its place."""
+        self.show_errors({**self.form.errors, place_of(field): message})
+        self._focus_first_error()
+
+    def _focus_first_error(self) -> None:
+        for place in PLACES:
+            if self.query_one(f"#{place}-error", Static).has_class("-shown"):
+                focus = {"model": "#model-table", "form": "#run"}.get(place, f"#{place}")
+                widget = self.query_one(focus)
+                if not widget.disabled:
+                    widget.focus()
+                return

@@ -12,9 +12,9 @@ from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
-from vramtui.breakdown import compare, estimate_for_session
-from vramtui.report import comparison_rows, device_note, fact_rows, peak_rows, series_labels
-from vramtui.session import Session
+from vramtui.measure.session import Session, SessionView, as_view
+from vramtui.report.breakdown import compare, estimate_for_session
+from vramtui.report.text import comparison_rows, device_note, fact_rows, peak_rows, series_labels
 from vramtui.tui.run_state import ActiveRun
 from vramtui.tui.storage import display_path
 from vramtui.tui.text import run_title
@@ -56,10 +56,11 @@ def facts_table(summary: dict[str, Any]) -> Table:
     return table
 
 
-def comparison_table(session: Session) -> Table | None:
+def comparison_table(session: Session | SessionView) -> Table | None:
     """Predicted against measured, with the error in percent; None without an estimate."""
-    est = estimate_for_session(session)
-    rows = comparison_rows(compare(est, session)) if est is not None and session.hello else []
+    view = as_view(session)
+    est = estimate_for_session(view)
+    rows = comparison_rows(compare(est, view)) if est is not None and view.hello else []
     if not rows:
         return None
     table = Table(box=None, padding=(0, 2, 0, 0), show_edge=False, header_style="bold")

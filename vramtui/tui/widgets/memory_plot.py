@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich.segment import Segment
+from rich.style import Style
+from rich.text import Text
 from textual.app import RenderResult
 from textual.strip import Strip
 from textual_plotext import PlotextPlot
@@ -14,12 +17,14 @@ from vramtui.tui.plotdata import (
     SERIES_MARKERS,
     PlotData,
     nice_ticks,
+    phase_labels,
     tick_labels,
 )
 from vramtui.tui.widgets.plot_canvas import matrix_strips, matrix_text
 from vramtui.tui.widgets.plot_lines import Series, draw_series, frame_signal
 
 Y_LABEL_COLUMNS = 8  # what plotext's y tick labels and frame take from the width
+WAITING = "waiting for the first sample…"
 
 
 class MemoryPlot(PlotextPlot):
@@ -58,8 +63,15 @@ class MemoryPlot(PlotextPlot):
         self._draw(data)
         self.refresh()
 
+    @property
+    def waiting(self) -> bool:
+        """No sample yet: a line of text instead of an axis with nothing on it."""
+        return self.data is None or self.data.empty
+
     def render(self) -> RenderResult:
         """The figure as one Text (what PlotextPlot.render gives); frames use render_line."""
+        if self.waiting:
+            return Text(WAITING, style="dim")
         return matrix_text(self._build_matrix())
 
     def render_line(self, y: int) -> Strip:
@@ -73,7 +85,17 @@ class MemoryPlot(PlotextPlot):
         base = self.visual_style.rich_style
         key = (self._version, self.size, self.app.theme, self.theme, base)
         if rebuild or self._canvas is None or self._canvas[0] != key:
-            self._canvas = (key, matrix_strips(self._build_matrix(), base))
+            if self.waiting:
+                width, middle = self.size.width, self.size.height // 2
+                line = WAITING.center(width)[:width]
+                dim = base + Style(dim=True)
+                strips = [
+                    Strip([Segment(line if y == middle else " " * width, dim)], width)
+                    for y in range(self.size.height)
+                ]
+                self._canvas = (key, strips)
+            else:
+                self._canvas = (key, matrix_strips(self._build_matrix(), base))
         return self._canvas[1]
 
     def _build_matrix(self) -> Any:
@@ -103,8 +125,11 @@ class MemoryPlot(PlotextPlot):
         plt.xticks(x_ticks, tick_labels(x_ticks, "" if data.axis == "tokens" else " s"))
         y_ticks = nice_ticks(data.y_min, data.y_max, max(height // 4, 2))
         plt.yticks(y_ticks, tick_labels(y_ticks, f" {data.unit}"))
-        for x, _phase in data.phase_marks:
+        for x, _ in data.phase_marks:
             plt.vline(x, "gray")
+        columns = max(width - Y_LABEL_COLUMNS, 10)
+        for x, label in phase_labels(data.phase_marks, data.x_max, columns):
+            plt.text(label, x, data.y_max, color="gray", background="default", alignment="left")
         if data.reference is not None:
             plt.hline(data.reference, REFERENCE_COLOR)
         lines = ([data.predicted] if data.predicted else []) + list(data.lines)
@@ -119,5 +144,3 @@ class MemoryPlot(PlotextPlot):
             if line.xs
         ]
         frame_signal(plt, (0, data.x_max), (data.y_min, data.y_max))
-        if data.empty:
-            plt.title("waiting for the first sample")

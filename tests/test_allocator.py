@@ -1,0 +1,74 @@
+"""The caching-allocator model (both pools) and the replay of the KV cache's churn."""
+
+from __future__ import annotations
+
+from vramtui.predict.allocator import CachingAllocator, PoolRules
+from vramtui.predict.kv_replay import kv_cache_reserve
+
+MiB = 2**20
+RULES = PoolRules()
+
+
+def test_large_requests_get_2_mib_rounded_segments_and_small_ones_share_20_mib() -> None:
+    pool = CachingAllocator(RULES)
+    a = pool.malloc(3 * MiB)  # under 10 MiB: a 20 MiB segment, the rest split off
+    b = pool.malloc(3 * MiB)  # fits the rest of the same segment
+    assert pool.reserved == 20 * MiB and a[0] == b[0]
+    pool.malloc(11 * MiB)  # best fit: the 14 MiB left of that segment
+    assert pool.reserved == 20 * MiB
+    pool.malloc(15 * MiB + 1)  # nothing that large is free: a segment rounded up to 16 MiB
+    assert pool.reserved == 36 * MiB
+
+
+def test_a_freed_segment_serves_no_larger_request() -> None:
+    pool = CachingAllocator(RULES)
+    old = pool.malloc(12 * MiB)
+    pool.free(old)
+    again = pool.malloc(12 * MiB)  # reused: nothing new
+    assert pool.reserved == 12 * MiB and again == old
+    pool.free(again)
+    pool.malloc(12 * MiB + 512)  # too big for the cached 12 MiB: a new 14 MiB segment
+    assert pool.reserved == 26 * MiB
+
+
+def test_freed_neighbours_merge_into_one_block() -> None:
+    pool = CachingAllocator(RULES)
+    a, b = pool.malloc(4 * MiB), pool.malloc(4 * MiB)
+    pool.free(a)
+    pool.free(b)
+    assert pool.free_large_blocks() == (20 * MiB,)  # the whole segment, free again
+    assert pool.allocated == 0 and pool.peak_allocated == 8 * MiB
+
+
+def test_small_requests_share_2_mib_segments_in_512_byte_blocks() -> None:
+    pool = CachingAllocator(RULES)
+    a = pool.malloc(1)  # rounded up to one 512-byte block
+    b = pool.malloc(1 * MiB)  # the small pool's largest request
+    assert pool.reserved == 2 * MiB and a[0] == b[0]
+    assert pool.allocated == 512 + MiB
+    pool.malloc(MiB)  # 1 MiB - 512 B left: too small, a second small segment
+    assert pool.reserved == 4 * MiB
+    assert pool.free_large_blocks() == ()  # small segments are not the large pool's
+
+
+def test_a_remainder_not_worth_a_block_is_handed_out_and_counted() -> None:
+    pool = CachingAllocator(RULES)
+    pool.malloc(19 * MiB + 512)  # over 10 MiB: a segment rounded up to 20 MiB
+    assert pool.reserved == 20 * MiB
+    assert pool.allocated == 20 * MiB  # the 1 MiB - 512 B rest is not split off
+
+
+def test_free_blocks_of_an_earlier_phase_are_used_before_new_segments() -> None:
+    pool = CachingAllocator(RULES, free_blocks=(30 * MiB,))
+    pool.malloc(25 * MiB)
+    assert pool.reserved == 0  # the earlier phase's free block served it
+
+
+def test_growth_past_the_shared_segments_leaves_a_trail_and_small_growth_none() -> None:
+    # one layer, K and V of 64 kB a position, 320 -> 400 positions: 20 -> 25 MiB
+    grown = kv_cache_reserve(RULES, (), (), 1, 64 * 1024, 320, 81)
+    # every 2 MiB step leaves the two old segments cached: 20+22+24 MiB (x2) + 26 (x2)
+    # live, plus one spare of the size in use
+    assert grown >= 2 * (20 + 22 + 24 + 26) * MiB
+    small = kv_cache_reserve(RULES, (), (), 1, 256, 8, 2000)  # at most 1 MiB: small pool
+    assert small == 0

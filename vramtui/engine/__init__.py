@@ -1,6 +1,0 @@
-"""The engine: each run in a fresh child process.
-
-`child` (and `probes`, `model`) run inside that process and are the only
-modules that import torch and transformers; `process` is the parent's handle
-on it and imports neither.
-"""

@@ -1,0 +1,171 @@
+"""Build or load the model a RunSpec names, on its device and dtype."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from vramtui.errors import UsageError
+from vramtui.models.catalogue import lookup
+from vramtui.spec import RunSpec
+from vramtui.spec.sources import read_config_source
+
+TORCH_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
+
+
+@dataclass
+class BuiltModel:
+    model: Any
+    tokenizer: Any | None
+    params: int
+    weights_bytes: int
+
+
+def _config_for(spec: RunSpec) -> Any:
+    from transformers import AutoConfig, OPTConfig
+
+    if spec.source == "architecture":
+        return OPTConfig(**lookup(spec.model).config_kwargs())
+    data = dict(read_config_source(spec.path)) if spec.source == "config" else {}
+    model_type = data.pop("model_type")
+    try:
+        return AutoConfig.for_model(model_type, **data)
+    except (ValueError, KeyError) as exc:
+        raise UsageError(f"unknown model_type {model_type!r} in {spec.path}: {exc}") from None
+
+
+def _unique_tensors(model: Any) -> tuple[int, int]:
+    """(parameter count, parameter and buffer bytes), each storage counted once."""
+    seen: set[int] = set()
+    params = 0
+    size = 0
+    for p in model.parameters():
+        if p.data_ptr() in seen:
+            continue
+        seen.add(p.data_ptr())
+        params += p.numel()
+        size += p.numel() * p.element_size()
+    for b in model.buffers():
+        if b.data_ptr() in seen or b.device.type == "meta":
+            continue
+        seen.add(b.data_ptr())
+        size += b.numel() * b.element_size()
+    return params, size
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _load_error(spec: RunSpec, exc: Exception) -> UsageError:
+    """A config/checkpoint that transformers refuses, as one line for the user."""
+    text = _first_line(exc)
+    if "Unrecognized configuration class" in text or "Unrecognized model" in text:
+        return UsageError(
+            f"{spec.path} is not a causal language model transformers can build: {text}"
+        )
+    return UsageError(f"cannot load {spec.path}: {text}")
+
+
+def _has_accelerate() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("accelerate") is not None
+
+
+def configure_backends(spec: RunSpec, device: torch.device) -> dict[str, str]:
+    """Process-wide kernel choices a run depends on; returned for the record."""
+    if device.type != "cuda":
+        return {}
+    if not spec.cudnn_sdpa and hasattr(torch.backends.cuda, "enable_cudnn_sdp"):
+        torch.backends.cuda.enable_cudnn_sdp(False)
+    enabled = getattr(torch.backends.cuda, "cudnn_sdp_enabled", lambda: False)()
+    return {"sdpa_cudnn": "on" if enabled else "off"}
+
+
+def build(spec: RunSpec, device: torch.device, dtype: str) -> BuiltModel:
+    from transformers import AutoModelForCausalLM
+
+    configure_backends(spec, device)
+    torch_dtype = TORCH_DTYPES[dtype]
+    tokenizer = None
+    if spec.source == "checkpoint":
+        # With accelerate, weights load straight onto the device; without it they
+        # pass through host memory first (same device memory in the end).
+        placement = {"device_map": {"": device}} if _has_accelerate() else {}
+        try:
+            model = AutoModelForCausalLM.from_pretrained(
+                spec.path,
+                dtype=torch_dtype,
+                attn_implementation=spec.attn,
+                use_safetensors=None if spec.allow_pickle else True,
+                local_files_only=not spec.allow_download,
+                trust_remote_code=False,
+                **placement,
+            )
+        except (ValueError, KeyError, OSError) as exc:
+            raise _load_error(spec, exc) from None
+        if not placement:
+            model = model.to(device)
+        if spec.prompt:
+            from transformers import AutoTokenizer
+
+            try:
+                tokenizer = AutoTokenizer.from_pretrained(
+                    spec.path, local_files_only=not spec.allow_download, trust_remote_code=False
+                )
+            except (OSError, ValueError):
+                tokenizer = None
+    else:
+        config = _config_for(spec)
+        try:
+            with torch.device(device):
+                model = AutoModelForCausalLM.from_config(
+                    config, dtype=torch_dtype, attn_implementation=spec.attn
+                )
+        except (ValueError, KeyError) as exc:
+            raise _load_error(spec, exc) from None
+    model.eval()
+    if getattr(model.config, "tie_word_embeddings", False):
+        model.tie_weights()
+    params, size = _unique_tensors(model)
+    if spec.source == "architecture":
+        expected = lookup(spec.model).params
+        if params != expected:
+            raise RuntimeError(
+                f"{spec.model} built with {params:,} parameters, expected {expected:,} "
+                "(is the lm_head untied?)"
+            )
+    if spec.prompt and tokenizer is None:
+        raise UsageError(
+            "--prompt needs a checkpoint with a tokenizer; use --prompt-tokens instead"
+        )
+    return BuiltModel(model=model, tokenizer=tokenizer, params=params, weights_bytes=size)
+
+
+def random_prompt(spec: RunSpec, config: Any) -> torch.Tensor:
+    """spec.batch x spec.prompt_tokens random ids (CPU), the same for a given seed."""
+    generator = torch.Generator(device="cpu").manual_seed(spec.seed)
+    vocab = int(getattr(config, "vocab_size", 50272))
+    return torch.randint(4, vocab, (spec.batch, spec.prompt_tokens), generator=generator)
+
+
+def generate_kwargs(model: Any, tokens: int) -> dict[str, Any]:
+    """How every run calls `generate`: greedy, exactly `tokens` new tokens (EOS
+    suppressed by min_new_tokens), with the cache. The overhead benchmark's
+    plain baseline calls it the same way."""
+    eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    pad = getattr(model.config, "pad_token_id", None)
+    if pad is None:
+        pad = eos[0] if isinstance(eos, list) else eos if eos is not None else 0
+    return {
+        "max_new_tokens": tokens,
+        "min_new_tokens": tokens,
+        "do_sample": False,
+        "num_beams": 1,
+        "use_cache": True,
+        "pad_token_id": pad,
+    }

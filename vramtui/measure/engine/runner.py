@@ -1,0 +1,196 @@
+"""The engine's run: start, build the model, generate, and report every step.
+
+Runs inside the engine process (`vramtui.measure.engine.child`); the only place,
+with `model`, `probes` and `sampler`, that imports torch and transformers.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from vramtui.errors import UsageError
+from vramtui.measure import events as ev
+from vramtui.measure.engine import faults as test_faults
+from vramtui.spec import RunSpec, resolve_dtype
+
+clock = time.monotonic
+
+
+class Engine:
+    def __init__(self, spec: RunSpec, write: Callable[[str], None]) -> None:
+        self.spec = spec
+        self._write = write
+        self.phase = "start"
+        self.token: int | None = None  # the step in progress
+        self.probe: Any = None
+        self.running_max = 0  # the highest step peak seen, for the Done event
+
+    def emit(self, event: ev.Event) -> None:
+        self._write(ev.encode(event) + "\n")
+
+    def enter(self, phase: str) -> None:
+        self.phase = phase
+        self.emit(ev.Phase(phase, clock()))
+
+    def sample(self, token: int | None, phase: str, kv: int | None = None) -> int | None:
+        allocated, reserved, peak = self.probe.read()
+        self.emit(ev.Sample(token, clock(), phase, allocated, reserved, peak, kv))
+        self.probe.reset_peak()
+        if peak is not None and peak > self.running_max:
+            self.running_max = peak
+        return peak
+
+    def run(self) -> int:
+        self.enter("start")
+        device, dtype = self.start()
+        self.enter("load")
+        self.probe.reset_peak()
+        t_load = clock()
+        from vramtui.measure.engine.model import build
+
+        built = build(self.spec, device, dtype)
+        load_s = clock() - t_load
+        self.sample(None, "load")
+        ids = self.prompt(built, device)
+        self.emit(loaded_event(built, dtype, int(ids.shape[1]), load_s))
+        self.generate(built.model, ids, load_s)
+        return 0
+
+    def start(self) -> tuple[Any, str]:
+        """Pick the device, set up the probe and kernels, say hello."""
+        import torch
+        import transformers
+
+        from vramtui.measure.engine.device import device_facts, resolve_device
+        from vramtui.measure.engine.model import configure_backends
+        from vramtui.measure.engine.probes import make_probe
+
+        device = resolve_device(self.spec.device)
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        dtype = resolve_dtype(self.spec.dtype, device.type)
+        self.probe = make_probe(device.type, device.index or 0)
+        backends = configure_backends(self.spec, device)
+        name, uuid, total = device_facts(device)
+        versions = {
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+            "python": sys.version.split()[0],
+            **backends,
+        }
+        if device.type == "cuda":
+            versions["cuda_runtime"] = str(torch.version.cuda or "")
+        self.emit(
+            ev.Hello(
+                os.getpid(),
+                str(device),
+                device.type,
+                name,
+                uuid,
+                total,
+                self.probe.source,
+                versions,
+            )
+        )
+        return device, dtype
+
+    def prompt(self, built: Any, device: Any) -> Any:
+        """The prompt ids on the device: the tokenized text, or random ids."""
+        from vramtui.measure.engine.model import random_prompt
+
+        spec = self.spec
+        if spec.prompt:
+            ids = built.tokenizer(spec.prompt, return_tensors="pt").input_ids
+            ids = ids.repeat(spec.batch, 1)
+        else:
+            ids = random_prompt(spec, built.model.config)
+        positions = getattr(built.model.config, "max_position_embeddings", None)
+        if positions and int(ids.shape[1]) + spec.tokens > positions:
+            raise UsageError(
+                f"prompt ({int(ids.shape[1])}) + new tokens ({spec.tokens}) exceeds the "
+                f"model's limit of {positions} positions",
+                field="tokens",
+            )
+        return ids.to(device)
+
+    def generate(self, model: Any, ids: Any, load_s: float) -> None:
+        """generate() with a sample after every step's forward; then Done."""
+        import torch
+        from transformers import LogitsProcessorList
+
+        from vramtui.measure.engine.model import generate_kwargs
+        from vramtui.measure.engine.sampler import CacheWatch, step_sampler
+
+        times: list[float] = []
+        cache = CacheWatch(model)
+
+        def on_step(i: int) -> None:
+            self.sample(i, "prefill" if i == 0 else "decode", cache.bytes())
+            times.append(clock())
+            if i == 0:
+                self.enter("decode")
+            self.token = i + 1
+
+        self.enter("prefill")
+        self.token = 0  # the step in progress: token 0's is the prefill forward
+        sampler = step_sampler(on_step, test_faults.from_environment())
+        t_gen = clock()
+        with torch.inference_mode():
+            model.generate(
+                ids,
+                attention_mask=torch.ones_like(ids),
+                logits_processor=LogitsProcessorList([sampler]),
+                **generate_kwargs(model, self.spec.tokens),
+            )
+        generate_s = clock() - t_gen
+        cache.remove()
+        self.enter("done")
+        self.emit(self.done_event(times, t_gen, generate_s, load_s))
+
+    def done_event(
+        self, times: list[float], t_gen: float, generate_s: float, load_s: float
+    ) -> ev.Done:
+        n = len(times)
+        prefill_s = times[0] - t_gen if times else generate_s
+        decode_s = times[-1] - times[0] if n > 1 else 0.0
+        max_alloc = self.probe.max_allocated() if hasattr(self.probe, "max_allocated") else None
+        return ev.Done(
+            tokens=n,
+            load_s=load_s,
+            prefill_s=prefill_s,
+            decode_s=decode_s,
+            generate_s=generate_s,
+            tokens_per_s=n / generate_s if generate_s > 0 else 0.0,
+            decode_tokens_per_s=(n - 1) / decode_s if decode_s > 0 else None,
+            max_allocated=max(self.running_max, max_alloc or 0),
+        )
+
+    def fail(self, kind: str, message: str, **extra: Any) -> None:
+        self.emit(
+            ev.Failed(kind=kind, message=message, phase=self.phase, token=self.token, **extra)
+        )
+
+
+def loaded_event(built: Any, dtype: str, prompt_tokens: int, load_s: float) -> ev.Loaded:
+    config = built.model.config
+    hidden = getattr(config, "hidden_size", None)
+    heads = getattr(config, "num_attention_heads", None)
+    kv_heads = getattr(config, "num_key_value_heads", None) or heads
+    head_dim = getattr(config, "head_dim", None) or (hidden // heads if hidden and heads else None)
+    return ev.Loaded(
+        weights_bytes=built.weights_bytes,
+        params=built.params,
+        dtype=dtype,
+        positions=getattr(config, "max_position_embeddings", None),
+        layers=getattr(config, "num_hidden_layers", None),
+        hidden=hidden,
+        kv_heads=kv_heads,
+        head_dim=head_dim,
+        prompt_tokens=prompt_tokens,
+        load_s=load_s,
+        model_type=str(getattr(config, "model_type", "")),
+    )

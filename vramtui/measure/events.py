@@ -1,0 +1,137 @@
+"""The engine's event stream: records, and their one-line JSON wire form.
+
+The engine (child process) writes one JSON object a line to a pipe; the
+parent parses them back into these records. Pure Python on both sides.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+PHASES = ("start", "load", "prefill", "decode", "done")
+
+
+@dataclass(frozen=True)
+class Hello:
+    """First event: who the engine is and what it measures with."""
+
+    pid: int
+    device: str  # e.g. cuda:0, mps, cpu
+    backend: str  # cuda | mps | cpu
+    device_name: str
+    device_uuid: str | None
+    total_memory: int | None
+    memory_source: str  # torch.cuda | torch.mps | process RSS (psutil)
+    versions: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Phase:
+    name: str
+    t: float
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One measurement inside the engine. token is None outside generation steps."""
+
+    token: int | None
+    t: float
+    phase: str
+    allocated: int | None
+    reserved: int | None
+    step_peak: int | None
+    kv_bytes: int | None
+
+
+@dataclass(frozen=True)
+class Loaded:
+    weights_bytes: int
+    params: int
+    dtype: str
+    positions: int | None
+    layers: int | None
+    hidden: int | None
+    kv_heads: int | None
+    head_dim: int | None
+    prompt_tokens: int
+    load_s: float
+    model_type: str = ""
+
+
+@dataclass(frozen=True)
+class Done:
+    tokens: int
+    load_s: float
+    prefill_s: float
+    decode_s: float
+    generate_s: float
+    tokens_per_s: float
+    decode_tokens_per_s: float | None
+    max_allocated: int | None = None  # the engine's own running max over the run
+
+
+@dataclass(frozen=True)
+class Failed:
+    kind: str  # oom | usage | error | cancelled | crashed
+    message: str
+    phase: str
+    token: int | None = None
+    requested_bytes: int | None = None
+    held_bytes: int | None = None
+    field: str | None = None  # usage failures: the spec field it concerns
+
+
+Event = Hello | Phase | Sample | Loaded | Done | Failed
+
+_TAGS: dict[str, type] = {
+    "hello": Hello,
+    "phase": Phase,
+    "loaded": Loaded,
+    "done": Done,
+    "failed": Failed,
+}
+_TAG_OF = {cls: tag for tag, cls in _TAGS.items()}
+
+
+def encode(event: Event) -> str:
+    """One line of JSON. Samples are packed as a list: they are the hot path."""
+    if isinstance(event, Sample):
+        return json.dumps(
+            [
+                "s",
+                event.token,
+                event.t,
+                event.phase,
+                event.allocated,
+                event.reserved,
+                event.step_peak,
+                event.kv_bytes,
+            ],
+            separators=(",", ":"),
+        )
+    payload: dict[str, Any] = asdict(event)
+    payload["e"] = _TAG_OF[type(event)]
+    return json.dumps(payload, separators=(",", ":"))
+
+
+class WireError(ValueError):
+    """A line from the engine that is not an event."""
+
+
+def decode(line: str) -> Event:
+    try:
+        data = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise WireError(f"not an engine event: {line[:80]!r}") from exc
+    if isinstance(data, list) and data and data[0] == "s" and len(data) == 8:
+        return Sample(*data[1:])
+    if isinstance(data, dict) and data.get("e") in _TAGS:
+        cls = _TAGS[data.pop("e")]
+        try:
+            return cls(**data)
+        except TypeError as exc:
+            raise WireError(f"malformed {cls.__name__} event: {exc}") from exc
+    raise WireError(f"not an engine event: {line[:80]!r}")

@@ -1,0 +1,177 @@
+"""Drive one run: the engine process, the NVML poller, and the Session they feed.
+
+`Recorder.run()` blocks (call it from a worker thread in the app, or the main
+thread headless); `cancel()` may be called from any thread.
+"""
+
+from __future__ import annotations
+
+import platform
+import signal
+import threading
+from collections.abc import Callable
+
+from vramtui import __version__
+from vramtui.measure import events as ev
+from vramtui.measure import nvml
+from vramtui.measure.engine.process import EngineProcess
+from vramtui.measure.memory_watch import RssWatch, memory_limit
+from vramtui.measure.session import NvmlSample, Session
+from vramtui.spec import ResolvedRun
+from vramtui.units import format_bytes
+
+# An engine SIGKILLed (not by us) with its RSS at this share of the memory limit
+# or more was most likely ended by the kernel's out-of-memory killer.
+OOM_KILL_SHARE = 0.8
+
+
+def base_environment() -> dict[str, object]:
+    env: dict[str, object] = {
+        "vramtui": __version__,
+        "platform": platform.platform(),
+        "hostname": platform.node(),
+    }
+    driver = nvml.driver_version()
+    if driver:
+        env["driver"] = driver
+    return env
+
+
+class Recorder:
+    def __init__(
+        self,
+        run: ResolvedRun,
+        *,
+        session: Session | None = None,
+        nvml_hz: float = 200.0,
+        extra_env: dict[str, str] | None = None,
+        use_nvml: bool = True,
+    ) -> None:
+        self.run_spec = run
+        self.spec = run.spec
+        self.session = session or Session(run.spec.to_dict(), base_environment())
+        self.nvml_hz = nvml_hz
+        self.use_nvml = use_nvml
+        self.engine = EngineProcess(run.spec, extra_env=extra_env)
+        self._cancelled = threading.Event()
+        self._cancel_reason = "cancelled by the user"
+        self._poller: nvml.Poller | None = None
+        self._watch: nvml.DeviceWatch | None = None
+        self._rss: RssWatch | None = None
+        self._baseline: dict[str, int] = {}
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled.is_set()
+
+    def cancel(self, reason: str = "cancelled by the user") -> None:
+        """End the engine (SIGTERM, then SIGKILL); the session ends 'cancelled', with
+        `reason` as its message (e.g. 'interrupted by SIGTERM')."""
+        if not self._cancelled.is_set():
+            self._cancel_reason = reason
+        self._cancelled.set()
+        self.engine.terminate()
+
+    def _take_baseline(self) -> None:
+        if not self.use_nvml:
+            return
+        for gpu in nvml.gpus():
+            self._baseline[nvml.normalise_uuid(gpu.uuid) or ""] = gpu.used
+
+    def _on_hello(self, hello: ev.Hello) -> None:
+        session = self.session
+        if hello.backend != "cuda":
+            session.notice(f"no NVML on {hello.backend}: figures are {hello.memory_source}")
+            return
+        if not self.use_nvml:
+            return
+        if not nvml.available():
+            session.notice(f"NVML skipped: {nvml.unavailable_reason()}")
+            return
+        gpu = nvml.find_by_uuid(hello.device_uuid)
+        if gpu is None:
+            session.notice(
+                f"NVML skipped: could not match {hello.device} to an NVML device by UUID"
+            )
+            return
+        session.set_environment(nvml_index=gpu.index, gpu_name=gpu.name)
+        baseline = self._baseline.get(nvml.normalise_uuid(gpu.uuid) or "")
+        self._watch = nvml.DeviceWatch(gpu, hello.pid, baseline)
+
+        def on_reading(r: nvml.Reading) -> None:
+            session.add_nvml(NvmlSample(r.t, r.process_bytes, r.device_used, r.device_total))
+
+        self._poller = nvml.Poller(self._watch, on_reading, hz=self.nvml_hz)
+        self._poller.start()
+
+    def _cancelled_failure(self, event: ev.Failed) -> ev.Failed:
+        return ev.Failed("cancelled", self._cancel_reason, event.phase, event.token)
+
+    def run(self, on_event: Callable[[ev.Event], None] | None = None) -> Session:
+        session = self.session
+        self._take_baseline()
+        if self._cancelled.is_set():
+            session.fail(ev.Failed("cancelled", self._cancel_reason, "start"))
+            return session
+        self.engine.start()
+        # The engine inherits the allocator's settings, which change reserved memory a lot.
+        session.set_environment(
+            engine_pid=self.engine.pid, cuda_alloc_conf=self.run_spec.alloc_conf
+        )
+        if self.engine.pid is not None:
+            self._rss = RssWatch(self.engine.pid)
+            self._rss.start()
+        if self._cancelled.is_set():  # cancelled while the engine was starting
+            self.engine.terminate()
+        try:
+            for event in self.engine.events():
+                if self._cancelled.is_set() and isinstance(event, ev.Failed):
+                    event = self._cancelled_failure(event)
+                session.apply(event)
+                if isinstance(event, ev.Hello):
+                    self._on_hello(event)
+                if on_event is not None:
+                    on_event(event)
+            code = self.engine.wait()
+        finally:
+            if self._poller is not None:
+                self._poller.stop()
+            if self._rss is not None:
+                self._rss.stop()
+            self._finish_notices()
+        if not session.finished:
+            session.fail(self._exit_failure(code))
+        self.engine.close()
+        return session
+
+    def _exit_failure(self, code: int) -> ev.Failed:
+        """Why the engine ended without saying so: cancelled, OOM-killed or crashed."""
+        session = self.session
+        phase = session.current_phase
+        token = session.tokens_done - 1 if session.tokens_done else None
+        if self._cancelled.is_set():
+            return ev.Failed("cancelled", self._cancel_reason, phase, token)
+        peak = self._rss.peak if self._rss is not None else None
+        limit = memory_limit()
+        if code == -signal.SIGKILL and peak is not None and peak >= OOM_KILL_SHARE * limit:
+            why = (
+                "killed by the system, probably out of memory: RSS "
+                f"{format_bytes(peak, 2)} of {format_bytes(limit, 2)}"
+            )
+            return ev.Failed("oom", why, phase, token, held_bytes=peak)
+        tail = self.engine.stderr_tail(3).replace("\n", " | ")
+        why = f"engine exited with code {code}" + (f": {tail}" if tail else "")
+        return ev.Failed("crashed", why, phase, token)
+
+    def _finish_notices(self) -> None:
+        watch = self._watch
+        if watch is None:
+            return
+        for error in watch.errors:
+            self.session.notice(error)
+        if watch.mode == "baseline":
+            self.session.notice(
+                "engine PID not visible to NVML (container?): process memory is "
+                "device used minus used before the run"
+            )
+        self.session.set_environment(nvml_process_source=watch.mode)

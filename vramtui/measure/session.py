@@ -1,0 +1,289 @@
+"""A run's record: spec, environment, every sample, peaks. One writer, frozen views.
+
+Pure data. The thread that reads the engine and the NVML poller write through
+`apply`, `add_nvml`, `fail`, `notice` and `set_environment`, under a lock;
+every reader (screens, breakdown, exporters) takes `snapshot()`, an immutable
+`SessionView` of one moment, and reads only that. Memory stays bounded: past
+`max_nvml_samples` the NVML stream is thinned, keeping the largest reading of
+each window.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from bisect import bisect_left
+from dataclasses import fields
+from typing import Any
+
+from vramtui.measure import events as ev
+from vramtui.measure.session_view import (
+    ENGINE_SERIES,
+    NVML_SERIES,
+    NvmlSample,
+    Peak,
+    SessionView,
+    phase_at,
+    step_phase,
+    token_at,
+)
+
+__all__ = [
+    "ENGINE_SERIES",
+    "NVML_SERIES",
+    "NvmlSample",
+    "Peak",
+    "Session",
+    "SessionView",
+    "as_view",
+    "step_phase",
+]
+
+FINAL = ("completed", "failed", "cancelled")
+# What a reader sees only through a snapshot; writing one of these on a Session is a bug.
+_READ_ONLY = {f.name for f in fields(SessionView)} - {"spec", "t0", "started_wall"}
+
+
+def _nvml_key(sample: NvmlSample) -> tuple[int, int]:
+    return (sample.process_bytes or 0, sample.device_used or 0)
+
+
+class Session:
+    """Append-only record of one run, written by one thread, read through snapshots."""
+
+    def __init__(
+        self,
+        spec: dict[str, Any],
+        environment: dict[str, Any] | None = None,
+        *,
+        t0: float | None = None,
+        max_nvml_samples: int = 200_000,
+    ) -> None:
+        self.spec = dict(spec)
+        self.t0 = time.monotonic() if t0 is None else t0
+        self.started_wall = time.time()
+        self.max_nvml_samples = max_nvml_samples
+        self._lock = threading.Lock()
+        self._version = 0
+        self._view: SessionView | None = None
+        self._environment: dict[str, Any] = dict(environment or {})
+        self._status = "pending"
+        self._hello: ev.Hello | None = None
+        self._loaded: ev.Loaded | None = None
+        self._done: ev.Done | None = None
+        self._failure: ev.Failed | None = None
+        self._samples: list[ev.Sample] = []
+        self._token_samples: list[ev.Sample] = []
+        self._token_times: list[float] = []
+        self._phases: list[ev.Phase] = []
+        self._phase_times: list[float] = []
+        self._notices: list[str] = []
+        self._peaks: dict[str, Peak] = {}
+        self._nvml: list[NvmlSample] = []
+        self._nvml_seen = 0
+        self._nvml_decimation = 1
+        self._nvml_window: NvmlSample | None = None  # largest reading of the open window
+        self._nvml_waiting: list[NvmlSample] = []  # readings after the newest token sample
+        self._nvml_token_max: dict[int, int] = {}
+        self._nvml_rate_hz: float | None = None
+        self._ended_at: float | None = None
+
+    # ---- reading: everything goes through a snapshot -------------------------------
+    def snapshot(self) -> SessionView:
+        """An immutable view of the session now (the same object until it changes)."""
+        with self._lock:
+            if self._view is None:
+                self._view = self._make_view()
+            return self._view
+
+    def _make_view(self) -> SessionView:
+        nvml = tuple(self._nvml)
+        if self._nvml_window is not None:
+            nvml += (self._nvml_window,)
+        return SessionView(
+            spec=dict(self.spec),
+            environment=dict(self._environment),
+            t0=self.t0,
+            started_wall=self.started_wall,
+            status=self._status,
+            hello=self._hello,
+            loaded=self._loaded,
+            done=self._done,
+            failure=self._failure,
+            samples=tuple(self._samples),
+            token_samples=tuple(self._token_samples),
+            phases=tuple(self._phases),
+            notices=tuple(self._notices),
+            peaks=dict(self._peaks),
+            nvml=nvml,
+            nvml_seen=self._nvml_seen,
+            nvml_token_max=dict(self._nvml_token_max),
+            nvml_rate_hz=self._nvml_rate_hz,
+            ended_at=self._ended_at,
+        )
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _READ_ONLY:
+            raise AttributeError(f"Session.{name} is read through snapshot(); use a writer method")
+        super().__setattr__(name, value)
+
+    def __getattr__(self, name: str) -> Any:
+        # Readers' conveniences (session.tokens_done, session.summary() ...) answer
+        # from the current snapshot, so each is consistent on its own.
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self.snapshot(), name)
+
+    # ---- writing -------------------------------------------------------------------
+    def _changed(self) -> None:
+        self._version += 1
+        self._view = None
+
+    def apply(self, event: ev.Event) -> None:
+        with self._lock:
+            self._changed()
+            if isinstance(event, ev.Sample):
+                self._add_sample(event)
+            elif isinstance(event, ev.Phase):
+                self._phases.append(event)
+                self._phase_times.append(event.t)
+                if self._status == "pending":
+                    self._status = "running"
+            elif isinstance(event, ev.Hello):
+                self._hello = event
+                self._environment.update(
+                    device=event.device,
+                    backend=event.backend,
+                    device_name=event.device_name,
+                    device_total_bytes=event.total_memory,
+                    memory_source=event.memory_source,
+                    engine_pid=event.pid,
+                    **event.versions,
+                )
+                self._status = "running"
+            elif isinstance(event, ev.Loaded):
+                self._loaded = event
+            elif isinstance(event, ev.Done):
+                self._done = event
+                self._end("completed")
+            elif isinstance(event, ev.Failed):
+                self._failure = event
+                self._end("cancelled" if event.kind == "cancelled" else "failed")
+
+    def fail(self, failure: ev.Failed) -> None:
+        """Record a failure seen from outside the engine (crash, cancel), once."""
+        with self._lock:
+            if self._status in FINAL:
+                return
+            self._changed()
+            self._failure = failure
+            self._end("cancelled" if failure.kind == "cancelled" else "failed")
+
+    def notice(self, text: str) -> None:
+        with self._lock:
+            if text not in self._notices:
+                self._changed()
+                self._notices.append(text)
+
+    def set_environment(self, **values: Any) -> None:
+        with self._lock:
+            self._changed()
+            self._environment.update(values)
+
+    def end_at(self, t: float) -> None:
+        """Put the end of a finished run at `t` (a replay's clock, not the wall's)."""
+        with self._lock:
+            self._changed()
+            self._ended_at = t
+
+    def add_nvml(self, sample: NvmlSample) -> None:
+        with self._lock:
+            self._changed()
+            self._nvml_seen += 1
+            phase = self._phase_at(sample.t)
+            token = self._token_at(sample.t)
+            self._track("nvml_process", sample.process_bytes, token, phase, sample.t)
+            self._track("nvml_device_used", sample.device_used, token, phase, sample.t)
+            self._fold_nvml(sample)
+            # Past the cap, one sample in `decimation` is stored: the largest of
+            # its window, so a spike between stored samples is never dropped.
+            window = self._nvml_window
+            if window is None or _nvml_key(sample) > _nvml_key(window):
+                self._nvml_window = window = sample
+            if self._nvml_seen % self._nvml_decimation:
+                return
+            self._nvml.append(window)
+            self._nvml_window = None
+            if len(self._nvml) >= self.max_nvml_samples:
+                self._thin_nvml()
+
+    def _thin_nvml(self) -> None:
+        """Halve the stored NVML stream, keeping the larger of each pair."""
+        stored = self._nvml
+        kept = [max(stored[i], stored[i + 1], key=_nvml_key) for i in range(0, len(stored) - 1, 2)]
+        if len(stored) % 2:
+            kept.append(stored[-1])
+        self._nvml = kept
+        self._nvml_decimation *= 2
+
+    def _fold_nvml(self, sample: NvmlSample) -> None:
+        """The largest NVML process reading during each token's step: a reading belongs
+        to the first token sampled at or after it (token 0 only from the prefill on)."""
+        if sample.process_bytes is None:
+            return
+        times = self._token_times
+        if not times or sample.t > times[-1]:
+            self._nvml_waiting.append(sample)  # its token is not sampled yet
+            return
+        self._assign(bisect_left(times, sample.t), sample)
+
+    def _assign(self, token: int, sample: NvmlSample) -> None:
+        if token == 0 and self._phase_at(sample.t) not in ("prefill", "decode"):
+            return
+        best = self._nvml_token_max.get(token)
+        if best is None or sample.process_bytes > best:  # type: ignore[operator]
+            self._nvml_token_max[token] = sample.process_bytes  # type: ignore[assignment]
+
+    def _end(self, status: str) -> None:
+        if self._nvml_window is not None:  # the newest window, not yet stored
+            self._nvml.append(self._nvml_window)
+            self._nvml_window = None
+        self._nvml_waiting.clear()  # after the last token: no token to belong to
+        self._status = status
+        self._ended_at = time.monotonic()
+        if len(self._nvml) > 1:
+            span = self._nvml[-1].t - self._nvml[0].t
+            if span > 0:
+                self._nvml_rate_hz = (self._nvml_seen - 1) / span
+
+    def _add_sample(self, sample: ev.Sample) -> None:
+        self._samples.append(sample)
+        if sample.token is not None:
+            self._token_samples.append(sample)
+            self._token_times.append(sample.t)
+            token = len(self._token_times) - 1
+            waiting = [s for s in self._nvml_waiting if s.t <= sample.t]
+            self._nvml_waiting = [s for s in self._nvml_waiting if s.t > sample.t]
+            for reading in waiting:
+                self._assign(token, reading)
+        phase = step_phase(sample)
+        for name in ENGINE_SERIES:
+            self._track(name, getattr(sample, name), sample.token, phase, sample.t)
+
+    def _track(self, name: str, value: int | None, token: int | None, phase: str, t: float) -> None:
+        if value is None:
+            return
+        best = self._peaks.get(name)
+        if best is None or value > best.value:
+            self._peaks[name] = Peak(value, token, phase, t)
+
+    def _phase_at(self, t: float) -> str:
+        return phase_at(self._phases, self._phase_times, t)
+
+    def _token_at(self, t: float) -> int | None:
+        return token_at(self._phases, self._phase_times, self._token_times, t)
+
+
+def as_view(session: Session | SessionView) -> SessionView:
+    """A snapshot of a Session; a SessionView as it is."""
+    return session.snapshot() if isinstance(session, Session) else session

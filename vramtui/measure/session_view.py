@@ -1,0 +1,258 @@
+"""A frozen view of a Session at one moment: what every reader reads.
+
+Pure data. Built by `Session.snapshot()` under the session's lock, never
+changed afterwards, so a screen, an exporter or the breakdown can iterate it
+while the engine's thread goes on appending to the session.
+"""
+
+from __future__ import annotations
+
+import time
+from bisect import bisect_left, bisect_right
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from functools import cached_property
+from typing import Any
+
+from vramtui.measure import events as ev
+
+STATUSES = ("pending", "running", "completed", "failed", "cancelled")
+# Peak-tracked series and where each comes from.
+ENGINE_SERIES = ("allocated", "reserved", "step_peak")
+NVML_SERIES = ("nvml_process", "nvml_device_used")
+_NVML_ATTR = {"nvml_process": "process_bytes", "nvml_device_used": "device_used"}
+
+
+@dataclass(frozen=True)
+class NvmlSample:
+    t: float
+    process_bytes: int | None
+    device_used: int | None
+    device_total: int | None
+
+
+@dataclass(frozen=True)
+class Peak:
+    value: int
+    token: int | None
+    phase: str
+    t: float
+
+
+def step_phase(sample: ev.Sample) -> str:
+    """The phase a measurement belongs to: token 0's step is the prefill forward."""
+    return "prefill" if sample.token == 0 else sample.phase
+
+
+def phase_at(phases: Sequence[ev.Phase], phase_times: Sequence[float], t: float) -> str:
+    """The phase running at time t ('start' before the first)."""
+    i = bisect_right(phase_times, t)
+    return phases[i - 1].name if i else "start"
+
+
+def token_at(
+    phases: Sequence[ev.Phase], phase_times: Sequence[float], token_times: Sequence[float], t: float
+) -> int | None:
+    """The token whose step was running at time t (None outside generation): the first
+    token sampled at or after t; token 0's step is the prefill."""
+    phase = phase_at(phases, phase_times, t)
+    i = bisect_left(token_times, t)
+    if not token_times or (i == 0 and phase != "prefill"):
+        return 0 if phase == "prefill" else None
+    if i >= len(token_times):
+        return len(token_times) if phase == "decode" else None
+    return i
+
+
+@dataclass(frozen=True)
+class SessionView:
+    """Everything a session holds at one moment; nothing in it changes."""
+
+    spec: dict[str, Any]
+    environment: dict[str, Any]
+    t0: float
+    started_wall: float
+    status: str
+    hello: ev.Hello | None
+    loaded: ev.Loaded | None
+    done: ev.Done | None
+    failure: ev.Failed | None
+    samples: tuple[ev.Sample, ...]
+    token_samples: tuple[ev.Sample, ...]
+    phases: tuple[ev.Phase, ...]
+    notices: tuple[str, ...]
+    peaks: dict[str, Peak]
+    nvml: tuple[NvmlSample, ...]
+    nvml_seen: int
+    nvml_token_max: dict[int, int]  # token -> largest NVML process reading in its step
+    nvml_rate_hz: float | None
+    ended_at: float | None
+
+    # ---- state -------------------------------------------------------------------
+    @property
+    def finished(self) -> bool:
+        return self.status in ("completed", "failed", "cancelled")
+
+    @property
+    def tokens_done(self) -> int:
+        return len(self.token_samples)
+
+    @property
+    def current_phase(self) -> str:
+        if self.finished:
+            return self.status
+        return self.phases[-1].name if self.phases else "start"
+
+    @property
+    def backend(self) -> str | None:
+        return self.hello.backend if self.hello is not None else None
+
+    def elapsed(self, now: float | None = None) -> float:
+        end = self.ended_at if self.ended_at is not None else (now or time.monotonic())
+        return max(0.0, end - self.t0)
+
+    def live_tokens_per_s(self, window: int = 50) -> float | None:
+        """Decode rate over the last `window` tokens."""
+        return _rate(self.token_samples[-window - 1 :])
+
+    # ---- series ------------------------------------------------------------------
+    def token_series(self, name: str) -> list[tuple[int, int]]:
+        """(token, bytes) for one series over the generated tokens.
+
+        Engine series come straight from the samples; `nvml_process` is the
+        largest NVML reading during each token's step, carried forward across
+        steps shorter than the poll interval.
+        """
+        if name in ENGINE_SERIES or name == "kv_bytes":
+            return [
+                (s.token, getattr(s, name))  # type: ignore[misc]
+                for s in self.token_samples
+                if getattr(s, name) is not None
+            ]
+        if name != "nvml_process":
+            raise KeyError(name)
+        out: list[tuple[int, int]] = []
+        last: int | None = None
+        for s in self.token_samples:
+            value = self.nvml_token_max.get(s.token, last)  # type: ignore[arg-type]
+            if value is not None:
+                out.append((s.token, value))  # type: ignore[arg-type]
+                last = value
+        return out
+
+    def time_series(self, name: str) -> list[tuple[float, int]]:
+        """(seconds since start, bytes) for one series."""
+        if name in ENGINE_SERIES or name == "kv_bytes":
+            return [
+                (s.t - self.t0, getattr(s, name))
+                for s in self.samples
+                if getattr(s, name) is not None
+            ]
+        attr = _NVML_ATTR[name]
+        return [
+            (s.t - self.t0, getattr(s, attr)) for s in self.nvml if getattr(s, attr) is not None
+        ]
+
+    def latest(self, name: str) -> int | None:
+        if name in ENGINE_SERIES or name == "kv_bytes":
+            for s in reversed(self.samples[-4:]):
+                value = getattr(s, name)
+                if value is not None:
+                    return value
+            return None
+        attr = _NVML_ATTR[name]
+        for n in reversed(self.nvml[-4:]):
+            if getattr(n, attr) is not None:
+                return getattr(n, attr)
+        return None
+
+    def device_total(self) -> int | None:
+        for s in reversed(self.nvml[-4:]):
+            if s.device_total:
+                return s.device_total
+        return self.hello.total_memory if self.hello else None
+
+    # ---- where a moment falls ----------------------------------------------------
+    @cached_property
+    def _token_times(self) -> list[float]:
+        return [s.t for s in self.token_samples]
+
+    @cached_property
+    def _phase_times(self) -> list[float]:
+        return [p.t for p in self.phases]
+
+    def phase_at(self, t: float) -> str:
+        return phase_at(self.phases, self._phase_times, t)
+
+    def token_at(self, t: float) -> int | None:
+        return token_at(self.phases, self._phase_times, self._token_times, t)
+
+    def nvml_rows(self) -> list[tuple[NvmlSample, int | None, str]]:
+        """Every stored NVML sample with its token and phase, for export."""
+        return [(s, self.token_at(s.t), self.phase_at(s.t)) for s in self.nvml]
+
+    # ---- the summary -------------------------------------------------------------
+    def peak_allocated(self) -> Peak | None:
+        """max_memory_allocated() semantics: the largest allocated figure seen, step
+        peaks (transients inside a step) included."""
+        found = [p for p in (self.peaks.get("allocated"), self.peaks.get("step_peak")) if p]
+        return max(found, key=lambda p: p.value, default=None)
+
+    def summary(self) -> dict[str, Any]:
+        """The JSON summary: status, tokens, rates, peaks, spec and environment."""
+        peaks = {name: asdict(p) for name, p in self.peaks.items()}
+        for p in peaks.values():
+            p["t_s"] = round(p.pop("t") - self.t0, 6)
+        params = self.loaded.params if self.loaded else None
+        nvml_peak = self.peaks.get("nvml_process")
+        alloc_peak = self.peak_allocated()
+        kv_final = next(
+            (s.kv_bytes for s in reversed(self.token_samples) if s.kv_bytes is not None), None
+        )
+        done = self.done
+        return {
+            "vramtui_summary_version": 1,
+            "status": self.status,
+            "model": self.spec.get("model"),
+            "dtype": self.loaded.dtype if self.loaded else self.spec.get("dtype"),
+            "tokens_requested": self.spec.get("tokens"),
+            "tokens_generated": len(self.token_samples),
+            "tokens_per_s": done.tokens_per_s if done else _rate(self.token_samples),
+            "decode_tokens_per_s": done.decode_tokens_per_s if done else None,
+            "params": params,
+            "weights_bytes": self.loaded.weights_bytes if self.loaded else None,
+            "peak_allocated_bytes": _value(alloc_peak),
+            "peak_reserved_bytes": _value(self.peaks.get("reserved")),
+            "peak_nvml_process_bytes": _value(nvml_peak),
+            "peak_nvml_device_used_bytes": _value(self.peaks.get("nvml_device_used")),
+            "kv_cache_bytes_final": kv_final,
+            "bytes_per_param_peak_allocated": _ratio(_value(alloc_peak), params),
+            "bytes_per_param_peak_process": _ratio(_value(nvml_peak), params),
+            "peaks": peaks,
+            "timings": asdict(done) if done else None,
+            "failure": asdict(self.failure) if self.failure else None,
+            "nvml_samples": self.nvml_seen,
+            "nvml_rate_hz": self.nvml_rate_hz,
+            "notices": list(self.notices),
+            "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(self.started_wall)),
+            "elapsed_s": round(self.elapsed(), 3),
+            "spec": dict(self.spec),
+            "environment": dict(self.environment),
+        }
+
+
+def _value(peak: Peak | None) -> int | None:
+    return peak.value if peak else None
+
+
+def _ratio(value: int | None, params: int | None) -> float | None:
+    if value is None or not params:
+        return None
+    return round(value / params, 4)
+
+
+def _rate(samples: tuple[ev.Sample, ...]) -> float | None:
+    if len(samples) < 2:
+        return None
+    span = samples[-1].t - samples[0].t
+    return (len(samples) - 1) / span if span > 0 else None

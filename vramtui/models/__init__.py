@@ -1,0 +1,1 @@
+"""What a model is: its architecture, as far as memory is concerned. Pure Python."""

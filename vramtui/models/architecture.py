@@ -1,0 +1,79 @@
+"""One decoder-only architecture, as far as memory is concerned: its tensors' sizes.
+
+Pure Python. Today the record is OPT-shaped (learned positions, biases, LayerNorm,
+a tied lm_head); `vramtui.models.opt` holds the family's constants and reads OPT
+config.json files into it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+DTYPE_BYTES = {"float16": 2, "bfloat16": 2, "float32": 4}
+# OPT's learned position embedding keeps two extra rows (an offset of 2).
+OPT_POSITION_OFFSET = 2
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """An OPT-shaped decoder: every figure the estimator and the screens need."""
+
+    name: str
+    hidden: int
+    layers: int
+    heads: int
+    ffn: int
+    vocab: int
+    positions: int
+    word_embed_proj_dim: int
+    do_layer_norm_before: bool = True
+    hub_id: str = ""
+
+    def parameter_numels(self) -> list[int]:
+        """Element counts of the parameter tensors, in the order the model creates them.
+
+        The lm_head is tied to embed_tokens and owns no storage; the sum is `params`.
+        """
+        h, f, p = self.hidden, self.ffn, self.word_embed_proj_dim
+        out = [self.vocab * p, (self.positions + OPT_POSITION_OFFSET) * h]
+        if p != h:
+            out += [h * p, p * h]  # project_out, project_in (no bias)
+        if self.do_layer_norm_before:
+            out += [h, h]  # the decoder's final LayerNorm
+        layer = [h * h, h] * 4  # k, v, q, out projections with biases
+        layer += [h, h]  # self_attn_layer_norm
+        layer += [f * h, f, h * f, h]  # fc1, fc2
+        layer += [h, h]  # final_layer_norm
+        return out + layer * self.layers
+
+    @property
+    def params(self) -> int:
+        """Parameter count with the lm_head tied to the token embedding."""
+        return sum(self.parameter_numels())
+
+    @property
+    def lm_head_numel(self) -> int:
+        """The output projection's elements (tied: it shares embed_tokens' storage)."""
+        return self.vocab * self.word_embed_proj_dim
+
+    def weights_bytes(self, dtype: str = "float16") -> int:
+        return self.params * DTYPE_BYTES[dtype]
+
+    def kv_bytes_per_token(self, dtype: str = "float16", batch: int = 1) -> int:
+        """Key and value, every layer, one position: 2 x layers x hidden x bytes."""
+        return 2 * self.layers * self.hidden * batch * DTYPE_BYTES[dtype]
+
+    def config_kwargs(self) -> dict[str, object]:
+        """Keyword arguments for transformers.OPTConfig."""
+        return {
+            "hidden_size": self.hidden,
+            "num_hidden_layers": self.layers,
+            "num_attention_heads": self.heads,
+            "ffn_dim": self.ffn,
+            "vocab_size": self.vocab,
+            "max_position_embeddings": self.positions,
+            "word_embed_proj_dim": self.word_embed_proj_dim,
+            "do_layer_norm_before": self.do_layer_norm_before,
+            "tie_word_embeddings": True,
+            "activation_function": "relu",
+        }

@@ -1,0 +1,143 @@
+"""A model of PyTorch's CUDA caching allocator: the one simulator the estimator uses.
+
+Pure. It follows c10/cuda/CUDACachingAllocator.cpp for one stream: every block
+is a multiple of 512 B; requests up to 1 MiB come from the small pool's 2 MiB
+segments, larger ones from the large pool (a 20 MiB segment under 10 MiB, else
+a segment rounded up to 2 MiB). Best fit: the smallest free block of the pool
+that is big enough, the oldest segment and lowest address first among equals.
+A free block is split when the rest is worth a block of its pool (>= 512 B in
+the small pool, > 1 MiB in the large one); otherwise the whole block is handed
+out and counted in `allocated`. Freed blocks merge with free neighbours;
+segments are never given back (no empty_cache, no OOM retry).
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left, insort
+from dataclasses import dataclass
+
+MiB = 1024**2
+
+
+@dataclass(frozen=True)
+class PoolRules:
+    """The allocator's constants (c10/cuda/CUDACachingAllocator.cpp)."""
+
+    block_bytes: int = 512  # kMinBlockSize
+    small_block_max: int = 1 * MiB  # kSmallSize: at most this goes to the small pool
+    small_segment_bytes: int = 2 * MiB  # kSmallBuffer
+    large_segment_bytes: int = 20 * MiB  # kLargeBuffer: for requests under large_alloc_min
+    large_alloc_min: int = 10 * MiB  # kMinLargeAlloc
+    large_round_bytes: int = 2 * MiB  # kRoundLarge
+
+    def block_size(self, nbytes: int) -> int:
+        """What a request of `nbytes` asks the pool for: rounded up to 512 B."""
+        b = self.block_bytes
+        return -(-max(nbytes, 1) // b) * b
+
+    def segment_size(self, size: int) -> int:
+        """The segment reserved for a block of `size` when no free block fits it."""
+        if size <= self.small_block_max:
+            return self.small_segment_bytes
+        if size < self.large_alloc_min:
+            return self.large_segment_bytes
+        return -(-size // self.large_round_bytes) * self.large_round_bytes
+
+    def worth_splitting(self, rest: int, small: bool) -> bool:
+        return rest >= self.block_bytes if small else rest > self.small_block_max
+
+
+Handle = tuple[int, int]  # (segment id, offset of the block in it)
+
+
+class _Segment:
+    __slots__ = ("small", "blocks", "ends")
+
+    def __init__(self, small: bool, size: int) -> None:
+        self.small = small
+        self.blocks: dict[int, list[int]] = {0: [size, 0]}  # offset -> [size, in use]
+        self.ends: dict[int, int] = {size: 0}  # end offset -> offset, for merging
+
+    def put(self, offset: int, size: int, used: int) -> None:
+        self.blocks[offset] = [size, used]
+        self.ends[offset + size] = offset
+
+    def take(self, offset: int) -> int:
+        size = self.blocks.pop(offset)[0]
+        del self.ends[offset + size]
+        return size
+
+
+class CachingAllocator:
+    """Segments, blocks and free lists of both pools, with allocated/reserved figures.
+
+    `free_blocks` are free large-pool blocks present before the first request
+    (what an earlier phase left), each in a segment not counted in `reserved`.
+    """
+
+    def __init__(self, rules: PoolRules, free_blocks: tuple[int, ...] = ()) -> None:
+        self.rules = rules
+        self.segments: list[_Segment] = []
+        # Free blocks per pool, sorted by (size, segment id, offset): best fit is a bisect.
+        self._free: dict[bool, list[tuple[int, int, int]]] = {True: [], False: []}
+        self.allocated = self.reserved = self.peak_allocated = 0
+        for size in free_blocks:
+            self._new_segment(False, size)
+
+    def _new_segment(self, small: bool, size: int) -> None:
+        self.segments.append(_Segment(small, size))
+        insort(self._free[small], (size, len(self.segments) - 1, 0))
+
+    def malloc(self, nbytes: int) -> Handle:
+        rules = self.rules
+        size = rules.block_size(nbytes)
+        small = size <= rules.small_block_max
+        free = self._free[small]
+        i = bisect_left(free, (size, -1, -1))
+        if i == len(free):
+            segment_bytes = rules.segment_size(size)
+            self._new_segment(small, segment_bytes)
+            self.reserved += segment_bytes
+            i = bisect_left(free, (size, -1, -1))
+        block_size, sid, offset = free.pop(i)
+        segment = self.segments[sid]
+        rest = block_size - size
+        segment.take(offset)
+        if rules.worth_splitting(rest, small):
+            segment.put(offset, size, 1)
+            segment.put(offset + size, rest, 0)
+            insort(free, (rest, sid, offset + size))
+            block_size = size
+        else:
+            segment.put(offset, block_size, 1)
+        self.allocated += block_size
+        self.peak_allocated = max(self.peak_allocated, self.allocated)
+        return sid, offset
+
+    def free(self, handle: Handle) -> None:
+        sid, offset = handle
+        segment = self.segments[sid]
+        free = self._free[segment.small]
+        size = segment.take(offset)
+        self.allocated -= size
+        after = segment.blocks.get(offset + size)
+        if after is not None and not after[1]:
+            free.remove((after[0], sid, offset + size))
+            size += segment.take(offset + size)
+        before = segment.ends.get(offset)
+        if before is not None and not segment.blocks[before][1]:
+            free.remove((segment.blocks[before][0], sid, before))
+            size += segment.take(before)
+            offset = before
+        segment.put(offset, size, 0)
+        insort(free, (size, sid, offset))
+
+    def free_large_blocks(self) -> tuple[int, ...]:
+        """Every free large-pool block's size, by segment and address."""
+        return tuple(
+            size
+            for segment in self.segments
+            if not segment.small
+            for _, (size, used) in sorted(segment.blocks.items())
+            if not used
+        )

@@ -1,0 +1,88 @@
+"""Constants only a GPU can tell, with the measurement that sets each one."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from vramtui.predict.allocator import MiB, PoolRules
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Constants only a GPU can tell, calibrated on one NVIDIA H200 (143771 MiB),
+    driver 580.159.04, torch 2.11.0+cu130, transformers 5.17.0, CUDA 13.0, fp16:
+    benchmarks/results/calibration/*.json (one fresh engine process per cell, OPT
+    125m..6.7b, prompt 8 + 20 / 8 + 2000 new / 2000 + 1, sdpa and eager, batch 1 and 8).
+    benchmarks/estimator_accuracy.py compares every cell with the estimate.
+
+    Each field says which measurement sets it; `source` says where the whole set came from.
+    """
+
+    # NVML per-process memory minus allocator reserved, in the load phase (the context
+    # and the modules torch loads at start, before any kernel ran): 610 MiB in every
+    # cudnn-off cell (nvml_process_peak_by_phase["load"] - after_load.reserved).
+    # DESIGN.md's 642 MB after torch.zeros(1) (less its 2 MiB segment) agrees.
+    cuda_context_bytes: int = 610 * MiB
+    # Non-allocator memory that appears at the first GEMM and kernel launches (cuBLAS
+    # and cuBLASLt handles, lazily loaded kernel modules): peak NVML process - peak
+    # reserved is 678 MiB in every cell with cuDNN attention off (eager and sdpa, batch
+    # 1 and 8, 125m..6.7b), so 678 - 610 = 68 MiB. (sdpa cells with cuDNN attention on
+    # read 686-688 MiB, 858 MiB at 8 + 2000: cuDNN's own memory, not modelled.)
+    cuda_libraries_bytes: int = 68 * MiB
+    # The cuBLAS workspace, allocated through the caching allocator at the first
+    # matmul (so it counts in `allocated` from token 0 on, but not at load).
+    # 32 MiB is torch's default on Hopper and later (H100/H200), ":4096:8" in
+    # aten/src/ATen/cuda/CublasHandlePool.cpp; older GPUs default to ":4096:2:16:8"
+    # (8.125 MiB); CUBLAS_WORKSPACE_CONFIG overrides both. Measured together with the
+    # next term: allocated after token 0 - allocated after load - the traced tensors
+    # = 33 MiB + 2,560 B in every cell (prefill_step.allocated).
+    cublas_workspace_bytes: int = 32 * MiB
+    # The cuBLASLt workspace (TORCH_CUBLASLT_WORKSPACE_SIZE, 1024 KiB by default), also
+    # through the allocator at the first GEMM: the 1 MiB of the 33 MiB above. 1 MiB is
+    # a small-pool block (<= 1 MiB), so it lives in a 2 MiB small segment.
+    cublaslt_workspace_bytes: int = 1 * MiB
+    # Small bookkeeping tensors alive during generate (one 512-byte block each): the
+    # measured residual is 2,560 B after the prefill and 4,608 B from the first decode
+    # step on (series[1..].allocated), in every cell; the larger is taken.
+    allocated_overhead_bytes: int = 4608
+    # One 512-byte block alive before the weights are built (after_load.allocated -
+    # the simulated weight blocks = 512 B in all five models).
+    load_overhead_bytes: int = 512
+    # The caching allocator's constants (kMinBlockSize, kSmallSize, kSmallBuffer,
+    # kLargeBuffer, kMinLargeAlloc, kRoundLarge in c10/cuda/CUDACachingAllocator.cpp).
+    # Simulating the load with these rules (predict/load.py) reproduces after_load
+    # allocated, reserved and the load step peak to the byte for all five models.
+    rules: PoolRules = PoolRules()
+    # Reserved beyond allocated for everything allocated after the load (workspaces,
+    # the KV cache growing by torch.cat, step transients), as a fraction of it: freed
+    # blocks are too small for the next, larger request, and new segments are rounded.
+    # Free blocks the load leaves behind of at least large_alloc_min (the lm_head's
+    # segment, freed by tie_weights) are reused first. Fitted to minimise the worst
+    # peak-reserved error over the cudnn-off cells: 0.18 (worst about 7 %: prefill-heavy
+    # cells fragment less, 8 + 2000 decode and batch-8 eager ones more).
+    dynamic_slack_fraction: float = 0.18
+    # Where the cache balloons (Estimate.cache_balloons), the slack fraction does not
+    # apply: once one layer's K or V tensor outgrows large_segment_bytes it gets a
+    # segment of its own, rounded to 2 MiB, and the cache grows by torch.cat each step;
+    # every 2 MiB of growth moves all of it to new, larger segments, and the old ones
+    # stay cached (too small for any later request) until cudaMalloc fails, when the
+    # allocator frees them and retries. Reserved (and NVML) then grow far past
+    # allocated, up to the whole device, without running out. predict/kv_replay.py replays
+    # that churn on the rules above. Measured at batch 8, 8 + 2000
+    # (benchmarks/results/calibration/b8-long-*.json): opt-1.3b 5.89 GB allocated,
+    # 53.5 GB reserved; opt-2.7b 10.7 GB, 111.9 GB; with
+    # PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True opt-1.3b reserved 6.50 GB.
+    source: str = (
+        "calibrated: NVIDIA H200, driver 580.159.04, torch 2.11.0+cu130, "
+        "transformers 5.17.0, CUDA 13.0 (benchmarks/results/calibration)"
+    )
+
+
+DEFAULT = Calibration()
+
+# On the CPU the engine's figure is its resident memory: the tensors plus the
+# Python process holding torch and transformers. Measured as the engine's RSS
+# after building the 118 kB tiny-opt test model, less its weights: 354.3-354.4 MB
+# in three runs (2-core AMD EPYC, Python 3.11, torch 2.13.0+cpu, transformers
+# 5.24.0). Other builds and platforms differ by tens of MB.
+CPU_PROCESS_BYTES = 355_000_000

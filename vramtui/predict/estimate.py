@@ -1,0 +1,290 @@
+"""Predict the memory of one generation run, term by term, before running it.
+
+Pure Python (no torch). `estimate()` reads a `ModelInfo` and the run's shape;
+the step model (predict/steps.py) says what each generation step allocates,
+the load model (predict/load.py) what building the model leaves in the caching
+allocator, the KV replay (predict/kv_replay.py) where the allocator's cache
+balloons, and `Calibration` holds what only a GPU can tell (the CUDA context,
+cuBLAS workspaces, fragmentation), each constant with the measurement that set it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from functools import cached_property
+from typing import Any
+
+from vramtui.errors import UsageError
+from vramtui.models.architecture import DTYPE_BYTES, ModelInfo
+from vramtui.predict.calibration import DEFAULT, Calibration
+from vramtui.predict.kv_replay import kv_cache_reserve
+from vramtui.predict.steps import StepModel
+from vramtui.spec import ResolvedRun
+
+BACKENDS = ("cuda", "mps", "cpu")
+ATTN = ("sdpa", "eager")
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """Predicted memory of one run. Byte figures are those torch and NVML report."""
+
+    weights_bytes: int  # params x bytes per element (exact)
+    kv_cache_bytes: int  # at the end of the run: 2 x layers x hidden x positions held x batch x e
+    transient_bytes: int  # largest step peak above that step's steady allocated
+    slack_bytes: int  # allocator reserved - allocated, at the peak
+    context_bytes: int  # CUDA context and other non-allocator memory of the process
+    peak_allocated_bytes: int  # torch.cuda.max_memory_allocated()
+    peak_reserved_bytes: int
+    peak_total_bytes: int  # NVML per-process memory at the peak
+    prompt_tokens: int
+    tokens: int
+    batch: int
+    dtype: str
+    attn: str
+    backend: str = "cuda"
+    load_peak_bytes: int = 0  # allocated peak while building the model (untied lm_head)
+    # What must fit the device for the run to complete: peak total without the cached
+    # segments a ballooning cache leaves (the allocator frees them before an OOM).
+    required_bytes: int = 0
+    cache_balloons: bool = False  # reserved grows far past allocated (see Calibration)
+    expandable_segments: bool = False  # PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True
+    model: ModelInfo = field(default=None, repr=False, compare=False)  # type: ignore[assignment]
+    calibration: Calibration = field(default=DEFAULT, repr=False, compare=False)
+
+    @cached_property
+    def _steps(self) -> StepModel:
+        return StepModel(
+            self.model,
+            self.prompt_tokens,
+            self.batch,
+            self.dtype,
+            self.attn,
+            self.backend,
+            self.calibration,
+        )
+
+    def _check(self, token: int) -> None:
+        if not 0 <= token < self.tokens:
+            raise ValueError(f"token {token} is outside 0..{self.tokens - 1}")
+
+    def kv_at(self, token: int) -> int:
+        """KV cache bytes after step `token` (prompt + token positions)."""
+        self._check(token)
+        return self.model.kv_bytes_per_token(self.dtype, self.batch) * (self.prompt_tokens + token)
+
+    def allocated_at(self, token: int) -> int:
+        """Predicted allocated bytes after step `token` (when the engine samples it)."""
+        self._check(token)
+        return self._steps.steady(token)
+
+    def step_peak_at(self, token: int) -> int:
+        """Predicted peak allocated bytes during step `token`."""
+        self._check(token)
+        return self._steps.step_peak(token)
+
+    def curve(self, points: int = 200) -> list[tuple[int, int]]:
+        """(token, predicted step peak), at most `points` tokens, first and last included."""
+        return [(t, self.step_peak_at(t)) for t in sample_tokens(self.tokens, points)]
+
+    def run_kwargs(self) -> dict[str, Any]:
+        """The keyword arguments of `estimate` that describe this run, but its length."""
+        return dict(
+            prompt_tokens=self.prompt_tokens,
+            batch=self.batch,
+            dtype=self.dtype,
+            attn=self.attn,
+            backend=self.backend,
+            calibration=self.calibration,
+            expandable_segments=self.expandable_segments,
+        )
+
+    def kv_layer_tensor_bytes(self, token: int) -> int:
+        """One layer's K (or V) tensor after step `token`: B x positions x hidden x e."""
+        return (self.prompt_tokens + token) * self._steps.kv_row
+
+    def for_tokens(self, tokens: int) -> Estimate:
+        """The same run stopped after `tokens` new tokens (e.g. to compare a failed run)."""
+        return estimate(self.model, tokens=tokens, **self.run_kwargs())
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {k: v for k, v in asdict(self).items() if k not in ("model", "calibration")}
+        data["model"] = self.model.name if self.model else None
+        data["params"] = self.model.params if self.model else None
+        data["calibration"] = self.calibration.source
+        return data
+
+
+def sample_tokens(tokens: int, points: int) -> list[int]:
+    """Up to `points` evenly spread token indices in 0..tokens-1, ends included."""
+    if tokens <= 0 or points <= 0:
+        return []
+    if tokens <= points or points == 1:
+        return list(range(tokens)) if tokens <= points else [tokens - 1]
+    step = (tokens - 1) / (points - 1)
+    return sorted({round(i * step) for i in range(points)})
+
+
+def _check_args(
+    model: ModelInfo,
+    prompt_tokens: int,
+    tokens: int,
+    batch: int,
+    dtype: str,
+    attn: str,
+    backend: str,
+) -> None:
+    if dtype not in DTYPE_BYTES:
+        choose = ", ".join(DTYPE_BYTES)
+        raise UsageError(f"unknown dtype {dtype!r}; choose from {choose}", field="dtype")
+    if attn not in ATTN:
+        raise UsageError(f"unknown attention {attn!r}; choose from {', '.join(ATTN)}", field="attn")
+    if backend not in BACKENDS:
+        choose = ", ".join(BACKENDS)
+        raise UsageError(f"unknown backend {backend!r}; choose from {choose}", field="device")
+    for name, value in (("prompt_tokens", prompt_tokens), ("tokens", tokens), ("batch", batch)):
+        if value <= 0:
+            raise UsageError(f"{name.replace('_', ' ')} must be positive, got {value}", field=name)
+    if prompt_tokens + tokens > model.positions:
+        raise UsageError(
+            f"prompt ({prompt_tokens}) + new tokens ({tokens}) exceeds {model.name}'s "
+            f"limit of {model.positions} positions",
+            field="tokens",
+        )
+
+
+@dataclass(frozen=True)
+class _Peaks:
+    allocated: int  # max_memory_allocated: the load's peak or the largest step's
+    transient: int  # the largest step peak above that step's steady figure
+    needed_reserved: int  # reserved without a ballooning cache (freed before an OOM)
+    reserved: int  # what the process holds at most
+    balloons: bool
+
+
+def _peaks(steps: StepModel, tokens: int, expandable: bool, replay_cache: bool) -> _Peaks:
+    # Every term grows with the step index in decode, so the largest decode figures
+    # are those of the last step; the prefill (token 0) is the other candidate.
+    candidates = sorted({0, min(1, tokens - 1), tokens - 1})
+    generate_peak = max(steps.step_peak(i) for i in candidates)
+    # torch's max_memory_allocated covers the load too: at 8 + 20 tokens the load's
+    # peak (weights + the untied lm_head) is the run's peak for every OPT model.
+    peak_allocated = max(steps.load_peak, generate_peak)
+    transient = max(steps.step_peak(i) - steps.steady(i) for i in candidates)
+    # Segments are never given back, so the reserved peak also covers the load's
+    # (on CUDA the load's segments are already in; off CUDA reserved = allocated).
+    needed = max(steps.reserved_for(generate_peak), peak_allocated)
+    reserved = needed
+    balloons = steps.cuda and not expandable and steps.kv_outgrows_shared_segments(tokens)
+    if balloons and replay_cache:
+        cal = steps.cal
+        # the load's free blocks, then the cuBLAS workspaces, then the cache's churn
+        grown = kv_cache_reserve(
+            cal.rules,
+            steps.load.free_large,
+            (cal.cublas_workspace_bytes, cal.cublaslt_workspace_bytes),
+            steps.model.layers,
+            steps.kv_row,
+            steps.prompt,
+            tokens,
+        )
+        reserved = max(reserved, steps.load.reserved + grown)
+    return _Peaks(peak_allocated, transient, needed, reserved, balloons)
+
+
+def estimate(
+    model: ModelInfo,
+    *,
+    prompt_tokens: int = 8,
+    tokens: int = 200,
+    batch: int = 1,
+    dtype: str = "float16",
+    attn: str = "sdpa",
+    backend: str = "cuda",
+    calibration: Calibration = DEFAULT,
+    expandable_segments: bool = False,
+    replay_cache: bool = True,
+) -> Estimate:
+    """Predict one run of `tokens` new tokens after a `prompt_tokens` prompt.
+
+    backend "cuda" models torch's caching allocator and the CUDA context; "cpu"
+    (and "mps", whose driver is not modelled) has no context term and reserves
+    exactly what it allocates, and predicts tensor bytes, not the process RSS
+    the engine reports there. `expandable_segments`: the allocator runs with
+    PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True (no ballooning cache).
+    `replay_cache=False` skips replaying a ballooning cache (kv_replay.py):
+    peak reserved and total are then what the run needs.
+    """
+    _check_args(model, prompt_tokens, tokens, batch, dtype, attn, backend)
+    steps = StepModel(model, prompt_tokens, batch, dtype, attn, backend, calibration)
+    peaks = _peaks(steps, tokens, expandable_segments, replay_cache)
+    context = calibration.cuda_context_bytes + calibration.cuda_libraries_bytes
+    context = context if steps.cuda else 0  # no CUDA context off CUDA
+    kv_final = model.kv_bytes_per_token(dtype, batch) * (prompt_tokens + tokens - 1)
+    return Estimate(
+        weights_bytes=model.weights_bytes(dtype),
+        kv_cache_bytes=kv_final,
+        transient_bytes=peaks.transient,
+        slack_bytes=max(0, peaks.reserved - peaks.allocated),
+        context_bytes=context,
+        peak_allocated_bytes=peaks.allocated,
+        peak_reserved_bytes=peaks.reserved,
+        peak_total_bytes=peaks.reserved + context,
+        load_peak_bytes=steps.load_peak,
+        required_bytes=peaks.needed_reserved + context,
+        cache_balloons=peaks.balloons,
+        expandable_segments=expandable_segments,
+        prompt_tokens=prompt_tokens,
+        tokens=tokens,
+        batch=batch,
+        dtype=dtype,
+        attn=attn,
+        backend=backend,
+        model=model,
+        calibration=calibration,
+    )
+
+
+def max_tokens_that_fit(model: ModelInfo, memory_bytes: int, **shape: Any) -> int:
+    """The largest number of new tokens whose predicted need (`required_bytes`: the
+    peak total less any ballooning cache, which is freed before an OOM) fits
+    `memory_bytes`. `shape`: estimate's keywords but `tokens` (see `run_kwargs`).
+
+    0 when not even one token fits (the weights, or the prefill, are too large);
+    never more than the model's positions allow after the prompt (the caller can
+    tell that case: the answer is then `model.positions - prompt_tokens`).
+    """
+    cap = model.positions - shape.get("prompt_tokens", 8)
+
+    def fits(n: int) -> bool:
+        e = estimate(model, tokens=n, replay_cache=False, **shape)
+        return e.required_bytes <= memory_bytes
+
+    if cap <= 0 or not fits(1):
+        return 0
+    lo, hi = 1, cap  # fits(lo) holds; the peak grows with the number of tokens
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if fits(mid):
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+def estimate_run(run: ResolvedRun, **options: Any) -> Estimate | None:
+    """The estimate of a resolved run; None where its model is not modelled."""
+    if run.model is None:
+        return None
+    spec = run.spec
+    return estimate(
+        run.model,
+        prompt_tokens=spec.prompt_tokens,
+        tokens=spec.tokens,
+        batch=spec.batch,
+        dtype=run.dtype,
+        attn=spec.attn,
+        backend=run.backend,
+        expandable_segments=run.expandable_segments,
+        **options,
+    )

@@ -1,0 +1,110 @@
+"""Will it fit? Where a growing run runs out, and whether a planned run fits.
+
+Pure. `forecast()` extrapolates a run's growth per token, fitted robustly on
+(token, bytes) points: memory grows in allocator-sized steps with flat
+stretches of a hundred tokens or more between them, so a recent window alone
+can read ~0 growth in a run that is steadily filling its KV cache. `fit_check()`
+holds a prediction against a device's free memory. Both return facts; the
+sentences are the screens' (tui/prediction.py, commands/estimate.py).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from statistics import median
+
+from vramtui.predict.estimate import Estimate, max_tokens_that_fit
+
+MAX_POINTS = 512  # decode steps the growth is fitted on, evenly spread over the run
+
+
+@dataclass(frozen=True)
+class OomForecast:
+    token: int | None  # first token whose step would not fit; None: none within the positions
+    bytes_per_token: float
+    headroom_bytes: int
+    fits: bool  # this run's requested tokens complete before running out
+    basis: str = "step_peak"  # the series the growth was fitted on
+    current_token: int | None = None
+
+
+def growth_per_token(points: list[tuple[int, int]]) -> float | None:
+    """Bytes per token over (token, bytes) points, robust to spikes and steps.
+
+    The median of slopes between points half the window apart (a lagged
+    Theil-Sen): allocator segments and NVML readings grow in steps, and a
+    single step's spike moves no median.
+    """
+    if len(points) < 2:
+        return None
+    lag = max(1, len(points) // 2)
+    slopes = [
+        (points[j + lag][1] - points[j][1]) / (points[j + lag][0] - points[j][0])
+        for j in range(len(points) - lag)
+        if points[j + lag][0] != points[j][0]
+    ]
+    return median(slopes) if slopes else None
+
+
+def spread(points: list[tuple[int, int]], most: int) -> list[tuple[int, int]]:
+    """At most `most` of the points, evenly spaced, the newest always among them."""
+    if len(points) <= most:
+        return points
+    step = len(points) / most
+    picked = [points[int(k * step)] for k in range(most - 1)]
+    return picked + [points[-1]]
+
+
+def forecast(
+    points: list[tuple[int, int]],
+    headroom: int,
+    *,
+    requested: int,
+    last_token: int | None,
+    basis: str = "step_peak",
+) -> OomForecast | None:
+    """Where a run growing like `points` (decode steps) runs out of `headroom` bytes.
+
+    `token` is None when it will not run out before `last_token` (the model's last
+    position); `fits` says whether the run's `requested` tokens complete.
+    """
+    slope = growth_per_token(points)
+    if slope is None:
+        return None
+    current = points[-1][0]
+    token: int | None = None
+    if slope > 0:
+        steps = max(1, math.floor(max(headroom, 0) / slope) + 1)
+        token = current + steps
+        if last_token is not None and token > last_token:
+            token = None
+    fits = token is None or token >= requested
+    return OomForecast(token, slope, headroom, fits, basis, current)
+
+
+@dataclass(frozen=True)
+class FitCheck:
+    """A prediction held against the memory free on a device."""
+
+    fits: bool
+    need_bytes: int  # what must fit (a ballooning cache is freed before an OOM)
+    free_bytes: int
+    most_tokens: int | None = None  # where it does not fit: the most new tokens that do
+    weights_fit: bool = True  # whether the weights (and the context) alone fit
+
+    @property
+    def spare_bytes(self) -> int:
+        return self.free_bytes - self.need_bytes
+
+
+def fit_check(est: Estimate, free_bytes: int, *, overhead_bytes: int = 0) -> FitCheck:
+    """Does the run fit `free_bytes`? `overhead_bytes`: what the process needs besides
+    the prediction (on the CPU, the Python process itself)."""
+    need = est.required_bytes + overhead_bytes
+    if need <= free_bytes:
+        return FitCheck(True, need, free_bytes)
+    room = free_bytes - overhead_bytes
+    most = max_tokens_that_fit(est.model, room, **est.run_kwargs()) if room > 0 else 0
+    weights = est.weights_bytes + est.context_bytes + overhead_bytes
+    return FitCheck(False, need, free_bytes, most, weights <= free_bytes)

@@ -1,0 +1,235 @@
+"""Where a run's bytes went, as measured, and how that compares with the estimate.
+
+Pure: reads a snapshot of a `vramtui.measure.session.Session`. The components stack, at one step,
+from the bottom up:
+
+    weights          allocated after load
+    KV cache         the engine's count of the cache tensors at that step
+    other allocated  allocated - weights - KV (cuBLAS workspace, logits, ids)
+    transient        that step's peak - allocated after it
+    slack            reserved - that step's peak (cached by the allocator, unused
+                     even at the step's peak; reserved never shrinks, so the end
+                     of the step's figure is the one at its peak)
+    context & other  NVML process - reserved (CUDA context, libraries)
+
+so that they sum to the NVML per-process figure where there is one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from vramtui.errors import UsageError
+from vramtui.measure import events as ev
+from vramtui.measure.session import Session, SessionView, as_view, step_phase
+from vramtui.predict.calibration import DEFAULT, Calibration
+from vramtui.predict.estimate import Estimate, estimate
+from vramtui.spec import RunSpec, expandable_segments, resolve_dtype
+from vramtui.spec.resolve import read_model
+
+AT = ("latest", "peak")
+LABELS = {
+    "weights_bytes": "weights",
+    "kv_cache_bytes": "KV cache",
+    "other_allocated_bytes": "other allocated",
+    "transient_bytes": "transient",
+    "slack_bytes": "allocator slack",
+    "context_bytes": "context & other",
+}
+
+
+@dataclass(frozen=True)
+class Breakdown:
+    at: str  # latest | peak
+    token: int | None  # the step it describes (None: the load sample)
+    phase: str
+    weights_bytes: int
+    kv_cache_bytes: int
+    other_allocated_bytes: int | None
+    transient_bytes: int | None
+    slack_bytes: int | None  # None without an allocator (CPU)
+    context_bytes: int | None  # None without NVML
+    total_bytes: int  # the sum of the components present
+    total_source: str  # what the total stands for: NVML process | allocator reserved | ...
+
+    def components(self) -> list[tuple[str, int | None]]:
+        """(label, bytes) from the bottom of the stack up."""
+        return [(label, getattr(self, name)) for name, label in LABELS.items()]
+
+
+def _is_allocator(session: SessionView) -> bool:
+    """Whether the engine's figures are an allocator's (CUDA, MPS) rather than RSS."""
+    hello = session.hello
+    return hello is None or hello.backend != "cpu"
+
+
+def measured_weights(session: SessionView) -> int | None:
+    """Allocated after load; the engine's tensor count where the figure is process RSS."""
+    if _is_allocator(session):
+        for s in reversed(session.samples):
+            if s.token is None and s.phase == "load" and s.allocated is not None:
+                return s.allocated
+    return session.loaded.weights_bytes if session.loaded else None
+
+
+def _pick(session: SessionView, at: str) -> ev.Sample | None:
+    tokens = list(session.token_samples)
+    if not tokens:
+        loads = [s for s in session.samples if s.phase == "load"]
+        return loads[-1] if loads else None
+    if at == "latest":
+        return tokens[-1]
+    key = "step_peak" if any(s.step_peak is not None for s in tokens) else "allocated"
+    best = None
+    for s in tokens:
+        value = getattr(s, key)
+        if value is not None and (best is None or value > getattr(best, key)):
+            best = s
+    return best
+
+
+def _nonneg(value: int | None) -> int | None:
+    return None if value is None else max(0, value)
+
+
+def _nvml_at(session: SessionView, sample: ev.Sample, at: str) -> int | None:
+    if sample.token is not None:
+        for token, value in session.token_series("nvml_process"):
+            if token == sample.token:
+                return value
+    return session.latest("nvml_process") if at == "latest" else None
+
+
+def measured_breakdown(session: Session | SessionView, at: str = "latest") -> Breakdown | None:
+    """The measured breakdown at the latest step, or at the step with the highest peak.
+
+    None until the session holds a sample and the weights are known.
+    """
+    if at not in AT:
+        raise ValueError(f"at must be one of {AT}, not {at!r}")
+    session = as_view(session)
+    sample = _pick(session, at)
+    weights = measured_weights(session)
+    if sample is None or weights is None:
+        return None
+    kv = sample.kv_bytes or 0
+    allocated = sample.allocated
+    peak = sample.step_peak if sample.step_peak is not None else allocated
+    other = transient = slack = context = None
+    if allocated is not None:
+        other = _nonneg(allocated - weights - kv)
+        transient = _nonneg(peak - allocated) if peak is not None else None
+    if sample.reserved is not None and peak is not None:
+        slack = _nonneg(sample.reserved - peak)
+    nvml = _nvml_at(session, sample, at)
+    if nvml is not None and sample.reserved is not None:
+        context = _nonneg(nvml - sample.reserved)
+    parts = [weights, kv, other, transient, slack, context]
+    total = sum(p for p in parts if p is not None)
+    if context is not None:
+        source = "NVML process"
+    elif slack is not None:
+        source = "allocator reserved"
+    elif _is_allocator(session):
+        source = "allocator peak"
+    else:
+        source = "process RSS peak"
+    return Breakdown(
+        at=at,
+        token=sample.token,
+        phase=step_phase(sample),
+        weights_bytes=weights,
+        kv_cache_bytes=kv,
+        other_allocated_bytes=other,
+        transient_bytes=transient,
+        slack_bytes=slack,
+        context_bytes=context,
+        total_bytes=total,
+        total_source=source,
+    )
+
+
+@dataclass(frozen=True)
+class ComparisonRow:
+    component: str
+    predicted: int | None
+    measured: int | None
+    error_percent: float | None  # (predicted - measured) / measured x 100
+
+
+def _row(component: str, predicted: int | None, measured: int | None) -> ComparisonRow:
+    error = None
+    if predicted is not None and measured:
+        error = round((predicted - measured) / measured * 100, 2)
+    return ComparisonRow(component, predicted, measured, error)
+
+
+def _peak(session: SessionView, name: str) -> int | None:
+    peak = session.peaks.get(name)
+    return peak.value if peak else None
+
+
+def compare(est: Estimate, session: Session | SessionView) -> list[ComparisonRow]:
+    """Predicted against measured, component by component, for the summary table.
+
+    A run that stopped early is compared with the estimate of the tokens it made.
+    """
+    session = as_view(session)
+    samples = list(session.token_samples)
+    done = min(len(samples), est.tokens)
+    pred = est.for_tokens(done) if 0 < done < est.tokens else est
+    kv = next((s.kv_bytes for s in reversed(samples) if s.kv_bytes is not None), None)
+    transients = [
+        s.step_peak - s.allocated
+        for s in samples
+        if s.step_peak is not None and s.allocated is not None
+    ]
+    peak_alloc = _peak(session, "step_peak") or _peak(session, "allocated")
+    peak_reserved = _peak(session, "reserved")
+    peak_nvml = _peak(session, "nvml_process")
+    slack = peak_reserved - peak_alloc if peak_reserved is not None and peak_alloc else None
+    context = peak_nvml - peak_reserved if peak_nvml is not None and peak_reserved else None
+    allocator = _is_allocator(session)
+    return [
+        _row("weights", pred.weights_bytes, measured_weights(session)),
+        _row("KV cache (end)", pred.kv_cache_bytes if samples else None, kv),
+        _row(
+            "transient (largest)",
+            pred.transient_bytes,
+            max(transients) if allocator and transients else None,
+        ),
+        _row("allocator slack", pred.slack_bytes, slack),
+        _row("context & other", pred.context_bytes, context),
+        _row("peak allocated", pred.peak_allocated_bytes, peak_alloc if allocator else None),
+        _row("peak reserved", pred.peak_reserved_bytes, peak_reserved),
+        _row("peak total (NVML)", pred.peak_total_bytes, peak_nvml),
+    ]
+
+
+def estimate_for_session(
+    session: Session | SessionView, calibration: Calibration = DEFAULT
+) -> Estimate | None:
+    """The estimate of the run a session records, where the model can be estimated."""
+    view = as_view(session)
+    try:
+        spec, info, _, _ = read_model(RunSpec.from_dict(dict(view.spec)))
+    except (UsageError, TypeError, KeyError):
+        return None
+    if info is None:
+        return None
+    backend = view.backend or "cuda"
+    loaded = view.loaded
+    try:
+        return estimate(
+            info,
+            prompt_tokens=loaded.prompt_tokens if loaded else spec.prompt_tokens,
+            tokens=spec.tokens,
+            batch=spec.batch,
+            dtype=loaded.dtype if loaded else resolve_dtype(spec.dtype, backend),
+            attn=spec.attn,
+            backend=backend,
+            calibration=calibration,
+            expandable_segments=expandable_segments(view.environment.get("cuda_alloc_conf")),
+        )
+    except UsageError:
+        return None

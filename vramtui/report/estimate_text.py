@@ -1,0 +1,90 @@
+"""How a prediction reads: the estimate's table rows, its warnings, fit lines.
+
+Shared by `vramtui estimate` and the app's start screen. The predict layer
+returns facts; the sentences are here.
+"""
+
+from __future__ import annotations
+
+from vramtui.predict.estimate import Estimate
+from vramtui.predict.forecast import FitCheck
+from vramtui.units import format_bytes, format_count
+
+
+def _gb(n: int) -> str:
+    return f"{n / 1e9:.1f} GB"
+
+
+def fragmentation_warning(est: Estimate) -> str | None:
+    """One line where the allocator's cache will balloon, else None."""
+    if not est.cache_balloons:
+        return None
+    return (
+        f"reserved grows to ~{_gb(est.peak_reserved_bytes)} (KV cache segments too small to "
+        f"reuse; capped by the GPU, freed before an OOM; the run needs "
+        f"{_gb(est.required_bytes)}): PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True avoids it"
+    )
+
+
+def estimate_rows(e: Estimate) -> list[tuple[str, str, str]]:
+    """(component, bytes, what) for the estimate table."""
+    kv_token = e.model.kv_bytes_per_token(e.dtype, e.batch)
+    positions = e.prompt_tokens + e.tokens - 1
+    up_to = " (at most the GPU's free memory)" if e.cache_balloons else ""
+    cuda = e.backend == "cuda"
+    rows = [
+        ("weights", format_bytes(e.weights_bytes, 2), f"{format_count(e.model.params)} params"),
+        (
+            "KV cache (end)",
+            format_bytes(e.kv_cache_bytes, 2),
+            f"{format_bytes(kv_token)}/token x {positions} positions",
+        ),
+        (
+            "transient (largest step)",
+            format_bytes(e.transient_bytes, 2),
+            "prefill activations, logits, cache copy",
+        ),
+        ("allocator slack", format_bytes(e.slack_bytes, 2), "reserved - allocated"),
+        (
+            "CUDA context & libraries",
+            format_bytes(e.context_bytes, 2),
+            "not from the allocator" if cuda else "none off CUDA",
+        ),
+        ("peak allocated", format_bytes(e.peak_allocated_bytes, 2), "torch max_memory_allocated"),
+    ]
+    if cuda:
+        rows += [
+            (
+                "peak reserved",
+                format_bytes(e.peak_reserved_bytes, 2),
+                "max_memory_reserved" + up_to,
+            ),
+            ("peak total", format_bytes(e.peak_total_bytes, 2), "NVML per-process" + up_to),
+        ]
+    if e.cache_balloons:
+        rows.append(
+            ("needed to fit", format_bytes(e.required_bytes, 2), "the cached KV segments freed")
+        )
+    return rows
+
+
+def fit_text(check: FitCheck, where: str = "free") -> str:
+    """'fits: needs 3.1 GB of 79.2 GB free (76.1 GB to spare)', or why it won't."""
+    need, free = format_bytes(check.need_bytes), format_bytes(check.free_bytes)
+    if check.fits:
+        return f"fits: needs {need} of {free} {where} ({format_bytes(check.spare_bytes)} to spare)"
+    short = f"needs {need}, {free} {where}"
+    if check.most_tokens:
+        return f"won't fit: {short}; at most {check.most_tokens} new tokens fit"
+    if not check.weights_fit:
+        return f"won't fit: {short}; not even the weights fit"
+    return f"won't fit: {short}; not even one new token fits"
+
+
+def tokens_fit_text(most: int, memory: str, positions_bound: bool, positions: int) -> str:
+    """The 'max new tokens that fit' line, saying when the model's positions, not
+    memory, are the limit."""
+    line = f"max new tokens that fit in {memory}: {most}"
+    if positions_bound:
+        line += f" (the model's {positions} positions are the limit, not memory)"
+    return line

@@ -1,0 +1,147 @@
+"""Write a session as a tidy CSV (one row per sample) and a JSON summary, atomically."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from vramtui.errors import UsageError
+from vramtui.measure.session import Session, SessionView, as_view, step_phase
+
+CSV_COLUMNS = (
+    "t_s",
+    "source",
+    "token",
+    "phase",
+    "allocated_bytes",
+    "reserved_bytes",
+    "step_peak_bytes",
+    "kv_cache_bytes",
+    "nvml_process_bytes",
+    "nvml_device_used_bytes",
+    "nvml_device_total_bytes",
+)
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def safe_cell(value: Any) -> Any:
+    """Keep a user-supplied string from starting a spreadsheet formula."""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return "" if value is None else value
+
+
+def check_writable(path: str | Path, *, force: bool = False) -> Path:
+    """Fail early (before any model is built) if `path` cannot be written."""
+    target = Path(path).expanduser()
+    if target.is_dir():
+        raise UsageError(f"export path is a folder, not a file: {path}")
+    if target.exists() and not force:
+        raise UsageError(f"{path} exists; pass --force to overwrite it")
+    parent = target.parent if str(target.parent) else Path(".")
+    if not parent.is_dir():
+        raise UsageError(f"cannot write {path}: folder {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise UsageError(f"cannot write {path}: folder {parent} is not writable")
+    return target
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write(path: str | Path, text: str) -> Path:
+    """Write to a temporary file in the same folder, then rename over the target.
+
+    The file gets the permissions a plain open() would give it (0666 less the
+    umask, so 0644 usually), not mkstemp's 0600."""
+    target = Path(path).expanduser()
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent or ".")
+    try:
+        os.fchmod(fd, 0o666 & ~_umask())
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return target
+
+
+def _t(value: float, t0: float) -> str:
+    return f"{value - t0:.6f}"
+
+
+def csv_text(session: Session | SessionView) -> str:
+    view = as_view(session)
+    rows: list[tuple[float, list[Any]]] = []
+    t0 = view.t0
+    for s in view.samples:
+        rows.append(
+            (
+                s.t,
+                [
+                    _t(s.t, t0),
+                    "engine",
+                    s.token,
+                    step_phase(s),  # token 0's step is the prefill
+                    s.allocated,
+                    s.reserved,
+                    s.step_peak,
+                    s.kv_bytes,
+                    None,
+                    None,
+                    None,
+                ],
+            )
+        )
+    for n, token, phase in view.nvml_rows():
+        rows.append(
+            (
+                n.t,
+                [
+                    _t(n.t, t0),
+                    "nvml",
+                    token,
+                    phase,
+                    None,
+                    None,
+                    None,
+                    None,
+                    n.process_bytes,
+                    n.device_used,
+                    n.device_total,
+                ],
+            )
+        )
+    rows.sort(key=lambda r: r[0])
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for _, row in rows:
+        writer.writerow([safe_cell(v) for v in row])
+    return out.getvalue()
+
+
+def json_text(session: Session | SessionView) -> str:
+    return json.dumps(as_view(session).summary(), indent=2, sort_keys=False, default=str) + "\n"
+
+
+def write_csv(session: Session | SessionView, path: str | Path) -> Path:
+    return atomic_write(path, csv_text(session))
+
+
+def write_json(session: Session | SessionView, path: str | Path) -> Path:
+    return atomic_write(path, json_text(session))

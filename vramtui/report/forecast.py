@@ -1,0 +1,64 @@
+"""The out-of-memory forecast of a live run, read from its session.
+
+The growth is fitted on the engine's per-step peaks (exact, one figure per
+token, no polling noise) over the whole decode so far (predict/forecast.py).
+The headroom is the device's free memory as NVML reports it (or a total given
+by the caller, less what the run holds), plus the cache the run's own allocator
+holds unused, which it frees and reuses before it runs out.
+"""
+
+from __future__ import annotations
+
+from vramtui.measure.session import Session, SessionView, as_view
+from vramtui.predict.forecast import MAX_POINTS, OomForecast, forecast, spread
+
+SERIES = ("step_peak", "allocated", "nvml_process")  # preferred first
+
+__all__ = ["OomForecast", "forecast_oom", "headroom"]
+
+
+def headroom(view: SessionView, device_total: int | None = None) -> int | None:
+    """Bytes the run can still grow into: the device's free memory (NVML's total - used,
+    else a total less the run's own use), plus what the run's allocator holds unused
+    (reserved - allocated). That cache can be most of the process: a KV cache that
+    balloons (predict/kv_replay.py) fills the GPU with segments it never reuses, and
+    the run still completes."""
+    used = view.latest("nvml_device_used")
+    total = device_total or view.device_total()
+    if not total:
+        return None
+    if used is None:
+        own = view.latest("nvml_process") or view.latest("reserved") or view.latest("allocated")
+        if own is None:
+            return None
+        used = own
+    reserved, allocated = view.latest("reserved"), view.latest("allocated")
+    cached = max(0, reserved - allocated) if reserved is not None and allocated is not None else 0
+    return total - used + cached
+
+
+def forecast_oom(
+    session: Session | SessionView,
+    *,
+    device_total: int | None = None,
+    max_points: int = MAX_POINTS,
+) -> OomForecast | None:
+    """Where this run would run out of device memory, from its growth so far.
+
+    None until two decode steps are measured, or when no device total is known.
+    """
+    view = as_view(session)
+    room = headroom(view, device_total)
+    if room is None:
+        return None
+    for name in SERIES:
+        # The prefill (token 0) is no guide to decode growth; leave it out.
+        points = spread([(t, v) for t, v in view.token_series(name) if t >= 1], max_points)
+        if len(points) >= 2:
+            break
+    else:
+        return None
+    loaded = view.loaded
+    last = loaded.positions - loaded.prompt_tokens - 1 if loaded and loaded.positions else None
+    requested = int(view.spec.get("tokens") or 0)
+    return forecast(points, room, requested=requested, last_token=last, basis=name)

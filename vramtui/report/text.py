@@ -1,0 +1,132 @@
+"""Human-readable views of a session's summary, shared by the CLI and the app."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from vramtui.units import format_bytes
+
+if TYPE_CHECKING:
+    from vramtui.report.breakdown import ComparisonRow
+
+SERIES_LABELS = {
+    "nvml_process": "NVML process",
+    "reserved": "allocator reserved",
+    "allocated": "allocator allocated",
+    "step_peak": "per-step peak",
+    "nvml_device_used": "NVML device used",
+}
+
+
+# What the engine's series measure where there is no CUDA allocator.
+_BACKEND_LABELS = {
+    "cpu": {"allocated": "process RSS", "step_peak": "per-step peak RSS"},
+    "mps": {"allocated": "MPS allocated", "reserved": "MPS driver"},
+}
+
+
+def series_labels(backend: str | None) -> dict[str, str]:
+    """SERIES_LABELS, named for what they measure on `backend` (cuda, mps, cpu)."""
+    labels = dict(SERIES_LABELS)
+    labels.update(_BACKEND_LABELS.get(backend or "", {}))
+    return labels
+
+
+def device_note(environment: dict[str, Any]) -> str | None:
+    """One line saying what the figures are where there is no GPU (None on CUDA)."""
+    backend = environment.get("backend")
+    source = environment.get("memory_source") or "the process"
+    if backend == "cpu":
+        return f"CPU — figures are {source}; no GPU"
+    if backend == "mps":
+        return f"Apple MPS — figures are {source}; no NVML"
+    return None
+
+
+def at_text(peak: dict[str, Any]) -> str:
+    token = peak.get("token")
+    where = f"token {token}" if token is not None else "—"
+    return f"{where} ({peak.get('phase')})"
+
+
+def peak_rows(
+    summary: dict[str, Any], labels: dict[str, str] | None = None
+) -> list[tuple[str, str, str]]:
+    """(series, peak, where) for every series that has a peak."""
+    rows = []
+    for name, label in (labels or SERIES_LABELS).items():
+        peak = summary["peaks"].get(name)
+        if peak:
+            rows.append((label, format_bytes(peak["value"], 2), at_text(peak)))
+    return rows
+
+
+def fact_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
+    env = summary.get("environment", {})
+    rate = summary.get("tokens_per_s")
+    where = ", ".join(str(x) for x in (env.get("device"), summary.get("dtype")) if x)
+    rows = [
+        ("status", str(summary["status"])),
+        ("model", f"{summary.get('model')} ({where})" if where else str(summary.get("model"))),
+        ("tokens", f"{summary['tokens_generated']}/{summary['tokens_requested']}"),
+        ("tok/s", f"{rate:.1f}" if rate else "–"),
+        ("weights", format_bytes(summary.get("weights_bytes"), 2)),
+        ("KV cache at end", format_bytes(summary.get("kv_cache_bytes_final"), 2)),
+    ]
+    bpp_alloc = summary.get("bytes_per_param_peak_allocated")
+    bpp_proc = summary.get("bytes_per_param_peak_process")
+    if bpp_alloc is not None:
+        rows.append(("bytes/param (peak allocated)", f"{bpp_alloc:.2f}"))
+    if bpp_proc is not None:
+        rows.append(("bytes/param (peak process)", f"{bpp_proc:.2f}"))
+    device = env.get("gpu_name") or env.get("device_name")
+    versions = ", ".join(
+        f"{k} {env[k]}" for k in ("driver", "torch", "transformers", "vramtui") if env.get(k)
+    )
+    rows.append(("device", f"{device} · {versions}" if device else versions))
+    failure = summary.get("failure")
+    if failure:
+        where = (
+            f"token {failure['token']}" if failure.get("token") is not None else failure["phase"]
+        )
+        rows.append(("reason", f"{failure['kind']} at {where}: {failure['message']}"))
+    return rows
+
+
+def comparison_rows(rows: list[ComparisonRow]) -> list[tuple[str, str, str, str]]:
+    """(component, predicted, measured, error) for the components that were measured."""
+    out = []
+    for row in rows:
+        if row.measured is None:
+            continue
+        error = f"{row.error_percent:+.1f} %" if row.error_percent is not None else "–"
+        out.append(
+            (row.component, format_bytes(row.predicted, 2), format_bytes(row.measured, 2), error)
+        )
+    return out
+
+
+def table(rows: list[tuple[str, ...]], header: tuple[str, ...] | None = None) -> str:
+    """A plain aligned text table."""
+    all_rows = ([header] if header else []) + rows
+    widths = [max(len(r[i]) for r in all_rows) for i in range(len(all_rows[0]))]
+    lines = []
+    for n, row in enumerate(all_rows):
+        lines.append("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+        if header and n == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def summary_text(summary: dict[str, Any]) -> str:
+    head = f"Peak memory — {summary.get('model')}, {summary['tokens_generated']} tokens"
+    env = summary.get("environment", {})
+    rows = peak_rows(summary, series_labels(env.get("backend")))
+    parts = [head, "", table(rows, ("series", "peak", "at")), ""]
+    note = device_note(env)
+    if note:
+        parts += [note, ""]
+    parts.append(table([(k, v) for k, v in fact_rows(summary)]))
+    for notice in summary.get("notices", []):
+        parts.append(f"note: {notice}")
+    return "\n".join(parts)

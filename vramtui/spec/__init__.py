@@ -1,0 +1,32 @@
+"""What to run: the RunSpec, the sources and devices it names, and `resolve()`.
+
+Pure Python: below everything that measures, predicts or shows a run.
+"""
+
+from vramtui.spec.devices import DeviceChoice, DeviceList
+from vramtui.spec.resolve import ResolvedRun, resolve
+from vramtui.spec.run_spec import (
+    ALLOC_CONF,
+    ATTENTION,
+    DTYPES,
+    SOURCES,
+    RunSpec,
+    expandable_segments,
+    model_label,
+    resolve_dtype,
+)
+
+__all__ = [
+    "ALLOC_CONF",
+    "ATTENTION",
+    "DTYPES",
+    "SOURCES",
+    "DeviceChoice",
+    "DeviceList",
+    "ResolvedRun",
+    "RunSpec",
+    "expandable_segments",
+    "model_label",
+    "resolve",
+    "resolve_dtype",
+]

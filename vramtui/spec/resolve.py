@@ -1,0 +1,145 @@
+"""One spec, resolved once: everything a run needs to know before it starts.
+
+`resolve()` checks every field that can be checked without torch, reads the
+config a run builds from, finds the device it will run on, and returns a
+`ResolvedRun` that the estimate, the recorder and the screens all read. Each
+problem is a UsageError naming its field, raised before anything runs.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+
+from vramtui.errors import UsageError
+from vramtui.models.architecture import ModelInfo
+from vramtui.models.catalogue import lookup
+from vramtui.models.opt import model_info_for_config, why_not_modelled
+from vramtui.spec.devices import DeviceChoice, DeviceList, backend_of, check_device
+from vramtui.spec.run_spec import (
+    ALLOC_CONF,
+    ATTENTION,
+    DTYPES,
+    SOURCES,
+    RunSpec,
+    expandable_segments,
+    resolve_dtype,
+)
+from vramtui.spec.sources import has_tokenizer, max_positions, read_checkpoint, read_config_source
+
+
+@dataclass(frozen=True)
+class ResolvedRun:
+    """A checked spec and the facts that follow from it."""
+
+    spec: RunSpec  # normalised: canonical model name and device id
+    device: str  # the device it will run on (`auto` made concrete, as far as NVML knows)
+    backend: str  # cuda | mps | cpu
+    dtype: str  # float16 on GPUs, float32 on the CPU, unless asked
+    model: ModelInfo | None  # the architecture, where the estimator models it
+    model_note: str | None  # why it does not, where it does not
+    config: dict[str, object] | None  # the config.json read (config and checkpoint sources)
+    positions: int | None  # the longest sequence the model allows, where known
+    alloc_conf: str | None  # PYTORCH_CUDA_ALLOC_CONF the engine will run with
+    device_choice: DeviceChoice | None = None  # name, total and free memory of the device
+
+    @property
+    def expandable_segments(self) -> bool:
+        return expandable_segments(self.alloc_conf)
+
+
+def check_fields(spec: RunSpec) -> None:
+    """The fields that need nothing but themselves."""
+    if spec.source not in SOURCES:
+        choose = ", ".join(SOURCES)
+        raise UsageError(f"unknown source {spec.source!r}; choose from {choose}", field="source")
+    if spec.tokens <= 0:
+        raise UsageError(
+            f"--tokens must be a positive number of new tokens, got {spec.tokens}", field="tokens"
+        )
+    if spec.prompt_tokens <= 0 and not spec.prompt:
+        raise UsageError(
+            f"--prompt-tokens must be positive, got {spec.prompt_tokens}", field="prompt_tokens"
+        )
+    if spec.batch <= 0:
+        raise UsageError(f"--batch must be positive, got {spec.batch}", field="batch")
+    if spec.dtype is not None and spec.dtype not in DTYPES:
+        choose = ", ".join(DTYPES)
+        raise UsageError(f"unknown dtype {spec.dtype!r}; choose from {choose}", field="dtype")
+    if spec.attn not in ATTENTION:
+        choose = ", ".join(ATTENTION)
+        raise UsageError(f"unknown attention {spec.attn!r}; choose from {choose}", field="attn")
+
+
+def read_model(spec: RunSpec) -> tuple[RunSpec, ModelInfo | None, str | None, dict | None]:
+    """(spec with its canonical model name, architecture, why none, config read)."""
+    if spec.source == "architecture":
+        info = lookup(spec.model)
+        return replace(spec, model=info.name), info, None, None
+    if spec.source == "config":
+        config: dict[str, object] | None = read_config_source(spec.path)
+    else:
+        config = read_checkpoint(
+            spec.path, allow_pickle=spec.allow_pickle, allow_download=spec.allow_download
+        )
+    if config is None:
+        return spec, None, "the checkpoint is fetched by the engine", None
+    note = why_not_modelled(config)
+    info = model_info_for_config(config)
+    return spec, (replace(info, name=spec.model) if info else None), note, config
+
+
+def check_positions(spec: RunSpec, positions: int | None) -> None:
+    if spec.prompt or positions is None:
+        return  # a text prompt's length is known once it is tokenized (the engine checks)
+    if spec.prompt_tokens + spec.tokens > positions:
+        raise UsageError(
+            f"prompt ({spec.prompt_tokens}) + new tokens ({spec.tokens}) = "
+            f"{spec.prompt_tokens + spec.tokens} exceeds the model's limit of {positions} "
+            "positions",
+            field="tokens",
+        )
+
+
+def check_prompt(spec: RunSpec) -> None:
+    if not spec.prompt:
+        return
+    if spec.source != "checkpoint":
+        raise UsageError(
+            "--prompt needs a checkpoint with a tokenizer (random weights have none); "
+            "use --prompt-tokens instead",
+            field="prompt",
+        )
+    if has_tokenizer(str(spec.path)) is False:
+        raise UsageError(
+            f"--prompt needs a tokenizer, and {spec.path} has none; use --prompt-tokens instead",
+            field="prompt",
+        )
+
+
+def resolve(
+    spec: RunSpec, devices: DeviceList, environ: Mapping[str, str] | None = None
+) -> ResolvedRun:
+    """Check `spec` against itself, its model source and the devices there are."""
+    environ = os.environ if environ is None else environ
+    check_fields(spec)
+    spec, info, note, config = read_model(spec)
+    positions = info.positions if info else (max_positions(config) if config else None)
+    check_positions(spec, positions)
+    check_prompt(spec)
+    spec = replace(spec, device=check_device(spec.device, devices))
+    device = devices.best() if spec.device == "auto" else spec.device
+    backend = backend_of(device)
+    return ResolvedRun(
+        spec=spec,
+        device=device,
+        backend=backend,
+        dtype=resolve_dtype(spec.dtype, backend),
+        model=info,
+        model_note=note,
+        config=config,
+        positions=positions,
+        alloc_conf=environ.get(ALLOC_CONF) or None,
+        device_choice=devices.find(device),
+    )

@@ -1,0 +1,76 @@
+"""What to run: the RunSpec, a frozen record of every choice a run depends on."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+from vramtui.errors import UsageError
+from vramtui.models.architecture import DTYPE_BYTES
+
+SOURCES = ("architecture", "config", "checkpoint")
+ATTENTION = ("sdpa", "eager")
+DTYPES = tuple(DTYPE_BYTES)
+# The caching allocator's settings, read from the environment by the engine (and
+# recorded with every run): expandable segments change reserved memory a great deal.
+ALLOC_CONF = "PYTORCH_CUDA_ALLOC_CONF"
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One generation run. `dtype=None` and `device='auto'` are resolved by `resolve()`."""
+
+    model: str = "opt-125m"
+    source: str = "architecture"  # architecture | config | checkpoint
+    path: str | None = None  # config.json (source=config) or folder / hub id (checkpoint)
+    tokens: int = 200
+    prompt_tokens: int = 8
+    prompt: str | None = None
+    batch: int = 1
+    dtype: str | None = None
+    attn: str = "sdpa"
+    device: str = "auto"
+    seed: int = 0
+    allow_download: bool = False
+    allow_pickle: bool = False
+    # torch 2.11 on Hopper picks cuDNN for sdpa, which builds a graph for every
+    # new sequence length: a first pass through 2000 tokens runs ~9x slower. Off
+    # unless asked for.
+    cudnn_sdpa: bool = False
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, object]) -> RunSpec:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise UsageError(f"unknown run spec fields: {', '.join(unknown)}")
+        return cls(**data)  # type: ignore[arg-type]
+
+    @property
+    def label(self) -> str:
+        return self.model if self.source == "architecture" else f"{self.model} ({self.source})"
+
+
+def resolve_dtype(dtype: str | None, backend: str) -> str:
+    """float16 on GPUs by default, float32 on the CPU."""
+    if dtype is None:
+        return "float32" if backend == "cpu" else "float16"
+    return dtype
+
+
+def expandable_segments(alloc_conf: str | None) -> bool:
+    """Whether a PYTORCH_CUDA_ALLOC_CONF value turns expandable segments on."""
+    return "expandable_segments:true" in (alloc_conf or "").replace(" ", "").lower()
+
+
+def model_label(path: str) -> str:
+    """A short name for a config or checkpoint path: its file stem or folder name."""
+    parts = [p for p in path.replace("\\", "/").split("/") if p]
+    if not parts:
+        return path
+    last = parts[-1]
+    if last == "config.json" and len(parts) > 1:
+        return parts[-2]
+    return last.removesuffix(".json")

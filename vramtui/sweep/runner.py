@@ -1,0 +1,132 @@
+"""Running a sweep: one cell after another, each in a fresh engine process."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from vramtui.errors import UsageError
+from vramtui.measure import events as ev
+from vramtui.measure.recorder import Recorder
+from vramtui.measure.session import Session
+from vramtui.spec import ResolvedRun
+from vramtui.sweep.grid import Cell
+from vramtui.sweep.results import CellResult
+
+RecorderFactory = Callable[[ResolvedRun, "dict[str, str] | None"], Recorder]
+CellEnv = Callable[[Cell], "dict[str, str] | None"]
+
+
+def default_recorder(run: ResolvedRun, extra_env: dict[str, str] | None) -> Recorder:
+    return Recorder(run, extra_env=extra_env)
+
+
+class Sweep:
+    """Run cells one at a time, each in its own engine process.
+
+    A cell that fails (out of memory, crash, error) is recorded and the sweep
+    goes on. Two failures end it early: `cancel()` (the running cell ends
+    'cancelled'), and a usage failure before the engine has named its device
+    (a device that is not there fails every cell alike; `aborted` says why).
+    A usage failure after that (a config transformers cannot build) skips the
+    rest of that model's cells.
+
+    `cell_env` adds environment variables to one cell's engine (the engine's
+    test hooks); it is for tests, not a user-facing option.
+    """
+
+    def __init__(
+        self,
+        cells: Sequence[Cell],
+        *,
+        make_recorder: RecorderFactory = default_recorder,
+        cell_env: CellEnv | None = None,
+        on_cell_start: Callable[[Cell, Session], None] | None = None,
+        on_cell_done: Callable[[CellResult], None] | None = None,
+        on_event: Callable[[ev.Event], None] | None = None,
+    ) -> None:
+        self.cells = list(cells)
+        self.make_recorder = make_recorder
+        self.cell_env = cell_env
+        self.on_cell_start = on_cell_start
+        self.on_cell_done = on_cell_done
+        self.on_event = on_event
+        self.results: list[CellResult] = []
+        self.aborted: str | None = None
+        self._cancelled = threading.Event()
+        self._lock = threading.Lock()
+        self._current: Recorder | None = None
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled.is_set()
+
+    def cancel(self, reason: str = "cancelled by the user") -> None:
+        """End the running cell (its session records `reason`) and start no other.
+        Any thread."""
+        self._cancelled.set()
+        with self._lock:
+            current = self._current
+        if current is not None:
+            current.cancel(reason)
+
+    def run(self) -> list[CellResult]:
+        dead_models: dict[tuple[str, str, str | None], str] = {}
+        for cell in self.cells:
+            if self._cancelled.is_set() or self.aborted:
+                break
+            reason = dead_models.get(cell.model_key)
+            result = CellResult.skipped(cell, reason) if reason else self._run_cell(cell)
+            if result is None:  # the recorder refused the spec: the whole sweep is wrong
+                break
+            self.results.append(result)
+            if self.on_cell_done is not None:
+                self.on_cell_done(result)
+            if result.failure_kind == "usage":
+                if result.environment.get("device_name") is None:
+                    self.aborted = result.failure_message or "usage error"
+                else:
+                    why = f"{cell.spec.model} failed: {result.failure_message}"
+                    dead_models[cell.model_key] = why
+        return self.results
+
+    def _run_cell(self, cell: Cell) -> CellResult | None:
+        env = self.cell_env(cell) if self.cell_env else None
+        try:
+            recorder = self.make_recorder(cell.run, env)
+        except UsageError as exc:
+            self.aborted = str(exc)
+            return None
+        with self._lock:
+            self._current = recorder
+        if self._cancelled.is_set():
+            recorder.cancel()
+        session = recorder.session
+        if self.on_cell_start is not None:
+            self.on_cell_start(cell, session)
+        try:
+            session = recorder.run(self.on_event)
+        except Exception as exc:  # noqa: BLE001 - one cell's failure never ends the sweep
+            session.fail(ev.Failed("error", f"{type(exc).__name__}: {exc}", session.current_phase))
+            engine = getattr(recorder, "engine", None)
+            if engine is not None:
+                engine.close()
+        finally:
+            with self._lock:
+                self._current = None
+        if not session.finished:  # Recorder always ends it; anything else is a crash
+            token = session.tokens_done - 1 if session.tokens_done else None
+            why = "the run ended without a result"
+            session.fail(ev.Failed("crashed", why, session.current_phase, token))
+        return CellResult.from_session(cell, session)
+
+
+def run_sweep(
+    cells: Sequence[Cell],
+    on_cell_done: Callable[[CellResult], None] | None = None,
+    make_recorder: RecorderFactory = default_recorder,
+    **options: Any,
+) -> list[CellResult]:
+    """Run every cell (see `Sweep`); `on_cell_done` sees each result as it finishes."""
+    return Sweep(cells, make_recorder=make_recorder, on_cell_done=on_cell_done, **options).run()
