@@ -8,6 +8,7 @@ from typing import Any
 import torch
 
 from vramtui.errors import UsageError
+from vramtui.measure.engine.random_weights import load_random
 from vramtui.models.catalogue import lookup
 from vramtui.spec import RunSpec
 from vramtui.spec.sources import read_config_source
@@ -70,12 +71,6 @@ def _load_error(spec: RunSpec, exc: Exception) -> UsageError:
     return UsageError(f"cannot load {spec.path}: {text}")
 
 
-def _has_accelerate() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("accelerate") is not None
-
-
 def configure_backends(spec: RunSpec, device: torch.device) -> dict[str, str]:
     """Process-wide kernel choices a run depends on; returned for the record."""
     if device.type != "cuda":
@@ -93,9 +88,6 @@ def build(spec: RunSpec, device: torch.device, dtype: str) -> BuiltModel:
     torch_dtype = TORCH_DTYPES[dtype]
     tokenizer = None
     if spec.source == "checkpoint":
-        # With accelerate, weights load straight onto the device; without it they
-        # pass through host memory first (same device memory in the end).
-        placement = {"device_map": {"": device}} if _has_accelerate() else {}
         try:
             model = AutoModelForCausalLM.from_pretrained(
                 spec.path,
@@ -104,12 +96,10 @@ def build(spec: RunSpec, device: torch.device, dtype: str) -> BuiltModel:
                 use_safetensors=None if spec.allow_pickle else True,
                 local_files_only=not spec.allow_download,
                 trust_remote_code=False,
-                **placement,
+                device_map={"": device},  # straight onto the device, as users load
             )
         except (ValueError, KeyError, OSError) as exc:
             raise _load_error(spec, exc) from None
-        if not placement:
-            model = model.to(device)
         if spec.prompt:
             from transformers import AutoTokenizer
 
@@ -122,15 +112,10 @@ def build(spec: RunSpec, device: torch.device, dtype: str) -> BuiltModel:
     else:
         config = _config_for(spec)
         try:
-            with torch.device(device):
-                model = AutoModelForCausalLM.from_config(
-                    config, dtype=torch_dtype, attn_implementation=spec.attn
-                )
+            model = load_random(config, device, torch_dtype, spec.attn)
         except (ValueError, KeyError) as exc:
             raise _load_error(spec, exc) from None
     model.eval()
-    if getattr(model.config, "tie_word_embeddings", False):
-        model.tie_weights()
     params, size = _unique_tensors(model)
     if spec.source == "architecture":
         expected = lookup(spec.model).params
