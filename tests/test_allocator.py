@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+
 from vramtui.predict.allocator import CachingAllocator, PoolRules
-from vramtui.predict.kv_replay import kv_cache_reserve
+from vramtui.predict.kv_replay import KvGrowth, kv_cache_reserve
 
 MiB = 2**20
 RULES = PoolRules()
@@ -66,9 +68,52 @@ def test_free_blocks_of_an_earlier_phase_are_used_before_new_segments() -> None:
 
 def test_growth_past_the_shared_segments_leaves_a_trail_and_small_growth_none() -> None:
     # one layer, K and V of 64 kB a position, 320 -> 400 positions: 20 -> 25 MiB
-    grown = kv_cache_reserve(RULES, (), (), 1, 64 * 1024, 320, 81)
+    grown = kv_cache_reserve(RULES, (), (), KvGrowth(1, 64 * 1024, 320, 81))
     # every 2 MiB step leaves the two old segments cached: 20+22+24 MiB (x2) + 26 (x2)
     # live, plus one spare of the size in use
     assert grown >= 2 * (20 + 22 + 24 + 26) * MiB
-    small = kv_cache_reserve(RULES, (), (), 1, 256, 8, 2000)  # at most 1 MiB: small pool
-    assert small == 0
+    # at most 1 MiB a tensor: the small pool, one 2 MiB segment for K and V
+    small = kv_cache_reserve(RULES, (), (), KvGrowth(1, 256, 8, 2000))
+    assert small == 2 * MiB
+
+
+CELLS = [  # (model, batch, prompt, tokens): cells whose cache balloons
+    ("opt-125m", 8, 8, 2040),
+    ("opt-1.3b", 8, 100, 1900),
+    ("opt-2.7b", 8, 8, 1000),
+    ("opt-13b", 8, 8, 300),
+    ("opt-30b", 2, 8, 1000),
+    ("opt-66b", 4, 8, 1000),
+]
+
+
+def _growth(name: str, batch: int, prompt: int, tokens: int):  # type: ignore[no-untyped-def]
+    from vramtui.models.catalogue import lookup
+    from vramtui.predict.calibration import DEFAULT
+    from vramtui.predict.kv_replay import KvGrowth
+    from vramtui.predict.steps import StepModel
+
+    info = lookup(name)
+    steps = StepModel(info, prompt, batch, "float16", "sdpa", "cuda", DEFAULT)
+    workspaces = (DEFAULT.cublas_workspace_bytes, DEFAULT.cublaslt_workspace_bytes)
+    kv = KvGrowth(info.layers, steps.kv_row, prompt, tokens)
+    return DEFAULT.rules, steps.load.free_large, workspaces, kv
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_the_fast_replay_counts_the_regular_churn_exactly(
+    cell: tuple[str, int, int, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vramtui.predict import kv_replay
+
+    args = _growth(*cell)
+    exact = kv_replay.replay_steps(*args)
+    # Stepping every position while tensors share 20 MiB segments, the closed-form
+    # churn after them gives the step-by-step replay's figure to the byte...
+    monkeypatch.setattr(kv_replay._Replay, "stride", lambda self, positions: 1)
+    kv_replay.kv_cache_reserve.cache_clear()
+    assert kv_replay.kv_cache_reserve(*args) == exact
+    # ... and striding through the shared segments (what estimates do) stays within 1 %.
+    monkeypatch.undo()
+    kv_replay.kv_cache_reserve.cache_clear()
+    assert abs(kv_replay.kv_cache_reserve(*args) - exact) <= 0.01 * exact

@@ -52,3 +52,24 @@ def test_unknown_model_lists_known_names() -> None:
     with pytest.raises(UsageError) as err:
         lookup("gpt-5")
     assert "opt-125m" in str(err.value) and "opt-66b" in str(err.value)
+
+
+@pytest.mark.parametrize("name", ["opt-125m", "opt-350m", "opt-1.3b"])
+def test_the_checkpoint_tensors_are_the_ones_the_loader_walks(name: str) -> None:
+    """The load model's tensor list: the names, sizes and order transformers' loader
+    walks for a checkpoint of this architecture (the tied lm_head absent)."""
+    import math
+
+    import torch
+    from transformers import OPTConfig
+    from transformers.core_model_loading import dot_natural_key
+
+    from vramtui.measure.engine.random_weights import checkpoint_tensors
+
+    info = lookup(name)
+    real = checkpoint_tensors(
+        OPTConfig(**info.config_kwargs()), torch.float16, torch.device("meta")
+    )
+    walked = [(key, math.prod(real[key].shape)) for key in sorted(real, key=dot_natural_key)]
+    assert info.checkpoint_tensors() == walked
+    assert "lm_head.weight" not in real

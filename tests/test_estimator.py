@@ -47,8 +47,9 @@ def test_accounting_identities_hold() -> None:
     assert e.peak_allocated_bytes >= e.weights_bytes + e.kv_cache_bytes + e.transient_bytes
     steps = max(e.step_peak_at(t) for t in range(e.tokens))
     assert e.peak_allocated_bytes == max(steps, e.load_peak_bytes)
-    # The load's peak: the weights and the lm_head built before tie_weights freed it.
-    assert e.load_peak_bytes >= e.weights_bytes + 50272 * 2048 * 2
+    # The load's peak: the loader's warm-up tensor, the checkpoint's size (a tied
+    # lm_head is never allocated), a few hundred kB over the weights' blocks.
+    assert e.weights_bytes <= e.load_peak_bytes < e.weights_bytes + 2 * 1024**2
     assert e.transient_bytes == max(e.step_peak_at(t) - e.allocated_at(t) for t in range(300))
     for t in (0, 1, 150, 299):
         assert e.step_peak_at(t) > e.allocated_at(t) >= e.weights_bytes + e.kv_at(t)
@@ -309,7 +310,8 @@ def test_cache_balloons_only_when_the_kv_tensors_grow_past_the_shared_segments()
     assert big.required_bytes == plain.required_bytes == plain.peak_total_bytes
     assert e("opt-1.3b", 8, 2000, 8, replay_cache=False).peak_total_bytes == big.required_bytes
     warning = fragmentation_warning(big)
-    assert warning and "expandable_segments:True" in warning and "51.7 GB" in warning
+    reserve = f"~{big.peak_reserved_bytes / 1e9:.1f} GB"
+    assert warning and "expandable_segments:True" in warning and reserve in warning
     assert fragmentation_warning(plain) is None
     assert fragmentation_warning(e("opt-1.3b", 8, 2000, 1)) is None
     assert expandable_segments("max_split_size_mb:128,expandable_segments:True")

@@ -14,6 +14,12 @@ DTYPE_BYTES = {"float16": 2, "bfloat16": 2, "float32": 4}
 OPT_POSITION_OFFSET = 2
 
 
+def natural_key(name: str) -> tuple[tuple[int, int | str], ...]:
+    """A state-dict name's sort key as transformers' loader has it (dot_natural_key):
+    numbers by value, 'layers.2' before 'layers.10'."""
+    return tuple((0, int(part)) if part.isdigit() else (1, part) for part in name.split("."))
+
+
 @dataclass(frozen=True)
 class ModelInfo:
     """An OPT-shaped decoder: every figure the estimator and the screens need."""
@@ -45,6 +51,29 @@ class ModelInfo:
         layer += [f * h, f, h * f, h]  # fc1, fc2
         layer += [h, h]  # final_layer_norm
         return out + layer * self.layers
+
+    def checkpoint_tensors(self) -> list[tuple[str, int]]:
+        """(name, elements) of every tensor a checkpoint of this model holds (the tied
+        lm_head is not written), in the order transformers' loader walks them."""
+        h, f, p = self.hidden, self.ffn, self.word_embed_proj_dim
+        decoder = "model.decoder."
+        out = [
+            (decoder + "embed_tokens.weight", self.vocab * p),
+            (decoder + "embed_positions.weight", (self.positions + OPT_POSITION_OFFSET) * h),
+        ]
+        if p != h:
+            out += [(decoder + "project_out.weight", h * p), (decoder + "project_in.weight", p * h)]
+        if self.do_layer_norm_before:
+            norm = decoder + "final_layer_norm."
+            out += [(norm + "weight", h), (norm + "bias", h)]
+        per_layer = [("self_attn." + proj, (h * h, h)) for proj in ("k_proj", "v_proj", "q_proj")]
+        per_layer += [("self_attn.out_proj", (h * h, h)), ("self_attn_layer_norm", (h, h))]
+        per_layer += [("fc1", (f * h, f)), ("fc2", (h * f, h)), ("final_layer_norm", (h, h))]
+        for i in range(self.layers):
+            for module, (weight, bias) in per_layer:
+                prefix = f"{decoder}layers.{i}.{module}."
+                out += [(prefix + "weight", weight), (prefix + "bias", bias)]
+        return sorted(out, key=lambda item: natural_key(item[0]))
 
     @property
     def params(self) -> int:

@@ -132,6 +132,22 @@ class CachingAllocator:
         segment.put(offset, size, 0)
         insort(free, (size, sid, offset))
 
+    def freed_size(self, handle: Handle) -> int:
+        """The free block freeing this block would make: itself and its free neighbours."""
+        sid, offset = handle
+        segment = self.segments[sid]
+        size = segment.blocks[offset][0]
+        after = segment.blocks.get(offset + size)
+        before = segment.ends.get(offset)
+        total = size + (after[0] if after is not None and not after[1] else 0)
+        if before is not None and not segment.blocks[before][1]:
+            total += segment.blocks[before][0]
+        return total
+
+    def free_sizes(self, small: bool = False) -> list[int]:
+        """The sizes of a pool's free blocks, smallest first."""
+        return [size for size, _, _ in self._free[small]]
+
     def free_large_blocks(self) -> tuple[int, ...]:
         """Every free large-pool block's size, by segment and address."""
         return tuple(

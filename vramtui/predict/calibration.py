@@ -45,9 +45,11 @@ class Calibration:
     # measured residual is 2,560 B after the prefill and 4,608 B from the first decode
     # step on (series[1..].allocated), in every cell; the larger is taken.
     allocated_overhead_bytes: int = 4608
-    # One 512-byte block alive before the weights are built (after_load.allocated -
-    # the simulated weight blocks = 512 B in all five models).
-    load_overhead_bytes: int = 512
+    # Blocks alive before the weights are loaded. The old build (from_config under
+    # torch.device) left one of 512 B; the loader the engine uses now leaves none:
+    # after_load allocated and reserved equal predict/load.py's simulation to the byte
+    # for all five models (benchmarks/results/calibration/b1-short.json).
+    load_overhead_bytes: int = 0
     # The caching allocator's constants (kMinBlockSize, kSmallSize, kSmallBuffer,
     # kLargeBuffer, kMinLargeAlloc, kRoundLarge in c10/cuda/CUDACachingAllocator.cpp).
     # Simulating the load with these rules (predict/load.py) reproduces after_load
@@ -61,6 +63,13 @@ class Calibration:
     # peak-reserved error over the cudnn-off cells: 0.18 (worst about 7 %: prefill-heavy
     # cells fragment less, 8 + 2000 decode and batch-8 eager ones more).
     dynamic_slack_fraction: float = 0.18
+    # What a step's transients (activations, score matrices, logits above the steady
+    # figure) add to reserved, beyond the KV cache's own segments (replayed exactly,
+    # both pools, by predict/kv_replay.py): their largest step's bytes times this, in
+    # 2 MiB segments. Fitted on the prefill-heavy cells of the current build (2000 + 1,
+    # opt-1.3b and opt-6.7b, sdpa and eager: measured 0.75-1.50 x the transient);
+    # decode cells need a few MiB at most (b1-long.json, b1-short.json).
+    transient_reserve_factor: float = 1.2
     # Where the cache balloons (Estimate.cache_balloons), the slack fraction does not
     # apply: once one layer's K or V tensor outgrows large_segment_bytes it gets a
     # segment of its own, rounded to 2 MiB, and the cache grows by torch.cat each step;

@@ -17,7 +17,7 @@ from typing import Any
 from vramtui.errors import UsageError
 from vramtui.models.architecture import DTYPE_BYTES, ModelInfo
 from vramtui.predict.calibration import DEFAULT, Calibration
-from vramtui.predict.kv_replay import kv_cache_reserve
+from vramtui.predict.kv_replay import KvGrowth, kv_cache_reserve
 from vramtui.predict.steps import StepModel
 from vramtui.spec import ResolvedRun
 
@@ -167,28 +167,25 @@ def _peaks(steps: StepModel, tokens: int, expandable: bool, replay_cache: bool) 
     # are those of the last step; the prefill (token 0) is the other candidate.
     candidates = sorted({0, min(1, tokens - 1), tokens - 1})
     generate_peak = max(steps.step_peak(i) for i in candidates)
-    # torch's max_memory_allocated covers the load too: at 8 + 20 tokens the load's
-    # peak (weights + the untied lm_head) is the run's peak for every OPT model.
+    # torch's max_memory_allocated covers the load too (its warm-up tensor, the size of
+    # the checkpoint, is the load's peak).
     peak_allocated = max(steps.load_peak, generate_peak)
     transient = max(steps.step_peak(i) - steps.steady(i) for i in candidates)
     # Segments are never given back, so the reserved peak also covers the load's
     # (on CUDA the load's segments are already in; off CUDA reserved = allocated).
     needed = max(steps.reserved_for(generate_peak), peak_allocated)
-    reserved = needed
     balloons = steps.cuda and not expandable and steps.kv_outgrows_shared_segments(tokens)
-    if balloons and replay_cache:
+    reserved = needed
+    if steps.cuda and not expandable and replay_cache:
         cal = steps.cal
         # the load's free blocks, then the cuBLAS workspaces, then the cache's churn
-        grown = kv_cache_reserve(
-            cal.rules,
-            steps.load.free_large,
-            (cal.cublas_workspace_bytes, cal.cublaslt_workspace_bytes),
-            steps.model.layers,
-            steps.kv_row,
-            steps.prompt,
-            tokens,
-        )
-        reserved = max(reserved, steps.load.reserved + grown)
+        kv = KvGrowth(steps.model.layers, steps.kv_row, steps.prompt, tokens)
+        workspaces = (cal.cublas_workspace_bytes, cal.cublaslt_workspace_bytes)
+        grown = kv_cache_reserve(cal.rules, steps.load.free_large, workspaces, kv)
+        reserved = steps.load.reserved + grown + steps.transient_reserve(transient)
+        reserved = max(reserved, peak_allocated)
+        if not balloons:  # a ballooning cache is freed before an OOM: not needed
+            needed = reserved
     return _Peaks(peak_allocated, transient, needed, reserved, balloons)
 
 
@@ -212,8 +209,8 @@ def estimate(
     exactly what it allocates, and predicts tensor bytes, not the process RSS
     the engine reports there. `expandable_segments`: the allocator runs with
     PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True (no ballooning cache).
-    `replay_cache=False` skips replaying a ballooning cache (kv_replay.py):
-    peak reserved and total are then what the run needs.
+    `replay_cache=False` skips replaying the cache's segments (kv_replay.py): peak
+    reserved is then the fragmentation model's (Calibration.dynamic_slack_fraction).
     """
     _check_args(model, prompt_tokens, tokens, batch, dtype, attn, backend)
     steps = StepModel(model, prompt_tokens, batch, dtype, attn, backend, calibration)
@@ -257,7 +254,7 @@ def max_tokens_that_fit(model: ModelInfo, memory_bytes: int, **shape: Any) -> in
     cap = model.positions - shape.get("prompt_tokens", 8)
 
     def fits(n: int) -> bool:
-        e = estimate(model, tokens=n, replay_cache=False, **shape)
+        e = estimate(model, tokens=n, **shape)
         return e.required_bytes <= memory_bytes
 
     if cap <= 0 or not fits(1):

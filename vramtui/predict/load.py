@@ -1,4 +1,12 @@
-"""What the caching allocator holds once the model is built: the load, block by block."""
+"""What the caching allocator holds once the model is loaded, block by block.
+
+The engine loads random weights the way transformers loads a checkpoint
+(measure/engine/random_weights.py): `caching_allocator_warmup` first allocates
+one tensor the size of every tensor the checkpoint holds and frees it, so the
+allocator keeps that segment; then each tensor is materialised on the device.
+Tensors over 1 MiB are carved from the warm-up segment; smaller ones come from
+the small pool's 2 MiB segments. The tied lm_head is never allocated.
+"""
 
 from __future__ import annotations
 
@@ -12,28 +20,28 @@ from vramtui.predict.calibration import Calibration
 
 @dataclass(frozen=True)
 class LoadFigures:
-    """The allocator after the engine built the model from its architecture."""
+    """The allocator after the engine loaded the model."""
 
     allocated: int  # after load: the weights' blocks (with unsplit remainders)
     reserved: int  # after load
-    peak: int  # during load: the weights and the not-yet-tied lm_head at once
-    reusable: int  # free blocks of at least large_alloc_min (the freed lm_head's segment)
+    peak: int  # during load: the warm-up tensor, or the weights, whichever is larger
+    reusable: int  # free large-pool blocks of at least large_alloc_min
     free_large: tuple[int, ...] = ()  # every free large-pool block, by segment and address
 
 
 @lru_cache(maxsize=64)
 def load_figures(model: ModelInfo, elem_bytes: int, cal: Calibration) -> LoadFigures:
-    """Simulate the load on the CUDA caching allocator. `from_config` under
-    `torch.device("cuda")` creates every parameter in module order, then OPTForCausalLM
-    its own lm_head (vocab x word_embed_proj_dim); `tie_weights` points it at
-    embed_tokens and frees that matrix. Measured on the H200 (after_load): allocated,
-    reserved and the load step peak match this simulation to the byte, 125m..6.7b."""
+    """Simulate the load on the CUDA caching allocator: the warm-up, then every
+    checkpoint tensor in the loader's order (its threads may reorder them, which
+    moves addresses but not the totals)."""
     alloc = CachingAllocator(cal.rules)
     if cal.load_overhead_bytes:
         alloc.malloc(cal.load_overhead_bytes)
-    for numel in model.parameter_numels():
-        alloc.malloc(numel * elem_bytes)
-    alloc.free(alloc.malloc(model.lm_head_numel * elem_bytes))
+    sizes = [numel * elem_bytes for _, numel in model.checkpoint_tensors()]
+    # caching_allocator_warmup: torch.empty(total // 2, dtype=float16), then freed
+    alloc.free(alloc.malloc(sum(sizes) // 2 * 2))
+    for nbytes in sizes:
+        alloc.malloc(nbytes)
     free_large = alloc.free_large_blocks()
     return LoadFigures(
         alloc.allocated,

@@ -41,18 +41,16 @@ class StepModel:
         self.dtype, self.backend = dtype, backend
         self.elem_bytes = DTYPE_BYTES[dtype]
         self.cuda = backend == "cuda"
-        lm_head = model.lm_head_numel * self.elem_bytes
         if self.cuda:
             # What the allocator holds after the load (the weights' blocks, remainders
-            # too small to split included) and its peak while the untied lm_head lived.
+            # too small to split included) and its peak during it (predict/load.py).
             self.load = load_figures(model, self.elem_bytes, cal)
             self.weights = self.load.allocated
             self.load_peak = self.load.peak
         else:
-            # No caching allocator: the tensors' bytes; the lm_head built before
-            # tie_weights still adds its matrix to the load's peak.
+            # No caching allocator: the tensors' bytes, allocated once each.
             self.weights = model.params * self.elem_bytes
-            self.load_peak = self.weights + lm_head
+            self.load_peak = self.weights
         # The cuBLAS and cuBLASLt workspaces appear at the first matmul (in the
         # prefill) and stay.
         self.workspace = (
@@ -187,11 +185,17 @@ class StepModel:
         )
         return max(during_forward, self.steady(step) + self.processors())
 
+    def transient_reserve(self, transient: int) -> int:
+        """Segments a step's transients add beyond the KV cache's (see Calibration)."""
+        unit = self.cal.rules.large_round_bytes
+        return -(-int(transient * self.cal.transient_reserve_factor) // unit) * unit
+
     def reserved_for(self, peak_allocated: int) -> int:
-        """Peak reserved: the load's segments (simulated exactly), then whatever the run
-        allocated beyond the load, inflated by fragmentation (see Calibration), less
-        the large free blocks the load left (the freed lm_head segment), which the
-        workspace, the KV cache and the transients reuse first."""
+        """Reserved when the cache's segments are not replayed (off CUDA, expandable
+        segments, or what a run needs once a ballooning cache is freed): the load's
+        segments (simulated exactly), then whatever the run allocated beyond the load,
+        inflated by fragmentation (see Calibration), less the large free blocks the
+        load left, which the workspace, the KV cache and the transients reuse first."""
         if not self.cuda:
             return peak_allocated  # no caching allocator: nothing reserved beyond use
         rules = self.cal.rules
