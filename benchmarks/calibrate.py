@@ -3,7 +3,7 @@
 For every cell (model x prompt/new tokens x attention x batch) it records the
 weights, the allocator figures after load, the prefill step (token 0), the
 decode steps (allocated, step peak, reserved, KV bytes, downsampled), NVML
-process memory, and the peaks. `vramtui/estimator.py` is calibrated from
+process memory, and the peaks. `vramtui/predict/calibration.py` is calibrated from
 these files and `benchmarks/estimator_accuracy.py` compares against them.
 
 Usage:
@@ -22,12 +22,14 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import environment_line, gpu_environment, write_json  # noqa: E402
 
+from vramtui.errors import UsageError  # noqa: E402
+from vramtui.measure.devices import available  # noqa: E402
 from vramtui.measure.recorder import Recorder  # noqa: E402
-from vramtui.measure.session import Session  # noqa: E402
-from vramtui.spec import RunSpec  # noqa: E402
+from vramtui.measure.session import SessionView  # noqa: E402
+from vramtui.spec import RunSpec, resolve  # noqa: E402
 
 
-def series(session: Session, points: int = 60) -> list[dict[str, Any]]:
+def series(session: SessionView, points: int = 60) -> list[dict[str, Any]]:
     samples = session.token_samples
     if not samples:
         return []
@@ -45,7 +47,7 @@ def series(session: Session, points: int = 60) -> list[dict[str, Any]]:
     ]
 
 
-def cell_record(session: Session, seconds: float) -> dict[str, Any]:
+def cell_record(session: SessionView, seconds: float) -> dict[str, Any]:
     summary = session.summary()
     load = next((s for s in session.samples if s.phase == "load"), None)
     first = session.token_samples[0] if session.token_samples else None
@@ -118,10 +120,17 @@ def main() -> int:
                             device=args.device,
                         )
                     )
+    devices = available()
+    try:  # every cell checked before the first one runs
+        runs = [resolve(spec, devices) for spec in cells]
+    except UsageError as exc:
+        print(f"calibrate: {exc}", file=sys.stderr)
+        return 2
     records = []
-    for i, spec in enumerate(cells, 1):
+    for i, run in enumerate(runs, 1):
+        spec = run.spec
         t = time.monotonic()
-        session = Recorder(spec).run()
+        session = Recorder(run).run().snapshot()
         record = cell_record(session, time.monotonic() - t)
         records.append(record)
         print(

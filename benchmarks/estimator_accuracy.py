@@ -27,7 +27,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from vramtui.models.catalogue import lookup  # noqa: E402
-from vramtui.predict.estimate import DEFAULT, estimate  # noqa: E402
+from vramtui.predict.calibration import DEFAULT  # noqa: E402
+from vramtui.predict.estimate import estimate  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 CALIBRATION = sorted((RESULTS / "calibration").glob("*.json"))
@@ -217,7 +218,7 @@ def markdown(rows: list[dict[str, Any]], environment: dict[str, Any] | None) -> 
         "**balloon** marks cells where the caching allocator's cache balloons (batch 8, "
         "8 + 2000: each layer's K and V tensors outgrow the 20 MiB shared segments and "
         "move to new 2 MiB-larger segments as they grow, leaving the old ones cached until "
-        "the device is full); the estimator replays that churn (vramtui/kv_segments.py). "
+        "the device is full); the estimator replays that churn (vramtui/predict/kv_replay.py). "
         "**capped** marks balloon cells whose reserved and NVML figures were cut short "
         "by the GPU's size: the predicted cache is larger than the GPU, or another process "
         "shared it (files measured side by side; their `note` says so). Their reserved "
@@ -305,6 +306,18 @@ def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def calibration_record() -> dict[str, Any]:
+    """The calibration's constants as one flat record: the allocator's rules (a nested
+    record in the Calibration) in its place, as the JSON has always listed them."""
+    out: dict[str, Any] = {}
+    for name, value in asdict(DEFAULT).items():
+        if name == "rules":
+            out.update(value)
+        else:
+            out[name] = value
+    return out
+
+
 def collect(calibration: list[Path], bench: list[Path]) -> list[Cell]:
     cells = [c for path in calibration for c in read_calibration(path)]
     for path in bench:
@@ -336,7 +349,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.with_suffix(".md").write_text(markdown(rows, environment))
     data = {
         "environment": environment,
-        "calibration": asdict(DEFAULT),
+        "calibration": calibration_record(),
         "goal_percent": GOAL_PERCENT,
         "summary": summary(rows),
         "summary_cudnn_off": summary([r for r in rows if not r["cudnn_sdpa"]]),

@@ -57,9 +57,11 @@ def main() -> int:
     summary = json.loads((tmp / "run.json").read_text())
     with open(tmp / "run.csv") as f:
         rows = list(csv.DictReader(f))
-    engine = [r for r in rows if r["source"] == "engine" and r["phase"] == "decode"]
+    engine = [r for r in rows if r["source"] == "engine"]
+    # one row per token (token 0's says prefill, the rest decode)
     decode = [int(r["token"]) for r in engine if r["token"]]
-    unindexed = [r for r in engine if not r["token"]]  # the failure's high-water sample
+    # the failure's high-water sample
+    unindexed = [r for r in engine if not r["token"] and r["phase"] == "decode"]
     failure = summary["failure"] or {}
     result = {
         "command": "vramtui " + " ".join(cmd[3:]),

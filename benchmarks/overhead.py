@@ -52,12 +52,12 @@ from pathlib import Path
 from typing import Any
 
 from vramtui import __version__
-from vramtui.commands.common import model_label
 from vramtui.errors import UsageError
 from vramtui.measure import nvml
+from vramtui.measure.devices import available
 from vramtui.measure.recorder import Recorder
 from vramtui.report.export import atomic_write, check_writable
-from vramtui.spec import RunSpec, validate
+from vramtui.spec import RunSpec, model_label, resolve
 from vramtui.sweep.grid import parse_names
 
 
@@ -83,7 +83,7 @@ def plain_child(spec_json: str) -> None:
     import torch
     import transformers
 
-    from vramtui.measure.engine.child import resolve_device
+    from vramtui.measure.engine.device import resolve_device
     from vramtui.measure.engine.model import build, generate_kwargs, random_prompt
     from vramtui.spec import resolve_dtype
 
@@ -164,7 +164,7 @@ def require_completed(summary: dict[str, Any], what: str) -> None:
 
 
 def run_engine(spec: RunSpec) -> Measurement:
-    summary = Recorder(spec).run().summary()
+    summary = Recorder(resolve(spec, available())).run().snapshot().summary()
     require_completed(summary, f"vramtui run of {spec.model}")
     timings = summary["timings"]
     env = summary["environment"]
@@ -213,11 +213,11 @@ async def drive_app(spec: RunSpec, save_dir: Path, timeout_s: float) -> dict[str
             if time.monotonic() > deadline:
                 raise TimeoutError(
                     f"the app's run did not end within {timeout_s:.0f} s "
-                    f"({run.session.tokens_done if run else 0} tokens)"
+                    f"({run.session.snapshot().tokens_done if run else 0} tokens)"
                 )
             await pilot.pause(0.2)
         await pilot.pause(0.2)  # let the summary screen mount, as a user would see it
-        summary = run.session.summary()
+        summary = run.session.snapshot().summary()
         screen = type(app.screen).__name__
         app.exit(0)
     return {"summary": summary, "screen": screen}
@@ -398,6 +398,7 @@ def build_specs(args: argparse.Namespace) -> list[RunSpec]:
     configs = parse_names("--config", args.config) if args.config else []
     refs = [(name, "architecture", None) for name in models]
     refs += [(model_label(p), "config", p) for p in configs]
+    devices = available()
     specs = []
     for name, source, path in refs:
         spec = RunSpec(
@@ -411,8 +412,7 @@ def build_specs(args: argparse.Namespace) -> list[RunSpec]:
             device=args.device,
             seed=0,
         )
-        validate(spec)
-        specs.append(spec)
+        specs.append(resolve(spec, devices).spec)  # the model's canonical name
     return specs
 
 

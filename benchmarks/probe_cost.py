@@ -1,9 +1,12 @@
-"""Cost of the per-token probe calls on this GPU (microseconds a call)."""
+"""Cost of the per-token probe calls on this GPU (microseconds a call).
+
+Usage: python benchmarks/probe_cost.py [benchmarks/results/probe_cost.json]
+"""
 
 from __future__ import annotations
 
+import argparse
 import json
-import sys
 import time
 
 import torch
@@ -21,6 +24,9 @@ def per_call(fn, n: int = 2000) -> float:
 
 
 def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out", nargs="?", help="also write the result to this JSON file")
+    args = parser.parse_args()
     torch.zeros(1, device="cuda")
     x = [torch.empty(1024, 1024, device="cuda") for _ in range(8)]  # some allocator state
     probe = CudaProbe(0)
@@ -40,8 +46,8 @@ def main() -> int:
     }
     del x
     print(json.dumps(result, indent=2))
-    if len(sys.argv) > 1:
-        with open(sys.argv[1], "w") as f:
+    if args.out:
+        with open(args.out, "w") as f:
             json.dump(result, f, indent=2)
     return 0
 

@@ -1,6 +1,6 @@
 """What one redraw of the run screen costs with a long history (goal: <= 15 ms at 2000 tokens).
 
-No GPU and no engine: a synthetic opt-1.3b run (vramtui.tui.replay.synthetic_run)
+No GPU and no engine: a synthetic opt-1.3b run (vramtui.tui.synthetic.synthetic_run)
 of `--tokens` decode steps with NVML samples at `--nvml-hz` (200 Hz, the
 Recorder's rate) is replayed into a Session, still in progress, and the real app
 shows it on its run screen, headless, at 120x40. Then, N times:
@@ -39,10 +39,13 @@ from pathlib import Path
 from typing import Any
 
 from vramtui import __version__
-from vramtui.spec import RunSpec
+from vramtui.measure.devices import cpu_name
+from vramtui.spec import DeviceChoice, DeviceList, ResolvedRun, RunSpec, resolve
 
 SIZE = (120, 40)
 GOAL_MS = 15.0
+# The made-up GPU the synthetic run is on (no NVML is asked).
+DEVICES = DeviceList((DeviceChoice("cuda:0", "NVIDIA H100 80GB HBM3", 85 * 10**9, 84 * 10**9),))
 
 
 def package_version(name: str) -> str | None:
@@ -50,16 +53,6 @@ def package_version(name: str) -> str | None:
         return version(name)
     except PackageNotFoundError:
         return None
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def stats(values: list[float]) -> dict[str, float]:
@@ -85,21 +78,21 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
     )
     spec = RunSpec(model=args.model, tokens=requested, device="cuda:0")
 
-    def recorder(s: RunSpec) -> ReplayRecorder:
-        return ReplayRecorder(s, items, hold=True)
+    def recorder(run: ResolvedRun) -> ReplayRecorder:
+        return ReplayRecorder(run, items, hold=True)
 
     with tempfile.TemporaryDirectory(prefix="vramtui-redraw-") as folder:
         now = max(float(getattr(item, "t", 0.0)) for item in items) + 0.01
         app = VramApp(
             spec,
             make_recorder=recorder,
-            list_devices=lambda: [],
+            list_devices=lambda: DEVICES,
             out_dir=Path(folder),
             clock=lambda: now,
         )  # the replay's clock
         async with app.run_test(size=SIZE) as pilot:
             await pilot.pause()
-            app.begin(spec)
+            app.begin(resolve(spec, DEVICES))
             deadline = time.monotonic() + 30.0
             while not isinstance(app.screen, RunScreen) or not app.screen.is_mounted:
                 if time.monotonic() > deadline:
@@ -108,7 +101,6 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
             await pilot.pause(0.3)
             screen = app.screen
             assert isinstance(screen, RunScreen)
-            session = screen.run.session
 
             # Headless Textual drops the frame in App._display; encode it as a terminal
             # driver would (not write it) so the cost is in the figure.
@@ -148,6 +140,7 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
                 plot.canvas(rebuild=True)  # not the kept figure: built again, as after new data
                 plot_ms.append((time.perf_counter() - t0) * 1e3)
             screenshot = app.save_screenshot(filename="redraw_cost.svg", path=str(args.out))
+            session = screen.run.session.snapshot()
             facts = {
                 "tokens_in_history": session.tokens_done,
                 "samples": len(session.samples),

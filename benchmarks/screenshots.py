@@ -12,7 +12,7 @@ On a GPU box:
     python benchmarks/screenshots.py --out screenshots
 Dry run on the CPU (do not commit the result):
     python benchmarks/screenshots.py --config tests/fixtures/tiny-opt.json --device cpu \\
-        --tokens 200 --out /tmp/shots
+        --tokens 100 --out /tmp/shots
 Sessions are autosaved where the app saves them (the user's data folder) unless
 `--sessions DIR` is given; the summary screen names the place.
 """
@@ -33,9 +33,10 @@ from pathlib import Path
 from typing import Any
 
 from vramtui import __version__
-from vramtui.commands.common import add_spec_arguments, spec_from_args
+from vramtui.commands.common import add_spec_arguments, build_spec
 from vramtui.errors import UsageError
-from vramtui.spec import RunSpec, validate
+from vramtui.measure.devices import available
+from vramtui.spec import RunSpec, resolve
 
 
 def package_version(name: str) -> str | None:
@@ -63,6 +64,7 @@ async def shoot(spec: RunSpec, args: argparse.Namespace) -> dict[str, Any]:
     from textual.widgets import Static
 
     from vramtui.tui.app import VramApp
+    from vramtui.tui.devices import initial_device_options
     from vramtui.tui.screens.run import RunScreen
     from vramtui.tui.screens.start import StartScreen
     from vramtui.tui.screens.summary import SummaryScreen
@@ -84,7 +86,8 @@ async def shoot(spec: RunSpec, args: argparse.Namespace) -> dict[str, Any]:
         await wait_until(pilot, "the start screen", lambda: isinstance(app.screen, StartScreen), 30)
         start = app.screen
         assert isinstance(start, StartScreen)
-        await wait_until(pilot, "the device list", lambda: bool(start.found), 60)
+        before = initial_device_options(start.base.device)  # until NVML has answered
+        await wait_until(pilot, "the device list", lambda: start.devices != before, 60)
         await pilot.pause(0.5)
         facts["devices_listed"] = [d.label for d in start.devices]
         facts["form_spec"] = start.read_spec().to_dict()
@@ -95,18 +98,18 @@ async def shoot(spec: RunSpec, args: argparse.Namespace) -> dict[str, Any]:
         await wait_until(pilot, "the run to start", lambda: app.current is not None, 30)
         run = app.current
         assert run is not None
-        session = run.session
+        session = run.session  # written by the engine's thread: read through snapshots
         half = max(1, spec.tokens // 2)
         await wait_until(
             pilot,
             f"token {half} of {spec.tokens}",
-            lambda: session.tokens_done >= half or run.ended,
+            lambda: session.snapshot().tokens_done >= half or run.ended,
             args.timeout,
             step=0.05,
         )
         if not run.ended and isinstance(app.screen, RunScreen):
             screen = app.screen
-            facts["decode_tokens_done_at_shot"] = session.tokens_done
+            facts["decode_tokens_done_at_shot"] = session.snapshot().tokens_done
             screen.redraw()  # what the next timer tick would show
             await pilot.pause()
             save("decode")
@@ -117,7 +120,7 @@ async def shoot(spec: RunSpec, args: argparse.Namespace) -> dict[str, Any]:
             facts["decode_status_line"] = str(screen.query_one("#status", Static).content)
             facts["decode_screen"] = type(app.screen).__name__
         else:
-            log(f"the run ended ({session.status}) before token {half}: no decode.svg")
+            log(f"the run ended ({session.snapshot().status}) before token {half}: no decode.svg")
 
         # 3. the summary screen after the run
         await wait_until(pilot, "the end of the run", lambda: run.ended, args.timeout)
@@ -126,7 +129,7 @@ async def shoot(spec: RunSpec, args: argparse.Namespace) -> dict[str, Any]:
         )
         await pilot.pause(0.5)
         save("summary")
-        facts["summary"] = session.summary()
+        facts["summary"] = session.snapshot().summary()
         facts["saved_session"] = str(run.saved.json) if run.saved else run.save_error
         app.exit(0)
     facts["screenshots"] = saved
@@ -135,8 +138,8 @@ async def shoot(spec: RunSpec, args: argparse.Namespace) -> dict[str, Any]:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_spec_arguments(parser, model_default="opt-1.3b")
-    parser.set_defaults(tokens=2000, device="cuda:0")
+    add_spec_arguments(parser)
+    parser.set_defaults(model="opt-1.3b", tokens=2000, device="cuda:0")
     parser.add_argument(
         "--out",
         type=Path,
@@ -167,8 +170,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        spec = spec_from_args(args)
-        validate(spec)
+        spec = resolve(build_spec(args), available()).spec
     except UsageError as exc:
         print(f"screenshots: {exc}", file=sys.stderr)
         return 2

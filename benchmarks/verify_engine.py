@@ -71,7 +71,8 @@ def main() -> int:
     )
     with open(tmp / "run.csv") as f:
         rows = list(csv.DictReader(f))
-    decode_rows = [r for r in rows if r["source"] == "engine" and r["phase"] == "decode"]
+    # one engine row per token (token 0's says prefill, the rest decode)
+    decode_rows = [r for r in rows if r["source"] == "engine" and r["token"]]
     tokens = sorted(int(r["token"]) for r in decode_rows)
     t_decode = [float(r["t_s"]) for r in decode_rows]
     nvml_in_decode = [
