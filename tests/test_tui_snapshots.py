@@ -47,7 +47,7 @@ async def settle(pilot: Pilot, *, finished: bool = False) -> None:
     """Wait for the device list, the prediction it starts (and the run, when it ends),
     then redraw once more."""
     app = pilot.app
-    for groups in (("devices",), ("predict",)):
+    for groups in (("devices",), ("predict",), ("predict",)):  # a form changed meanwhile
         for worker in list(app.workers):
             if worker.group in groups or (finished and worker.group == "engine"):
                 await worker.wait()

@@ -90,6 +90,8 @@ class StartScreen(Screen[None]):
         self.found: DeviceList = _unknown_devices(spec.device)
         self.form: FormResult = FormResult(None, {})
         self._prediction_key: object = None
+        self._predicting = False  # one prediction worker at a time; the latest form waits
+        self._pending: ResolvedRun | None = None
 
     def compose(self) -> ComposeResult:
         spec = self.base
@@ -148,8 +150,7 @@ class StartScreen(Screen[None]):
             table.focus()
         else:
             self.query_one("#path", Input).focus()
-        if self.autostart:
-            self.call_after_refresh(self.action_run)
+        # --start waits for the device list: `auto` means the first GPU NVML finds.
 
     # ---- devices: NVML may take a moment, so it is asked off the UI thread ----------
     @work(thread=True, exclusive=True, group="devices")
@@ -165,6 +166,9 @@ class StartScreen(Screen[None]):
         ids = [d.id for d in self.devices]
         select.value = current if current in ids else ids[0]
         self.refresh_form()
+        if self.autostart:
+            self.autostart = False
+            self.call_after_refresh(self.action_run)
 
     # ---- the form --------------------------------------------------------------------
     @on(Select.Changed, "#source")
@@ -196,7 +200,11 @@ class StartScreen(Screen[None]):
         if run != self._prediction_key:
             self._prediction_key = run
             prediction.update(Text("predicting…", style="dim"))
-            self.predict(run)
+            if self._predicting:
+                self._pending = run  # typing on: only the form's latest state is predicted
+            else:
+                self._predicting = True
+                self.predict(run)
 
     def _show_model_facts(self, run: ResolvedRun | None) -> None:
         info = self.query_one("#model-info", Static)
@@ -219,6 +227,10 @@ class StartScreen(Screen[None]):
         self.post_message(PredictionReady(run, prediction))
 
     def on_prediction_ready(self, message: PredictionReady) -> None:
+        self._predicting = False
+        if self._pending is not None:
+            self._predicting, pending, self._pending = True, self._pending, None
+            self.predict(pending)
         if message.key != self._prediction_key:
             return  # the form has changed since: a newer prediction is on its way
         widget = self.query_one("#prediction", Static)
