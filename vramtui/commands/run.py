@@ -46,9 +46,11 @@ class Progress:
         self.enabled = enabled
         self.tty = sys.stderr.isatty()
         self._last = 0.0
+        self._hello = False
 
     def __call__(self, event: ev.Event) -> None:
-        if not self.enabled or self.session.hello is None:
+        self._hello = self._hello or isinstance(event, ev.Hello)
+        if not self.enabled or not self._hello:
             return  # nothing to show until the engine has said what it runs on
         now = time.monotonic()
         final = isinstance(event, (ev.Done, ev.Failed))

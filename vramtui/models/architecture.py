@@ -35,23 +35,6 @@ class ModelInfo:
     do_layer_norm_before: bool = True
     hub_id: str = ""
 
-    def parameter_numels(self) -> list[int]:
-        """Element counts of the parameter tensors, in the order the model creates them.
-
-        The lm_head is tied to embed_tokens and owns no storage; the sum is `params`.
-        """
-        h, f, p = self.hidden, self.ffn, self.word_embed_proj_dim
-        out = [self.vocab * p, (self.positions + OPT_POSITION_OFFSET) * h]
-        if p != h:
-            out += [h * p, p * h]  # project_out, project_in (no bias)
-        if self.do_layer_norm_before:
-            out += [h, h]  # the decoder's final LayerNorm
-        layer = [h * h, h] * 4  # k, v, q, out projections with biases
-        layer += [h, h]  # self_attn_layer_norm
-        layer += [f * h, f, h * f, h]  # fc1, fc2
-        layer += [h, h]  # final_layer_norm
-        return out + layer * self.layers
-
     def checkpoint_tensors(self) -> list[tuple[str, int]]:
         """(name, elements) of every tensor a checkpoint of this model holds (the tied
         lm_head is not written), in the order transformers' loader walks them."""
@@ -78,12 +61,7 @@ class ModelInfo:
     @property
     def params(self) -> int:
         """Parameter count with the lm_head tied to the token embedding."""
-        return sum(self.parameter_numels())
-
-    @property
-    def lm_head_numel(self) -> int:
-        """The output projection's elements (tied: it shares embed_tokens' storage)."""
-        return self.vocab * self.word_embed_proj_dim
+        return sum(numel for _, numel in self.checkpoint_tensors())
 
     def weights_bytes(self, dtype: str = "float16") -> int:
         return self.params * DTYPE_BYTES[dtype]

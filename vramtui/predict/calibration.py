@@ -12,8 +12,10 @@ class Calibration:
     """Constants only a GPU can tell, calibrated on one NVIDIA H200 (143771 MiB),
     driver 580.159.04, torch 2.11.0+cu130, transformers 5.17.0, CUDA 13.0, fp16:
     benchmarks/results/calibration/*.json (one fresh engine process per cell, OPT
-    125m..6.7b, prompt 8 + 20 / 8 + 2000 new / 2000 + 1, sdpa and eager, batch 1 and 8).
-    benchmarks/estimator_accuracy.py compares every cell with the estimate.
+    125m..6.7b, prompt 8 + 20 / 8 + 2000 new / 2000 + 1, sdpa and eager, batch 1 and 8),
+    and the earlier build's grid in calibration-old-build/ for the constants the load
+    does not touch (context, workspaces, bookkeeping).
+    benchmarks/estimator_accuracy.py compares every current cell with the estimate.
 
     Each field says which measurement sets it; `source` says where the whole set came from.
     """
@@ -58,10 +60,10 @@ class Calibration:
     # Reserved beyond allocated for everything allocated after the load (workspaces,
     # the KV cache growing by torch.cat, step transients), as a fraction of it: freed
     # blocks are too small for the next, larger request, and new segments are rounded.
-    # Free blocks the load leaves behind of at least large_alloc_min (the lm_head's
-    # segment, freed by tie_weights) are reused first. Fitted to minimise the worst
-    # peak-reserved error over the cudnn-off cells: 0.18 (worst about 7 %: prefill-heavy
-    # cells fragment less, 8 + 2000 decode and batch-8 eager ones more).
+    # Free blocks the load leaves behind of at least large_alloc_min are reused first.
+    # Used only where the cache's segments are not replayed (off CUDA, expandable
+    # segments, and what a ballooning run needs once its cache is freed). Fitted on the
+    # earlier build's cudnn-off cells: 0.18 (worst about 7 %).
     dynamic_slack_fraction: float = 0.18
     # What a step's transients (activations, score matrices, logits above the steady
     # figure) add to reserved, beyond the KV cache's own segments (replayed exactly,

@@ -16,10 +16,10 @@ the allocator model (predict/allocator.py), from the free blocks the model's
 load left, and returns the most it reserved beyond the load. `kv_cache_reserve`
 gives the same figure fast: it replays step by step only until every tensor
 sits alone in a segment made for it and no free block could hold the next
-request; from there on the churn is regular and each 2 MiB band of sizes adds a
-known number of segments (see `_bands`). Nothing else a step allocates is
-replayed; on the H200 cells the result is within 4 % of the measured peak
-reserved (tests/test_estimator_measured.py).
+request; from there on only block sizes matter, and a step that leaves them as
+the step before did repeats until a request outgrows a block (`_Containers`).
+Tensors of either pool are replayed; the step's other allocations are not
+(estimate.py adds them as a transient term).
 """
 
 from __future__ import annotations
@@ -65,12 +65,6 @@ class _Replay:
         for j, old in enumerate(self.live):
             self.live[j] = self.alloc(positions)
             self.pool.free(old)
-
-    def segment(self, positions: int) -> int:
-        """The segment a tensor of `positions` positions gets when nothing free fits it."""
-        return self.rules.segment_size(
-            self.rules.block_size(positions * self.kv.bytes_per_position)
-        )
 
     def stride(self, positions: int) -> int:
         """Positions to the next replayed step: one, but while the tensors share 20 MiB

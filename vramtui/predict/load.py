@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from vramtui.models.architecture import ModelInfo
-from vramtui.predict.allocator import CachingAllocator, PoolRules
+from vramtui.predict.allocator import CachingAllocator
 from vramtui.predict.calibration import Calibration
 
 
@@ -50,11 +50,3 @@ def load_figures(model: ModelInfo, elem_bytes: int, cal: Calibration) -> LoadFig
         sum(size for size in free_large if size >= cal.rules.large_alloc_min),
         free_large,
     )
-
-
-def segments_for(numels: list[int], elem_bytes: int, rules: PoolRules) -> int:
-    """Bytes of the segments reserved for tensors allocated one after another and kept."""
-    alloc = CachingAllocator(rules)
-    for numel in numels:
-        alloc.malloc(numel * elem_bytes)
-    return alloc.reserved
