@@ -264,7 +264,9 @@ class FakeRecorder:
 
     behaviour: Any = staticmethod(lambda spec: fake_events(spec))
 
-    def __init__(self, run: ResolvedRun, extra_env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, run: ResolvedRun, extra_env: dict[str, str] | None = None, **options: Any
+    ) -> None:
         spec = self.spec = run.spec
         self.session = Session(spec.to_dict(), {"vramtui": "0.1.0", "driver": "570.1"})
         self.cancelled = threading.Event()

@@ -28,6 +28,27 @@ class Hello:
 
 
 @dataclass(frozen=True)
+class Ready:
+    """The engine has done its imports and waits for a spec (no CUDA touched yet).
+    Read by the parent's handle on the process, never by a session."""
+
+    pid: int
+    t: float
+
+
+@dataclass(frozen=True)
+class Startup:
+    """When the engine process got where, before the run (monotonic clock, as every
+    event's t): spawned by the parent, running Python, imports done, spec received."""
+
+    spawned: float | None
+    started: float
+    imported: float
+    spec_received: float
+    cuda_initialized: bool  # whether torch had started CUDA before it saw the spec
+
+
+@dataclass(frozen=True)
 class Phase:
     name: str
     t: float
@@ -84,9 +105,11 @@ class Failed:
     field: str | None = None  # usage failures: the spec field it concerns
 
 
-Event = Hello | Phase | Sample | Loaded | Done | Failed
+Event = Ready | Startup | Hello | Phase | Sample | Loaded | Done | Failed
 
 _TAGS: dict[str, type] = {
+    "ready": Ready,
+    "startup": Startup,
     "hello": Hello,
     "phase": Phase,
     "loaded": Loaded,

@@ -14,9 +14,11 @@ from collections.abc import Callable
 from vramtui import __version__
 from vramtui.measure import events as ev
 from vramtui.measure import nvml
-from vramtui.measure.engine.process import EngineProcess
+from vramtui.measure.engine.process import EngineGone, EngineProcess, Launch
+from vramtui.measure.engine.spare import EngineFactory, SparePool
 from vramtui.measure.memory_watch import RssWatch, memory_limit
 from vramtui.measure.session import NvmlSample, Session
+from vramtui.measure.startup import COLD, WARM
 from vramtui.spec import ResolvedRun
 from vramtui.units import format_bytes
 
@@ -46,13 +48,17 @@ class Recorder:
         nvml_hz: float = 200.0,
         extra_env: dict[str, str] | None = None,
         use_nvml: bool = True,
+        spares: SparePool | None = None,
+        make_engine: EngineFactory = EngineProcess,
     ) -> None:
         self.run_spec = run
         self.spec = run.spec
         self.session = session or Session(run.spec.to_dict(), base_environment())
         self.nvml_hz = nvml_hz
         self.use_nvml = use_nvml
-        self.engine = EngineProcess(run.spec, extra_env=extra_env)
+        self.spares = spares  # a spare engine from here serves the run, if one fits
+        self.launch = Launch.for_spec(run.spec, extra_env)
+        self.engine = make_engine(self.launch)  # spawned in run(), unless a spare serves
         self._cancelled = threading.Event()
         self._cancel_reason = "cancelled by the user"
         self._poller: nvml.Poller | None = None
@@ -113,10 +119,12 @@ class Recorder:
         if self._cancelled.is_set():
             session.fail(ev.Failed("cancelled", self._cancel_reason, "start"))
             return session
-        self.engine.start()
+        engine_start = self._start_engine()
         # The engine inherits the allocator's settings, which change reserved memory a lot.
         session.set_environment(
-            engine_pid=self.engine.pid, cuda_alloc_conf=self.run_spec.alloc_conf
+            engine_pid=self.engine.pid,
+            engine_start=engine_start,
+            cuda_alloc_conf=self.run_spec.alloc_conf,
         )
         if self.engine.pid is not None:
             self._rss = RssWatch(self.engine.pid)
@@ -143,6 +151,24 @@ class Recorder:
             session.fail(self._exit_failure(code))
         self.engine.close()
         return session
+
+    def _start_engine(self) -> str:
+        """Hand the spec to the spare engine if one fits, else start a cold one; which."""
+        spares = self.spares
+        spare = spares.take(self.launch) if spares is not None else None
+        how = COLD
+        if spare is not None:
+            try:
+                spare.hand(self.spec)
+            except EngineGone:  # died between the check and the hand-over
+                spare.close()
+            else:
+                self.engine, how = spare, WARM
+        if how == COLD:
+            self.engine.start(self.spec)
+        if spares is not None:
+            spares.handed_over()
+        return how
 
     def _exit_failure(self, code: int) -> ev.Failed:
         """Why the engine ended without saying so: cancelled, OOM-killed or crashed."""

@@ -69,6 +69,7 @@ class Session:
         self._environment: dict[str, Any] = dict(environment or {})
         self._status = "pending"
         self._hello: ev.Hello | None = None
+        self._startup: ev.Startup | None = None
         self._loaded: ev.Loaded | None = None
         self._done: ev.Done | None = None
         self._failure: ev.Failed | None = None
@@ -120,6 +121,7 @@ class Session:
             nvml_token_max=dict(self._nvml_token_max),
             nvml_rate_hz=self._nvml_rate_hz,
             ended_at=self._ended_at,
+            startup=self._startup,
         )
 
     def __setattr__(self, name: str, value: Any) -> None:
@@ -163,6 +165,8 @@ class Session:
                 self._status = "running"
             elif isinstance(event, ev.Loaded):
                 self._loaded = event
+            elif isinstance(event, ev.Startup):
+                self._startup = event
             elif isinstance(event, ev.Done):
                 self._done = event
                 self._end("completed")

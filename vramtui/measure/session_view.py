@@ -15,6 +15,7 @@ from functools import cached_property
 from typing import Any
 
 from vramtui.measure import events as ev
+from vramtui.measure.startup import startup_timings
 
 STATUSES = ("pending", "running", "completed", "failed", "cancelled")
 # Peak-tracked series and where each comes from.
@@ -87,6 +88,7 @@ class SessionView:
     nvml_token_max: dict[int, int]  # token -> largest NVML process reading in its step
     nvml_rate_hz: float | None
     ended_at: float | None
+    startup: ev.Startup | None = None  # when the engine process got where, before the run
 
     # ---- state -------------------------------------------------------------------
     @property
@@ -229,7 +231,7 @@ class SessionView:
             "bytes_per_param_peak_allocated": _ratio(_value(alloc_peak), params),
             "bytes_per_param_peak_process": _ratio(_value(nvml_peak), params),
             "peaks": peaks,
-            "timings": asdict(done) if done else None,
+            "timings": run_timings(self),
             "failure": asdict(self.failure) if self.failure else None,
             "nvml_samples": self.nvml_seen,
             "nvml_rate_hz": self.nvml_rate_hz,
@@ -239,6 +241,15 @@ class SessionView:
             "spec": dict(self.spec),
             "environment": dict(self.environment),
         }
+
+
+def run_timings(view: SessionView) -> dict[str, Any] | None:
+    """The Done event's timings, with where start-up time went under "startup"."""
+    timings: dict[str, Any] = asdict(view.done) if view.done else {}
+    startup = startup_timings(view)
+    if startup is not None:
+        timings["startup"] = startup
+    return timings or None
 
 
 def _value(peak: Peak | None) -> int | None:

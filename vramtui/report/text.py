@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from vramtui.measure.startup import WARM
 from vramtui.units import format_bytes
 
 if TYPE_CHECKING:
@@ -84,6 +85,9 @@ def fact_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
         f"{k} {env[k]}" for k in ("driver", "torch", "transformers", "vramtui") if env.get(k)
     )
     rows.append(("device", f"{device} · {versions}" if device else versions))
+    startup = startup_line(summary.get("timings"))
+    if startup:
+        rows.append(("start-up", startup))
     failure = summary.get("failure")
     if failure:
         where = (
@@ -91,6 +95,27 @@ def fact_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
         )
         rows.append(("reason", f"{failure['kind']} at {where}: {failure['message']}"))
     return rows
+
+
+def startup_line(timings: dict[str, Any] | None) -> str | None:
+    """One line for the summary: time to the first token from Run, and where it went."""
+    up = (timings or {}).get("startup")
+    if not up or up.get("first_token_s") is None:
+        return None
+
+    def s(key: str) -> str:
+        value = up.get(key)
+        return f"{value:.2f} s" if value is not None else "–"
+
+    if up.get("engine") == WARM:
+        before = "imports done before Run"
+    else:
+        before = f"imports {s('imports_s')}"
+    stages = f"{before}, device {s('device_init_s')}, build {s('build_s')}"
+    return (
+        f"first token {s('first_token_s')} after Run ({up.get('engine') or 'engine'}: "
+        f"{stages}, first step {s('first_step_s')})"
+    )
 
 
 def comparison_rows(rows: list[ComparisonRow]) -> list[tuple[str, str, str, str]]:

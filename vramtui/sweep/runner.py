@@ -1,4 +1,9 @@
-"""Running a sweep: one cell after another, each in a fresh engine process."""
+"""Running a sweep: one cell after another, each in a fresh engine process.
+
+Start-up overlaps with work: while cell k runs, cell k+1's engine is started
+(a spare: imports only, no CUDA call), and it is handed its spec only once cell
+k's engine process has ended, so there are never two CUDA contexts at once.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,8 @@ from typing import Any
 
 from vramtui.errors import UsageError
 from vramtui.measure import events as ev
+from vramtui.measure.engine.process import Launch
+from vramtui.measure.engine.spare import SparePool
 from vramtui.measure.recorder import Recorder
 from vramtui.measure.session import Session
 from vramtui.spec import ResolvedRun
@@ -16,10 +23,6 @@ from vramtui.sweep.results import CellResult
 
 RecorderFactory = Callable[[ResolvedRun, "dict[str, str] | None"], Recorder]
 CellEnv = Callable[[Cell], "dict[str, str] | None"]
-
-
-def default_recorder(run: ResolvedRun, extra_env: dict[str, str] | None) -> Recorder:
-    return Recorder(run, extra_env=extra_env)
 
 
 class Sweep:
@@ -34,20 +37,26 @@ class Sweep:
 
     `cell_env` adds environment variables to one cell's engine (the engine's
     test hooks); it is for tests, not a user-facing option.
+
+    With `overlap` (the default) the next cell's engine is started while a cell
+    runs, as a spare of the recorders' pool (`recorder.spares`); a recorder
+    without one (a stand-in) has nothing started ahead.
     """
 
     def __init__(
         self,
         cells: Sequence[Cell],
         *,
-        make_recorder: RecorderFactory = default_recorder,
+        make_recorder: RecorderFactory | None = None,
         cell_env: CellEnv | None = None,
+        overlap: bool = True,
         on_cell_start: Callable[[Cell, Session], None] | None = None,
         on_cell_done: Callable[[CellResult], None] | None = None,
         on_event: Callable[[ev.Event], None] | None = None,
     ) -> None:
         self.cells = list(cells)
-        self.make_recorder = make_recorder
+        self.spares = SparePool() if overlap else None
+        self.make_recorder = make_recorder or self._recorder
         self.cell_env = cell_env
         self.on_cell_start = on_cell_start
         self.on_cell_done = on_cell_done
@@ -57,6 +66,9 @@ class Sweep:
         self._cancelled = threading.Event()
         self._lock = threading.Lock()
         self._current: Recorder | None = None
+
+    def _recorder(self, run: ResolvedRun, extra_env: dict[str, str] | None) -> Recorder:
+        return Recorder(run, extra_env=extra_env, spares=self.spares)
 
     @property
     def cancelled(self) -> bool:
@@ -72,12 +84,20 @@ class Sweep:
             current.cancel(reason)
 
     def run(self) -> list[CellResult]:
+        try:
+            return self._run_cells()
+        finally:
+            if self.spares is not None:
+                self.spares.close()  # a spare left by a cancel or an abort
+
+    def _run_cells(self) -> list[CellResult]:
         dead_models: dict[tuple[str, str, str | None], str] = {}
-        for cell in self.cells:
+        for n, cell in enumerate(self.cells):
             if self._cancelled.is_set() or self.aborted:
                 break
             reason = dead_models.get(cell.model_key)
-            result = CellResult.skipped(cell, reason) if reason else self._run_cell(cell)
+            following = self.cells[n + 1] if n + 1 < len(self.cells) else None
+            result = CellResult.skipped(cell, reason) if reason else self._run_cell(cell, following)
             if result is None:  # the recorder refused the spec: the whole sweep is wrong
                 break
             self.results.append(result)
@@ -91,8 +111,18 @@ class Sweep:
                     dead_models[cell.model_key] = why
         return self.results
 
-    def _run_cell(self, cell: Cell) -> CellResult | None:
-        env = self.cell_env(cell) if self.cell_env else None
+    def _env(self, cell: Cell) -> dict[str, str] | None:
+        return self.cell_env(cell) if self.cell_env else None
+
+    def _start_ahead(self, recorder: Recorder, cell: Cell | None) -> None:
+        """Have `cell`'s engine started (imports only) as soon as `recorder`'s engine has
+        its spec, in the pool `recorder` draws from."""
+        spares = getattr(recorder, "spares", None)
+        if spares is not None:
+            spares.queue(Launch.for_spec(cell.spec, self._env(cell)) if cell else None)
+
+    def _run_cell(self, cell: Cell, following: Cell | None) -> CellResult | None:
+        env = self._env(cell)
         try:
             recorder = self.make_recorder(cell.run, env)
         except UsageError as exc:
@@ -103,6 +133,7 @@ class Sweep:
         if self._cancelled.is_set():
             recorder.cancel()
         session = recorder.session
+        self._start_ahead(recorder, following)
         if self.on_cell_start is not None:
             self.on_cell_start(cell, session)
         try:
@@ -125,7 +156,7 @@ class Sweep:
 def run_sweep(
     cells: Sequence[Cell],
     on_cell_done: Callable[[CellResult], None] | None = None,
-    make_recorder: RecorderFactory = default_recorder,
+    make_recorder: RecorderFactory | None = None,
     **options: Any,
 ) -> list[CellResult]:
     """Run every cell (see `Sweep`); `on_cell_done` sees each result as it finishes."""

@@ -7,6 +7,10 @@ message when it is done. Screens redraw from snapshots of the Session on a
 timer. Clocks, devices and the data source are injected so tests are
 deterministic. Only the current run is held in memory: once saved, an earlier
 run lives in its files.
+
+With the real data source, the app keeps a spare engine (measure/engine/spare.py)
+while no run is going, from the start screen on and again once a run has ended:
+Run hands it the spec, so the seconds of importing torch are already spent.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from vramtui.measure import events as ev
 from vramtui.report.sessions import autosave, session_stem, sessions_dir
 from vramtui.spec import DeviceList, ResolvedRun, RunSpec
 from vramtui.tui.messages import RunFinished
-from vramtui.tui.run_state import ActiveRun, RecorderFactory, default_recorder
+from vramtui.tui.run_state import ActiveRun, RecorderFactory, SpareEngines
 from vramtui.tui.screens.export import ExportScreen
 from vramtui.tui.screens.help import HelpScreen
 from vramtui.tui.screens.run import RunScreen
@@ -72,7 +76,7 @@ class VramApp(App[int]):
         *,
         start: bool = False,
         out_dir: Path | None = None,
-        make_recorder: RecorderFactory = default_recorder,
+        make_recorder: RecorderFactory | None = None,
         list_devices: Callable[[], DeviceList] = _available_devices,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], datetime] = datetime.now,
@@ -82,7 +86,9 @@ class VramApp(App[int]):
         self.spec = spec or RunSpec()
         self.autostart = start
         self.out_dir = out_dir
-        self.make_recorder = make_recorder
+        # The real data source draws on spare engines; a given one (a replay) does not.
+        self.spares = SpareEngines() if make_recorder is None else None
+        self.make_recorder = make_recorder or self.spares.recorder  # type: ignore[union-attr]
         self.list_devices = list_devices
         self.clock = clock
         self.wall_clock = wall_clock
@@ -97,6 +103,16 @@ class VramApp(App[int]):
 
     def on_mount(self) -> None:
         self.push_screen(StartScreen(self.spec, autostart=self.autostart))
+        self.call_after_refresh(self.prepare_spare)  # after the first frame
+
+    def prepare_spare(self, spec: RunSpec | None = None) -> None:
+        """Have a spare engine waiting for the next Run, unless a run is going (a spare
+        importing beside a run would take CPU from what it measures) or the app is
+        leaving."""
+        busy = self.current is not None and self.current.running
+        if self.spares is None or busy or self._quitting:
+            return
+        self.spares.prepare_for(spec or self.spec)
 
     # ---- a run -----------------------------------------------------------------------
     def begin(self, run: ResolvedRun) -> None:
@@ -133,6 +149,7 @@ class VramApp(App[int]):
         if self._quitting:
             self.exit(0)
             return
+        self.prepare_spare(run.spec)
         if refused:
             self._back_to_start(run.spec, failure)  # type: ignore[arg-type]
             return
@@ -179,6 +196,8 @@ class VramApp(App[int]):
         run = self.current
         if run is not None and run.running:
             run.recorder.cancel()
+        if self.spares is not None:
+            self.spares.close()
 
     def _finished_run(self, what: str) -> ActiveRun | None:
         """The current run if it has ended; else None, and a notice saying why `what`

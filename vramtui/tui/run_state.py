@@ -25,11 +25,32 @@ class RecorderLike(Protocol):
 RecorderFactory = Callable[[ResolvedRun], RecorderLike]
 
 
-def default_recorder(run: ResolvedRun) -> RecorderLike:
-    """A real run: a fresh engine process (imported here, not at app start)."""
-    from vramtui.measure.recorder import Recorder
+class SpareEngines:
+    """The app's real data source: a fresh engine process a run, handed the spec by a
+    spare engine started ahead where one fits (imported on first use, not at app start)."""
 
-    return Recorder(run)
+    def __init__(self) -> None:
+        from vramtui.measure.engine.spare import SparePool
+
+        self.pool = SparePool()
+
+    def prepare_for(self, spec: RunSpec) -> None:
+        """Start a spare for runs like `spec` (the environment it needs), if none is there.
+        Popen only: the imports go on in the spare, the caller does not wait."""
+        from vramtui.measure.engine.process import Launch
+
+        try:
+            self.pool.prepare(Launch.for_spec(spec))
+        except OSError:  # no spare: runs start cold, as they would without one
+            pass
+
+    def recorder(self, run: ResolvedRun) -> RecorderLike:
+        from vramtui.measure.recorder import Recorder
+
+        return Recorder(run, spares=self.pool)
+
+    def close(self) -> None:
+        self.pool.close()
 
 
 @dataclass

@@ -1,10 +1,15 @@
 """The engine process: one run, from a RunSpec on stdin to events on a pipe.
 
-Run as `python -m vramtui.measure.engine.child --events-fd N` with the RunSpec
-as one JSON line on stdin. Events go out as JSON lines on fd N (see
-vramtui.measure.events). stdin stays open: when it closes (the parent died)
-the engine exits at once. Every failure becomes a Failed event and an exit
-code, never a traceback on the parent's terminal.
+Run as `python -m vramtui.measure.engine.child --events-fd N [--spawned-at T]`.
+It first does its imports (torch, transformers, the engine's modules: no CUDA),
+says Ready on fd N, and only then reads the RunSpec, one JSON line on stdin. A
+cold run writes the spec at once; a spare engine (see spare.py) gets it later,
+when the user presses Run. Either way the process is the same program in the
+same state when the spec arrives, so its figures are the same. Events go out as
+JSON lines on fd N (see vramtui.measure.events). stdin stays open: when it
+closes (the parent died) the engine exits at once, even mid-import. Every
+failure becomes a Failed event and an exit code, never a traceback on the
+parent's terminal.
 """
 
 from __future__ import annotations
@@ -25,18 +30,56 @@ from vramtui.measure.engine.runner import Engine, clock
 from vramtui.spec import RunSpec
 
 
-def _watch_parent() -> None:
-    """Exit as soon as the parent's end of stdin closes (parent killed, SSH gone)."""
+class SpecInbox:
+    """Reads stdin in a thread: the first line is the spec; end of file at any time
+    (the parent killed, SSH gone) ends the process at once."""
 
-    def watch() -> None:
+    def __init__(self) -> None:
+        self._line: bytes | None = None
+        self._arrived = threading.Event()
+        threading.Thread(target=self._read, name="parent-watch", daemon=True).start()
+
+    def _read(self) -> None:
         try:
-            while sys.stdin.buffer.read(4096):
-                pass
+            line = sys.stdin.buffer.readline()
+            if line.strip():
+                self._line = line
+                self._arrived.set()
+                while sys.stdin.buffer.read(4096):
+                    pass
         except (OSError, ValueError):
             pass
         os._exit(EXIT_INTERRUPTED)
 
-    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+    def wait(self) -> bytes:
+        self._arrived.wait()
+        assert self._line is not None
+        return self._line
+
+
+def warm_imports() -> None:
+    """What every run needs, imported before the spec: no CUDA call is made here.
+
+    A failure is left for the run itself to meet (the same import fails again there
+    and becomes a Failed event the user sees)."""
+    try:
+        import psutil  # noqa: F401 - the CPU probe
+        import torch  # noqa: F401
+        import transformers.modeling_utils  # noqa: F401 - most of transformers' import time
+        import transformers.models.opt.modeling_opt  # noqa: F401 - the catalogue's family
+        from transformers import AutoConfig, AutoModelForCausalLM, LogitsProcessorList  # noqa: F401
+
+        import vramtui.measure.engine.device  # noqa: F401
+        import vramtui.measure.engine.model  # noqa: F401
+        import vramtui.measure.engine.probes  # noqa: F401
+        import vramtui.measure.engine.sampler  # noqa: F401
+    except Exception:  # noqa: BLE001 - reported by the run, see above
+        traceback.print_exc(file=sys.stderr)
+
+
+def cuda_initialized() -> bool:
+    torch = sys.modules.get("torch")
+    return bool(torch is not None and torch.cuda.is_initialized())
 
 
 def _on_term(signum: int, frame: Any) -> None:
@@ -107,15 +150,28 @@ def run_engine(engine: Engine) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    started = clock()
     parser = argparse.ArgumentParser(prog="vramtui-engine")
     parser.add_argument("--events-fd", type=int, required=True)
+    parser.add_argument("--spawned-at", type=float, default=None)
     args = parser.parse_args(argv)
     out = os.fdopen(args.events_fd, "w", buffering=1)
     signal.signal(signal.SIGTERM, _on_term)
     signal.signal(signal.SIGINT, _on_term)
-    spec = RunSpec.from_dict(json.loads(sys.stdin.readline()))
-    _watch_parent()
-    code = run_engine(Engine(spec, out.write))
+    try:
+        inbox = SpecInbox()
+        warm_imports()
+        imported = clock()
+        out.write(ev.encode(ev.Ready(os.getpid(), imported)) + "\n")
+        line = inbox.wait()
+    except (KeyboardInterrupt, OSError):  # ended (or the parent gone) while a spare
+        return EXIT_INTERRUPTED
+    received = clock()
+    spec = RunSpec.from_dict(json.loads(line))
+    engine = Engine(spec, out.write)
+    startup = ev.Startup(args.spawned_at, started, imported, received, cuda_initialized())
+    engine.emit(startup)
+    code = run_engine(engine)
     try:
         out.flush()
     except OSError:

@@ -4,35 +4,66 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 from vramtui.measure import events as ev
 from vramtui.spec import RunSpec
 
+clock = time.monotonic
+
+
+class EngineGone(OSError):
+    """The engine process ended before it could be handed its spec."""
+
+
+@dataclass(frozen=True)
+class Launch:
+    """What an engine process is started with, fixed before it sees a spec: the
+    interpreter and the whole environment (read by torch and transformers at import).
+    A spare engine serves a run only if the run's Launch is equal to its own."""
+
+    python: str
+    env: tuple[tuple[str, str], ...]
+
+    @classmethod
+    def for_spec(
+        cls, spec: RunSpec, extra_env: dict[str, str] | None = None, python: str | None = None
+    ) -> Launch:
+        env = dict(os.environ)
+        env.update(
+            PYTHONUNBUFFERED="1",
+            TOKENIZERS_PARALLELISM="false",
+            TRANSFORMERS_NO_ADVISORY_WARNINGS="1",
+        )
+        if not spec.allow_download:
+            env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+        env.update(extra_env or {})
+        return cls(python or sys.executable, tuple(sorted(env.items())))
+
 
 class EngineProcess:
-    """Spawn `python -m vramtui.measure.engine.child` for one spec and read its events.
+    """Spawn `python -m vramtui.measure.engine.child`, hand it one spec, read its events.
 
-    The engine runs in its own process session, so a Ctrl+C in the terminal
-    reaches the parent only, which then ends the engine deliberately; if the
-    parent dies, the engine sees its stdin close and exits by itself.
+    `spawn()` starts the process (it does its imports, then waits); `hand(spec)`
+    gives it the run; `start(spec)` does both. The engine runs in its own process
+    session, so a Ctrl+C in the terminal reaches the parent only, which then ends
+    the engine deliberately; if the parent dies, the engine sees its stdin close
+    and exits by itself, also while it waits for a spec.
     """
 
-    def __init__(
-        self,
-        spec: RunSpec,
-        *,
-        python: str | None = None,
-        extra_env: dict[str, str] | None = None,
-    ) -> None:
-        self.spec = spec
-        self.python = python or sys.executable
-        self.extra_env = dict(extra_env or {})
+    def __init__(self, launch: Launch) -> None:
+        self.launch = launch
         self.proc: subprocess.Popen[bytes] | None = None
+        self.spawned_at: float | None = None
+        self.ready_at: float | None = None  # the engine's clock when its imports were done
+        self.handed = False
         self._stderr = tempfile.TemporaryFile()
         self._reader = None
 
@@ -40,45 +71,80 @@ class EngineProcess:
     def pid(self) -> int | None:
         return self.proc.pid if self.proc else None
 
-    def start(self) -> None:
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def spawn(self) -> None:
         read_fd, write_fd = os.pipe()
-        env = dict(os.environ)
-        env.update(
-            PYTHONUNBUFFERED="1",
-            TOKENIZERS_PARALLELISM="false",
-            TRANSFORMERS_NO_ADVISORY_WARNINGS="1",
-        )
-        if not self.spec.allow_download:
-            env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
-        env.update(self.extra_env)
+        self.spawned_at = clock()
+        command = [self.launch.python, "-m", "vramtui.measure.engine.child"]
+        command += ["--events-fd", str(write_fd), "--spawned-at", repr(self.spawned_at)]
         try:
             self.proc = subprocess.Popen(
-                [self.python, "-m", "vramtui.measure.engine.child", "--events-fd", str(write_fd)],
+                command,
                 stdin=subprocess.PIPE,
                 stdout=self._stderr,
                 stderr=self._stderr,
                 pass_fds=(write_fd,),
                 start_new_session=True,
-                env=env,
+                env=dict(self.launch.env),
             )
         finally:
             os.close(write_fd)
         self._reader = os.fdopen(read_fd, "r", encoding="utf-8")
-        assert self.proc.stdin is not None
-        self.proc.stdin.write((json.dumps(self.spec.to_dict()) + "\n").encode())
-        self.proc.stdin.flush()  # stdin stays open: closing it tells the engine to exit
+
+    def hand(self, spec: RunSpec) -> None:
+        """Give the engine its run; EngineGone if it has already ended."""
+        proc = self.proc
+        if proc is None or proc.stdin is None or not self.alive:
+            raise EngineGone("the engine process is not running")
+        try:
+            proc.stdin.write((json.dumps(spec.to_dict()) + "\n").encode())
+            proc.stdin.flush()  # stdin stays open: closing it tells the engine to exit
+        except (BrokenPipeError, ValueError) as exc:
+            raise EngineGone(f"the engine process ended: {exc}") from None
+        self.handed = True
+
+    def start(self, spec: RunSpec) -> None:
+        self.spawn()
+        self.hand(spec)
+
+    def wait_ready(self, timeout: float) -> bool:
+        """Block until the engine has said Ready (imports done), up to `timeout` s.
+        Only before `hand`: afterwards the events carry on from where this stopped."""
+        if self.ready_at is not None:
+            return True
+        if self._reader is None or self.handed:
+            return False
+        readable, _, _ = select.select([self._reader], [], [], timeout)
+        if not readable:
+            return False
+        line = self._reader.readline()
+        self._note_ready(line)
+        return self.ready_at is not None
+
+    def _note_ready(self, line: str) -> ev.Event | None:
+        """The event on `line`; a Ready is noted here and not passed on."""
+        line = line.strip()
+        if not line:
+            return None
+        try:
+            event = ev.decode(line)
+        except ev.WireError:
+            return None
+        if isinstance(event, ev.Ready):
+            self.ready_at = event.t
+            return None
+        return event
 
     def events(self) -> Iterator[ev.Event]:
         """Events as they arrive, until the engine closes its end of the pipe."""
         assert self._reader is not None
         for line in self._reader:
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                yield ev.decode(line)
-            except ev.WireError:
-                continue
+            event = self._note_ready(line)
+            if event is not None:
+                yield event
 
     def terminate(self, grace_s: float = 1.5) -> None:
         """End the engine: SIGTERM, then SIGKILL after grace_s. Safe to call twice."""
