@@ -64,6 +64,12 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--markdown", metavar="FILE", help="the table as markdown for a README")
     parser.add_argument("--force", action="store_true", help="overwrite existing output files")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--no-overlap",
+        action="store_true",
+        help="start each cell's engine only once the previous one has ended (by default the "
+        "next engine does its imports, no CUDA, while a cell runs)",
+    )
     parser.set_defaults(command=run)
 
 
@@ -242,7 +248,13 @@ def run(args: argparse.Namespace) -> int:
         progress.done(result)
         outputs.write(done)
 
-    sweep = Sweep(cells, on_cell_start=progress.start, on_cell_done=on_cell_done, on_event=progress)
+    sweep = Sweep(
+        cells,
+        overlap=not args.no_overlap,
+        on_cell_start=progress.start,
+        on_cell_done=on_cell_done,
+        on_event=progress,
+    )
     _, interrupted = run_in_thread(sweep.run, lambda signal: sweep.cancel(signal.reason))
     results = list(sweep.results)
     if sweep.aborted:  # the sweep itself is wrong (a device not there): no table

@@ -58,7 +58,8 @@ class Recorder:
         self.use_nvml = use_nvml
         self.spares = spares  # a spare engine from here serves the run, if one fits
         self.launch = Launch.for_spec(run.spec, extra_env)
-        self.engine = make_engine(self.launch)  # spawned in run(), unless a spare serves
+        self.make_engine = make_engine
+        self.engine: EngineProcess | None = None  # a spare's, or a cold one, once run() starts
         self._cancelled = threading.Event()
         self._cancel_reason = "cancelled by the user"
         self._poller: nvml.Poller | None = None
@@ -76,7 +77,9 @@ class Recorder:
         if not self._cancelled.is_set():
             self._cancel_reason = reason
         self._cancelled.set()
-        self.engine.terminate()
+        engine = self.engine
+        if engine is not None:
+            engine.terminate()
 
     def _take_baseline(self) -> None:
         if not self.use_nvml:
@@ -119,20 +122,21 @@ class Recorder:
         if self._cancelled.is_set():
             session.fail(ev.Failed("cancelled", self._cancel_reason, "start"))
             return session
-        engine_start = self._start_engine()
+        engine, engine_start = self._start_engine()
+        self.engine = engine
         # The engine inherits the allocator's settings, which change reserved memory a lot.
         session.set_environment(
-            engine_pid=self.engine.pid,
+            engine_pid=engine.pid,
             engine_start=engine_start,
             cuda_alloc_conf=self.run_spec.alloc_conf,
         )
-        if self.engine.pid is not None:
-            self._rss = RssWatch(self.engine.pid)
+        if engine.pid is not None:
+            self._rss = RssWatch(engine.pid)
             self._rss.start()
         if self._cancelled.is_set():  # cancelled while the engine was starting
-            self.engine.terminate()
+            engine.terminate()
         try:
-            for event in self.engine.events():
+            for event in engine.events():
                 if self._cancelled.is_set() and isinstance(event, ev.Failed):
                     event = self._cancelled_failure(event)
                 session.apply(event)
@@ -140,7 +144,7 @@ class Recorder:
                     self._on_hello(event)
                 if on_event is not None:
                     on_event(event)
-            code = self.engine.wait()
+            code = engine.wait()
         finally:
             if self._poller is not None:
                 self._poller.stop()
@@ -148,29 +152,29 @@ class Recorder:
                 self._rss.stop()
             self._finish_notices()
         if not session.finished:
-            session.fail(self._exit_failure(code))
-        self.engine.close()
+            session.fail(self._exit_failure(code, engine))
+        engine.close()
         return session
 
-    def _start_engine(self) -> str:
-        """Hand the spec to the spare engine if one fits, else start a cold one; which."""
+    def _start_engine(self) -> tuple[EngineProcess, str]:
+        """Hand the spec to a spare engine if one fits, else to a cold one; and which."""
         spares = self.spares
         spare = spares.take(self.launch) if spares is not None else None
-        how = COLD
+        engine, how = spare, WARM
         if spare is not None:
             try:
                 spare.hand(self.spec)
             except EngineGone:  # died between the check and the hand-over
                 spare.close()
-            else:
-                self.engine, how = spare, WARM
-        if how == COLD:
-            self.engine.start(self.spec)
+                engine = None
+        if engine is None:
+            engine, how = self.make_engine(self.launch), COLD
+            engine.start(self.spec)
         if spares is not None:
             spares.handed_over()
-        return how
+        return engine, how
 
-    def _exit_failure(self, code: int) -> ev.Failed:
+    def _exit_failure(self, code: int, engine: EngineProcess) -> ev.Failed:
         """Why the engine ended without saying so: cancelled, OOM-killed or crashed."""
         session = self.session
         phase = session.current_phase
@@ -185,7 +189,7 @@ class Recorder:
                 f"{format_bytes(peak, 2)} of {format_bytes(limit, 2)}"
             )
             return ev.Failed("oom", why, phase, token, held_bytes=peak)
-        tail = self.engine.stderr_tail(3).replace("\n", " | ")
+        tail = engine.stderr_tail(3).replace("\n", " | ")
         why = f"engine exited with code {code}" + (f": {tail}" if tail else "")
         return ev.Failed("crashed", why, phase, token)
 

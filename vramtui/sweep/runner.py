@@ -66,6 +66,7 @@ class Sweep:
         self._cancelled = threading.Event()
         self._lock = threading.Lock()
         self._current: Recorder | None = None
+        self._pools: list[SparePool] = []  # where engines were started ahead: ended at the end
 
     def _recorder(self, run: ResolvedRun, extra_env: dict[str, str] | None) -> Recorder:
         return Recorder(run, extra_env=extra_env, spares=self.spares)
@@ -87,8 +88,8 @@ class Sweep:
         try:
             return self._run_cells()
         finally:
-            if self.spares is not None:
-                self.spares.close()  # a spare left by a cancel or an abort
+            for pool in self._pools:
+                pool.close()  # an engine started ahead for a cell a cancel or abort left out
 
     def _run_cells(self) -> list[CellResult]:
         dead_models: dict[tuple[str, str, str | None], str] = {}
@@ -119,7 +120,9 @@ class Sweep:
         its spec, in the pool `recorder` draws from."""
         spares = getattr(recorder, "spares", None)
         if spares is not None:
-            spares.queue(Launch.for_spec(cell.spec, self._env(cell)) if cell else None)
+            if spares not in self._pools:
+                self._pools.append(spares)
+            spares.queue([Launch.for_spec(cell.spec, self._env(cell))] if cell else [])
 
     def _run_cell(self, cell: Cell, following: Cell | None) -> CellResult | None:
         env = self._env(cell)

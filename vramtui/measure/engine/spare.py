@@ -1,4 +1,4 @@
-"""A spare engine: one engine process started ahead, its imports done, waiting for a spec.
+"""Spare engines: engine processes started ahead, their imports done, waiting for a spec.
 
 Most of a run's start-up is importing torch and transformers (seconds), which
 depends on nothing the user picks. A spare does that while the user is still on
@@ -7,14 +7,14 @@ call: it holds no context and no device memory until it is handed a spec, and it
 is the same program in the same state as a cold engine when the spec arrives, so
 its figures are a cold engine's. A spare is used once. One that has died, or was
 started with another environment than the run needs (`Launch`), is ended and the
-run starts cold. The parent ends its spare with `close()`; if the parent dies
-first, the spare sees its stdin close and exits by itself.
+run starts cold. The parent ends its spares with `close()`; if the parent dies
+first, each spare sees its stdin close and exits by itself.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from vramtui.measure.engine.process import EngineProcess, Launch
 
@@ -22,70 +22,71 @@ EngineFactory = Callable[[Launch], EngineProcess]
 
 
 class SparePool:
-    """Holds at most one spare engine. Thread-safe: the app's UI thread prepares,
-    a worker thread takes."""
+    """The spares, oldest first. Thread-safe: the app's UI thread prepares, a worker
+    thread takes."""
 
     def __init__(self, make_engine: EngineFactory = EngineProcess) -> None:
         self.make_engine = make_engine
-        self._spare: EngineProcess | None = None
+        self._spares: list[EngineProcess] = []
+        self._queued: list[Launch] = []
         self._lock = threading.Lock()
         self._closed = False
-        self._queued: Launch | None = None
 
     @property
-    def spare(self) -> EngineProcess | None:
+    def spares(self) -> list[EngineProcess]:
         with self._lock:
-            return self._spare
+            return list(self._spares)
 
-    def prepare(self, launch: Launch) -> EngineProcess | None:
-        """Have a live spare for `launch`: keep the one there if it fits, else start one.
-        None once the pool is closed."""
+    def prepare(self, *launches: Launch) -> EngineProcess | None:
+        """Have one live spare for each of `launches`: keep those that fit, end the rest
+        (dead or stale), start what is missing. The oldest spare; None once closed."""
+        wanted = list(launches)
         with self._lock:
             if self._closed:
                 return None
-            spare = self._spare
-            if spare is not None and spare.alive and spare.launch == launch:
-                return spare
-            self._spare = None
-        if spare is not None:
+            keep, drop = [], []
+            for spare in self._spares:
+                fits = spare.alive and spare.launch in wanted
+                (keep if fits else drop).append(spare)
+                if fits:
+                    wanted.remove(spare.launch)
+            for launch in wanted:  # Popen only: the imports go on in the spare
+                spare = self.make_engine(launch)
+                spare.spawn()
+                keep.append(spare)
+            self._spares = keep
+        for spare in drop:
             spare.close()
-        fresh = self.make_engine(launch)
-        fresh.spawn()
-        with self._lock:
-            if not self._closed and self._spare is None:
-                self._spare = fresh
-                return fresh
-        fresh.close()  # closed (or prepared by another thread) meanwhile
-        return self.spare
+        return keep[0] if keep else None
 
     def take(self, launch: Launch) -> EngineProcess | None:
-        """The spare, for one run of `launch`, or None (no spare, dead, or stale)."""
+        """The oldest live spare for `launch`, for one run; None if there is none. Spares
+        that have died or that do not fit `launch` (stale) are ended on the way."""
         with self._lock:
-            spare, self._spare = self._spare, None
-        if spare is None:
-            return None
-        if spare.alive and spare.launch == launch:
-            return spare
-        spare.close()
-        return None
+            fit = [s for s in self._spares if s.alive and s.launch == launch]
+            drop = [s for s in self._spares if s not in fit]
+            self._spares = fit[1:]
+        for spare in drop:
+            spare.close()
+        return fit[0] if fit else None
 
-    def queue(self, launch: Launch | None) -> None:
-        """Start a spare for `launch` once the next run's engine has its spec (a sweep's
-        next cell, while this one runs); None queues nothing."""
+    def queue(self, launches: Sequence[Launch]) -> None:
+        """The spares to have once the next run's engine has its spec (a sweep's next
+        cells, started while this one runs); an empty list queues nothing."""
         with self._lock:
-            self._queued = launch
+            self._queued = list(launches)
 
     def handed_over(self) -> None:
-        """Called once a run's engine has its spec: start the queued spare, if any."""
+        """Called once a run's engine has its spec: prepare the queued spares, if any."""
         with self._lock:
-            launch, self._queued = self._queued, None
-        if launch is not None:
-            self.prepare(launch)
+            launches, self._queued = self._queued, []
+        if launches:
+            self.prepare(*launches)
 
     def close(self) -> None:
-        """End the spare and start no other. Safe to call twice."""
+        """End every spare and start no other. Safe to call twice."""
         with self._lock:
             self._closed = True
-            spare, self._spare = self._spare, None
-        if spare is not None:
+            spares, self._spares = self._spares, []
+        for spare in spares:
             spare.close()

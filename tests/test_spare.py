@@ -1,0 +1,199 @@
+"""Spare engines with real processes on the CPU: handed a spec, a spare gives a cold
+engine's figures; it is used once; a dead or stale one falls back to a cold start; it
+dies with the app and with a killed parent; start-up timings reach the JSON and the
+summary."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import psutil
+import pytest
+from conftest import CPU_ONLY, resolved, tiny_spec
+
+from vramtui.measure import events as ev
+from vramtui.measure.engine.process import EngineGone, EngineProcess, Launch
+from vramtui.measure.engine.spare import SparePool
+from vramtui.measure.recorder import Recorder
+from vramtui.measure.session import Session
+from vramtui.measure.startup import COLD, WARM
+from vramtui.report.export import json_text
+from vramtui.report.text import fact_rows, summary_text
+from vramtui.spec import RunSpec
+
+READY_S = 180  # an upper bound for a spare's imports on a busy machine, never a wait
+
+
+def ready_pool(spec: RunSpec) -> tuple[SparePool, EngineProcess]:
+    pool = SparePool()
+    spare = pool.prepare(Launch.for_spec(spec))
+    assert spare is not None and spare.wait_ready(READY_S), spare and spare.stderr_tail()
+    return pool, spare
+
+
+def figures(session: Session) -> dict[str, object]:
+    """What a run measures that does not depend on the process's RSS (the CPU's memory
+    figure, which differs by some pages from one process to the next, cold or not)."""
+    view = session.snapshot()
+    assert view.loaded is not None and view.done is not None
+    loaded = {k: v for k, v in vars(view.loaded).items() if k != "load_s"}
+    return {
+        "status": view.status,
+        "loaded": loaded,
+        "phases": [p.name for p in view.phases],
+        "tokens": [(s.token, s.phase, s.kv_bytes) for s in view.token_samples],
+        "max_allocated_known": view.done.max_allocated is not None,
+        "memory_source": view.hello.memory_source if view.hello else None,
+    }
+
+
+@pytest.fixture(scope="module")
+def spare_and_cold() -> tuple[Session, Session, int]:
+    spec = tiny_spec(tokens=6)
+    pool, spare = ready_pool(spec)
+    warm = Recorder(resolved(spec), spares=pool).run()
+    assert pool.spares == []  # used once: nothing is left in the pool
+    pool.close()
+    cold = Recorder(resolved(spec)).run()
+    return warm, cold, spare.pid or -1
+
+
+def test_a_spare_handed_a_spec_gives_a_cold_engines_figures(
+    spare_and_cold: tuple[Session, Session, int],
+) -> None:
+    warm, cold, spare_pid = spare_and_cold
+    assert warm.environment["engine_start"] == WARM and cold.environment["engine_start"] == COLD
+    assert warm.hello is not None and warm.hello.pid == spare_pid
+    assert figures(warm) == figures(cold)
+
+
+def test_a_spare_did_its_imports_before_run_and_touched_no_cuda(
+    spare_and_cold: tuple[Session, Session, int],
+) -> None:
+    warm, cold, _ = spare_and_cold
+    assert warm.startup is not None and cold.startup is not None
+    assert warm.startup.imported < warm.t0 < warm.startup.spec_received  # ready before Run
+    assert cold.startup.spawned is not None and cold.startup.spawned >= cold.t0
+    assert not warm.startup.cuda_initialized and not cold.startup.cuda_initialized
+
+
+def test_startup_timings_are_in_the_json_and_the_summary(
+    spare_and_cold: tuple[Session, Session, int],
+) -> None:
+    warm, cold, _ = spare_and_cold
+    for session, engine in ((warm, WARM), (cold, COLD)):
+        startup = json.loads(json_text(session))["timings"]["startup"]
+        assert startup["engine"] == engine
+        stages = ("python_s", "imports_s", "device_init_s", "build_s", "first_step_s")
+        assert all(startup[k] >= 0 for k in stages), startup
+        assert 0 < startup["first_token_s"] < startup["first_decode_token_s"]
+        first = session.token_samples[0].t - session.t0
+        assert startup["first_token_s"] == round(first, 4)
+        line = dict(fact_rows(session.summary()))["start-up"]
+        assert line.startswith(f"first token {startup['first_token_s']:.2f} s after Run")
+        assert f"({engine}:" in line and line in summary_text(session.summary())
+    assert json.loads(json_text(warm))["timings"]["startup"]["imports_done_s"] < 0
+    assert "imports done before Run" in dict(fact_rows(warm.summary()))["start-up"]
+    assert "imports done before Run" not in dict(fact_rows(cold.summary()))["start-up"]
+
+
+def test_a_dead_spare_falls_back_to_a_cold_start() -> None:
+    spec = tiny_spec(tokens=2)
+    pool = SparePool()
+    spare = pool.prepare(Launch.for_spec(spec))
+    assert spare is not None and spare.proc is not None
+    spare.proc.kill()
+    spare.proc.wait(timeout=30)
+    session = Recorder(resolved(spec), spares=pool).run()
+    assert session.status == "completed" and session.environment["engine_start"] == COLD
+    assert session.hello is not None and session.hello.pid != spare.pid
+
+
+def test_a_spare_that_dies_while_handed_over_falls_back_to_a_cold_start() -> None:
+    class DiesAtHandOver(EngineProcess):
+        def hand(self, spec: RunSpec) -> None:
+            self.close()
+            raise EngineGone("ended")
+
+    spec = tiny_spec(tokens=2)
+    spare = DiesAtHandOver(Launch.for_spec(spec))
+    spare.spawn()
+    pool = SparePool()
+    pool._spares = [spare]  # a spare that looks alive when taken, gone when handed over
+    session = Recorder(resolved(spec), spares=pool).run()
+    assert session.status == "completed" and session.environment["engine_start"] == COLD
+    assert spare.pid is not None and not psutil.pid_exists(spare.pid)
+
+
+def test_a_stale_spare_is_ended_and_the_run_starts_cold() -> None:
+    spec = tiny_spec(tokens=2)
+    pool = SparePool()
+    stale = pool.prepare(Launch.for_spec(spec, {"VRAMTUI_SPARE_TEST": "another environment"}))
+    assert stale is not None and stale.proc is not None
+    session = Recorder(resolved(spec), spares=pool).run()
+    assert session.status == "completed" and session.environment["engine_start"] == COLD
+    assert stale.proc.poll() is not None  # ended, and reaped
+    assert pool.spares == []
+
+
+def test_the_spare_dies_with_the_app(tmp_path: os.PathLike[str]) -> None:
+    from vramtui.tui.app import VramApp
+
+    app = VramApp(tiny_spec(), out_dir=tmp_path, list_devices=lambda: CPU_ONLY)  # type: ignore[arg-type]
+    assert app.spares is not None
+
+    async def scenario() -> int:
+        async with app.run_test(size=(100, 30)) as pilot:
+            while not app.spares.pool.spares:  # type: ignore[union-attr]
+                await pilot.pause(0.05)  # started after the first frame
+            spare = app.spares.pool.spares[0]  # type: ignore[union-attr]
+            assert spare.wait_ready(READY_S) and spare.alive
+            await pilot.press("q")
+            return spare.pid or -1
+
+    pid = asyncio.run(scenario())
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+
+
+PARENT = """
+import sys, time
+from vramtui.measure.engine.process import Launch
+from vramtui.measure.engine.spare import SparePool
+from vramtui.spec import RunSpec
+spare = SparePool().prepare(Launch.for_spec(RunSpec()))
+print(spare.pid, flush=True)
+if sys.argv[1] == "ready":
+    assert spare.wait_ready(180)
+    print("ready", flush=True)
+time.sleep(600)
+"""
+
+
+@pytest.mark.parametrize("when", ["importing", "ready"])
+def test_a_spare_ends_when_its_parent_is_killed(when: str) -> None:
+    parent = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(PARENT), when], stdout=subprocess.PIPE, text=True
+    )
+    assert parent.stdout is not None
+    spare = psutil.Process(int(parent.stdout.readline()))
+    if when == "ready":
+        assert parent.stdout.readline().strip() == "ready"
+    parent.send_signal(signal.SIGKILL)
+    parent.wait(timeout=30)
+    try:
+        spare.wait(timeout=READY_S)  # the spare sees its stdin close and exits
+    except psutil.NoSuchProcess:
+        pass
+    assert not spare.is_running()
+
+
+def test_ready_and_startup_events_round_trip() -> None:
+    events = [ev.Ready(12, 3.5), ev.Startup(1.0, 1.1, 4.2, 9.0, False)]
+    events.append(ev.Startup(None, 1.0, 2.0, 3.0, True))
+    assert [ev.decode(ev.encode(e)) for e in events] == events

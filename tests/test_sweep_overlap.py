@@ -1,0 +1,174 @@
+"""A sweep overlaps start-up with work: cell k+1's engine is started while cell k runs,
+and handed its spec only once cell k's engine has ended (never two CUDA contexts).
+
+The scheduling is tested with stand-in engine processes that keep a timeline and
+count the contexts a real engine would hold (from hand-over to exit); one test runs
+real tiny engines on the CPU."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import pytest
+from conftest import TINY_CONFIG
+
+from vramtui.measure import events as ev
+from vramtui.measure.engine.process import Launch
+from vramtui.measure.engine.spare import SparePool
+from vramtui.measure.recorder import Recorder
+from vramtui.measure.session import Session
+from vramtui.measure.startup import COLD, WARM
+from vramtui.spec import ResolvedRun, RunSpec
+from vramtui.sweep import grid
+from vramtui.sweep.runner import Sweep
+
+
+@dataclass
+class Device:
+    """The timeline of every stand-in engine, and the contexts held at each moment."""
+
+    timeline: list[tuple[str, int]] = field(default_factory=list)
+    contexts: int = 0
+    most_contexts: int = 0
+    numbers: Iterator[int] = field(default_factory=lambda: itertools.count(1))
+
+
+class StandInEngine:
+    """EngineProcess's interface, no process: plays a short run once handed a spec."""
+
+    def __init__(self, device: Device, launch: Launch) -> None:
+        self.device, self.launch = device, launch
+        self.number = next(device.numbers)
+        self.pid: int | None = None  # no process to watch
+        self.alive = False
+        self.spec: RunSpec | None = None
+
+    def note(self, what: str) -> None:
+        self.device.timeline.append((what, self.number))
+
+    def spawn(self) -> None:
+        self.alive = True
+        self.note("spawn")
+
+    def hand(self, spec: RunSpec) -> None:
+        self.spec = spec
+        self.device.contexts += 1  # a real engine creates its context once it has a spec
+        self.device.most_contexts = max(self.device.most_contexts, self.device.contexts)
+        self.note("hand")
+
+    def start(self, spec: RunSpec) -> None:
+        self.spawn()
+        self.hand(spec)
+
+    def events(self) -> Iterator[ev.Event]:
+        assert self.spec is not None
+        yield ev.Hello(self.number, "cuda:0", "cuda", "Stand-in", None, None, "torch.cuda")
+        yield ev.Phase("prefill", 1.0)
+        for token in range(self.spec.tokens):
+            yield ev.Sample(token, 1.0 + token, "decode", 100, 200, 150, 10 * token)
+        yield ev.Done(self.spec.tokens, 0.1, 0.1, 0.1, 0.2, 10.0, 10.0, 150)
+
+    def wait(self) -> int:
+        if self.alive:
+            self.alive = False
+            self.device.contexts -= 1
+            self.note("exit")
+        return 0
+
+    def terminate(self, grace_s: float = 1.5) -> None:
+        self.wait()
+
+    def close(self) -> None:
+        if self.alive and self.spec is None:  # a spare ended unused
+            self.alive = False
+            self.note("end unused")
+        self.wait()
+
+    def stderr_tail(self, lines: int = 20) -> str:
+        return ""
+
+
+def cells(n: int) -> list[grid.Cell]:
+    axes = grid.Axes(
+        models=[grid.ModelRef("tiny-opt", "config", str(TINY_CONFIG))],
+        tokens=list(range(2, 2 + n)),
+        base=RunSpec(device="cpu"),
+    )
+    return axes.cells()
+
+
+def stand_in_sweep(n: int, overlap: bool) -> tuple[Device, list[Session]]:
+    device = Device()
+    pool = SparePool(make_engine=lambda launch: StandInEngine(device, launch))  # type: ignore[arg-type,return-value]
+
+    def make_recorder(run: ResolvedRun, env: dict[str, str] | None) -> Recorder:
+        return Recorder(
+            run,
+            extra_env=env,
+            use_nvml=False,
+            spares=pool if overlap else None,
+            make_engine=pool.make_engine,
+        )
+
+    sessions: list[Session] = []
+    sweep = Sweep(
+        cells(n), make_recorder=make_recorder, on_cell_start=lambda c, s: sessions.append(s)
+    )
+    results = sweep.run()
+    pool.close()
+    assert [r.status for r in results] == ["completed"] * n
+    return device, sessions
+
+
+@pytest.mark.parametrize("n", [1, 2, 5])
+def test_the_next_engine_starts_during_a_cell_and_gets_its_spec_after_it(n: int) -> None:
+    device, sessions = stand_in_sweep(n, overlap=True)
+    assert device.most_contexts == 1
+    order = device.timeline
+    for k in range(1, n):  # engine k+1 serves cell k+1
+        assert order.index(("spawn", k + 1)) < order.index(("exit", k))
+        assert order.index(("exit", k)) < order.index(("hand", k + 1))
+    assert [s.environment["engine_start"] for s in sessions] == [COLD] + [WARM] * (n - 1)
+    assert ("end unused", n + 1) not in order and len({e for _, e in order}) == n
+
+
+def test_without_overlap_each_engine_starts_after_the_last_has_ended() -> None:
+    device, sessions = stand_in_sweep(3, overlap=False)
+    assert device.timeline == [(what, k) for k in (1, 2, 3) for what in ("spawn", "hand", "exit")]
+    assert [s.environment["engine_start"] for s in sessions] == [COLD] * 3
+
+
+def test_a_cancelled_sweep_ends_the_engine_started_ahead() -> None:
+    device = Device()
+    pool = SparePool(make_engine=lambda launch: StandInEngine(device, launch))  # type: ignore[arg-type,return-value]
+    sweep: Sweep
+
+    def make_recorder(run: ResolvedRun, env: dict[str, str] | None) -> Recorder:
+        return Recorder(run, use_nvml=False, spares=pool, make_engine=pool.make_engine)
+
+    def cancel_after_first(result: object) -> None:
+        sweep.cancel()
+
+    sweep = Sweep(cells(3), make_recorder=make_recorder, on_cell_done=cancel_after_first)
+    assert len(sweep.run()) == 1
+    assert device.timeline[-1] == ("end unused", 2) and device.contexts == 0
+
+
+def test_real_engines_overlap_and_measure_what_cold_ones_do() -> None:
+    runs: dict[bool, list[Session]] = {False: [], True: []}
+    for overlap, sessions in runs.items():
+        keep = sessions.append
+        Sweep(cells(3), overlap=overlap, on_cell_start=lambda c, s, keep=keep: keep(s)).run()
+    warm = runs[True]
+    assert [s.environment["engine_start"] for s in warm] == [COLD, WARM, WARM]
+    for before, after in itertools.pairwise(warm):
+        assert after.startup is not None and after.startup.spawned is not None
+        assert after.startup.spawned < before.snapshot().ended_at  # type: ignore[operator]
+    assert len({s.hello.pid for s in warm if s.hello}) == 3
+
+    def deterministic(s: Session) -> tuple[object, ...]:
+        return (s.status, s.loaded.params, [(t.token, t.kv_bytes) for t in s.token_samples])  # type: ignore[union-attr]
+
+    assert [deterministic(s) for s in warm] == [deterministic(s) for s in runs[False]]
