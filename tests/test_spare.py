@@ -122,10 +122,9 @@ def test_a_spare_that_dies_while_handed_over_falls_back_to_a_cold_start() -> Non
             raise EngineGone("ended")
 
     spec = tiny_spec(tokens=2)
-    spare = DiesAtHandOver(Launch.for_spec(spec))
-    spare.spawn()
-    pool = SparePool()
-    pool._spares = [spare]  # a spare that looks alive when taken, gone when handed over
+    pool = SparePool(make_engine=DiesAtHandOver)  # alive when taken, gone when handed over
+    spare = pool.prepare(Launch.for_spec(spec))
+    assert isinstance(spare, DiesAtHandOver)
     session = Recorder(resolved(spec), spares=pool).run()
     assert session.status == "completed" and session.environment["engine_start"] == COLD
     assert spare.pid is not None and not psutil.pid_exists(spare.pid)
