@@ -26,8 +26,8 @@ RecorderFactory = Callable[[ResolvedRun], RecorderLike]
 
 
 class SpareEngines:
-    """The app's real data source: a fresh engine process a run, handed the spec by a
-    spare engine started ahead where one fits (imported on first use, not at app start)."""
+    """The app's real data source: a fresh engine process a run, a spare engine started
+    ahead where one fits (the recorder is imported on the first run, not at app start)."""
 
     def __init__(self) -> None:
         from vramtui.measure.engine.spare import SparePool
