@@ -3,9 +3,10 @@
 Pure: reads a snapshot of a `vramtui.measure.session.Session`. The components stack, at one step,
 from the bottom up:
 
-    weights          allocated after load
+    weights          the engine's count of the model's own tensors (each storage once)
     KV cache         the engine's count of the cache tensors at that step
-    other allocated  allocated - weights - KV (cuBLAS workspace, logits, ids)
+    other allocated  allocated - weights - KV (cuBLAS workspace, logits, ids, and
+                     the allocator's rounding of every tensor to 512 B blocks)
     transient        that step's peak - allocated after it
     slack            reserved - that step's peak (cached by the allocator, unused
                      even at the step's peak; reserved never shrinks, so the end
@@ -64,11 +65,9 @@ def _is_allocator(session: SessionView) -> bool:
 
 
 def measured_weights(session: SessionView) -> int | None:
-    """Allocated after load; the engine's tensor count where the figure is process RSS."""
-    if _is_allocator(session):
-        for s in reversed(session.samples):
-            if s.token is None and s.phase == "load" and s.allocated is not None:
-                return s.allocated
+    """The weights as themselves: the bytes of every parameter and buffer the engine
+    loaded, counted from the tensors (not allocated-after-load, which also holds the
+    allocator's block rounding)."""
     return session.loaded.weights_bytes if session.loaded else None
 
 

@@ -29,7 +29,7 @@ def fragmentation_warning(est: Estimate) -> str | None:
 def estimate_rows(e: Estimate) -> list[tuple[str, str, str]]:
     """(component, bytes, what) for the estimate table."""
     kv_token = e.model.kv_bytes_per_token(e.dtype, e.batch)
-    positions = e.prompt_tokens + e.tokens - 1
+    positions = e.prompt_tokens + e.tokens - (0 if e.cache == "static" else 1)
     up_to = " (at most the GPU's free memory)" if e.cache_balloons else ""
     cuda = e.backend == "cuda"
     rows = [

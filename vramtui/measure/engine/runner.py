@@ -144,7 +144,7 @@ class Engine:
                 ids,
                 attention_mask=torch.ones_like(ids),
                 logits_processor=LogitsProcessorList([sampler]),
-                **generate_kwargs(model, self.spec.tokens),
+                **generate_kwargs(model, self.spec.tokens, self.spec.cache),
             )
         generate_s = clock() - t_gen
         cache.remove()
