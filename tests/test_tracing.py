@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from vramtui.errors import UsageError
@@ -132,3 +134,21 @@ def test_an_architecture_without_sdpa_is_told_to_use_eager() -> None:
 def test_the_disk_cache_follows_xdg_cache_home(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     assert traces.cache_dir() == tmp_path / "vramtui" / "traces"
+
+
+def test_a_session_of_any_model_is_compared_once_its_trace_exists(tmp_path) -> None:
+    """Screens never wait for a trace: the summary compares once the model is traced."""
+    from vramtui.measure import events as ev
+    from vramtui.measure.session import Session
+    from vramtui.report.breakdown import estimate_for_session
+
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({**TINY_LLAMA, "num_hidden_layers": 1, "hidden_size": 32}))
+    spec = {"model": "tiny-one", "source": "config", "path": str(path), "tokens": 5,
+            "prompt_tokens": 4, "batch": 1, "attn": "sdpa", "dtype": "float16"}  # fmt: skip
+    session = Session(spec, t0=0.0)
+    session.apply(ev.Hello(7, "cuda:0", "cuda", "Test GPU", None, 10**10, "torch.cuda", {}))
+    assert estimate_for_session(session) is None  # not traced yet: no waiting
+    traced = estimate_for_session(session, only_cached=False)
+    assert traced is not None and traced.tokens == 5 and traced.model.model_type == "llama"
+    assert estimate_for_session(session) == traced

@@ -22,6 +22,7 @@ from vramtui.report.estimate_text import (
     estimate_rows,
     fit_text,
     fragmentation_warning,
+    static_cache_note,
     tokens_fit_text,
 )
 from vramtui.report.text import table
@@ -135,9 +136,9 @@ def run(args: argparse.Namespace) -> int:
         print(tokens_fit_text(most, where, positions_bound, model.positions))
     else:
         print("max new tokens that fit: – (no GPU detected; pass --gpu-memory SIZE)")
-    warning = fragmentation_warning(est)
-    if warning:
-        print(f"warning: {warning}")
+    for warning in (fragmentation_warning(est), static_cache_note(est)):
+        if warning:
+            print(f"warning: {warning}")
     print(f"calibration: {est.calibration.source}")
     return EXIT_OK
 
@@ -165,6 +166,7 @@ def _json(
         kv_bytes_per_token=model.kv_bytes_per_token(est.dtype, est.batch),
         cache_balloons=est.cache_balloons,
         warning=fragmentation_warning(est),
+        note_static_cache=static_cache_note(est),
     )
     if est.backend == "cpu":
         data.update(

@@ -15,7 +15,9 @@ from vramtui.models.catalogue import Entry
 from vramtui.spec import DeviceList, ResolvedRun, RunSpec, model_label, resolve
 from vramtui.units import format_bytes
 
-FIELDS = ("source", "path", "tokens", "prompt_tokens", "batch", "dtype", "attn", "device")
+FIELDS = (
+    "source", "path", "tokens", "prompt_tokens", "batch", "dtype", "attn", "cache", "device",
+)  # fmt: skip
 # Where an error about a field is shown when the form has no place of its own for it.
 SHOWN_AT = {"model": "model", "prompt": "form", "gpu_memory": "form"}
 INT_FIELDS = (("tokens", "--tokens"), ("prompt_tokens", "--prompt-tokens"), ("batch", "--batch"))
@@ -34,6 +36,7 @@ class FormValues:
     dtype: str  # "auto" or a dtype
     attn: str
     device: str
+    cache: str = "dynamic"
 
 
 @dataclass(frozen=True)
@@ -87,6 +90,7 @@ def spec_from_form(values: FormValues, base: RunSpec) -> tuple[RunSpec | None, d
         path=path,
         dtype=None if values.dtype == "auto" else values.dtype,
         attn=values.attn,
+        cache=values.cache,
         device=values.device,
         **numbers,
     )

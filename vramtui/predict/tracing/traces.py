@@ -149,7 +149,7 @@ def _run_child(request: dict[str, Any]) -> dict[str, Any]:
     return json.loads(done.stdout)
 
 
-def _answer(request: dict[str, Any], only_cached: bool) -> dict[str, Any] | None:
+def _answer(request: dict[str, Any], only_cached: bool = False) -> dict[str, Any] | None:
     """The child's answer for `request`: from the disk cache, or traced now (None when
     `only_cached` and nothing is cached)."""
     path = cache_dir() / f"{_key(request)}.json"
@@ -198,15 +198,20 @@ def _trace(name: str, positions: int, request: dict[str, Any], data: dict[str, A
 
 
 @lru_cache(maxsize=32)
-def _trace_cached(name: str, positions: int, request_json: str, only_cached: bool) -> Trace | None:
+def _trace_cached(name: str, positions: int, request_json: str) -> Trace:
+    """The trace, made (or read from disk) once per process."""
     request = json.loads(request_json)
-    answer = _answer(request, only_cached)
-    if answer is None:
-        return None
+    answer = _answer(request, only_cached=False)
+    assert answer is not None
     if not answer.get("ok"):
         reason = short_reason(str(answer.get("error")))
         raise TraceError(f"cannot trace {name}: {reason}", field="model")
     return _trace(name, positions, request, answer)
+
+
+def _is_known(request_json: str) -> bool:
+    """Whether the trace is on disk already (reading it is then cheap)."""
+    return (cache_dir() / f"{_key(json.loads(request_json))}.json").is_file()
 
 
 def trace_model(
@@ -232,4 +237,6 @@ def trace_model(
         "decode": decode_points(prompt, positions),
     }
     request = json.dumps(_request(config, shape), sort_keys=True, default=str)
-    return _trace_cached(name, positions, request, only_cached)
+    if only_cached and not _is_known(request):
+        return None
+    return _trace_cached(name, positions, request)

@@ -20,7 +20,7 @@ from textual.widgets import Button, DataTable, Footer, Input, Label, Select, Sta
 from vramtui.errors import UsageError
 from vramtui.models.catalogue import CATALOGUE, families
 from vramtui.predict.estimate import estimate_run
-from vramtui.spec import ATTENTION, DTYPES, DeviceList, ResolvedRun, RunSpec, resolve_dtype
+from vramtui.spec import ATTENTION, CACHES, DTYPES, DeviceList, ResolvedRun, RunSpec, resolve_dtype
 from vramtui.spec.devices import DeviceChoice, backend_of
 from vramtui.tui.devices import DeviceOption, device_options, initial_device_options
 from vramtui.tui.form import FIELDS, FormResult, FormValues, model_facts, place_of, read_form
@@ -36,6 +36,7 @@ SOURCE_OPTIONS = [
 ]
 DTYPE_OPTIONS = [("auto (fp16 GPU, fp32 CPU)", "auto")] + [(d, d) for d in DTYPES]
 ATTN_OPTIONS = [(a, a) for a in ATTENTION]
+CACHE_OPTIONS = [(c, c) for c in CACHES]
 PLACES = (*FIELDS, "model", "form")
 
 
@@ -131,6 +132,7 @@ class StartScreen(Screen[None]):
                     yield from _row(label, widget, field)
                 yield from _select_row("Dtype", "dtype", DTYPE_OPTIONS, spec.dtype or "auto")
                 yield from _select_row("Attention", "attn", ATTN_OPTIONS, spec.attn)
+                yield from _select_row("KV cache", "cache", CACHE_OPTIONS, spec.cache)
                 yield from _select_row("Device", "device", self._device_items(), spec.device)
                 yield Button("Run", id="run", variant="primary", compact=True)
                 yield Static("", id="form-error", classes="field-error")
@@ -311,6 +313,7 @@ class StartScreen(Screen[None]):
             dtype=self._value("dtype"),
             attn=self._value("attn"),
             device=self._value("device"),
+            cache=self._value("cache"),
         )
 
     def _value(self, field: str) -> str:
