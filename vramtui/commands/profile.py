@@ -9,9 +9,10 @@ vramtui's.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
+import sys
 from datetime import datetime
+from importlib.machinery import PathFinder
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +58,9 @@ def program_of(args: argparse.Namespace) -> Program:
         argv = argv[1:]
     if args.module:
         top = args.module.split(".")[0]
-        if importlib.util.find_spec(top) is None:
+        # where `python -m` looks: the current folder first; the top package only,
+        # so that nothing of the program runs here
+        if PathFinder.find_spec(top, [os.getcwd(), *sys.path]) is None:
             raise UsageError(f"no module named {top!r}")
         return Program(tuple(argv), module=args.module)
     if not argv:

@@ -105,14 +105,19 @@ def run_program(module: str | None, argv: list[str]) -> None:
     script = argv[0]
     sys.argv = list(argv)
     sys.path[0] = str(Path(script).resolve().parent)
-    runpy.run_path(script, run_name="__main__")
+    runpy.run_path(os.path.abspath(script), run_name="__main__")  # __file__ absolute, as Python
 
 
 def report(instrument: Instrument, exc: BaseException) -> int:
     """Print the program's traceback and record how it failed; the exit code."""
+    print_program_traceback(exc)
+    return record_failure(instrument, exc)
+
+
+def record_failure(instrument: Instrument, exc: BaseException) -> int:
+    """Record how the program failed (an OOM with its phase, token and bytes); the exit code."""
     if instrument.failed_at is not None:  # raised inside generate(): where it was
         instrument.phase, instrument.token = instrument.failed_at
-    print_program_traceback(exc)
     if isinstance(exc, KeyboardInterrupt):
         instrument.fail("cancelled", "interrupted")
         return EXIT_INTERRUPTED
