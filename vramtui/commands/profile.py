@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Callable
 from datetime import datetime
 from importlib.machinery import PathFinder
 from pathlib import Path
@@ -116,8 +117,6 @@ def run(args: argparse.Namespace) -> int:
     check_outputs(args.csv, args.json, args.force)
     folder = out_dir(args.out)
     if args.live:
-        from vramtui.commands.profile_live import run_live
-
         return run_live(program, args, folder)
     recorder = ScriptRecorder(program)
 
@@ -134,4 +133,25 @@ def run(args: argparse.Namespace) -> int:
     written = keep(view, args, folder)
     stderr_line(summary_text(view.summary()))
     code = program_exit_code(recorder.exit_code, view, interrupted is not None)
+    return code if code or written else 1
+
+
+def run_live(program: Program, args: argparse.Namespace, folder: Path) -> int:
+    """The app's run screen on the program; its output in the log panel."""
+    from vramtui.tui.profile_app import ProfileApp
+
+    made: list[ScriptRecorder] = []
+
+    def make(on_output: Callable[[str], None]) -> ScriptRecorder:
+        made.append(ScriptRecorder(program, capture=True, on_output=on_output))
+        return made[0]
+
+    folder.mkdir(parents=True, exist_ok=True)
+    app = ProfileApp(make, out_dir=folder)  # saves the session there when the program ends
+    app.run()
+    if not made:
+        return 1
+    view = made[0].session.snapshot()
+    written = save(view, args.csv, args.json)
+    code = program_exit_code(made[0].exit_code, view, False)
     return code if code or written else 1
