@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from pathlib import Path
 
 from conftest import TINY_CONFIG
-from textual.pilot import Pilot
+from test_tui_pilot import wait_for
 from textual.widgets import RichLog, Static
 
 from vramtui.measure.script.process import Program
@@ -18,14 +17,6 @@ from vramtui.tui.profile_app import ProfileApp, ProgramRunScreen
 from vramtui.tui.screens.summary import SummaryScreen
 
 PROGRAM = Path(__file__).parent / "fixtures" / "program.py"
-
-
-async def wait_for(pilot: Pilot, condition: object, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {condition}")
-        await pilot.pause(0.05)
 
 
 def test_the_run_screen_follows_the_program_and_shows_its_output(tmp_path: Path) -> None:
