@@ -18,6 +18,8 @@ hold the C + 1 generations with N tokens each.
 
 On a GPU box:
     python benchmarks/profile_overhead.py --model opt-125m --out benchmarks/results/profile_overhead
+The hooks alone, A/B in one process (every other generate() call hooked):
+    python benchmarks/profile_overhead.py --in-process --calls 10 --out DIR/profile_hooks-h200
 Dry run on the CPU (numbers mean nothing; do not commit them):
     python benchmarks/profile_overhead.py --model tiny --tokens 8 --calls 2 --rounds 2 --out /tmp/po
 """
@@ -41,10 +43,8 @@ SIZES = {
 }
 
 
-def program(args: argparse.Namespace) -> None:
-    """The user's program: knows nothing of vramtui."""
-    import time
-
+def build(args: argparse.Namespace) -> tuple[Any, Any, bool]:
+    """The model (random weights, on the GPU when there is one), a prompt, and whether CUDA."""
     import torch
     from transformers import AutoModelForCausalLM, OPTConfig
 
@@ -66,17 +66,66 @@ def program(args: argparse.Namespace) -> None:
         ).eval()
     torch.manual_seed(0)
     prompt = torch.randint(3, 50000, (1, 8), device=device)
-    rates = []
+    return model, prompt, cuda
+
+
+def timed(model: Any, prompt: Any, n: int, cuda: bool) -> float:
+    """tok/s of one greedy generate() of exactly n new tokens."""
+    import time
+
+    import torch
+
     with torch.inference_mode():
-        model.generate(prompt, max_new_tokens=16, min_new_tokens=16, do_sample=False)
-        for _ in range(args.calls):
-            t = time.perf_counter()
-            n = args.tokens
-            model.generate(prompt, max_new_tokens=n, min_new_tokens=n, do_sample=False)
-            if cuda:
-                torch.cuda.synchronize()
-            rates.append(n / (time.perf_counter() - t))
+        t = time.perf_counter()
+        model.generate(prompt, max_new_tokens=n, min_new_tokens=n, do_sample=False)
+        if cuda:
+            torch.cuda.synchronize()
+        return n / (time.perf_counter() - t)
+
+
+def program(args: argparse.Namespace) -> None:
+    """The user's program: knows nothing of vramtui."""
+    model, prompt, cuda = build(args)
+    timed(model, prompt, 16, cuda)
+    rates = [timed(model, prompt, args.tokens, cuda) for _ in range(args.calls)]
     Path(args.result).write_text(json.dumps(rates))
+
+
+def in_process(args: argparse.Namespace) -> dict[str, Any]:
+    """The hooks alone, A/B in one process (no process-to-process spread): generate()
+    calls alternately with and without them, events written to /dev/null."""
+    import os
+
+    from vramtui.measure.script.hooks import Instrument
+
+    model, prompt, cuda = build(args)
+    timed(model, prompt, 16, cuda)
+    instrument = Instrument(open(os.devnull, "w").write)  # noqa: SIM115 - lives to the end
+    instrument.start()
+    pairs = []
+    for k in range(args.calls):
+        rates = {}
+        for hooked in (False, True) if k % 2 == 0 else (True, False):
+            if hooked:
+                instrument.install()
+            rates[hooked] = timed(model, prompt, args.tokens, cuda)
+            instrument.uninstall()
+        pairs.append({"plain": rates[False], "hooked": rates[True]})
+        print(f"pair {k}: ratio {rates[True] / rates[False]:.4f}", file=sys.stderr)
+    instrument.stop()
+    ratios = [p["hooked"] / p["plain"] for p in pairs]
+    return {
+        "mode": "in-process A/B",
+        "model": args.model,
+        "tokens": args.tokens,
+        "pairs": pairs,
+        "plain_tok_s": statistics.median(p["plain"] for p in pairs),
+        "hooked_tok_s": statistics.median(p["hooked"] for p in pairs),
+        "ratio_median": statistics.median(ratios),
+        "ratio_min": min(ratios),
+        "ratio_max": max(ratios),
+        "goal": ">= 0.97",
+    }
 
 
 def one(args: argparse.Namespace, profiled: bool, folder: Path, n: int) -> dict[str, Any]:
@@ -156,6 +205,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--run-timeout", type=float, default=300)
     parser.add_argument("--out", type=Path)
+    parser.add_argument(
+        "--in-process", action="store_true", help="A/B the hooks in one process, --calls pairs"
+    )
     args = parser.parse_args()
     if args.program:
         program(args)
@@ -164,6 +216,12 @@ def main() -> None:
     from _common import environment_line, gpu_environment, write_json
 
     env = gpu_environment()
+    if args.in_process:
+        result = {"environment": env, **in_process(args)}
+        print(json.dumps(result, indent=2))
+        if args.out:
+            write_json(args.out.with_suffix(".json"), result)
+        return
     result = {"environment": env, **measure(args)}
     command = "python " + " ".join([f"benchmarks/{Path(__file__).name}", *sys.argv[1:]])
     text = markdown(result, environment_line(env), command)

@@ -256,3 +256,23 @@ def test_show_still_reads_a_csv_written_before_the_generation_column(
     (tmp_path / "old.csv").write_text("\n".join(old) + "\n")
     assert main(["show", str(tmp_path / "old.csv")]) == 0
     assert f"{tiny_session.tokens_done} tokens" in capsys.readouterr().out
+
+
+def test_readings_between_calls_belong_to_no_token_and_a_later_prefill_to_its_own() -> None:
+    """A program's second generate(): NVML readings while it runs its own code belong
+    to no token, those in the second call's prefill to the step in progress."""
+    from vramtui.measure import events as ev
+    from vramtui.measure.session import NvmlSample, Session
+
+    session = Session({"model": "p.py", "source": "program"}, t0=0.0)
+    for t, name in ((0.0, "program"), (1.0, "prefill"), (1.5, "decode"), (3.0, "program")):
+        session.apply(ev.Phase(name, t))
+    for token, t in enumerate((1.2, 2.0, 2.5)):
+        session.apply(ev.Sample(token, t, "decode", 100, 200, 150, 10))
+    session.apply(ev.Phase("prefill", 4.0))
+    for t, used in ((0.5, 1), (1.9, 7), (3.5, 99), (4.5, 5)):
+        session.add_nvml(NvmlSample(t, used, used, 1000))
+    session.apply(ev.Sample(3, 5.0, "prefill", 100, 200, 150, 10))
+    view = session.snapshot()
+    assert [view.token_at(t) for t in (0.5, 1.9, 3.5, 4.5)] == [None, 1, None, 3]
+    assert view.nvml_token_max == {1: 7, 3: 5}  # 99, between the calls, is no step's

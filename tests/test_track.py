@@ -94,3 +94,30 @@ def test_one_recording_at_a_time(tmp_path: Path) -> None:
         with pytest.raises(RuntimeError, match="already recording"):
             with vramtui.track(out=tmp_path):
                 pass
+
+
+@pytest.mark.parametrize("caught", [False, True])
+def test_a_failure_is_placed_where_it_was_raised(
+    tmp_path: Path, tiny: Any, monkeypatch: pytest.MonkeyPatch, caught: bool
+) -> None:
+    """An OOM inside generate() is the session's failure at its step; once the program
+    has caught it, a later error is placed in the program, not at that step."""
+    import torch
+
+    monkeypatch.setenv("VRAMTUI_TEST_OOM_AT_TOKEN", "1")
+    model, _ = tiny
+    expected = ValueError if caught else torch.OutOfMemoryError
+    with pytest.raises(expected):
+        with vramtui.track(json=tmp_path / "t.json"):
+            try:
+                model.generate(ids(), max_new_tokens=3, min_new_tokens=3, do_sample=False)
+            except torch.OutOfMemoryError:
+                if not caught:
+                    raise
+            raise ValueError("later")
+    summary = json.loads((tmp_path / "t.json").read_text())
+    failure = summary["failure"]
+    where = (failure["kind"], failure["phase"], failure["token"])
+    assert where == (("error", "program", None) if caught else ("oom", "decode", 1))
+    (g,) = summary["generations"]
+    assert (g["status"], g["steps"]) == ("failed", 1)

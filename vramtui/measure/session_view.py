@@ -61,8 +61,8 @@ def token_at(
     i = bisect_left(token_times, t)
     if not token_times or (i == 0 and phase != "prefill"):
         return 0 if phase == "prefill" else None
-    if i >= len(token_times):
-        return len(token_times) if phase == "decode" else None
+    if i >= len(token_times):  # the step in progress (a program's later call: its prefill)
+        return len(token_times)
     return i
 
 

@@ -116,8 +116,9 @@ def report(instrument: Instrument, exc: BaseException) -> int:
 
 def record_failure(instrument: Instrument, exc: BaseException) -> int:
     """Record how the program failed (an OOM with its phase, token and bytes); the exit code."""
-    if instrument.failed_at is not None:  # raised inside generate(): where it was
-        instrument.phase, instrument.token = instrument.failed_at
+    where = instrument.where_raised(exc)
+    if where is not None:  # raised inside a load or generate(): where it was
+        instrument.phase, instrument.token = where
     if isinstance(exc, KeyboardInterrupt):
         instrument.fail("cancelled", "interrupted")
         return EXIT_INTERRUPTED

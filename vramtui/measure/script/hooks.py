@@ -42,7 +42,8 @@ class Instrument(Emitter):
         self.load_s = 0.0
         self.timed: list[tuple[float, float, float, int]] = []  # start, first, last step, steps
         self.hello: ev.Hello | None = None
-        self.failed_at: tuple[str, int | None] | None = None  # a generate() that raised
+        # where the last exception out of a load or generate() was raised, and which
+        self.failed_at: tuple[str, int | None, BaseException] | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._undo: list[Callable[[], None]] = []
@@ -107,6 +108,21 @@ class Instrument(Emitter):
             if not self.generating and self.probe is not None:
                 self.sample(None, self.phase)
 
+    def raised_in(self, exc: BaseException) -> None:
+        """A load or generate() raised `exc` here: keep where, and go back to the program."""
+        self.failed_at = (self.phase, self.token, exc)
+        self.token = None
+        self.enter(PROGRAM)
+
+    def where_raised(self, exc: BaseException) -> tuple[str, int | None] | None:
+        """The phase and token `exc` (or an exception it was raised from) left a hook at."""
+        seen: BaseException | None = exc
+        while seen is not None and self.failed_at is not None:
+            if seen is self.failed_at[2]:
+                return self.failed_at[0], self.failed_at[1]
+            seen = seen.__cause__ or seen.__context__
+        return None
+
     def done_event(self) -> ev.Done:
         """The whole program's figures: every generate() call's together."""
         generate_s = sum(last - start for start, _, last, _ in self.timed)
@@ -129,6 +145,10 @@ class Instrument(Emitter):
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=2)
+        self.uninstall()
+
+    def uninstall(self) -> None:
+        """Put transformers' own methods back."""
         for undo in reversed(self._undo):
             undo()
         self._undo.clear()
@@ -165,6 +185,10 @@ class Instrument(Emitter):
         t = clock()
         try:
             model = function(cls, *args, **kwargs)
+        except BaseException as exc:
+            with self._lock:
+                self.raised_in(exc)
+            raise
         finally:
             with self._lock:
                 self.loading = False
@@ -183,12 +207,13 @@ class Instrument(Emitter):
             return function(model, *args, **kwargs)
         self.ensure_hello(_device_of(model))
         call = GenerateCall(self, model, args, kwargs)
-        out = None
         try:
             out = function(model, *args, **call.kwargs)
-            return out
-        finally:
-            call.end(out)
+        except BaseException as exc:
+            call.end(None, exc)
+            raise
+        call.end(out, None)
+        return out
 
 
 class GenerateCall:
@@ -240,7 +265,7 @@ class GenerateCall:
                 it.enter("decode")
             it.token = self.first + i + 1
 
-    def end(self, out: Any) -> None:
+    def end(self, out: Any, raised: BaseException | None) -> None:
         it = self.instrument
         self.cache.remove()
         t_end = clock()
@@ -261,19 +286,20 @@ class GenerateCall:
                     prompt_tokens=self.prompt_tokens,
                     batch=self.batch,
                     num_beams=self.num_beams,
-                    tokens_generated=max(0, generated) if out is not None else self.steps,
+                    tokens_generated=max(0, generated) if raised is None else self.steps,
                     peak_allocated_bytes=self.peak,
                     t_start=self.t_start,
                     t_end=t_end,
                     model_class=type(model).__name__,
                     params=sum(p.numel() for p in model.parameters()),
-                    status="completed" if out is not None else "failed",
+                    status="completed" if raised is None else "failed",
                 )
             )
-            if out is None:  # raised inside: where it was, for the failure
-                it.failed_at = (it.phase, it.token)
-            it.token = None
-            it.enter(PROGRAM)
+            if raised is not None:
+                it.raised_in(raised)
+            else:
+                it.token = None
+                it.enter(PROGRAM)
 
 
 def _device_of(model: Any) -> Any:
