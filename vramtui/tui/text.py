@@ -92,6 +92,8 @@ def program_status(
 ) -> str:
     """program │ generate() #2 │ token 410 │ 104.2 tok/s │ elapsed 0:12"""
     calls = sum(1 for p in session.phases if p.name == "prefill")
+    if session.done is not None:  # ended: the whole program's rate, as in the summary
+        rate = session.done.tokens_per_s
     parts = [phase_text(session, cancelling)]
     if calls:
         parts.append(f"generate() #{calls - 1}")
