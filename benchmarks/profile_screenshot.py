@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import csv
 import json
+import tempfile
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -100,7 +101,12 @@ async def shoot(session: Session, lines: list[str], out: Path) -> None:
             on_output(line)
         return Held(session)
 
-    app = ProfileApp(make, out_dir=out.parent, clock=lambda: float(session.ended_at or 0))
+    with tempfile.TemporaryDirectory() as sessions:  # the app saves what it ran: not here
+        app = ProfileApp(make, out_dir=Path(sessions), clock=lambda: session.ended_at or 0.0)
+        await _shoot(app, out)
+
+
+async def _shoot(app: ProfileApp, out: Path) -> None:
     async with app.run_test(size=(120, 36)) as pilot:
         await pilot.pause(0.5)
         app.screen.redraw()  # type: ignore[attr-defined]
