@@ -43,7 +43,10 @@ class CacheWatch:
         self._handle = model.register_forward_hook(self._keep)
 
     def _keep(self, module: Any, args: Any, output: Any) -> None:
-        self.cache = getattr(output, "past_key_values", None)
+        # transformers >= 5.2x names it `cache` (and warns on the old name, in the
+        # user's own output when a program is profiled); earlier, past_key_values.
+        cache = getattr(output, "cache", None)
+        self.cache = cache if cache is not None else getattr(output, "past_key_values", None)
 
     def bytes(self) -> int | None:
         return cache_bytes(self.cache, self.device)
