@@ -1,4 +1,4 @@
-"""Command line: `vramtui` (the app), `vramtui run`, `bench`, `estimate`, `show`, `models`."""
+"""Command line: `vramtui` (the app) and its commands (run, bench, estimate, show, ...)."""
 
 from __future__ import annotations
 

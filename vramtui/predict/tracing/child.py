@@ -138,6 +138,13 @@ class StepTrace:
     kv: int  # the cache's bytes after it
 
 
+def _cache_arg(model: Any) -> str:
+    """transformers >= 5.2x names the forward's cache `cache` (`past_key_values` before)."""
+    import inspect
+
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
 def _cache_bytes(cache: Any, tracker: Tracker) -> int:
     seen: set[int] = set()
     total = 0
@@ -157,7 +164,7 @@ def _forward(model: Any, ids: torch.Tensor, cache: Any, tracker: Tracker, cached
                 tracker.track(layer.keys)
                 tracker.track(layer.values)
         before = tracker.mark()
-        out = model(input_ids=ids, past_key_values=cache, use_cache=True, logits_to_keep=1)
+        out = model(input_ids=ids, use_cache=True, logits_to_keep=1, **{_cache_arg(model): cache})
         peak = tracker.peak - before
         del out
     return StepTrace(cached, peak, before, _cache_bytes(cache, tracker))
