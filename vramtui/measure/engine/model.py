@@ -58,11 +58,11 @@ def _first_line(exc: BaseException) -> str:
 def _load_error(spec: RunSpec, exc: Exception) -> UsageError:
     """A config/checkpoint that transformers refuses, as one line for the user."""
     text = short_reason(_first_line(exc))
+    what = spec.path or spec.model
     if "Unrecognized configuration class" in text or "Unrecognized model" in text:
-        return UsageError(
-            f"{spec.path} is not a causal language model transformers can build: {text}"
-        )
-    return UsageError(f"cannot load {spec.path}: {text}")
+        return UsageError(f"{what} is not a causal language model transformers can build: {text}")
+    field = "attn" if "--attn" in text else "path"
+    return UsageError(f"cannot load {what}: {text}", field=field)
 
 
 def configure_backends(spec: RunSpec, device: torch.device) -> dict[str, str]:
