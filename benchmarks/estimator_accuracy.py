@@ -26,7 +26,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from vramtui.models.catalogue import lookup  # noqa: E402
+from vramtui.models.opt import opt_model  # noqa: E402
 from vramtui.predict.calibration import DEFAULT  # noqa: E402
 from vramtui.predict.estimate import estimate  # noqa: E402
 
@@ -138,7 +138,7 @@ def rows_for(cells: list[Cell]) -> list[dict[str, Any]]:
     rows = []
     for cell in cells:
         e = estimate(
-            lookup(cell.model),
+            opt_model(cell.model),
             prompt_tokens=cell.prompt_tokens,
             tokens=cell.tokens,
             batch=cell.batch,

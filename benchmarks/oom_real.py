@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import environment_line, gpu_environment, run_command, write_json  # noqa: E402
 
 from vramtui.measure import nvml  # noqa: E402
-from vramtui.models.catalogue import lookup  # noqa: E402
+from vramtui.models.opt import opt_model  # noqa: E402
 
 
 def main() -> int:
@@ -37,7 +37,7 @@ def main() -> int:
     args = parser.parse_args()
     env = gpu_environment()
     gpu = nvml.gpus()[0]
-    info = lookup(args.model)
+    info = opt_model(args.model)
     headroom = gpu.free - info.weights_bytes("float16") - 2 * 1024**3  # context, logits
     batch = max(1, int(headroom / (info.kv_bytes_per_token("float16") * (args.target + 8))))
     tmp = Path(tempfile.mkdtemp())

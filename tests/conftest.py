@@ -16,6 +16,14 @@ H100 = DeviceChoice("cuda:0", "NVIDIA H100 80GB HBM3", 85_520_809_984, 84_000_00
 WITH_GPU = DeviceList((H100, *CPU_ONLY.choices))
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Traces (predict/tracing) are cached on disk: one fresh folder for the whole run,
+    never the user's cache."""
+    import tempfile
+
+    os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="vramtui-test-cache-")
+
+
 @pytest.fixture(autouse=True)
 def _plain_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
     """The same results whatever the user's shell says (NO_COLOR, TERM=dumb): tests

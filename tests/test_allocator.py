@@ -88,12 +88,12 @@ CELLS = [  # (model, batch, prompt, tokens): cells whose cache balloons
 
 
 def _growth(name: str, batch: int, prompt: int, tokens: int):  # type: ignore[no-untyped-def]
-    from vramtui.models.catalogue import lookup
+    from vramtui.models.opt import opt_model
     from vramtui.predict.calibration import DEFAULT
     from vramtui.predict.kv_replay import KvGrowth
     from vramtui.predict.steps import StepModel
 
-    info = lookup(name)
+    info = opt_model(name)
     steps = StepModel(info, prompt, batch, "float16", "sdpa", "cuda", DEFAULT)
     workspaces = (DEFAULT.cublas_workspace_bytes, DEFAULT.cublaslt_workspace_bytes)
     kv = KvGrowth(info.layers, steps.kv_row, prompt, tokens)

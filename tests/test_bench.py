@@ -123,7 +123,7 @@ def no_engine(monkeypatch: pytest.MonkeyPatch) -> None:
     ("args", "needle"),
     [
         (["--models", "opt-125m", "--tokens", "20,abc"], "--tokens: not a positive whole number"),
-        (["--models", "opt-125m,opt-9000", "--tokens", "20"], "known models: opt-125m"),
+        (["--models", "opt-125m,opt-9000", "--tokens", "20"], "`vramtui models` lists the"),
         (["--models", "opt-125m", "--tokens", "20,,30"], "empty item"),
         (["--models", "opt-125m", "--tokens", "0"], "--tokens: not a positive"),
         (["--models", "opt-125m", "--batch", "1,-8"], "--batch: not a positive"),

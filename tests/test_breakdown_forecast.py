@@ -9,7 +9,7 @@ import pytest
 
 from vramtui.measure import events as ev
 from vramtui.measure.session import NvmlSample, Session
-from vramtui.models.catalogue import lookup
+from vramtui.models.opt import opt_model
 from vramtui.predict.estimate import Estimate, estimate, max_tokens_that_fit
 from vramtui.predict.forecast import FitCheck, fit_check, growth_per_token
 from vramtui.report.breakdown import compare, estimate_for_session, measured_breakdown
@@ -175,7 +175,7 @@ def _measured_like(
     s.apply(ev.Sample(None, 0.2, "load", int(e.weights_bytes + ws), None, e.load_peak_bytes, None))
     s.apply(
         ev.Loaded(
-            e.weights_bytes,
+            int(e.weights_bytes * weights_scale),
             e.weights_bytes // 2,
             e.dtype,
             2048,
@@ -212,7 +212,7 @@ def _measured_like(
 
 
 def test_compare_reports_zero_error_where_measured_equals_predicted() -> None:
-    e = estimate(lookup("opt-125m"), tokens=40)
+    e = estimate(opt_model("opt-125m"), tokens=40)
     rows = {r.component: r for r in compare(e, _measured_like(e, 40))}
     for name in (
         "weights",
@@ -230,13 +230,13 @@ def test_compare_reports_zero_error_where_measured_equals_predicted() -> None:
 
 
 def test_compare_error_percent_is_relative_to_the_measurement() -> None:
-    e = estimate(lookup("opt-125m"), tokens=40)
+    e = estimate(opt_model("opt-125m"), tokens=40)
     rows = {r.component: r for r in compare(e, _measured_like(e, 40, weights_scale=1.25))}
     assert rows["weights"].error_percent == pytest.approx(-20.0)
 
 
 def test_compare_a_run_that_stopped_early_with_its_own_tokens() -> None:
-    e = estimate(lookup("opt-125m"), tokens=400)
+    e = estimate(opt_model("opt-125m"), tokens=400)
     rows = {r.component: r for r in compare(e, _measured_like(e, 150, failed_at=150))}
     assert rows["KV cache (end)"].predicted == e.kv_at(149)
     assert rows["KV cache (end)"].error_percent == 0.0
@@ -342,7 +342,7 @@ def test_growth_per_token_is_exact_on_a_line() -> None:
 
 
 def test_start_screen_says_whether_the_run_fits() -> None:
-    model = lookup("opt-1.3b")
+    model = opt_model("opt-1.3b")
     e = estimate(model, tokens=1000, batch=32)
     ok, message = start_screen_fit(e, 80 * GB, 1 * GB)
     assert ok and message.startswith("fits")

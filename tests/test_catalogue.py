@@ -3,7 +3,8 @@ from __future__ import annotations
 import pytest
 
 from vramtui.errors import UsageError
-from vramtui.models.catalogue import CATALOGUE, lookup
+from vramtui.models.catalogue import CATALOGUE, families, lookup
+from vramtui.models.opt import opt_model
 
 # From ../shared/DESIGN.md (published OPT architectures).
 TABLE = {
@@ -18,8 +19,11 @@ TABLE = {
 }
 
 
-def test_catalogue_has_the_eight_sizes() -> None:
-    assert list(CATALOGUE) == list(TABLE)
+def test_catalogue_has_the_published_opt_sizes_first() -> None:
+    opt = [e.name for e in families()["OPT"]]
+    assert opt[: len(TABLE)] == list(TABLE)
+    assert opt[len(TABLE) :] == ["opt-175b"]
+    assert all(CATALOGUE[name].opt is opt_model(name) for name in opt)
 
 
 @pytest.mark.parametrize("name", list(TABLE))
@@ -28,7 +32,7 @@ def test_built_parameter_count_matches_published_table(name: str) -> None:
     import torch
     from transformers import AutoModelForCausalLM, OPTConfig
 
-    info = lookup(name)
+    info = opt_model(name)
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(OPTConfig(**info.config_kwargs()))
     model.tie_weights()
@@ -40,18 +44,53 @@ def test_built_parameter_count_matches_published_table(name: str) -> None:
 
 @pytest.mark.parametrize("name", list(TABLE))
 def test_kv_bytes_per_token_fp16(name: str) -> None:
-    assert lookup(name).kv_bytes_per_token("float16") == TABLE[name][1]
+    assert opt_model(name).kv_bytes_per_token("float16") == TABLE[name][1]
 
 
 def test_lookup_accepts_hub_ids_and_case() -> None:
     assert lookup("facebook/opt-1.3b").name == "opt-1.3b"
     assert lookup("OPT-125M").name == "opt-125m"
+    assert lookup("meta-llama/Llama-3.1-8B").name == "llama-3.1-8b"
+    assert lookup("qwen/qwen3-30b-a3b-base").name == "qwen3-30b-a3b"
+    assert lookup("Mixtral-8x7B").family == "Mistral"
 
 
-def test_unknown_model_lists_known_names() -> None:
+def test_every_family_the_issue_names_is_in_the_catalogue() -> None:
+    names = set(CATALOGUE)
+    for name in (
+        "llama-3.2-1b",
+        "llama-3.2-3b",
+        "llama-3.1-8b",
+        "llama-3.1-70b",
+        "llama-3.1-405b",
+        "llama-3.3-70b",
+        "qwen2.5-0.5b",
+        "qwen2.5-72b",
+        "qwen3-0.6b",
+        "qwen3-32b",
+        "qwen3-30b-a3b",
+        "mistral-7b-v0.3",
+        "mixtral-8x7b",
+        "gemma-2-2b",
+        "gemma-2-9b",
+        "gemma-2-27b",
+        "gemma-3-1b",
+        "phi-3-mini-4k",
+        "phi-4",
+        "pythia-1.4b",
+        "opt-175b",
+    ):
+        assert name in names, name
+
+
+def test_unknown_model_suggests_close_names_and_where_the_list_is() -> None:
     with pytest.raises(UsageError) as err:
-        lookup("gpt-5")
-    assert "opt-125m" in str(err.value) and "opt-66b" in str(err.value)
+        lookup("lama-3.1-8b")
+    assert "did you mean llama-3.1-8b" in str(err.value)
+    assert f"`vramtui models` lists the {len(CATALOGUE)} known" in str(err.value)
+    with pytest.raises(UsageError) as err:
+        lookup("bloom-176b")
+    assert "did you mean" not in str(err.value)
 
 
 @pytest.mark.parametrize("name", ["opt-125m", "opt-350m", "opt-1.3b"])
@@ -66,7 +105,7 @@ def test_the_checkpoint_tensors_are_the_ones_the_loader_walks(name: str) -> None
 
     from vramtui.measure.engine.random_weights import checkpoint_tensors
 
-    info = lookup(name)
+    info = opt_model(name)
     real = checkpoint_tensors(
         OPTConfig(**info.config_kwargs()), torch.float16, torch.device("meta")
     )

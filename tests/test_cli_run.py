@@ -56,7 +56,7 @@ def test_headless_run_writes_csv_and_json(
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
-        (["--model", "opt-9000"], "known models: opt-125m"),
+        (["--model", "opt-9000"], "`vramtui models` lists the"),
         (["--model", "opt-125m", "--tokens", "0"], "--tokens must be a positive"),
         (["--model", "opt-125m", "--tokens", "-5"], "--tokens must be a positive"),
         (["--model", "opt-125m", "--tokens", "2041"], "limit of 2048 positions"),

@@ -10,7 +10,7 @@ from conftest import TINY_CONFIG
 
 from vramtui.cli import main
 from vramtui.measure import nvml
-from vramtui.models.catalogue import lookup
+from vramtui.models.opt import opt_model
 from vramtui.predict.estimate import estimate
 
 FIELDS = (
@@ -54,7 +54,7 @@ def test_json_has_every_field_and_agrees_with_the_api(capsys: pytest.CaptureFixt
     )
     for name in FIELDS:
         assert name in data, name
-    e = estimate(lookup("opt-1.3b"), prompt_tokens=32, tokens=300, batch=2, attn="eager")
+    e = estimate(opt_model("opt-1.3b"), prompt_tokens=32, tokens=300, batch=2, attn="eager")
     for name in FIELDS[:-1]:
         assert data[name] == getattr(e, name), name
     assert data["gpu_memory_bytes"] == 80 * 10**9
@@ -108,7 +108,7 @@ def test_table_lists_every_component(capsys: pytest.CaptureFixture[str]) -> None
         "max new tokens that fit",
     ):
         assert label in out, label
-    e = estimate(lookup("opt-350m"), tokens=64)
+    e = estimate(opt_model("opt-350m"), tokens=64)
     assert "662.39 MB" in out and e.weights_bytes == 662_392_832
 
 
@@ -155,14 +155,43 @@ def test_bad_input_is_one_line_and_exit_2(
     assert "Traceback" not in out.err
 
 
-def test_a_config_that_is_not_opt_is_refused(
+def test_a_config_transformers_cannot_build_is_one_line_naming_what_is_wrong(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     config = tmp_path / "config.json"
     config.write_text(json.dumps({"model_type": "gpt2", "n_embd": 64, "n_positions": 128}))
     assert main(["estimate", "--config", str(config), "--tokens", "10"]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "only OPT configs" in err[0]
+    out = capsys.readouterr()
+    err = out.err.strip().splitlines()
+    assert out.out == "" and len(err) == 1
+    assert "cannot trace " in err[0] and "must be divisible by num_heads" in err[0]
+    config.write_text(json.dumps({"model_type": "no-such-type"}))
+    assert main(["estimate", "--config", str(config)]) == 2
+    assert "unknown model_type 'no-such-type'" in capsys.readouterr().err
+
+
+def test_any_causal_lm_config_is_estimated_from_its_own_code(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """GPT-2 (learned positions, fused qkv, Conv1D): no code of ours names it."""
+    config = tmp_path / "config.json"
+    gpt2 = {
+        "model_type": "gpt2",
+        "n_embd": 64,
+        "n_head": 4,
+        "n_layer": 2,
+        "n_positions": 128,
+        "vocab_size": 1000,
+    }
+    config.write_text(json.dumps(gpt2))
+    assert main(["estimate", "--config", str(config), "--tokens", "10", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    # wte + wpe + per layer (2 LayerNorms, c_attn, c_proj, c_fc, c_proj) + ln_f; tied head
+    per_layer = 2 * 2 * 64 + (64 * 192 + 192) + (64 * 64 + 64) + (64 * 256 + 256) + (256 * 64 + 64)
+    assert data["params"] == 1000 * 64 + 128 * 64 + 2 * per_layer + 2 * 64
+    assert data["weights_bytes"] == 2 * data["params"]
+    # K and V, 2 layers, 64 wide, fp16, 8 + 9 positions at the end
+    assert data["kv_cache_bytes"] == 2 * 2 * 64 * 2 * (8 + 10 - 1)
 
 
 def test_a_ballooning_cache_is_warned_of_unless_segments_expand(
@@ -172,7 +201,7 @@ def test_a_ballooning_cache_is_warned_of_unless_segments_expand(
     b8 = ("--model", "opt-1.3b", "--tokens", "2000", "--batch", "8", "--gpu-memory", "141GB")
     assert main(["estimate", *b8]) == 0
     out = capsys.readouterr().out
-    predicted = estimate(lookup("opt-1.3b"), tokens=2000, batch=8).peak_reserved_bytes
+    predicted = estimate(opt_model("opt-1.3b"), tokens=2000, batch=8).peak_reserved_bytes
     assert f"warning: reserved grows to ~{predicted / 1e9:.1f} GB" in out
     assert "needed to fit" in out
     assert "expandable_segments:True" in out

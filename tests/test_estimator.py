@@ -11,8 +11,7 @@ from test_catalogue import TABLE as DESIGN_TABLE  # DESIGN.md: params, fp16 KV p
 
 from vramtui.errors import UsageError
 from vramtui.measure.session import Session
-from vramtui.models.catalogue import lookup
-from vramtui.models.opt import model_info_for_config
+from vramtui.models.opt import model_info_for_config, opt_model
 from vramtui.predict.calibration import DEFAULT
 from vramtui.predict.estimate import estimate, max_tokens_that_fit
 
@@ -24,11 +23,11 @@ BYTES = {"float16": 2, "bfloat16": 2, "float32": 4}
 def test_weights_and_kv_cache_match_the_design_table(name: str, dtype: str) -> None:
     params, kv_fp16 = DESIGN_TABLE[name]
     kv_token = kv_fp16 // 2 * BYTES[dtype]
-    e = estimate(lookup(name), prompt_tokens=8, tokens=200, dtype=dtype)
+    e = estimate(opt_model(name), prompt_tokens=8, tokens=200, dtype=dtype)
     assert e.weights_bytes == params * BYTES[dtype]
     # After the last step the cache holds the prompt and every new token but the last.
     assert e.kv_cache_bytes == kv_token * (8 + 200 - 1)
-    wide = estimate(lookup(name), prompt_tokens=100, tokens=50, batch=3, dtype=dtype)
+    wide = estimate(opt_model(name), prompt_tokens=100, tokens=50, batch=3, dtype=dtype)
     assert wide.kv_cache_bytes == kv_token * 149 * 3
     assert wide.kv_at(0) == kv_token * 100 * 3
     assert wide.kv_at(49) == wide.kv_cache_bytes
@@ -36,11 +35,11 @@ def test_weights_and_kv_cache_match_the_design_table(name: str, dtype: str) -> N
 
 @pytest.mark.parametrize("name", list(DESIGN_TABLE))
 def test_parameter_tensors_add_up_to_the_design_table(name: str) -> None:
-    assert sum(n for _, n in lookup(name).checkpoint_tensors()) == DESIGN_TABLE[name][0]
+    assert sum(n for _, n in opt_model(name).checkpoint_tensors()) == DESIGN_TABLE[name][0]
 
 
 def test_accounting_identities_hold() -> None:
-    e = estimate(lookup("opt-1.3b"), prompt_tokens=64, tokens=300, batch=4)
+    e = estimate(opt_model("opt-1.3b"), prompt_tokens=64, tokens=300, batch=4)
     assert e.peak_reserved_bytes == e.peak_allocated_bytes + e.slack_bytes
     assert e.peak_total_bytes == e.peak_reserved_bytes + e.context_bytes
     assert e.slack_bytes >= 0 and e.transient_bytes > 0
@@ -56,7 +55,7 @@ def test_accounting_identities_hold() -> None:
 
 
 def test_eager_prefill_is_quadratic_in_the_prompt_and_sdpa_is_not() -> None:
-    model = lookup("opt-1.3b")
+    model = opt_model("opt-1.3b")
 
     def transient(attn: str, prompt: int) -> int:
         return estimate(model, prompt_tokens=prompt, tokens=4, attn=attn).transient_bytes
@@ -69,13 +68,13 @@ def test_eager_prefill_is_quadratic_in_the_prompt_and_sdpa_is_not() -> None:
 
 
 def test_cpu_backend_has_no_context_and_reserves_what_it_allocates() -> None:
-    e = estimate(lookup("opt-125m"), backend="cpu", dtype="float32")
+    e = estimate(opt_model("opt-125m"), backend="cpu", dtype="float32")
     assert e.context_bytes == 0 and e.slack_bytes == 0
     assert e.peak_total_bytes == e.peak_reserved_bytes == e.peak_allocated_bytes
 
 
 def test_calibration_constants_move_the_figures_they_name() -> None:
-    model = lookup("opt-350m")
+    model = opt_model("opt-350m")
     base = estimate(model)
     more_context = estimate(model, calibration=replace(DEFAULT, cuda_context_bytes=10**9))
     delta = 10**9 - DEFAULT.cuda_context_bytes
@@ -86,27 +85,27 @@ def test_calibration_constants_move_the_figures_they_name() -> None:
 
 
 def test_curve_is_downsampled_and_keeps_both_ends() -> None:
-    e = estimate(lookup("opt-125m"), tokens=1000)
+    e = estimate(opt_model("opt-125m"), tokens=1000)
     curve = e.curve(50)
     assert len(curve) <= 50
     assert curve[0] == (0, e.step_peak_at(0)) and curve[-1] == (999, e.step_peak_at(999))
     decode = [v for t, v in curve if t >= 1]
     assert decode == sorted(decode)
-    assert len(estimate(lookup("opt-125m"), tokens=20).curve(200)) == 20
+    assert len(estimate(opt_model("opt-125m"), tokens=20).curve(200)) == 20
 
 
 def test_tokens_outside_the_run_are_refused() -> None:
-    e = estimate(lookup("opt-125m"), tokens=10)
+    e = estimate(opt_model("opt-125m"), tokens=10)
     with pytest.raises(ValueError):
         e.allocated_at(10)
     with pytest.raises(ValueError):
         e.step_peak_at(-1)
     with pytest.raises(UsageError):
-        estimate(lookup("opt-125m"), prompt_tokens=8, tokens=2041)
+        estimate(opt_model("opt-125m"), prompt_tokens=8, tokens=2041)
 
 
 def test_max_tokens_that_fit_brackets_the_memory() -> None:
-    model = lookup("opt-1.3b")
+    model = opt_model("opt-1.3b")
     kw = dict(prompt_tokens=16, batch=64)
     answers = []
     for memory in (3e9, 5e9, 8e9, 12e9, 20e9, 40e9):
@@ -292,7 +291,7 @@ def test_cache_balloons_only_when_the_kv_tensors_grow_past_the_shared_segments()
     from vramtui.spec import expandable_segments
 
     def e(model: str, prompt: int, tokens: int, batch: int, **kw: object) -> Estimate:
-        return estimate(lookup(model), prompt_tokens=prompt, tokens=tokens, batch=batch, **kw)
+        return estimate(opt_model(model), prompt_tokens=prompt, tokens=tokens, batch=batch, **kw)
 
     # one layer's K at the end: B x positions x hidden x 2 bytes, against 20 MiB + 2 MiB
     assert e("opt-125m", 8, 2000, 8).kv_layer_tensor_bytes(1999) == 8 * 2007 * 768 * 2
@@ -321,5 +320,5 @@ def test_cache_balloons_only_when_the_kv_tensors_grow_past_the_shared_segments()
 def test_a_ballooning_cache_does_not_change_what_fits() -> None:
 
     # opt-1.3b at batch 8 reserves ~52 GB by token 2000, but needs ~7.4 GB: it fits 10 GB.
-    info = lookup("opt-1.3b")
+    info = opt_model("opt-1.3b")
     assert max_tokens_that_fit(info, 10 * 10**9, batch=8) == info.positions - 8

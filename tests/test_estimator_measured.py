@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from vramtui.models.catalogue import lookup
+from vramtui.models.opt import opt_model
 from vramtui.predict.calibration import DEFAULT
 from vramtui.predict.load import load_figures
 
@@ -68,7 +68,7 @@ def test_the_load_simulation_matches_the_allocator_to_the_byte(name: str) -> Non
     """after_load: allocated, reserved and the load's step peak (the loader's warm-up)."""
     measured = [c["after_load"] for c in _calibration_cells() if c["spec"]["model"] == name]
     assert measured
-    load = load_figures(lookup(name), 2, DEFAULT)
+    load = load_figures(opt_model(name), 2, DEFAULT)
     for m in measured:
         assert (load.allocated, load.reserved, load.peak) == (
             m["allocated"],

@@ -46,7 +46,7 @@ def no_textual(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
-        (["--model", "opt-999m", "--start"], "unknown model 'opt-999m'; known models: opt-125m"),
+        (["--model", "opt-999m", "--start"], "unknown model 'opt-999m' (did you mean"),
         (["--model", "opt-125m", "--tokens", "0"], "--tokens must be a positive"),
         (["--model", "opt-125m", "--device", "cuda:7"], "no device 'cuda:7' here"),
         (["--prompt", "hello"], "--prompt needs a checkpoint with a tokenizer"),

@@ -194,10 +194,17 @@ def test_model_facts_follow_dtype_and_batch() -> None:
     assert model_facts(None, "float16") == ""
 
 
+def test_model_facts_show_grouped_query_heads() -> None:
+    """Llama 3.1 8B: 8 KV heads of 128 for 32 query heads: 128 KiB a token in fp16."""
+    facts = model_facts(lookup("llama-3.1-8b"), "float16")
+    assert "32 layers, hidden 4096, 32 heads (8 KV)" in facts
+    assert "KV 131.1 kB/token" in facts and "weights 16.06 GB" in facts
+
+
 def test_model_facts_on_the_cpu_are_float32_as_the_run_will_be() -> None:
     run = read_form(form(), RunSpec(), CPU_ONLY).run
     assert run is not None
-    facts = model_facts(run.model, run.dtype)
+    facts = model_facts(lookup(run.spec.model), run.dtype)
     assert "weights 500.96 MB" in facts and "float32" in facts
 
 

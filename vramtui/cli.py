@@ -1,4 +1,4 @@
-"""Command line: `vramtui` (the app), `vramtui run`, `bench`, `estimate`, `show`."""
+"""Command line: `vramtui` (the app) and its commands (run, bench, estimate, show, ...)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from vramtui.errors import EXIT_INTERRUPTED, EXIT_USAGE, UsageError
 
 # Each module in vramtui.commands with `add_parser(subparsers)`; imported lazily
 # so `vramtui --help` and the app never pay for the others.
-SUBCOMMANDS = ("run", "bench", "estimate", "show")
+SUBCOMMANDS = ("run", "bench", "estimate", "show", "models", "profile")
 
 
 def build_parser() -> common.ArgumentParser:

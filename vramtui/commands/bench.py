@@ -16,7 +16,7 @@ from vramtui.models.catalogue import model_names
 from vramtui.report import bench_table as bench_report
 from vramtui.report.export import atomic_write, check_writable
 from vramtui.report.text import table
-from vramtui.spec import ATTENTION, DTYPES, model_label
+from vramtui.spec import ATTENTION, CACHES, DTYPES, model_label
 from vramtui.sweep import grid as bench
 from vramtui.sweep.results import CellResult
 from vramtui.sweep.runner import Sweep
@@ -50,6 +50,10 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument(
         "--attn", metavar="LIST", default="sdpa", help="attention: " + ",".join(ATTENTION)
     )
+    parser.add_argument(
+        "--cache", choices=CACHES, default="dynamic",
+        help="KV cache of every cell: dynamic, static or offloaded",
+    )  # fmt: skip
     parser.add_argument("--repeat", type=positive_int, default=1, metavar="K", help="runs per cell")
     parser.add_argument(
         "--device", "-d", default="auto", help="cuda:N, mps or cpu; auto is the first GPU"
@@ -85,7 +89,7 @@ def axes_from_args(args: argparse.Namespace) -> bench.Axes:
         dtypes = list(bench.parse_choices("--dtype", args.dtype, DTYPES))
     base = build_spec(argparse.Namespace(
         device=args.device, seed=args.seed, allow_download=args.allow_download,
-        allow_pickle=args.allow_pickle, cudnn_sdpa=args.cudnn_sdpa,
+        allow_pickle=args.allow_pickle, cudnn_sdpa=args.cudnn_sdpa, cache=args.cache,
     ))  # fmt: skip
     return bench.Axes(
         models=models,

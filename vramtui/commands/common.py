@@ -7,7 +7,7 @@ from typing import Any
 
 from vramtui.errors import UsageError
 from vramtui.models.catalogue import model_names
-from vramtui.spec import ATTENTION, DTYPES, RunSpec, model_label
+from vramtui.spec import ATTENTION, CACHES, DTYPES, RunSpec, model_label
 
 DEFAULTS = RunSpec()
 
@@ -90,6 +90,11 @@ def add_shape_arguments(parser: argparse.ArgumentParser) -> None:
         "--attn", choices=ATTENTION, default=DEFAULTS.attn,
         help="attention implementation (eager keeps the score matrix: quadratic in the prompt)",
     )  # fmt: skip
+    parser.add_argument(
+        "--cache", choices=CACHES, default=DEFAULTS.cache,
+        help="KV cache (transformers' cache_implementation): dynamic grows every step, "
+        "static is allocated for every position at the start, offloaded keeps it on the CPU",
+    )  # fmt: skip
 
 
 def model_help() -> str:
@@ -143,7 +148,7 @@ def build_spec(args: argparse.Namespace, **overrides: Any) -> RunSpec:
     values: dict[str, Any] = {"model": model, "source": source, "path": path}
     for name in (
         "tokens", "prompt_tokens", "prompt", "batch", "dtype", "attn", "device", "seed",
-        "allow_download", "allow_pickle", "cudnn_sdpa",
+        "allow_download", "allow_pickle", "cudnn_sdpa", "cache",
     ):  # fmt: skip
         if getattr(args, name, None) is not None:
             values[name] = getattr(args, name)

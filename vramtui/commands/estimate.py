@@ -10,12 +10,19 @@ from vramtui.commands.common import add_shape_arguments, build_spec, model_help
 from vramtui.errors import EXIT_OK, UsageError
 from vramtui.measure import devices, nvml
 from vramtui.predict.calibration import CPU_PROCESS_BYTES
-from vramtui.predict.estimate import Estimate, estimate_run, max_tokens_that_fit
+from vramtui.predict.estimate import (
+    Architecture,
+    Estimate,
+    architecture_of,
+    estimate_run,
+    max_tokens_that_fit,
+)
 from vramtui.predict.forecast import FitCheck, fit_check
 from vramtui.report.estimate_text import (
     estimate_rows,
     fit_text,
     fragmentation_warning,
+    static_cache_note,
     tokens_fit_text,
 )
 from vramtui.report.text import table
@@ -30,7 +37,11 @@ def add_parser(subparsers: Any) -> None:
         description="Predict a run's memory without running it: no GPU needed.",
     )
     parser.add_argument("--model", "-m", help=model_help())
-    parser.add_argument("--config", metavar="PATH", help="estimate an OPT config.json instead")
+    parser.add_argument(
+        "--config",
+        metavar="PATH",
+        help="estimate any causal LM's config.json instead (traced on the meta device)",
+    )
     add_shape_arguments(parser)
     parser.add_argument(
         "--device",
@@ -71,23 +82,16 @@ def _resolve(args: argparse.Namespace, found: DeviceList) -> ResolvedRun:
     if not args.config and not args.model:
         raise UsageError("pass --model (e.g. opt-1.3b) or --config PATH", field="model")
     device = "cuda:0" if args.device.strip().lower() == "cuda" else args.device
-    resolved = resolve(build_spec(args, device=device), found)
-    if resolved.model is None:
-        raise UsageError(
-            f"cannot estimate {args.config}: {resolved.model_note}; only OPT configs "
-            "(with biases, LayerNorm weights and a tied lm_head) are modelled",
-            field="path",
-        )
-    return resolved
+    return resolve(build_spec(args, device=device), found)
 
 
-def _fit(resolved: ResolvedRun, est: Estimate) -> tuple[int | None, FitCheck | None]:
+def _fit(
+    resolved: ResolvedRun, est: Estimate, model: Architecture
+) -> tuple[int | None, FitCheck | None]:
     """(max new tokens that fit, the fit check), against the device's memory."""
     choice = resolved.device_choice
     if choice is None or choice.total is None:
         return None, None
-    model = resolved.model
-    assert model is not None
     if resolved.backend == "cpu":
         free = choice.free or choice.total
         check = fit_check(est, free, overhead_bytes=CPU_PROCESS_BYTES)
@@ -99,12 +103,16 @@ def _fit(resolved: ResolvedRun, est: Estimate) -> tuple[int | None, FitCheck | N
 def run(args: argparse.Namespace) -> int:
     found, memory_source = _devices(args)
     resolved = _resolve(args, found)
-    model = resolved.model
-    assert model is not None
     spec = resolved.spec
+    model = architecture_of(resolved)  # a TraceError (exit 2) says why not
+    if model is None:
+        raise UsageError(
+            f"cannot estimate {spec.path}: {resolved.model_note}; pass its config.json",
+            field="path",
+        )
     est = estimate_run(resolved)
     assert est is not None
-    most, check = _fit(resolved, est)
+    most, check = _fit(resolved, est, model)
     if resolved.backend == "cpu":
         memory_source = "available RAM"
     memory = resolved.device_choice.total if resolved.device_choice else None
@@ -112,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
         memory = resolved.device_choice.free
     positions_bound = most is not None and most == model.positions - spec.prompt_tokens
     if args.json:
-        print(json.dumps(_json(est, resolved, most, memory, memory_source, check), indent=2))
+        print(json.dumps(_json(est, model, most, memory, memory_source, check), indent=2))
         return EXIT_OK
     print(
         f"Estimate — {model.name}, {spec.prompt_tokens} prompt + {spec.tokens} new tokens, "
@@ -128,23 +136,21 @@ def run(args: argparse.Namespace) -> int:
         print(tokens_fit_text(most, where, positions_bound, model.positions))
     else:
         print("max new tokens that fit: – (no GPU detected; pass --gpu-memory SIZE)")
-    warning = fragmentation_warning(est)
-    if warning:
-        print(f"warning: {warning}")
+    for warning in (fragmentation_warning(est), static_cache_note(est)):
+        if warning:
+            print(f"warning: {warning}")
     print(f"calibration: {est.calibration.source}")
     return EXIT_OK
 
 
 def _json(
     est: Estimate,
-    resolved: ResolvedRun,
+    model: Architecture,
     most: int | None,
     memory: int | None,
     memory_source: str | None,
     check: FitCheck | None,
 ) -> dict[str, Any]:
-    model = resolved.model
-    assert model is not None
     data = est.to_dict()
     data.update(
         max_tokens_that_fit=most,
@@ -155,13 +161,14 @@ def _json(
             if most == model.positions - est.prompt_tokens
             else "memory"
         ),
-        gpu_memory_bytes=memory if resolved.backend == "cuda" else None,
-        gpu_memory_source=memory_source if resolved.backend == "cuda" else None,
+        gpu_memory_bytes=memory if est.backend == "cuda" else None,
+        gpu_memory_source=memory_source if est.backend == "cuda" else None,
         kv_bytes_per_token=model.kv_bytes_per_token(est.dtype, est.batch),
         cache_balloons=est.cache_balloons,
         warning=fragmentation_warning(est),
+        note_static_cache=static_cache_note(est),
     )
-    if resolved.backend == "cpu":
+    if est.backend == "cpu":
         data.update(
             ram_available_bytes=memory,
             cpu_process_bytes=CPU_PROCESS_BYTES,

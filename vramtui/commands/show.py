@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from vramtui.errors import UsageError
-from vramtui.report.export import CSV_COLUMNS
+from vramtui.report.export import CSV_COLUMNS, CSV_COLUMNS_V1
 from vramtui.report.text import device_note, series_labels, summary_text, table
 from vramtui.units import format_bytes
 
@@ -72,7 +72,7 @@ def _csv_backend(path: Path, rows: list[dict[str, str]]) -> str | None:
 
 def csv_peaks(path: Path) -> str:
     rows = list(csv.reader(_read(path).splitlines()))
-    if not rows or tuple(rows[0]) != CSV_COLUMNS:
+    if not rows or tuple(rows[0]) not in (CSV_COLUMNS, CSV_COLUMNS_V1):
         raise UsageError(f"{path} is not a vramtui session CSV (its header differs)")
     header = rows[0]
     peaks: dict[str, tuple[int, str, str]] = {}

@@ -105,7 +105,27 @@ class Failed:
     field: str | None = None  # usage failures: the spec field it concerns
 
 
-Event = Ready | Startup | Hello | Phase | Sample | Loaded | Done | Failed
+@dataclass(frozen=True)
+class Generation:
+    """One generate() call of a profiled program, told when it ends. Its steps are
+    the session's tokens first_token .. first_token + steps - 1."""
+
+    index: int
+    first_token: int
+    steps: int
+    prompt_tokens: int
+    batch: int
+    num_beams: int
+    tokens_generated: int
+    peak_allocated_bytes: int | None
+    t_start: float
+    t_end: float
+    model_class: str
+    params: int
+    status: str  # completed | failed
+
+
+Event = Ready | Startup | Hello | Phase | Sample | Loaded | Done | Failed | Generation
 
 _TAGS: dict[str, type] = {
     "ready": Ready,
@@ -115,6 +135,7 @@ _TAGS: dict[str, type] = {
     "loaded": Loaded,
     "done": Done,
     "failed": Failed,
+    "generation": Generation,
 }
 _TAG_OF = {cls: tag for tag, cls in _TAGS.items()}
 

@@ -125,11 +125,9 @@ class Recorder:
         engine, engine_start = self._start_engine()
         self.engine = engine
         # The engine inherits the allocator's settings, which change reserved memory a lot.
-        session.set_environment(
-            engine_pid=engine.pid,
-            engine_start=engine_start,
-            cuda_alloc_conf=self.run_spec.alloc_conf,
-        )
+        session.set_environment(engine_pid=engine.pid, cuda_alloc_conf=self.run_spec.alloc_conf)
+        if engine_start is not None:
+            session.set_environment(engine_start=engine_start)
         if engine.pid is not None:
             self._rss = RssWatch(engine.pid)
             self._rss.start()
@@ -156,7 +154,7 @@ class Recorder:
         engine.close()
         return session
 
-    def _start_engine(self) -> tuple[EngineProcess, str]:
+    def _start_engine(self) -> tuple[EngineProcess, str | None]:
         """Hand the spec to a spare engine if one fits, else to a cold one; and which."""
         spares = self.spares
         spare = spares.take(self.launch) if spares is not None else None

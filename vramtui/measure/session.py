@@ -88,6 +88,7 @@ class Session:
         self._nvml_token_max: dict[int, int] = {}
         self._nvml_rate_hz: float | None = None
         self._ended_at: float | None = None
+        self._generations: list[ev.Generation] = []
 
     # ---- reading: everything goes through a snapshot -------------------------------
     def snapshot(self) -> SessionView:
@@ -122,6 +123,7 @@ class Session:
             nvml_rate_hz=self._nvml_rate_hz,
             ended_at=self._ended_at,
             startup=self._startup,
+            generations=tuple(self._generations),
         )
 
     def __setattr__(self, name: str, value: Any) -> None:
@@ -163,6 +165,8 @@ class Session:
                     **event.versions,
                 )
                 self._status = "running"
+            elif isinstance(event, ev.Generation):
+                self._generations.append(event)
             elif isinstance(event, ev.Loaded):
                 self._loaded = event
             elif isinstance(event, ev.Startup):
@@ -242,8 +246,8 @@ class Session:
         self._assign(bisect_left(times, sample.t), sample)
 
     def _assign(self, token: int, sample: NvmlSample) -> None:
-        if token == 0 and self._phase_at(sample.t) not in ("prefill", "decode"):
-            return
+        if self._phase_at(sample.t) not in ("prefill", "decode"):
+            return  # before the first step, or between a program's generate() calls
         best = self._nvml_token_max.get(token)
         if best is None or sample.process_bytes > best:  # type: ignore[operator]
             self._nvml_token_max[token] = sample.process_bytes  # type: ignore[assignment]

@@ -57,11 +57,13 @@ def token_at(
     """The token whose step was running at time t (None outside generation): the first
     token sampled at or after t; token 0's step is the prefill."""
     phase = phase_at(phases, phase_times, t)
+    if phase not in ("prefill", "decode"):
+        return None  # loading, or a profiled program between its generate() calls
     i = bisect_left(token_times, t)
     if not token_times or (i == 0 and phase != "prefill"):
         return 0 if phase == "prefill" else None
-    if i >= len(token_times):
-        return len(token_times) if phase == "decode" else None
+    if i >= len(token_times):  # the step in progress (a program's later call: its prefill)
+        return len(token_times)
     return i
 
 
@@ -88,6 +90,7 @@ class SessionView:
     nvml_token_max: dict[int, int]  # token -> largest NVML process reading in its step
     nvml_rate_hz: float | None
     ended_at: float | None
+    generations: tuple[ev.Generation, ...] = ()  # a profiled program's generate() calls
     startup: ev.Startup | None = None  # when the engine process got where, before the run
 
     # ---- state -------------------------------------------------------------------
@@ -189,6 +192,19 @@ class SessionView:
     def token_at(self, t: float) -> int | None:
         return token_at(self.phases, self._phase_times, self._token_times, t)
 
+    def generation_of(self, token: int | None, t: float) -> int | None:
+        """The generate() call a sample belongs to (by its token, else its time);
+        None outside them, and in sessions that record none."""
+        for g in self.generations:
+            inside = (
+                g.first_token <= token < g.first_token + g.steps
+                if token is not None
+                else g.t_start <= t <= g.t_end
+            )
+            if inside:
+                return g.index
+        return None
+
     def nvml_rows(self) -> list[tuple[NvmlSample, int | None, str]]:
         """Every stored NVML sample with its token and phase, for export."""
         return [(s, self.token_at(s.t), self.phase_at(s.t)) for s in self.nvml]
@@ -236,11 +252,18 @@ class SessionView:
             "nvml_samples": self.nvml_seen,
             "nvml_rate_hz": self.nvml_rate_hz,
             "notices": list(self.notices),
+            "generations": [self._generation_entry(g) for g in self.generations],
             "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(self.started_wall)),
             "elapsed_s": round(self.elapsed(), 3),
             "spec": dict(self.spec),
             "environment": dict(self.environment),
         }
+
+    def _generation_entry(self, g: ev.Generation) -> dict[str, Any]:
+        entry = asdict(g)
+        entry["t_start_s"] = round(entry.pop("t_start") - self.t0, 6)
+        entry["t_end_s"] = round(entry.pop("t_end") - self.t0, 6)
+        return entry
 
 
 def run_timings(view: SessionView) -> dict[str, Any] | None:

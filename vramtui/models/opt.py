@@ -54,6 +54,7 @@ PUBLISHED = (
     opt("opt-13b", 5120, 40, 40),
     opt("opt-30b", 7168, 48, 56),
     opt("opt-66b", 9216, 64, 72),
+    opt("opt-175b", 12288, 96, 96),  # the paper's model (weights on request, never on the hub)
 )
 
 
@@ -99,3 +100,12 @@ def model_info_for_config(config: dict[str, Any]) -> ModelInfo | None:
         word_embed_proj_dim=config.get("word_embed_proj_dim") or hidden,
         do_layer_norm_before=bool(values["do_layer_norm_before"]),
     )
+
+
+def opt_model(name: str) -> ModelInfo:
+    """A published OPT size by short name or hub id (any case)."""
+    key = name.strip().lower().removeprefix("facebook/")
+    for info in PUBLISHED:
+        if info.name == key:
+            return info
+    raise KeyError(f"no OPT model {name!r}")

@@ -19,7 +19,13 @@ from vramtui.models.architecture import DTYPE_BYTES, ModelInfo
 from vramtui.predict.calibration import DEFAULT, Calibration
 from vramtui.predict.kv_replay import KvGrowth, kv_cache_reserve
 from vramtui.predict.steps import StepModel
+from vramtui.predict.traced_steps import TracedSteps
+from vramtui.predict.tracing.traces import Trace, trace_model
 from vramtui.spec import ResolvedRun
+
+# What the estimator reads a model from: OPT's hand-written record (exact), or a trace
+# of any architecture's own code (predict/tracing/).
+Architecture = ModelInfo | Trace
 
 BACKENDS = ("cuda", "mps", "cpu")
 ATTN = ("sdpa", "eager")
@@ -49,12 +55,13 @@ class Estimate:
     required_bytes: int = 0
     cache_balloons: bool = False  # reserved grows far past allocated (see Calibration)
     expandable_segments: bool = False  # PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True
-    model: ModelInfo = field(default=None, repr=False, compare=False)  # type: ignore[assignment]
+    cache: str = "dynamic"  # dynamic | static (offloaded is not modelled)
+    model: Architecture = field(default=None, repr=False, compare=False)  # type: ignore[assignment]
     calibration: Calibration = field(default=DEFAULT, repr=False, compare=False)
 
     @cached_property
     def _steps(self) -> StepModel:
-        return StepModel(
+        return step_model(
             self.model,
             self.prompt_tokens,
             self.batch,
@@ -62,6 +69,8 @@ class Estimate:
             self.attn,
             self.backend,
             self.calibration,
+            self.cache,
+            self.tokens,
         )
 
     def _check(self, token: int) -> None:
@@ -71,7 +80,8 @@ class Estimate:
     def kv_at(self, token: int) -> int:
         """KV cache bytes after step `token` (prompt + token positions)."""
         self._check(token)
-        return self.model.kv_bytes_per_token(self.dtype, self.batch) * (self.prompt_tokens + token)
+        held = self.prompt_tokens + (self.tokens if self.cache == "static" else token)
+        return kv_bytes(self.model, self.dtype, self.batch, held)
 
     def allocated_at(self, token: int) -> int:
         """Predicted allocated bytes after step `token` (when the engine samples it)."""
@@ -97,6 +107,7 @@ class Estimate:
             backend=self.backend,
             calibration=self.calibration,
             expandable_segments=self.expandable_segments,
+            cache=self.cache,
         )
 
     def kv_layer_tensor_bytes(self, token: int) -> int:
@@ -125,8 +136,37 @@ def sample_tokens(tokens: int, points: int) -> list[int]:
     return sorted({round(i * step) for i in range(points)})
 
 
+def kv_bytes(model: Architecture, dtype: str, batch: int, positions: int) -> int:
+    """The cache's tensor bytes holding `positions` positions (sliding layers capped)."""
+    if isinstance(model, Trace):
+        return model.kv_bytes(positions)
+    return model.kv_bytes_per_token(dtype, batch) * positions
+
+
+def step_model(
+    model: Architecture,
+    prompt_tokens: int,
+    batch: int,
+    dtype: str,
+    attn: str,
+    backend: str,
+    calibration: Calibration,
+    cache: str = "dynamic",
+    tokens: int = 0,
+) -> StepModel:
+    # generate sizes a static cache for the prompt and every new token
+    static = prompt_tokens + tokens if cache == "static" else 0
+    if not isinstance(model, Trace):
+        return StepModel(model, prompt_tokens, batch, dtype, attn, backend, calibration, static)
+    asked = (prompt_tokens, batch, dtype, attn, "cuda" if backend == "cuda" else "cpu")
+    traced = (model.prompt, model.batch, model.dtype, model.attn, model.backend)
+    if asked != traced:
+        raise ValueError(f"{model.name} was traced for {traced}, not {asked}")
+    return TracedSteps(model, calibration, static)
+
+
 def _check_args(
-    model: ModelInfo,
+    model: Architecture,
     prompt_tokens: int,
     tokens: int,
     batch: int,
@@ -179,7 +219,8 @@ def _peaks(steps: StepModel, tokens: int, expandable: bool, replay_cache: bool) 
     if steps.cuda and not expandable and replay_cache:
         cal = steps.cal
         # the load's free blocks, then the cuBLAS workspaces, then the cache's churn
-        kv = KvGrowth(steps.model.layers, steps.kv_row, steps.prompt, tokens)
+        row, layers = steps.kv_growth_shape(steps.prompt + tokens - 1)
+        kv = KvGrowth(layers, row, steps.prompt, tokens)
         workspaces = (cal.cublas_workspace_bytes, cal.cublaslt_workspace_bytes)
         grown = kv_cache_reserve(cal.rules, steps.load.free_large, workspaces, kv)
         reserved = steps.load.reserved + grown + steps.transient_reserve(transient)
@@ -190,7 +231,7 @@ def _peaks(steps: StepModel, tokens: int, expandable: bool, replay_cache: bool) 
 
 
 def estimate(
-    model: ModelInfo,
+    model: Architecture,
     *,
     prompt_tokens: int = 8,
     tokens: int = 200,
@@ -201,6 +242,7 @@ def estimate(
     calibration: Calibration = DEFAULT,
     expandable_segments: bool = False,
     replay_cache: bool = True,
+    cache: str = "dynamic",
 ) -> Estimate:
     """Predict one run of `tokens` new tokens after a `prompt_tokens` prompt.
 
@@ -213,11 +255,20 @@ def estimate(
     reserved is then the fragmentation model's (Calibration.dynamic_slack_fraction).
     """
     _check_args(model, prompt_tokens, tokens, batch, dtype, attn, backend)
-    steps = StepModel(model, prompt_tokens, batch, dtype, attn, backend, calibration)
-    peaks = _peaks(steps, tokens, expandable_segments, replay_cache)
+    if cache not in ("dynamic", "static"):
+        raise UsageError(
+            f"the estimator does not model the {cache} cache yet (`vramtui run` measures it)",
+            field="cache",
+        )
+    steps = step_model(
+        model, prompt_tokens, batch, dtype, attn, backend, calibration, cache, tokens
+    )
+    # a static cache never grows: no churn to replay, nothing to balloon
+    dynamic = cache == "dynamic"
+    peaks = _peaks(steps, tokens, expandable_segments or not dynamic, replay_cache and dynamic)
     context = calibration.cuda_context_bytes + calibration.cuda_libraries_bytes
     context = context if steps.cuda else 0  # no CUDA context off CUDA
-    kv_final = model.kv_bytes_per_token(dtype, batch) * (prompt_tokens + tokens - 1)
+    kv_final = kv_bytes(model, dtype, batch, prompt_tokens + tokens - (1 if dynamic else 0))
     return Estimate(
         weights_bytes=model.weights_bytes(dtype),
         kv_cache_bytes=kv_final,
@@ -231,6 +282,7 @@ def estimate(
         required_bytes=peaks.needed_reserved + context,
         cache_balloons=peaks.balloons,
         expandable_segments=expandable_segments,
+        cache=cache,
         prompt_tokens=prompt_tokens,
         tokens=tokens,
         batch=batch,
@@ -242,7 +294,7 @@ def estimate(
     )
 
 
-def max_tokens_that_fit(model: ModelInfo, memory_bytes: int, **shape: Any) -> int:
+def max_tokens_that_fit(model: Architecture, memory_bytes: int, **shape: Any) -> int:
     """The largest number of new tokens whose predicted need (`required_bytes`: the
     peak total less any ballooning cache, which is freed before an OOM) fits
     `memory_bytes`. `shape`: estimate's keywords but `tokens` (see `run_kwargs`).
@@ -269,13 +321,38 @@ def max_tokens_that_fit(model: ModelInfo, memory_bytes: int, **shape: Any) -> in
     return lo
 
 
-def estimate_run(run: ResolvedRun, **options: Any) -> Estimate | None:
-    """The estimate of a resolved run; None where its model is not modelled."""
-    if run.model is None:
+def architecture_of(run: ResolvedRun, only_cached: bool = False) -> Architecture | None:
+    """What the estimator reads the run's model from: the OPT record, or a trace of the
+    config (None: the config is not known before the engine fetches it, or
+    `only_cached` and it was not traced yet). Raises TraceError (a UsageError) when
+    the model's code cannot be traced."""
+    if run.model is not None:
+        return run.model
+    if run.config is None:
+        return None
+    spec = run.spec
+    return trace_model(
+        spec.model,
+        dict(run.config),
+        run.positions or 2048,
+        prompt=spec.prompt_tokens,
+        batch=spec.batch,
+        dtype=run.dtype,
+        attn=spec.attn,
+        backend=run.backend,
+        only_cached=only_cached,
+    )
+
+
+def estimate_run(run: ResolvedRun, only_cached: bool = False, **options: Any) -> Estimate | None:
+    """The estimate of a resolved run; None where its model is not known yet (see
+    `architecture_of`)."""
+    model = architecture_of(run, only_cached)
+    if model is None:
         return None
     spec = run.spec
     return estimate(
-        run.model,
+        model,
         prompt_tokens=spec.prompt_tokens,
         tokens=spec.tokens,
         batch=spec.batch,
@@ -283,5 +360,6 @@ def estimate_run(run: ResolvedRun, **options: Any) -> Estimate | None:
         attn=spec.attn,
         backend=run.backend,
         expandable_segments=run.expandable_segments,
+        cache=spec.cache,
         **options,
     )

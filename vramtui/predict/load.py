@@ -29,18 +29,24 @@ class LoadFigures:
     free_large: tuple[int, ...] = ()  # every free large-pool block, by segment and address
 
 
-@lru_cache(maxsize=64)
 def load_figures(model: ModelInfo, elem_bytes: int, cal: Calibration) -> LoadFigures:
+    """The load of an OPT record (every checkpoint tensor in the model's dtype)."""
+    sizes = tuple(numel * elem_bytes for _, numel in model.checkpoint_tensors())
+    return load_sizes(sizes, (), cal)
+
+
+@lru_cache(maxsize=64)
+def load_sizes(sizes: tuple[int, ...], later: tuple[int, ...], cal: Calibration) -> LoadFigures:
     """Simulate the load on the CUDA caching allocator: the warm-up, then every
-    checkpoint tensor in the loader's order (its threads may reorder them, which
-    moves addresses but not the totals)."""
+    checkpoint tensor (`sizes`, bytes) in the loader's order (its threads may reorder
+    them, which moves addresses but not the totals), then the buffers a checkpoint
+    does not hold (`later`), made once the weights are in."""
     alloc = CachingAllocator(cal.rules)
     if cal.load_overhead_bytes:
         alloc.malloc(cal.load_overhead_bytes)
-    sizes = [numel * elem_bytes for _, numel in model.checkpoint_tensors()]
     # caching_allocator_warmup: torch.empty(total // 2, dtype=float16), then freed
     alloc.free(alloc.malloc(sum(sizes) // 2 * 2))
-    for nbytes in sizes:
+    for nbytes in (*sizes, *later):
         alloc.malloc(nbytes)
     free_large = alloc.free_large_blocks()
     return LoadFigures(

@@ -36,21 +36,15 @@ class StepModel:
         attn: str,
         backend: str,
         cal: Calibration,
+        static_positions: int = 0,
     ) -> None:
+        # A static cache holds every position of the run from the prefill on.
+        self.static_positions = static_positions
         self.model, self.prompt, self.batch, self.attn, self.cal = model, prompt, batch, attn, cal
         self.dtype, self.backend = dtype, backend
         self.elem_bytes = DTYPE_BYTES[dtype]
         self.cuda = backend == "cuda"
-        if self.cuda:
-            # What the allocator holds after the load (the weights' blocks, remainders
-            # too small to split included) and its peak during it (predict/load.py).
-            self.load = load_figures(model, self.elem_bytes, cal)
-            self.weights = self.load.allocated
-            self.load_peak = self.load.peak
-        else:
-            # No caching allocator: the tensors' bytes, allocated once each.
-            self.weights = model.params * self.elem_bytes
-            self.load_peak = self.weights
+        self.load_weights()
         # The cuBLAS and cuBLASLt workspaces appear at the first matmul (in the
         # prefill) and stay.
         self.workspace = (
@@ -58,10 +52,30 @@ class StepModel:
         )
         # One float32 row of logits per sequence.
         self.logit_row = self.block(batch * model.vocab * FLOAT32)
-        # One layer's K (or V) for one position: batch x hidden x bytes.
-        self.kv_row = batch * model.hidden * self.elem_bytes
+        self.kv_row = self.kv_position_bytes()
         # Bookkeeping blocks measured on CUDA; the CPU traces show none to speak of.
         self.overhead = cal.allocated_overhead_bytes if self.cuda else 0
+
+    def kv_position_bytes(self) -> int:
+        """One layer's K (or V) for one position: batch x hidden x bytes."""
+        return self.batch * self.model.hidden * self.elem_bytes
+
+    def kv_growth_shape(self, last: int) -> tuple[int, int]:
+        """(one layer's K or V for one position, the layers whose cache grows every step
+        up to `last` positions): every layer."""
+        return self.kv_position_bytes(), self.model.layers
+
+    def load_weights(self) -> None:
+        if self.cuda:
+            # What the allocator holds after the load (the weights' blocks, remainders
+            # too small to split included) and its peak during it (predict/load.py).
+            self.load = load_figures(self.model, self.elem_bytes, self.cal)
+            self.weights = self.load.allocated
+            self.load_peak = self.load.peak
+        else:
+            # No caching allocator: the tensors' bytes, allocated once each.
+            self.weights = self.model.params * self.elem_bytes
+            self.load_peak = self.weights
 
     def block(self, nbytes: int) -> int:
         """What one tensor of `nbytes` counts in `allocated`: CUDA rounds up to 512 B;
@@ -71,7 +85,9 @@ class StepModel:
         return self.cal.rules.block_size(nbytes)
 
     def kv(self, positions: int) -> int:
-        """The DynamicCache: one K and one V tensor per layer, batch x positions x hidden."""
+        """The DynamicCache: one K and one V tensor per layer, batch x positions x hidden
+        (a static cache: the run's every position, always)."""
+        positions = self.static_positions or positions
         return 2 * self.model.layers * self.block(positions * self.kv_row)
 
     def ids_and_masks(self, step: int) -> int:
@@ -215,5 +231,6 @@ class StepModel:
         if tokens < 2:
             return False
         rules = self.cal.rules
-        start = max(self.prompt * self.kv_row, rules.large_segment_bytes)
-        return (self.prompt + tokens - 1) * self.kv_row - start >= rules.large_round_bytes
+        row, layers = self.kv_growth_shape(self.prompt + tokens - 1)
+        start = max(self.prompt * row, rules.large_segment_bytes)
+        return layers > 0 and (self.prompt + tokens - 1) * row - start >= rules.large_round_bytes

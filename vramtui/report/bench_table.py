@@ -27,6 +27,7 @@ SPEC_COLUMNS = (
     "batch",
     "dtype",
     "attn",
+    "cache",
     "device",
     "seed",
 )
@@ -85,6 +86,7 @@ def csv_row(result: CellResult) -> dict[str, Any]:
         "batch": spec.batch,
         "dtype": result.dtype or spec.dtype or "auto",
         "attn": spec.attn,
+        "cache": spec.cache,
         "device": env.get("device") or spec.device,
         "seed": spec.seed,
         "status": result.status,

@@ -3,9 +3,10 @@
 Pure: reads a snapshot of a `vramtui.measure.session.Session`. The components stack, at one step,
 from the bottom up:
 
-    weights          allocated after load
+    weights          the engine's count of the model's own tensors (each storage once)
     KV cache         the engine's count of the cache tensors at that step
-    other allocated  allocated - weights - KV (cuBLAS workspace, logits, ids)
+    other allocated  allocated - weights - KV (cuBLAS workspace, logits, ids, and
+                     the allocator's rounding of every tensor to 512 B blocks)
     transient        that step's peak - allocated after it
     slack            reserved - that step's peak (cached by the allocator, unused
                      even at the step's peak; reserved never shrinks, so the end
@@ -24,8 +25,10 @@ from vramtui.measure import events as ev
 from vramtui.measure.session import Session, SessionView, as_view, step_phase
 from vramtui.predict.calibration import DEFAULT, Calibration
 from vramtui.predict.estimate import Estimate, estimate
+from vramtui.predict.tracing.traces import Trace, trace_model
 from vramtui.spec import RunSpec, expandable_segments, resolve_dtype
 from vramtui.spec.resolve import read_model
+from vramtui.spec.sources import max_positions
 
 AT = ("latest", "peak")
 LABELS = {
@@ -64,11 +67,9 @@ def _is_allocator(session: SessionView) -> bool:
 
 
 def measured_weights(session: SessionView) -> int | None:
-    """Allocated after load; the engine's tensor count where the figure is process RSS."""
-    if _is_allocator(session):
-        for s in reversed(session.samples):
-            if s.token is None and s.phase == "load" and s.allocated is not None:
-                return s.allocated
+    """The weights as themselves: the bytes of every parameter and buffer the engine
+    loaded, counted from the tensors (not allocated-after-load, which also holds the
+    allocator's block rounding)."""
     return session.loaded.weights_bytes if session.loaded else None
 
 
@@ -207,29 +208,55 @@ def compare(est: Estimate, session: Session | SessionView) -> list[ComparisonRow
 
 
 def estimate_for_session(
-    session: Session | SessionView, calibration: Calibration = DEFAULT
+    session: Session | SessionView, calibration: Calibration = DEFAULT, only_cached: bool = True
 ) -> Estimate | None:
-    """The estimate of the run a session records, where the model can be estimated."""
+    """The estimate of the run a session records, where the model can be estimated.
+
+    A model other than OPT is estimated from a trace of its code (predict/tracing):
+    with `only_cached` (the default: screens must not wait) only if that trace was
+    made before, as the start screen's prediction of the same run does.
+    """
     view = as_view(session)
     try:
-        spec, info, _, _ = read_model(RunSpec.from_dict(dict(view.spec)))
+        spec, info, _, config = read_model(RunSpec.from_dict(dict(view.spec)))
     except (UsageError, TypeError, KeyError):
-        return None
-    if info is None:
         return None
     backend = view.backend or "cuda"
     loaded = view.loaded
+    prompt = loaded.prompt_tokens if loaded else spec.prompt_tokens
+    dtype = loaded.dtype if loaded else resolve_dtype(spec.dtype, backend)
     try:
+        model = info or _traced(spec, config, prompt, dtype, backend, only_cached)
+        if model is None:
+            return None
         return estimate(
-            info,
-            prompt_tokens=loaded.prompt_tokens if loaded else spec.prompt_tokens,
+            model,
+            prompt_tokens=prompt,
             tokens=spec.tokens,
             batch=spec.batch,
-            dtype=loaded.dtype if loaded else resolve_dtype(spec.dtype, backend),
+            dtype=dtype,
             attn=spec.attn,
             backend=backend,
             calibration=calibration,
             expandable_segments=expandable_segments(view.environment.get("cuda_alloc_conf")),
+            cache=spec.cache,
         )
     except UsageError:
         return None
+
+
+def _traced(
+    spec: RunSpec,
+    config: dict | None,
+    prompt: int,
+    dtype: str,
+    backend: str,
+    only_cached: bool,
+) -> Trace | None:
+    if config is None:
+        return None
+    positions = max_positions(config) or 2048
+    return trace_model(
+        spec.model, dict(config), positions, prompt=prompt, batch=spec.batch, dtype=dtype,
+        attn=spec.attn, backend=backend, only_cached=only_cached,
+    )  # fmt: skip

@@ -25,7 +25,10 @@ CSV_COLUMNS = (
     "nvml_process_bytes",
     "nvml_device_used_bytes",
     "nvml_device_total_bytes",
+    "generation",  # the profiled program's generate() call (empty outside one)
 )
+# Files written before the generation column; `vramtui show` reads both.
+CSV_COLUMNS_V1 = CSV_COLUMNS[:-1]
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -104,6 +107,7 @@ def csv_text(session: Session | SessionView) -> str:
                     None,
                     None,
                     None,
+                    view.generation_of(s.token, s.t),
                 ],
             )
         )
@@ -123,6 +127,7 @@ def csv_text(session: Session | SessionView) -> str:
                     n.process_bytes,
                     n.device_used,
                     n.device_total,
+                    view.generation_of(None, n.t),
                 ],
             )
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from vramtui.measure.startup import WARM
+from vramtui.report.generations import GENERATION_HEADER, generation_rows
 from vramtui.units import format_bytes
 
 if TYPE_CHECKING:
@@ -69,7 +70,7 @@ def fact_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
     rows = [
         ("status", str(summary["status"])),
         ("model", f"{summary.get('model')} ({where})" if where else str(summary.get("model"))),
-        ("tokens", f"{summary['tokens_generated']}/{summary['tokens_requested']}"),
+        ("tokens", _tokens(summary)),
         ("tok/s", f"{rate:.1f}" if rate else "–"),
         ("weights", format_bytes(summary.get("weights_bytes"), 2)),
         ("KV cache at end", format_bytes(summary.get("kv_cache_bytes_final"), 2)),
@@ -118,6 +119,13 @@ def startup_line(timings: dict[str, Any] | None) -> str | None:
     )
 
 
+def _tokens(summary: dict[str, Any]) -> str:
+    """generated/requested; a profiled program requests no number, so generated alone."""
+    requested = summary.get("tokens_requested")
+    generated = summary["tokens_generated"]
+    return f"{generated}/{requested}" if requested is not None else str(generated)
+
+
 def comparison_rows(rows: list[ComparisonRow]) -> list[tuple[str, str, str, str]]:
     """(component, predicted, measured, error) for the components that were measured."""
     out = []
@@ -152,6 +160,9 @@ def summary_text(summary: dict[str, Any]) -> str:
     if note:
         parts += [note, ""]
     parts.append(table([(k, v) for k, v in fact_rows(summary)]))
+    if summary.get("generations"):  # a profiled program's generate() calls
+        rows = generation_rows(summary["generations"])
+        parts += ["", "generate() calls", table(rows, GENERATION_HEADER)]
     for notice in summary.get("notices", []):
         parts.append(f"note: {notice}")
     return "\n".join(parts)

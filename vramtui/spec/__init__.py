@@ -8,6 +8,7 @@ from vramtui.spec.resolve import ResolvedRun, resolve
 from vramtui.spec.run_spec import (
     ALLOC_CONF,
     ATTENTION,
+    CACHES,
     DTYPES,
     SOURCES,
     RunSpec,
@@ -19,6 +20,7 @@ from vramtui.spec.run_spec import (
 __all__ = [
     "ALLOC_CONF",
     "ATTENTION",
+    "CACHES",
     "DTYPES",
     "SOURCES",
     "DeviceChoice",

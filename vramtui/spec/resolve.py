@@ -15,11 +15,12 @@ from dataclasses import dataclass, replace
 from vramtui.errors import UsageError
 from vramtui.models.architecture import ModelInfo
 from vramtui.models.catalogue import lookup
-from vramtui.models.opt import model_info_for_config, why_not_modelled
+from vramtui.models.opt import model_info_for_config
 from vramtui.spec.devices import DeviceChoice, DeviceList, backend_of, check_device
 from vramtui.spec.run_spec import (
     ALLOC_CONF,
     ATTENTION,
+    CACHES,
     DTYPES,
     SOURCES,
     RunSpec,
@@ -37,9 +38,9 @@ class ResolvedRun:
     device: str  # the device it will run on (`auto` made concrete, as far as NVML knows)
     backend: str  # cuda | mps | cpu
     dtype: str  # float16 on GPUs, float32 on the CPU, unless asked
-    model: ModelInfo | None  # the architecture, where the estimator models it
-    model_note: str | None  # why it does not, where it does not
-    config: dict[str, object] | None  # the config.json read (config and checkpoint sources)
+    model: ModelInfo | None  # the OPT record, where the estimator models it by hand
+    model_note: str | None  # why the model is not known before the engine runs
+    config: dict[str, object] | None  # the config (catalogue entry's or config.json read)
     positions: int | None  # the longest sequence the model allows, where known
     alloc_conf: str | None  # PYTORCH_CUDA_ALLOC_CONF the engine will run with
     device_choice: DeviceChoice | None = None  # name, total and free memory of the device
@@ -67,6 +68,9 @@ def check_fields(spec: RunSpec) -> None:
     if spec.dtype is not None and spec.dtype not in DTYPES:
         choose = ", ".join(DTYPES)
         raise UsageError(f"unknown dtype {spec.dtype!r}; choose from {choose}", field="dtype")
+    if spec.cache not in CACHES:
+        choose = ", ".join(CACHES)
+        raise UsageError(f"unknown cache {spec.cache!r}; choose from {choose}", field="cache")
     if spec.attn not in ATTENTION:
         choose = ", ".join(ATTENTION)
         raise UsageError(f"unknown attention {spec.attn!r}; choose from {choose}", field="attn")
@@ -75,8 +79,8 @@ def check_fields(spec: RunSpec) -> None:
 def read_model(spec: RunSpec) -> tuple[RunSpec, ModelInfo | None, str | None, dict | None]:
     """(spec with its canonical model name, architecture, why none, config read)."""
     if spec.source == "architecture":
-        info = lookup(spec.model)
-        return replace(spec, model=info.name), info, None, None
+        entry = lookup(spec.model)
+        return replace(spec, model=entry.name), entry.opt, None, entry.config
     if spec.source == "config":
         config: dict[str, object] | None = read_config_source(spec.path)
     else:
@@ -85,9 +89,9 @@ def read_model(spec: RunSpec) -> tuple[RunSpec, ModelInfo | None, str | None, di
         )
     if config is None:
         return spec, None, "the checkpoint is fetched by the engine", None
-    note = why_not_modelled(config)
+    # OPT configs the hand-written record reads exactly; any other is traced
     info = model_info_for_config(config)
-    return spec, (replace(info, name=spec.model) if info else None), note, config
+    return spec, (replace(info, name=spec.model) if info else None), None, config
 
 
 def check_positions(spec: RunSpec, positions: int | None) -> None:

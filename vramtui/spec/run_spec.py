@@ -9,6 +9,9 @@ from vramtui.models.architecture import DTYPE_BYTES
 
 SOURCES = ("architecture", "config", "checkpoint")
 ATTENTION = ("sdpa", "eager")
+# transformers' cache_implementation: a DynamicCache grown by torch.cat, a StaticCache
+# allocated for every position at the start, or the dynamic one offloaded to the CPU
+CACHES = ("dynamic", "static", "offloaded")
 DTYPES = tuple(DTYPE_BYTES)
 # The caching allocator's settings, read from the environment by the engine (and
 # recorded with every run): expandable segments change reserved memory a great deal.
@@ -36,6 +39,7 @@ class RunSpec:
     # new sequence length: a first pass through 2000 tokens runs ~9x slower. Off
     # unless asked for.
     cudnn_sdpa: bool = False
+    cache: str = "dynamic"  # see CACHES
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)

@@ -262,6 +262,7 @@ class Axes:
         parts += ["--allow-download"] if self.base.allow_download else []
         parts += ["--allow-pickle"] if self.base.allow_pickle else []
         parts += ["--cudnn-sdpa"] if self.base.cudnn_sdpa else []
+        add("--cache", [self.base.cache], ["dynamic"])
         return shlex.join(parts)
 
 

@@ -10,11 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from vramtui.errors import UsageError
-from vramtui.models.architecture import ModelInfo
+from vramtui.models.architecture import DTYPE_BYTES
+from vramtui.models.catalogue import Entry
 from vramtui.spec import DeviceList, ResolvedRun, RunSpec, model_label, resolve
 from vramtui.units import format_bytes
 
-FIELDS = ("source", "path", "tokens", "prompt_tokens", "batch", "dtype", "attn", "device")
+FIELDS = (
+    "source", "path", "tokens", "prompt_tokens", "batch", "dtype", "attn", "cache", "device",
+)  # fmt: skip
 # Where an error about a field is shown when the form has no place of its own for it.
 SHOWN_AT = {"model": "model", "prompt": "form", "gpu_memory": "form"}
 INT_FIELDS = (("tokens", "--tokens"), ("prompt_tokens", "--prompt-tokens"), ("batch", "--batch"))
@@ -33,6 +36,7 @@ class FormValues:
     dtype: str  # "auto" or a dtype
     attn: str
     device: str
+    cache: str = "dynamic"
 
 
 @dataclass(frozen=True)
@@ -86,6 +90,7 @@ def spec_from_form(values: FormValues, base: RunSpec) -> tuple[RunSpec | None, d
         path=path,
         dtype=None if values.dtype == "auto" else values.dtype,
         attn=values.attn,
+        cache=values.cache,
         device=values.device,
         **numbers,
     )
@@ -102,14 +107,18 @@ def read_form(values: FormValues, base: RunSpec, devices: DeviceList) -> FormRes
         return FormResult(None, {place_of(exc.field): str(exc)})
 
 
-def model_facts(info: ModelInfo | None, dtype: str, batch: int = 1) -> str:
+def model_facts(entry: Entry | None, dtype: str, batch: int = 1) -> str:
     """Two lines about a model: shape, weights and KV cache per token, in the dtype
     the run will use (float32 on the CPU unless asked)."""
-    if info is None:
+    if entry is None:
         return ""
-    kv = info.kv_bytes_per_token(dtype, max(batch, 1))
+    elem = DTYPE_BYTES[dtype]
+    kv = entry.kv_bytes_per_token(elem, max(batch, 1))
+    heads = f"{entry.heads} heads" + (
+        f" ({entry.kv_heads} KV)" if entry.kv_heads != entry.heads else ""
+    )
     return (
-        f"{info.name}: {info.layers} layers, hidden {info.hidden}, {info.heads} heads\n"
-        f"weights {format_bytes(info.weights_bytes(dtype), 2)} · "
+        f"{entry.name}: {entry.layers} layers, hidden {entry.hidden}, {heads}\n"
+        f"weights {format_bytes(entry.weights_bytes(elem), 2)} · "
         f"KV {format_bytes(kv)}/token ({dtype}, batch {max(batch, 1)})"
     )

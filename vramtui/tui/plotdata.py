@@ -184,11 +184,20 @@ def _x_axis(
     """The x axis's end, and the phase lines (seconds axis only)."""
     if axis == "tokens":
         requested = int(view.spec.get("tokens") or 0)
-        return float(max(requested, 1, view.tokens_done)), ()
+        return float(max(requested, 1, view.tokens_done)), generation_marks(view)
     marks = tuple(
         (p.t - view.t0, p.name) for p in view.phases if p.name in ("load", "prefill", "decode")
     )
     return max(view.elapsed(now), 1.0), marks
+
+
+def generation_marks(view: SessionView) -> tuple[tuple[float, str], ...]:
+    """A profiled program's generate() calls on the token axis: #k at each first token
+    (a call's first step is its prefill). None for vramtui's own runs: one call."""
+    if view.spec.get("source") not in ("program", "track"):
+        return ()
+    starts = (s.token for s in view.token_samples if s.phase == "prefill")
+    return tuple((float(t), f"#{k}") for k, t in enumerate(starts) if t is not None)
 
 
 def build_plot_data(

@@ -169,6 +169,13 @@ def _end(f: _Figures, times: list[float], rate: float, outcome: str, stopped: bo
     return [ev.Phase("done", end_t), done]
 
 
+def _opt(name: str) -> ModelInfo:
+    info = lookup(name).opt
+    if info is None:
+        raise ValueError(f"synthetic runs are drawn for OPT models, not {name}")
+    return info
+
+
 def synthetic_run(
     model: str = "opt-1.3b",
     tokens: int = 2000,
@@ -185,7 +192,7 @@ def synthetic_run(
     upto: stop after that many tokens (a run still in progress);
     outcome: completed | oom (fails at `upto`) | cancelled (at `upto`).
     """
-    figures = _Figures(lookup(model), backend, prompt_tokens)
+    figures = _Figures(_opt(model), backend, prompt_tokens)
     last = tokens if upto is None else min(upto, tokens)
     times = [1.2 + 0.08 + i / rate for i in range(last)]
     stopped = upto is not None and upto < tokens

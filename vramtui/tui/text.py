@@ -67,6 +67,8 @@ def status_text(session: Session | SessionView, now: float | None, cancelling: b
     total = int(session.spec.get("tokens") or 0)
     done = session.tokens_done
     rate = session.live_tokens_per_s()
+    if not total:  # a profiled program: no budget, so no ETA; which generate() call
+        return program_status(session, now, cancelling, rate)
     if session.finished:
         summary_rate = session.done.tokens_per_s if session.done else rate
         rate = summary_rate
@@ -81,6 +83,24 @@ def status_text(session: Session | SessionView, now: float | None, cancelling: b
         f"{rate:.1f} tok/s" if rate else "– tok/s",
         f"elapsed {duration(session.elapsed(now))}",
         f"ETA {eta}",
+    ]
+    return " │ ".join(parts)
+
+
+def program_status(
+    session: SessionView, now: float | None, cancelling: bool, rate: float | None
+) -> str:
+    """program │ generate() #2 │ token 410 │ 104.2 tok/s │ elapsed 0:12"""
+    calls = sum(1 for p in session.phases if p.name == "prefill")
+    if session.done is not None:  # ended: the whole program's rate, as in the summary
+        rate = session.done.tokens_per_s
+    parts = [phase_text(session, cancelling)]
+    if calls:
+        parts.append(f"generate() #{calls - 1}")
+    parts += [
+        f"token {session.tokens_done}",
+        f"{rate:.1f} tok/s" if rate else "– tok/s",
+        f"elapsed {duration(session.elapsed(now))}",
     ]
     return " │ ".join(parts)
 
@@ -125,6 +145,8 @@ def run_title(session: Session | SessionView) -> str:
     device = env.get("device") or spec.get("device")
     name = env.get("gpu_name") or env.get("device_name")
     where = f"{device} ({name})" if name else str(device)
+    if spec.get("source") == "program":  # a profiled program: its command line
+        return " · ".join([" ".join([str(spec.get("program")), *spec.get("argv", [])]), where])
     parts = [str(spec.get("model")), str(dtype), str(spec.get("attn"))]
     return " · ".join(parts + [f"batch {spec.get('batch')}", where])
 

@@ -10,6 +10,7 @@ import torch
 from vramtui.errors import UsageError
 from vramtui.measure.engine.random_weights import load_random
 from vramtui.models.catalogue import lookup
+from vramtui.models.hf import short_reason, transformers_config
 from vramtui.spec import RunSpec
 from vramtui.spec.sources import read_config_source
 
@@ -25,16 +26,9 @@ class BuiltModel:
 
 
 def _config_for(spec: RunSpec) -> Any:
-    from transformers import AutoConfig, OPTConfig
-
     if spec.source == "architecture":
-        return OPTConfig(**lookup(spec.model).config_kwargs())
-    data = dict(read_config_source(spec.path)) if spec.source == "config" else {}
-    model_type = data.pop("model_type")
-    try:
-        return AutoConfig.for_model(model_type, **data)
-    except (ValueError, KeyError) as exc:
-        raise UsageError(f"unknown model_type {model_type!r} in {spec.path}: {exc}") from None
+        return transformers_config(lookup(spec.model).config, spec.model)
+    return transformers_config(read_config_source(spec.path), str(spec.path))
 
 
 def _unique_tensors(model: Any) -> tuple[int, int]:
@@ -63,12 +57,12 @@ def _first_line(exc: BaseException) -> str:
 
 def _load_error(spec: RunSpec, exc: Exception) -> UsageError:
     """A config/checkpoint that transformers refuses, as one line for the user."""
-    text = _first_line(exc)
+    text = short_reason(_first_line(exc))
+    what = spec.path or spec.model
     if "Unrecognized configuration class" in text or "Unrecognized model" in text:
-        return UsageError(
-            f"{spec.path} is not a causal language model transformers can build: {text}"
-        )
-    return UsageError(f"cannot load {spec.path}: {text}")
+        return UsageError(f"{what} is not a causal language model transformers can build: {text}")
+    field = "attn" if "--attn" in text else "path"
+    return UsageError(f"cannot load {what}: {text}", field=field)
 
 
 def configure_backends(spec: RunSpec, device: torch.device) -> dict[str, str]:
@@ -138,10 +132,11 @@ def random_prompt(spec: RunSpec, config: Any) -> torch.Tensor:
     return torch.randint(4, vocab, (spec.batch, spec.prompt_tokens), generator=generator)
 
 
-def generate_kwargs(model: Any, tokens: int) -> dict[str, Any]:
+def generate_kwargs(model: Any, tokens: int, cache: str = "dynamic") -> dict[str, Any]:
     """How every run calls `generate`: greedy, exactly `tokens` new tokens (EOS
-    suppressed by min_new_tokens), with the cache. The overhead benchmark's
-    plain baseline calls it the same way."""
+    suppressed by min_new_tokens), with the cache (transformers' cache_implementation
+    unless dynamic, its default). The overhead benchmark's plain baseline calls it
+    the same way."""
     eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
     pad = getattr(model.config, "pad_token_id", None)
     if pad is None:
@@ -153,4 +148,5 @@ def generate_kwargs(model: Any, tokens: int) -> dict[str, Any]:
         "num_beams": 1,
         "use_cache": True,
         "pad_token_id": pad,
+        **({"cache_implementation": cache} if cache != "dynamic" else {}),
     }

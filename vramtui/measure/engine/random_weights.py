@@ -19,6 +19,8 @@ from typing import Any
 
 import torch
 
+from vramtui.models.hf import meta_model, model_class
+
 
 class LazyTensor:
     """Stands where a safetensors slice would: `[...]` materialises it."""
@@ -36,19 +38,10 @@ class LazyTensor:
         return str(self.dtype).removeprefix("torch.")
 
 
-def model_class(config: Any) -> Any:
-    """The causal-LM class transformers' Auto mapping picks for a config."""
-    from transformers import AutoModelForCausalLM
-    from transformers.models.auto.auto_factory import _get_model_class
-
-    return _get_model_class(config, AutoModelForCausalLM._model_mapping)
-
-
 def checkpoint_tensors(config: Any, dtype: torch.dtype, device: torch.device) -> dict[str, Any]:
     """What a safetensors checkpoint of this architecture holds: each parameter once
     (a tied lm_head is not written), and the persistent buffers, as lazy tensors."""
-    with torch.device("meta"):
-        meta = model_class(config)._from_config(config, dtype=dtype)
+    meta = meta_model(config, dtype)
     persistent = set(meta.state_dict())
     out: dict[str, Any] = {
         name: LazyTensor(tuple(p.shape), p.dtype, device) for name, p in meta.named_parameters()

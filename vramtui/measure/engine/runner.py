@@ -20,9 +20,11 @@ from vramtui.spec import RunSpec, resolve_dtype
 clock = time.monotonic
 
 
-class Engine:
-    def __init__(self, spec: RunSpec, write: Callable[[str], None]) -> None:
-        self.spec = spec
+class Emitter:
+    """Events out, and the per-step sample: what every place that measures shares
+    (the engine, and the hooks in a profiled program)."""
+
+    def __init__(self, write: Callable[[str], None]) -> None:
         self._write = write
         self.phase = "start"
         self.token: int | None = None  # the step in progress
@@ -44,6 +46,17 @@ class Engine:
             self.running_max = peak
         return peak
 
+    def fail(self, kind: str, message: str, **extra: Any) -> None:
+        self.emit(
+            ev.Failed(kind=kind, message=message, phase=self.phase, token=self.token, **extra)
+        )
+
+
+class Engine(Emitter):
+    def __init__(self, spec: RunSpec, write: Callable[[str], None]) -> None:
+        super().__init__(write)
+        self.spec = spec
+
     def run(self) -> int:
         self.enter("start")
         device, dtype = self.start()
@@ -63,9 +76,8 @@ class Engine:
     def start(self) -> tuple[Any, str]:
         """Pick the device, set up the probe and kernels, say hello."""
         import torch
-        import transformers
 
-        from vramtui.measure.engine.device import device_facts, resolve_device
+        from vramtui.measure.engine.device import resolve_device
         from vramtui.measure.engine.model import configure_backends
         from vramtui.measure.engine.probes import make_probe
 
@@ -75,27 +87,7 @@ class Engine:
         dtype = resolve_dtype(self.spec.dtype, device.type)
         self.probe = make_probe(device.type, device.index or 0)
         backends = configure_backends(self.spec, device)
-        name, uuid, total = device_facts(device)
-        versions = {
-            "torch": torch.__version__,
-            "transformers": transformers.__version__,
-            "python": sys.version.split()[0],
-            **backends,
-        }
-        if device.type == "cuda":
-            versions["cuda_runtime"] = str(torch.version.cuda or "")
-        self.emit(
-            ev.Hello(
-                os.getpid(),
-                str(device),
-                device.type,
-                name,
-                uuid,
-                total,
-                self.probe.source,
-                versions,
-            )
-        )
+        self.emit(hello_event(device, self.probe.source, backends))
         return device, dtype
 
     def prompt(self, built: Any, device: Any) -> Any:
@@ -144,7 +136,7 @@ class Engine:
                 ids,
                 attention_mask=torch.ones_like(ids),
                 logits_processor=LogitsProcessorList([sampler]),
-                **generate_kwargs(model, self.spec.tokens),
+                **generate_kwargs(model, self.spec.tokens, self.spec.cache),
             )
         generate_s = clock() - t_gen
         cache.remove()
@@ -169,10 +161,26 @@ class Engine:
             max_allocated=max(self.running_max, max_alloc or 0),
         )
 
-    def fail(self, kind: str, message: str, **extra: Any) -> None:
-        self.emit(
-            ev.Failed(kind=kind, message=message, phase=self.phase, token=self.token, **extra)
-        )
+
+def hello_event(device: Any, memory_source: str, extra: dict[str, str]) -> ev.Hello:
+    """Who this process is, what it measures on, and the versions that matter."""
+    import torch
+    import transformers
+
+    from vramtui.measure.engine.device import device_facts
+
+    name, uuid, total = device_facts(device)
+    versions = {
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "python": sys.version.split()[0],
+        **extra,
+    }
+    if device.type == "cuda":
+        versions["cuda_runtime"] = str(torch.version.cuda or "")
+    return ev.Hello(
+        os.getpid(), str(device), device.type, name, uuid, total, memory_source, versions
+    )
 
 
 def loaded_event(built: Any, dtype: str, prompt_tokens: int, load_s: float) -> ev.Loaded:

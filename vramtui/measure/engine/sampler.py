@@ -11,8 +11,9 @@ from typing import Any
 from vramtui.measure.engine.faults import Faults
 
 
-def cache_bytes(cache: Any) -> int | None:
-    """Bytes held by a transformers cache object (DynamicCache and relatives)."""
+def cache_bytes(cache: Any, device: Any = None) -> int | None:
+    """Bytes a transformers cache object (DynamicCache and relatives) holds on
+    `device` (an offloaded cache keeps most layers on the CPU); anywhere if None."""
     if cache is None:
         return None
     layers = getattr(cache, "layers", None)
@@ -21,7 +22,9 @@ def cache_bytes(cache: Any) -> int | None:
         for layer in layers:
             for name in ("keys", "values"):
                 t = getattr(layer, name, None)
-                if t is not None and hasattr(t, "element_size"):
+                if t is None or not hasattr(t, "element_size"):
+                    continue
+                if device is None or t.device == device:
                     total += t.numel() * t.element_size()
         return total
     for name in ("key_cache", "value_cache"):
@@ -36,13 +39,17 @@ class CacheWatch:
 
     def __init__(self, model: Any) -> None:
         self.cache: Any = None
+        self.device = getattr(model, "device", None)
         self._handle = model.register_forward_hook(self._keep)
 
     def _keep(self, module: Any, args: Any, output: Any) -> None:
-        self.cache = getattr(output, "past_key_values", None)
+        # transformers >= 5.2x names it `cache` (and warns on the old name, in the
+        # user's own output when a program is profiled); earlier, past_key_values.
+        cache = getattr(output, "cache", None)
+        self.cache = cache if cache is not None else getattr(output, "past_key_values", None)
 
     def bytes(self) -> int | None:
-        return cache_bytes(self.cache)
+        return cache_bytes(self.cache, self.device)
 
     def remove(self) -> None:
         self._handle.remove()

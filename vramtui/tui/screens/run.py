@@ -7,6 +7,7 @@ to the plot's width, so a redraw costs milliseconds however long the run.
 
 from __future__ import annotations
 
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -135,7 +136,19 @@ class RunScreen(ExplainedKeysScreen):
         if self._estimate_for != backend:
             self._estimate_for = backend
             self._estimate = estimate_for_session(view)
+            if self._estimate is None:
+                self._trace(view)  # a model not traced yet: traced off the UI thread
         return self._estimate
+
+    @work(thread=True, group="trace")
+    def _trace(self, view: SessionView) -> None:
+        est = estimate_for_session(view, only_cached=False)
+        if est is not None:
+            self.app.call_from_thread(self._traced, est)
+
+    def _traced(self, est: Estimate) -> None:
+        self._estimate, self._curve = est, None
+        self.redraw()
 
     def predicted_curve(self, view: SessionView, points: int) -> list[tuple[int, int]] | None:
         est = self.estimate(view)

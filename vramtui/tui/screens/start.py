@@ -10,23 +10,24 @@ thread and shown when ready, so typing never waits for it.
 from __future__ import annotations
 
 from rich.text import Text
-from textual import on, work
+from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Button, DataTable, Footer, Input, Label, Select, Static
 
-from vramtui.models.catalogue import CATALOGUE
+from vramtui.errors import UsageError
+from vramtui.models.catalogue import CATALOGUE, families
 from vramtui.predict.estimate import estimate_run
-from vramtui.spec import ATTENTION, DTYPES, DeviceList, ResolvedRun, RunSpec, resolve_dtype
+from vramtui.spec import ATTENTION, CACHES, DTYPES, DeviceList, ResolvedRun, RunSpec, resolve_dtype
 from vramtui.spec.devices import DeviceChoice, backend_of
 from vramtui.tui.devices import DeviceOption, device_options, initial_device_options
 from vramtui.tui.form import FIELDS, FormResult, FormValues, model_facts, place_of, read_form
 from vramtui.tui.messages import DevicesFound, PredictionReady
-from vramtui.tui.prediction import start_prediction
+from vramtui.tui.prediction import StartPrediction, start_prediction
 from vramtui.tui.widgets.header import ScreenHeader
-from vramtui.units import format_bytes, format_count
+from vramtui.units import format_count
 
 SOURCE_OPTIONS = [
     ("random weights", "architecture"),
@@ -35,6 +36,7 @@ SOURCE_OPTIONS = [
 ]
 DTYPE_OPTIONS = [("auto (fp16 GPU, fp32 CPU)", "auto")] + [(d, d) for d in DTYPES]
 ATTN_OPTIONS = [(a, a) for a in ATTENTION]
+CACHE_OPTIONS = [(c, c) for c in CACHES]
 PLACES = (*FIELDS, "model", "form")
 
 
@@ -63,7 +65,8 @@ def _unknown_devices(wanted: str) -> DeviceList:
 class StartScreen(Screen[None]):
     DEFAULT_CSS = """
     StartScreen #start-main { height: 1fr; }
-    StartScreen #models { width: 34; height: 1fr; padding: 0 1; }
+    StartScreen #models { width: 44; height: 1fr; padding: 0 1; }
+    StartScreen #model-filter { width: 1fr; margin: 0 0 0 1; }
     StartScreen #model-table { height: auto; max-height: 12; border: round $primary 50%; }
     StartScreen #model-table:focus { border: round $accent; }
     StartScreen #model-table.-off { opacity: 50%; }
@@ -92,12 +95,18 @@ class StartScreen(Screen[None]):
         self._prediction_key: object = None
         self._predicting = False  # one prediction worker at a time; the latest form waits
         self._pending: ResolvedRun | None = None
+        self._shown: list[str] = []  # the model list's rows, as filtered
 
     def compose(self) -> ComposeResult:
         spec = self.base
         yield ScreenHeader()
         with Horizontal(id="start-main"):
             with Vertical(id="models"):
+                yield Input(
+                    placeholder="type to filter: llama, qwen3, 8b…",
+                    id="model-filter",
+                    compact=True,
+                )
                 table: DataTable[str] = DataTable(id="model-table", cursor_type="row")
                 table.border_title = "model"
                 yield table
@@ -123,6 +132,7 @@ class StartScreen(Screen[None]):
                     yield from _row(label, widget, field)
                 yield from _select_row("Dtype", "dtype", DTYPE_OPTIONS, spec.dtype or "auto")
                 yield from _select_row("Attention", "attn", ATTN_OPTIONS, spec.attn)
+                yield from _select_row("KV cache", "cache", CACHE_OPTIONS, spec.cache)
                 yield from _select_row("Device", "device", self._device_items(), spec.device)
                 yield Button("Run", id="run", variant="primary", compact=True)
                 yield Static("", id="form-error", classes="field-error")
@@ -134,16 +144,10 @@ class StartScreen(Screen[None]):
     def on_mount(self) -> None:
         self.sub_title = "pick a model and a token budget"
         table = self.query_one("#model-table", DataTable)
-        table.add_columns("model", "params", "fp16")
-        for info in CATALOGUE.values():
-            table.add_row(
-                info.name,
-                Text(format_count(info.params), justify="right"),
-                Text(format_bytes(info.weights_bytes("float16")), justify="right"),
-                key=info.name,
-            )
-        if self.base.model in CATALOGUE:
-            table.move_cursor(row=list(CATALOGUE).index(self.base.model))
+        table.add_columns("family", "model", "params")
+        self.show_models("")
+        if self.base.model in self._shown:
+            table.move_cursor(row=self._shown.index(self.base.model))
         self._source_changed(self.base.source)
         self.load_devices()
         if self.base.source == "architecture":
@@ -151,6 +155,45 @@ class StartScreen(Screen[None]):
         else:
             self.query_one("#path", Input).focus()
         # --start waits for the device list: `auto` means the first GPU NVML finds.
+
+    # ---- the model list: grouped by family, filtered as the user types -----------------
+    def show_models(self, text: str) -> None:
+        """The catalogue models that match `text`, each family's name on its first row."""
+        table = self.query_one("#model-table", DataTable)
+        current = self._model() if self._shown else self.base.model
+        table.clear()
+        self._shown = []
+        for family, entries in families().items():
+            shown = [e for e in entries if e.matches(text)]
+            for n, entry in enumerate(shown):
+                label = Text(family if n == 0 else "", style="dim")
+                params = Text(format_count(entry.params), justify="right")
+                table.add_row(label, entry.name, params, key=entry.name)
+                self._shown.append(entry.name)
+        if current in self._shown:
+            table.move_cursor(row=self._shown.index(current))
+
+    @on(Input.Changed, "#model-filter")
+    def _on_filter(self, event: Input.Changed) -> None:
+        event.stop()
+        self.show_models(event.value)
+        self.refresh_form()
+
+    @on(Input.Submitted, "#model-filter")
+    def _on_filter_done(self, event: Input.Submitted) -> None:
+        event.stop()
+        self.query_one("#model-table", DataTable).focus()
+
+    def on_key(self, event: events.Key) -> None:
+        """Typing on the model list filters it."""
+        table = self.query_one("#model-table", DataTable)
+        char = event.character
+        if self.focused is table and char and (char.isalnum() or char in "-."):
+            event.stop()
+            box = self.query_one("#model-filter", Input)
+            box.value += char
+            box.cursor_position = len(box.value)
+            box.focus()
 
     # ---- devices: NVML may take a moment, so it is asked off the UI thread ----------
     @work(thread=True, exclusive=True, group="devices")
@@ -199,7 +242,9 @@ class StartScreen(Screen[None]):
             return
         if run != self._prediction_key:
             self._prediction_key = run
-            prediction.update(Text("predicting…", style="dim"))
+            traced = run.model is None and run.config is not None
+            note = " (tracing the model's code on the meta device)" if traced else ""
+            prediction.update(Text(f"predicting…{note}", style="dim"))
             if self._predicting:
                 self._pending = run  # typing on: only the form's latest state is predicted
             else:
@@ -212,6 +257,9 @@ class StartScreen(Screen[None]):
             info.update("model: from the config or checkpoint at Path")
             return
         model = CATALOGUE.get(self._model())
+        if model is None:
+            info.update("no catalogue model matches the filter")
+            return
         if run is not None:
             info.update(model_facts(model, run.dtype, run.spec.batch))
             return
@@ -223,7 +271,10 @@ class StartScreen(Screen[None]):
     @work(thread=True, group="predict")
     def predict(self, run: ResolvedRun) -> None:
         """The estimate, off the UI thread; shown only if the form still says `run`."""
-        prediction = start_prediction(estimate_run(run), run)
+        try:
+            prediction = start_prediction(estimate_run(run), run)
+        except UsageError as exc:  # the model's code could not be traced
+            prediction = StartPrediction(f"no prediction: {exc}", None)
         self.post_message(PredictionReady(run, prediction))
 
     def on_prediction_ready(self, message: PredictionReady) -> None:
@@ -262,16 +313,19 @@ class StartScreen(Screen[None]):
             dtype=self._value("dtype"),
             attn=self._value("attn"),
             device=self._value("device"),
+            cache=self._value("cache"),
         )
 
     def _value(self, field: str) -> str:
         return str(self.query_one(f"#{field}", Select).value)
 
     def _model(self) -> str:
+        """The highlighted model ('' when the filter leaves none)."""
         table = self.query_one("#model-table", DataTable)
-        names = list(CATALOGUE)
         row = table.cursor_row
-        return names[row] if 0 <= row < len(names) else self.base.model
+        if not self._shown:
+            return ""
+        return self._shown[row] if 0 <= row < len(self._shown) else self._shown[0]
 
     def read_spec(self) -> RunSpec:
         """The spec the form describes (its errors, if any, are shown)."""

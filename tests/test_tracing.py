@@ -1,0 +1,154 @@
+"""The estimator for any architecture: a model's own code traced on the meta device."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from vramtui.errors import UsageError
+from vramtui.models.catalogue import lookup
+from vramtui.predict.estimate import estimate
+from vramtui.predict.tracing import traces
+from vramtui.predict.tracing.traces import trace_model
+
+TINY_LLAMA = {
+    "model_type": "llama", "vocab_size": 512, "hidden_size": 64, "intermediate_size": 128,
+    "num_hidden_layers": 3, "num_attention_heads": 4, "num_key_value_heads": 2,
+    "max_position_embeddings": 256, "tie_word_embeddings": False,
+}  # fmt: skip
+
+
+def _trace(config: dict, **shape: object) -> traces.Trace:
+    kw = {"prompt": 8, "batch": 1, "dtype": "float16", "attn": "sdpa", "backend": "cuda"}
+    trace = trace_model(
+        "tiny", config, config.get("max_position_embeddings", 256), **{**kw, **shape}
+    )
+    assert trace is not None
+    return trace
+
+
+@pytest.mark.parametrize(
+    ("prompt", "tokens", "batch", "attn", "backend"),
+    [(8, 20, 1, "sdpa", "cuda"), (8, 2000, 1, "sdpa", "cuda"), (512, 512, 4, "sdpa", "cuda"),
+     (8, 200, 1, "eager", "cuda"), (100, 50, 2, "sdpa", "cpu")],
+)  # fmt: skip
+def test_tracing_opts_code_gives_the_hand_written_opt_model(
+    prompt: int, tokens: int, batch: int, attn: str, backend: str
+) -> None:
+    """No line of ours describes OPT in the trace: its own code, run on meta, allocates
+    what the hand-written model (itself checked against H200 runs) says, within 0.01 %."""
+    entry = lookup("opt-1.3b")
+    dtype = "float16" if backend == "cuda" else "float32"
+    shape = {"prompt_tokens": prompt, "tokens": tokens, "batch": batch, "attn": attn,
+             "backend": backend, "dtype": dtype}  # fmt: skip
+    trace = trace_model(entry.name, entry.config, 2048, prompt=prompt, batch=batch,
+                        dtype=dtype, attn=attn, backend=backend)  # fmt: skip
+    assert trace is not None
+    hand, traced = estimate(entry.opt, **shape), estimate(trace, **shape)
+    assert traced.weights_bytes == hand.weights_bytes
+    assert traced.kv_cache_bytes == hand.kv_cache_bytes
+    assert traced.peak_allocated_bytes == pytest.approx(hand.peak_allocated_bytes, rel=1e-4)
+    assert traced.peak_reserved_bytes == pytest.approx(hand.peak_reserved_bytes, rel=1e-4)
+
+
+def test_the_meta_trace_is_what_the_same_code_allocates_on_real_tensors() -> None:
+    """The tracker counts the same storages on meta as on real CPU tensors."""
+    import torch
+
+    from vramtui.models.hf import model_class, transformers_config
+    from vramtui.predict.tracing import child
+
+    request = child.Request(config=TINY_LLAMA, backend="cpu", dtype="float32", prompt=8,
+                            decode=[9, 40])  # fmt: skip
+    meta = child.trace(request)
+    config = transformers_config(TINY_LLAMA)
+    real = model_class(config)._from_config(config, dtype=torch.float32).eval()
+    from transformers import DynamicCache
+
+    tracker = child.Tracker(1)
+    ids = torch.zeros((1, 8), dtype=torch.long)
+    tracker.known([*real.parameters(), *real.buffers(), ids])
+    with torch.no_grad():
+        prefill = child._forward(real, ids, DynamicCache(config=config), tracker, 8)
+    assert (prefill.peak, prefill.kv) == (meta["prefill"]["peak"], meta["prefill"]["kv"])
+
+
+def test_grouped_query_heads_and_explicit_head_dim_size_the_cache() -> None:
+    trace = _trace({**TINY_LLAMA, "head_dim": 32})
+    # 3 layers x K and V x 2 KV heads x 32 x fp16, per position
+    assert trace.kv_bytes_per_token() == 3 * 2 * 2 * 32 * 2
+    assert trace.kv_bytes(100) == 100 * trace.kv_bytes_per_token()
+    assert trace.params == sum(trace.tensors) // 2
+
+
+def test_sliding_window_layers_hold_their_window_at_most() -> None:
+    """Mistral-style: every layer slides over 16 positions."""
+    config = {**TINY_LLAMA, "model_type": "mistral", "sliding_window": 16}
+    trace = _trace(config)
+    assert {layer.window for layer in trace.layers} == {16}
+    per_position = trace.kv_bytes_per_token()
+    assert trace.kv_bytes(10) == 10 * per_position
+    assert trace.kv_bytes(200) == 16 * per_position
+    est = estimate(trace, prompt_tokens=8, tokens=200)
+    assert est.kv_cache_bytes == 16 * per_position
+
+
+def test_a_mixture_of_experts_is_traced() -> None:
+    config = {**TINY_LLAMA, "model_type": "mixtral", "num_local_experts": 4,
+              "num_experts_per_tok": 2}  # fmt: skip
+    trace = _trace(config)
+    assert trace.model_class == "MixtralForCausalLM"
+    assert trace.prefill.peak > 0 and trace.decode[0].extra > 0
+
+
+def test_a_trace_is_kept_on_disk_and_not_made_twice(monkeypatch: pytest.MonkeyPatch) -> None:
+    config = {**TINY_LLAMA, "num_hidden_layers": 2}
+    first = _trace(config, prompt=5)
+    traces._trace_cached.cache_clear()
+
+    def no_child(request: dict) -> dict:
+        raise AssertionError("traced again")
+
+    monkeypatch.setattr(traces, "_run_child", no_child)
+    assert _trace(config, prompt=5) == first
+    assert trace_model("tiny", config, 256, prompt=6, batch=1, dtype="float16", attn="sdpa",
+                       backend="cuda", only_cached=True) is None  # fmt: skip
+
+
+def test_a_model_whose_code_cannot_be_traced_says_why_in_one_line() -> None:
+    with pytest.raises(UsageError) as err:
+        _trace({"model_type": "gpt2", "n_embd": 64, "n_head": 5, "n_layer": 1})
+    text = str(err.value)
+    assert "\n" not in text and text.startswith("cannot trace tiny:") and "divisible" in text
+
+
+def test_an_architecture_without_sdpa_is_told_to_use_eager() -> None:
+    config = {**TINY_LLAMA, "model_type": "gemma2", "head_dim": 16, "sliding_window": 32}
+    with pytest.raises(UsageError, match="pass --attn eager"):
+        _trace(config)
+    trace = _trace(config, attn="eager")
+    assert sorted({layer.window for layer in trace.layers}) == [0, 32]
+
+
+def test_the_disk_cache_follows_xdg_cache_home(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert traces.cache_dir() == tmp_path / "vramtui" / "traces"
+
+
+def test_a_session_of_any_model_is_compared_once_its_trace_exists(tmp_path) -> None:
+    """Screens never wait for a trace: the summary compares once the model is traced."""
+    from vramtui.measure import events as ev
+    from vramtui.measure.session import Session
+    from vramtui.report.breakdown import estimate_for_session
+
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({**TINY_LLAMA, "num_hidden_layers": 1, "hidden_size": 32}))
+    spec = {"model": "tiny-one", "source": "config", "path": str(path), "tokens": 5,
+            "prompt_tokens": 4, "batch": 1, "attn": "sdpa", "dtype": "float16"}  # fmt: skip
+    session = Session(spec, t0=0.0)
+    session.apply(ev.Hello(7, "cuda:0", "cuda", "Test GPU", None, 10**10, "torch.cuda", {}))
+    assert estimate_for_session(session) is None  # not traced yet: no waiting
+    traced = estimate_for_session(session, only_cached=False)
+    assert traced is not None and traced.tokens == 5 and traced.model.model_type == "llama"
+    assert estimate_for_session(session) == traced

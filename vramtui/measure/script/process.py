@@ -1,0 +1,165 @@
+"""The parent's handle on a profiled program's process. Imports neither torch nor transformers.
+
+Same role, and the same interface, as `EngineProcess`: start, events, wait,
+terminate, close; so the `Recorder` that drives an engine drives a program too.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import vramtui
+from vramtui.measure import events as ev
+
+# The child's first line: find this vramtui (wherever the program's folder is), then
+# hand over to the bootstrap, which installs the hooks and runs the program.
+_ROOT = str(Path(vramtui.__file__).resolve().parent.parent)
+BOOT = (
+    f"import sys; sys.path.insert(1, {_ROOT!r}); "
+    "from vramtui.measure.script.child import main; sys.exit(main(sys.argv[1:]))"
+)
+
+
+@dataclass(frozen=True)
+class Program:
+    """What `vramtui profile` runs: a script (argv[0]) or a module, and its arguments."""
+
+    argv: tuple[str, ...]  # the program's sys.argv: SCRIPT ARGS..., or ARGS... after -m
+    module: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.module or Path(self.argv[0]).name
+
+    def spec(self) -> dict[str, object]:
+        """What a session records as its spec: the program, not a RunSpec."""
+        return {
+            "model": self.name,
+            "source": "program",
+            "program": ("-m " + self.module) if self.module else self.argv[0],
+            "argv": list(self.argv[0 if self.module else 1 :]),
+            "device": None,
+            "tokens": None,
+        }
+
+
+@dataclass
+class ScriptProcess:
+    """Run a program under vramtui's hooks in a fresh process, and read its events.
+
+    Headless, the program shares the terminal (stdin, stdout, stderr and the
+    process group, so Ctrl+C reaches it as under `python`). With `capture`, its
+    output goes line by line to `on_output` instead, and it runs in its own
+    session with no stdin (the app owns the terminal).
+    """
+
+    program: Program
+    python: str = sys.executable
+    capture: bool = False
+    on_output: Callable[[str], None] | None = None
+    hz: float = 20.0
+    extra_env: dict[str, str] = field(default_factory=dict)
+    proc: subprocess.Popen[bytes] | None = None
+    _reader: object = None
+    _watch_w: int | None = None
+    _tail: list[str] = field(default_factory=list)
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    def command(self, events_fd: int, watch_fd: int) -> list[str]:
+        cmd = [self.python, "-c", BOOT, "--events-fd", str(events_fd), "--watch-fd", str(watch_fd)]
+        cmd += ["--hz", str(self.hz)]
+        if self.program.module:
+            cmd += ["-m", self.program.module]
+        return cmd + ["--", *self.program.argv]
+
+    def start(self) -> None:
+        read_fd, write_fd = os.pipe()
+        watch_r, self._watch_w = os.pipe()
+        env = dict(os.environ)
+        env.update(self.extra_env)
+        piped = subprocess.PIPE if self.capture else None
+        try:
+            self.proc = subprocess.Popen(
+                self.command(write_fd, watch_r),
+                stdin=subprocess.DEVNULL if self.capture else None,
+                stdout=piped,
+                stderr=subprocess.STDOUT if self.capture else None,
+                pass_fds=(write_fd, watch_r),
+                start_new_session=self.capture,
+                env=env,
+            )
+        finally:
+            os.close(write_fd)
+            os.close(watch_r)
+        self._reader = os.fdopen(read_fd, "r", encoding="utf-8")
+        if self.capture:
+            threading.Thread(target=self._pump, name="vramtui-program-output", daemon=True).start()
+
+    def _pump(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        for raw in self.proc.stdout:
+            line = raw.decode("utf-8", "replace").rstrip("\n")
+            self._tail = (self._tail + [line])[-20:]
+            if self.on_output is not None:
+                self.on_output(line)
+
+    def events(self) -> Iterator[ev.Event]:
+        """Events as they arrive, until the program's process closes its end."""
+        reader = self._reader
+        assert reader is not None
+        for line in reader:  # type: ignore[attr-defined]
+            line = line.strip()
+            if line:
+                try:
+                    yield ev.decode(line)
+                except ev.WireError:
+                    continue
+
+    def terminate(self, grace_s: float = 1.5) -> None:
+        """End the program: give it a moment (a Ctrl+C at the terminal reached it
+        too), then SIGTERM (KeyboardInterrupt inside), then SIGKILL."""
+        proc = self.proc
+        if proc is None or proc.poll() is not None:
+            return
+        for send in (None, signal.SIGTERM, signal.SIGKILL):
+            try:
+                if send is not None:
+                    proc.send_signal(send)
+                proc.wait(timeout=grace_s)
+                return
+            except subprocess.TimeoutExpired:
+                continue
+            except ProcessLookupError:
+                return
+
+    def wait(self) -> int:
+        assert self.proc is not None
+        code = self.proc.wait()
+        self._close()
+        return code
+
+    def _close(self) -> None:
+        if self._watch_w is not None:
+            os.close(self._watch_w)
+            self._watch_w = None
+        if self._reader is not None:
+            self._reader.close()  # type: ignore[attr-defined]
+            self._reader = None
+
+    def stderr_tail(self, lines: int = 20) -> str:
+        """The program's last lines (captured output only: headless it went to the terminal)."""
+        return "\n".join(self._tail[-lines:])
+
+    def close(self) -> None:
+        self.terminate()
+        self._close()

@@ -1,0 +1,63 @@
+"""The step model for any architecture, from a trace of its own code (tracing/).
+
+The generate loop's terms (ids and masks, float32 logits and scores, the logits
+processors, the cuBLAS workspaces) are the engine's and the same for every
+model: they come from StepModel. What the model itself does comes from the
+trace: the checkpoint's tensors for the load, the cache's layout (sliding
+layers capped at their window) and each forward's peak above the weights and
+the cache it leaves.
+"""
+
+from __future__ import annotations
+
+from vramtui.predict.calibration import Calibration
+from vramtui.predict.load import load_sizes
+from vramtui.predict.steps import StepModel
+from vramtui.predict.tracing.traces import Trace
+
+
+class TracedSteps(StepModel):
+    """StepModel with the model's own terms read from its trace."""
+
+    def __init__(self, trace: Trace, cal: Calibration, static_positions: int = 0) -> None:
+        self.trace = trace
+        super().__init__(
+            trace,  # type: ignore[arg-type]  # the fields StepModel reads: vocab, name
+            trace.prompt,
+            trace.batch,
+            trace.dtype,
+            trace.attn,
+            trace.backend,
+            cal,
+            static_positions,
+        )
+
+    def kv_position_bytes(self) -> int:
+        """The widest layer's K (or V) for one position."""
+        return max((layer.row for layer in self.trace.layers), default=0)
+
+    def kv_growth_shape(self, last: int) -> tuple[int, int]:
+        """Layers whose window `last` positions do not fill grow every step."""
+        growing = [layer.row for layer in self.trace.layers if layer.held(last) == last]
+        return max(growing, default=0), len(growing)
+
+    def load_weights(self) -> None:
+        trace = self.trace
+        if self.cuda:
+            self.load = load_sizes(trace.tensors, trace.buffers, self.cal)
+            self.weights = self.load.allocated
+            self.load_peak = self.load.peak
+        else:
+            self.weights = trace.weights_bytes()
+            self.load_peak = self.weights
+
+    def kv(self, positions: int) -> int:
+        positions = self.static_positions or positions
+        return sum(2 * self.block(layer.row * layer.held(positions)) for layer in self.trace.layers)
+
+    def forward(self, new: int, cached: int) -> int:
+        trace = self.trace
+        if new == trace.prompt and cached == trace.prompt:
+            return trace.prefill.extra
+        # between traced lengths the line is interpolated: whole blocks, as allocated
+        return self.block(trace.decode_extra(cached))
