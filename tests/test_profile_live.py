@@ -6,6 +6,7 @@ import asyncio
 import json
 from pathlib import Path
 
+from conftest import CPU_ONLY as CPU
 from conftest import TINY_CONFIG
 from test_tui_pilot import wait_for
 from textual.widgets import RichLog, Static
@@ -57,3 +58,49 @@ def test_the_run_screen_follows_the_program_and_shows_its_output(tmp_path: Path)
     saved = list(out.glob("*.json"))
     assert len(saved) == 1 and len(json.loads(saved[0].read_text())["generations"]) == 5
     assert made[0].exit_code == 0
+
+
+def test_the_start_screen_profiles_your_script(tmp_path: Path) -> None:
+    """Source "your script": the command line is checked in place, then Run profiles it
+    on the run screen with its output in the log panel."""
+    from textual.widgets import Input, Select
+
+    from vramtui.spec import RunSpec
+    from vramtui.tui.app import VramApp
+    from vramtui.tui.screens.start import StartScreen
+
+    app = VramApp(RunSpec(device="cpu"), out_dir=tmp_path / "sessions", list_devices=lambda: CPU)
+
+    async def scenario() -> tuple[str, bool, list[str]]:
+        async with app.run_test(size=(100, 30)) as pilot:
+            start = app.screen
+            assert isinstance(start, StartScreen)
+            start.query_one("#source", Select).value = "script"
+            await pilot.pause()
+            assert start.query_one("#tokens", Input).disabled  # the program chooses
+            start.query_one("#path", Input).value = str(tmp_path / "missing.py")
+            await pilot.press("ctrl+r")
+            error = str(start.query_one("#path-error", Static).render())
+            assert app.current is None  # nothing ran
+            command = f"{PROGRAM} {TINY_CONFIG} {tmp_path / 'checkpoint'}"
+            start.query_one("#path", Input).value = command
+            await pilot.pause()
+            await pilot.press("ctrl+r")
+            await wait_for(pilot, lambda: isinstance(app.screen, ProgramRunScreen))
+            screen = app.screen
+            run = app.current
+            assert run is not None
+            await wait_for(pilot, lambda: run.ended)
+            await wait_for(pilot, lambda: isinstance(app.screen, SummaryScreen))
+            app.pop_screen()
+            await pilot.pause()
+            screen.redraw()
+            await pilot.pause()
+            lines = [strip.text for strip in screen.query_one("#program-log", RichLog).lines]
+            return error, run.recorder.exit_code == 0, lines
+
+    error, exit_ok, lines = asyncio.run(scenario())
+    assert "no such script" in error and "missing.py" in error
+    assert exit_ok and "done" in lines
+    saved = list((tmp_path / "sessions").glob("*.json"))
+    assert len(saved) == 1 and len(json.loads(saved[0].read_text())["generations"]) == 5

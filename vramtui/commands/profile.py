@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from collections.abc import Callable
 from datetime import datetime
-from importlib.machinery import PathFinder
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +19,7 @@ from vramtui.commands.headless import run_in_thread, stderr_line
 from vramtui.commands.run import check_outputs, save
 from vramtui.errors import EXIT_INTERRUPTED, UsageError
 from vramtui.measure import events as ev
-from vramtui.measure.script.process import Program
+from vramtui.measure.script.process import Program, program_from
 from vramtui.measure.script.recorder import ScriptRecorder
 from vramtui.measure.session import SessionView
 from vramtui.report.sessions import autosave, sessions_dir
@@ -54,22 +52,7 @@ def add_parser(subparsers: Any) -> None:
 
 def program_of(args: argparse.Namespace) -> Program:
     """The program to run, checked: the script exists, or the module can be found."""
-    argv = list(args.argv)
-    if argv and argv[0] == "--":
-        argv = argv[1:]
-    if args.module:
-        top = args.module.split(".")[0]
-        # where `python -m` looks: the current folder first; the top package only,
-        # so that nothing of the program runs here
-        if PathFinder.find_spec(top, [os.getcwd(), *sys.path]) is None:
-            raise UsageError(f"no module named {top!r}")
-        return Program(tuple(argv), module=args.module)
-    if not argv:
-        raise UsageError("profile needs a script (vramtui profile SCRIPT [ARGS...]) or -m MODULE")
-    script = Path(argv[0])
-    if not (script.is_file() or (script / "__main__.py").is_file()):
-        raise UsageError(f"no such script: {argv[0]}")
-    return Program(tuple(argv))
+    return program_from(list(args.argv), args.module)
 
 
 def out_dir(path: str | None) -> Path:

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from textual import work
 from textual.app import App, SystemCommand
@@ -37,6 +38,9 @@ from vramtui.tui.screens.run import RunScreen
 from vramtui.tui.screens.start import StartScreen
 from vramtui.tui.screens.summary import SummaryScreen
 from vramtui.tui.storage import display_path
+
+if TYPE_CHECKING:
+    from vramtui.measure.script.process import Program
 
 QUIT_GRACE_S = 10.0  # q waits this long for the engine to end before leaving anyway
 
@@ -123,6 +127,22 @@ class VramApp(App[int]):
         self.current = active  # the run before it is released: its files hold it
         self.runs_started += 1
         self.push_screen(RunScreen(active, self.redraw_hz))
+        self._drive(active)
+
+    def begin_program(self, program: Program) -> None:
+        """Profile the user's program (the start screen's "your script"): the run
+        screen with its output in a log panel, as `vramtui profile --live` shows it."""
+        from vramtui.measure.script.recorder import ScriptRecorder
+        from vramtui.tui.profile_app import OutputBuffer, ProgramRunScreen
+
+        if self.current is not None and self.current.running:
+            raise UsageError("a run is in progress; cancel it first")
+        output = OutputBuffer()
+        recorder = ScriptRecorder(program, capture=True, on_output=output.add)
+        active = ActiveRun(self.spec, recorder)
+        self.current = active
+        self.runs_started += 1
+        self.push_screen(ProgramRunScreen(active, output, self.redraw_hz))
         self._drive(active)
 
     @work(thread=True, group="engine", exit_on_error=False)

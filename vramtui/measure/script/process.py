@@ -7,15 +7,18 @@ terminate, close; so the `Recorder` that drives an engine drives a program too.
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from importlib.machinery import PathFinder
 from pathlib import Path
 
 import vramtui
+from vramtui.errors import UsageError
 from vramtui.measure import events as ev
 
 # The child's first line: find this vramtui (wherever the program's folder is), then
@@ -48,6 +51,40 @@ class Program:
             "device": None,
             "tokens": None,
         }
+
+
+def program_from(argv: list[str], module: str | None = None) -> Program:
+    """The program to run, checked: the script exists, or the module can be found."""
+    if argv and argv[0] == "--":
+        argv = argv[1:]
+    if module:
+        top = module.split(".")[0]
+        # where `python -m` looks: the current folder first; the top package only,
+        # so that nothing of the program runs here
+        if PathFinder.find_spec(top, [os.getcwd(), *sys.path]) is None:
+            raise UsageError(f"no module named {top!r}", field="path")
+        return Program(tuple(argv), module=module)
+    if not argv:
+        raise UsageError(
+            "profile needs a script (vramtui profile SCRIPT [ARGS...]) or -m MODULE", field="path"
+        )
+    script = Path(argv[0])
+    if not (script.is_file() or (script / "__main__.py").is_file()):
+        raise UsageError(f"no such script: {argv[0]}", field="path")
+    return Program(tuple(argv))
+
+
+def program_from_text(text: str) -> Program:
+    """A command line as typed: `script.py ARGS...` or `-m module ARGS...`."""
+    try:
+        words = shlex.split(text)
+    except ValueError as exc:
+        raise UsageError(f"cannot read the command line: {exc}", field="path") from None
+    if words[:1] == ["-m"]:
+        if len(words) < 2:
+            raise UsageError("-m needs a module name", field="path")
+        return program_from(words[2:], module=words[1])
+    return program_from(words)
 
 
 @dataclass

@@ -18,6 +18,7 @@ from textual.screen import Screen
 from textual.widgets import Button, DataTable, Footer, Input, Label, Select, Static
 
 from vramtui.errors import UsageError
+from vramtui.measure.script.process import program_from_text
 from vramtui.models.catalogue import CATALOGUE, families
 from vramtui.predict.estimate import estimate_run
 from vramtui.spec import ATTENTION, CACHES, DTYPES, DeviceList, ResolvedRun, RunSpec, resolve_dtype
@@ -33,11 +34,13 @@ SOURCE_OPTIONS = [
     ("random weights", "architecture"),
     ("config.json", "config"),
     ("checkpoint folder", "checkpoint"),
+    ("your script", "script"),
 ]
 DTYPE_OPTIONS = [("auto (fp16 GPU, fp32 CPU)", "auto")] + [(d, d) for d in DTYPES]
 ATTN_OPTIONS = [(a, a) for a in ATTENTION]
 CACHE_OPTIONS = [(c, c) for c in CACHES]
 PLACES = (*FIELDS, "model", "form")
+SHAPE_FIELDS = ("tokens", "prompt_tokens", "batch", "dtype", "attn", "cache", "device")
 
 
 def _row(label: str, widget: Static | Input | Select | Button, field: str) -> ComposeResult:
@@ -220,8 +223,16 @@ class StartScreen(Screen[None]):
 
     def _source_changed(self, source: str) -> None:
         architecture = source == "architecture"
-        self.query_one("#path", Input).disabled = architecture
+        path = self.query_one("#path", Input)
+        path.disabled = architecture
+        path.placeholder = (
+            "script.py ARGS… or -m module ARGS…"
+            if source == "script"
+            else "config.json or checkpoint folder"
+        )
         self.query_one("#model-table", DataTable).set_class(not architecture, "-off")
+        for field in SHAPE_FIELDS:  # a program chooses its own model, budget and device
+            self.query_one(f"#{field}").disabled = source == "script"
         self.refresh_form()
 
     @on(DataTable.RowHighlighted, "#model-table")
@@ -230,6 +241,9 @@ class StartScreen(Screen[None]):
     def refresh_form(self) -> None:
         """Read the form, show each field's error (or none), the model's facts, and ask
         for the prediction of the run it describes."""
+        if self._value("source") == "script":
+            self._script_form()
+            return
         self.form = read_form(self.values(), self.base, self.found)
         self.show_errors(self.form.errors)
         run = self.form.run
@@ -289,6 +303,23 @@ class StartScreen(Screen[None]):
         widget.set_class(message.prediction.fits is False, "-warn")
         widget.set_class(message.prediction.fits is True, "-fits")
 
+    def _script_form(self) -> None:
+        """Your own program: only its command line is read (and checked)."""
+        self.form = FormResult(None, {})
+        try:
+            program_from_text(self.query_one("#path", Input).value)
+            errors: dict[str, str] = {}
+        except UsageError as exc:
+            errors = {"path": str(exc)}
+        self.show_errors(errors)
+        self._prediction_key = None
+        self.query_one("#model-info", Static).update(
+            "model: whatever your program loads; every generate() is recorded"
+        )
+        prediction = self.query_one("#prediction", Static)
+        prediction.update("no prediction: vramtui does not choose your program's model")
+        prediction.remove_class("-warn", "-fits")
+
     @on(DataTable.RowSelected, "#model-table")
     def _on_model_chosen(self) -> None:
         self.query_one("#tokens", Input).focus()
@@ -296,6 +327,14 @@ class StartScreen(Screen[None]):
     @on(Input.Submitted)
     @on(Button.Pressed, "#run")
     def action_run(self) -> None:
+        if self._value("source") == "script":
+            try:
+                program = program_from_text(self.query_one("#path", Input).value)
+            except UsageError as exc:
+                self.show_error(str(exc), "path")
+                return
+            self.app.begin_program(program)  # type: ignore[attr-defined]
+            return
         self.refresh_form()
         if self.form.run is None:
             self._focus_first_error()
