@@ -177,7 +177,8 @@ def compare(est: Estimate, session: Session | SessionView) -> list[ComparisonRow
     """
     session = as_view(session)
     samples = list(session.token_samples)
-    done = min(len(samples), est.tokens)
+    made = max((s.token for s in samples if s.token is not None), default=-1) + 1
+    done = min(made, est.tokens)
     pred = est.for_tokens(done) if 0 < done < est.tokens else est
     kv = next((s.kv_bytes for s in reversed(samples) if s.kv_bytes is not None), None)
     transients = [
