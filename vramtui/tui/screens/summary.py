@@ -100,6 +100,7 @@ class SummaryScreen(Screen[None]):
         Binding("escape", "graph", "Graph", show=False),
         Binding("e", "app.export", "Export"),
         Binding("r", "app.run_again", "Run again"),
+        Binding("c", "compare", "Compare with…"),
     ]
 
     def __init__(self, run: ActiveRun) -> None:
@@ -127,3 +128,14 @@ class SummaryScreen(Screen[None]):
 
     def action_graph(self) -> None:
         self.app.pop_screen()
+
+    def action_compare(self) -> None:
+        from vramtui.tui.screens.compare import compare_with
+        from vramtui.tui.screens.pick_session import PickSessionScreen
+
+        saved = self.run.saved.json if self.run.saved else None
+        folder = self.app.save_dir  # type: ignore[attr-defined]
+        self.app.push_screen(
+            PickSessionScreen(folder, exclude=saved),
+            lambda path: compare_with(self.app, self.run.session.snapshot(), saved, path),
+        )
