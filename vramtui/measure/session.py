@@ -88,6 +88,7 @@ class Session:
         self._nvml_rate_hz: float | None = None
         self._ended_at: float | None = None
         self._generations: list[ev.Generation] = []
+        self._allocation_snapshot: ev.AllocationSnapshot | None = None
 
     # ---- reading: everything goes through a snapshot -------------------------------
     def snapshot(self) -> SessionView:
@@ -122,6 +123,7 @@ class Session:
             nvml_rate_hz=self._nvml_rate_hz,
             ended_at=self._ended_at,
             generations=tuple(self._generations),
+            allocation_snapshot=self._allocation_snapshot,
         )
 
     def __setattr__(self, name: str, value: Any) -> None:
@@ -165,6 +167,8 @@ class Session:
                 self._status = "running"
             elif isinstance(event, ev.Generation):
                 self._generations.append(event)
+            elif isinstance(event, ev.AllocationSnapshot):
+                self._allocation_snapshot = event
             elif isinstance(event, ev.Loaded):
                 self._loaded = event
             elif isinstance(event, ev.Done):

@@ -90,6 +90,7 @@ class SessionView:
     nvml_rate_hz: float | None
     ended_at: float | None
     generations: tuple[ev.Generation, ...] = ()  # a profiled program's generate() calls
+    allocation_snapshot: ev.AllocationSnapshot | None = None  # --snapshot
 
     # ---- state -------------------------------------------------------------------
     @property
@@ -251,6 +252,7 @@ class SessionView:
             "nvml_rate_hz": self.nvml_rate_hz,
             "notices": list(self.notices),
             "generations": [self._generation_entry(g) for g in self.generations],
+            "allocation_snapshot": _asdict_or_none(self.allocation_snapshot),
             "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(self.started_wall)),
             "elapsed_s": round(self.elapsed(), 3),
             "spec": dict(self.spec),
@@ -262,6 +264,10 @@ class SessionView:
         entry["t_start_s"] = round(entry.pop("t_start") - self.t0, 6)
         entry["t_end_s"] = round(entry.pop("t_end") - self.t0, 6)
         return entry
+
+
+def _asdict_or_none(record: Any) -> dict[str, Any] | None:
+    return asdict(record) if record is not None else None
 
 
 def _value(peak: Peak | None) -> int | None:

@@ -185,6 +185,10 @@ def load_view(path: str | Path) -> SessionView:
     ending = _ending(summary)
     if ending is not None:
         session.apply(ending)
+    snapshot = summary.get("allocation_snapshot")
+    if isinstance(snapshot, dict):
+        known = {f.name for f in fields(ev.AllocationSnapshot)}
+        session.apply(ev.AllocationSnapshot(**{k: v for k, v in snapshot.items() if k in known}))
     for text in summary.get("notices") or []:
         session.notice(str(text))
     session.end_at(float(summary.get("elapsed_s") or last_t))

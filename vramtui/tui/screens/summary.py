@@ -13,6 +13,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static
 
 from vramtui.measure.session import Session, SessionView, as_view
+from vramtui.report.allocations import allocations_text
 from vramtui.report.breakdown import compare, estimate_for_session
 from vramtui.report.text import comparison_rows, device_note, fact_rows, peak_rows, series_labels
 from vramtui.tui.run_state import ActiveRun
@@ -91,6 +92,7 @@ class SummaryScreen(Screen[None]):
     SummaryScreen #peaks { margin-bottom: 1; }
     SummaryScreen #facts { margin-bottom: 1; }
     SummaryScreen #comparison { margin-bottom: 1; }
+    SummaryScreen #allocations { margin-bottom: 1; }
     SummaryScreen #notes { color: $text-muted; }
     SummaryScreen.-failed #heading { color: $error; }
     """
@@ -118,6 +120,9 @@ class SummaryScreen(Screen[None]):
             comparison = comparison_table(self.run.session)
             if comparison is not None:
                 yield Static(comparison, id="comparison")
+            allocations = allocations_text(summary)  # --snapshot: what held the bytes
+            if allocations:
+                yield Static(allocations, id="allocations", markup=False)
             yield Static(notes_text(summary, self.run), id="notes")
         yield Footer()
 

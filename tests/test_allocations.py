@@ -1,0 +1,171 @@
+"""`--snapshot`: reading an allocator snapshot (what held the bytes at the peak or the OOM),
+the engine's rule for which snapshot to keep, and how show and run present it.
+
+The fixture is hand-built in the format torch.cuda.memory._snapshot() documents
+(torch/cuda/memory.py: segments with blocks and frames, device_traces of actions):
+one decode step whose transient is freed before the snapshot is taken.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import TINY_CONFIG
+from test_tui_snapshots import before, make_app, opt13
+
+from vramtui.cli import main
+from vramtui.measure import events as ev
+from vramtui.measure.allocations import kind_of, made_by, moment, snapshot_event
+from vramtui.measure.engine.snapshot import GAIN, Snapshots
+from vramtui.measure.session import Session
+from vramtui.report.export import write_json
+from vramtui.report.saved import load_view
+from vramtui.tui.synthetic import synthetic_run
+
+MiB = 1 << 20
+FIXTURE = Path(__file__).parent / "fixtures" / "allocator-snapshot.json"
+
+
+@pytest.fixture
+def allocator() -> dict[str, Any]:
+    return json.loads(FIXTURE.read_text())
+
+
+def test_the_peak_is_found_inside_the_step_and_its_transient_put_back(
+    allocator: dict[str, Any],
+) -> None:
+    found = moment(allocator, device=0, reason="peak")
+    assert found.reason == "peak" and found.trace_index == 2
+    assert found.allocated_bytes == 12 * MiB + 3 * MiB + 16 * MiB + 512
+    assert found.by_kind == {
+        "weights": 12 * MiB,
+        "KV cache": 3 * MiB,
+        "transient": 16 * MiB,
+        "other": 512,
+    }
+    top = found.top[0]
+    assert (top.size, top.kind, top.frame) == (16 * MiB, "transient", "modeling_opt.py:330 forward")
+    assert [a.kind for a in found.top[:3]] == ["transient", "weights", "weights"]
+    assert found.count == 6 and found.trace_entries == 10
+
+
+def test_the_state_at_the_end_without_a_trace(allocator: dict[str, Any]) -> None:
+    allocator["device_traces"] = []
+    found = moment(allocator, device=0, reason="peak")
+    assert found.reason == "end" and found.allocated_bytes == 14 * MiB + 512
+    assert any("no allocator trace" in n for n in found.notes)
+
+
+def test_an_out_of_memory_is_the_moment_of_the_failed_allocation(
+    allocator: dict[str, Any],
+) -> None:
+    trace = allocator["device_traces"][0]
+    trace.insert(2, {"action": "oom", "size": 64 * MiB, "stream": 0, "device_free": 3 * MiB})
+    found = moment(allocator, device=0, reason="oom")
+    assert found.reason == "oom" and found.requested_bytes == 64 * MiB
+    assert found.by_kind["transient"] == 16 * MiB and found.by_kind["KV cache"] == 1 * MiB
+
+
+def test_an_oom_with_no_failed_allocation_in_the_trace_says_so(
+    allocator: dict[str, Any],
+) -> None:
+    found = moment(allocator, device=0, reason="oom")
+    assert found.requested_bytes is None and found.by_kind["transient"] == 16 * MiB
+    assert any("no failed allocation" in n for n in found.notes)
+
+
+def test_labels_come_from_the_frames() -> None:
+    def frames(*pairs: tuple[str, str]) -> list[dict[str, Any]]:
+        return [{"filename": f, "line": 1, "name": n} for f, n in pairs]
+
+    assert kind_of(frames(("/x/transformers/modeling_utils.py", "from_pretrained"))) == "weights"
+    assert kind_of(frames(("/x/transformers/cache_utils.py", "update"))) == "KV cache"
+    assert kind_of(frames(("/x/modeling_llama.py", "forward"))) == "transient"
+    assert kind_of(frames(("/x/mine.py", "main"))) == "other"
+    plumbing = frames(("/x/torch/nn/functional.py", "linear"), ("/x/modeling_opt.py", "forward"))
+    assert made_by(plumbing) == "modeling_opt.py:1 forward"
+
+
+class FakeSnapshots(Snapshots):
+    """The engine's keep rule with torch left out: each snapshot is a number."""
+
+    def _take(self) -> Any:
+        self.taken += 1
+        return self.taken
+
+    def stop(self) -> None:
+        pass
+
+
+def test_the_engine_keeps_the_snapshot_of_the_peak_step(
+    allocator: dict[str, Any], tmp_path: Path
+) -> None:
+    events: list[ev.Event] = []
+    keeper = FakeSnapshots(tmp_path / "s.snapshot.pickle", 0, last_token=4, emit=events.append)
+    base = 1000 * MiB
+    small = int(base * GAIN / 2)
+    peaks = [base, base + small, base - MiB, base + 3 * small, base + 4 * small]
+    for token, peak in enumerate(peaks):
+        keeper.step(token, "decode", peak)
+    # token 1 passed the kept peak by less than GAIN: not taken; token 3 by more; the
+    # last step passes it at all: taken
+    assert keeper.taken == 3 and keeper.kept[1] == 4
+    keeper.kept = (allocator, *keeper.kept[1:])
+    keeper.finish()
+    (event,) = events
+    assert isinstance(event, ev.AllocationSnapshot)
+    assert event.reason == "peak" and event.token == 4 and event.step_peak == peaks[-1]
+    assert Path(event.path).is_file() and event.top[0]["kind"] == "transient"
+
+
+def snapshot_session(tiny_session: Session, allocator: dict[str, Any], tmp_path: Path) -> Path:
+    found = moment(allocator, 0, "peak")
+    session = Session(tiny_session.spec, dict(tiny_session.environment))
+    for item in tiny_session.samples:
+        session.apply(item)
+    session.apply(snapshot_event(found, str(tmp_path / "s.snapshot.pickle"), 11, "decode"))
+    return write_json(session, tmp_path / "s.json")
+
+
+def test_show_lists_the_top_allocations(
+    tiny_session: Session,
+    allocator: dict[str, Any],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    path = snapshot_session(tiny_session, allocator, tmp_path)
+    assert main(["show", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "What held the bytes at the run's peak (token 11, decode): 32.51 MB" in out
+    assert "16.78 MB  transient  modeling_opt.py:330 forward" in out
+    assert "weights 12.58 MB · KV cache 3.15 MB · transient 16.78 MB · other 512 B" in out
+    assert "memory_viz" in out
+    assert load_view(path).allocation_snapshot.top[0]["frame"] == "modeling_opt.py:330 forward"
+
+
+def test_snapshot_off_cuda_is_one_line_before_anything_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["run", "--config", str(TINY_CONFIG), "--device", "cpu", "--snapshot", "-q", "-n", "12"]
+    assert main([*args, "--json", str(tmp_path / "s.json")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "not available on cpu" in err
+    assert list(tmp_path.iterdir()) == []  # nothing ran, nothing written
+
+
+def test_summary_screen_lists_the_top_allocations(
+    snap_compare: Callable[..., bool],
+    allocator: dict[str, Any],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    found = moment(allocator, 0, "peak")
+    items = synthetic_run("opt-1.3b", 300)
+    event = snapshot_event(found, "sessions/run.snapshot.pickle", 299, "decode")
+    app = make_app(opt13(300), [*items[:-1], event, items[-1]])
+    assert snap_compare(app, terminal_size=(100, 40), run_before=before(finished=True))
