@@ -30,12 +30,12 @@ _LOAD_NAMES = {"from_pretrained", "_load_pretrained_model", "load_random", "mate
 _LOAD_FILES = ("vramtui/measure/engine/model.py", "vramtui/measure/engine/random_weights.py")
 _RUN_NAMES = {"forward", "generate", "_sample", "_prefill", "greedy_search"}
 # Frames that are torch's own plumbing, skipped when naming the frame that made a block.
-_PLUMBING = ("/torch/", "\\torch\\", "<frozen", "/contextlib.py", "/functools.py")
+PLUMBING = ("/torch/", "\\torch\\", "<frozen", "/contextlib.py", "/functools.py")
 
 
 @dataclass(frozen=True)
 class Allocation:
-    size: int  # the block's bytes (the allocator's rounding included)
+    size: int  # the block's bytes, rounding included; what was asked, if freed before the snapshot
     requested: int  # what the tensor asked for
     kind: str  # one of KINDS
     frame: str  # "file.py:123 name": where it was made (torch's own frames skipped)
@@ -65,7 +65,7 @@ def made_by(frames: Sequence[dict[str, Any]]) -> str:
     """The innermost frame outside torch's plumbing (the line a person wrote)."""
     for frame in frames:
         filename = str(frame.get("filename", ""))
-        if not any(part in filename for part in _PLUMBING):
+        if not any(part in filename for part in PLUMBING):
             return _where(frame)
     return _where(frames[0]) if frames else "no Python frames recorded"
 
@@ -96,6 +96,20 @@ def _live_blocks(segments: Iterable[dict[str, Any]], device: int) -> dict[int, d
                 live[int(block.get("address", address))] = block
             address += size
     return live
+
+
+def _trace_unit(live: dict[int, dict[str, Any]], trace: Sequence[dict[str, Any]]) -> str:
+    """Which of a block's figures the trace's sizes are: torch records the size asked for
+    ("requested_size") where the blocks say what they hold ("size"). Told by the blocks
+    allocated inside the trace and still live."""
+    asked = {int(e["addr"]): int(e["size"]) for e in trace if e.get("action") == "alloc"}
+    votes = {"requested_size": 0, "size": 0}
+    for addr, block in live.items():
+        size = asked.get(addr)
+        for unit in votes:
+            if size is not None and size == block.get(unit):
+                votes[unit] += 1
+    return "requested_size" if votes["requested_size"] > votes["size"] else "size"
 
 
 def _delta(entry: dict[str, Any]) -> int:
@@ -130,9 +144,9 @@ def _undo(live: dict[int, dict[str, Any]], entries: Iterable[dict[str, Any]]) ->
         if action == "alloc":
             live.pop(int(addr), None)
         elif action == "free_completed":
-            live[int(addr)] = {
+            live[int(addr)] = {  # freed before the snapshot: its block size is not known
                 "size": entry["size"],
-                "requested_size": entry.get("size"),
+                "requested_size": entry["size"],
                 "frames": entry.get("frames", []),
             }
 
@@ -142,7 +156,8 @@ def moment(snapshot: dict[str, Any], device: int = 0, reason: str = "peak") -> M
     live = _live_blocks(snapshot.get("segments", []), device)
     traces = snapshot.get("device_traces") or []
     trace: list[dict[str, Any]] = list(traces[device]) if device < len(traces) else []
-    end_bytes = sum(int(b["size"]) for b in live.values())
+    unit = _trace_unit(live, trace)
+    end_bytes = sum(int(b.get(unit) or b["size"]) for b in live.values())
     index = _moment_index(trace, end_bytes, reason) if trace else None
     notes = []
     if index is not None:
