@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import TINY_CONFIG
+from conftest import CPU_ONLY, TINY_CONFIG, WITH_GPU, resolved, tiny_spec
 from test_tui_snapshots import before, make_app, opt13
 
 from vramtui.cli import main
@@ -24,6 +25,8 @@ from vramtui.measure.engine.snapshot import GAIN, Snapshots
 from vramtui.measure.session import Session
 from vramtui.report.export import write_json
 from vramtui.report.saved import load_view
+from vramtui.spec import RunSpec
+from vramtui.tui.snapshot_runs import with_snapshot_file
 from vramtui.tui.synthetic import synthetic_run
 from vramtui.units import format_bytes
 
@@ -177,3 +180,25 @@ def test_summary_screen_lists_the_top_allocations(
     event = snapshot_event(found, "sessions/run.snapshot.pickle", 299, "decode")
     app = make_app(opt13(300), [*items[:-1], event, items[-1]])
     assert snap_compare(app, terminal_size=(100, 40), run_before=before(finished=True))
+
+
+def test_the_app_gives_each_cuda_run_a_snapshot_file_and_others_none(tmp_path: Path) -> None:
+    said: list[str] = []
+    when = datetime(2026, 1, 2, 3, 4, 5)
+    gpu = resolved(RunSpec(model="opt-1.3b", device="cuda:0"), WITH_GPU)
+    first = with_snapshot_file(gpu, tmp_path, when, lambda text, **_: said.append(text))
+    assert first.spec.snapshot == str(tmp_path / "20260102-030405-opt-1.3b.snapshot.pickle")
+    Path(first.spec.snapshot).touch()  # the engine wrote it: the next run gets a new name
+    second = with_snapshot_file(gpu, tmp_path, when, lambda text, **_: said.append(text))
+    assert second.spec.snapshot == str(tmp_path / "20260102-030405-opt-1.3b-2.snapshot.pickle")
+    cpu = resolved(tiny_spec(), CPU_ONLY)
+    assert with_snapshot_file(cpu, tmp_path, when, lambda text, **_: said.append(text)) == cpu
+    assert said == ["--snapshot is CUDA only: no allocator snapshot on cpu"]
+
+
+def test_the_app_flag_off_cuda_is_one_line_before_the_app_starts(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["--snapshot", "--device", "cpu", "--config", str(TINY_CONFIG), "-n", "12"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "not available on cpu" in err

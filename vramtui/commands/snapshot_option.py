@@ -9,11 +9,10 @@ from datetime import datetime
 from pathlib import Path
 
 from vramtui.errors import UsageError
+from vramtui.report.allocations import SNAPSHOT_SUFFIX, snapshot_file
 from vramtui.report.export import check_writable
-from vramtui.report.sessions import free_stem, safe_name, sessions_dir
+from vramtui.report.sessions import sessions_dir
 from vramtui.spec import ResolvedRun
-
-SUFFIX = ".snapshot.pickle"
 
 
 def add_snapshot_argument(parser: argparse.ArgumentParser) -> None:
@@ -26,33 +25,26 @@ def add_snapshot_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def snapshot_path(
-    resolved: ResolvedRun, beside: str | None, folder: Path, when: datetime, force: bool
-) -> Path:
-    """The snapshot's file: beside the session's file where one is named, else a new
-    timestamped name in `folder`."""
+def check_cuda(resolved: ResolvedRun) -> None:
     if resolved.backend != "cuda":
         raise UsageError(
             f"--snapshot records the CUDA caching allocator: not available on {resolved.device}",
             field="device",
         )
-    if beside:
-        return check_writable(Path(beside).with_suffix(SUFFIX), force=force)
-    folder.mkdir(parents=True, exist_ok=True)
-    stem = safe_name(f"{when:%Y%m%d-%H%M%S}-{resolved.spec.model}")
-    return folder / (free_stem(folder, stem, (SUFFIX,)) + SUFFIX)
 
 
 def with_snapshot(
-    resolved: ResolvedRun,
-    args: argparse.Namespace,
-    beside: str | None,
-    folder: Path | None = None,
+    resolved: ResolvedRun, args: argparse.Namespace, beside: str | None
 ) -> ResolvedRun:
-    """The run with its snapshot's path in the spec, when --snapshot was given."""
+    """The run with its snapshot's file in the spec, when --snapshot was given: beside
+    the session's file where one is named, else a new timestamped name in the sessions
+    folder."""
     if not getattr(args, "snapshot", False):
         return resolved
-    where = folder if folder is not None else sessions_dir()
-    path = snapshot_path(resolved, beside, where, datetime.now(), getattr(args, "force", False))
+    check_cuda(resolved)
+    if beside:
+        path = check_writable(Path(beside).with_suffix(SNAPSHOT_SUFFIX), force=args.force)
+    else:
+        path = snapshot_file(sessions_dir(), resolved.spec.model, datetime.now())
     spec = dataclasses.replace(resolved.spec, snapshot=str(path))
     return dataclasses.replace(resolved, spec=spec)

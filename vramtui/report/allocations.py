@@ -7,12 +7,16 @@ and the app's summary screen.
 
 from __future__ import annotations
 
+from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from vramtui.measure.allocations import KINDS
+from vramtui.report.sessions import free_stem, safe_name
 from vramtui.units import format_bytes
 
 ALLOCATION_HEADER = ("size", "kind", "made by")
+SNAPSHOT_SUFFIX = ".snapshot.pickle"
 _REASONS = {
     "peak": "at the run's peak",
     "oom": "at the out-of-memory",
@@ -65,3 +69,10 @@ def allocations_text(summary: dict[str, Any]) -> str | None:
     lines.append(file_line(snap))
     lines += [f"note: {n}" for n in snap.get("notes") or []]
     return "\n".join(lines)
+
+
+def snapshot_file(folder: Path, model: str, when: datetime) -> Path:
+    """A new timestamped snapshot file in `folder` (made if missing), next to the sessions."""
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = safe_name(f"{when:%Y%m%d-%H%M%S}-{model}")
+    return folder / (free_stem(folder, stem, (SNAPSHOT_SUFFIX,)) + SNAPSHOT_SUFFIX)
