@@ -8,6 +8,7 @@ one decode step whose transient is freed before the snapshot is taken.
 
 from __future__ import annotations
 
+import gzip
 import json
 from collections.abc import Callable
 from datetime import datetime
@@ -202,3 +203,26 @@ def test_the_app_flag_off_cuda_is_one_line_before_the_app_starts(
     assert main(["--snapshot", "--device", "cpu", "--config", str(TINY_CONFIG), "-n", "12"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "not available on cpu" in err
+
+
+def _fixtures() -> list[Path]:
+    """The hand-built fixture, and every real one a GPU run left beside it
+    (benchmarks/snapshot_gpu.sh writes allocator-snapshot-h200.json.gz)."""
+    return sorted(FIXTURE.parent.glob("allocator-snapshot*.json*"))
+
+
+@pytest.mark.parametrize("path", _fixtures(), ids=lambda p: p.name)
+def test_the_moment_is_the_peak_the_probe_measured(path: Path) -> None:
+    """Independent figures: the step's peak read from torch's counters, and the weights
+    counted from the model's tensors, against the snapshot's walk and its labels."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt") as f:
+        data = json.load(f)
+    measured = data["_measured"]
+    found = moment(data, measured["device"], "peak")
+    assert found.reason == "peak"
+    assert abs(found.allocated_bytes - measured["step_peak"]) <= 0.001 * measured["step_peak"]
+    assert (
+        abs(found.by_kind["weights"] - measured["weights_bytes"])
+        <= 0.01 * measured["weights_bytes"]
+    )

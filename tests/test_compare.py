@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 import pytest
-from conftest import record, tiny_spec
+from conftest import TINY_CONFIG, record, tiny_spec
 
 from vramtui.cli import main
 from vramtui.measure.session import Session
@@ -111,3 +112,20 @@ def test_a_missing_or_foreign_file_is_one_line_and_exit_2(
 def test_compare_needs_two(tiny_session: Session, tmp_path: Path, capsys) -> None:
     assert main(["compare", str(_save(tiny_session, tmp_path, "one"))]) == 2
     assert "at least two sessions" in capsys.readouterr().err
+
+
+def test_a_bench_csv_gives_one_session_a_cell(
+    tiny_session: Session, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bench = tmp_path / "bench.csv"
+    args = ["--config", str(TINY_CONFIG), "--batch", "1,3", "-n", "12", "--device", "cpu"]
+    assert main(["bench", *args, "--csv", str(bench), "--quiet"]) == 0
+    capsys.readouterr()
+    rows = list(csv.DictReader(bench.read_text().splitlines()))
+    assert main(["compare", str(bench), str(_save(tiny_session, tmp_path, "run"))]) == 0
+    out = capsys.readouterr().out
+    assert "[1] batch=3" not in out and "[2] batch=3" in out and "(peaks only)" in out
+    peaks = [int(r["peak_allocated_bytes"]) for r in rows]
+    row = next(line for line in out.splitlines() if line.startswith("process RSS"))
+    assert format_bytes(peaks[0], 2) in row and change(peaks[0], peaks[1]) in row
+    assert "No breakdown" not in out  # the session has samples; the cells do not

@@ -17,7 +17,9 @@ def add_parser(subparsers: Any) -> None:
         description="Compare two or more saved sessions (their .json or .csv as vramtui "
         "wrote them); the first is the base every change is measured from.",
     )
-    parser.add_argument("files", nargs="+", metavar="FILE", help="a session's .json or .csv")
+    parser.add_argument(
+        "files", nargs="+", metavar="FILE", help="a session's .json or .csv, or a bench CSV"
+    )
     parser.add_argument(
         "--app", action="store_true", help="open them in the app, overlaid on one token axis"
     )
@@ -25,14 +27,20 @@ def add_parser(subparsers: Any) -> None:
 
 
 def load(files: list[str]) -> list[Any]:
-    """The sessions, labelled; one clear UsageError for the first file that is not one."""
+    """The sessions (a bench CSV gives one a measured cell), labelled; one clear
+    UsageError for the first file that is neither."""
+    from vramtui.report.bench_cells import bench_views, is_bench_csv
     from vramtui.report.compare import labelled
     from vramtui.report.saved import load_view
 
-    if len(files) < 2:
-        raise UsageError("compare needs at least two sessions")
-    paths = [Path(f).expanduser() for f in files]
-    return labelled([load_view(p) for p in paths], list(paths))
+    views, paths = [], []
+    for path in (Path(f).expanduser() for f in files):
+        found = bench_views(path) if is_bench_csv(path) else [load_view(path)]
+        views += found
+        paths += [path] * len(found)
+    if len(views) < 2:
+        raise UsageError("compare needs at least two sessions (or a bench CSV of several cells)")
+    return labelled(views, paths)
 
 
 def run(args: argparse.Namespace) -> int:

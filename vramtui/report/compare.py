@@ -137,9 +137,12 @@ def compare_text(items: list[Compared]) -> str:
     for n, c in enumerate(items):
         where = f" — {c.path.name}" if c.path else ""
         status = f", {c.view.status}" if c.view.status != "completed" else ""
-        lines.append(f"[{n + 1}] {c.label}{where} ({c.view.tokens_done} tokens{status})")
+        tokens = f"{c.view.tokens_done} tokens" if c.view.tokens_done else "peaks only"
+        lines.append(f"[{n + 1}] {c.label}{where} ({tokens}{status})")
     lines += ["", "Peaks (change from [1])", table(peak_table_rows(items), header)]
     breakdown = breakdown_table_rows(items)
     if breakdown:
         lines += ["", "Breakdown at each run's peak step", table(breakdown, header)]
+    else:
+        lines += ["", "No breakdown: no per-step samples (a bench row, or a JSON without its CSV)"]
     return "\n".join(lines)

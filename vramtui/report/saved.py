@@ -67,7 +67,8 @@ def csv_rows(path: Path) -> list[dict[str, str]]:
     return out
 
 
-def _int(cells: dict[str, str], column: str, where: str) -> int | None:
+def whole_cell(cells: dict[str, str], column: str, where: str) -> int | None:
+    """A CSV cell as a whole number (None when empty); a UsageError naming it if not one."""
     text = cells[column]
     if not text:
         return None
@@ -128,10 +129,10 @@ def _events_from_csv(path: Path, rows: list[dict[str, str]]) -> list[ev.Event | 
             phase = cells["phase"]
             out.append(ev.Phase(phase, t))
         if cells["source"] == "nvml":
-            out.append(NvmlSample(t, *(_int(cells, c, where) for c in _NVML_INTS)))
+            out.append(NvmlSample(t, *(whole_cell(cells, c, where) for c in _NVML_INTS)))
             continue
-        token = _int({"token": cells["token"]}, "token", where)
-        values = [_int(cells, c, where) for c in _ENGINE_INTS]
+        token = whole_cell({"token": cells["token"]}, "token", where)
+        values = [whole_cell(cells, c, where) for c in _ENGINE_INTS]
         out.append(ev.Sample(token, t, phase, *values))
     return out
 
@@ -168,6 +169,13 @@ def load_view(path: str | Path) -> SessionView:
     rows = csv_rows(csv_path) if csv_path else []
     if summary is None:
         summary = {"spec": {"model": path.stem}, "environment": _csv_environment(rows)}
+    items = _events_from_csv(csv_path, rows) if csv_path else []
+    return view_from(summary, items)
+
+
+def view_from(summary: dict[str, Any], items: list[ev.Event | NvmlSample]) -> SessionView:
+    """A session from a summary (as a session's JSON holds it) and its samples, if any:
+    without samples, the peaks the summary saved."""
     session = Session(dict(summary["spec"]), dict(summary["environment"]), t0=0.0)
     hello = _hello(summary["environment"])
     if hello is not None:
@@ -176,7 +184,7 @@ def load_view(path: str | Path) -> SessionView:
     if loaded is not None:
         session.apply(loaded)
     last_t = 0.0
-    for item in _events_from_csv(csv_path, rows) if csv_path else []:
+    for item in items:
         if isinstance(item, NvmlSample):
             session.add_nvml(item)
         else:
@@ -193,8 +201,10 @@ def load_view(path: str | Path) -> SessionView:
         session.notice(str(text))
     session.end_at(float(summary.get("elapsed_s") or last_t))
     view = session.snapshot()
-    if not rows and summary.get("peaks"):
+    if not items and summary.get("peaks"):
         view = _with_saved_peaks(view, summary["peaks"])
+    if not items and summary.get("status") and ending is None:
+        view = replace(view, status=str(summary["status"]))
     return view
 
 
