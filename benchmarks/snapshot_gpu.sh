@@ -15,6 +15,7 @@ t0=$(date +%s)
 one() {  # one() NAME [flags...]: a headless run, its session and snapshot in $work
   local name=$1
   shift
+  if (( $(date +%s) - t0 > 80 )); then echo "$name skipped: past 80 s" | tee -a $log; return; fi
   timeout 40 python3 -m vramtui run -q -m opt-1.3b --device cuda:0 \
     --json $work/$name.json "$@" > $work/$name.txt 2>&1
   echo "$name rc $? at $(( $(date +%s) - t0 )) s" | tee -a $log

@@ -97,6 +97,12 @@ def test_labels_come_from_the_frames() -> None:
     assert kind_of(frames(("/x/transformers/cache_utils.py", "update"))) == "KV cache"
     assert kind_of(frames(("/x/modeling_llama.py", "forward"))) == "transient"
     assert kind_of(frames(("/x/mine.py", "main"))) == "other"
+    engine = "/x/vramtui/measure/engine/"
+    assert (
+        kind_of(frames((engine + "model.py", "build"), (engine + "runner.py", "run"))) == "weights"
+    )
+    prompt = frames((engine + "model.py", "random_prompt"), (engine + "runner.py", "prompt"))
+    assert kind_of(prompt) == "other"
     plumbing = frames(("/x/torch/nn/functional.py", "linear"), ("/x/modeling_opt.py", "forward"))
     assert made_by(plumbing) == "modeling_opt.py:1 forward"
 

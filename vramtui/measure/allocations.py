@@ -27,7 +27,8 @@ KINDS = ("weights", "KV cache", "transient", "other")
 TOP = 12  # allocations listed
 # Frames that load a model: transformers' from_pretrained, and vramtui's own builder.
 _LOAD_NAMES = {"from_pretrained", "_load_pretrained_model", "load_random", "materialise"}
-_LOAD_FILES = ("vramtui/measure/engine/model.py", "vramtui/measure/engine/random_weights.py")
+_LOAD_FRAMES = {("vramtui/measure/engine/model.py", "build")}  # (file ending, function)
+_LOAD_FILES = ("vramtui/measure/engine/random_weights.py",)
 _RUN_NAMES = {"forward", "generate", "_sample", "_prefill", "greedy_search"}
 # Frames that are torch's own plumbing, skipped when naming the frame that made a block.
 PLUMBING = ("/torch/", "\\torch\\", "<frozen", "/contextlib.py", "/functools.py")
@@ -74,7 +75,13 @@ def kind_of(frames: Sequence[dict[str, Any]]) -> str:
     """weights | KV cache | transient | other, by the Python frames that allocated it."""
     files = [str(f.get("filename", "")).replace("\\", "/") for f in frames]
     names = [str(f.get("name", "")) for f in frames]
-    if any(n in _LOAD_NAMES for n in names) or any(f.endswith(_LOAD_FILES) for f in files):
+    pairs = list(zip(files, names, strict=True))
+    if any(
+        n in _LOAD_NAMES
+        or f.endswith(_LOAD_FILES)
+        or any(f.endswith(e) and n == m for e, m in _LOAD_FRAMES)
+        for f, n in pairs
+    ):
         return "weights"
     if any(f.endswith("cache_utils.py") for f in files):
         return "KV cache"
