@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import CPU_ONLY, TINY_CONFIG, WITH_GPU, resolved, tiny_spec
+from conftest import CPU_ONLY, TINY_CONFIG, WITH_GPU, record, resolved, tiny_spec
 from test_tui_snapshots import before, make_app, opt13
 
 from vramtui.cli import main
@@ -232,3 +232,12 @@ def test_the_moment_is_the_peak_the_probe_measured(path: Path) -> None:
         abs(found.by_kind["weights"] - measured["weights_bytes"])
         <= 0.01 * measured["weights_bytes"]
     )
+
+
+def test_an_engine_off_cuda_runs_as_ever_with_a_snapshot_path(tmp_path: Path) -> None:
+    """The spec can carry a snapshot path onto any device (a run again from the app's
+    form); off CUDA the engine records nothing and writes nothing."""
+    target = tmp_path / "run.snapshot.pickle"
+    view = record(tiny_spec(snapshot=str(target))).snapshot()
+    assert view.status == "completed" and view.tokens_done == 12
+    assert view.allocation_snapshot is None and not target.exists()

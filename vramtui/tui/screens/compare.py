@@ -115,6 +115,8 @@ class CompareScreen(ExplainedKeysScreen):
             legend(self.items, self.series, self.shown, color)
         )
         status = f"{SERIES_NAMES[self.series]} against the token · v: next series"
+        if not available_series(self.items):
+            status = "no per-step samples (peaks only): `vramtui compare` prints their table"
         self.query_one("#compare-status", Static).update(status)
 
     def unavailable(self, action: str) -> str | None:
