@@ -75,10 +75,12 @@ def check_run(name: str, summary: dict[str, Any] | None, work: Path) -> dict[str
     if snap:
         if snap["reason"] == "oom":
             failure = summary.get("failure") or {}
+            asked = snap.get("requested_bytes")
             against = (
-                f"the failed allocation asked {snap.get('requested_bytes') or 0:,} B "
-                f"({failure.get('kind')}: {failure.get('message')})"
-            )
+                f"the failed allocation asked {asked:,} B"
+                if asked is not None
+                else "no failed allocation in the trace (raised by Python)"
+            ) + f" ({failure.get('kind')}: {failure.get('message')})"
         else:
             step = snap.get("step_peak") or 0
             against = (
