@@ -13,6 +13,7 @@ from pathlib import Path
 
 from vramtui import __version__
 from vramtui.commands.common import ArgumentParser, add_spec_arguments, build_spec
+from vramtui.commands.snapshot_option import add_snapshot_argument, check_cuda
 from vramtui.errors import UsageError
 from vramtui.measure import devices
 from vramtui.spec import resolve
@@ -33,6 +34,7 @@ def build_parser(commands: tuple[str, ...] = ()) -> ArgumentParser:
     parser.add_argument("--version", action="version", version=f"vramtui {__version__}")
     add_spec_arguments(parser)
     parser.add_argument("--start", action="store_true", help="begin the run at once")
+    add_snapshot_argument(parser)
     parser.add_argument(
         "--out",
         metavar="DIR",
@@ -59,9 +61,11 @@ def out_dir(text: str) -> Path:
 def run(args: argparse.Namespace) -> int:
     found = devices.available()
     resolved = resolve(build_spec(args), found)  # exactly as `vramtui run` checks them
+    if args.snapshot:
+        check_cuda(resolved)
     out = out_dir(args.out) if args.out else None
     from vramtui.tui.app import VramApp
 
-    app = VramApp(resolved.spec, start=args.start, out_dir=out)
+    app = VramApp(resolved.spec, start=args.start, out_dir=out, snapshot=args.snapshot)
     app.run()
     return app.return_code or 0

@@ -11,6 +11,7 @@ from typing import Any
 
 from vramtui.commands.common import add_spec_arguments, build_spec
 from vramtui.commands.headless import run_in_thread, stderr_line
+from vramtui.commands.snapshot_option import add_snapshot_argument, with_snapshot
 from vramtui.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_OOM, EXIT_USAGE, UsageError
 from vramtui.measure import devices
 from vramtui.measure import events as ev
@@ -34,6 +35,7 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--json", metavar="FILE", help="write the summary as JSON")
     parser.add_argument("--force", action="store_true", help="overwrite existing export files")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    add_snapshot_argument(parser)
     parser.set_defaults(command=run)
 
 
@@ -126,7 +128,8 @@ def save(view: SessionView, csv_path: str | None, json_path: str | None) -> bool
 def prepare(args: argparse.Namespace) -> ResolvedRun:
     """Everything checked before anything runs: the spec, the device, the files."""
     check_outputs(args.csv, args.json, args.force)
-    return resolve(build_spec(args), devices.available())
+    resolved = resolve(build_spec(args), devices.available())
+    return with_snapshot(resolved, args, args.json or args.csv)
 
 
 def run(args: argparse.Namespace) -> int:

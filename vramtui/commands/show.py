@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 from pathlib import Path
 from typing import Any
 
 from vramtui.errors import UsageError
-from vramtui.report.export import CSV_COLUMNS, CSV_COLUMNS_V1
+from vramtui.report.saved import csv_rows, summary_from_json
 from vramtui.report.text import device_note, series_labels, summary_text, table
 from vramtui.units import format_bytes
 
@@ -29,32 +28,6 @@ def add_parser(subparsers: Any) -> None:
     parser.set_defaults(command=run)
 
 
-def _read(path: Path) -> str:
-    if not path.is_file():
-        raise UsageError(f"no such file: {path}")
-    try:
-        return path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"cannot read {path}: {exc}") from None
-
-
-def summary_from_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(_read(path))
-    except json.JSONDecodeError as exc:
-        raise UsageError(f"{path} is not valid JSON: {exc}") from None
-    needed = ("vramtui_summary_version", "status", "peaks", "spec", "environment")
-    if not isinstance(data, dict) or any(key not in data for key in needed):
-        raise UsageError(f"{path} is not a vramtui session summary")
-    try:
-        summary_text(data)
-    except (KeyError, TypeError, AttributeError, ValueError) as exc:
-        raise UsageError(
-            f"{path} is a damaged vramtui summary ({type(exc).__name__}: {exc})"
-        ) from None
-    return data
-
-
 def _csv_backend(path: Path, rows: list[dict[str, str]]) -> str | None:
     """What the engine ran on: the JSON saved beside the CSV says; else a CSV with no
     allocator reserve and no NVML reading anywhere is a CPU run (RSS)."""
@@ -71,18 +44,10 @@ def _csv_backend(path: Path, rows: list[dict[str, str]]) -> str | None:
 
 
 def csv_peaks(path: Path) -> str:
-    rows = list(csv.reader(_read(path).splitlines()))
-    if not rows or tuple(rows[0]) not in (CSV_COLUMNS, CSV_COLUMNS_V1):
-        raise UsageError(f"{path} is not a vramtui session CSV (its header differs)")
-    header = rows[0]
+    cells_of = csv_rows(path)
     peaks: dict[str, tuple[int, str, str]] = {}
     tokens = set()
-    cells_of: list[dict[str, str]] = []
-    for n, row in enumerate(rows[1:], start=2):
-        if len(row) != len(header):
-            raise UsageError(f"{path}, line {n}: {len(row)} cells, expected {len(header)}")
-        cells = dict(zip(header, row, strict=True))
-        cells_of.append(cells)
+    for n, cells in enumerate(cells_of, start=2):
         if cells["source"] == "engine" and cells["token"]:  # one engine row a step
             tokens.add(cells["token"])
         for _, column in _CSV_PEAKS:

@@ -125,7 +125,39 @@ class Generation:
     status: str  # completed | failed
 
 
-Event = Ready | Startup | Hello | Phase | Sample | Loaded | Done | Failed | Generation
+@dataclass(frozen=True)
+class AllocationSnapshot:
+    """`--snapshot`: the caching allocator's snapshot at the step that set the run's peak
+    (or at its out-of-memory), saved as a pickle for PyTorch's memory_viz, and what held
+    the bytes at that moment (vramtui.measure.allocations.Moment, as plain data)."""
+
+    path: str  # the pickle
+    reason: str  # peak | oom | end (no trace to find the moment in)
+    token: int | None  # the step it was taken in
+    phase: str
+    step_peak: int | None  # that step's peak, from the probe
+    run_peak: int | None  # the highest step peak of the run until then
+    allocated_bytes: int  # live at the moment
+    by_kind: dict[str, int]  # weights | KV cache | transient | other -> bytes
+    top: list[dict[str, Any]]  # the largest allocations: size, requested, kind, frame
+    count: int
+    trace_entries: int
+    requested_bytes: int | None = None  # oom: the allocation that failed
+    notes: list[str] = field(default_factory=list)
+
+
+Event = (
+    Ready
+    | Startup
+    | Hello
+    | Phase
+    | Sample
+    | Loaded
+    | Done
+    | Failed
+    | Generation
+    | AllocationSnapshot
+)
 
 _TAGS: dict[str, type] = {
     "ready": Ready,
@@ -136,6 +168,7 @@ _TAGS: dict[str, type] = {
     "done": Done,
     "failed": Failed,
     "generation": Generation,
+    "snapshot": AllocationSnapshot,
 }
 _TAG_OF = {cls: tag for tag, cls in _TAGS.items()}
 

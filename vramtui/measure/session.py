@@ -89,6 +89,7 @@ class Session:
         self._nvml_rate_hz: float | None = None
         self._ended_at: float | None = None
         self._generations: list[ev.Generation] = []
+        self._allocation_snapshot: ev.AllocationSnapshot | None = None
 
     # ---- reading: everything goes through a snapshot -------------------------------
     def snapshot(self) -> SessionView:
@@ -124,6 +125,7 @@ class Session:
             ended_at=self._ended_at,
             startup=self._startup,
             generations=tuple(self._generations),
+            allocation_snapshot=self._allocation_snapshot,
         )
 
     def __setattr__(self, name: str, value: Any) -> None:
@@ -167,6 +169,8 @@ class Session:
                 self._status = "running"
             elif isinstance(event, ev.Generation):
                 self._generations.append(event)
+            elif isinstance(event, ev.AllocationSnapshot):
+                self._allocation_snapshot = event
             elif isinstance(event, ev.Loaded):
                 self._loaded = event
             elif isinstance(event, ev.Startup):

@@ -92,6 +92,7 @@ class SessionView:
     ended_at: float | None
     generations: tuple[ev.Generation, ...] = ()  # a profiled program's generate() calls
     startup: ev.Startup | None = None  # when the engine process got where, before the run
+    allocation_snapshot: ev.AllocationSnapshot | None = None  # --snapshot
 
     # ---- state -------------------------------------------------------------------
     @property
@@ -253,6 +254,7 @@ class SessionView:
             "nvml_rate_hz": self.nvml_rate_hz,
             "notices": list(self.notices),
             "generations": [self._generation_entry(g) for g in self.generations],
+            "allocation_snapshot": _asdict_or_none(self.allocation_snapshot),
             "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(self.started_wall)),
             "elapsed_s": round(self.elapsed(), 3),
             "spec": dict(self.spec),
@@ -273,6 +275,10 @@ def run_timings(view: SessionView) -> dict[str, Any] | None:
     if startup is not None:
         timings["startup"] = startup
     return timings or None
+
+
+def _asdict_or_none(record: Any) -> dict[str, Any] | None:
+    return asdict(record) if record is not None else None
 
 
 def _value(peak: Peak | None) -> int | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from vramtui.measure.startup import WARM
+from vramtui.report.allocations import allocations_text
 from vramtui.report.generations import GENERATION_HEADER, generation_rows
 from vramtui.units import format_bytes
 
@@ -163,6 +164,9 @@ def summary_text(summary: dict[str, Any]) -> str:
     if summary.get("generations"):  # a profiled program's generate() calls
         rows = generation_rows(summary["generations"])
         parts += ["", "generate() calls", table(rows, GENERATION_HEADER)]
+    snapshot = allocations_text(summary)  # --snapshot: what held the bytes at the peak
+    if snapshot:
+        parts += ["", snapshot]
     for notice in summary.get("notices", []):
         parts.append(f"note: {notice}")
     return "\n".join(parts)

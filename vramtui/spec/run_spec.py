@@ -40,6 +40,8 @@ class RunSpec:
     # unless asked for.
     cudnn_sdpa: bool = False
     cache: str = "dynamic"  # see CACHES
+    # --snapshot: where the engine writes the allocator's snapshot (CUDA only; None: off)
+    snapshot: str | None = None
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)

@@ -37,6 +37,7 @@ from vramtui.tui.screens.help import HelpScreen
 from vramtui.tui.screens.run import RunScreen
 from vramtui.tui.screens.start import StartScreen
 from vramtui.tui.screens.summary import SummaryScreen
+from vramtui.tui.snapshot_runs import with_snapshot_file
 from vramtui.tui.storage import display_path
 
 if TYPE_CHECKING:
@@ -85,8 +86,10 @@ class VramApp(App[int]):
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], datetime] = datetime.now,
         redraw_hz: float = 4.0,
+        snapshot: bool = False,
     ) -> None:
         super().__init__()
+        self.snapshot = snapshot  # --snapshot: each CUDA run saves its allocator snapshot
         self.spec = spec or RunSpec()
         self.autostart = start
         self.out_dir = out_dir
@@ -123,6 +126,8 @@ class VramApp(App[int]):
         """Start a resolved run. A UsageError goes back to the form."""
         if self.current is not None and self.current.running:
             raise UsageError("a run is in progress; cancel it first")
+        if self.snapshot:
+            run = with_snapshot_file(run, self.save_dir, self.wall_clock(), self.notify)
         active = ActiveRun(run.spec, self.make_recorder(run))
         self.current = active  # the run before it is released: its files hold it
         self.runs_started += 1

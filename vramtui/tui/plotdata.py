@@ -46,6 +46,8 @@ class Line:
     name: str
     xs: list[float]
     ys: list[float]  # in the plot's unit
+    color: tuple[int, int, int] | None = None  # None: the series' colour (SERIES_COLORS)
+    marker: str | None = None  # None: the series' marker (SERIES_MARKERS)
 
 
 @dataclass(frozen=True)

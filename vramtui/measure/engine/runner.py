@@ -56,10 +56,22 @@ class Engine(Emitter):
     def __init__(self, spec: RunSpec, write: Callable[[str], None]) -> None:
         super().__init__(write)
         self.spec = spec
+        self.snapshots: Any = None  # --snapshot: measure.engine.snapshot.Snapshots
 
     def run(self) -> int:
         self.enter("start")
         device, dtype = self.start()
+        from vramtui.measure.engine.snapshot import Snapshots
+
+        self.snapshots = Snapshots.start(self.spec, device, self.emit)
+        try:
+            return self.load_and_generate(device, dtype)
+        except BaseException as exc:
+            if self.snapshots is not None:
+                self.snapshots.ended_by(exc, self.token, self.phase)
+            raise
+
+    def load_and_generate(self, device: Any, dtype: str) -> int:
         self.enter("load")
         self.probe.reset_peak()
         t_load = clock()
@@ -121,7 +133,10 @@ class Engine(Emitter):
         cache = CacheWatch(model)
 
         def on_step(i: int) -> None:
-            self.sample(i, "prefill" if i == 0 else "decode", cache.bytes())
+            phase = "prefill" if i == 0 else "decode"
+            peak = self.sample(i, phase, cache.bytes())
+            if self.snapshots is not None:
+                self.snapshots.step(i, phase, peak)
             times.append(clock())
             if i == 0:
                 self.enter("decode")
@@ -140,6 +155,8 @@ class Engine(Emitter):
             )
         generate_s = clock() - t_gen
         cache.remove()
+        if self.snapshots is not None:
+            self.snapshots.finish()
         self.enter("done")
         self.emit(self.done_event(times, t_gen, generate_s, load_s))
 

@@ -23,6 +23,10 @@ KEYS: tuple[tuple[str, str, str], ...] = (
     ("run", "r", "run again: back to the start screen with the same settings"),
     ("summary", "g / Esc", "back to the graph"),
     ("summary", "e, r", "export; run again"),
+    ("summary", "c", "compare with a saved session: both on one token axis"),
+    ("compare", "v", "the next series: per-step peak, allocated, reserved, NVML, KV cache"),
+    ("compare", "1-9", "show or hide that session's line"),
+    ("compare", "Esc", "back (or quit, when the app was opened by vramtui compare)"),
 )
 
 

@@ -13,6 +13,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static
 
 from vramtui.measure.session import Session, SessionView, as_view
+from vramtui.report.allocations import allocations_text
 from vramtui.report.breakdown import compare, estimate_for_session
 from vramtui.report.text import comparison_rows, device_note, fact_rows, peak_rows, series_labels
 from vramtui.tui.run_state import ActiveRun
@@ -91,6 +92,7 @@ class SummaryScreen(Screen[None]):
     SummaryScreen #peaks { margin-bottom: 1; }
     SummaryScreen #facts { margin-bottom: 1; }
     SummaryScreen #comparison { margin-bottom: 1; }
+    SummaryScreen #allocations { margin-bottom: 1; }
     SummaryScreen #notes { color: $text-muted; }
     SummaryScreen.-failed #heading { color: $error; }
     """
@@ -100,6 +102,7 @@ class SummaryScreen(Screen[None]):
         Binding("escape", "graph", "Graph", show=False),
         Binding("e", "app.export", "Export"),
         Binding("r", "app.run_again", "Run again"),
+        Binding("c", "compare", "Compare with…"),
     ]
 
     def __init__(self, run: ActiveRun) -> None:
@@ -117,6 +120,9 @@ class SummaryScreen(Screen[None]):
             comparison = comparison_table(self.run.session)
             if comparison is not None:
                 yield Static(comparison, id="comparison")
+            allocations = allocations_text(summary)  # --snapshot: what held the bytes
+            if allocations:
+                yield Static(allocations, id="allocations", markup=False)
             yield Static(notes_text(summary, self.run), id="notes")
         yield Footer()
 
@@ -127,3 +133,14 @@ class SummaryScreen(Screen[None]):
 
     def action_graph(self) -> None:
         self.app.pop_screen()
+
+    def action_compare(self) -> None:
+        from vramtui.tui.screens.compare import compare_with
+        from vramtui.tui.screens.pick_session import PickSessionScreen
+
+        saved = self.run.saved.json if self.run.saved else None
+        folder = self.app.save_dir  # type: ignore[attr-defined]
+        self.app.push_screen(
+            PickSessionScreen(folder, exclude=saved),
+            lambda path: compare_with(self.app, self.run.session.snapshot(), saved, path),
+        )

@@ -137,8 +137,8 @@ class MemoryPlot(PlotextPlot):
             Series(
                 line.xs,
                 line.ys,
-                marker=SERIES_MARKERS[line.name] if no_color else "braille",
-                color=SERIES_COLORS[line.name],
+                marker=(line.marker or SERIES_MARKERS[line.name]) if no_color else "braille",
+                color=line.color or SERIES_COLORS[line.name],
             )
             for line in lines
             if line.xs

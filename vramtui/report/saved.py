@@ -1,0 +1,226 @@
+"""A saved session read back: its JSON summary, its CSV, or both, as a SessionView.
+
+`vramtui show` prints what a file holds; `vramtui compare` and the compare screen need
+the session itself (its per-token series, its breakdown), so this rebuilds one: the
+CSV's engine rows become the samples, its NVML rows the NVML stream, and the JSON beside
+it (or the JSON itself) gives the spec, the environment, the weights and how it ended.
+Either file alone is enough: a CSV without its JSON has no spec or weights; a JSON
+without its CSV has no series, only its peaks.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import fields, replace
+from pathlib import Path
+from typing import Any
+
+from vramtui.errors import UsageError
+from vramtui.measure import events as ev
+from vramtui.measure.session import NvmlSample, Peak, Session, SessionView
+from vramtui.report.export import CSV_COLUMNS, CSV_COLUMNS_V1
+from vramtui.report.text import summary_text
+
+_SUMMARY_KEYS = ("vramtui_summary_version", "status", "peaks", "spec", "environment")
+_ENGINE_INTS = ("allocated_bytes", "reserved_bytes", "step_peak_bytes", "kv_cache_bytes")
+_NVML_INTS = ("nvml_process_bytes", "nvml_device_used_bytes", "nvml_device_total_bytes")
+
+
+def read_text(path: Path) -> str:
+    if not path.is_file():
+        raise UsageError(f"no such file: {path}")
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read {path}: {exc}") from None
+
+
+def summary_from_json(path: Path) -> dict[str, Any]:
+    """A session's JSON summary, checked: one clear UsageError if it is not one."""
+    try:
+        data = json.loads(read_text(path))
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"{path} is not valid JSON: {exc}") from None
+    if not isinstance(data, dict) or any(key not in data for key in _SUMMARY_KEYS):
+        raise UsageError(f"{path} is not a vramtui session summary")
+    try:
+        summary_text(data)
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:
+        raise UsageError(
+            f"{path} is a damaged vramtui summary ({type(exc).__name__}: {exc})"
+        ) from None
+    return data
+
+
+def csv_rows(path: Path) -> list[dict[str, str]]:
+    """A session CSV's rows as {column: cell}, its header and row lengths checked."""
+    rows = list(csv.reader(read_text(path).splitlines()))
+    if not rows or tuple(rows[0]) not in (CSV_COLUMNS, CSV_COLUMNS_V1):
+        raise UsageError(f"{path} is not a vramtui session CSV (its header differs)")
+    header = rows[0]
+    out = []
+    for n, row in enumerate(rows[1:], start=2):
+        if len(row) != len(header):
+            raise UsageError(f"{path}, line {n}: {len(row)} cells, expected {len(header)}")
+        out.append(dict(zip(header, row, strict=True)))
+    return out
+
+
+def whole_cell(cells: dict[str, str], column: str, where: str) -> int | None:
+    """A CSV cell as a whole number (None when empty); a UsageError naming it if not one."""
+    text = cells[column]
+    if not text:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise UsageError(f"{where}: {column} is not a whole number: {text!r}") from None
+
+
+def _float(text: str, where: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise UsageError(f"{where}: t_s is not a number: {text!r}") from None
+
+
+def _hello(environment: dict[str, Any]) -> ev.Hello | None:
+    if not environment.get("backend"):
+        return None
+    return ev.Hello(
+        pid=int(environment.get("engine_pid") or 0),
+        device=str(environment.get("device") or ""),
+        backend=str(environment["backend"]),
+        device_name=str(environment.get("device_name") or ""),
+        device_uuid=None,
+        total_memory=environment.get("device_total_bytes"),
+        memory_source=str(environment.get("memory_source") or ""),
+        versions={},  # the versions are in the environment the session starts with
+    )
+
+
+def _loaded(summary: dict[str, Any]) -> ev.Loaded | None:
+    if summary.get("weights_bytes") is None:
+        return None
+    timings = summary.get("timings") or {}
+    return ev.Loaded(
+        weights_bytes=int(summary["weights_bytes"]),
+        params=int(summary.get("params") or 0),
+        dtype=str(summary.get("dtype") or ""),
+        positions=None,
+        layers=None,
+        hidden=None,
+        kv_heads=None,
+        head_dim=None,
+        prompt_tokens=int(summary["spec"].get("prompt_tokens") or 0),
+        load_s=float(timings.get("load_s") or 0.0),
+    )
+
+
+def _events_from_csv(path: Path, rows: list[dict[str, str]]) -> list[ev.Event | NvmlSample]:
+    """The engine samples and NVML readings, with a Phase at every change of phase."""
+    out: list[ev.Event | NvmlSample] = []
+    phase = ""
+    for n, cells in enumerate(rows, start=2):
+        where = f"{path}, line {n}"
+        t = _float(cells["t_s"], where)
+        if cells["phase"] and cells["phase"] != phase:
+            phase = cells["phase"]
+            out.append(ev.Phase(phase, t))
+        if cells["source"] == "nvml":
+            out.append(NvmlSample(t, *(whole_cell(cells, c, where) for c in _NVML_INTS)))
+            continue
+        token = whole_cell({"token": cells["token"]}, "token", where)
+        values = [whole_cell(cells, c, where) for c in _ENGINE_INTS]
+        out.append(ev.Sample(token, t, phase, *values))
+    return out
+
+
+def _ending(summary: dict[str, Any]) -> ev.Event | None:
+    failure = summary.get("failure")
+    if failure:
+        known = {f.name for f in fields(ev.Failed)}
+        return ev.Failed(**{k: v for k, v in failure.items() if k in known})
+    timings = summary.get("timings")
+    if timings:
+        known = {f.name for f in fields(ev.Done)}
+        return ev.Done(**{k: v for k, v in timings.items() if k in known})
+    return None
+
+
+def _pair(path: Path) -> tuple[Path | None, Path | None]:
+    """(json, csv) of the session a path names: the other one is the file beside it."""
+    suffix = path.suffix.lower()
+    if suffix not in (".json", ".csv"):
+        raise UsageError(f"expected a .json or .csv file written by vramtui, got {path.name}")
+    if not path.is_file():
+        raise UsageError(f"no such file: {path}")
+    other = path.with_suffix(".csv" if suffix == ".json" else ".json")
+    pair = (path, other) if suffix == ".json" else (other, path)
+    return tuple(p if p.is_file() else None for p in pair)  # type: ignore[return-value]
+
+
+def load_view(path: str | Path) -> SessionView:
+    """The session a saved .json or .csv records (with the file beside it, if any)."""
+    path = Path(path).expanduser()
+    json_path, csv_path = _pair(path)
+    summary = summary_from_json(json_path) if json_path else None
+    rows = csv_rows(csv_path) if csv_path else []
+    if summary is None:
+        summary = {"spec": {"model": path.stem}, "environment": _csv_environment(rows)}
+    items = _events_from_csv(csv_path, rows) if csv_path else []
+    return view_from(summary, items)
+
+
+def view_from(summary: dict[str, Any], items: list[ev.Event | NvmlSample]) -> SessionView:
+    """A session from a summary (as a session's JSON holds it) and its samples, if any:
+    without samples, the peaks the summary saved."""
+    session = Session(dict(summary["spec"]), dict(summary["environment"]), t0=0.0)
+    hello = _hello(summary["environment"])
+    if hello is not None:
+        session.apply(hello)
+    loaded = _loaded(summary) if "weights_bytes" in summary else None
+    if loaded is not None:
+        session.apply(loaded)
+    last_t = 0.0
+    for item in items:
+        if isinstance(item, NvmlSample):
+            session.add_nvml(item)
+        else:
+            session.apply(item)
+        last_t = max(last_t, getattr(item, "t", 0.0))
+    ending = _ending(summary)
+    if ending is not None:
+        session.apply(ending)
+    snapshot = summary.get("allocation_snapshot")
+    if isinstance(snapshot, dict):
+        known = {f.name for f in fields(ev.AllocationSnapshot)}
+        session.apply(ev.AllocationSnapshot(**{k: v for k, v in snapshot.items() if k in known}))
+    for text in summary.get("notices") or []:
+        session.notice(str(text))
+    session.end_at(float(summary.get("elapsed_s") or last_t))
+    view = session.snapshot()
+    if not items and summary.get("peaks"):
+        view = _with_saved_peaks(view, summary["peaks"])
+    if not items and summary.get("status") and ending is None:
+        view = replace(view, status=str(summary["status"]))
+    return view
+
+
+def _csv_environment(rows: list[dict[str, str]]) -> dict[str, Any]:
+    """What a CSV alone says of where it ran: no allocator reserve and no NVML
+    reading anywhere is a CPU run (process RSS)."""
+    if rows and not any(r["reserved_bytes"] or r["nvml_process_bytes"] for r in rows):
+        return {"backend": "cpu", "memory_source": "process RSS"}
+    return {}
+
+
+def _with_saved_peaks(view: SessionView, peaks: dict[str, Any]) -> SessionView:
+    """A JSON without its CSV: the peaks it saved, since there are no samples to find them."""
+    saved = {
+        name: Peak(int(p["value"]), p.get("token"), str(p.get("phase", "")), float(p["t_s"]))
+        for name, p in peaks.items()
+        if isinstance(p, dict) and "value" in p
+    }
+    return replace(view, peaks=saved)
