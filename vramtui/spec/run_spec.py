@@ -40,6 +40,10 @@ class RunSpec:
     # unless asked for.
     cudnn_sdpa: bool = False
     cache: str = "dynamic"  # see CACHES
+    # placement across devices, as from_pretrained takes it (see vramtui.spec.placement):
+    # auto | balanced | balanced_low_0 | sequential, and e.g. "0=70GiB,1=80GiB,cpu=200GiB"
+    device_map: str | None = None
+    max_memory: str | None = None
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
