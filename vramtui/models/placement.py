@@ -110,9 +110,13 @@ def summarize(model: Any, device_map: dict[str, str]) -> Placement:
         sizes[dev] = sizes.get(dev, 0) + tensor.numel() * tensor.element_size()
     layers: dict[str, list[int]] = {}
     modules: dict[str, list[str]] = {}
+    all_layers = int(getattr(getattr(model, "config", None), "num_hidden_layers", 0) or 0)
     for name, dev in device_map.items():
         match = _LAYER.search(name)
-        if match:
+        if name == "":  # the whole model on one device
+            layers.setdefault(dev, []).extend(range(all_layers))
+            modules.setdefault(dev, []).append("(all)")
+        elif match:
             layers.setdefault(dev, []).append(int(match.group(1)))
         else:
             modules.setdefault(dev, []).append(name or "(all)")
