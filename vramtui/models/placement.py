@@ -26,6 +26,7 @@ class DevicePlacement:
     layers: tuple[int, ...] = ()  # decoder layers (by index)
     modules: tuple[str, ...] = ()  # the other modules placed here (embeddings, head, norm)
     holds_head: bool = False  # the lm_head: logits and sampling run here
+    largest_block_bytes: int = 0  # the largest module placed whole here (a layer, mostly)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -40,6 +41,7 @@ class DevicePlacement:
             layers=tuple(int(i) for i in data.get("layers", ())),
             modules=tuple(str(m) for m in data.get("modules", ())),
             holds_head=bool(data.get("holds_head", False)),
+            largest_block_bytes=int(data.get("largest_block_bytes", 0)),
         )
 
 
@@ -80,14 +82,19 @@ def infer_device_map(model: Any, device_map: str, max_memory: dict | None) -> di
     return {name: device_name(dev) for name, dev in placed.items()}
 
 
-def device_of(name: str, device_map: dict[str, str]) -> str:
-    """The device of a tensor or module: its longest prefix in the map."""
+def entry_of(name: str, device_map: dict[str, str]) -> str:
+    """The map's entry for a tensor or module: its longest prefix in the map."""
     parts = name.split(".")
     for n in range(len(parts), -1, -1):
         prefix = ".".join(parts[:n])
         if prefix in device_map:
-            return device_map[prefix]
+            return prefix
     raise KeyError(f"{name} is not in the device map")
+
+
+def device_of(name: str, device_map: dict[str, str]) -> str:
+    """The device of a tensor or module."""
+    return device_map[entry_of(name, device_map)]
 
 
 def _order(device: str) -> tuple[int, int]:
@@ -97,17 +104,23 @@ def _order(device: str) -> tuple[int, int]:
 
 
 def summarize(model: Any, device_map: dict[str, str]) -> Placement:
-    """Each device's weights (every tensor of a checkpoint once), layers and modules."""
-    sizes: dict[str, int] = {}
-    persistent = set(model.state_dict())
+    """Each device's weights (every parameter and buffer once, tied ones once), layers
+    and modules."""
+    entries: dict[str, int] = {}  # bytes of each entry of the map
     seen: set[int] = set()
     tensors = [*model.named_parameters(), *model.named_buffers()]
     for name, tensor in tensors:
-        if id(tensor) in seen or (name not in persistent):
+        if id(tensor) in seen:
             continue
         seen.add(id(tensor))
-        dev = device_of(name, device_map)
-        sizes[dev] = sizes.get(dev, 0) + tensor.numel() * tensor.element_size()
+        entry = entry_of(name, device_map)
+        entries[entry] = entries.get(entry, 0) + tensor.numel() * tensor.element_size()
+    sizes: dict[str, int] = {}
+    largest: dict[str, int] = {}
+    for entry, size in entries.items():
+        dev = device_map[entry]
+        sizes[dev] = sizes.get(dev, 0) + size
+        largest[dev] = max(largest.get(dev, 0), size)
     layers: dict[str, list[int]] = {}
     modules: dict[str, list[str]] = {}
     all_layers = int(getattr(getattr(model, "config", None), "num_hidden_layers", 0) or 0)
@@ -128,6 +141,7 @@ def summarize(model: Any, device_map: dict[str, str]) -> Placement:
             layers=tuple(sorted(layers.get(dev, []))),
             modules=tuple(modules.get(dev, [])),
             holds_head=dev == head,
+            largest_block_bytes=largest.get(dev, 0),
         )
         for dev in sorted(set(device_map.values()), key=_order)
     )
