@@ -89,7 +89,10 @@ def device_estimates(
     gpus = [d for d in placement.devices if d.device.startswith("cuda")]
     main = gpus[0].device if gpus else None
     offloaded = [d for d in placement.devices if not d.device.startswith("cuda")]
-    slack = est.slack_bytes / est.peak_allocated_bytes if est.peak_allocated_bytes else 0.0
+    # the allocator's slack a run needs (a ballooning cache's spare segments excluded:
+    # they are given back before an OOM), in proportion to each device's tensors
+    needed = est.required_bytes - est.context_bytes - est.peak_allocated_bytes
+    slack = max(needed, 0) / est.peak_allocated_bytes if est.peak_allocated_bytes else 0.0
     out = []
     for d in placement.devices:
         given = _given(max_memory, d.device)
