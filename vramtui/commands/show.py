@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from vramtui.errors import UsageError
-from vramtui.report.export import CSV_COLUMNS, CSV_COLUMNS_V1
+from vramtui.report.export import CSV_COLUMNS, CSV_COLUMNS_V1, CSV_COLUMNS_V2
 from vramtui.report.text import device_note, series_labels, summary_text, table
 from vramtui.units import format_bytes
 
@@ -70,34 +70,62 @@ def _csv_backend(path: Path, rows: list[dict[str, str]]) -> str | None:
     return None
 
 
-def csv_peaks(path: Path) -> str:
+Peaks = dict[str, tuple[int, str, str]]  # column -> (value, token, phase)
+
+
+def _track(peaks: Peaks, cells: dict[str, str], where: str) -> None:
+    for _, column in _CSV_PEAKS:
+        text = cells[column]
+        if not text:
+            continue
+        try:
+            value = int(text)
+        except ValueError:
+            raise UsageError(f"{where}: {column} is not a whole number: {text!r}") from None
+        if column not in peaks or value > peaks[column][0]:
+            peaks[column] = (value, cells["token"] or "—", cells["phase"])
+
+
+def _read_csv(path: Path) -> tuple[list[dict[str, str]], Peaks, dict[str, Peaks]]:
+    """(rows, the run's device's peaks, other devices' peaks of a placed model)."""
     rows = list(csv.reader(_read(path).splitlines()))
-    if not rows or tuple(rows[0]) not in (CSV_COLUMNS, CSV_COLUMNS_V1):
+    if not rows or tuple(rows[0]) not in (CSV_COLUMNS, CSV_COLUMNS_V2, CSV_COLUMNS_V1):
         raise UsageError(f"{path} is not a vramtui session CSV (its header differs)")
     header = rows[0]
-    peaks: dict[str, tuple[int, str, str]] = {}
-    tokens = set()
+    peaks: Peaks = {}
+    others: dict[str, Peaks] = {}
+    main: str | None = None
     cells_of: list[dict[str, str]] = []
     for n, row in enumerate(rows[1:], start=2):
         if len(row) != len(header):
             raise UsageError(f"{path}, line {n}: {len(row)} cells, expected {len(header)}")
         cells = dict(zip(header, row, strict=True))
         cells_of.append(cells)
-        if cells["source"] == "engine" and cells["token"]:  # one engine row a step
-            tokens.add(cells["token"])
-        for _, column in _CSV_PEAKS:
-            text = cells[column]
-            if not text:
-                continue
-            try:
-                value = int(text)
-            except ValueError:
-                raise UsageError(
-                    f"{path}, line {n}: {column} is not a whole number: {text!r}"
-                ) from None
-            if column not in peaks or value > peaks[column][0]:
-                peaks[column] = (value, cells["token"] or "—", cells["phase"])
-    backend = _csv_backend(path, cells_of)
+        device = cells.get("device", "")
+        main = device if main is None else main
+        target = peaks if device == main else others.setdefault(device, {})
+        _track(target, cells, f"{path}, line {n}")
+    return cells_of, peaks, others
+
+
+def _device_table(others: dict[str, Peaks]) -> list[str]:
+    if not others:
+        return []
+    rows = [
+        (
+            device,
+            format_bytes(p["step_peak_bytes"][0], 2) if "step_peak_bytes" in p else "–",
+            format_bytes(p["reserved_bytes"][0], 2) if "reserved_bytes" in p else "–",
+        )
+        for device, p in others.items()
+    ]
+    return ["", "the model's other devices:", table(rows, ("device", "peak", "reserved"))]
+
+
+def csv_peaks(path: Path) -> str:
+    cells_of, peaks, others = _read_csv(path)
+    tokens = {c["token"] for c in cells_of if c["source"] == "engine" and c["token"]}
+    backend = _csv_backend(path, [c for c in cells_of if c.get("device") not in others])
     labels = {**series_labels(backend), "kv_cache": "KV cache"}
     lines = [
         (labels[name], format_bytes(peaks[c][0], 2), f"token {peaks[c][1]} ({peaks[c][2]})")
@@ -108,7 +136,8 @@ def csv_peaks(path: Path) -> str:
     if not lines:
         return head
     note = device_note({"backend": backend, "memory_source": "process RSS"})
-    return "\n".join([head, "", table(lines, ("series", "peak", "at"))] + ([note] if note else []))
+    body = [head, "", table(lines, ("series", "peak", "at"))] + ([note] if note else [])
+    return "\n".join(body + _device_table(others))
 
 
 def run(args: argparse.Namespace) -> int:

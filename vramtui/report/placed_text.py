@@ -4,31 +4,15 @@ from __future__ import annotations
 
 from vramtui.predict.estimate import Estimate
 from vramtui.predict.placed import DeviceEstimate, PlacedEstimate
-from vramtui.report.text import table
+from vramtui.report.text import layer_span, table
 from vramtui.units import format_bytes
-
-
-def layer_ranges(layers: tuple[int, ...]) -> str:
-    """(0, 1, 2, 5, 6) -> '0-2,5-6'; '–' for none."""
-    if not layers:
-        return "–"
-    parts: list[str] = []
-    start = prev = layers[0]
-    for i in (*layers[1:], None):
-        if i is not None and i == prev + 1:
-            prev = i
-            continue
-        parts.append(f"{start}-{prev}" if prev > start else str(start))
-        if i is not None:
-            start = prev = i
-    return ",".join(parts)
 
 
 def device_row(d: DeviceEstimate) -> tuple[str, ...]:
     fits = {True: "yes", False: "NO", None: "–"}[d.fits]
     return (
         d.device,
-        layer_ranges(d.layers),
+        layer_span(d.layers),
         format_bytes(d.weights_bytes, 2),
         format_bytes(d.kv_cache_bytes, 2),
         format_bytes(d.transient_bytes, 2),
