@@ -214,9 +214,12 @@ def estimate_for_session(
 
     A model other than OPT is estimated from a trace of its code (predict/tracing):
     with `only_cached` (the default: screens must not wait) only if that trace was
-    made before, as the start screen's prediction of the same run does.
+    made before, as the start screen's prediction of the same run does. None for a
+    model placed across devices.
     """
     view = as_view(session)
+    if view.spec.get("device_map"):
+        return None  # one device's estimate is not a placed run's (see predict/placed.py)
     try:
         spec, info, _, config = read_model(RunSpec.from_dict(dict(view.spec)))
     except (UsageError, TypeError, KeyError):
