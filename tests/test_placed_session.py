@@ -148,3 +148,13 @@ def test_bad_placement_is_one_line_and_exit_2_before_the_engine(
     args = ["run", "--model", "opt-125m", "--tokens", "3", "--device-map", "auto", *flags]
     assert main(args) == 2
     assert needle in _one_line(capsys.readouterr().err)
+
+
+def test_the_breakdown_of_a_placed_run_counts_its_own_devices_weights() -> None:
+    from vramtui.report.breakdown import measured_breakdown
+
+    session = _session(upto=50)
+    breakdown = measured_breakdown(session)
+    assert breakdown is not None
+    first = session.snapshot().devices_summary()[0]
+    assert first["device"] == "cuda:0" and breakdown.weights_bytes == first["weights_bytes"]

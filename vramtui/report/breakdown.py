@@ -69,7 +69,10 @@ def _is_allocator(session: SessionView) -> bool:
 def measured_weights(session: SessionView) -> int | None:
     """The weights as themselves: the bytes of every parameter and buffer the engine
     loaded, counted from the tensors (not allocated-after-load, which also holds the
-    allocator's block rounding)."""
+    allocator's block rounding). A placed model: those on the run's own device."""
+    if session.placed is not None and session.hello is not None:
+        here = [d for d in session.placed.devices if d.get("device") == session.hello.device]
+        return int(here[0]["weights_bytes"]) if here else 0
     return session.loaded.weights_bytes if session.loaded else None
 
 
