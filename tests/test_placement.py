@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from conftest import CPU_ONLY, TINY_CONFIG, WITH_GPU, resolved, tiny_spec
 
@@ -63,7 +65,7 @@ def test_a_map_that_cannot_hold_the_model_is_refused() -> None:
 def test_max_memory_without_a_device_map_and_a_map_with_a_device_are_refused() -> None:
     with pytest.raises(UsageError, match="pass --device-map auto too"):
         resolved(RunSpec(model="opt-125m", max_memory="cpu=1GiB"))
-    with pytest.raises(UsageError, match="not --device"):
+    with pytest.raises(UsageError, match="starting on cuda:0; name its devices"):
         resolved(RunSpec(model="opt-125m", device_map="auto", device="cuda:1"), WITH_GPU)
     with pytest.raises(UsageError, match="unknown device map"):
         resolved(RunSpec(model="opt-125m", device_map="everywhere"))
@@ -181,3 +183,13 @@ def test_a_tiny_config_places_on_the_cpu_and_gpus() -> None:
     assert placed is not None
     assert [d.device for d in placed.devices] == ["cuda:0", "cpu"]
     assert tiny_spec().device == "cpu" and CPU_ONLY.best() == "cpu"
+
+
+def test_a_map_takes_the_device_it_starts_on() -> None:
+    """The app's form always names a device: the one the map starts on is accepted."""
+    gpu = RunSpec(model="opt-125m", device="cuda:0", device_map="auto", max_memory="0=8GiB")
+    assert resolved(gpu, WITH_GPU).device == "cuda:0"
+    cpu = RunSpec(model="opt-125m", device="cpu", device_map="auto", max_memory="cpu=8GiB")
+    assert resolved(cpu).device == "cpu"
+    with pytest.raises(UsageError, match="starting on cpu"):
+        resolved(replace(cpu, device="cuda:0"), WITH_GPU)

@@ -176,13 +176,15 @@ def check_placement(spec: RunSpec, devices: DeviceList) -> tuple[RunSpec, MaxMem
         )
     if device_map is None:
         return spec, None
-    if spec.device not in ("auto", "cuda", "cuda:0"):
-        raise UsageError(
-            "--device-map places the model itself; name its devices with --max-memory, "
-            "not --device",
-            field="device",
-        )
     max_memory = parse_max_memory(spec.max_memory) if spec.max_memory is not None else None
     if max_memory is not None:
         check_devices_exist(max_memory, devices)
+    first = first_device(max_memory, devices)  # where its inputs go: the run's device
+    allowed = {"auto", first} | ({"cuda"} if first == "cuda:0" else set())
+    if spec.device.strip().lower() not in allowed:
+        raise UsageError(
+            f"--device-map places the model itself, starting on {first}; name its devices "
+            f"with --max-memory, not --device {spec.device}",
+            field="device",
+        )
     return replace(spec, device_map=device_map, device="auto"), max_memory
