@@ -193,3 +193,24 @@ def test_a_map_takes_the_device_it_starts_on() -> None:
     assert resolved(cpu).device == "cpu"
     with pytest.raises(UsageError, match="starting on cpu"):
         resolved(replace(cpu, device="cuda:0"), WITH_GPU)
+
+
+def test_weights_offloaded_to_the_cpu_are_random_where_the_map_puts_them() -> None:
+    """The random-weight build: each tensor made on its mapped device; those on the CPU
+    of a placed model are filled at once (accelerate keeps them out of the model's
+    parameters, where the in-place randomisation after the load cannot reach)."""
+    import json
+
+    import torch
+
+    from vramtui.measure.engine.random_weights import checkpoint_tensors
+    from vramtui.models.hf import meta_model, transformers_config
+
+    meta = meta_model(transformers_config(json.loads(TINY_CONFIG.read_text())), torch.float32)
+    tensors = checkpoint_tensors(meta, {"": "meta", "model.decoder.layers.1": "cpu"}, 0.02)
+    offloaded = {k: t for k, t in tensors.items() if k.startswith("model.decoder.layers.1.")}
+    assert offloaded and all(t.device == "cpu" and t.std == 0.02 for t in offloaded.values())
+    assert all(t.device == "meta" and t.std is None
+               for k, t in tensors.items() if k not in offloaded)  # fmt: skip
+    weight = offloaded["model.decoder.layers.1.fc1.weight"][...]
+    assert weight.device.type == "cpu" and 0.015 < float(weight.std()) < 0.025
