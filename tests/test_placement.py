@@ -214,3 +214,28 @@ def test_weights_offloaded_to_the_cpu_are_random_where_the_map_puts_them() -> No
                for k, t in tensors.items() if k not in offloaded)  # fmt: skip
     weight = offloaded["model.decoder.layers.1.fc1.weight"][...]
     assert weight.device.type == "cpu" and 0.015 < float(weight.std()) < 0.025
+
+
+def test_estimate_json_lists_every_device_and_the_room_for_generation(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import json
+
+    from vramtui.cli import main
+
+    args = ["estimate", "--model", "opt-13b", "--device-map", "auto", "--max-memory",
+            "0=12GiB,cpu=64GiB", "--tokens", "50"]  # fmt: skip
+    assert main([*args, "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert [d["device"] for d in data["devices"]] == ["cuda:0", "cpu"]
+    assert sum(d["weights_bytes"] for d in data["devices"]) == data["weights_bytes"]
+    assert data["runs_out_first"] == "cuda:0" and data["devices"][0]["fits"] is False
+    assert data["max_memory_for_generation"].startswith("0=") and "cpu=64GiB" in data[
+        "max_memory_for_generation"]  # fmt: skip
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    assert "runs out first: cuda:0" in text and "--max-memory that leaves room" in text
+    # a CPU-only map: the default --device (cuda) does not stand in its way
+    assert main(["estimate", "--model", "opt-125m", "--device-map", "auto", "--max-memory",
+                 "cpu=4GiB", "--json"]) == 0  # fmt: skip
+    assert [d["device"] for d in json.loads(capsys.readouterr().out)["devices"]] == ["cpu"]

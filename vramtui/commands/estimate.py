@@ -92,6 +92,8 @@ def _resolve(args: argparse.Namespace, found: DeviceList) -> ResolvedRun:
     if not args.config and not args.model:
         raise UsageError("pass --model (e.g. opt-1.3b) or --config PATH", field="model")
     device = "cuda:0" if args.device.strip().lower() == "cuda" else args.device
+    if args.device_map is not None:
+        device = "auto"  # the map says where each module goes (--device's default is cuda)
     return resolve(build_spec(args, device=device), found)
 
 
