@@ -239,3 +239,15 @@ def test_estimate_json_lists_every_device_and_the_room_for_generation(
     assert main(["estimate", "--model", "opt-125m", "--device-map", "auto", "--max-memory",
                  "cpu=4GiB", "--json"]) == 0  # fmt: skip
     assert [d["device"] for d in json.loads(capsys.readouterr().out)["devices"]] == ["cpu"]
+
+
+def test_the_engine_refuses_a_gpu_it_cannot_see() -> None:
+    """Where NVML could not count the GPUs, the engine checks (a usage failure, exit 2)."""
+    import torch
+
+    from vramtui.measure.engine.probes import candidate_devices
+
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    assert candidate_devices({"cpu": GiB}) == ["cpu"]
+    with pytest.raises(UsageError, match=f"names GPU {count}, which is not here"):
+        candidate_devices({count: GiB, "cpu": GiB})

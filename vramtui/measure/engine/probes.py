@@ -11,6 +11,8 @@ from typing import Protocol
 
 import torch
 
+from vramtui.errors import UsageError
+
 
 class Probe(Protocol):
     source: str
@@ -149,7 +151,13 @@ class DeviceProbes:
 def candidate_devices(max_memory: dict | None) -> list[str]:
     """The devices a device map may place on: those --max-memory names, else every
     visible GPU and the CPU."""
-    if max_memory:
-        return [f"cuda:{k}" if isinstance(k, int) else str(k) for k in max_memory]
     count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    return [f"cuda:{i}" for i in range(count)] + ["cpu"]
+    if not max_memory:
+        return [f"cuda:{i}" for i in range(count)] + ["cpu"]
+    missing = [k for k in max_memory if isinstance(k, int) and k >= count]
+    if missing:  # where NVML could not count the GPUs before the engine started
+        raise UsageError(
+            f"--max-memory names GPU {missing[0]}, which is not here ({count} GPUs)",
+            field="max_memory",
+        )
+    return [f"cuda:{k}" if isinstance(k, int) else str(k) for k in max_memory]
