@@ -104,11 +104,11 @@ def test_the_checkpoint_tensors_are_the_ones_the_loader_walks(name: str) -> None
     from transformers.core_model_loading import dot_natural_key
 
     from vramtui.measure.engine.random_weights import checkpoint_tensors
+    from vramtui.models.hf import meta_model
 
     info = opt_model(name)
-    real = checkpoint_tensors(
-        OPTConfig(**info.config_kwargs()), torch.float16, torch.device("meta")
-    )
+    meta = meta_model(OPTConfig(**info.config_kwargs()), torch.float16)
+    real = checkpoint_tensors(meta, {"": "meta"})
     walked = [(key, math.prod(real[key].shape)) for key in sorted(real, key=dot_natural_key)]
     assert info.checkpoint_tensors() == walked
     assert "lm_head.weight" not in real

@@ -113,6 +113,8 @@ def test_wire_format_round_trips_every_event() -> None:
         ev.Phase("load", 1.5),
         ev.Sample(3, 2.0, "decode", 10, 20, 30, 40),
         ev.Sample(None, 2.0, "load", 10, None, None, None),
+        ev.Sample(4, 2.1, "decode", 10, 20, 30, 40, (("cuda:1", 5, 6, 7), ("cpu", 8, None, 9))),
+        ev.Placed([{"device": "cuda:0", "weights_bytes": 3, "layers": [0, 1]}]),
         ev.Loaded(1, 2, "float16", 2048, 2, 8, 2, 4, 8, 0.1, "opt"),
         ev.Done(5, 0.1, 0.2, 0.3, 0.5, 10.0, 13.3, 99),
         ev.Failed("oom", "boom", "decode", 3, 7, 9),

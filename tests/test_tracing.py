@@ -107,7 +107,7 @@ def test_a_trace_is_kept_on_disk_and_not_made_twice(monkeypatch: pytest.MonkeyPa
     first = _trace(config, prompt=5)
     traces._trace_cached.cache_clear()
 
-    def no_child(request: dict) -> dict:
+    def no_child(request: dict, module: str = "") -> dict:
         raise AssertionError("traced again")
 
     monkeypatch.setattr(traces, "_run_child", no_child)

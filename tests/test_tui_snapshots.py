@@ -8,6 +8,7 @@ working directory) and the terminal size. Update with `pytest --snapshot-update`
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
@@ -18,10 +19,11 @@ from vramtui.spec import DeviceChoice, DeviceList, RunSpec
 from vramtui.tui.app import VramApp
 from vramtui.tui.replay import ReplayRecorder
 from vramtui.tui.screens.run import RunScreen
-from vramtui.tui.synthetic import Item, synthetic_run
+from vramtui.tui.synthetic import Item, on_two_gpus, synthetic_run
 
 H100 = DeviceChoice("cuda:0", "NVIDIA H100 80GB HBM3", 85_520_809_984, 84_300_000_000)
 DEVICES = DeviceList((H100, DeviceChoice("cpu", "CPU", 25_276_510_208, 21_000_000_000)))
+TWO_GPUS = DeviceList((H100, replace(H100, id="cuda:1"), *DEVICES.choices[1:]))
 WIDE, SMALL = (100, 30), (80, 24)
 
 
@@ -30,14 +32,16 @@ def _in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)  # the app saves into ./sessions, shown as such
 
 
-def make_app(spec: RunSpec, items: list[Item] | None, *, start: bool = True) -> VramApp:
+def make_app(
+    spec: RunSpec, items: list[Item] | None, *, start: bool = True, devices: DeviceList = DEVICES
+) -> VramApp:
     last_t = max((getattr(i, "t", 0.0) for i in items or []), default=1.0)
     return VramApp(
         spec,
         start=start,
         out_dir=Path("sessions"),
         make_recorder=lambda s: ReplayRecorder(s, items or [], hold=True),
-        list_devices=lambda: DEVICES,
+        list_devices=lambda: devices,
         clock=lambda: last_t,
         wall_clock=lambda: datetime(2026, 1, 2, 3, 4, 5),
     )
@@ -130,6 +134,20 @@ def test_summary_of_an_out_of_memory_run(snap_compare: Callable[..., bool]) -> N
 def test_graph_after_the_end(snap_compare: Callable[..., bool]) -> None:
     app = make_app(opt13(), synthetic_run("opt-1.3b", 2000))
     assert snap_compare(app, terminal_size=WIDE, run_before=before("g", finished=True))
+
+
+def placed_app(upto: int | None) -> VramApp:
+    spec = RunSpec(model="opt-1.3b", tokens=2000, device_map="auto", max_memory="0=40GiB,1=40GiB")
+    items = on_two_gpus(synthetic_run("opt-1.3b", 2000, upto=upto))
+    return make_app(spec, items, devices=TWO_GPUS)
+
+
+def test_run_screen_of_a_model_on_two_gpus(snap_compare: Callable[..., bool]) -> None:
+    assert snap_compare(placed_app(740), terminal_size=SMALL, run_before=before())
+
+
+def test_summary_of_a_model_on_two_gpus(snap_compare: Callable[..., bool]) -> None:
+    assert snap_compare(placed_app(None), terminal_size=WIDE, run_before=before(finished=True))
 
 
 def test_export_dialog(snap_compare: Callable[..., bool]) -> None:

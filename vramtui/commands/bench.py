@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import argparse
 import sys
+import threading
 import time
 from typing import Any
 
-from vramtui.commands.common import build_spec, positive_int
+from vramtui.commands.common import add_placement_arguments, build_spec, positive_int
 from vramtui.commands.headless import run_in_thread, stderr_line
 from vramtui.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UsageError
 from vramtui.measure import events as ev
+from vramtui.measure.devices import available
 from vramtui.measure.session import Session
 from vramtui.models.catalogue import model_names
 from vramtui.report import bench_table as bench_report
@@ -18,6 +20,7 @@ from vramtui.report.export import atomic_write, check_writable
 from vramtui.report.text import table
 from vramtui.spec import ATTENTION, CACHES, DTYPES, model_label
 from vramtui.sweep import grid as bench
+from vramtui.sweep.lanes import Lanes, deal, parse_devices
 from vramtui.sweep.results import CellResult
 from vramtui.sweep.runner import Sweep
 from vramtui.units import format_bytes
@@ -58,6 +61,12 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument(
         "--device", "-d", default="auto", help="cuda:N, mps or cpu; auto is the first GPU"
     )
+    parser.add_argument(
+        "--devices", metavar="LIST",
+        help="run cells side by side, one at a time on each device listed: cuda:0,cuda:1 "
+        "(each cell still in its own fresh engine process, on one device)",
+    )  # fmt: skip
+    add_placement_arguments(parser)
     parser.add_argument("--seed", type=positive_int, default=0, help="seed of the random prompts")
     parser.add_argument(
         "--cudnn-sdpa", action="store_true", help="let sdpa use cuDNN attention (slow first pass)"
@@ -90,6 +99,7 @@ def axes_from_args(args: argparse.Namespace) -> bench.Axes:
     base = build_spec(argparse.Namespace(
         device=args.device, seed=args.seed, allow_download=args.allow_download,
         allow_pickle=args.allow_pickle, cudnn_sdpa=args.cudnn_sdpa, cache=args.cache,
+        device_map=args.device_map, max_memory=args.max_memory,
     ))  # fmt: skip
     return bench.Axes(
         models=models,
@@ -246,19 +256,31 @@ def run(args: argparse.Namespace) -> int:
     if not args.quiet:
         stderr_line(f"vramtui bench: {len(cells)} cells, each in a fresh engine process")
     done: list[CellResult] = []
+    lock = threading.Lock()  # lanes end cells from their own threads
 
     def on_cell_done(result: CellResult) -> None:
-        done.append(result)
-        progress.done(result)
-        outputs.write(done)
+        with lock:
+            done.append(result)
+            done.sort(key=lambda r: r.cell.index)
+            progress.done(result)
+            outputs.write(done)
 
-    sweep = Sweep(
-        cells,
-        overlap=not args.no_overlap,
-        on_cell_start=progress.start,
-        on_cell_done=on_cell_done,
-        on_event=progress,
-    )
+    sweep: Sweep | Lanes
+    if args.devices:
+        there = available()
+        lanes = deal(cells, parse_devices(args.devices, there), there)
+        sweep = Lanes(
+            lanes,
+            lambda lane: Sweep(lane, overlap=not args.no_overlap, on_cell_done=on_cell_done),
+        )
+    else:
+        sweep = Sweep(
+            cells,
+            overlap=not args.no_overlap,
+            on_cell_start=progress.start,
+            on_cell_done=on_cell_done,
+            on_event=progress,
+        )
     _, interrupted = run_in_thread(sweep.run, lambda signal: sweep.cancel(signal.reason))
     results = list(sweep.results)
     if sweep.aborted:  # the sweep itself is wrong (a device not there): no table

@@ -8,6 +8,7 @@ from typing import Any
 from vramtui.errors import UsageError
 from vramtui.models.catalogue import model_names
 from vramtui.spec import ATTENTION, CACHES, DTYPES, RunSpec, model_label
+from vramtui.spec.placement import DEVICE_MAPS
 
 DEFAULTS = RunSpec()
 
@@ -97,6 +98,19 @@ def add_shape_arguments(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
+def add_placement_arguments(parser: argparse.ArgumentParser) -> None:
+    """--device-map and --max-memory, handed to from_pretrained as accelerate spells them."""
+    parser.add_argument(
+        "--device-map", choices=DEVICE_MAPS,
+        help="place the model across GPUs (and the CPU) with transformers' device_map",
+    )  # fmt: skip
+    parser.add_argument(
+        "--max-memory", metavar="DEV=SIZE,...",
+        help="memory each device may hold for weights, e.g. 0=70GiB,1=80GiB,cpu=200GiB "
+        "(GB = 10^9, GiB = 2^30; default: what each device has free)",
+    )  # fmt: skip
+
+
 def model_help() -> str:
     return "catalogue model, by name or hub id: " + ", ".join(model_names())
 
@@ -122,6 +136,7 @@ def add_spec_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="let sdpa use cuDNN attention (slow first pass: a graph per sequence length)",
     )
+    add_placement_arguments(parser)
     add_source_arguments(parser)
 
 
@@ -148,7 +163,7 @@ def build_spec(args: argparse.Namespace, **overrides: Any) -> RunSpec:
     values: dict[str, Any] = {"model": model, "source": source, "path": path}
     for name in (
         "tokens", "prompt_tokens", "prompt", "batch", "dtype", "attn", "device", "seed",
-        "allow_download", "allow_pickle", "cudnn_sdpa", "cache",
+        "allow_download", "allow_pickle", "cudnn_sdpa", "cache", "device_map", "max_memory",
     ):  # fmt: skip
         if getattr(args, name, None) is not None:
             values[name] = getattr(args, name)

@@ -6,7 +6,13 @@ import argparse
 import json
 from typing import Any
 
-from vramtui.commands.common import add_shape_arguments, build_spec, model_help
+from vramtui.commands.common import (
+    add_placement_arguments,
+    add_shape_arguments,
+    build_spec,
+    model_help,
+)
+from vramtui.commands.estimate_placed import max_memory_of, placed_devices, print_placed
 from vramtui.errors import EXIT_OK, UsageError
 from vramtui.measure import devices, nvml
 from vramtui.predict.calibration import CPU_PROCESS_BYTES
@@ -18,6 +24,7 @@ from vramtui.predict.estimate import (
     max_tokens_that_fit,
 )
 from vramtui.predict.forecast import FitCheck, fit_check
+from vramtui.predict.placed import estimate_placed
 from vramtui.report.estimate_text import (
     estimate_rows,
     fit_text,
@@ -56,6 +63,7 @@ def add_parser(subparsers: Any) -> None:
         help="the GPU's memory for 'max tokens that fit', with a unit: 80GB, 79.6GiB "
         "(default: the first GPU's total, where NVML sees one)",
     )
+    add_placement_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.set_defaults(command=run)
 
@@ -64,6 +72,8 @@ def _devices(args: argparse.Namespace) -> tuple[DeviceList, str | None]:
     """The devices the estimate is for (taken as given: a laptop may ask about a GPU it
     does not have), and where the GPU's memory figure comes from."""
     cpu = devices.cpu_choice()
+    if args.max_memory is not None and args.device_map is not None:
+        return placed_devices(args.max_memory, cpu), "--max-memory"
     if args.gpu_memory is not None:
         size = parse_size(args.gpu_memory, field="gpu_memory", need_unit=True)
         gpu = DeviceChoice("cuda:0", "--gpu-memory", size, size)
@@ -82,6 +92,8 @@ def _resolve(args: argparse.Namespace, found: DeviceList) -> ResolvedRun:
     if not args.config and not args.model:
         raise UsageError("pass --model (e.g. opt-1.3b) or --config PATH", field="model")
     device = "cuda:0" if args.device.strip().lower() == "cuda" else args.device
+    if args.device_map is not None:
+        device = "auto"  # the map says where each module goes (--device's default is cuda)
     return resolve(build_spec(args, device=device), found)
 
 
@@ -112,6 +124,11 @@ def run(args: argparse.Namespace) -> int:
         )
     est = estimate_run(resolved)
     assert est is not None
+    if spec.device_map is not None:
+        placed = estimate_placed(est, dict(resolved.config or {}), spec.device_map,
+                                 max_memory_of(resolved, found))  # fmt: skip
+        print_placed(est, placed, args.json)
+        return EXIT_OK
     most, check = _fit(resolved, est, model)
     if resolved.backend == "cpu":
         memory_source = "available RAM"

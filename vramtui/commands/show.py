@@ -43,26 +43,54 @@ def _csv_backend(path: Path, rows: list[dict[str, str]]) -> str | None:
     return None
 
 
-def csv_peaks(path: Path) -> str:
+Peaks = dict[str, tuple[int, str, str]]  # column -> (value, token, phase)
+
+
+def _track(peaks: Peaks, cells: dict[str, str], where: str) -> None:
+    for _, column in _CSV_PEAKS:
+        text = cells[column]
+        if not text:
+            continue
+        try:
+            value = int(text)
+        except ValueError:
+            raise UsageError(f"{where}: {column} is not a whole number: {text!r}") from None
+        if column not in peaks or value > peaks[column][0]:
+            peaks[column] = (value, cells["token"] or "—", cells["phase"])
+
+
+def _read_csv(path: Path) -> tuple[list[dict[str, str]], Peaks, dict[str, Peaks]]:
+    """(rows, the run's device's peaks, other devices' peaks of a placed model)."""
     cells_of = csv_rows(path)
-    peaks: dict[str, tuple[int, str, str]] = {}
-    tokens = set()
+    peaks: Peaks = {}
+    others: dict[str, Peaks] = {}
+    main: str | None = None
     for n, cells in enumerate(cells_of, start=2):
-        if cells["source"] == "engine" and cells["token"]:  # one engine row a step
-            tokens.add(cells["token"])
-        for _, column in _CSV_PEAKS:
-            text = cells[column]
-            if not text:
-                continue
-            try:
-                value = int(text)
-            except ValueError:
-                raise UsageError(
-                    f"{path}, line {n}: {column} is not a whole number: {text!r}"
-                ) from None
-            if column not in peaks or value > peaks[column][0]:
-                peaks[column] = (value, cells["token"] or "—", cells["phase"])
-    backend = _csv_backend(path, cells_of)
+        device = cells.get("device", "")
+        main = device if main is None else main
+        target = peaks if device == main else others.setdefault(device, {})
+        _track(target, cells, f"{path}, line {n}")
+    return cells_of, peaks, others
+
+
+def _device_table(others: dict[str, Peaks]) -> list[str]:
+    if not others:
+        return []
+    rows = [
+        (
+            device,
+            format_bytes(p["step_peak_bytes"][0], 2) if "step_peak_bytes" in p else "–",
+            format_bytes(p["reserved_bytes"][0], 2) if "reserved_bytes" in p else "–",
+        )
+        for device, p in others.items()
+    ]
+    return ["", "the model's other devices:", table(rows, ("device", "peak", "reserved"))]
+
+
+def csv_peaks(path: Path) -> str:
+    cells_of, peaks, others = _read_csv(path)
+    tokens = {c["token"] for c in cells_of if c["source"] == "engine" and c["token"]}
+    backend = _csv_backend(path, [c for c in cells_of if c.get("device") not in others])
     labels = {**series_labels(backend), "kv_cache": "KV cache"}
     lines = [
         (labels[name], format_bytes(peaks[c][0], 2), f"token {peaks[c][1]} ({peaks[c][2]})")
@@ -73,7 +101,8 @@ def csv_peaks(path: Path) -> str:
     if not lines:
         return head
     note = device_note({"backend": backend, "memory_source": "process RSS"})
-    return "\n".join([head, "", table(lines, ("series", "peak", "at"))] + ([note] if note else []))
+    body = [head, "", table(lines, ("series", "peak", "at"))] + ([note] if note else [])
+    return "\n".join(body + _device_table(others))
 
 
 def run(args: argparse.Namespace) -> int:

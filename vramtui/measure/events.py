@@ -65,6 +65,8 @@ class Sample:
     reserved: int | None
     step_peak: int | None
     kv_bytes: int | None
+    # a placed model: (device, allocated, reserved, step peak) for each device it uses
+    devices: tuple[tuple[str, int | None, int | None, int | None], ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,14 @@ class Loaded:
     prompt_tokens: int
     load_s: float
     model_type: str = ""
+
+
+@dataclass(frozen=True)
+class Placed:
+    """A model placed across devices by a device map: what each device holds
+    (vramtui.models.placement.DevicePlacement.to_dict(), in device order)."""
+
+    devices: list[dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -157,6 +167,7 @@ Event = (
     | Failed
     | Generation
     | AllocationSnapshot
+    | Placed
 )
 
 _TAGS: dict[str, type] = {
@@ -165,6 +176,7 @@ _TAGS: dict[str, type] = {
     "hello": Hello,
     "phase": Phase,
     "loaded": Loaded,
+    "placed": Placed,
     "done": Done,
     "failed": Failed,
     "generation": Generation,
@@ -176,19 +188,19 @@ _TAG_OF = {cls: tag for tag, cls in _TAGS.items()}
 def encode(event: Event) -> str:
     """One line of JSON. Samples are packed as a list: they are the hot path."""
     if isinstance(event, Sample):
-        return json.dumps(
-            [
-                "s",
-                event.token,
-                event.t,
-                event.phase,
-                event.allocated,
-                event.reserved,
-                event.step_peak,
-                event.kv_bytes,
-            ],
-            separators=(",", ":"),
-        )
+        packed = [
+            "s",
+            event.token,
+            event.t,
+            event.phase,
+            event.allocated,
+            event.reserved,
+            event.step_peak,
+            event.kv_bytes,
+        ]
+        if event.devices is not None:
+            packed.append([list(d) for d in event.devices])
+        return json.dumps(packed, separators=(",", ":"))
     payload: dict[str, Any] = asdict(event)
     payload["e"] = _TAG_OF[type(event)]
     return json.dumps(payload, separators=(",", ":"))
@@ -203,7 +215,9 @@ def decode(line: str) -> Event:
         data = json.loads(line)
     except json.JSONDecodeError as exc:
         raise WireError(f"not an engine event: {line[:80]!r}") from exc
-    if isinstance(data, list) and data and data[0] == "s" and len(data) == 8:
+    if isinstance(data, list) and data and data[0] == "s" and len(data) in (8, 9):
+        if len(data) == 9:
+            return Sample(*data[1:8], devices=tuple(tuple(d) for d in data[8]))
         return Sample(*data[1:])
     if isinstance(data, dict) and data.get("e") in _TAGS:
         cls = _TAGS[data.pop("e")]

@@ -90,6 +90,8 @@ class Session:
         self._ended_at: float | None = None
         self._generations: list[ev.Generation] = []
         self._allocation_snapshot: ev.AllocationSnapshot | None = None
+        self._placed: ev.Placed | None = None
+        self._device_peaks: dict[str, dict[str, Peak]] = {}  # device -> series -> peak
 
     # ---- reading: everything goes through a snapshot -------------------------------
     def snapshot(self) -> SessionView:
@@ -126,6 +128,8 @@ class Session:
             startup=self._startup,
             generations=tuple(self._generations),
             allocation_snapshot=self._allocation_snapshot,
+            placed=self._placed,
+            device_peaks={d: dict(p) for d, p in self._device_peaks.items()},
         )
 
     def __setattr__(self, name: str, value: Any) -> None:
@@ -175,6 +179,8 @@ class Session:
                 self._loaded = event
             elif isinstance(event, ev.Startup):
                 self._startup = event
+            elif isinstance(event, ev.Placed):
+                self._placed = event
             elif isinstance(event, ev.Done):
                 self._done = event
                 self._end("completed")
@@ -281,6 +287,11 @@ class Session:
         phase = step_phase(sample)
         for name in ENGINE_SERIES:
             self._track(name, getattr(sample, name), sample.token, phase, sample.t)
+        for device, *values in sample.devices or ():
+            peaks = self._device_peaks.setdefault(device, {})
+            for name, value in zip(ENGINE_SERIES, values, strict=True):
+                if value is not None and (name not in peaks or value > peaks[name].value):
+                    peaks[name] = Peak(value, sample.token, phase, sample.t)
 
     def _track(self, name: str, value: int | None, token: int | None, phase: str, t: float) -> None:
         if value is None:

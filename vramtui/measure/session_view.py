@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from typing import Any
 
@@ -93,6 +93,8 @@ class SessionView:
     generations: tuple[ev.Generation, ...] = ()  # a profiled program's generate() calls
     startup: ev.Startup | None = None  # when the engine process got where, before the run
     allocation_snapshot: ev.AllocationSnapshot | None = None  # --snapshot
+    placed: ev.Placed | None = None  # a model placed across devices by a device map
+    device_peaks: dict[str, dict[str, Peak]] = field(default_factory=dict)  # per device
 
     # ---- state -------------------------------------------------------------------
     @property
@@ -255,11 +257,41 @@ class SessionView:
             "notices": list(self.notices),
             "generations": [self._generation_entry(g) for g in self.generations],
             "allocation_snapshot": _asdict_or_none(self.allocation_snapshot),
+            "devices": self.devices_summary(),
             "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(self.started_wall)),
             "elapsed_s": round(self.elapsed(), 3),
             "spec": dict(self.spec),
             "environment": dict(self.environment),
         }
+
+    def devices_summary(self) -> list[dict[str, Any]]:
+        """Each device of a placed model: what it holds and its measured peaks (a CPU's
+        are the process's RSS, offloaded weights included). Empty for one device."""
+        placed = {str(d["device"]): d for d in self.placed.devices} if self.placed else {}
+        out = []
+        for device in dict.fromkeys([*placed, *self.device_peaks]):
+            held = placed.get(device, {})
+            peaks = self.device_peaks.get(device, {})
+            peak = peaks.get("step_peak") or peaks.get("allocated")
+            out.append(
+                {
+                    "device": device,
+                    "layers": list(held.get("layers", [])),
+                    "modules": list(held.get("modules", [])),
+                    "weights_bytes": held.get("weights_bytes"),
+                    "peak_allocated_bytes": _value(peak),
+                    "peak_reserved_bytes": _value(peaks.get("reserved")),
+                    "final_allocated_bytes": self._last_allocated(device),
+                }
+            )
+        return out
+
+    def _last_allocated(self, device: str) -> int | None:
+        for sample in reversed(self.samples):
+            for name, allocated, *_ in sample.devices or ():
+                if name == device:
+                    return allocated
+        return None
 
     def _generation_entry(self, g: ev.Generation) -> dict[str, Any]:
         entry = asdict(g)

@@ -69,7 +69,10 @@ def _is_allocator(session: SessionView) -> bool:
 def measured_weights(session: SessionView) -> int | None:
     """The weights as themselves: the bytes of every parameter and buffer the engine
     loaded, counted from the tensors (not allocated-after-load, which also holds the
-    allocator's block rounding)."""
+    allocator's block rounding). A placed model: those on the run's own device."""
+    if session.placed is not None and session.hello is not None:
+        here = [d for d in session.placed.devices if d.get("device") == session.hello.device]
+        return int(here[0]["weights_bytes"]) if here else 0
     return session.loaded.weights_bytes if session.loaded else None
 
 
@@ -215,9 +218,12 @@ def estimate_for_session(
 
     A model other than OPT is estimated from a trace of its code (predict/tracing):
     with `only_cached` (the default: screens must not wait) only if that trace was
-    made before, as the start screen's prediction of the same run does.
+    made before, as the start screen's prediction of the same run does. None for a
+    model placed across devices.
     """
     view = as_view(session)
+    if view.spec.get("device_map"):
+        return None  # one device's estimate is not a placed run's (see predict/placed.py)
     try:
         spec, info, _, config = read_model(RunSpec.from_dict(dict(view.spec)))
     except (UsageError, TypeError, KeyError):

@@ -26,9 +26,14 @@ CSV_COLUMNS = (
     "nvml_device_used_bytes",
     "nvml_device_total_bytes",
     "generation",  # the profiled program's generate() call (empty outside one)
+    # the device a row measures: the run's device; a placed model's other devices have
+    # engine rows of their own (allocated, reserved, step peak; the CPU's are its RSS)
+    "device",
 )
-# Files written before the generation column; `vramtui show` reads both.
-CSV_COLUMNS_V1 = CSV_COLUMNS[:-1]
+# Files written before the device column, and before the generation column; `vramtui
+# show` reads all three.
+CSV_COLUMNS_V2 = CSV_COLUMNS[:-1]
+CSV_COLUMNS_V1 = CSV_COLUMNS[:-2]
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -91,6 +96,7 @@ def csv_text(session: Session | SessionView) -> str:
     view = as_view(session)
     rows: list[tuple[float, list[Any]]] = []
     t0 = view.t0
+    device = view.environment.get("device")
     for s in view.samples:
         rows.append(
             (
@@ -108,9 +114,11 @@ def csv_text(session: Session | SessionView) -> str:
                     None,
                     None,
                     view.generation_of(s.token, s.t),
+                    device,
                 ],
             )
         )
+        rows.extend((s.t, row) for row in _device_rows(s, t0) if row[-1] != device)
     for n, token, phase in view.nvml_rows():
         rows.append(
             (
@@ -128,6 +136,7 @@ def csv_text(session: Session | SessionView) -> str:
                     n.device_used,
                     n.device_total,
                     view.generation_of(None, n.t),
+                    device,
                 ],
             )
         )
@@ -138,6 +147,29 @@ def csv_text(session: Session | SessionView) -> str:
     for _, row in rows:
         writer.writerow([safe_cell(v) for v in row])
     return out.getvalue()
+
+
+def _device_rows(s: Any, t0: float) -> list[list[Any]]:
+    """A placed model's sample, one row per device it measured (the run's own device is
+    the main row already)."""
+    return [
+        [
+            _t(s.t, t0),
+            "engine",
+            s.token,
+            step_phase(s),
+            allocated,
+            reserved,
+            peak,
+            None,
+            None,
+            None,
+            None,
+            None,
+            name,
+        ]  # fmt: skip
+        for name, allocated, reserved, peak in s.devices or ()
+    ]
 
 
 def json_text(session: Session | SessionView) -> str:

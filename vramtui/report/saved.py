@@ -19,7 +19,7 @@ from typing import Any
 from vramtui.errors import UsageError
 from vramtui.measure import events as ev
 from vramtui.measure.session import NvmlSample, Peak, Session, SessionView
-from vramtui.report.export import CSV_COLUMNS, CSV_COLUMNS_V1
+from vramtui.report.export import CSV_COLUMNS, CSV_COLUMNS_V1, CSV_COLUMNS_V2
 from vramtui.report.text import summary_text
 
 _SUMMARY_KEYS = ("vramtui_summary_version", "status", "peaks", "spec", "environment")
@@ -56,7 +56,7 @@ def summary_from_json(path: Path) -> dict[str, Any]:
 def csv_rows(path: Path) -> list[dict[str, str]]:
     """A session CSV's rows as {column: cell}, its header and row lengths checked."""
     rows = list(csv.reader(read_text(path).splitlines()))
-    if not rows or tuple(rows[0]) not in (CSV_COLUMNS, CSV_COLUMNS_V1):
+    if not rows or tuple(rows[0]) not in (CSV_COLUMNS, CSV_COLUMNS_V2, CSV_COLUMNS_V1):
         raise UsageError(f"{path} is not a vramtui session CSV (its header differs)")
     header = rows[0]
     out = []

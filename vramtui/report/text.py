@@ -152,6 +152,31 @@ def table(rows: list[tuple[str, ...]], header: tuple[str, ...] | None = None) ->
     return "\n".join(lines)
 
 
+DEVICE_HEADER = ("device", "layers", "weights", "peak", "reserved")
+
+
+def layer_span(layers: list[int] | tuple[int, ...]) -> str:
+    """[0, 1, 2, 5, 6] -> '0-2,5-6'; '–' for none."""
+    runs: list[list[int]] = []
+    for i in sorted(layers):
+        if runs and runs[-1][1] == i - 1:
+            runs[-1][1] = i
+        else:
+            runs.append([i, i])
+    return ",".join(f"{a}-{b}" if b > a else str(a) for a, b in runs) or "–"
+
+
+def device_summary_row(d: dict[str, Any]) -> tuple[str, ...]:
+    """One device of a placed run, as the summary JSON has it."""
+    return (
+        str(d.get("device")),
+        layer_span(list(d.get("layers") or [])),
+        format_bytes(d.get("weights_bytes"), 2),
+        format_bytes(d.get("peak_allocated_bytes"), 2),
+        format_bytes(d.get("peak_reserved_bytes"), 2),
+    )
+
+
 def summary_text(summary: dict[str, Any]) -> str:
     head = f"Peak memory — {summary.get('model')}, {summary['tokens_generated']} tokens"
     env = summary.get("environment", {})
@@ -167,6 +192,9 @@ def summary_text(summary: dict[str, Any]) -> str:
     snapshot = allocations_text(summary)  # --snapshot: what held the bytes at the peak
     if snapshot:
         parts += ["", snapshot]
+    if summary.get("devices"):  # a model placed across devices
+        rows = [device_summary_row(d) for d in summary["devices"]]
+        parts += ["", "each device", table(rows, DEVICE_HEADER)]
     for notice in summary.get("notices", []):
         parts.append(f"note: {notice}")
     return "\n".join(parts)

@@ -13,10 +13,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 from vramtui.errors import UsageError
-from vramtui.models.architecture import ModelInfo
+from vramtui.models.architecture import DTYPE_BYTES, ModelInfo
 from vramtui.models.catalogue import lookup
 from vramtui.models.opt import model_info_for_config
 from vramtui.spec.devices import DeviceChoice, DeviceList, backend_of, check_device
+from vramtui.spec.placement import (
+    MaxMemory,
+    check_capacity,
+    check_device_map,
+    check_devices_exist,
+    first_device,
+    parse_max_memory,
+)
 from vramtui.spec.run_spec import (
     ALLOC_CONF,
     ATTENTION,
@@ -44,6 +52,7 @@ class ResolvedRun:
     positions: int | None  # the longest sequence the model allows, where known
     alloc_conf: str | None  # PYTORCH_CUDA_ALLOC_CONF the engine will run with
     device_choice: DeviceChoice | None = None  # name, total and free memory of the device
+    max_memory: MaxMemory | None = None  # --max-memory parsed: GPU index or "cpu" -> bytes
 
     @property
     def expandable_segments(self) -> bool:
@@ -132,9 +141,16 @@ def resolve(
     positions = info.positions if info else (max_positions(config) if config else None)
     check_positions(spec, positions)
     check_prompt(spec)
+    spec, max_memory = check_placement(spec, devices)
     spec = replace(spec, device=check_device(spec.device, devices))
     device = devices.best() if spec.device == "auto" else spec.device
+    if spec.device_map is not None:
+        device = first_device(max_memory, devices)
     backend = backend_of(device)
+    if max_memory is not None and config is not None and spec.source == "architecture":
+        check_capacity(
+            max_memory, lookup(spec.model).params * DTYPE_BYTES[resolve_dtype(spec.dtype, backend)]
+        )
     return ResolvedRun(
         spec=spec,
         device=device,
@@ -146,4 +162,29 @@ def resolve(
         positions=positions,
         alloc_conf=environ.get(ALLOC_CONF) or None,
         device_choice=devices.find(device),
+        max_memory=max_memory,
     )
+
+
+def check_placement(spec: RunSpec, devices: DeviceList) -> tuple[RunSpec, MaxMemory | None]:
+    """--device-map and --max-memory: known names, sizes with units, GPUs that are there."""
+    device_map = check_device_map(spec.device_map)
+    if spec.max_memory is not None and device_map is None:
+        raise UsageError(
+            "--max-memory places the model with a device map; pass --device-map auto too",
+            field="max_memory",
+        )
+    if device_map is None:
+        return spec, None
+    max_memory = parse_max_memory(spec.max_memory) if spec.max_memory is not None else None
+    if max_memory is not None:
+        check_devices_exist(max_memory, devices)
+    first = first_device(max_memory, devices)  # where its inputs go: the run's device
+    allowed = {"auto", first} | ({"cuda"} if first == "cuda:0" else set())
+    if spec.device.strip().lower() not in allowed:
+        raise UsageError(
+            f"--device-map places the model itself, starting on {first}; name its devices "
+            f"with --max-memory, not --device {spec.device}",
+            field="device",
+        )
+    return replace(spec, device_map=device_map, device="auto"), max_memory

@@ -201,3 +201,48 @@ def synthetic_run(
         + _steps(figures, times, nvml_hz)
         + _end(figures, times, rate, outcome, stopped)
     )
+
+
+def on_two_gpus(items: list[Item], model: str = "opt-1.3b", split: int | None = None) -> list[Item]:
+    """The same run as if a device map had placed the model on cuda:0 and cuda:1:
+    layers from `split` on (half, by default) and their cache on cuda:1; the rest,
+    the embeddings, the head and every transient on cuda:0, the run's device."""
+    info = _opt(model)
+    split = info.layers // 2 if split is None else split
+    share = (info.layers - split) / info.layers
+    weights1 = int(_weights_of(items) * share)
+    out: list[Item] = []
+    for item in items:
+        if isinstance(item, ev.Loaded):
+            out += [item, _placed(item, info, split, weights1)]
+        elif isinstance(item, ev.Sample) and item.allocated is not None:
+            out.append(_split_sample(item, weights1 + int((item.kv_bytes or 0) * share)))
+        else:
+            out.append(item)
+    return out
+
+
+def _weights_of(items: list[Item]) -> int:
+    return next(i.weights_bytes for i in items if isinstance(i, ev.Loaded))
+
+
+def _placed(loaded: ev.Loaded, info: ModelInfo, split: int, weights1: int) -> ev.Placed:
+    first = {"device": "cuda:0", "weights_bytes": loaded.weights_bytes - weights1,
+             "layers": list(range(split)), "modules": ["embed_tokens", "lm_head"]}  # fmt: skip
+    second = {"device": "cuda:1", "weights_bytes": weights1,
+              "layers": list(range(split, info.layers)), "modules": []}  # fmt: skip
+    return ev.Placed([first, second])
+
+
+def _split_sample(s: ev.Sample, second: int) -> ev.Sample:
+    """cuda:1 holds `second` bytes, steady; cuda:0 the rest of the sample."""
+    assert s.allocated is not None
+    block = 2 * 1024 * 1024
+    reserved1 = -(-second // block) * block if s.reserved is not None else None
+    first = (
+        s.allocated - second,
+        s.reserved - reserved1 if s.reserved is not None and reserved1 is not None else None,
+        s.step_peak - second if s.step_peak is not None else None,
+    )
+    devices = (("cuda:0", *first), ("cuda:1", second, reserved1, second))
+    return ev.Sample(s.token, s.t, s.phase, *first, s.kv_bytes, devices)

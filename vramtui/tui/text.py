@@ -158,3 +158,20 @@ def side_facts(session: Session | SessionView) -> str:
     if loaded is None:
         return "loading the model…" if session.hello else "starting the engine…"
     return f"{format_count(loaded.params)} params · loaded in {loaded.load_s:.2f} s"
+
+
+def device_lines(session: Session | SessionView) -> str:
+    """A placed model's devices, a line each: the layers it holds, allocated now and its
+    peak ('' for a run on one device)."""
+    from vramtui.report.text import layer_span
+
+    devices = as_view(session).devices_summary()
+    if not devices:
+        return ""
+    lines = ["devices: now / peak"]
+    for d in devices:
+        layers = layer_span(d["layers"])
+        held = f"L{layers}" if layers != "–" else "–"
+        now, peak = d["final_allocated_bytes"], d["peak_allocated_bytes"]
+        lines.append(f"{d['device']:<7}{held:<9}{short_bytes(now)} / {short_bytes(peak)}")
+    return "\n".join(lines)

@@ -11,7 +11,9 @@ from vramtui.errors import UsageError
 from vramtui.measure.engine.random_weights import load_random
 from vramtui.models.catalogue import lookup
 from vramtui.models.hf import short_reason, transformers_config
+from vramtui.models.placement import Placement, device_name, summarize
 from vramtui.spec import RunSpec
+from vramtui.spec.placement import parse_max_memory
 from vramtui.spec.sources import read_config_source
 
 TORCH_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
@@ -23,6 +25,21 @@ class BuiltModel:
     tokenizer: Any | None
     params: int
     weights_bytes: int
+    placement: Placement | None = None  # where a device map put each module
+
+
+def max_memory_of(spec: RunSpec) -> dict | None:
+    """--max-memory as accelerate takes it (GPU index or "cpu" -> bytes)."""
+    return parse_max_memory(spec.max_memory) if spec.max_memory else None
+
+
+def placement_of(model: Any) -> Placement:
+    """Each device's share of a model loaded with a device map (its hf_device_map;
+    transformers sets none where the map put everything on one device)."""
+    device_map = getattr(model, "hf_device_map", None)
+    if not device_map:
+        device_map = {"": str(next(model.parameters()).device)}
+    return summarize(model, {name: device_name(d) for name, d in device_map.items()})
 
 
 def _config_for(spec: RunSpec) -> Any:
@@ -32,14 +49,17 @@ def _config_for(spec: RunSpec) -> Any:
 
 
 def _unique_tensors(model: Any) -> tuple[int, int]:
-    """(parameter count, parameter and buffer bytes), each storage counted once."""
+    """(parameter count, parameter and buffer bytes), each storage counted once. A
+    parameter offloaded to the CPU by accelerate stands on the meta device in the
+    model (its bytes are in accelerate's weights map): counted by the parameter."""
     seen: set[int] = set()
     params = 0
     size = 0
     for p in model.parameters():
-        if p.data_ptr() in seen:
+        key = id(p) if p.device.type == "meta" else p.data_ptr()
+        if key in seen:
             continue
-        seen.add(p.data_ptr())
+        seen.add(key)
         params += p.numel()
         size += p.numel() * p.element_size()
     for b in model.buffers():
@@ -90,7 +110,9 @@ def build(spec: RunSpec, device: torch.device, dtype: str) -> BuiltModel:
                 use_safetensors=None if spec.allow_pickle else True,
                 local_files_only=not spec.allow_download,
                 trust_remote_code=False,
-                device_map={"": device},  # straight onto the device, as users load
+                # straight onto the device, or placed by the map, as users load
+                device_map=spec.device_map or {"": device},
+                max_memory=max_memory_of(spec),
             )
         except (ValueError, KeyError, OSError) as exc:
             raise _load_error(spec, exc) from None
@@ -106,7 +128,9 @@ def build(spec: RunSpec, device: torch.device, dtype: str) -> BuiltModel:
     else:
         config = _config_for(spec)
         try:
-            model = load_random(config, device, torch_dtype, spec.attn)
+            model = load_random(
+                config, device, torch_dtype, spec.attn, spec.device_map, max_memory_of(spec)
+            )
         except (ValueError, KeyError) as exc:
             raise _load_error(spec, exc) from None
     model.eval()
@@ -122,7 +146,8 @@ def build(spec: RunSpec, device: torch.device, dtype: str) -> BuiltModel:
         raise UsageError(
             "--prompt needs a checkpoint with a tokenizer; use --prompt-tokens instead"
         )
-    return BuiltModel(model=model, tokenizer=tokenizer, params=params, weights_bytes=size)
+    placement = placement_of(model) if spec.device_map else None
+    return BuiltModel(model, tokenizer, params, size, placement)
 
 
 def random_prompt(spec: RunSpec, config: Any) -> torch.Tensor:

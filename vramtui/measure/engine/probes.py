@@ -11,6 +11,8 @@ from typing import Protocol
 
 import torch
 
+from vramtui.errors import UsageError
+
 
 class Probe(Protocol):
     source: str
@@ -119,3 +121,43 @@ def make_probe(backend: str, index: int = 0) -> Probe:
     if backend == "mps":
         return MpsProbe()
     return CpuProbe()
+
+
+class DeviceProbes:
+    """Every device a placed model may use, read at each step: each GPU's allocator
+    (peak reset per device) and, where weights are offloaded, the process's RSS."""
+
+    def __init__(self, devices: list[str]) -> None:
+        self.probes: dict[str, Probe] = {
+            d: make_probe("cuda", int(d.split(":")[1])) if d.startswith("cuda:") else CpuProbe()
+            for d in devices
+        }
+
+    def keep(self, devices: set[str]) -> None:
+        """After placement: only the devices the model holds weights on."""
+        self.probes = {d: p for d, p in self.probes.items() if d in devices}
+
+    def read(self) -> tuple[tuple[str, int | None, int | None, int | None], ...]:
+        out = tuple((d, *p.read()) for d, p in self.probes.items())
+        for p in self.probes.values():
+            p.reset_peak()
+        return out
+
+    def reset_peak(self) -> None:
+        for p in self.probes.values():
+            p.reset_peak()
+
+
+def candidate_devices(max_memory: dict | None) -> list[str]:
+    """The devices a device map may place on: those --max-memory names, else every
+    visible GPU and the CPU."""
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if not max_memory:
+        return [f"cuda:{i}" for i in range(count)] + ["cpu"]
+    missing = [k for k in max_memory if isinstance(k, int) and k >= count]
+    if missing:  # where NVML could not count the GPUs before the engine started
+        raise UsageError(
+            f"--max-memory names GPU {missing[0]}, which is not here ({count} GPUs)",
+            field="max_memory",
+        )
+    return [f"cuda:{k}" if isinstance(k, int) else str(k) for k in max_memory]

@@ -19,17 +19,48 @@ from typing import Any
 
 import torch
 
+from vramtui.errors import UsageError
 from vramtui.models.hf import meta_model, model_class
+from vramtui.models.placement import device_of, infer_device_map
 
 
 class LazyTensor:
-    """Stands where a safetensors slice would: `[...]` materialises it."""
+    """Stands where a safetensors slice would: `[...]` materialises it. `std`: fill it
+    with random values at once (weights offloaded to the CPU, which accelerate keeps
+    out of the model's parameters, where `randomize` cannot reach them)."""
 
-    def __init__(self, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> None:
-        self.shape, self.dtype, self.device = shape, dtype, device
+    def __init__(
+        self,
+        shape: tuple[int, ...],
+        dtype: torch.dtype,
+        device: torch.device | str,
+        std: float | None = None,
+    ) -> None:
+        self.shape, self.dtype, self.device, self.std = shape, dtype, device, std
 
     def __getitem__(self, index: object) -> torch.Tensor:
-        return torch.empty(self.shape, dtype=self.dtype, device=self.device)
+        tensor = torch.empty(self.shape, dtype=self.dtype, device=self.device)
+        if self.std is not None and tensor.is_floating_point():
+            fill_random(tensor, self.std)
+        return tensor
+
+
+_POOL: dict[tuple[torch.dtype, float], torch.Tensor] = {}
+POOL_ELEMENTS = 1 << 22
+
+
+def fill_random(tensor: torch.Tensor, std: float) -> None:
+    """Random values by copying a block of normal draws over the tensor: a CPU makes
+    normal draws at ~0.15 GB/s a core, too slow for tens of GB of offloaded weights;
+    a copy runs at memory speed. Memory and GEMM speed do not depend on the values."""
+    pool = _POOL.get((tensor.dtype, std))
+    if pool is None:
+        pool = torch.empty(POOL_ELEMENTS, dtype=tensor.dtype, device=tensor.device)
+        _POOL[(tensor.dtype, std)] = pool.normal_(0.0, std)
+    flat = tensor.view(-1)
+    for start in range(0, flat.numel(), pool.numel()):
+        n = min(pool.numel(), flat.numel() - start)
+        flat[start : start + n].copy_(pool[:n])
 
     def get_shape(self) -> list[int]:
         return list(self.shape)
@@ -38,33 +69,71 @@ class LazyTensor:
         return str(self.dtype).removeprefix("torch.")
 
 
-def checkpoint_tensors(config: Any, dtype: torch.dtype, device: torch.device) -> dict[str, Any]:
+def checkpoint_tensors(
+    meta: Any, device_map: dict[str, str], std: float | None = None
+) -> dict[str, Any]:
     """What a safetensors checkpoint of this architecture holds: each parameter once
-    (a tied lm_head is not written), and the persistent buffers, as lazy tensors."""
-    meta = meta_model(config, dtype)
+    (a tied lm_head is not written), and the persistent buffers, as lazy tensors, each
+    on the device the map gives it (those on the CPU filled with random values)."""
     persistent = set(meta.state_dict())
-    out: dict[str, Any] = {
-        name: LazyTensor(tuple(p.shape), p.dtype, device) for name, p in meta.named_parameters()
-    }
-    for name, buffer in meta.named_buffers():
-        if name in persistent:
-            out[name] = LazyTensor(tuple(buffer.shape), buffer.dtype, device)
+    tensors = [*meta.named_parameters(), *meta.named_buffers()]
+    out: dict[str, Any] = {}
+    for name, t in tensors:
+        if name in persistent and name not in out:
+            where = device_of(name, device_map)
+            fill = std if where == "cpu" and len(set(device_map.values())) > 1 else None
+            out[name] = LazyTensor(tuple(t.shape), t.dtype, where, fill)
     return out
 
 
-def load_random(config: Any, device: torch.device, dtype: torch.dtype, attn: str) -> Any:
-    """The model, on `device`, as from_pretrained of a checkpoint loads it; random values."""
-    tensors = checkpoint_tensors(config, dtype, device)
+def random_device_map(
+    meta: Any, device: torch.device, placement: str | None, max_memory: dict | None
+) -> dict[str, str]:
+    """The module map: all on `device`, or where from_pretrained would put each module
+    for `placement` (auto, balanced, ...) and `max_memory`."""
+    if placement is None:
+        return {"": str(device)}
+    device_map = infer_device_map(meta, placement, max_memory)
+    on_disk = [name for name, where in device_map.items() if where == "disk"]
+    if on_disk:
+        raise UsageError(
+            f"--max-memory cannot hold the model: {len(on_disk)} modules ({on_disk[0]}, ...) "
+            "would go to disk; give the GPUs or the CPU more",
+            field="max_memory",
+        )
+    return device_map
+
+
+def load_random(
+    config: Any,
+    device: torch.device,
+    dtype: torch.dtype,
+    attn: str,
+    placement: str | None = None,
+    max_memory: dict | None = None,
+) -> Any:
+    """The model, on `device` (or placed as `placement` and `max_memory` say), as
+    from_pretrained of a checkpoint loads it; random values."""
+    std = float(getattr(config, "initializer_range", 0.02) or 0.02)
+    meta = meta_model(config, dtype)
+    device_map = random_device_map(meta, device, placement, max_memory)
+    tensors = checkpoint_tensors(meta, device_map, std)
+    del meta
     model = model_class(config).from_pretrained(
         None,
         config=config,
         state_dict=tensors,
         dtype=dtype,
         attn_implementation=attn,
-        device_map={"": device},
+        device_map={name: _accelerate_device(d) for name, d in device_map.items()},
     )
-    randomize(model, float(getattr(config, "initializer_range", 0.02) or 0.02))
+    randomize(model, std)
     return model
+
+
+def _accelerate_device(device: str) -> int | str:
+    """cuda:N as accelerate's N; cpu (and mps) as they are."""
+    return int(device.split(":")[1]) if device.startswith("cuda:") else device
 
 
 @torch.no_grad()

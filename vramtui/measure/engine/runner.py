@@ -29,6 +29,7 @@ class Emitter:
         self.phase = "start"
         self.token: int | None = None  # the step in progress
         self.probe: Any = None
+        self.device_probes: Any = None  # a placed model's devices (probes.DeviceProbes)
         self.running_max = 0  # the highest step peak seen, for the Done event
 
     def emit(self, event: ev.Event) -> None:
@@ -40,7 +41,8 @@ class Emitter:
 
     def sample(self, token: int | None, phase: str, kv: int | None = None) -> int | None:
         allocated, reserved, peak = self.probe.read()
-        self.emit(ev.Sample(token, clock(), phase, allocated, reserved, peak, kv))
+        devices = self.device_probes.read() if self.device_probes is not None else None
+        self.emit(ev.Sample(token, clock(), phase, allocated, reserved, peak, kv, devices))
         self.probe.reset_peak()
         if peak is not None and peak > self.running_max:
             self.running_max = peak
@@ -77,8 +79,13 @@ class Engine(Emitter):
         t_load = clock()
         from vramtui.measure.engine.model import build
 
+        if self.spec.device_map:
+            self.watch_devices()
         built = build(self.spec, device, dtype)
         load_s = clock() - t_load
+        if built.placement is not None:
+            self.device_probes.keep({d.device for d in built.placement.devices})
+            self.emit(ev.Placed([d.to_dict() for d in built.placement.devices]))
         self.sample(None, "load")
         ids = self.prompt(built, device)
         self.emit(loaded_event(built, dtype, int(ids.shape[1]), load_s))
@@ -93,7 +100,7 @@ class Engine(Emitter):
         from vramtui.measure.engine.model import configure_backends
         from vramtui.measure.engine.probes import make_probe
 
-        device = resolve_device(self.spec.device)
+        device = resolve_device(placed_device(self.spec) or self.spec.device)
         if device.type == "cuda":
             torch.cuda.set_device(device)
         dtype = resolve_dtype(self.spec.dtype, device.type)
@@ -101,6 +108,14 @@ class Engine(Emitter):
         backends = configure_backends(self.spec, device)
         self.emit(hello_event(device, self.probe.source, backends))
         return device, dtype
+
+    def watch_devices(self) -> None:
+        """Probes on every device the map may use, peaks reset before the load."""
+        from vramtui.measure.engine.model import max_memory_of
+        from vramtui.measure.engine.probes import DeviceProbes, candidate_devices
+
+        self.device_probes = DeviceProbes(candidate_devices(max_memory_of(self.spec)))
+        self.device_probes.reset_peak()
 
     def prompt(self, built: Any, device: Any) -> Any:
         """The prompt ids on the device: the tokenized text, or random ids."""
@@ -177,6 +192,17 @@ class Engine(Emitter):
             decode_tokens_per_s=(n - 1) / decode_s if decode_s > 0 else None,
             max_allocated=max(self.running_max, max_alloc or 0),
         )
+
+
+def placed_device(spec: RunSpec) -> str | None:
+    """A placed run's main device (its inputs, its main series): the first GPU
+    --max-memory names, or the CPU where it names none; None: as --device says."""
+    if not spec.device_map or not spec.max_memory:
+        return None
+    from vramtui.spec.devices import DeviceList
+    from vramtui.spec.placement import first_device, parse_max_memory
+
+    return first_device(parse_max_memory(spec.max_memory), DeviceList(()))
 
 
 def hello_event(device: Any, memory_source: str, extra: dict[str, str]) -> ev.Hello:

@@ -130,11 +130,14 @@ def _key(request: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
-def _run_child(request: dict[str, Any]) -> dict[str, Any]:
+CHILD = "vramtui.predict.tracing.child"
+
+
+def _run_child(request: dict[str, Any], module: str = CHILD) -> dict[str, Any]:
     env = {**os.environ, "TRANSFORMERS_VERBOSITY": "error", "PYTHONWARNINGS": "ignore"}
     try:
         done = subprocess.run(
-            [sys.executable, "-m", "vramtui.predict.tracing.child"],
+            [sys.executable, "-m", module],
             input=json.dumps(request),
             capture_output=True,
             text=True,
@@ -149,10 +152,13 @@ def _run_child(request: dict[str, Any]) -> dict[str, Any]:
     return json.loads(done.stdout)
 
 
-def _answer(request: dict[str, Any], only_cached: bool = False) -> dict[str, Any] | None:
-    """The child's answer for `request`: from the disk cache, or traced now (None when
-    `only_cached` and nothing is cached)."""
-    path = cache_dir() / f"{_key(request)}.json"
+def answer(
+    request: dict[str, Any], only_cached: bool = False, module: str = CHILD
+) -> dict[str, Any] | None:
+    """The answer of the child `module` for `request`: from the disk cache, or asked
+    now (None when `only_cached` and nothing is cached)."""
+    keyed = request if module == CHILD else {**request, "module": module}
+    path = cache_dir() / f"{_key(keyed)}.json"
     if path.is_file():
         try:
             return json.loads(path.read_text())
@@ -160,16 +166,16 @@ def _answer(request: dict[str, Any], only_cached: bool = False) -> dict[str, Any
             pass  # a damaged entry is traced again
     if only_cached:
         return None
-    answer = _run_child(request)
-    if answer.get("ok"):
+    reply = _run_child(request, module)
+    if reply.get("ok"):
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(answer))
+            tmp.write_text(json.dumps(reply))
             tmp.replace(path)
         except OSError:
-            pass  # no cache: the next estimate traces again
-    return answer
+            pass  # no cache: the next estimate asks again
+    return reply
 
 
 def _step(data: dict[str, Any]) -> StepTrace:
@@ -201,12 +207,12 @@ def _trace(name: str, positions: int, request: dict[str, Any], data: dict[str, A
 def _trace_cached(name: str, positions: int, request_json: str) -> Trace:
     """The trace, made (or read from disk) once per process."""
     request = json.loads(request_json)
-    answer = _answer(request, only_cached=False)
-    assert answer is not None
-    if not answer.get("ok"):
-        reason = short_reason(str(answer.get("error")))
+    reply = answer(request, only_cached=False)
+    assert reply is not None
+    if not reply.get("ok"):
+        reason = short_reason(str(reply.get("error")))
         raise TraceError(f"cannot trace {name}: {reason}", field="model")
-    return _trace(name, positions, request, answer)
+    return _trace(name, positions, request, reply)
 
 
 def _is_known(request_json: str) -> bool:

@@ -23,7 +23,7 @@ from vramtui.tui.plotdata import AXES, build_plot_data
 from vramtui.tui.prediction import breakdown_rows, forecast_text
 from vramtui.tui.run_state import ActiveRun
 from vramtui.tui.screens.keys import ExplainedKeysScreen
-from vramtui.tui.text import run_title, series_rows, side_facts, status_text
+from vramtui.tui.text import device_lines, run_title, series_rows, side_facts, status_text
 from vramtui.tui.widgets.breakdown_panel import BreakdownPanel
 from vramtui.tui.widgets.header import ScreenHeader
 from vramtui.tui.widgets.memory_plot import MemoryPlot
@@ -43,6 +43,7 @@ class RunScreen(ExplainedKeysScreen):
     RunScreen #plot { width: 1fr; height: 1fr; }
     RunScreen #side { width: 36; height: 1fr; padding: 0 1; border-left: vkey $primary 40%; }
     RunScreen #side-facts { height: auto; color: $text-muted; }
+    RunScreen #devices { height: auto; margin-top: 1; }
     RunScreen #breakdown { height: auto; margin-top: 1; }
     RunScreen #status { height: 1; padding: 0 1; background: $boost; text-style: bold; }
     RunScreen #note { height: auto; max-height: 2; padding: 0 1; color: $warning; }
@@ -82,6 +83,7 @@ class RunScreen(ExplainedKeysScreen):
             with Vertical(id="side"):
                 yield SeriesTable(id="series")
                 yield Static("", id="side-facts")
+                yield Static("", id="devices")
                 yield BreakdownPanel(id="breakdown")
         yield Static("", id="status")
         yield Static("", id="note")
@@ -200,6 +202,11 @@ class RunScreen(ExplainedKeysScreen):
         facts = side_facts(session)
         if self._changed("side-facts", facts):
             self.query_one("#side-facts", Static).update(facts)
+        devices = device_lines(session)
+        if self._changed("devices", devices):
+            shown = self.query_one("#devices", Static)
+            shown.update(devices)
+            shown.display = bool(devices)
         self.show_breakdown(session, cpu)
         notes = [device_note(session.environment)] + [
             n for n in list(session.notices) if not n.startswith("no NVML on")

@@ -15,7 +15,15 @@ from textual.widgets import Footer, Static
 from vramtui.measure.session import Session, SessionView, as_view
 from vramtui.report.allocations import allocations_text
 from vramtui.report.breakdown import compare, estimate_for_session
-from vramtui.report.text import comparison_rows, device_note, fact_rows, peak_rows, series_labels
+from vramtui.report.text import (
+    DEVICE_HEADER,
+    comparison_rows,
+    device_note,
+    device_summary_row,
+    fact_rows,
+    peak_rows,
+    series_labels,
+)
 from vramtui.tui.run_state import ActiveRun
 from vramtui.tui.storage import display_path
 from vramtui.tui.text import run_title
@@ -45,6 +53,20 @@ def peaks_table(summary: dict[str, Any]) -> Table:
         table.add_row(label, value, at)
     if not rows:
         table.add_row(Text("no samples were recorded", style="dim"), "", "")
+    return table
+
+
+def devices_table(summary: dict[str, Any]) -> Table | None:
+    """A placed model's devices: layers, weights and peaks of each."""
+    if not summary.get("devices"):
+        return None
+    table = Table(box=None, padding=(0, 2, 0, 0), show_edge=False, header_style="bold")
+    for name in DEVICE_HEADER:
+        table.add_column(
+            name, no_wrap=True, justify="left" if name in ("device", "layers") else "right"
+        )
+    for row in (device_summary_row(d) for d in summary["devices"]):
+        table.add_row(*row)
     return table
 
 
@@ -90,6 +112,7 @@ class SummaryScreen(Screen[None]):
     SummaryScreen #summary { padding: 0 1; }
     SummaryScreen #heading { text-style: bold; color: $accent; margin-bottom: 1; }
     SummaryScreen #peaks { margin-bottom: 1; }
+    SummaryScreen #devices { margin-bottom: 1; }
     SummaryScreen #facts { margin-bottom: 1; }
     SummaryScreen #comparison { margin-bottom: 1; }
     SummaryScreen #allocations { margin-bottom: 1; }
@@ -116,6 +139,9 @@ class SummaryScreen(Screen[None]):
         with VerticalScroll(id="summary"):
             yield Static(heading(summary), id="heading")
             yield Static(peaks_table(summary), id="peaks")
+            devices = devices_table(summary)
+            if devices is not None:
+                yield Static(devices, id="devices")
             yield Static(facts_table(summary), id="facts")
             comparison = comparison_table(self.run.session)
             if comparison is not None:
