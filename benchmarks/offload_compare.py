@@ -55,7 +55,10 @@ def main() -> int:
               f"{_gb(r['weights_predicted'])} predicted; peak {_gb(r['peak_allocated_measured'])} "
               f"measured, {_gb(r['peak_allocated_predicted'])} predicted")  # fmt: skip
     data = {
-        "environment": gpu_environment(),
+        # the run's machine, as its engine recorded it (the estimate needs no GPU and may
+        # have been made elsewhere: its versions are under "estimate_environment")
+        "environment": run.get("environment", {}),
+        "estimate_environment": gpu_environment(),
         "spec": run["spec"],
         "devices": rows,
         "run_status": run["status"],
