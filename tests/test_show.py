@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -67,3 +68,16 @@ def test_damaged_csv_row(
 def test_missing_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["show", str(tmp_path / "nope.json")]) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+def test_a_placed_runs_csv_is_read_as_its_own_devices_series() -> None:
+    """opt-13b offloaded to the CPU on the H200: the CSV has a cpu row beside each cuda:0
+    row; the session read back keeps cuda:0's series (the JSON's peaks), one a step."""
+    from vramtui.report.saved import load_view
+
+    results = Path(__file__).resolve().parent.parent / "benchmarks" / "results" / "offload"
+    view = load_view(results / "offload-h200.csv")
+    recorded = json.loads((results / "offload-h200.json").read_text())
+    assert len(list(view.token_samples)) == recorded["tokens_generated"]
+    assert view.peaks["allocated"].value == recorded["peaks"]["allocated"]["value"]
+    assert view.peaks["allocated"].token == recorded["peaks"]["allocated"]["token"]

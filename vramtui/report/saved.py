@@ -119,11 +119,16 @@ def _loaded(summary: dict[str, Any]) -> ev.Loaded | None:
 
 
 def _events_from_csv(path: Path, rows: list[dict[str, str]]) -> list[ev.Event | NvmlSample]:
-    """The engine samples and NVML readings, with a Phase at every change of phase."""
+    """The engine samples and NVML readings, with a Phase at every change of phase.
+    A placed model's CSV also holds a row per other device each step (its `device`
+    column): the session's series are the run's own device's, the first named."""
     out: list[ev.Event | NvmlSample] = []
     phase = ""
+    main = next((c.get("device", "") for c in rows if c["source"] == "engine"), "")
     for n, cells in enumerate(rows, start=2):
         where = f"{path}, line {n}"
+        if cells["source"] == "engine" and cells.get("device", "") != main:
+            continue  # another device of a placed model
         t = _float(cells["t_s"], where)
         if cells["phase"] and cells["phase"] != phase:
             phase = cells["phase"]
