@@ -17,7 +17,7 @@ from vramtui.measure.session import Session
 from vramtui.models.catalogue import model_names
 from vramtui.report import bench_table as bench_report
 from vramtui.report.export import atomic_write, check_writable
-from vramtui.report.text import table
+from vramtui.report.tables import table
 from vramtui.spec import ATTENTION, CACHES, DTYPES, model_label
 from vramtui.sweep import grid as bench
 from vramtui.sweep.lanes import Lanes, deal, parse_devices

@@ -32,7 +32,7 @@ from vramtui.report.estimate_text import (
     static_cache_note,
     tokens_fit_text,
 )
-from vramtui.report.text import table
+from vramtui.report.tables import table
 from vramtui.spec import DeviceChoice, DeviceList, ResolvedRun, resolve
 from vramtui.units import format_bytes, parse_size
 

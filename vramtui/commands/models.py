@@ -7,7 +7,7 @@ from typing import Any
 
 from vramtui.errors import UsageError
 from vramtui.models.catalogue import families
-from vramtui.report.text import table
+from vramtui.report.tables import table
 from vramtui.units import format_bytes, format_count
 
 

@@ -9,7 +9,8 @@ from typing import Any
 
 from vramtui.errors import UsageError
 from vramtui.report.saved import csv_rows, summary_from_json
-from vramtui.report.text import device_note, series_labels, summary_text, table
+from vramtui.report.tables import table
+from vramtui.report.text import device_note, series_labels, summary_text
 from vramtui.units import format_bytes
 
 # CSV column -> the series it holds (named per backend by report.text.series_labels).

@@ -13,6 +13,7 @@ from typing import Any
 
 from vramtui.measure.allocations import KINDS
 from vramtui.report.sessions import free_stem, safe_name
+from vramtui.report.tables import table
 from vramtui.units import format_bytes
 
 ALLOCATION_HEADER = ("size", "kind", "made by")
@@ -57,7 +58,6 @@ def file_line(snap: dict[str, Any]) -> str:
 
 def allocations_text(summary: dict[str, Any]) -> str | None:
     """The snapshot section of a summary, or None where the run took none."""
-    from vramtui.report.text import table
 
     snap = summary.get("allocation_snapshot")
     if not snap:

@@ -13,7 +13,8 @@ from pathlib import Path
 
 from vramtui.measure.session import SessionView
 from vramtui.report.breakdown import measured_breakdown
-from vramtui.report.text import series_labels, table
+from vramtui.report.tables import table
+from vramtui.report.text import series_labels
 from vramtui.units import format_bytes
 
 # The series a comparison lines up, in this order.

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 from vramtui.measure.startup import WARM
 from vramtui.report.allocations import allocations_text
 from vramtui.report.generations import GENERATION_HEADER, generation_rows
+from vramtui.report.tables import table
 from vramtui.units import format_bytes
 
 if TYPE_CHECKING:
@@ -138,18 +139,6 @@ def comparison_rows(rows: list[ComparisonRow]) -> list[tuple[str, str, str, str]
             (row.component, format_bytes(row.predicted, 2), format_bytes(row.measured, 2), error)
         )
     return out
-
-
-def table(rows: list[tuple[str, ...]], header: tuple[str, ...] | None = None) -> str:
-    """A plain aligned text table."""
-    all_rows = ([header] if header else []) + rows
-    widths = [max(len(r[i]) for r in all_rows) for i in range(len(all_rows[0]))]
-    lines = []
-    for n, row in enumerate(all_rows):
-        lines.append("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
-        if header and n == 0:
-            lines.append("  ".join("-" * w for w in widths))
-    return "\n".join(lines)
 
 
 DEVICE_HEADER = ("device", "layers", "weights", "peak", "reserved")

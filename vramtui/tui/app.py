@@ -138,7 +138,7 @@ class VramApp(App[int]):
         """Profile the user's program (the start screen's "your script"): the run
         screen with its output in a log panel, as `vramtui profile --live` shows it."""
         from vramtui.measure.script.recorder import ScriptRecorder
-        from vramtui.tui.profile_app import OutputBuffer, ProgramRunScreen
+        from vramtui.tui.screens.program_run import OutputBuffer, ProgramRunScreen
 
         if self.current is not None and self.current.running:
             raise UsageError("a run is in progress; cancel it first")

@@ -10,73 +10,16 @@ summary screen follows and the session is saved, as for any run.
 
 from __future__ import annotations
 
-import threading
-from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from textual import events
-from textual.app import ComposeResult
-from textual.widgets import Footer, RichLog
 
-from vramtui.measure.session import SessionView
-from vramtui.predict.estimate import Estimate
 from vramtui.spec import RunSpec
 from vramtui.tui.app import VramApp
 from vramtui.tui.run_state import ActiveRun, RecorderLike
-from vramtui.tui.screens.run import RunScreen
-
-LOG_LINES = 2000  # the program's output kept in the panel
-
-
-class OutputBuffer:
-    """Lines from the recorder's thread, taken by the screen on its redraw timer."""
-
-    def __init__(self, keep: int = LOG_LINES) -> None:
-        self._lines: deque[str] = deque(maxlen=keep)
-        self._lock = threading.Lock()
-
-    def add(self, line: str) -> None:
-        with self._lock:
-            self._lines.append(line)
-
-    def take(self) -> list[str]:
-        with self._lock:
-            lines = list(self._lines)
-            self._lines.clear()
-        return lines
-
-
-class ProgramRunScreen(RunScreen):
-    """The run screen, with the program's output below the plot and no prediction
-    (vramtui did not choose the model, so it has nothing to predict from)."""
-
-    DEFAULT_CSS = """
-    ProgramRunScreen #program-log { height: 8; border-top: hkey $primary 40%; }
-    """
-
-    def __init__(self, run: ActiveRun, output: OutputBuffer, redraw_hz: float = 4.0) -> None:
-        super().__init__(run, redraw_hz)
-        self.output = output
-
-    def compose(self) -> ComposeResult:
-        for widget in super().compose():
-            if isinstance(widget, Footer):
-                yield RichLog(id="program-log", max_lines=LOG_LINES, wrap=True, markup=False)
-            yield widget
-
-    def estimate(self, view: SessionView) -> Estimate | None:
-        return None
-
-    def redraw(self) -> None:
-        lines = self.output.take()
-        if lines and self.is_mounted:
-            log = self.query_one("#program-log", RichLog)
-            for line in lines:
-                log.write(line)
-        super().redraw()
-
+from vramtui.tui.screens.program_run import OutputBuffer, ProgramRunScreen
 
 RecorderMaker = Callable[[Callable[[str], None]], RecorderLike]
 
