@@ -89,7 +89,7 @@ def test_engine_exits_when_its_parent_dies(tmp_path: Path) -> None:
     engine_pid = wait_for_decode(proc)
     proc.kill()
     proc.wait(timeout=5)
-    deadline = time.monotonic() + 3
+    deadline = time.monotonic() + 15  # a busy 2-core box: it exits at once, or not at all
     while psutil.pid_exists(engine_pid) and time.monotonic() < deadline:
         try:
             if psutil.Process(engine_pid).status() == "zombie":

@@ -253,10 +253,14 @@ def test_engine_usage_error_returns_to_the_form(tmp_path: Path) -> None:
         async with app.run_test(size=(80, 24)) as pilot:
             await pilot.press("ctrl+r")
             await wait_for(pilot, lambda: app.current and app.current.ended)
-            await pilot.pause()
-            await pilot.pause()
-            assert isinstance(app.screen, StartScreen)
-            assert "cuda:7" in text_of(app.screen, "#device-error")
+            # back on the form, the engine's refusal under its field (however busy the box)
+            await wait_for(
+                pilot,
+                lambda: (
+                    isinstance(app.screen, StartScreen)
+                    and "cuda:7" in text_of(app.screen, "#device-error")
+                ),
+            )
 
     asyncio.run(scenario())
     assert not out.exists() or not list(out.iterdir())  # nothing measured: nothing written
