@@ -453,3 +453,29 @@ def test_keys_that_do_nothing_now_say_why_and_the_palette_offers_every_action(
             assert isinstance(app.screen, RunScreen)
 
     asyncio.run(scenario())
+
+
+def test_typing_on_the_model_list_filters_it_by_name_hub_id_or_family(tmp_path: Path) -> None:
+    from textual.widgets import DataTable
+
+    app = app_for(RunSpec(model="opt-1.3b"), tmp_path, replayed())
+
+    async def scenario() -> tuple[list[str], str, list[str], str]:
+        async with app.run_test(size=(100, 30)) as pilot:
+            start = app.screen
+            assert isinstance(start, StartScreen)
+            table = start.query_one("#model-table", DataTable)
+            table.focus()
+            await type_into(pilot, "qwen3")  # typed on the list: it goes to the filter
+            await pilot.pause()
+            shown = list(start._shown)
+            box = start.query_one("#model-filter", Input)
+            start_model = start._model()
+            box.value = "meta-llama/"
+            await pilot.pause()
+            return shown, start_model, list(start._shown), box.value
+
+    qwen3, chosen, llama, typed = asyncio.run(scenario())
+    assert qwen3 and all(name.startswith("qwen3") for name in qwen3)
+    assert "qwen3-30b-a3b" in qwen3 and chosen == qwen3[0]
+    assert typed == "meta-llama/" and llama and all(name.startswith("llama") for name in llama)
