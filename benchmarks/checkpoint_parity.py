@@ -30,15 +30,12 @@ from _common import gpu_environment, write_json  # noqa: E402
 
 SAVE = r"""
 import json, sys, torch
-from transformers import AutoConfig, OPTConfig
 from vramtui.measure.engine.random_weights import load_random
 from vramtui.models.catalogue import CATALOGUE
+from vramtui.models.hf import transformers_config
 source, target, dtype = sys.argv[1], sys.argv[2], getattr(torch, sys.argv[3])
-if source in CATALOGUE:
-    config = OPTConfig(**CATALOGUE[source].config_kwargs())
-else:
-    data = json.loads(open(source).read())
-    config = AutoConfig.for_model(data.pop("model_type"), **data)
+data = CATALOGUE[source].config if source in CATALOGUE else json.loads(open(source).read())
+config = transformers_config(data, source)
 device = torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
 model = load_random(config, device, dtype, "sdpa")
 model.save_pretrained(target, safe_serialization=True)

@@ -29,6 +29,7 @@ class LoadFigures:
     free_large: tuple[int, ...] = ()  # every free large-pool block, by segment and address
 
 
+@lru_cache(maxsize=64)
 def load_figures(model: ModelInfo, elem_bytes: int, cal: Calibration) -> LoadFigures:
     """The load of an OPT record (every checkpoint tensor in the model's dtype)."""
     sizes = tuple(numel * elem_bytes for _, numel in model.checkpoint_tensors())
