@@ -50,6 +50,12 @@ def meta_model(config: Any, dtype: Any, attn: str | None = None) -> Any:
         return model_class(config)._from_config(config, **kwargs)
 
 
+def first_line(exc: BaseException) -> str:
+    """An exception's first line (its type's name where it says nothing)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def short_reason(text: str) -> str:
     """transformers' refusal, as one short line: its first sentence, or what to do."""
     if "does not support an attention implementation through" in text and "scaled_dot" in text:

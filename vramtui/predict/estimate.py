@@ -10,6 +10,7 @@ cuBLAS workspaces, fragmentation), each constant with the measurement that set i
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from typing import Any
@@ -21,7 +22,8 @@ from vramtui.predict.kv_replay import KvGrowth, kv_cache_reserve
 from vramtui.predict.steps import StepModel
 from vramtui.predict.traced_steps import TracedSteps
 from vramtui.predict.tracing.traces import Trace, trace_model
-from vramtui.spec import ResolvedRun
+from vramtui.spec import ResolvedRun, RunSpec
+from vramtui.spec.sources import max_positions
 
 # What the estimator reads a model from: OPT's hand-written record (exact), or a trace
 # of any architecture's own code (predict/tracing/).
@@ -80,7 +82,7 @@ class Estimate:
     def kv_at(self, token: int) -> int:
         """KV cache bytes after step `token` (prompt + token positions)."""
         self._check(token)
-        held = self.prompt_tokens + (self.tokens if self.cache == "static" else token)
+        held = held_positions(self.prompt_tokens, self.tokens, token, self.cache)
         return kv_bytes(self.model, self.dtype, self.batch, held)
 
     def allocated_at(self, token: int) -> int:
@@ -134,6 +136,12 @@ def sample_tokens(tokens: int, points: int) -> list[int]:
         return list(range(tokens)) if tokens <= points else [tokens - 1]
     step = (tokens - 1) / (points - 1)
     return sorted({round(i * step) for i in range(points)})
+
+
+def held_positions(prompt: int, tokens: int, token: int, cache: str) -> int:
+    """Positions the cache holds after step `token`: a dynamic cache the prompt and the
+    tokens so far; a static one every position of the run, from the prefill on."""
+    return prompt + (tokens if cache == "static" else token)
 
 
 def kv_bytes(model: Architecture, dtype: str, batch: int, positions: int) -> int:
@@ -268,7 +276,9 @@ def estimate(
     peaks = _peaks(steps, tokens, expandable_segments or not dynamic, replay_cache and dynamic)
     context = calibration.cuda_context_bytes + calibration.cuda_libraries_bytes
     context = context if steps.cuda else 0  # no CUDA context off CUDA
-    kv_final = kv_bytes(model, dtype, batch, prompt_tokens + tokens - (1 if dynamic else 0))
+    kv_final = kv_bytes(
+        model, dtype, batch, held_positions(prompt_tokens, tokens, tokens - 1, cache)
+    )
     return Estimate(
         weights_bytes=model.weights_bytes(dtype),
         kv_cache_bytes=kv_final,
@@ -321,6 +331,25 @@ def max_tokens_that_fit(model: Architecture, memory_bytes: int, **shape: Any) ->
     return lo
 
 
+def trace_for(
+    spec: RunSpec,
+    config: Mapping[str, Any] | None,
+    *,
+    prompt: int,
+    dtype: str,
+    backend: str,
+    only_cached: bool = False,
+) -> Trace | None:
+    """The trace of a config for `spec`'s batch and attention, at the prompt, dtype and
+    backend the run has (None: no config, or `only_cached` and not traced yet)."""
+    if config is None:
+        return None
+    return trace_model(
+        spec.model, dict(config), max_positions(dict(config)) or 2048, prompt=prompt,
+        batch=spec.batch, dtype=dtype, attn=spec.attn, backend=backend, only_cached=only_cached,
+    )  # fmt: skip
+
+
 def architecture_of(run: ResolvedRun, only_cached: bool = False) -> Architecture | None:
     """What the estimator reads the run's model from: the OPT record, or a trace of the
     config (None: the config is not known before the engine fetches it, or
@@ -328,20 +357,11 @@ def architecture_of(run: ResolvedRun, only_cached: bool = False) -> Architecture
     the model's code cannot be traced."""
     if run.model is not None:
         return run.model
-    if run.config is None:
-        return None
     spec = run.spec
-    return trace_model(
-        spec.model,
-        dict(run.config),
-        run.positions or 2048,
-        prompt=spec.prompt_tokens,
-        batch=spec.batch,
-        dtype=run.dtype,
-        attn=spec.attn,
-        backend=run.backend,
+    return trace_for(
+        spec, run.config, prompt=spec.prompt_tokens, dtype=run.dtype, backend=run.backend,
         only_cached=only_cached,
-    )
+    )  # fmt: skip
 
 
 def estimate_run(run: ResolvedRun, only_cached: bool = False, **options: Any) -> Estimate | None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from vramtui.models.architecture import DTYPE_BYTES, ModelInfo
 from vramtui.predict.calibration import Calibration
-from vramtui.predict.load import load_figures
+from vramtui.predict.load import LoadFigures, load_figures
 
 INT64 = 8  # input ids and attention masks are int64
 FLOAT32 = 4  # generate converts the last position's logits to float32
@@ -69,13 +69,18 @@ class StepModel:
         if self.cuda:
             # What the allocator holds after the load (the weights' blocks, remainders
             # too small to split included) and its peak during it (predict/load.py).
-            self.load = load_figures(self.model, self.elem_bytes, self.cal)
+            self.load = self.allocator_load()
             self.weights = self.load.allocated
             self.load_peak = self.load.peak
         else:
             # No caching allocator: the tensors' bytes, allocated once each.
-            self.weights = self.model.params * self.elem_bytes
-            self.load_peak = self.weights
+            self.weights = self.load_peak = self.tensor_bytes()
+
+    def allocator_load(self) -> LoadFigures:
+        return load_figures(self.model, self.elem_bytes, self.cal)
+
+    def tensor_bytes(self) -> int:
+        return self.model.params * self.elem_bytes
 
     def block(self, nbytes: int) -> int:
         """What one tensor of `nbytes` counts in `allocated`: CUDA rounds up to 512 B;

@@ -11,7 +11,7 @@ the cache it leaves.
 from __future__ import annotations
 
 from vramtui.predict.calibration import Calibration
-from vramtui.predict.load import load_sizes
+from vramtui.predict.load import LoadFigures, load_sizes
 from vramtui.predict.steps import StepModel
 from vramtui.predict.tracing.traces import Trace
 
@@ -41,15 +41,11 @@ class TracedSteps(StepModel):
         growing = [layer.row for layer in self.trace.layers if layer.held(last) == last]
         return max(growing, default=0), len(growing)
 
-    def load_weights(self) -> None:
-        trace = self.trace
-        if self.cuda:
-            self.load = load_sizes(trace.tensors, trace.buffers, self.cal)
-            self.weights = self.load.allocated
-            self.load_peak = self.load.peak
-        else:
-            self.weights = trace.weights_bytes()
-            self.load_peak = self.weights
+    def allocator_load(self) -> LoadFigures:
+        return load_sizes(self.trace.tensors, self.trace.buffers, self.cal)
+
+    def tensor_bytes(self) -> int:
+        return self.trace.weights_bytes()
 
     def kv(self, positions: int) -> int:
         positions = self.static_positions or positions

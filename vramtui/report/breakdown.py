@@ -24,11 +24,9 @@ from vramtui.errors import UsageError
 from vramtui.measure import events as ev
 from vramtui.measure.session import Session, SessionView, as_view, step_phase
 from vramtui.predict.calibration import DEFAULT, Calibration
-from vramtui.predict.estimate import Estimate, estimate
-from vramtui.predict.tracing.traces import Trace, trace_model
+from vramtui.predict.estimate import Estimate, estimate, trace_for
 from vramtui.spec import RunSpec, expandable_segments, resolve_dtype
 from vramtui.spec.resolve import read_model
-from vramtui.spec.sources import max_positions
 
 AT = ("latest", "peak")
 LABELS = {
@@ -233,7 +231,9 @@ def estimate_for_session(
     prompt = loaded.prompt_tokens if loaded else spec.prompt_tokens
     dtype = loaded.dtype if loaded else resolve_dtype(spec.dtype, backend)
     try:
-        model = info or _traced(spec, config, prompt, dtype, backend, only_cached)
+        model = info or trace_for(
+            spec, config, prompt=prompt, dtype=dtype, backend=backend, only_cached=only_cached
+        )
         if model is None:
             return None
         return estimate(
@@ -250,20 +250,3 @@ def estimate_for_session(
         )
     except UsageError:
         return None
-
-
-def _traced(
-    spec: RunSpec,
-    config: dict | None,
-    prompt: int,
-    dtype: str,
-    backend: str,
-    only_cached: bool,
-) -> Trace | None:
-    if config is None:
-        return None
-    positions = max_positions(config) or 2048
-    return trace_model(
-        spec.model, dict(config), positions, prompt=prompt, batch=spec.batch, dtype=dtype,
-        attn=spec.attn, backend=backend, only_cached=only_cached,
-    )  # fmt: skip

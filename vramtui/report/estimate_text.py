@@ -6,7 +6,7 @@ returns facts; the sentences are here.
 
 from __future__ import annotations
 
-from vramtui.predict.estimate import Estimate
+from vramtui.predict.estimate import Estimate, held_positions
 from vramtui.predict.forecast import FitCheck
 from vramtui.units import format_bytes, format_count
 
@@ -39,7 +39,7 @@ def static_cache_note(est: Estimate) -> str | None:
 def estimate_rows(e: Estimate) -> list[tuple[str, str, str]]:
     """(component, bytes, what) for the estimate table."""
     kv_token = e.model.kv_bytes_per_token(e.dtype, e.batch)
-    positions = e.prompt_tokens + e.tokens - (0 if e.cache == "static" else 1)
+    positions = held_positions(e.prompt_tokens, e.tokens, e.tokens - 1, e.cache)
     up_to = " (at most the GPU's free memory)" if e.cache_balloons else ""
     cuda = e.backend == "cuda"
     rows = [

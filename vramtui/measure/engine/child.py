@@ -27,6 +27,7 @@ from typing import Any
 from vramtui.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OOM, EXIT_USAGE, UsageError
 from vramtui.measure import events as ev
 from vramtui.measure.engine.runner import Engine, clock
+from vramtui.models.hf import first_line
 from vramtui.spec import RunSpec
 
 
@@ -143,8 +144,7 @@ def run_engine(engine: Engine) -> int:
                 held_bytes=_held_bytes(engine),
             )
             return EXIT_OOM
-        message = text.splitlines()[0] if text else type(exc).__name__
-        engine.fail("error", f"{type(exc).__name__}: {message}")
+        engine.fail("error", f"{type(exc).__name__}: {first_line(exc)}")
         traceback.print_exc(file=sys.stderr)  # into the engine's log, not the terminal
         return EXIT_FAILED
 

@@ -10,7 +10,7 @@ import torch
 from vramtui.errors import UsageError
 from vramtui.measure.engine.random_weights import load_random
 from vramtui.models.catalogue import lookup
-from vramtui.models.hf import short_reason, transformers_config
+from vramtui.models.hf import first_line, short_reason, transformers_config
 from vramtui.models.placement import Placement, device_name, summarize
 from vramtui.spec import RunSpec
 from vramtui.spec.placement import parse_max_memory
@@ -70,14 +70,9 @@ def _unique_tensors(model: Any) -> tuple[int, int]:
     return params, size
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
 def _load_error(spec: RunSpec, exc: Exception) -> UsageError:
     """A config/checkpoint that transformers refuses, as one line for the user."""
-    text = short_reason(_first_line(exc))
+    text = short_reason(first_line(exc))
     what = spec.path or spec.model
     if "Unrecognized configuration class" in text or "Unrecognized model" in text:
         return UsageError(f"{what} is not a causal language model transformers can build: {text}")

@@ -36,7 +36,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from vramtui.errors import UsageError
 from vramtui.models.architecture import natural_key
-from vramtui.models.hf import meta_model, transformers_config
+from vramtui.models.hf import first_line, meta_model, transformers_config
 
 DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 CUDA_BLOCK = 512  # the CUDA caching allocator rounds every request up to 512 B
@@ -253,11 +253,6 @@ def trace(request: Request) -> dict[str, Any]:
     }
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
 def main() -> int:
     request = Request(**json.loads(sys.stdin.read()))
     try:
@@ -265,7 +260,7 @@ def main() -> int:
     except UsageError as exc:
         result = {"ok": False, "error": str(exc)}
     except (NotImplementedError, RuntimeError, ValueError, TypeError, KeyError) as exc:
-        result = {"ok": False, "error": f"{type(exc).__name__}: {_first_line(exc)}"}
+        result = {"ok": False, "error": f"{type(exc).__name__}: {first_line(exc)}"}
     json.dump(result, sys.stdout)
     return 0
 

@@ -111,7 +111,9 @@ def decode_points(prompt: int, positions: int) -> list[int]:
     return sorted({min(p, positions) for p in points})
 
 
+@lru_cache(maxsize=1)
 def _versions() -> dict[str, str]:
+    """torch's and transformers' versions (read from their metadata once a process)."""
     out = {}
     for package in ("torch", "transformers"):
         try:
