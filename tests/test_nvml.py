@@ -163,3 +163,42 @@ def test_nvml_that_cannot_answer_leaves_the_gpus_uncounted(install) -> None:  # 
 
     install(fake_pynvml([], init_error="Insufficient Permissions"))
     assert not available().gpus_counted  # cuda:N is left for the engine to check
+
+
+def test_each_gpu_of_a_placed_model_is_polled_matched_by_uuid(install) -> None:  # type: ignore[no-untyped-def]
+    # NVML lists cuda:1 first: each GPU is found by the UUID the engine reports for it
+    second = FakeGpu("GPU-bbbb", used=9 * GIB, processes=[(4242, 7 * GIB)])
+    first = FakeGpu("GPU-aaaa", used=4 * GIB, processes=[(4242, 3 * GIB)])
+    install(fake_pynvml([second, first, FakeGpu("GPU-cccc")]))
+    rec = recorder()
+    head = hello("aaaa")
+    rec.session.apply(head)
+    rec._on_hello(head)
+    rec._poller.stop()  # type: ignore[union-attr]  # readings below are taken by hand
+    placed = ev.Placed(
+        [
+            {"device": "cuda:0", "weights_bytes": 2 * GIB, "layers": [0], "uuid": "aaaa"},
+            {"device": "cuda:1", "weights_bytes": 5 * GIB, "layers": [1], "uuid": "GPU-bbbb"},
+            {"device": "cuda:2", "weights_bytes": 1, "layers": [], "uuid": "dddd"},
+            {"device": "cpu", "weights_bytes": GIB, "layers": [2]},
+        ]
+    )
+    rec.session.apply(placed)
+    rec._on_placed(placed)
+    assert [d for d, _ in rec._group.watches] == [None, "cuda:1"]
+    gpus = rec.session.environment["placed_gpus"]
+    assert gpus["cuda:1"]["nvml_index"] == 0 and gpus["cuda:2"]["nvml_index"] is None
+    assert any("NVML skipped on cuda:2" in n for n in rec.session.notices)
+    on_readings = rec._poller.on_reading  # type: ignore[union-attr]
+    on_readings(rec._group.read())
+    second.processes = [(4242, 8 * GIB)]
+    on_readings(rec._group.read())
+    view = rec.session.snapshot()
+    devices = {d["device"]: d for d in view.devices_summary()}
+    assert devices["cuda:0"]["peak_nvml_process_bytes"] == 3 * GIB  # the run's own stream
+    assert devices["cuda:1"]["peak_nvml_process_bytes"] == 8 * GIB
+    assert devices["cuda:1"]["peak_nvml_device_used_bytes"] == 9 * GIB
+    assert devices["cpu"]["peak_nvml_process_bytes"] is None
+    assert view.peaks["nvml_process"].value == 3 * GIB  # cuda:1 never mixed into cuda:0's
+    assert [s.process_bytes for s in view.device_nvml["cuda:1"]] == [7 * GIB, 8 * GIB]
+    assert {s.process_bytes for s in view.nvml} == {3 * GIB}

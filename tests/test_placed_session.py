@@ -12,23 +12,18 @@ import pytest
 from conftest import TINY_CONFIG, record
 
 from vramtui.cli import main
-from vramtui.measure import events as ev
 from vramtui.measure.session import Session
 from vramtui.report.export import csv_text, write_csv, write_json
 from vramtui.spec import RunSpec
+from vramtui.tui.replay import ReplayRecorder
 from vramtui.tui.synthetic import on_two_gpus, synthetic_run
 from vramtui.tui.text import device_lines
 
 
 def _session(upto: int | None = None) -> Session:
     items = on_two_gpus(synthetic_run("opt-1.3b", 200, upto=upto), "opt-1.3b")
-    session = Session(RunSpec(model="opt-1.3b", tokens=200, device_map="auto").to_dict())
-    for item in items:
-        if isinstance(item, ev.Event.__args__):  # type: ignore[attr-defined]
-            session.apply(item)
-        else:
-            session.add_nvml(item)
-    return session
+    spec = RunSpec(model="opt-1.3b", tokens=200, device_map="auto")
+    return ReplayRecorder(spec, items).session
 
 
 def _device_samples(session: Session, device: str) -> list[tuple]:
@@ -67,14 +62,18 @@ def test_csv_rows_carry_the_device_and_show_gives_each_devices_peak(
     rows = list(csv.DictReader(io.StringIO(csv_text(session))))
     engine = [r for r in rows if r["source"] == "engine"]
     assert {r["device"] for r in engine} == {"cuda:0", "cuda:1"}
-    assert {r["device"] for r in rows if r["source"] == "nvml"} == {"cuda:0"}
+    nvml = [r for r in rows if r["source"] == "nvml"]
+    assert {r["device"] for r in nvml} == {"cuda:0", "cuda:1"}  # NVML on each GPU
     second = [int(r["step_peak_bytes"]) for r in engine if r["device"] == "cuda:1"]
     assert max(second) == max(d[3] for d in _device_samples(session, "cuda:1"))
+    second_nvml = max(int(r["nvml_process_bytes"]) for r in nvml if r["device"] == "cuda:1")
+    assert second_nvml == session.snapshot().device_peaks["cuda:1"]["nvml_process"].value
     path = write_csv(session, tmp_path / "placed.csv")
     assert main(["show", str(path)]) == 0
     out = capsys.readouterr().out
     line = next(x for x in out.splitlines() if x.startswith("cuda:1"))
     assert f"{max(second) / 1e9:.2f} GB" in line
+    assert f"{second_nvml / 1e9:.2f} GB" in line
     # the run's own peaks are cuda:0's, not mixed with cuda:1's rows
     first = session.snapshot().peaks["step_peak"].value
     assert f"{first / 1e9:.2f} GB" in out

@@ -18,6 +18,7 @@ from vramtui.measure import events as ev
 from vramtui.measure.recorder import Recorder
 from vramtui.measure.session import Session, SessionView
 from vramtui.report.export import check_writable, write_csv, write_json
+from vramtui.report.placed_compare import placed_estimates
 from vramtui.report.sessions import autosave, sessions_dir
 from vramtui.report.text import summary_text
 from vramtui.spec import ResolvedRun, resolve
@@ -148,7 +149,7 @@ def run(args: argparse.Namespace) -> int:
         # was measured, so nothing is written.
         raise UsageError(failure.message, field="device")
     saved = save(view, args.csv, args.json)
-    print(summary_text(view.summary()))
+    print(summary_text(view.summary(), placed_estimates(view)))
     if failure and view.status != "cancelled":
         stderr_line(f"vramtui: run {view.status}: {failure.kind}: {failure.message}")
     code = exit_code(view, interrupted is not None)

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from vramtui.errors import UsageError
-from vramtui.report.saved import csv_rows, summary_from_json
+from vramtui.report.saved import csv_rows, summary_from_json, view_from
 from vramtui.report.tables import table
 from vramtui.report.text import device_note, series_labels, summary_text
 from vramtui.units import format_bytes
@@ -77,15 +77,21 @@ def _read_csv(path: Path) -> tuple[list[dict[str, str]], Peaks, dict[str, Peaks]
 def _device_table(others: dict[str, Peaks]) -> list[str]:
     if not others:
         return []
+
+    def peak(p: Peaks, column: str) -> str:
+        return format_bytes(p[column][0], 2) if column in p else "–"
+
     rows = [
         (
             device,
-            format_bytes(p["step_peak_bytes"][0], 2) if "step_peak_bytes" in p else "–",
-            format_bytes(p["reserved_bytes"][0], 2) if "reserved_bytes" in p else "–",
-        )
+            peak(p, "step_peak_bytes"),
+            peak(p, "reserved_bytes"),
+            peak(p, "nvml_process_bytes"),
+        )  # fmt: skip
         for device, p in others.items()
     ]
-    return ["", "the model's other devices:", table(rows, ("device", "peak", "reserved"))]
+    header = ("device", "peak", "reserved", "NVML process")
+    return ["", "the model's other devices:", table(rows, header)]
 
 
 def csv_peaks(path: Path) -> str:
@@ -111,7 +117,13 @@ def run(args: argparse.Namespace) -> int:
     if path.suffix.lower() == ".csv":
         print(csv_peaks(path))
     elif path.suffix.lower() == ".json":
-        print(summary_text(summary_from_json(path)))
+        summary = summary_from_json(path)
+        predicted = None
+        if summary.get("devices"):  # placed: each device predicted for the run's placement
+            from vramtui.report.placed_compare import placed_estimates
+
+            predicted = placed_estimates(view_from(summary, []), only_cached=False)
+        print(summary_text(summary, predicted))
     else:
         raise UsageError(f"expected a .json or .csv file written by vramtui, got {path.name}")
     return 0

@@ -213,12 +213,26 @@ class DeviceWatch:
         return Reading(t, None, used, total)
 
 
-class Poller:
-    """A thread that calls `on_reading` at `hz` until stopped."""
+class WatchGroup:
+    """Several GPUs read in one poll: the run's own (named None) and the other GPUs a
+    placed model uses (named cuda:N, as the engine names them)."""
 
-    def __init__(
-        self, watch: DeviceWatch, on_reading: Callable[[Reading], None], hz: float = 200.0
-    ) -> None:
+    def __init__(self) -> None:
+        self.watches: tuple[tuple[str | None, DeviceWatch], ...] = ()
+
+    def add(self, device: str | None, watch: DeviceWatch) -> None:
+        # a new tuple, swapped whole: the poller's thread may be reading the old one
+        self.watches = (*self.watches, (device, watch))
+
+    def read(self) -> list[tuple[str | None, Reading]]:
+        return [(device, watch.read()) for device, watch in self.watches]
+
+
+class Poller:
+    """A thread that calls `on_reading(watch.read())` at `hz` until stopped (`watch`:
+    a DeviceWatch, or a WatchGroup of several)."""
+
+    def __init__(self, watch: Any, on_reading: Callable[[Any], None], hz: float = 200.0) -> None:
         self.watch = watch
         self.on_reading = on_reading
         self.interval = 1.0 / hz

@@ -63,7 +63,8 @@ class Recorder:
         self._cancelled = threading.Event()
         self._cancel_reason = "cancelled by the user"
         self._poller: nvml.Poller | None = None
-        self._watch: nvml.DeviceWatch | None = None
+        self._watch: nvml.DeviceWatch | None = None  # the run's own GPU
+        self._group = nvml.WatchGroup()  # it, and a placed model's other GPUs
         self._rss: RssWatch | None = None
         self._baseline: dict[str, int] = {}
 
@@ -106,12 +107,40 @@ class Recorder:
         session.set_environment(nvml_index=gpu.index, gpu_name=gpu.name)
         baseline = self._baseline.get(nvml.normalise_uuid(gpu.uuid) or "")
         self._watch = nvml.DeviceWatch(gpu, hello.pid, baseline)
+        self._group.add(None, self._watch)
 
-        def on_reading(r: nvml.Reading) -> None:
-            session.add_nvml(NvmlSample(r.t, r.process_bytes, r.device_used, r.device_total))
+        def on_readings(readings: list[tuple[str | None, nvml.Reading]]) -> None:
+            for device, r in readings:
+                sample = NvmlSample(r.t, r.process_bytes, r.device_used, r.device_total)
+                session.add_nvml(sample, device)
 
-        self._poller = nvml.Poller(self._watch, on_reading, hz=self.nvml_hz)
+        self._poller = nvml.Poller(self._group, on_readings, hz=self.nvml_hz)
         self._poller.start()
+
+    def _on_placed(self, placed: ev.Placed) -> None:
+        """A model placed across devices: what each GPU is (from the engine), the memory
+        the CPU's RSS may grow to, and NVML on every other GPU the model uses."""
+        facts: dict[str, dict[str, object]] = {}
+        head = self.session.environment.get("device")
+        for d in placed.devices:
+            device = str(d["device"])
+            if not device.startswith("cuda"):
+                continue
+            facts[device] = {"gpu_name": d.get("gpu_name"), "total_bytes": d.get("total_bytes")}
+            if device != head and self._watch is not None:  # the run's own is watched
+                facts[device]["nvml_index"] = self._watch_other(device, d.get("uuid"))
+        self.session.set_environment(placed_gpus=facts, memory_limit_bytes=memory_limit())
+
+    def _watch_other(self, device: str, uuid: str | None) -> int | None:
+        """NVML on another GPU of a placed model (its index), polled with the run's own."""
+        assert self._watch is not None
+        gpu = nvml.find_by_uuid(uuid)
+        if gpu is None:
+            self.session.notice(f"NVML skipped on {device}: no NVML device has its UUID")
+            return None
+        baseline = self._baseline.get(nvml.normalise_uuid(gpu.uuid) or "")
+        self._group.add(device, nvml.DeviceWatch(gpu, self._watch.pid, baseline))
+        return gpu.index
 
     def _cancelled_failure(self, event: ev.Failed) -> ev.Failed:
         return ev.Failed("cancelled", self._cancel_reason, event.phase, event.token)
@@ -140,6 +169,8 @@ class Recorder:
                 session.apply(event)
                 if isinstance(event, ev.Hello):
                     self._on_hello(event)
+                elif isinstance(event, ev.Placed):
+                    self._on_placed(event)
                 if on_event is not None:
                     on_event(event)
             code = engine.wait()
@@ -195,11 +226,13 @@ class Recorder:
         watch = self._watch
         if watch is None:
             return
-        for error in watch.errors:
-            self.session.notice(error)
-        if watch.mode == "baseline":
-            self.session.notice(
-                "engine PID not visible to NVML (container?): process memory is "
-                "device used minus used before the run"
-            )
+        for device, each in self._group.watches:
+            on = f" ({device})" if device else ""
+            for error in each.errors:
+                self.session.notice(error + on)
+            if each.mode == "baseline":
+                self.session.notice(
+                    f"engine PID not visible to NVML{on} (container?): process memory is "
+                    "device used minus used before the run"
+                )
         self.session.set_environment(nvml_process_source=watch.mode)

@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import threading
 import time
-from bisect import bisect_left
 from dataclasses import fields
 from typing import Any
 
 from vramtui.measure import events as ev
+from vramtui.measure.nvml_stream import NvmlStream
 from vramtui.measure.session_view import (
     ENGINE_SERIES,
     NVML_SERIES,
+    DeviceNvml,
     NvmlSample,
     Peak,
     SessionView,
@@ -30,6 +31,7 @@ from vramtui.measure.session_view import (
 
 __all__ = [
     "ENGINE_SERIES",
+    "DeviceNvml",
     "NVML_SERIES",
     "NvmlSample",
     "Peak",
@@ -42,10 +44,6 @@ __all__ = [
 FINAL = ("completed", "failed", "cancelled")
 # What a reader sees only through a snapshot; writing one of these on a Session is a bug.
 _READ_ONLY = {f.name for f in fields(SessionView)} - {"spec", "t0", "started_wall"}
-
-
-def _nvml_key(sample: NvmlSample) -> tuple[int, int]:
-    return (sample.process_bytes or 0, sample.device_used or 0)
 
 
 class Session:
@@ -80,12 +78,8 @@ class Session:
         self._phase_times: list[float] = []
         self._notices: list[str] = []
         self._peaks: dict[str, Peak] = {}
-        self._nvml: list[NvmlSample] = []
-        self._nvml_seen = 0
-        self._nvml_decimation = 1
-        self._nvml_window: NvmlSample | None = None  # largest reading of the open window
-        self._nvml_waiting: list[NvmlSample] = []  # readings after the newest token sample
-        self._nvml_token_max: dict[int, int] = {}
+        self._nvml = NvmlStream(max_nvml_samples)  # the run's own device
+        self._device_nvml: dict[str, NvmlStream] = {}  # a placed model's other GPUs
         self._nvml_rate_hz: float | None = None
         self._ended_at: float | None = None
         self._generations: list[ev.Generation] = []
@@ -102,9 +96,6 @@ class Session:
             return self._view
 
     def _make_view(self) -> SessionView:
-        nvml = tuple(self._nvml)
-        if self._nvml_window is not None:
-            nvml += (self._nvml_window,)
         return SessionView(
             spec=dict(self.spec),
             environment=dict(self._environment),
@@ -120,9 +111,9 @@ class Session:
             phases=tuple(self._phases),
             notices=tuple(self._notices),
             peaks=dict(self._peaks),
-            nvml=nvml,
-            nvml_seen=self._nvml_seen,
-            nvml_token_max=dict(self._nvml_token_max),
+            nvml=self._nvml.samples(),
+            nvml_seen=self._nvml.seen,
+            nvml_token_max=dict(self._nvml.token_max),
             nvml_rate_hz=self._nvml_rate_hz,
             ended_at=self._ended_at,
             startup=self._startup,
@@ -130,6 +121,8 @@ class Session:
             allocation_snapshot=self._allocation_snapshot,
             placed=self._placed,
             device_peaks={d: dict(p) for d, p in self._device_peaks.items()},
+            device_nvml={d: n.samples() for d, n in self._device_nvml.items()},
+            device_nvml_token_max={d: dict(n.token_max) for d, n in self._device_nvml.items()},
         )
 
     def __setattr__(self, name: str, value: Any) -> None:
@@ -214,65 +207,34 @@ class Session:
             self._changed()
             self._ended_at = t
 
-    def add_nvml(self, sample: NvmlSample) -> None:
+    def add_nvml(self, sample: NvmlSample, device: str | None = None) -> None:
+        """A reading of the run's own GPU; or, with `device`, of another GPU a placed
+        model uses (its peaks go with that device's, its readings to a stream of its own)."""
         with self._lock:
             self._changed()
-            self._nvml_seen += 1
             phase = self._phase_at(sample.t)
             token = self._token_at(sample.t)
-            self._track("nvml_process", sample.process_bytes, token, phase, sample.t)
-            self._track("nvml_device_used", sample.device_used, token, phase, sample.t)
-            self._fold_nvml(sample)
-            # Past the cap, one sample in `decimation` is stored: the largest of
-            # its window, so a spike between stored samples is never dropped.
-            window = self._nvml_window
-            if window is None or _nvml_key(sample) > _nvml_key(window):
-                self._nvml_window = window = sample
-            if self._nvml_seen % self._nvml_decimation:
-                return
-            self._nvml.append(window)
-            self._nvml_window = None
-            if len(self._nvml) >= self.max_nvml_samples:
-                self._thin_nvml()
+            if device is None or device == self._environment.get("device"):
+                stream = self._nvml
+                self._track("nvml_process", sample.process_bytes, token, phase, sample.t)
+                self._track("nvml_device_used", sample.device_used, token, phase, sample.t)
+            else:
+                stream = self._device_nvml.setdefault(device, NvmlStream(self.max_nvml_samples))
+                peaks = self._device_peaks.setdefault(device, {})
+                _better(peaks, "nvml_process", sample.process_bytes, token, phase, sample.t)
+                _better(peaks, "nvml_device_used", sample.device_used, token, phase, sample.t)
+            stream.fold(sample, self._token_times, self._in_step)
+            stream.add(sample)
 
-    def _thin_nvml(self) -> None:
-        """Halve the stored NVML stream, keeping the larger of each pair."""
-        stored = self._nvml
-        kept = [max(stored[i], stored[i + 1], key=_nvml_key) for i in range(0, len(stored) - 1, 2)]
-        if len(stored) % 2:
-            kept.append(stored[-1])
-        self._nvml = kept
-        self._nvml_decimation *= 2
-
-    def _fold_nvml(self, sample: NvmlSample) -> None:
-        """The largest NVML process reading during each token's step: a reading belongs
-        to the first token sampled at or after it (token 0 only from the prefill on)."""
-        if sample.process_bytes is None:
-            return
-        times = self._token_times
-        if not times or sample.t > times[-1]:
-            self._nvml_waiting.append(sample)  # its token is not sampled yet
-            return
-        self._assign(bisect_left(times, sample.t), sample)
-
-    def _assign(self, token: int, sample: NvmlSample) -> None:
-        if self._phase_at(sample.t) not in ("prefill", "decode"):
-            return  # before the first step, or between a program's generate() calls
-        best = self._nvml_token_max.get(token)
-        if best is None or sample.process_bytes > best:  # type: ignore[operator]
-            self._nvml_token_max[token] = sample.process_bytes  # type: ignore[assignment]
+    def _in_step(self, t: float) -> bool:
+        return self._phase_at(t) in ("prefill", "decode")
 
     def _end(self, status: str) -> None:
-        if self._nvml_window is not None:  # the newest window, not yet stored
-            self._nvml.append(self._nvml_window)
-            self._nvml_window = None
-        self._nvml_waiting.clear()  # after the last token: no token to belong to
+        for stream in (self._nvml, *self._device_nvml.values()):
+            stream.end()  # the newest window stored; waiting readings have no token
         self._status = status
         self._ended_at = time.monotonic()
-        if len(self._nvml) > 1:
-            span = self._nvml[-1].t - self._nvml[0].t
-            if span > 0:
-                self._nvml_rate_hz = (self._nvml_seen - 1) / span
+        self._nvml_rate_hz = self._nvml.rate_hz()
 
     def _add_sample(self, sample: ev.Sample) -> None:
         self._samples.append(sample)
@@ -280,31 +242,32 @@ class Session:
             self._token_samples.append(sample)
             self._token_times.append(sample.t)
             token = len(self._token_times) - 1
-            waiting = [s for s in self._nvml_waiting if s.t <= sample.t]
-            self._nvml_waiting = [s for s in self._nvml_waiting if s.t > sample.t]
-            for reading in waiting:
-                self._assign(token, reading)
+            for stream in (self._nvml, *self._device_nvml.values()):
+                stream.token_sampled(token, sample.t, self._in_step)
         phase = step_phase(sample)
         for name in ENGINE_SERIES:
             self._track(name, getattr(sample, name), sample.token, phase, sample.t)
         for device, *values in sample.devices or ():
             peaks = self._device_peaks.setdefault(device, {})
             for name, value in zip(ENGINE_SERIES, values, strict=True):
-                if value is not None and (name not in peaks or value > peaks[name].value):
-                    peaks[name] = Peak(value, sample.token, phase, sample.t)
+                _better(peaks, name, value, sample.token, phase, sample.t)
 
     def _track(self, name: str, value: int | None, token: int | None, phase: str, t: float) -> None:
-        if value is None:
-            return
-        best = self._peaks.get(name)
-        if best is None or value > best.value:
-            self._peaks[name] = Peak(value, token, phase, t)
+        _better(self._peaks, name, value, token, phase, t)
 
     def _phase_at(self, t: float) -> str:
         return phase_at(self._phases, self._phase_times, t)
 
     def _token_at(self, t: float) -> int | None:
         return token_at(self._phases, self._phase_times, self._token_times, t)
+
+
+def _better(
+    peaks: dict[str, Peak], name: str, value: int | None, token: int | None, phase: str, t: float
+) -> None:
+    """Keep `value` as the peak of `name` if it is the largest yet."""
+    if value is not None and (name not in peaks or value > peaks[name].value):
+        peaks[name] = Peak(value, token, phase, t)
 
 
 def as_view(session: Session | SessionView) -> SessionView:

@@ -33,6 +33,18 @@ class NvmlSample:
 
 
 @dataclass(frozen=True)
+class DeviceNvml:
+    """An NVML reading of another GPU a placed model uses (replays, saved sessions)."""
+
+    device: str
+    sample: NvmlSample
+
+    @property
+    def t(self) -> float:
+        return self.sample.t
+
+
+@dataclass(frozen=True)
 class Peak:
     value: int
     token: int | None
@@ -94,7 +106,10 @@ class SessionView:
     startup: ev.Startup | None = None  # when the engine process got where, before the run
     allocation_snapshot: ev.AllocationSnapshot | None = None  # --snapshot
     placed: ev.Placed | None = None  # a model placed across devices by a device map
-    device_peaks: dict[str, dict[str, Peak]] = field(default_factory=dict)  # per device
+    # a placed model's devices: series -> peak (engine series; NVML for its other GPUs)
+    device_peaks: dict[str, dict[str, Peak]] = field(default_factory=dict)
+    device_nvml: dict[str, tuple[NvmlSample, ...]] = field(default_factory=dict)  # other GPUs
+    device_nvml_token_max: dict[str, dict[int, int]] = field(default_factory=dict)
 
     # ---- state -------------------------------------------------------------------
     @property
@@ -208,9 +223,11 @@ class SessionView:
                 return g.index
         return None
 
-    def nvml_rows(self) -> list[tuple[NvmlSample, int | None, str]]:
-        """Every stored NVML sample with its token and phase, for export."""
-        return [(s, self.token_at(s.t), self.phase_at(s.t)) for s in self.nvml]
+    def nvml_rows(self, device: str | None = None) -> list[tuple[NvmlSample, int | None, str]]:
+        """Every stored NVML sample (of the run's own GPU, or of another `device` of a
+        placed model) with its token and phase, for export."""
+        stored = self.nvml if device is None else self.device_nvml.get(device, ())
+        return [(s, self.token_at(s.t), self.phase_at(s.t)) for s in stored]
 
     # ---- the summary -------------------------------------------------------------
     def peak_allocated(self) -> Peak | None:
@@ -265,33 +282,11 @@ class SessionView:
         }
 
     def devices_summary(self) -> list[dict[str, Any]]:
-        """Each device of a placed model: what it holds and its measured peaks (a CPU's
-        are the process's RSS, offloaded weights included). Empty for one device."""
-        placed = {str(d["device"]): d for d in self.placed.devices} if self.placed else {}
-        out = []
-        for device in dict.fromkeys([*placed, *self.device_peaks]):
-            held = placed.get(device, {})
-            peaks = self.device_peaks.get(device, {})
-            peak = peaks.get("step_peak") or peaks.get("allocated")
-            out.append(
-                {
-                    "device": device,
-                    "layers": list(held.get("layers", [])),
-                    "modules": list(held.get("modules", [])),
-                    "weights_bytes": held.get("weights_bytes"),
-                    "peak_allocated_bytes": _value(peak),
-                    "peak_reserved_bytes": _value(peaks.get("reserved")),
-                    "final_allocated_bytes": self._last_allocated(device),
-                }
-            )
-        return out
+        """Each device of a placed model: what it holds and its measured peaks
+        (measure/device_view.py). Empty for one device."""
+        from vramtui.measure.device_view import devices_summary
 
-    def _last_allocated(self, device: str) -> int | None:
-        for sample in reversed(self.samples):
-            for name, allocated, *_ in sample.devices or ():
-                if name == device:
-                    return allocated
-        return None
+        return devices_summary(self)
 
     def _generation_entry(self, g: ev.Generation) -> dict[str, Any]:
         entry = asdict(g)

@@ -222,6 +222,14 @@ def estimate_for_session(
     view = as_view(session)
     if view.spec.get("device_map"):
         return None  # one device's estimate is not a placed run's (see predict/placed.py)
+    return run_estimate(view, calibration, only_cached)
+
+
+def run_estimate(
+    view: SessionView, calibration: Calibration = DEFAULT, only_cached: bool = True
+) -> Estimate | None:
+    """The estimate of a session's run as if on one device (a placed run's is split by
+    device from it: report/placed_compare.py)."""
     try:
         spec, info, _, config = read_model(RunSpec.from_dict(dict(view.spec)))
     except (UsageError, TypeError, KeyError):

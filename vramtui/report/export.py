@@ -119,27 +119,9 @@ def csv_text(session: Session | SessionView) -> str:
             )
         )
         rows.extend((s.t, row) for row in _device_rows(s, t0) if row[-1] != device)
-    for n, token, phase in view.nvml_rows():
-        rows.append(
-            (
-                n.t,
-                [
-                    _t(n.t, t0),
-                    "nvml",
-                    token,
-                    phase,
-                    None,
-                    None,
-                    None,
-                    None,
-                    n.process_bytes,
-                    n.device_used,
-                    n.device_total,
-                    view.generation_of(None, n.t),
-                    device,
-                ],
-            )
-        )
+    for name in (None, *view.device_nvml):  # the run's own GPU; a placed model's others
+        rows.extend((n.t, _nvml_row(view, n, token, phase, name or device))
+                    for n, token, phase in view.nvml_rows(name))  # fmt: skip
     rows.sort(key=lambda r: r[0])
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
@@ -147,6 +129,26 @@ def csv_text(session: Session | SessionView) -> str:
     for _, row in rows:
         writer.writerow([safe_cell(v) for v in row])
     return out.getvalue()
+
+
+def _nvml_row(
+    view: SessionView, n: Any, token: int | None, phase: str, device: str | None
+) -> list[Any]:
+    return [
+        _t(n.t, view.t0),
+        "nvml",
+        token,
+        phase,
+        None,
+        None,
+        None,
+        None,
+        n.process_bytes,
+        n.device_used,
+        n.device_total,
+        view.generation_of(None, n.t),
+        device,
+    ]
 
 
 def _device_rows(s: Any, t0: float) -> list[list[Any]]:

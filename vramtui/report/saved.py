@@ -18,7 +18,7 @@ from typing import Any
 
 from vramtui.errors import UsageError
 from vramtui.measure import events as ev
-from vramtui.measure.session import NvmlSample, Peak, Session, SessionView
+from vramtui.measure.session import DeviceNvml, NvmlSample, Peak, Session, SessionView
 from vramtui.report.export import CSV_COLUMNS, CSV_COLUMNS_V1, CSV_COLUMNS_V2
 from vramtui.report.text import summary_text
 
@@ -118,27 +118,50 @@ def _loaded(summary: dict[str, Any]) -> ev.Loaded | None:
     )
 
 
-def _events_from_csv(path: Path, rows: list[dict[str, str]]) -> list[ev.Event | NvmlSample]:
+Item = ev.Event | NvmlSample | DeviceNvml
+
+
+def _events_from_csv(path: Path, rows: list[dict[str, str]]) -> list[Item]:
     """The engine samples and NVML readings, with a Phase at every change of phase.
-    A placed model's CSV also holds a row per other device each step (its `device`
-    column): the session's series are the run's own device's, the first named."""
-    out: list[ev.Event | NvmlSample] = []
+    A placed model's CSV also holds rows of its other devices (its `device` column):
+    the session's series are the run's own device's, the first named; the others'
+    engine rows of a step go back into that step's sample, their NVML rows to their own."""
+    out: list[Item] = []
     phase = ""
     main = next((c.get("device", "") for c in rows if c["source"] == "engine"), "")
+    others = _other_devices(path, rows, main)
     for n, cells in enumerate(rows, start=2):
         where = f"{path}, line {n}"
-        if cells["source"] == "engine" and cells.get("device", "") != main:
-            continue  # another device of a placed model
+        device = cells.get("device", "")
+        if cells["source"] == "engine" and device != main:
+            continue  # another device of a placed model: in `others`
         t = _float(cells["t_s"], where)
         if cells["phase"] and cells["phase"] != phase:
             phase = cells["phase"]
             out.append(ev.Phase(phase, t))
         if cells["source"] == "nvml":
-            out.append(NvmlSample(t, *(whole_cell(cells, c, where) for c in _NVML_INTS)))
+            reading = NvmlSample(t, *(whole_cell(cells, c, where) for c in _NVML_INTS))
+            out.append(reading if device in (main, "") else DeviceNvml(device, reading))
             continue
         token = whole_cell({"token": cells["token"]}, "token", where)
         values = [whole_cell(cells, c, where) for c in _ENGINE_INTS]
-        out.append(ev.Sample(token, t, phase, *values))
+        step = others.get(cells["t_s"])
+        devices = ((main, *values[:3]), *step) if step else None
+        out.append(ev.Sample(token, t, phase, *values, devices=devices))  # type: ignore[arg-type]
+    return out
+
+
+def _other_devices(
+    path: Path, rows: list[dict[str, str]], main: str
+) -> dict[str, list[tuple[str, int | None, int | None, int | None]]]:
+    """A placed model's other devices' engine rows, by their step's time (as written)."""
+    out: dict[str, list[tuple[str, int | None, int | None, int | None]]] = {}
+    for n, cells in enumerate(rows, start=2):
+        if cells["source"] != "engine" or cells.get("device", "") == main:
+            continue
+        where = f"{path}, line {n}"
+        values = tuple(whole_cell(cells, c, where) for c in _ENGINE_INTS[:3])
+        out.setdefault(cells["t_s"], []).append((cells["device"], *values))  # type: ignore[arg-type]
     return out
 
 
@@ -178,7 +201,7 @@ def load_view(path: str | Path) -> SessionView:
     return view_from(summary, items)
 
 
-def view_from(summary: dict[str, Any], items: list[ev.Event | NvmlSample]) -> SessionView:
+def view_from(summary: dict[str, Any], items: list[Item]) -> SessionView:
     """A session from a summary (as a session's JSON holds it) and its samples, if any:
     without samples, the peaks the summary saved."""
     session = Session(dict(summary["spec"]), dict(summary["environment"]), t0=0.0)
@@ -188,10 +211,14 @@ def view_from(summary: dict[str, Any], items: list[ev.Event | NvmlSample]) -> Se
     loaded = _loaded(summary) if "weights_bytes" in summary else None
     if loaded is not None:
         session.apply(loaded)
+    if summary.get("devices"):  # a model placed across devices: what each one holds
+        session.apply(ev.Placed([dict(d) for d in summary["devices"]]))
     last_t = 0.0
     for item in items:
         if isinstance(item, NvmlSample):
             session.add_nvml(item)
+        elif isinstance(item, DeviceNvml):
+            session.add_nvml(item.sample, item.device)
         else:
             session.apply(item)
         last_t = max(last_t, getattr(item, "t", 0.0))

@@ -11,6 +11,7 @@ from vramtui.report.tables import table
 from vramtui.units import format_bytes
 
 if TYPE_CHECKING:
+    from vramtui.predict.placed import DeviceEstimate
     from vramtui.report.breakdown import ComparisonRow
 
 SERIES_LABELS = {
@@ -141,9 +142,6 @@ def comparison_rows(rows: list[ComparisonRow]) -> list[tuple[str, str, str, str]
     return out
 
 
-DEVICE_HEADER = ("device", "layers", "weights", "peak", "reserved")
-
-
 def layer_span(layers: list[int] | tuple[int, ...]) -> str:
     """[0, 1, 2, 5, 6] -> '0-2,5-6'; '–' for none."""
     runs: list[list[int]] = []
@@ -155,18 +153,71 @@ def layer_span(layers: list[int] | tuple[int, ...]) -> str:
     return ",".join(f"{a}-{b}" if b > a else str(a) for a, b in runs) or "–"
 
 
-def device_summary_row(d: dict[str, Any]) -> tuple[str, ...]:
-    """One device of a placed run, as the summary JSON has it."""
-    return (
-        str(d.get("device")),
-        layer_span(list(d.get("layers") or [])),
-        format_bytes(d.get("weights_bytes"), 2),
-        format_bytes(d.get("peak_allocated_bytes"), 2),
-        format_bytes(d.get("peak_reserved_bytes"), 2),
-    )
+DEVICE_HEADER = ("device", "layers", "weights", "peak", "predicted", "NVML peak", "predicted")
+DEVICE_NOTE = (
+    "peak: each GPU's allocator peak, the CPU's RSS (its offloaded weights and the "
+    "process); NVML peak: the engine's process on that GPU; predicted: for the placement "
+    "the run made, with its error"
+)
 
 
-def summary_text(summary: dict[str, Any]) -> str:
+def _against(predicted: int | None, measured: int | None) -> str:
+    """'12.52 GB (+3.2 %)': a prediction and its error against the measurement."""
+    if predicted is None:
+        return "–"
+    text = format_bytes(predicted, 2)
+    if measured:
+        text += f" ({(predicted - measured) / measured * 100:+.1f} %)"
+    return text
+
+
+def placed_devices(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """The summary's `devices`; in files written before each GPU's NVML was kept, the run's
+    own device given the run's NVML peak."""
+    device = summary.get("environment", {}).get("device")
+    peak = summary.get("peak_nvml_process_bytes")
+    return [
+        {**d, "peak_nvml_process_bytes": peak}
+        if d.get("device") == device and "peak_nvml_process_bytes" not in d
+        else d
+        for d in summary.get("devices") or []
+    ]
+
+
+def device_rows(
+    devices: list[dict[str, Any]], predicted: dict[str, DeviceEstimate] | None = None
+) -> list[tuple[str, ...]]:
+    """One row per device of a placed run's summary `devices`: what it holds, its measured
+    peaks and, where predicted (report/placed_compare.py), the prediction and its error.
+    The CPU's RSS is held against its predicted total (weights and the process)."""
+    rows = []
+    for d in devices:
+        name = str(d.get("device"))
+        guess = (predicted or {}).get(name)
+        peak, nvml = d.get("peak_allocated_bytes"), d.get("peak_nvml_process_bytes")
+        gpu = name.startswith("cuda")
+        alloc_guess = total_guess = None
+        if guess is not None:
+            alloc_guess = guess.peak_allocated_bytes if gpu else guess.peak_total_bytes
+            total_guess = guess.peak_total_bytes if gpu else None
+        rows.append(
+            (
+                name,
+                layer_span(list(d.get("layers") or [])),
+                format_bytes(d.get("weights_bytes"), 2),
+                format_bytes(peak, 2),
+                _against(alloc_guess, peak),
+                format_bytes(nvml, 2) if gpu else "–",
+                _against(total_guess, nvml),
+            )
+        )
+    return rows
+
+
+def summary_text(
+    summary: dict[str, Any], predicted: dict[str, DeviceEstimate] | None = None
+) -> str:
+    """The peak summary; a placed run's devices each with `predicted`, where given."""
     head = f"Peak memory — {summary.get('model')}, {summary['tokens_generated']} tokens"
     env = summary.get("environment", {})
     rows = peak_rows(summary, series_labels(env.get("backend")))
@@ -182,8 +233,8 @@ def summary_text(summary: dict[str, Any]) -> str:
     if snapshot:
         parts += ["", snapshot]
     if summary.get("devices"):  # a model placed across devices
-        rows = [device_summary_row(d) for d in summary["devices"]]
-        parts += ["", "each device", table(rows, DEVICE_HEADER)]
+        rows = device_rows(placed_devices(summary), predicted)
+        parts += ["", "each device", table(rows, DEVICE_HEADER), DEVICE_NOTE]
     for notice in summary.get("notices", []):
         parts.append(f"note: {notice}")
     return "\n".join(parts)

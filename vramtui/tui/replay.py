@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 
 from vramtui.measure import events as ev
-from vramtui.measure.session import NvmlSample, Session
+from vramtui.measure.session import DeviceNvml, NvmlSample, Session
 from vramtui.spec import ResolvedRun, RunSpec
 from vramtui.tui.synthetic import Item
 
@@ -63,6 +63,9 @@ class ReplayRecorder:
         if isinstance(item, NvmlSample):
             session.add_nvml(item)
             return
+        if isinstance(item, DeviceNvml):
+            session.add_nvml(item.sample, item.device)
+            return
         session.apply(item)
         if isinstance(item, ev.Hello) and item.backend != "cuda":
             session.notice(f"no NVML on {item.backend}: figures are {item.memory_source}")
@@ -79,7 +82,7 @@ class ReplayRecorder:
                 if self._cancelled.is_set():
                     break
                 self._apply(item)
-                if on_event is not None and not isinstance(item, NvmlSample):
+                if on_event is not None and not isinstance(item, (NvmlSample, DeviceNvml)):
                     on_event(item)
                 if isinstance(item, ev.Sample) and item.token is not None:
                     time.sleep(self.delay)

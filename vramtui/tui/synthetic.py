@@ -10,11 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from vramtui.measure import events as ev
-from vramtui.measure.session import NvmlSample
+from vramtui.measure.session import DeviceNvml, NvmlSample
 from vramtui.models.architecture import DTYPE_BYTES, ModelInfo
 from vramtui.models.catalogue import lookup
 
-Item = ev.Event | NvmlSample
+Item = ev.Event | NvmlSample | DeviceNvml
 
 FIXED_VERSIONS = {
     "torch": "2.11.0",
@@ -206,17 +206,27 @@ def synthetic_run(
 def on_two_gpus(items: list[Item], model: str = "opt-1.3b", split: int | None = None) -> list[Item]:
     """The same run as if a device map had placed the model on cuda:0 and cuda:1:
     layers from `split` on (half, by default) and their cache on cuda:1; the rest,
-    the embeddings, the head and every transient on cuda:0, the run's device."""
+    the embeddings, the head and every transient on cuda:0, the run's device. cuda:1
+    is read by NVML too: a context of its own plus what its allocator reserves."""
     info = _opt(model)
     split = info.layers // 2 if split is None else split
     share = (info.layers - split) / info.layers
     weights1 = int(_weights_of(items) * share)
     out: list[Item] = []
+    reserved1: int | None = None  # cuda:1's, once the model is placed
     for item in items:
         if isinstance(item, ev.Loaded):
             out += [item, _placed(item, info, split, weights1)]
+            reserved1 = 0
         elif isinstance(item, ev.Sample) and item.allocated is not None:
-            out.append(_split_sample(item, weights1 + int((item.kv_bytes or 0) * share)))
+            sample = _split_sample(item, weights1 + int((item.kv_bytes or 0) * share))
+            assert sample.devices is not None
+            reserved1 = max(reserved1 or 0, sample.devices[1][2] or 0)
+            out.append(sample)
+        elif isinstance(item, NvmlSample) and reserved1 is not None:
+            process = 500_000_000 + reserved1
+            second = NvmlSample(item.t, process, process + 400_000_000, item.device_total)
+            out += [item, DeviceNvml("cuda:1", second)]
         else:
             out.append(item)
     return out
@@ -227,10 +237,13 @@ def _weights_of(items: list[Item]) -> int:
 
 
 def _placed(loaded: ev.Loaded, info: ModelInfo, split: int, weights1: int) -> ev.Placed:
+    name, _, _, total = _DEVICES["cuda"]
+    gpu = {"gpu_name": name, "total_bytes": total}
     first = {"device": "cuda:0", "weights_bytes": loaded.weights_bytes - weights1,
-             "layers": list(range(split)), "modules": ["embed_tokens", "lm_head"]}  # fmt: skip
+             "layers": list(range(split)), "modules": ["embed_tokens", "lm_head"],
+             "holds_head": True, **gpu}  # fmt: skip
     second = {"device": "cuda:1", "weights_bytes": weights1,
-              "layers": list(range(split, info.layers)), "modules": []}  # fmt: skip
+              "layers": list(range(split, info.layers)), "modules": [], **gpu}  # fmt: skip
     return ev.Placed([first, second])
 
 

@@ -85,7 +85,7 @@ class Engine(Emitter):
         load_s = clock() - t_load
         if built.placement is not None:
             self.device_probes.keep({d.device for d in built.placement.devices})
-            self.emit(ev.Placed([d.to_dict() for d in built.placement.devices]))
+            self.emit(ev.Placed([placed_entry(d) for d in built.placement.devices]))
         self.sample(None, "load")
         ids = self.prompt(built, device)
         self.emit(loaded_event(built, dtype, int(ids.shape[1]), load_s))
@@ -203,6 +203,20 @@ def placed_device(spec: RunSpec) -> str | None:
     from vramtui.spec.placement import first_device, parse_max_memory
 
     return first_device(parse_max_memory(spec.max_memory), DeviceList(()))
+
+
+def placed_entry(placed: Any) -> dict[str, Any]:
+    """What a device holds (models.placement.DevicePlacement) and, for a GPU, what it is:
+    its name, memory and UUID (by which the parent finds it in NVML)."""
+    entry = placed.to_dict()
+    if placed.device.startswith("cuda:"):
+        import torch
+
+        from vramtui.measure.engine.device import device_facts
+
+        name, uuid, total = device_facts(torch.device(placed.device))
+        entry.update(gpu_name=name, uuid=uuid, total_bytes=total)
+    return entry
 
 
 def hello_event(device: Any, memory_source: str, extra: dict[str, str]) -> ev.Hello:

@@ -15,13 +15,16 @@ from textual.widgets import Footer, Static
 from vramtui.measure.session import Session, SessionView, as_view
 from vramtui.report.allocations import allocations_text
 from vramtui.report.breakdown import compare, estimate_for_session
+from vramtui.report.placed_compare import placed_estimates
 from vramtui.report.text import (
     DEVICE_HEADER,
+    DEVICE_NOTE,
     comparison_rows,
     device_note,
-    device_summary_row,
+    device_rows,
     fact_rows,
     peak_rows,
+    placed_devices,
     series_labels,
 )
 from vramtui.tui.run_state import ActiveRun
@@ -56,16 +59,25 @@ def peaks_table(summary: dict[str, Any]) -> Table:
     return table
 
 
-def devices_table(summary: dict[str, Any]) -> Table | None:
-    """A placed model's devices: layers, weights and peaks of each."""
+def devices_table(summary: dict[str, Any], view: SessionView) -> Table | None:
+    """A placed model's devices: layers, weights, peaks (allocator and NVML) of each,
+    predicted against measured."""
     if not summary.get("devices"):
         return None
-    table = Table(box=None, padding=(0, 2, 0, 0), show_edge=False, header_style="bold")
+    table = Table(
+        box=None,
+        padding=(0, 2, 0, 0),
+        show_edge=False,
+        header_style="bold",
+        caption=DEVICE_NOTE,
+        caption_justify="left",
+        caption_style="dim",
+    )
     for name in DEVICE_HEADER:
         table.add_column(
             name, no_wrap=True, justify="left" if name in ("device", "layers") else "right"
         )
-    for row in (device_summary_row(d) for d in summary["devices"]):
+    for row in device_rows(placed_devices(summary), placed_estimates(view)):
         table.add_row(*row)
     return table
 
@@ -139,7 +151,7 @@ class SummaryScreen(Screen[None]):
         with VerticalScroll(id="summary"):
             yield Static(heading(summary), id="heading")
             yield Static(peaks_table(summary), id="peaks")
-            devices = devices_table(summary)
+            devices = devices_table(summary, self.run.session.snapshot())
             if devices is not None:
                 yield Static(devices, id="devices")
             yield Static(facts_table(summary), id="facts")
