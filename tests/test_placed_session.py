@@ -96,10 +96,10 @@ def test_a_csv_written_before_the_device_column_still_reads(
 
 def test_the_run_screens_device_lines() -> None:
     session = _session(upto=50)
-    text = device_lines(session)
+    text = device_lines(session, "cuda:1")
     lines = text.splitlines()
     assert lines[0] == "devices: now / peak"
-    assert lines[1].startswith("cuda:0 L0-11") and lines[2].startswith("cuda:1 L12-23")
+    assert lines[1].startswith(" cuda:0 L0-11") and lines[2].startswith("▸cuda:1 L12-23")
     assert all(len(line) <= 33 for line in lines)  # fits the side panel at 80x24
 
 

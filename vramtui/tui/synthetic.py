@@ -7,7 +7,7 @@ same every time, so screenshots and tests of the screens never change by chance.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from vramtui.measure import events as ev
 from vramtui.measure.session import DeviceNvml, NvmlSample
@@ -34,6 +34,7 @@ _DEVICES = {
     "cpu": ("AMD EPYC 7B13 64-Core Processor", "process RSS (psutil)", None, 25_276_510_208),
 }
 LOAD_T, PREFILL_T = 1.1, 1.15
+BLOCK = 2 * 1024 * 1024  # the caching allocator's large segment
 
 
 @dataclass(frozen=True)
@@ -66,8 +67,7 @@ class _Figures:
     def reserved(self, allocated: int) -> int | None:
         if self.backend == "cpu":
             return None
-        block = 2 * 1024 * 1024
-        return -(-int(allocated * 1.015 + 24_000_000) // block) * block
+        return -(-int(allocated * 1.015 + 24_000_000) // BLOCK) * BLOCK
 
     def step_peak(self, token: int | None, allocated: int) -> int | None:
         if self.backend == "mps":
@@ -207,7 +207,8 @@ def on_two_gpus(items: list[Item], model: str = "opt-1.3b", split: int | None = 
     """The same run as if a device map had placed the model on cuda:0 and cuda:1:
     layers from `split` on (half, by default) and their cache on cuda:1; the rest,
     the embeddings, the head and every transient on cuda:0, the run's device. cuda:1
-    is read by NVML too: a context of its own plus what its allocator reserves."""
+    is read by NVML too: a context of its own plus what its allocator reserves (and
+    cuda:0's readings lose what moved there)."""
     info = _opt(model)
     split = info.layers // 2 if split is None else split
     share = (info.layers - split) / info.layers
@@ -217,16 +218,19 @@ def on_two_gpus(items: list[Item], model: str = "opt-1.3b", split: int | None = 
     for item in items:
         if isinstance(item, ev.Loaded):
             out += [item, _placed(item, info, split, weights1)]
-            reserved1 = 0
+            reserved1 = -(-weights1 // BLOCK) * BLOCK
         elif isinstance(item, ev.Sample) and item.allocated is not None:
             sample = _split_sample(item, weights1 + int((item.kv_bytes or 0) * share))
             assert sample.devices is not None
             reserved1 = max(reserved1 or 0, sample.devices[1][2] or 0)
             out.append(sample)
         elif isinstance(item, NvmlSample) and reserved1 is not None:
+            assert item.process_bytes is not None and item.device_used is not None
+            first = replace(item, process_bytes=item.process_bytes - reserved1,
+                            device_used=item.device_used - reserved1)  # fmt: skip
             process = 500_000_000 + reserved1
             second = NvmlSample(item.t, process, process + 400_000_000, item.device_total)
-            out += [item, DeviceNvml("cuda:1", second)]
+            out += [first, DeviceNvml("cuda:1", second)]
         else:
             out.append(item)
     return out
@@ -250,8 +254,7 @@ def _placed(loaded: ev.Loaded, info: ModelInfo, split: int, weights1: int) -> ev
 def _split_sample(s: ev.Sample, second: int) -> ev.Sample:
     """cuda:1 holds `second` bytes, steady; cuda:0 the rest of the sample."""
     assert s.allocated is not None
-    block = 2 * 1024 * 1024
-    reserved1 = -(-second // block) * block if s.reserved is not None else None
+    reserved1 = -(-second // BLOCK) * BLOCK if s.reserved is not None else None
     first = (
         s.allocated - second,
         s.reserved - reserved1 if s.reserved is not None and reserved1 is not None else None,

@@ -160,9 +160,9 @@ def side_facts(session: Session | SessionView) -> str:
     return f"{format_count(loaded.params)} params · loaded in {loaded.load_s:.2f} s"
 
 
-def device_lines(session: Session | SessionView) -> str:
+def device_lines(session: Session | SessionView, selected: str | None = None) -> str:
     """A placed model's devices, a line each: the layers it holds, allocated now and its
-    peak ('' for a run on one device)."""
+    peak, the one the screen follows marked ('' for a run on one device)."""
     from vramtui.report.text import layer_span
 
     devices = as_view(session).devices_summary()
@@ -173,5 +173,6 @@ def device_lines(session: Session | SessionView) -> str:
         layers = layer_span(d["layers"])
         held = f"L{layers}" if layers != "–" else "–"
         now, peak = d["final_allocated_bytes"], d["peak_allocated_bytes"]
-        lines.append(f"{d['device']:<7}{held:<9}{short_bytes(now)} / {short_bytes(peak)}")
+        mark = "▸" if d["device"] == selected else " "
+        lines.append(f"{mark}{d['device']:<7}{held:<8}{short_bytes(now)} / {short_bytes(peak)}")
     return "\n".join(lines)

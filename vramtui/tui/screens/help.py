@@ -18,6 +18,12 @@ KEYS: tuple[tuple[str, str, str], ...] = (
     ("start", "Tab, shift+Tab", "move between the model list and the fields"),
     ("run", "c", "cancel the generation; what was measured is kept and saved"),
     ("run", "x", "the x axis: token index or seconds since start"),
+    (
+        "run",
+        "d",
+        "a model placed across devices: the next device for the graph, the "
+        "breakdown and the out-of-memory forecast",
+    ),
     ("run", "p", "the summary, once the run has ended"),
     ("run", "e", "export the run to a CSV and JSON you name, once it has ended"),
     ("run", "r", "run again: back to the start screen with the same settings"),

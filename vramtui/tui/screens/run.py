@@ -14,6 +14,7 @@ from textual.containers import Horizontal, Vertical
 from textual.timer import Timer
 from textual.widgets import Footer, Static
 
+from vramtui.measure.device_view import device_names, on_device, run_device
 from vramtui.measure.session import SessionView
 from vramtui.predict.estimate import Estimate
 from vramtui.report.breakdown import estimate_for_session, measured_breakdown
@@ -52,6 +53,7 @@ class RunScreen(ExplainedKeysScreen):
     BINDINGS = [
         Binding("c", "cancel", "Cancel run"),
         Binding("x", "toggle_axis", "x-axis"),
+        Binding("d", "next_device", "Device"),
         Binding("p", "summary", "Summary"),
         Binding("e", "export", "Export"),
         Binding("r", "run_again", "Run again"),
@@ -68,6 +70,8 @@ class RunScreen(ExplainedKeysScreen):
         self._estimate_for: str | None = None  # the backend it was made for
         self._curve: tuple[int, list[tuple[int, int]]] | None = None  # (points, curve)
         self._shown: dict[str, object] = {}  # widget id -> what it shows now
+        self.devices: list[str] = []  # a placed model's devices (none: one device)
+        self.device: str | None = None  # the one the graph, breakdown and forecast follow
 
     def _changed(self, widget_id: str, shown: object) -> bool:
         """Whether `shown` differs from what the widget shows (and note it if so)."""
@@ -103,6 +107,11 @@ class RunScreen(ExplainedKeysScreen):
         self._plot_key = None
         self._shown.clear()
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "next_device" and len(self.devices) < 2:
+            return False  # one device: no key to show
+        return super().check_action(action, parameters)
+
     def unavailable(self, action: str) -> str | None:
         if action == "cancel" and not self.run.running:
             return "the run has ended: nothing to cancel (r runs again)"
@@ -122,6 +131,23 @@ class RunScreen(ExplainedKeysScreen):
 
     def action_run_again(self) -> None:
         self.app.action_run_again()  # type: ignore[attr-defined]
+
+    def action_next_device(self) -> None:
+        if self.devices:
+            at = self.devices.index(self.device) if self.device in self.devices else -1
+            self.device = self.devices[(at + 1) % len(self.devices)]
+            self.redraw()
+
+    def _follow_devices(self, session: SessionView) -> None:
+        """Once the model is placed: its devices, the run's own followed first."""
+        names = device_names(session)
+        if names == self.devices:
+            return
+        self.devices = names
+        if self.device not in names:
+            own = run_device(session)
+            self.device = own if own in names else names[0] if names else None
+        self.refresh_bindings()
 
     def action_toggle_axis(self) -> None:
         self.axis = AXES[(AXES.index(self.axis) + 1) % len(AXES)]
@@ -171,7 +197,9 @@ class RunScreen(ExplainedKeysScreen):
         if self._changed("status", status):  # one line, always: no layout needed
             self.query_one("#status", Static).update(status, layout=False)
         plot = self.query_one("#plot", MemoryPlot)
+        self._follow_devices(session)
         key = (
+            self.device,
             session.tokens_done,
             len(session.samples),
             len(session.nvml),
@@ -183,6 +211,9 @@ class RunScreen(ExplainedKeysScreen):
         if key == self._plot_key:
             return
         self._plot_key = key
+        placed = session
+        if self.device is not None:  # a placed model: the device followed, as a session
+            session = on_device(session, self.device)
         self.sub_title = run_title(session)
         curve = self.predicted_curve(session, plot.buckets) if self.axis == "tokens" else None
         plot.show(
@@ -202,7 +233,7 @@ class RunScreen(ExplainedKeysScreen):
         facts = side_facts(session)
         if self._changed("side-facts", facts):
             self.query_one("#side-facts", Static).update(facts)
-        devices = device_lines(session)
+        devices = device_lines(placed, self.device)
         if self._changed("devices", devices):
             shown = self.query_one("#devices", Static)
             shown.update(devices)
