@@ -99,3 +99,34 @@ def test_a_run_on_one_device_has_no_device_key(tmp_path: Path) -> None:
             assert screen.device is None and screen._shown["series"] == shown["series"]
 
     asyncio.run(scenario())
+
+
+def test_the_start_screen_predicts_each_device_of_a_placed_run(tmp_path: Path) -> None:
+    from textual.widgets import Static
+
+    from vramtui.predict.estimate import estimate_run
+    from vramtui.predict.placed import estimate_placed, format_gib
+    from vramtui.spec import resolve
+
+    spec = RunSpec(model="opt-13b", tokens=50, device_map="auto", max_memory="0=12GiB,cpu=64GiB")
+    run = resolve(spec, WITH_GPU)
+    est = estimate_run(run)
+    assert est is not None and run.max_memory is not None
+    expected = estimate_placed(est, dict(run.config or {}), "auto", run.max_memory)
+    app = VramApp(spec, start=False, out_dir=tmp_path, list_devices=lambda: WITH_GPU)
+
+    async def scenario() -> None:
+        async with app.run_test(size=(80, 24)) as pilot:
+            widget = app.screen.query_one("#prediction", Static)
+            await wait_for(pilot, lambda: "device map" in str(widget.render()), timeout=120)
+            text = str(widget.render())
+            first = expected.runs_out_first
+            assert first is not None and f"auto device map: {first.device} runs out first" in text
+            assert expected.room is not None and format_gib(expected.room) in text
+            for d in expected.devices:  # a line each, with its predicted peak
+                line = next(x for x in text.splitlines() if x.startswith(d.device))
+                assert f"{d.peak_total_bytes / 1e9:.1f} GB" in line
+            assert widget.has_class("-warn")  # a device runs out: said as a warning
+            assert all(len(x) <= 42 for x in text.splitlines())  # the column at 80x24
+
+    asyncio.run(scenario())

@@ -146,6 +146,18 @@ def test_run_screen_of_a_model_on_two_gpus(snap_compare: Callable[..., bool]) ->
     assert snap_compare(placed_app(740), terminal_size=SMALL, run_before=before())
 
 
+def test_run_screen_following_the_second_gpu(snap_compare: Callable[..., bool]) -> None:
+    # d: the graph, the series, the breakdown and the forecast are cuda:1's
+    assert snap_compare(placed_app(740), terminal_size=SMALL, run_before=before("d"))
+
+
+def test_start_screen_of_a_placed_run(snap_compare: Callable[..., bool]) -> None:
+    # opt-13b with 12 GiB on the GPU: each device predicted, cuda:0 runs out first
+    spec = RunSpec(model="opt-13b", tokens=50, device_map="auto", max_memory="0=12GiB,cpu=64GiB")
+    app = make_app(spec, None, start=False)
+    assert snap_compare(app, terminal_size=SMALL, run_before=before())
+
+
 def test_summary_of_a_model_on_two_gpus(snap_compare: Callable[..., bool]) -> None:
     assert snap_compare(placed_app(None), terminal_size=WIDE, run_before=before(finished=True))
 

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 
-from vramtui.errors import UsageError
 from vramtui.predict.estimate import Estimate
 from vramtui.predict.placed import PlacedEstimate
 from vramtui.report.placed_text import placed_lines
 from vramtui.spec import DeviceChoice, DeviceList, ResolvedRun
-from vramtui.spec.placement import MaxMemory, device_id, parse_max_memory
+from vramtui.spec.placement import MaxMemory, device_id, devices_max_memory, parse_max_memory
 
 
 def placed_devices(text: str, cpu: DeviceChoice) -> DeviceList:
@@ -25,21 +24,7 @@ def placed_devices(text: str, cpu: DeviceChoice) -> DeviceList:
 
 def max_memory_of(resolved: ResolvedRun, found: DeviceList) -> MaxMemory:
     """--max-memory, or else every GPU here at its total and the CPU's available RAM."""
-    if resolved.max_memory is not None:
-        return resolved.max_memory
-    out: MaxMemory = {}
-    for choice in found.choices:
-        if choice.id.startswith("cuda:") and choice.total:
-            out[int(choice.id.split(":")[1])] = choice.total
-        elif choice.id == "cpu" and choice.free:
-            out["cpu"] = choice.free
-    if not any(isinstance(k, int) for k in out):
-        raise UsageError(
-            "no GPU here to place the model on; name the devices with --max-memory, "
-            "e.g. 0=80GiB,1=80GiB",
-            field="max_memory",
-        )
-    return out
+    return devices_max_memory(resolved.max_memory, found)
 
 
 def print_placed(est: Estimate, placed: PlacedEstimate, as_json: bool) -> None:

@@ -80,6 +80,25 @@ def first_device(max_memory: MaxMemory | None, devices: DeviceList) -> str:
     return best if best.startswith("cuda") else "cpu"
 
 
+def devices_max_memory(given: MaxMemory | None, devices: DeviceList) -> MaxMemory:
+    """--max-memory, or else every GPU listed at its total and the CPU's available RAM."""
+    if given is not None:
+        return given
+    out: MaxMemory = {}
+    for choice in devices.choices:
+        if choice.id.startswith("cuda:") and choice.total:
+            out[int(choice.id.split(":")[1])] = choice.total
+        elif choice.id == "cpu" and choice.free:
+            out["cpu"] = choice.free
+    if not any(isinstance(k, int) for k in out):
+        raise UsageError(
+            "no GPU here to place the model on; name the devices with --max-memory, "
+            "e.g. 0=80GiB,1=80GiB",
+            field="max_memory",
+        )
+    return out
+
+
 def check_devices_exist(max_memory: MaxMemory, devices: DeviceList) -> None:
     """Every GPU named is there (where NVML could count them)."""
     if not devices.gpus_counted:

@@ -6,11 +6,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from vramtui.predict.calibration import CPU_PROCESS_BYTES
-from vramtui.predict.estimate import Estimate
+from vramtui.predict.estimate import Estimate, estimate_run
 from vramtui.predict.forecast import OomForecast, fit_check
+from vramtui.predict.placed import estimate_placed, format_gib
 from vramtui.report.breakdown import Breakdown
 from vramtui.report.estimate_text import fit_text, fragmentation_warning
-from vramtui.spec import ResolvedRun
+from vramtui.report.text import layer_span
+from vramtui.spec import DeviceList, ResolvedRun
+from vramtui.spec.placement import devices_max_memory
 from vramtui.tui.text import short_bytes
 from vramtui.units import format_bytes
 
@@ -75,6 +78,33 @@ def start_prediction(est: Estimate | None, run: ResolvedRun) -> StartPrediction:
     if warning:  # after the fit line, which must stay in view at 80x24
         lines.append(warning)
     return StartPrediction("\n".join(lines), fits)
+
+
+def placed_start_prediction(run: ResolvedRun, devices: DeviceList) -> StartPrediction:
+    """A run placed by a device map: each device's predicted peak against what it is
+    given (predict/placed.py, transformers' own placement), which runs out first, and a
+    --max-memory that leaves room for generation. Lines fit the start screen's column."""
+    est = estimate_run(run)
+    if est is None or run.spec.device_map is None:
+        return start_prediction(est, run)
+    max_memory = devices_max_memory(run.max_memory, devices)
+    placed = estimate_placed(est, dict(run.config or {}), run.spec.device_map, max_memory)
+    lines = []  # no heading: four lines stay in view at 80x24
+    for d in placed.devices:
+        span = layer_span(d.layers)
+        held = f"L{span}" if span != "–" else "–"
+        given = f" of {short_bytes(d.max_memory_bytes)}" if d.max_memory_bytes else ""
+        mark = {True: "ok", False: "NO", None: ""}[d.fits]
+        lines.append(f"{d.device:<7}{held:<7}{short_bytes(d.peak_total_bytes)}{given} {mark}")
+    first = placed.runs_out_first
+    where = f"{run.spec.device_map} device map"
+    if first is None:
+        lines.append(f"{where}: every device has room")
+    else:
+        lines.append(f"{where}: {first.device} runs out first")
+        if placed.room is not None:
+            lines.append(f"room: --max-memory {format_gib(placed.room)}")
+    return StartPrediction("\n".join(lines), first is None)
 
 
 def breakdown_rows(breakdown: Breakdown, cpu: bool = False) -> list[tuple[str, int]]:

@@ -26,7 +26,7 @@ from vramtui.spec.devices import DeviceChoice, backend_of
 from vramtui.tui.devices import DeviceOption, device_options, initial_device_options
 from vramtui.tui.form import FIELDS, FormResult, FormValues, model_facts, place_of, read_form
 from vramtui.tui.messages import DevicesFound, PredictionReady
-from vramtui.tui.prediction import StartPrediction, start_prediction
+from vramtui.tui.prediction import StartPrediction, placed_start_prediction, start_prediction
 from vramtui.tui.widgets.header import ScreenHeader
 from vramtui.units import format_count
 
@@ -286,8 +286,11 @@ class StartScreen(Screen[None]):
     def predict(self, run: ResolvedRun) -> None:
         """The estimate, off the UI thread; shown only if the form still says `run`."""
         try:
-            prediction = start_prediction(estimate_run(run), run)
-        except UsageError as exc:  # the model's code could not be traced
+            if run.spec.device_map is not None:  # each device, as transformers places it
+                prediction = placed_start_prediction(run, self.found)
+            else:
+                prediction = start_prediction(estimate_run(run), run)
+        except UsageError as exc:  # the model's code could not be traced, or placed
             prediction = StartPrediction(f"no prediction: {exc}", None)
         self.post_message(PredictionReady(run, prediction))
 
