@@ -6,8 +6,19 @@ import json
 import platform
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
+
+
+def per_call_us(fn: Any, n: int = 2000) -> float:
+    """Microseconds a call of `fn`, after 50 warm-up calls."""
+    for _ in range(50):
+        fn()
+    t = time.perf_counter()
+    for _ in range(n):
+        fn()
+    return (time.perf_counter() - t) / n * 1e6
 
 
 def gpu_environment() -> dict[str, Any]:

@@ -40,7 +40,13 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import environment_line, gpu_environment, run_command, write_json  # noqa: E402
+from _common import (  # noqa: E402
+    environment_line,
+    gpu_environment,
+    per_call_us,
+    run_command,
+    write_json,
+)
 
 COUNTS = (1, 2, 4, 8)
 BUDGET_S = 135.0  # the whole script; the offloaded run is skipped when it would not fit
@@ -48,15 +54,6 @@ OFFLOAD_NEEDS_S = 40.0  # opt-13b, 5 tokens: imports, a 26 GB build, ~2 s a toke
 ONE_GPU = ("--device", "cuda:0")
 PLACED_ONE_GPU = ("--device-map", "auto", "--max-memory", "0=100GiB")
 OFFLOAD = ("--device-map", "auto", "--max-memory", "0=12GiB,cpu=64GiB")
-
-
-def per_call_us(fn: Any, n: int = 2000) -> float:
-    for _ in range(50):
-        fn()
-    t = time.perf_counter()
-    for _ in range(n):
-        fn()
-    return (time.perf_counter() - t) / n * 1e6
 
 
 def cpu_probe_cost(held_bytes: int = 4 * 2**30) -> dict[str, Any]:

@@ -7,20 +7,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
+import sys
+from pathlib import Path
 
 import torch
 
-from vramtui.measure.engine.probes import CudaProbe
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import per_call_us as per_call  # noqa: E402
 
-
-def per_call(fn, n: int = 2000) -> float:
-    for _ in range(50):
-        fn()
-    t = time.perf_counter()
-    for _ in range(n):
-        fn()
-    return (time.perf_counter() - t) / n * 1e6
+from vramtui.measure.engine.probes import CudaProbe  # noqa: E402
 
 
 def main() -> int:
