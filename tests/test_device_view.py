@@ -92,3 +92,25 @@ def test_a_saved_placed_run_reads_back_with_each_device(tmp_path: Path) -> None:
         assert back.token_series("step_peak") == ours.token_series("step_peak")
         assert back.peaks["nvml_process"].value == ours.peaks["nvml_process"].value
     assert loaded.devices_summary() == view.devices_summary()
+
+
+def test_the_recorded_offload_run_seen_from_the_cpu() -> None:
+    import csv
+
+    from vramtui.report.breakdown import measured_breakdown
+    from vramtui.report.text import device_note
+
+    stem = Path(__file__).parent.parent / "benchmarks" / "results" / "offload" / "offload-h200"
+    view = load_view(stem.with_suffix(".json"))
+    assert device_names(view) == ["cuda:0", "cpu"]
+    cpu = on_device(view, "cpu")
+    with stem.with_suffix(".csv").open(newline="") as f:
+        rss = [int(r["allocated_bytes"]) for r in csv.DictReader(f)
+               if r["source"] == "engine" and r["device"] == "cpu"]  # fmt: skip
+    assert [s.allocated for s in cpu.samples] == rss  # the engine's RSS, step by step
+    breakdown = measured_breakdown(cpu)
+    assert breakdown is not None
+    assert breakdown.weights_bytes == view.placed.devices[1]["weights_bytes"]
+    assert breakdown.kv_cache_bytes == 0  # the offloaded layers' cache is on cuda:0
+    assert on_device(view, "cuda:0").token_samples[-1].kv_bytes == view.token_samples[-1].kv_bytes
+    assert "CPU's share of a placed model" in (device_note(cpu.environment) or "")

@@ -116,6 +116,7 @@ def on_device(view: SessionView, device: str) -> SessionView:
     env = dict(view.environment)
     if not head:
         env.update(device=device, gpu_name=facts.get("gpu_name"), device_name=None)
+        env["placed_device"] = True  # one device of several (report.text.device_note)
         env.update(backend="cpu" if cpu else env.get("backend"))
         env.update(memory_source=RSS_SOURCE if cpu else env.get("memory_source"))
         total = env.get("memory_limit_bytes") if cpu else facts.get("total_bytes")

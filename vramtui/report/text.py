@@ -41,6 +41,8 @@ def device_note(environment: dict[str, Any]) -> str | None:
     """One line saying what the figures are where there is no GPU (None on CUDA)."""
     backend = environment.get("backend")
     source = environment.get("memory_source") or "the process"
+    if backend == "cpu" and environment.get("placed_device"):  # one device of several
+        return f"CPU's share of a placed model — figures are the engine's {source}"
     if backend == "cpu":
         return f"CPU — figures are {source}; no GPU"
     if backend == "mps":
