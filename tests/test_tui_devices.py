@@ -14,14 +14,14 @@ from textual.pilot import Pilot
 
 from vramtui.measure.device_view import on_device
 from vramtui.report.breakdown import measured_breakdown
-from vramtui.report.forecast import forecast_oom
+from vramtui.report.forecast import forecast_oom, headroom
 from vramtui.spec import DeviceList, RunSpec
 from vramtui.tui.app import VramApp
 from vramtui.tui.prediction import breakdown_rows, forecast_text
 from vramtui.tui.replay import ReplayRecorder
 from vramtui.tui.screens.run import RunScreen
 from vramtui.tui.synthetic import on_two_gpus, synthetic_run
-from vramtui.tui.text import series_rows
+from vramtui.tui.text import series_rows, short_bytes
 
 TWO_GPUS = DeviceList((*WITH_GPU.choices[:1], replace(WITH_GPU.choices[0], id="cuda:1"),
                        *WITH_GPU.choices[1:]))  # fmt: skip
@@ -51,6 +51,8 @@ def _follows(screen: RunScreen, device: str) -> None:
     forecast = forecast_oom(view)
     assert forecast is not None
     assert shown[3] == forecast_text(forecast, 2000, view.tokens_done)[0]
+    room = headroom(view)  # its free memory and its allocator's cache: what it can grow into
+    assert room is not None and screen._shown["side-facts"].startswith(f"room {short_bytes(room)}")
 
 
 def test_d_makes_the_screen_follow_each_device_in_turn(tmp_path: Path) -> None:

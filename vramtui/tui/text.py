@@ -151,12 +151,15 @@ def run_title(session: Session | SessionView) -> str:
     return " · ".join(parts + [f"batch {spec.get('batch')}", where])
 
 
-def side_facts(session: Session | SessionView) -> str:
-    """Below the series table: what is loaded, until the breakdown says more."""
+def side_facts(session: Session | SessionView, room: int | None = None) -> str:
+    """Below the series table: what is loaded, until the breakdown says more; for one
+    device of a placed model, the `room` it has left (report.forecast.headroom)."""
     session = as_view(session)
     loaded = session.loaded
     if loaded is None:
         return "loading the model…" if session.hello else "starting the engine…"
+    if room is not None:
+        return f"room {short_bytes(room)} · {format_count(loaded.params)} params"
     return f"{format_count(loaded.params)} params · loaded in {loaded.load_s:.2f} s"
 
 

@@ -18,7 +18,7 @@ from vramtui.measure.device_view import device_names, on_device, run_device
 from vramtui.measure.session import SessionView
 from vramtui.predict.estimate import Estimate
 from vramtui.report.breakdown import estimate_for_session, measured_breakdown
-from vramtui.report.forecast import forecast_oom
+from vramtui.report.forecast import forecast_oom, headroom
 from vramtui.report.text import device_note
 from vramtui.tui.plotdata import AXES, build_plot_data
 from vramtui.tui.prediction import breakdown_rows, forecast_text
@@ -230,7 +230,7 @@ class RunScreen(ExplainedKeysScreen):
         )
         if self._changed("series", series):
             self.query_one("#series", SeriesTable).show(*series[:4], predicted=series[4])
-        facts = side_facts(session)
+        facts = side_facts(session, headroom(session) if self.device is not None else None)
         if self._changed("side-facts", facts):
             self.query_one("#side-facts", Static).update(facts)
         devices = device_lines(placed, self.device)
