@@ -230,7 +230,8 @@ class RunScreen(ExplainedKeysScreen):
         )
         if self._changed("series", series):
             self.query_one("#series", SeriesTable).show(*series[:4], predicted=series[4])
-        facts = side_facts(session, headroom(session) if self.device is not None else None)
+        live = self.device is not None and not session.finished  # ended: the GPU is given back
+        facts = side_facts(session, headroom(session) if live else None)
         if self._changed("side-facts", facts):
             self.query_one("#side-facts", Static).update(facts)
         devices = device_lines(placed, self.device)
