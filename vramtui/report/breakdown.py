@@ -171,6 +171,16 @@ def _peak(session: SessionView, name: str) -> int | None:
     return peak.value if peak else None
 
 
+def _nvml_peak_sampled(session: SessionView) -> int | None:
+    """The NVML process peak. A failed run's last step (an out-of-memory) was seen by NVML
+    but never sampled by the allocator: up to its last sample, to compare like moments."""
+    if session.failure is None or not session.token_samples:
+        return _peak(session, "nvml_process")
+    last = session.token_samples[-1].t
+    seen = [n.process_bytes for n in session.nvml if n.t <= last and n.process_bytes]
+    return max(seen, default=None)
+
+
 def compare(est: Estimate, session: Session | SessionView) -> list[ComparisonRow]:
     """Predicted against measured, component by component, for the summary table.
 
@@ -189,7 +199,9 @@ def compare(est: Estimate, session: Session | SessionView) -> list[ComparisonRow
     ]
     peak_alloc = _peak(session, "step_peak") or _peak(session, "allocated")
     peak_reserved = _peak(session, "reserved")
-    peak_nvml = _peak(session, "nvml_process")
+    peak_nvml = _nvml_peak_sampled(session)
+    if session.failure is not None and not samples:  # ended before its first token:
+        peak_alloc = peak_reserved = peak_nvml = None  # its peaks are the load's alone
     slack = peak_reserved - peak_alloc if peak_reserved is not None and peak_alloc else None
     context = peak_nvml - peak_reserved if peak_nvml is not None and peak_reserved else None
     allocator = _is_allocator(session)
