@@ -454,3 +454,16 @@ def test_each_component_is_measured_as_itself_on_a_real_h200_run() -> None:
     transient = rows["transient (largest)"]
     assert transient.measured is not None and transient.predicted is not None
     assert 0 <= transient.measured - transient.predicted < 1 << 20
+
+
+def test_a_ballooning_cache_is_predicted_at_most_the_device() -> None:
+    # opt-1.3b at batch 4096: the cache's segments would grow past any device; the run
+    # ran out on an 80 GB one. Reserved and total are compared capped, as estimate says.
+    e = estimate(opt_model("opt-1.3b"), tokens=200, batch=4096)
+    assert e.cache_balloons and e.peak_total_bytes > 80 * GB
+    s = _measured_like(e, 20, failed_at=20)
+    rows = {r.component: r for r in compare(e, s)}
+    assert rows["peak total (NVML)"].predicted == 80 * GB
+    reserved = rows["peak reserved"].predicted
+    assert reserved == 80 * GB - e.context_bytes
+    assert rows["allocator slack"].predicted == reserved - e.for_tokens(20).peak_allocated_bytes
