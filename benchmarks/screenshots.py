@@ -93,7 +93,14 @@ async def shoot(spec: RunSpec, args: argparse.Namespace) -> dict[str, Any]:
         facts["form_spec"] = start.read_spec().to_dict()
         save("start")
 
-        # 2. start the run as a user would (ctrl+r), then the run screen mid-decode
+        # 2. a user reads the start screen a while: Run once the spare engine has done
+        # its imports (as the app is used), then the run screen mid-decode
+        if app.spares is not None:
+            pool = app.spares.pool
+            await wait_until(pilot, "a spare engine", lambda: bool(pool.spares), 30)
+            ready = await asyncio.to_thread(pool.spares[0].wait_ready, args.timeout)
+            facts["spare_ready_before_run"] = ready
+            log(f"spare engine ready before Run: {ready}")
         await pilot.press("ctrl+r")
         await wait_until(pilot, "the run to start", lambda: app.current is not None, 30)
         run = app.current

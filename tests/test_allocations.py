@@ -139,6 +139,43 @@ def test_the_engine_keeps_the_snapshot_of_the_peak_step(
     assert Path(event.path).is_file() and event.top[0]["kind"] == "transient"
 
 
+class AllocatorSnapshots(FakeSnapshots):
+    """Every snapshot taken is the fixture's."""
+
+    def __init__(self, allocator: dict[str, Any], *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.allocator = allocator
+
+    def _take(self) -> Any:
+        self.taken += 1
+        return self.allocator
+
+
+@pytest.mark.parametrize("late_holds_it", [True, False])
+def test_a_peak_under_the_gain_is_looked_for_in_a_snapshot_taken_at_the_end(
+    allocator: dict[str, Any], tmp_path: Path, late_holds_it: bool
+) -> None:
+    # a compiled decode step passes the prefill's peak by less than GAIN: no snapshot of
+    # its own; at the end one more is taken, used if its trace holds more than the kept
+    in_trace = moment(allocator, 0, "peak").allocated_bytes
+    first = in_trace - MiB if late_holds_it else in_trace + MiB
+    events: list[ev.Event] = []
+    keeper = AllocatorSnapshots(
+        allocator, tmp_path / "s.snapshot.pickle", 0, last_token=3, emit=events.append
+    )
+    for token, peak in enumerate([first, first + MiB // 2, first - MiB, first - MiB]):
+        keeper.step(token, "prefill" if token == 0 else "decode", peak)
+    assert keeper.taken == 1
+    keeper.finish()
+    (event,) = events
+    assert keeper.taken == 2 and event.run_peak == first + MiB // 2
+    if late_holds_it:
+        assert (event.token, event.phase, event.step_peak) == (1, "decode", first + MiB // 2)
+    else:
+        assert (event.token, event.phase, event.step_peak) == (0, "prefill", first)
+    assert event.allocated_bytes == in_trace
+
+
 def snapshot_session(tiny_session: Session, allocator: dict[str, Any], tmp_path: Path) -> Path:
     found = moment(allocator, 0, "peak")
     session = Session(tiny_session.spec, dict(tiny_session.environment))

@@ -193,7 +193,7 @@ def _measured_like(
         )
     )
     s.apply(ev.Phase("prefill", 0.3))
-    done = e.for_tokens(n)
+    done = e.for_tokens(max(n, 1))
     for i in range(n):
         t = 1.0 + i * 0.01
         s.add_nvml(NvmlSample(t - 0.005, done.peak_total_bytes, None, 80 * GB))
@@ -245,6 +245,24 @@ def test_compare_a_run_that_stopped_early_with_its_own_tokens() -> None:
     assert rows["KV cache (end)"].predicted == e.kv_at(149)
     assert rows["KV cache (end)"].error_percent == 0.0
     assert rows["peak allocated"].error_percent == 0.0
+
+
+def test_an_out_of_memory_is_compared_at_the_moments_both_sources_saw() -> None:
+    # NVML sees the failing step's spike; the allocator never sampled that step
+    e = estimate(opt_model("opt-125m"), tokens=400)
+    s = _measured_like(e, 150, failed_at=150)
+    s.add_nvml(NvmlSample(3.0, 80 * GB, None, 80 * GB))
+    rows = {r.component: r for r in compare(e, s)}
+    assert rows["peak total (NVML)"].error_percent == 0.0
+    assert rows["context & other"].error_percent == 0.0
+
+
+def test_a_run_that_failed_before_its_first_token_compares_its_weights_alone() -> None:
+    e = estimate(opt_model("opt-125m"), tokens=400)
+    s = _measured_like(e, 0, failed_at=0)
+    s.add_nvml(NvmlSample(0.35, 80 * GB, None, 80 * GB))  # the prefill's out-of-memory
+    rows = [r for r in compare(e, s) if r.measured is not None]
+    assert [r.component for r in rows] == ["weights"]
 
 
 def test_estimate_for_session_uses_the_run_shape() -> None:
@@ -436,3 +454,16 @@ def test_each_component_is_measured_as_itself_on_a_real_h200_run() -> None:
     transient = rows["transient (largest)"]
     assert transient.measured is not None and transient.predicted is not None
     assert 0 <= transient.measured - transient.predicted < 1 << 20
+
+
+def test_a_ballooning_cache_is_predicted_at_most_the_device() -> None:
+    # opt-1.3b at batch 4096: the cache's segments would grow past any device; the run
+    # ran out on an 80 GB one. Reserved and total are compared capped, as estimate says.
+    e = estimate(opt_model("opt-1.3b"), tokens=200, batch=4096)
+    assert e.cache_balloons and e.peak_total_bytes > 80 * GB
+    s = _measured_like(e, 20, failed_at=20)
+    rows = {r.component: r for r in compare(e, s)}
+    assert rows["peak total (NVML)"].predicted == 80 * GB
+    reserved = rows["peak reserved"].predicted
+    assert reserved == 80 * GB - e.context_bytes
+    assert rows["allocator slack"].predicted == reserved - e.for_tokens(20).peak_allocated_bytes

@@ -72,8 +72,9 @@ def test_missing_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
 
 def test_a_placed_runs_csv_is_read_as_its_own_devices_series() -> None:
     """opt-13b offloaded to the CPU on the H200: the CSV has a cpu row beside each cuda:0
-    row; the session read back keeps cuda:0's series (the JSON's peaks), one a step."""
-    from vramtui.report.saved import load_view
+    row; the session read back keeps cuda:0's series (the JSON's peaks), one a step, and
+    each device's figures (the JSON's devices)."""
+    from vramtui.report.saved import load_view, rebuilt_differences
 
     results = Path(__file__).resolve().parent.parent / "benchmarks" / "results" / "offload"
     view = load_view(results / "offload-h200.csv")
@@ -81,3 +82,5 @@ def test_a_placed_runs_csv_is_read_as_its_own_devices_series() -> None:
     assert len(list(view.token_samples)) == recorded["tokens_generated"]
     assert view.peaks["allocated"].value == recorded["peaks"]["allocated"]["value"]
     assert view.peaks["allocated"].token == recorded["peaks"]["allocated"]["token"]
+    assert [d["device"] for d in view.summary()["devices"]] == ["cuda:0", "cpu"]
+    assert rebuilt_differences(view, recorded) == []

@@ -24,7 +24,7 @@ from vramtui.measure.recorder import Recorder
 from vramtui.measure.session import Session
 from vramtui.measure.startup import COLD, WARM
 from vramtui.report.export import json_text
-from vramtui.report.text import fact_rows, summary_text
+from vramtui.report.text import fact_rows, startup_line, summary_text
 from vramtui.spec import RunSpec
 
 READY_S = 180  # an upper bound for a spare's imports on a busy machine, never a wait
@@ -101,6 +101,18 @@ def test_startup_timings_are_in_the_json_and_the_summary(
     assert json.loads(json_text(warm))["timings"]["startup"]["imports_done_s"] < 0
     assert "imports done before Run" in dict(fact_rows(warm.summary()))["start-up"]
     assert "imports done before Run" not in dict(fact_rows(cold.summary()))["start-up"]
+
+
+def test_a_spare_still_importing_at_run_is_not_said_to_have_finished() -> None:
+    # as the H200 screenshot run had it: Run pressed 0.56 s after the spare started
+    timings = {"startup": {"engine": WARM, "imports_done_s": 13.6105, "imports_s": 14.0338,
+               "device_init_s": 0.3846, "build_s": 0.239, "first_step_s": 0.3609,
+               "first_token_s": 14.5963}}  # fmt: skip
+    line = startup_line(timings)
+    assert line is not None and "imports done before Run" not in line
+    assert "first token 14.60 s after Run (warm spare: still importing at Run, done 13.61 s" in line
+    assert "imports done before Run" in (startup_line({"startup": {**timings["startup"],
+                                         "imports_done_s": -2.0}}) or "")  # fmt: skip
 
 
 def test_a_dead_spare_falls_back_to_a_cold_start() -> None:

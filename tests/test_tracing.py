@@ -152,3 +152,24 @@ def test_a_session_of_any_model_is_compared_once_its_trace_exists(tmp_path) -> N
     traced = estimate_for_session(session, only_cached=False)
     assert traced is not None and traced.tokens == 5 and traced.model.model_type == "llama"
     assert estimate_for_session(session) == traced
+
+
+def test_a_static_cache_holds_every_position_from_the_prefill_and_the_estimate_warns() -> None:
+    from vramtui.report.estimate_text import static_cache_note
+
+    trace = _trace(TINY_LLAMA)
+    full = trace.kv_bytes(8 + 200)
+    static = estimate(trace, prompt_tokens=8, tokens=200, cache="static")
+    dynamic = estimate(trace, prompt_tokens=8, tokens=200)
+    # the static cache is allocated for prompt + every new token at the prefill, flat after
+    assert static.kv_at(0) == static.kv_at(199) == full
+    assert dynamic.kv_at(0) == trace.kv_bytes(8) < dynamic.kv_at(199) == trace.kv_bytes(207)
+    assert static.allocated_at(0) - dynamic.allocated_at(0) == full - trace.kv_bytes(8)
+    # only generate's growing ids move it after that, far less than the cache would
+    growth = trace.kv_bytes(207) - trace.kv_bytes(8)
+    assert 0 <= static.allocated_at(199) - static.allocated_at(0) < growth / 4
+    assert dynamic.allocated_at(199) - dynamic.allocated_at(0) >= growth
+    # transformers compiles a static cache's decode step on CUDA: not modelled, said so
+    note = static_cache_note(static)
+    assert note is not None and "not modelled" in note and "CUDA graphs" in note
+    assert static_cache_note(dynamic) is None

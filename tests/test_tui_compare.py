@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from test_tui_snapshots import make_app, opt13, settle
 
-from vramtui.report.compare import labelled
+from vramtui.report.compare import change, labelled
 from vramtui.report.export import write_json
 from vramtui.spec import RunSpec
 from vramtui.tui.compare_app import CompareApp
@@ -20,6 +20,7 @@ from vramtui.tui.screens.compare import CompareScreen
 from vramtui.tui.screens.pick_session import PickSessionScreen
 from vramtui.tui.screens.summary import SummaryScreen
 from vramtui.tui.synthetic import synthetic_run
+from vramtui.units import format_bytes
 
 WIDE, SMALL = (100, 30), (80, 24)
 
@@ -102,3 +103,19 @@ def test_summary_compares_with_a_saved_session(tmp_path: Path) -> None:
             assert isinstance(app.screen, SummaryScreen)
 
     asyncio.run(scenario())
+
+
+def test_a_session_without_samples_shows_its_saved_peak(tmp_path: Path) -> None:
+    """A JSON without its CSV has no line to draw; the legend gives the peak it saved
+    and the change from the base, and says there is no line."""
+    from vramtui.report.saved import load_view
+    from vramtui.tui.screens.compare import legend
+
+    base, other = synthetic_view("opt-1.3b", 300), synthetic_view("opt-2.7b", 200)
+    alone = load_view(write_json(other, tmp_path / "other.json"))
+    items = labelled([base, alone])
+    text = legend(items, "step_peak", [True, True], color=False).plain
+    saved = other.peaks["step_peak"].value
+    base_peak = max(v for _, v in base.token_series("step_peak"))
+    assert f"peak {format_bytes(saved, 2)}  {change(base_peak, saved)}" in text
+    assert text.count("(its saved peak: no line)") == 1 and "no figures" not in text

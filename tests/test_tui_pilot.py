@@ -25,6 +25,7 @@ from textual.widgets import Input, Select, Static
 from vramtui.measure.recorder import Recorder
 from vramtui.spec import DeviceList, RunSpec
 from vramtui.tui.app import VramApp
+from vramtui.tui.messages import DevicesFound
 from vramtui.tui.replay import ReplayRecorder
 from vramtui.tui.run_state import RecorderFactory
 from vramtui.tui.screens.export import ExportScreen
@@ -261,6 +262,16 @@ def test_engine_usage_error_returns_to_the_form(tmp_path: Path) -> None:
                     and "cuda:7" in text_of(app.screen, "#device-error")
                 ),
             )
+            # a late redraw of the form's own errors (the device list answering) keeps it
+            start = app.screen
+            assert isinstance(start, StartScreen)
+            start.post_message(DevicesFound(unknown))
+            start.refresh_form()
+            await pilot.pause()
+            assert "cuda:7" in text_of(start, "#device-error")
+            # changing the form takes the refusal away
+            start.query_one("#tokens", Input).value = "11"
+            await wait_for(pilot, lambda: "cuda:7" not in text_of(start, "#device-error"))
 
     asyncio.run(scenario())
     assert not out.exists() or not list(out.iterdir())  # nothing measured: nothing written

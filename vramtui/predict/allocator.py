@@ -68,6 +68,11 @@ class _Segment:
         return size
 
 
+def _discard(free: list[tuple[int, int, int]], key: tuple[int, int, int]) -> None:
+    """Take `key` out of the sorted free list (each key is there once)."""
+    del free[bisect_left(free, key)]
+
+
 class CachingAllocator:
     """Segments, blocks and free lists of both pools, with allocated/reserved figures.
 
@@ -122,11 +127,11 @@ class CachingAllocator:
         self.allocated -= size
         after = segment.blocks.get(offset + size)
         if after is not None and not after[1]:
-            free.remove((after[0], sid, offset + size))
+            _discard(free, (after[0], sid, offset + size))
             size += segment.take(offset + size)
         before = segment.ends.get(offset)
         if before is not None and not segment.blocks[before][1]:
-            free.remove((segment.blocks[before][0], sid, before))
+            _discard(free, (segment.blocks[before][0], sid, before))
             size += segment.take(before)
             offset = before
         segment.put(offset, size, 0)

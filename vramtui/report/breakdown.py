@@ -171,6 +171,27 @@ def _peak(session: SessionView, name: str) -> int | None:
     return peak.value if peak else None
 
 
+def _capped(pred: Estimate, device_total: int | None) -> tuple[int, int]:
+    """Predicted peak reserved and total. A ballooning cache's segments grow until the
+    device is full (the allocator frees them and retries before an out-of-memory): as
+    the estimate says, at most what the device holds."""
+    reserved, total = pred.peak_reserved_bytes, pred.peak_total_bytes
+    if pred.cache_balloons and device_total:
+        total = min(total, device_total)
+        reserved = min(reserved, total - pred.context_bytes)
+    return reserved, total
+
+
+def _nvml_peak_sampled(session: SessionView) -> int | None:
+    """The NVML process peak. A failed run's last step (an out-of-memory) was seen by NVML
+    but never sampled by the allocator: up to its last sample, to compare like moments."""
+    if session.failure is None or not session.token_samples:
+        return _peak(session, "nvml_process")
+    last = session.token_samples[-1].t
+    seen = [n.process_bytes for n in session.nvml if n.t <= last and n.process_bytes]
+    return max(seen, default=None)
+
+
 def compare(est: Estimate, session: Session | SessionView) -> list[ComparisonRow]:
     """Predicted against measured, component by component, for the summary table.
 
@@ -189,10 +210,14 @@ def compare(est: Estimate, session: Session | SessionView) -> list[ComparisonRow
     ]
     peak_alloc = _peak(session, "step_peak") or _peak(session, "allocated")
     peak_reserved = _peak(session, "reserved")
-    peak_nvml = _peak(session, "nvml_process")
+    peak_nvml = _nvml_peak_sampled(session)
+    if session.failure is not None and not samples:  # ended before its first token:
+        peak_alloc = peak_reserved = peak_nvml = None  # its peaks are the load's alone
     slack = peak_reserved - peak_alloc if peak_reserved is not None and peak_alloc else None
     context = peak_nvml - peak_reserved if peak_nvml is not None and peak_reserved else None
     allocator = _is_allocator(session)
+    pred_reserved, pred_total = _capped(pred, session.device_total())
+    pred_slack = pred.slack_bytes - (pred.peak_reserved_bytes - pred_reserved)
     return [
         _row("weights", pred.weights_bytes, measured_weights(session)),
         _row("KV cache (end)", pred.kv_cache_bytes if samples else None, kv),
@@ -201,11 +226,11 @@ def compare(est: Estimate, session: Session | SessionView) -> list[ComparisonRow
             pred.transient_bytes,
             max(transients) if allocator and transients else None,
         ),
-        _row("allocator slack", pred.slack_bytes, slack),
+        _row("allocator slack", pred_slack, slack),
         _row("context & other", pred.context_bytes, context),
         _row("peak allocated", pred.peak_allocated_bytes, peak_alloc if allocator else None),
-        _row("peak reserved", pred.peak_reserved_bytes, peak_reserved),
-        _row("peak total (NVML)", pred.peak_total_bytes, peak_nvml),
+        _row("peak reserved", pred_reserved, peak_reserved),
+        _row("peak total (NVML)", pred_total, peak_nvml),
     ]
 
 

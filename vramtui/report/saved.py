@@ -25,6 +25,9 @@ from vramtui.report.text import summary_text
 _SUMMARY_KEYS = ("vramtui_summary_version", "status", "peaks", "spec", "environment")
 _ENGINE_INTS = ("allocated_bytes", "reserved_bytes", "step_peak_bytes", "kv_cache_bytes")
 _NVML_INTS = ("nvml_process_bytes", "nvml_device_used_bytes", "nvml_device_total_bytes")
+_DEVICE_INTS = ("allocated_bytes", "reserved_bytes", "step_peak_bytes")
+DeviceReading = tuple[str, int | None, int | None, int | None]
+Item = ev.Event | NvmlSample | DeviceNvml
 
 
 def read_text(path: Path) -> str:
@@ -118,51 +121,60 @@ def _loaded(summary: dict[str, Any]) -> ev.Loaded | None:
     )
 
 
-Item = ev.Event | NvmlSample | DeviceNvml
+def _engine_sample(cells: dict[str, str], t: float, phase: str, where: str) -> ev.Sample:
+    token = whole_cell({"token": cells["token"]}, "token", where)
+    return ev.Sample(token, t, phase, *(whole_cell(cells, c, where) for c in _ENGINE_INTS))
+
+
+def _device_reading(cells: dict[str, str], where: str) -> DeviceReading:
+    allocated, reserved, peak = (whole_cell(cells, c, where) for c in _DEVICE_INTS)
+    return (cells["device"], allocated, reserved, peak)
 
 
 def _events_from_csv(path: Path, rows: list[dict[str, str]]) -> list[Item]:
     """The engine samples and NVML readings, with a Phase at every change of phase.
-    A placed model's CSV also holds rows of its other devices (its `device` column):
-    the session's series are the run's own device's, the first named; the others'
-    engine rows of a step go back into that step's sample, their NVML rows to their own."""
+    A placed model's CSV also holds a row per other device each step (its `device`
+    column, right after the step's row, at its time): the session's series are the run's
+    own device's, the first named, and each step's sample carries every device's."""
     out: list[Item] = []
     phase = ""
     main = next((c.get("device", "") for c in rows if c["source"] == "engine"), "")
-    others = _other_devices(path, rows, main)
+    placed = any(c["source"] == "engine" and c.get("device", "") != main for c in rows)
+    step: int | None = None  # the latest step's sample: its index in out
     for n, cells in enumerate(rows, start=2):
         where = f"{path}, line {n}"
-        device = cells.get("device", "")
-        if cells["source"] == "engine" and device != main:
-            continue  # another device of a placed model: in `others`
         t = _float(cells["t_s"], where)
+        if cells["source"] == "engine" and cells.get("device", "") != main:
+            sample = out[step] if step is not None else None
+            if not isinstance(sample, ev.Sample) or sample.t != t or sample.devices is None:
+                raise UsageError(f"{where}: a {cells['device']} reading without its step")
+            devices = (*sample.devices, _device_reading(cells, where))
+            out[step] = replace(sample, devices=devices)  # type: ignore[index]
+            continue
         if cells["phase"] and cells["phase"] != phase:
             phase = cells["phase"]
             out.append(ev.Phase(phase, t))
         if cells["source"] == "nvml":
             reading = NvmlSample(t, *(whole_cell(cells, c, where) for c in _NVML_INTS))
+            device = cells.get("device", "")  # a placed model's other GPU: its own stream
             out.append(reading if device in (main, "") else DeviceNvml(device, reading))
             continue
-        token = whole_cell({"token": cells["token"]}, "token", where)
-        values = [whole_cell(cells, c, where) for c in _ENGINE_INTS]
-        step = others.get(cells["t_s"])
-        devices = ((main, *values[:3]), *step) if step else None
-        out.append(ev.Sample(token, t, phase, *values, devices=devices))  # type: ignore[arg-type]
+        sample = _engine_sample(cells, t, phase, where)
+        if placed:  # its own device first
+            sample = replace(sample, devices=((main, *_engine_reading(sample)),))
+        out.append(sample)
+        step = len(out) - 1
     return out
 
 
-def _other_devices(
-    path: Path, rows: list[dict[str, str]], main: str
-) -> dict[str, list[tuple[str, int | None, int | None, int | None]]]:
-    """A placed model's other devices' engine rows, by their step's time (as written)."""
-    out: dict[str, list[tuple[str, int | None, int | None, int | None]]] = {}
-    for n, cells in enumerate(rows, start=2):
-        if cells["source"] != "engine" or cells.get("device", "") == main:
-            continue
-        where = f"{path}, line {n}"
-        values = tuple(whole_cell(cells, c, where) for c in _ENGINE_INTS[:3])
-        out.setdefault(cells["t_s"], []).append((cells["device"], *values))  # type: ignore[arg-type]
-    return out
+def _engine_reading(sample: ev.Sample) -> tuple[int | None, int | None, int | None]:
+    return sample.allocated, sample.reserved, sample.step_peak
+
+
+def _generation(entry: dict[str, Any]) -> ev.Generation:
+    known = {f.name for f in fields(ev.Generation)}
+    times = {"t_start": entry["t_start_s"], "t_end": entry["t_end_s"]}
+    return ev.Generation(**{k: v for k, v in entry.items() if k in known}, **times)
 
 
 def _ending(summary: dict[str, Any]) -> ev.Event | None:
@@ -189,8 +201,9 @@ def _pair(path: Path) -> tuple[Path | None, Path | None]:
     return tuple(p if p.is_file() else None for p in pair)  # type: ignore[return-value]
 
 
-def load_view(path: str | Path) -> SessionView:
-    """The session a saved .json or .csv records (with the file beside it, if any)."""
+def read_session_files(path: str | Path) -> tuple[dict[str, Any], list[Item]]:
+    """The summary and the recorded events of a saved .json or .csv (with the file
+    beside it, if any): a CSV alone gets a summary of its name, a JSON alone no events."""
     path = Path(path).expanduser()
     json_path, csv_path = _pair(path)
     summary = summary_from_json(json_path) if json_path else None
@@ -198,21 +211,29 @@ def load_view(path: str | Path) -> SessionView:
     if summary is None:
         summary = {"spec": {"model": path.stem}, "environment": _csv_environment(rows)}
     items = _events_from_csv(csv_path, rows) if csv_path else []
-    return view_from(summary, items)
+    return summary, items
 
 
-def view_from(summary: dict[str, Any], items: list[Item]) -> SessionView:
-    """A session from a summary (as a session's JSON holds it) and its samples, if any:
-    without samples, the peaks the summary saved."""
+def load_view(path: str | Path) -> SessionView:
+    """The session a saved .json or .csv records (with the file beside it, if any)."""
+    return view_from(*read_session_files(path))
+
+
+def session_from(summary: dict[str, Any], items: list[Item]) -> Session:
+    """The finished session a summary (as a session's JSON holds it) and its recorded
+    events rebuild: the engine's events around them (Hello, Placed, Loaded, how it
+    ended, its allocation snapshot) come from the summary."""
     session = Session(dict(summary["spec"]), dict(summary["environment"]), t0=0.0)
     hello = _hello(summary["environment"])
     if hello is not None:
         session.apply(hello)
+    if summary.get("devices"):  # a placed model: what each device holds
+        held = ("device", "layers", "modules", "weights_bytes", "holds_head",
+                "largest_block_bytes", "gpu_name", "total_bytes")  # fmt: skip
+        session.apply(ev.Placed([{k: d[k] for k in held if k in d} for d in summary["devices"]]))
     loaded = _loaded(summary) if "weights_bytes" in summary else None
     if loaded is not None:
         session.apply(loaded)
-    if summary.get("devices"):  # a model placed across devices: what each one holds
-        session.apply(ev.Placed([dict(d) for d in summary["devices"]]))
     last_t = 0.0
     for item in items:
         if isinstance(item, NvmlSample):
@@ -222,6 +243,8 @@ def view_from(summary: dict[str, Any], items: list[Item]) -> SessionView:
         else:
             session.apply(item)
         last_t = max(last_t, getattr(item, "t", 0.0))
+    for g in summary.get("generations") or []:  # a profiled program's generate() calls
+        session.apply(_generation(g))
     ending = _ending(summary)
     if ending is not None:
         session.apply(ending)
@@ -232,12 +255,40 @@ def view_from(summary: dict[str, Any], items: list[Item]) -> SessionView:
     for text in summary.get("notices") or []:
         session.notice(str(text))
     session.end_at(float(summary.get("elapsed_s") or last_t))
-    view = session.snapshot()
+    return session
+
+
+def view_from(summary: dict[str, Any], items: list[Item]) -> SessionView:
+    """A session from a summary and its samples, if any: without samples, the peaks
+    the summary saved."""
+    view = session_from(summary, items).snapshot()
     if not items and summary.get("peaks"):
         view = _with_saved_peaks(view, summary["peaks"])
-    if not items and summary.get("status") and ending is None:
+    if not items and summary.get("status") and _ending(summary) is None:
         view = replace(view, status=str(summary["status"]))
     return view
+
+
+def rebuilt_differences(view: SessionView, summary: dict[str, Any]) -> list[str]:
+    """Where a session rebuilt from its files differs from what its JSON recorded: each
+    peak (value and token), the status, a program's generate() calls and, for a placed
+    model, each device's figures."""
+    rebuilt = view.summary()
+    out = []
+    for name, saved in summary["peaks"].items():
+        got = rebuilt["peaks"].get(name)
+        if got is None or (got["value"], got["token"]) != (saved["value"], saved["token"]):
+            out.append(f"peak {name}: rebuilt {got}, recorded {saved}")
+    if rebuilt["status"] != summary["status"]:
+        out.append(f"status: rebuilt {rebuilt['status']}, recorded {summary['status']}")
+    if rebuilt["generations"] != summary.get("generations", []):
+        out.append("generations: rebuilt other than recorded")
+    recorded = summary.get("devices", [])
+    # what the JSON recorded of each device (a newer summary says more of each)
+    kept = [{k: d.get(k) for k in r} for d, r in zip(rebuilt["devices"], recorded, strict=False)]
+    if len(rebuilt["devices"]) != len(recorded) or kept != recorded:
+        out.append(f"devices: rebuilt {rebuilt['devices']}, recorded {recorded}")
+    return out
 
 
 def _csv_environment(rows: list[dict[str, str]]) -> dict[str, Any]:

@@ -113,8 +113,11 @@ def startup_line(timings: dict[str, Any] | None) -> str | None:
         value = up.get(key)
         return f"{value:.2f} s" if value is not None else "–"
 
-    if up.get("engine") == WARM:
+    done = up.get("imports_done_s")
+    if up.get("engine") == WARM and (done is None or done <= 0):
         before = "imports done before Run"
+    elif up.get("engine") == WARM:  # Run came while the spare was still importing
+        before = f"still importing at Run, done {s('imports_done_s')} after"
     else:
         before = f"imports {s('imports_s')}"
     stages = f"{before}, device {s('device_init_s')}, build {s('build_s')}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from vramtui.spec import DeviceChoice
+from vramtui.spec import DeviceChoice, DeviceList
 from vramtui.units import format_bytes
 
 AUTO_LABEL = "auto (first GPU, else MPS, else CPU)"
@@ -44,3 +44,11 @@ def device_options(choices: Iterable[DeviceChoice], wanted: str) -> list[DeviceO
     if wanted not in {o.id for o in out}:
         out.insert(1, DeviceOption(wanted, f"{wanted}  (not found here)"))
     return out
+
+
+def unknown_devices(wanted: str) -> DeviceList:
+    """Before NVML has answered: the CPU, and a GPU asked for taken on trust."""
+    choices = [DeviceChoice("cpu", "CPU")]
+    if wanted.startswith("cuda"):
+        choices.insert(0, DeviceChoice(wanted, wanted))
+    return DeviceList(tuple(choices), gpus_counted=False)

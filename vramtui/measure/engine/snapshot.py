@@ -34,6 +34,7 @@ class Snapshots:
         self.emit = emit
         self.kept: tuple[Any, int | None, str, int | None] | None = None  # snap, token, phase, peak
         self.run_peak: int | None = None
+        self.peak_at: tuple[int, str] | None = None  # the step that set run_peak
         self.taken = 0
 
     @classmethod
@@ -58,7 +59,8 @@ class Snapshots:
         if peak is None:
             return
         kept_peak = self.kept[3] if self.kept else None
-        self.run_peak = max(self.run_peak or 0, peak)
+        if self.run_peak is None or peak > self.run_peak:
+            self.run_peak, self.peak_at = peak, (token, phase)
         if (
             kept_peak is None
             or peak > kept_peak * (1 + GAIN)
@@ -80,9 +82,18 @@ class Snapshots:
             print(f"vramtui: no allocation snapshot: {type(err).__name__}: {err}", file=sys.stderr)
 
     def finish(self) -> None:
-        if self.kept is not None:
-            snap, token, phase, peak = self.kept
-            self.write(snap, "peak", token, phase, peak)
+        """Write the snapshot of the run's peak. A step that passed the kept one's peak by
+        less than GAIN (a compiled step's pool, say) took no snapshot of its own: one taken
+        now holds it when its trace still reaches back to that step."""
+        if self.kept is None:
+            return
+        snap, token, phase, peak = self.kept
+        if self.run_peak is not None and peak is not None and self.run_peak > peak:
+            late = self._take()
+            if moment(late, self.device, "peak").allocated_bytes > peak and self.peak_at:
+                token, phase = self.peak_at
+                snap, peak = late, self.run_peak
+        self.write(snap, "peak", token, phase, peak)
 
     def stop(self) -> None:
         """Recording off (the snapshot is taken: the rest of the run is not traced)."""

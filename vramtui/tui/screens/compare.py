@@ -35,8 +35,13 @@ MAX_TOGGLES = 9  # sessions 1..9 can be shown and hidden by their number
 
 
 def series_peak(item: Compared, series: str) -> int | None:
+    """The highest point of the session's line; without per-step samples (a JSON without
+    its CSV, a bench cell), the peak its file saved."""
     values = [v for _, v in item.view.token_series(series)]
-    return max(values) if values else None
+    if values:
+        return max(values)
+    saved = item.view.peaks.get(series)
+    return saved.value if saved else None
 
 
 def legend(items: Sequence[Compared], series: str, shown: Sequence[bool], color: bool) -> Text:
@@ -54,6 +59,8 @@ def legend(items: Sequence[Compared], series: str, shown: Sequence[bool], color:
         line = f"    peak {format_bytes(peak, 2)}" if peak is not None else "    no figures"
         if n and peak is not None:
             line += f"  {change(base, peak)}"
+        if peak is not None and not item.view.token_series(series):
+            line += "\n    (its saved peak: no line)"
         if not shown[n]:
             line += "  (hidden)"
         text.append(line + "\n", style="dim" if not shown[n] else None)

@@ -22,7 +22,8 @@ from vramtui.measure.script.process import program_from_text
 from vramtui.models.catalogue import CATALOGUE, families
 from vramtui.predict.estimate import estimate_run
 from vramtui.spec import ATTENTION, CACHES, DTYPES, DeviceList, ResolvedRun, RunSpec, resolve_dtype
-from vramtui.spec.devices import DeviceChoice, backend_of
+from vramtui.spec.devices import backend_of
+from vramtui.tui import devices as dev
 from vramtui.tui.devices import DeviceOption, device_options, initial_device_options
 from vramtui.tui.form import FIELDS, FormResult, FormValues, model_facts, place_of, read_form
 from vramtui.tui.messages import DevicesFound, PredictionReady
@@ -57,14 +58,6 @@ def _select_row(
     yield from _row(label, select, field)
 
 
-def _unknown_devices(wanted: str) -> DeviceList:
-    """Before NVML has answered: the CPU, and a GPU asked for taken on trust."""
-    choices = [DeviceChoice("cpu", "CPU")]
-    if wanted.startswith("cuda"):
-        choices.insert(0, DeviceChoice(wanted, wanted))
-    return DeviceList(tuple(choices), gpus_counted=False)
-
-
 class StartScreen(Screen[None]):
     DEFAULT_CSS = """
     StartScreen #start-main { height: 1fr; }
@@ -93,12 +86,14 @@ class StartScreen(Screen[None]):
         self.base = spec
         self.autostart = autostart
         self.devices: list[DeviceOption] = initial_device_options(spec.device)
-        self.found: DeviceList = _unknown_devices(spec.device)
+        self.found: DeviceList = dev.unknown_devices(spec.device)
         self.form: FormResult = FormResult(None, {})
         self._prediction_key: object = None
         self._predicting = False  # one prediction worker at a time; the latest form waits
         self._pending: ResolvedRun | None = None
         self._shown: list[str] = []  # the model list's rows, as filtered
+        # the engine's refusal (place, message) of the form as it was: shown till it changes
+        self._refusal: tuple[str, str, FormValues] | None = None
 
     def compose(self) -> ComposeResult:
         spec = self.base
@@ -377,7 +372,14 @@ class StartScreen(Screen[None]):
         return self.form.run.spec
 
     def show_errors(self, errors: dict[str, str]) -> None:
-        """Each message under its place; every other place cleared."""
+        """Each message under its place; every other place cleared (but for the engine's
+        refusal of the form as it still is)."""
+        if self._refusal is not None:
+            place, message, refused = self._refusal
+            if self.values() == refused:
+                errors = {**errors, place: message}
+            else:
+                self._refusal = None
         for place in PLACES:
             widget = self.query_one(f"#{place}-error", Static)
             message = errors.get(place, "")
@@ -386,7 +388,8 @@ class StartScreen(Screen[None]):
 
     def show_error(self, message: str, field: str | None = None) -> None:
         """An error from outside the form (the engine refused the run) in its place."""
-        self.show_errors({**self.form.errors, place_of(field): message})
+        self._refusal = (place_of(field), message, self.values())
+        self.show_errors(self.form.errors)
         self._focus_first_error()
 
     def _focus_first_error(self) -> None:
