@@ -80,9 +80,10 @@ def start_prediction(est: Estimate | None, run: ResolvedRun) -> StartPrediction:
     return StartPrediction("\n".join(lines), fits)
 
 
-def placed_start_prediction(run: ResolvedRun, devices: DeviceList) -> StartPrediction:
-    """A run placed by a device map: each device's predicted peak against what it is
-    given (predict/placed.py, transformers' own placement), which runs out first, and a
+def form_prediction(run: ResolvedRun, devices: DeviceList) -> StartPrediction:
+    """The start screen's prediction of `run`: on one device, start_prediction's; placed
+    by a device map, each device's predicted peak against what it is given
+    (predict/placed.py, transformers' own placement), which runs out first, and a
     --max-memory that leaves room for generation. Lines fit the start screen's column."""
     est = estimate_run(run)
     if est is None or run.spec.device_map is None:

@@ -20,14 +20,13 @@ from textual.widgets import Button, DataTable, Footer, Input, Label, Select, Sta
 from vramtui.errors import UsageError
 from vramtui.measure.script.process import program_from_text
 from vramtui.models.catalogue import CATALOGUE, families
-from vramtui.predict.estimate import estimate_run
 from vramtui.spec import ATTENTION, CACHES, DTYPES, DeviceList, ResolvedRun, RunSpec, resolve_dtype
 from vramtui.spec.devices import backend_of
 from vramtui.tui import devices as dev
 from vramtui.tui.devices import DeviceOption, device_options, initial_device_options
 from vramtui.tui.form import FIELDS, FormResult, FormValues, model_facts, place_of, read_form
 from vramtui.tui.messages import DevicesFound, PredictionReady
-from vramtui.tui.prediction import StartPrediction, placed_start_prediction, start_prediction
+from vramtui.tui.prediction import StartPrediction, form_prediction
 from vramtui.tui.widgets.header import ScreenHeader
 from vramtui.units import format_count
 
@@ -281,10 +280,7 @@ class StartScreen(Screen[None]):
     def predict(self, run: ResolvedRun) -> None:
         """The estimate, off the UI thread; shown only if the form still says `run`."""
         try:
-            if run.spec.device_map is not None:  # each device, as transformers places it
-                prediction = placed_start_prediction(run, self.found)
-            else:
-                prediction = start_prediction(estimate_run(run), run)
+            prediction = form_prediction(run, self.found)
         except UsageError as exc:  # the model's code could not be traced, or placed
             prediction = StartPrediction(f"no prediction: {exc}", None)
         self.post_message(PredictionReady(run, prediction))
