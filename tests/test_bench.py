@@ -130,6 +130,7 @@ def no_engine(monkeypatch: pytest.MonkeyPatch) -> None:
         (["--models", "opt-125m", "--attn", "sdpa,flash"], "--attn: not one of sdpa, eager"),
         (["--models", "opt-125m", "--dtype", "float8"], "--dtype: not one of float16"),
         (["--models", "opt-125m", "--repeat", "x"], "not a whole number"),
+        (["--models", "opt-125m", "--ahead", "-1"], "--ahead takes 0 or more engines"),
         (["--tokens", "20"], "name the models"),
         (["--config", "/nonexistent/config.json"], "not found"),
         (["--models", "opt-125m", "--tokens", "3000"], "no cell can run"),
