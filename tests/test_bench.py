@@ -299,6 +299,27 @@ def fake(monkeypatch: pytest.MonkeyPatch) -> type[FakeRecorder]:
     return Fake
 
 
+def test_ahead_and_no_overlap_reach_the_sweep(
+    fake: type[FakeRecorder], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from vramtui.commands import bench as command
+
+    plans: list[runner.Ahead] = []
+
+    class Spy(runner.Sweep):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            plans.append(self.ahead)
+
+    monkeypatch.setattr(command, "Sweep", Spy)
+    for flags in (["--ahead", "3"], ["--no-overlap"], []):
+        code, _, err = run_cli(capsys, "-m", "opt-125m", "-n", "5", "-d", "cpu", "-q", *flags)
+        assert code == 0, err
+    default = max(0, min(runner.AHEAD, (os.cpu_count() or 1) - 1))
+    cpu = [runner.Ahead(k, beside_cells=False) for k in (3, 0, default)]  # a CPU sweep: waves
+    assert plans == cpu
+
+
 def test_an_oom_cell_is_a_result_and_the_sweep_goes_on(
     fake: type[FakeRecorder], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
