@@ -130,6 +130,7 @@ def no_engine(monkeypatch: pytest.MonkeyPatch) -> None:
         (["--models", "opt-125m", "--attn", "sdpa,flash"], "--attn: not one of sdpa, eager"),
         (["--models", "opt-125m", "--dtype", "float8"], "--dtype: not one of float16"),
         (["--models", "opt-125m", "--repeat", "x"], "not a whole number"),
+        (["--models", "opt-125m", "--ahead", "-1"], "--ahead takes 0 or more engines"),
         (["--tokens", "20"], "name the models"),
         (["--config", "/nonexistent/config.json"], "not found"),
         (["--models", "opt-125m", "--tokens", "3000"], "no cell can run"),
@@ -296,6 +297,27 @@ def fake(monkeypatch: pytest.MonkeyPatch) -> type[FakeRecorder]:
 
     monkeypatch.setattr(runner, "Recorder", Fake)
     return Fake
+
+
+def test_ahead_and_no_overlap_reach_the_sweep(
+    fake: type[FakeRecorder], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from vramtui.commands import bench as command
+
+    plans: list[runner.Ahead] = []
+
+    class Spy(runner.Sweep):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            plans.append(self.ahead)
+
+    monkeypatch.setattr(command, "Sweep", Spy)
+    for flags in (["--ahead", "3"], ["--no-overlap"], []):
+        code, _, err = run_cli(capsys, "-m", "opt-125m", "-n", "5", "-d", "cpu", "-q", *flags)
+        assert code == 0, err
+    default = max(0, min(runner.AHEAD, (os.cpu_count() or 1) - 1))
+    cpu = [runner.Ahead(k, beside_cells=False) for k in (3, 0, default)]  # a CPU sweep: waves
+    assert plans == cpu
 
 
 def test_an_oom_cell_is_a_result_and_the_sweep_goes_on(

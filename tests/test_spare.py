@@ -208,3 +208,29 @@ def test_ready_and_startup_events_round_trip() -> None:
     events = [ev.Ready(12, 3.5), ev.Startup(1.0, 1.1, 4.2, 9.0, False)]
     events.append(ev.Startup(None, 1.0, 2.0, 3.0, True))
     assert [ev.decode(ev.encode(e)) for e in events] == events
+
+
+AFTER_THE_SPEC = """
+import json, sys
+from vramtui.measure.engine.child import warm_imports
+from vramtui.measure.engine.runner import Engine
+from vramtui.spec import RunSpec
+
+warm_imports()
+before = set(sys.modules)
+spec = RunSpec.from_dict(json.loads(sys.argv[1]))
+code = Engine(spec, lambda line: None).run()
+print(json.dumps({"code": code, "new": sorted(set(sys.modules) - before)}))
+"""
+
+
+def test_a_run_imports_nothing_after_its_spec_that_a_spare_could_have_imported() -> None:
+    """Every module an OPT run needs is imported before the spec (the family's modeling
+    module, generation, the engine's own): a spare's start after Run is no import."""
+    spec = json.dumps(tiny_spec(tokens=2).to_dict())
+    out = subprocess.run(
+        [sys.executable, "-c", AFTER_THE_SPEC, spec], capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result == {"code": 0, "new": []}

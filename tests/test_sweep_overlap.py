@@ -1,5 +1,6 @@
-"""A sweep overlaps start-up with work: cell k+1's engine is started while cell k runs,
-and handed its spec only once cell k's engine has ended (never two CUDA contexts).
+"""A sweep overlaps start-up with work: the next cells' engines are started while cell k
+runs (or, on a CPU sweep, in waves while no cell runs), and each is handed its spec only
+once the previous cell's engine has ended (never two CUDA contexts).
 
 The scheduling is tested with stand-in engine processes that keep a timeline and
 count the contexts a real engine would hold (from hand-over to exit); one test runs
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pytest
 from conftest import TINY_CONFIG
@@ -22,7 +23,7 @@ from vramtui.measure.session import Session
 from vramtui.measure.startup import COLD, WARM
 from vramtui.spec import ResolvedRun, RunSpec
 from vramtui.sweep import grid
-from vramtui.sweep.runner import Sweep
+from vramtui.sweep.runner import AHEAD, Ahead, Sweep, plan_ahead
 
 
 @dataclass
@@ -99,7 +100,7 @@ def cells(n: int) -> list[grid.Cell]:
     return axes.cells()
 
 
-def stand_in_sweep(n: int, overlap: bool) -> tuple[Device, list[Session]]:
+def stand_in_sweep(n: int, ahead: Ahead) -> tuple[Device, list[Session]]:
     device = Device()
     pool = SparePool(make_engine=lambda launch: StandInEngine(device, launch))  # type: ignore[arg-type,return-value]
 
@@ -108,13 +109,16 @@ def stand_in_sweep(n: int, overlap: bool) -> tuple[Device, list[Session]]:
             run,
             extra_env=env,
             use_nvml=False,
-            spares=pool if overlap else None,
+            spares=pool if ahead.engines else None,
             make_engine=pool.make_engine,
         )
 
     sessions: list[Session] = []
     sweep = Sweep(
-        cells(n), make_recorder=make_recorder, on_cell_start=lambda c, s: sessions.append(s)
+        cells(n),
+        make_recorder=make_recorder,
+        ahead=ahead,
+        on_cell_start=lambda c, s: sessions.append(s),
     )
     results = sweep.run()
     pool.close()
@@ -123,21 +127,49 @@ def stand_in_sweep(n: int, overlap: bool) -> tuple[Device, list[Session]]:
 
 
 @pytest.mark.parametrize("n", [1, 2, 5])
-def test_the_next_engine_starts_during_a_cell_and_gets_its_spec_after_it(n: int) -> None:
-    device, sessions = stand_in_sweep(n, overlap=True)
+@pytest.mark.parametrize("engines", [1, 2])
+def test_the_next_engines_start_during_a_cell_and_get_their_spec_after_it(
+    n: int, engines: int
+) -> None:
+    device, sessions = stand_in_sweep(n, Ahead(engines))
     assert device.most_contexts == 1
     order = device.timeline
     for k in range(1, n):  # engine k+1 serves cell k+1
-        assert order.index(("spawn", k + 1)) < order.index(("exit", k))
         assert order.index(("exit", k)) < order.index(("hand", k + 1))
+        for ahead in range(1, engines + 1):  # started before cell k ended, up to `engines` on
+            if k + ahead <= n:
+                assert order.index(("spawn", k + ahead)) < order.index(("exit", k))
+        if k + engines + 1 <= n:  # but no further: started once cell k+1 has its engine
+            assert order.index(("hand", k + 1)) < order.index(("spawn", k + engines + 1))
     assert [s.environment["engine_start"] for s in sessions] == [COLD] + [WARM] * (n - 1)
     assert ("end unused", n + 1) not in order and len({e for _, e in order}) == n
 
 
+def test_in_waves_engines_start_only_with_a_cold_one_never_beside_a_running_cell() -> None:
+    device, sessions = stand_in_sweep(5, Ahead(1, beside_cells=False))
+    assert device.timeline == [
+        *[("spawn", 1), ("hand", 1), ("spawn", 2), ("exit", 1), ("hand", 2), ("exit", 2)],
+        *[("spawn", 3), ("hand", 3), ("spawn", 4), ("exit", 3), ("hand", 4), ("exit", 4)],
+        *[("spawn", 5), ("hand", 5), ("exit", 5)],
+    ]
+    assert [s.environment["engine_start"] for s in sessions] == [COLD, WARM, COLD, WARM, COLD]
+
+
 def test_without_overlap_each_engine_starts_after_the_last_has_ended() -> None:
-    device, sessions = stand_in_sweep(3, overlap=False)
+    device, sessions = stand_in_sweep(3, Ahead(0))
     assert device.timeline == [(what, k) for k in (1, 2, 3) for what in ("spawn", "hand", "exit")]
     assert [s.environment["engine_start"] for s in sessions] == [COLD] * 3
+
+
+def test_engines_ahead_follow_the_cores_and_the_device() -> None:
+    cpu_cells = cells(3)
+    gpu_cells = [replace(c, run=replace(c.run, device="cuda:0", backend="cuda")) for c in cpu_cells]
+    assert plan_ahead(gpu_cells, cores=16) == Ahead(AHEAD, beside_cells=True)
+    assert plan_ahead(gpu_cells, cores=2) == Ahead(1, beside_cells=True)  # a core for the cell
+    assert plan_ahead(gpu_cells, cores=1) == Ahead(0, beside_cells=True)
+    assert plan_ahead(cpu_cells, cores=2) == Ahead(1, beside_cells=False)  # the cell takes both
+    assert plan_ahead(cpu_cells, 3, cores=2) == Ahead(3, beside_cells=False)  # asked for
+    assert plan_ahead(gpu_cells, 0, cores=16).engines == 0
 
 
 def test_a_cancelled_sweep_ends_the_engine_started_ahead() -> None:
@@ -157,18 +189,20 @@ def test_a_cancelled_sweep_ends_the_engine_started_ahead() -> None:
 
 
 def test_real_engines_overlap_and_measure_what_cold_ones_do() -> None:
-    runs: dict[bool, list[Session]] = {False: [], True: []}
-    for overlap, sessions in runs.items():
+    runs: dict[int, list[Session]] = {0: [], 2: []}  # engines started ahead
+    for ahead, sessions in runs.items():
         keep = sessions.append
-        Sweep(cells(3), overlap=overlap, on_cell_start=lambda c, s, keep=keep: keep(s)).run()
-    warm = runs[True]
+        plan = Ahead(ahead)  # beside the running cells, as on a GPU host
+        Sweep(cells(3), ahead=plan, on_cell_start=lambda c, s, keep=keep: keep(s)).run()
+    warm = runs[2]
     assert [s.environment["engine_start"] for s in warm] == [COLD, WARM, WARM]
     for before, after in itertools.pairwise(warm):
         assert after.startup is not None and after.startup.spawned is not None
         assert after.startup.spawned < before.snapshot().ended_at  # type: ignore[operator]
+    assert warm[2].startup.spawned < warm[0].snapshot().ended_at  # type: ignore[operator,union-attr]
     assert len({s.hello.pid for s in warm if s.hello}) == 3
 
     def deterministic(s: Session) -> tuple[object, ...]:
         return (s.status, s.loaded.params, [(t.token, t.kv_bytes) for t in s.token_samples])  # type: ignore[union-attr]
 
-    assert [deterministic(s) for s in warm] == [deterministic(s) for s in runs[False]]
+    assert [deterministic(s) for s in warm] == [deterministic(s) for s in runs[0]]

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import threading
 import time
 from typing import Any
 
-from vramtui.commands.common import add_placement_arguments, build_spec, positive_int
+from vramtui.commands.common import (
+    add_placement_arguments,
+    build_spec,
+    positive_int,
+    whole_number,
+)
 from vramtui.commands.headless import run_in_thread, stderr_line
 from vramtui.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UsageError
 from vramtui.measure import events as ev
@@ -22,7 +28,7 @@ from vramtui.spec import ATTENTION, CACHES, DTYPES, model_label
 from vramtui.sweep import grid as bench
 from vramtui.sweep.lanes import Lanes, deal, parse_devices
 from vramtui.sweep.results import CellResult
-from vramtui.sweep.runner import Sweep
+from vramtui.sweep.runner import AHEAD, Sweep
 from vramtui.units import format_bytes
 
 
@@ -81,8 +87,13 @@ def add_parser(subparsers: Any) -> None:
         "--no-overlap",
         action="store_true",
         help="start each cell's engine only once the previous one has ended (by default the "
-        "next engine does its imports, no CUDA, while a cell runs)",
+        "next engines do their imports, no CUDA, while a cell runs)",
     )
+    parser.add_argument(
+        "--ahead", type=whole_number, metavar="K",
+        help=f"engines started ahead while a cell runs (default {AHEAD}, at most the cores "
+        "less one; 0 is --no-overlap)",
+    )  # fmt: skip
     parser.set_defaults(command=run)
 
 
@@ -247,6 +258,8 @@ def exit_code(results: list[CellResult], interrupted: bool) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.ahead is not None and args.ahead < 0:
+        raise UsageError(f"--ahead takes 0 or more engines, not {args.ahead}")
     axes = axes_from_args(args)
     cells, left_out = axes.plan()
     outputs = Outputs(args, axes)
@@ -265,18 +278,20 @@ def run(args: argparse.Namespace) -> int:
             progress.done(result)
             outputs.write(done)
 
+    ahead = 0 if args.no_overlap else args.ahead  # None: as many as this machine's cores allow
     sweep: Sweep | Lanes
     if args.devices:
         there = available()
         lanes = deal(cells, parse_devices(args.devices, there), there)
+        cores = max(1, (os.cpu_count() or 1) // len(lanes))  # a lane's share, for its engines ahead
         sweep = Lanes(
             lanes,
-            lambda lane: Sweep(lane, overlap=not args.no_overlap, on_cell_done=on_cell_done),
+            lambda lane: Sweep(lane, ahead=ahead, cores=cores, on_cell_done=on_cell_done),
         )
     else:
         sweep = Sweep(
             cells,
-            overlap=not args.no_overlap,
+            ahead=ahead,
             on_cell_start=progress.start,
             on_cell_done=on_cell_done,
             on_event=progress,

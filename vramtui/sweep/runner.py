@@ -1,14 +1,19 @@
 """Running a sweep: one cell after another, each in a fresh engine process.
 
-Start-up overlaps with work: while cell k runs, cell k+1's engine is started
-(a spare: imports only, no CUDA call), and it is handed its spec only once cell
-k's engine process has ended, so there are never two CUDA contexts at once.
+Start-up overlaps with work: while cell k runs, the engines of the next cells
+(up to `ahead` of them) are started (spares: imports only, no CUDA call); each
+is handed its spec only once the previous cell's engine process has ended, so
+there are never two CUDA contexts at once. Two ahead hide an engine's imports
+behind a short cell too (a 20-token cell ends long before the next engine has
+imported torch and transformers); one ahead hides them only behind long cells.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from vramtui.errors import UsageError
@@ -20,6 +25,34 @@ from vramtui.measure.session import Session
 from vramtui.spec import ResolvedRun
 from vramtui.sweep.grid import Cell
 from vramtui.sweep.results import CellResult
+
+# The engines a sweep keeps started ahead, where the machine has the cores for them.
+AHEAD = 2
+
+
+@dataclass(frozen=True)
+class Ahead:
+    """How a sweep starts engines ahead: up to `engines` of them; `beside_cells`: while
+    a cell runs (the next one each time a cell starts), else only in waves, together
+    with a cold engine while no cell runs (the pool empty, the next `engines` at once)."""
+
+    engines: int
+    beside_cells: bool = True
+
+
+def plan_ahead(
+    cells: Sequence[Cell], engines: int | None = None, cores: int | None = None
+) -> Ahead:
+    """`engines` ahead (by default AHEAD, fewer where this machine's `cores` are short:
+    an importing engine takes a core). A CPU cell's torch threads use every core, so
+    an engine importing beside it would slow it (on two cores it took 2-3 times as
+    long): there the engines ahead import in waves, while no cell runs."""
+    cores = cores or os.cpu_count() or 1
+    if engines is None:
+        engines = max(0, min(AHEAD, cores - 1))
+    on_cpu = any(cell.run.backend == "cpu" for cell in cells)
+    return Ahead(engines, beside_cells=not on_cpu)
+
 
 RecorderFactory = Callable[[ResolvedRun, "dict[str, str] | None"], Recorder]
 CellEnv = Callable[[Cell], "dict[str, str] | None"]
@@ -38,9 +71,11 @@ class Sweep:
     `cell_env` adds environment variables to one cell's engine (the engine's
     test hooks); it is for tests, not a user-facing option.
 
-    With `overlap` (the default) the next cell's engine is started while a cell
-    runs, as a spare of the recorders' pool (`recorder.spares`); a recorder
-    without one (a stand-in) has nothing started ahead.
+    Engines of the next cells are started ahead (`ahead` of them, by default as
+    `plan_ahead` finds this machine's cores allow; 0 starts none), as spares of the
+    recorders' pool (`recorder.spares`); a recorder without one (a stand-in) has
+    nothing started ahead; an `Ahead` is taken as it is. `cores`: the processors this
+    sweep may count on (a lane's share).
     """
 
     def __init__(
@@ -49,13 +84,15 @@ class Sweep:
         *,
         make_recorder: RecorderFactory | None = None,
         cell_env: CellEnv | None = None,
-        overlap: bool = True,
+        ahead: int | Ahead | None = None,
+        cores: int | None = None,
         on_cell_start: Callable[[Cell, Session], None] | None = None,
         on_cell_done: Callable[[CellResult], None] | None = None,
         on_event: Callable[[ev.Event], None] | None = None,
     ) -> None:
         self.cells = list(cells)
-        self.spares = SparePool() if overlap else None
+        self.ahead = ahead if isinstance(ahead, Ahead) else plan_ahead(self.cells, ahead, cores)
+        self.spares = SparePool() if self.ahead.engines else None
         self.make_recorder = make_recorder or self._recorder
         self.cell_env = cell_env
         self.on_cell_start = on_cell_start
@@ -97,7 +134,7 @@ class Sweep:
             if self._cancelled.is_set() or self.aborted:
                 break
             reason = dead_models.get(cell.model_key)
-            following = self.cells[n + 1] if n + 1 < len(self.cells) else None
+            following = self.cells[n + 1 : n + 1 + self.ahead.engines]
             result = CellResult.skipped(cell, reason) if reason else self._run_cell(cell, following)
             if result is None:  # the recorder refused the spec: the whole sweep is wrong
                 break
@@ -115,16 +152,19 @@ class Sweep:
     def _env(self, cell: Cell) -> dict[str, str] | None:
         return self.cell_env(cell) if self.cell_env else None
 
-    def _start_ahead(self, recorder: Recorder, cell: Cell | None) -> None:
-        """Have `cell`'s engine started (imports only) as soon as `recorder`'s engine has
-        its spec, in the pool `recorder` draws from."""
+    def _start_ahead(self, recorder: Recorder, cells: Sequence[Cell]) -> None:
+        """Have the engines of `cells` started (imports only) as soon as `recorder`'s
+        engine has its spec, in the pool `recorder` draws from."""
         spares = getattr(recorder, "spares", None)
-        if spares is not None:
-            if spares not in self._pools:
-                self._pools.append(spares)
-            spares.queue([Launch.for_spec(cell.spec, self._env(cell))] if cell else [])
+        if spares is None:
+            return
+        if spares not in self._pools:
+            self._pools.append(spares)
+        if not self.ahead.beside_cells and spares.spares:
+            cells = []  # a wave is still waiting: the next one starts with a cold engine
+        spares.queue([Launch.for_spec(cell.spec, self._env(cell)) for cell in cells])
 
-    def _run_cell(self, cell: Cell, following: Cell | None) -> CellResult | None:
+    def _run_cell(self, cell: Cell, following: Sequence[Cell]) -> CellResult | None:
         env = self._env(cell)
         try:
             recorder = self.make_recorder(cell.run, env)

@@ -74,6 +74,7 @@ def warm_imports() -> None:
         import vramtui.measure.engine.model  # noqa: F401
         import vramtui.measure.engine.probes  # noqa: F401
         import vramtui.measure.engine.sampler  # noqa: F401
+        import vramtui.measure.engine.snapshot  # noqa: F401 - every run makes its Snapshots
     except Exception:  # noqa: BLE001 - reported by the run, see above
         traceback.print_exc(file=sys.stderr)
 
