@@ -1,4 +1,4 @@
-"""Plumbing for the headless commands: signals as exceptions, work in a thread."""
+"""Plumbing for the headless commands: signals noted, work in a thread."""
 
 from __future__ import annotations
 
@@ -26,15 +26,15 @@ class Interrupted(Exception):
 
 
 @contextmanager
-def interrupts_raise() -> Iterator[None]:
-    """Turn SIGINT, SIGTERM and SIGHUP into `Interrupted` in the main thread."""
+def interrupts_noted(caught: list[Interrupted]) -> Iterator[None]:
+    """SIGINT, SIGTERM and SIGHUP noted in `caught` (the handler raises nothing: a signal
+    that lands while a thread is starting cannot escape as a traceback)."""
 
     def handler(signum: int, frame: object) -> None:
-        raise Interrupted(signum)
+        caught.append(Interrupted(signum))
 
-    names = ("SIGINT", "SIGTERM", "SIGHUP")
     old = {}
-    for name in names:
+    for name in ("SIGINT", "SIGTERM", "SIGHUP"):
         sig = getattr(signal, name, None)
         if sig is not None:
             old[sig] = signal.signal(sig, handler)
@@ -62,20 +62,20 @@ def run_in_thread(
             finished.set()
 
     thread = threading.Thread(target=target, name="vramtui-run", daemon=True)
-    interrupted: Interrupted | None = None
-    with interrupts_raise():
+    caught: list[Interrupted] = []
+    handled = 0
+    with interrupts_noted(caught):
         thread.start()
-        # An Event, not thread.join(timeout): on Python 3.11 a signal handler that
-        # raises inside join() can leave the thread marked finished while it runs.
-        while not finished.is_set():
-            try:
-                finished.wait(0.1)
-            except Interrupted as exc:
-                interrupted = interrupted or exc
+        while True:
+            done = finished.wait(0.1)  # a signal is seen within 0.1 s
+            for exc in caught[handled:]:
+                handled += 1
                 on_interrupt(exc)
+            if done:
+                break
     if error:
         raise error[0]
-    return (result[0] if result else None), interrupted
+    return (result[0] if result else None), (caught[0] if caught else None)
 
 
 def stderr_line(text: str) -> None:
