@@ -58,15 +58,6 @@ class _Segment:
         self.blocks: dict[int, list[int]] = {0: [size, 0]}  # offset -> [size, in use]
         self.ends: dict[int, int] = {size: 0}  # end offset -> offset, for merging
 
-    def put(self, offset: int, size: int, used: int) -> None:
-        self.blocks[offset] = [size, used]
-        self.ends[offset + size] = offset
-
-    def take(self, offset: int) -> int:
-        size = self.blocks.pop(offset)[0]
-        del self.ends[offset + size]
-        return size
-
 
 def _discard(free: list[tuple[int, int, int]], key: tuple[int, int, int]) -> None:
     """Take `key` out of the sorted free list (each key is there once)."""
@@ -95,7 +86,8 @@ class CachingAllocator:
 
     def malloc(self, nbytes: int) -> Handle:
         rules = self.rules
-        size = rules.block_size(nbytes)
+        b = rules.block_bytes
+        size = -(-max(nbytes, 1) // b) * b  # rules.block_size, inline: the hot path
         small = size <= rules.small_block_max
         free = self._free[small]
         i = bisect_left(free, (size, -1, -1))
@@ -107,34 +99,45 @@ class CachingAllocator:
         block_size, sid, offset = free.pop(i)
         segment = self.segments[sid]
         rest = block_size - size
-        segment.take(offset)
         if rules.worth_splitting(rest, small):
-            segment.put(offset, size, 1)
-            segment.put(offset + size, rest, 0)
+            # [offset, +size) in use, [+size, +block_size) free: what take + 2 puts make
+            segment.blocks[offset] = [size, 1]
+            segment.blocks[offset + size] = [rest, 0]
+            segment.ends[offset + size] = offset
+            segment.ends[offset + block_size] = offset + size
             insort(free, (rest, sid, offset + size))
             block_size = size
         else:
-            segment.put(offset, block_size, 1)
+            segment.blocks[offset][1] = 1  # the whole block handed out
         self.allocated += block_size
-        self.peak_allocated = max(self.peak_allocated, self.allocated)
+        if self.allocated > self.peak_allocated:
+            self.peak_allocated = self.allocated
         return sid, offset
 
     def free(self, handle: Handle) -> None:
         sid, offset = handle
         segment = self.segments[sid]
+        blocks, ends = segment.blocks, segment.ends  # _Segment.take/put, inline
         free = self._free[segment.small]
-        size = segment.take(offset)
+        size = blocks.pop(offset)[0]
+        del ends[offset + size]
         self.allocated -= size
-        after = segment.blocks.get(offset + size)
-        if after is not None and not after[1]:
-            _discard(free, (after[0], sid, offset + size))
-            size += segment.take(offset + size)
-        before = segment.ends.get(offset)
-        if before is not None and not segment.blocks[before][1]:
-            _discard(free, (segment.blocks[before][0], sid, before))
-            size += segment.take(before)
+        end = offset + size
+        after = blocks.get(end)
+        if after is not None and not after[1]:  # merge with the free block after it
+            _discard(free, (after[0], sid, end))
+            del blocks[end]
+            del ends[end + after[0]]
+            size += after[0]
+        before = ends.get(offset)
+        if before is not None and not blocks[before][1]:  # and the one before
+            before_size = blocks.pop(before)[0]
+            _discard(free, (before_size, sid, before))
+            del ends[offset]
+            size += before_size
             offset = before
-        segment.put(offset, size, 0)
+        blocks[offset] = [size, 0]
+        ends[offset + size] = offset
         insort(free, (size, sid, offset))
 
     def freed_size(self, handle: Handle) -> int:
