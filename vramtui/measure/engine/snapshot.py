@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from vramtui.measure import events as ev
-from vramtui.measure.allocations import moment, snapshot_event
+from vramtui.measure.allocations import Moment, moment, snapshot_event
 
 ENTRIES = 20_000  # allocator actions kept in the trace (several steps of a large model)
 GAIN = 0.05  # a new snapshot when a step's peak is 5 % past the kept one's
@@ -90,9 +90,10 @@ class Snapshots:
         snap, token, phase, peak = self.kept
         if self.run_peak is not None and peak is not None and self.run_peak > peak:
             late = self._take()
-            if moment(late, self.device, "peak").allocated_bytes > peak and self.peak_at:
-                token, phase = self.peak_at
-                snap, peak = late, self.run_peak
+            found = moment(late, self.device, "peak")
+            if found.allocated_bytes > peak and self.peak_at:
+                self.write(late, "peak", *self.peak_at, self.run_peak, found)
+                return
         self.write(snap, "peak", token, phase, peak)
 
     def stop(self) -> None:
@@ -102,8 +103,16 @@ class Snapshots:
         torch.cuda.memory._record_memory_history(enabled=None)
 
     def write(
-        self, snap: Any, reason: str, token: int | None, phase: str, peak: int | None
+        self,
+        snap: Any,
+        reason: str,
+        token: int | None,
+        phase: str,
+        peak: int | None,
+        found: Moment | None = None,
     ) -> None:
+        """Save `snap` and send what held the bytes at its moment (`found`, if the
+        caller has it already)."""
         self.stop()
         notes = [f"{self.taken} snapshot(s) taken in the run"]
         path = str(self.path)
@@ -115,5 +124,6 @@ class Snapshots:
         except OSError as err:
             notes.append(f"the snapshot file could not be written: {err.strerror or err}")
             path = ""
-        found = moment(snap, self.device, reason)
+        if found is None:
+            found = moment(snap, self.device, reason)
         self.emit(snapshot_event(found, path, token, phase, (peak, self.run_peak), notes))
