@@ -7,7 +7,11 @@ and prints one JSON line: the allocator's figures after the load, at the peak an
 at the end, each step's (length, allocated, peak, reserved) for the first steps,
 and the segments of each memory pool (a CUDA graph's private pool is not (0, 0)).
 
-    python benchmarks/static_compile_diagnosis.py TOKENS compiled|nocompile [MODEL]
+    python benchmarks/static_compile_diagnosis.py TOKENS compiled|nocompile [MODEL] [HISTORY.pickle]
+
+With HISTORY, torch's memory history (every allocation with its Python stack) is
+recorded through the load and `generate` and its snapshot saved there, for
+`benchmarks/static_pool_report.py`.
 
 Results: benchmarks/results/static-cache/compile-diagnosis-h200.jsonl.
 """
@@ -53,8 +57,10 @@ def pools() -> dict[str, dict[str, int]]:
     return found
 
 
-def main(tokens: int, mode: str, name: str) -> dict[str, Any]:
+def main(tokens: int, mode: str, name: str, history: str | None = None) -> dict[str, Any]:
     device = torch.device("cuda:0")
+    if history:
+        torch.cuda.memory._record_memory_history(stacks="python", max_entries=400_000)
     spec = RunSpec(model=name, tokens=tokens, device="cuda:0", dtype="float16", cache="static")
     model = build(spec, device, "float16").model
     torch.cuda.synchronize()
@@ -68,8 +74,12 @@ def main(tokens: int, mode: str, name: str) -> dict[str, Any]:
     start = time.time()
     model.generate(ids, logits_processor=LogitsProcessorList([probe]), **kwargs)
     torch.cuda.synchronize()
+    if history:
+        torch.cuda.memory._dump_snapshot(history)
+    props = torch.cuda.get_device_properties(device)
     return {
         "model": name,
+        "l2_cache_size": getattr(props, "L2_cache_size", None),
         "mode": mode,
         "tokens": tokens,
         "seconds": round(time.time() - start, 2),
@@ -85,4 +95,5 @@ def main(tokens: int, mode: str, name: str) -> dict[str, Any]:
 
 if __name__ == "__main__":
     args = sys.argv[1:]
-    print(json.dumps(main(int(args[0]), args[1], args[2] if len(args) > 2 else "llama-3.2-1b")))
+    name = args[2] if len(args) > 2 else "llama-3.2-1b"
+    print(json.dumps(main(int(args[0]), args[1], name, args[3] if len(args) > 3 else None)))

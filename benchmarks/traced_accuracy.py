@@ -70,7 +70,9 @@ def predict(row: dict[str, str], source: str) -> Row | None:
         device="cuda:0",
         cache=row.get("cache") or "dynamic",
     )
-    est = estimate_run(resolve(spec, gpu, environ={}))
+    # a static cache's compiled step: as the engine found inductor's cache
+    compile = "cached" if row.get("compiled") == "cached" else "first"
+    est = estimate_run(resolve(spec, gpu, environ={}), compile=compile)
     assert est is not None
     return Row(
         source, spec.model, spec.prompt_tokens, spec.tokens, spec.batch, spec.dtype or "",

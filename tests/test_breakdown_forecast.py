@@ -12,8 +12,8 @@ import pytest
 from vramtui.measure import events as ev
 from vramtui.measure.session import NvmlSample, Session
 from vramtui.models.opt import opt_model
-from vramtui.predict.estimate import Estimate, estimate, max_tokens_that_fit
-from vramtui.predict.forecast import FitCheck, fit_check, growth_per_token
+from vramtui.predict.estimate import Estimate, estimate
+from vramtui.predict.forecast import FitCheck, fit_check, growth_per_token, max_tokens_that_fit
 from vramtui.report.breakdown import compare, estimate_for_session, measured_breakdown
 from vramtui.report.estimate_text import fit_text
 from vramtui.report.forecast import forecast_oom

@@ -13,7 +13,8 @@ from vramtui.errors import UsageError
 from vramtui.measure.session import Session
 from vramtui.models.opt import model_info_for_config, opt_model
 from vramtui.predict.calibration import DEFAULT
-from vramtui.predict.estimate import estimate, max_tokens_that_fit
+from vramtui.predict.estimate import estimate
+from vramtui.predict.forecast import max_tokens_that_fit
 
 BYTES = {"float16": 2, "bfloat16": 2, "float32": 4}
 

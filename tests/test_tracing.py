@@ -154,8 +154,11 @@ def test_a_session_of_any_model_is_compared_once_its_trace_exists(tmp_path) -> N
     assert estimate_for_session(session) == traced
 
 
-def test_a_static_cache_holds_every_position_from_the_prefill_and_the_estimate_warns() -> None:
-    from vramtui.report.estimate_text import static_cache_note
+def test_a_static_cache_holds_every_position_from_the_prefill_and_the_estimate_says_which_compile() -> (
+    None
+):
+    from vramtui.report.estimate_text import compiled_step_note
+    from vramtui.units import format_bytes
 
     trace = _trace(TINY_LLAMA)
     full = trace.kv_bytes(8 + 200)
@@ -169,7 +172,10 @@ def test_a_static_cache_holds_every_position_from_the_prefill_and_the_estimate_w
     growth = trace.kv_bytes(207) - trace.kv_bytes(8)
     assert 0 <= static.allocated_at(199) - static.allocated_at(0) < growth / 4
     assert dynamic.allocated_at(199) - dynamic.allocated_at(0) >= growth
-    # transformers compiles a static cache's decode step on CUDA: not modelled, said so
-    note = static_cache_note(static)
-    assert note is not None and "not modelled" in note and "CUDA graphs" in note
-    assert static_cache_note(dynamic) is None
+    # transformers compiles a static cache's decode step on CUDA: the note says which
+    # compile the figures are for and gives the other's
+    note = compiled_step_note(static)
+    assert note is not None and "first compile" in note and "CUDA graphs" in note
+    cached = estimate(trace, prompt_tokens=8, tokens=200, cache="static", compile="cached")
+    assert f"peak allocated {format_bytes(cached.peak_allocated_bytes, 2)}" in note
+    assert compiled_step_note(dynamic) is None

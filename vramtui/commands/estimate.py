@@ -21,15 +21,14 @@ from vramtui.predict.estimate import (
     Estimate,
     architecture_of,
     estimate_run,
-    max_tokens_that_fit,
 )
-from vramtui.predict.forecast import FitCheck, fit_check
+from vramtui.predict.forecast import FitCheck, fit_check, max_tokens_that_fit
 from vramtui.predict.placed import estimate_placed
 from vramtui.report.estimate_text import (
+    compiled_step_note,
     estimate_rows,
     fit_text,
     fragmentation_warning,
-    static_cache_note,
     tokens_fit_text,
 )
 from vramtui.report.tables import table
@@ -153,9 +152,11 @@ def run(args: argparse.Namespace) -> int:
         print(tokens_fit_text(most, where, positions_bound, model.positions))
     else:
         print("max new tokens that fit: – (no GPU detected; pass --gpu-memory SIZE)")
-    for warning in (fragmentation_warning(est), static_cache_note(est)):
-        if warning:
-            print(f"warning: {warning}")
+    warning, note = fragmentation_warning(est), compiled_step_note(est)
+    if warning:
+        print(f"warning: {warning}")
+    if note:
+        print(f"note: {note}")
     print(f"calibration: {est.calibration.source}")
     return EXIT_OK
 
@@ -183,7 +184,7 @@ def _json(
         kv_bytes_per_token=model.kv_bytes_per_token(est.dtype, est.batch),
         cache_balloons=est.cache_balloons,
         warning=fragmentation_warning(est),
-        note_static_cache=static_cache_note(est),
+        note_compiled_step=compiled_step_note(est),
     )
     if est.backend == "cpu":
         data.update(

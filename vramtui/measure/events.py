@@ -102,6 +102,9 @@ class Done:
     tokens_per_s: float
     decode_tokens_per_s: float | None
     max_allocated: int | None = None  # the engine's own running max over the run
+    # A compiled step (a static cache's decode): "first" where inductor compiled a graph
+    # (its autotuner ran), "cached" where its on-disk cache held every graph; else None.
+    compiled: str | None = None
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,11 @@ class Calibration:
     # through the allocator at the first GEMM: the 1 MiB of the 33 MiB above. 1 MiB is
     # a small-pool block (<= 1 MiB), so it lives in a 2 MiB small segment.
     cublaslt_workspace_bytes: int = 1 * MiB
+    # The L2 flush buffer of inductor's autotuner (torch/_inductor/runtime/benchmarking.py:
+    # torch.empty(L2_cache_size // 4, dtype=int)), allocated on a shape's first compile of
+    # a static cache's decode step (predict/compiled.py). The H200's L2_cache_size is
+    # 62,914,560 B (torch.cuda.get_device_properties, benchmarks/results/static-cache).
+    l2_flush_bytes: int = 60 * MiB
     # Small bookkeeping tensors alive during generate (one 512-byte block each): the
     # measured residual is 2,560 B after the prefill and 4,608 B from the first decode
     # step on (series[1..].allocated), in every cell; the larger is taken.

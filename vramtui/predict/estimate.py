@@ -18,6 +18,7 @@ from typing import Any
 from vramtui.errors import UsageError
 from vramtui.models.architecture import DTYPE_BYTES, ModelInfo
 from vramtui.predict.calibration import DEFAULT, Calibration
+from vramtui.predict.compiled import CompiledStep, compiled_step
 from vramtui.predict.kv_replay import KvGrowth, kv_cache_reserve
 from vramtui.predict.steps import StepModel
 from vramtui.predict.traced_steps import TracedSteps
@@ -58,6 +59,10 @@ class Estimate:
     cache_balloons: bool = False  # reserved grows far past allocated (see Calibration)
     expandable_segments: bool = False  # PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True
     cache: str = "dynamic"  # dynamic | static (offloaded is not modelled)
+    # A static cache on CUDA: transformers compiles the decode step (predict/compiled.py).
+    compile: str | None = None  # first | cached (inductor's cache holds the shape) | None
+    graph_pool_bytes: int = 0  # reserved by the CUDA graphs' private pool
+    first_compile_bytes: int = 0  # the autotuner's L2 flush buffer (a first compile)
     model: Architecture = field(default=None, repr=False, compare=False)  # type: ignore[assignment]
     calibration: Calibration = field(default=DEFAULT, repr=False, compare=False)
 
@@ -110,6 +115,7 @@ class Estimate:
             calibration=self.calibration,
             expandable_segments=self.expandable_segments,
             cache=self.cache,
+            compile=self.compile or "first",
         )
 
     def kv_layer_tensor_bytes(self, token: int) -> int:
@@ -238,6 +244,19 @@ def _peaks(steps: StepModel, tokens: int, expandable: bool, replay_cache: bool) 
     return _Peaks(peak_allocated, transient, needed, reserved, balloons)
 
 
+def _compiled(steps: StepModel, peaks: _Peaks, step: CompiledStep) -> _Peaks:
+    """The peaks with a compiled decode step: its flush buffer (a first compile) on
+    top of the first decode step's peak, its private pool beside the reserved."""
+    flushed = steps.step_peak(1) + step.flush_bytes
+    return _Peaks(
+        allocated=max(peaks.allocated, flushed),
+        transient=max(peaks.transient, flushed - steps.steady(1)),
+        needed_reserved=peaks.needed_reserved + step.pool_bytes_max,
+        reserved=peaks.reserved + step.pool_bytes,
+        balloons=False,
+    )
+
+
 def estimate(
     model: Architecture,
     *,
@@ -251,6 +270,7 @@ def estimate(
     expandable_segments: bool = False,
     replay_cache: bool = True,
     cache: str = "dynamic",
+    compile: str = "first",
 ) -> Estimate:
     """Predict one run of `tokens` new tokens after a `prompt_tokens` prompt.
 
@@ -274,6 +294,14 @@ def estimate(
     # a static cache never grows: no churn to replay, nothing to balloon
     dynamic = cache == "dynamic"
     peaks = _peaks(steps, tokens, expandable_segments or not dynamic, replay_cache and dynamic)
+    step = None
+    if not dynamic and steps.cuda and tokens >= 2:  # only decode steps are compiled
+        cal = calibration
+        transient = steps.forward(1, prompt_tokens + tokens)
+        step = compiled_step(
+            cal.rules, cal.cublas_workspace_bytes, transient, cal.l2_flush_bytes, compile
+        )
+        peaks = _compiled(steps, peaks, step)
     context = calibration.cuda_context_bytes + calibration.cuda_libraries_bytes
     context = context if steps.cuda else 0  # no CUDA context off CUDA
     kv_final = kv_bytes(
@@ -293,6 +321,9 @@ def estimate(
         cache_balloons=peaks.balloons,
         expandable_segments=expandable_segments,
         cache=cache,
+        compile=compile if step else None,
+        graph_pool_bytes=step.pool_bytes if step else 0,
+        first_compile_bytes=step.flush_bytes if step else 0,
         prompt_tokens=prompt_tokens,
         tokens=tokens,
         batch=batch,
@@ -302,33 +333,6 @@ def estimate(
         model=model,
         calibration=calibration,
     )
-
-
-def max_tokens_that_fit(model: Architecture, memory_bytes: int, **shape: Any) -> int:
-    """The largest number of new tokens whose predicted need (`required_bytes`: the
-    peak total less any ballooning cache, which is freed before an OOM) fits
-    `memory_bytes`. `shape`: estimate's keywords but `tokens` (see `run_kwargs`).
-
-    0 when not even one token fits (the weights, or the prefill, are too large);
-    never more than the model's positions allow after the prompt (the caller can
-    tell that case: the answer is then `model.positions - prompt_tokens`).
-    """
-    cap = model.positions - shape.get("prompt_tokens", 8)
-
-    def fits(n: int) -> bool:
-        e = estimate(model, tokens=n, **shape)
-        return e.required_bytes <= memory_bytes
-
-    if cap <= 0 or not fits(1):
-        return 0
-    lo, hi = 1, cap  # fits(lo) holds; the peak grows with the number of tokens
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if fits(mid):
-            lo = mid
-        else:
-            hi = mid - 1
-    return lo
 
 
 def trace_for(

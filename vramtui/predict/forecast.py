@@ -13,8 +13,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from statistics import median
+from typing import Any
 
-from vramtui.predict.estimate import Estimate, max_tokens_that_fit
+from vramtui.predict.estimate import Architecture, Estimate, estimate
 
 MAX_POINTS = 512  # decode steps the growth is fitted on, evenly spread over the run
 
@@ -108,3 +109,30 @@ def fit_check(est: Estimate, free_bytes: int, *, overhead_bytes: int = 0) -> Fit
     most = max_tokens_that_fit(est.model, room, **est.run_kwargs()) if room > 0 else 0
     weights = est.weights_bytes + est.context_bytes + overhead_bytes
     return FitCheck(False, need, free_bytes, most, weights <= free_bytes)
+
+
+def max_tokens_that_fit(model: Architecture, memory_bytes: int, **shape: Any) -> int:
+    """The largest number of new tokens whose predicted need (`required_bytes`: the
+    peak total less any ballooning cache, which is freed before an OOM) fits
+    `memory_bytes`. `shape`: estimate's keywords but `tokens` (see `run_kwargs`).
+
+    0 when not even one token fits (the weights, or the prefill, are too large);
+    never more than the model's positions allow after the prompt (the caller can
+    tell that case: the answer is then `model.positions - prompt_tokens`).
+    """
+    cap = model.positions - shape.get("prompt_tokens", 8)
+
+    def fits(n: int) -> bool:
+        e = estimate(model, tokens=n, **shape)
+        return e.required_bytes <= memory_bytes
+
+    if cap <= 0 or not fits(1):
+        return 0
+    lo, hi = 1, cap  # fits(lo) holds; the peak grows with the number of tokens
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if fits(mid):
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo

@@ -56,4 +56,10 @@ class TracedSteps(StepModel):
         if new == trace.prompt and cached == trace.prompt:
             return trace.prefill.extra
         # between traced lengths the line is interpolated: whole blocks, as allocated
-        return self.block(trace.decode_extra(cached))
+        extra = self.block(trace.decode_extra(cached))
+        if self.static_positions and trace.query_row:
+            # a static cache's decode has a mask, so sdpa gets K and V repeated for the
+            # query heads over every position (transformers' use_gqa_in_sdpa)
+            repeated = 2 * self.block(trace.query_row * self.static_positions)
+            extra = max(extra, repeated)
+        return extra

@@ -52,6 +52,7 @@ FIGURE_COLUMNS = (
     "oom_held_bytes",
     "memory_source",
     "nvml_process_source",
+    "compiled",  # a static cache's compiled step: first (inductor compiled) | cached
 )
 ENVIRONMENT_COLUMNS = (
     "device_name",

@@ -250,6 +250,13 @@ def estimate_for_session(
     return run_estimate(view, calibration, only_cached)
 
 
+def compiled_as(view: SessionView) -> str:
+    """How the run's compiled step was compiled (predict/compiled.py): "cached" where
+    the engine found every graph in inductor's cache, else "first"."""
+    done = view.done
+    return "cached" if done is not None and done.compiled == "cached" else "first"
+
+
 def run_estimate(
     view: SessionView, calibration: Calibration = DEFAULT, only_cached: bool = True
 ) -> Estimate | None:
@@ -280,6 +287,7 @@ def run_estimate(
             calibration=calibration,
             expandable_segments=expandable_segments(view.environment.get("cuda_alloc_conf")),
             cache=spec.cache,
+            compile=compiled_as(view),
         )
     except UsageError:
         return None

@@ -6,7 +6,7 @@ returns facts; the sentences are here.
 
 from __future__ import annotations
 
-from vramtui.predict.estimate import Estimate, held_positions
+from vramtui.predict.estimate import Estimate, estimate, held_positions
 from vramtui.predict.forecast import FitCheck
 from vramtui.units import format_bytes, format_count
 
@@ -26,14 +26,27 @@ def fragmentation_warning(est: Estimate) -> str | None:
     )
 
 
-def static_cache_note(est: Estimate) -> str | None:
-    """One line where the estimate leaves something of a static cache out, else None."""
-    if est.cache != "static" or est.backend != "cuda":
+def compiled_step_note(est: Estimate) -> str | None:
+    """One line where transformers compiles the decode step (a static cache on CUDA):
+    which compile the figures are for, and the other's. None otherwise."""
+    if est.compile is None:
         return None
+    other = "cached" if est.compile == "first" else "first"
+    alt = estimate(est.model, tokens=est.tokens, **{**est.run_kwargs(), "compile": other})
+    figures = (
+        f"peak allocated {format_bytes(alt.peak_allocated_bytes, 2)}, "
+        f"peak total {format_bytes(alt.peak_total_bytes, 2)}"
+    )
+    if est.compile == "first":
+        return (
+            "the decode step is compiled (static cache, CUDA graphs): figures for this "
+            "shape's first compile, when inductor's autotuner allocates its "
+            f"{format_bytes(est.first_compile_bytes)} L2 flush buffer; once inductor's "
+            f"cache holds the shape: {figures}"
+        )
     return (
-        "with a static cache transformers compiles the decode step (torch.compile, CUDA "
-        "graphs), not modelled: on an H200 its first compile of a shape added 60-76 MB to "
-        "the peak allocated and its graphs held 98-128 MB more reserved (3 models measured)"
+        "the decode step is compiled (static cache, CUDA graphs): figures with inductor's "
+        f"cache holding the shape; a first compile: {figures}"
     )
 
 
@@ -53,9 +66,12 @@ def estimate_rows(e: Estimate) -> list[tuple[str, str, str]]:
         (
             "transient (largest step)",
             format_bytes(e.transient_bytes, 2),
-            "prefill activations, logits, cache copy",
+            "the decode step and the L2 flush buffer"
+            if e.first_compile_bytes
+            else "prefill activations, logits, cache copy",
         ),
         ("allocator slack", format_bytes(e.slack_bytes, 2), "reserved - allocated"),
+        *_compiled_rows(e),
         (
             "CUDA context & libraries",
             format_bytes(e.context_bytes, 2),
@@ -76,7 +92,20 @@ def estimate_rows(e: Estimate) -> list[tuple[str, str, str]]:
         rows.append(
             ("needed to fit", format_bytes(e.required_bytes, 2), "the cached KV segments freed")
         )
+    elif e.required_bytes > e.peak_total_bytes:
+        why = "if the autotuner's flush buffer takes two segments"
+        rows.append(("needed to fit", format_bytes(e.required_bytes, 2), why))
     return rows
+
+
+def _compiled_rows(e: Estimate) -> list[tuple[str, str, str]]:
+    """The compiled decode step's private pool, where there is one."""
+    if not e.graph_pool_bytes:
+        return []
+    what = "compiled decode step: cuBLAS workspace, step buffers"
+    if e.first_compile_bytes:
+        what += ", L2 flush (first compile)"
+    return [("CUDA graph pool", format_bytes(e.graph_pool_bytes, 2), what + "; in reserved")]
 
 
 def fit_text(check: FitCheck, where: str = "free") -> str:

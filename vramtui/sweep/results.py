@@ -36,6 +36,7 @@ class CellResult:
     load_s: float | None = None
     generate_s: float | None = None
     kv_cache_bytes_final: int | None = None
+    compiled: str | None = None  # first | cached: a compiled decode step (static cache)
     oom_requested_bytes: int | None = None
     oom_held_bytes: int | None = None
     notices: list[str] = field(default_factory=list)
@@ -102,6 +103,7 @@ class CellResult:
             load_s=timings.get("load_s") or (view.loaded.load_s if view.loaded else None),
             generate_s=timings.get("generate_s"),
             kv_cache_bytes_final=s["kv_cache_bytes_final"],
+            compiled=timings.get("compiled"),
             oom_requested_bytes=failure.get("requested_bytes"),
             oom_held_bytes=failure.get("held_bytes"),
             notices=list(s["notices"]),

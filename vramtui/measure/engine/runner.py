@@ -191,7 +191,21 @@ class Engine(Emitter):
             tokens_per_s=n / generate_s if generate_s > 0 else 0.0,
             decode_tokens_per_s=(n - 1) / decode_s if decode_s > 0 else None,
             max_allocated=max(self.running_max, max_alloc or 0),
+            compiled=compile_outcome(),
         )
+
+
+def compile_outcome() -> str | None:
+    """Whether generate compiled anything, and from inductor's cache or not."""
+    dynamo = sys.modules.get("torch._dynamo.utils")
+    if dynamo is None:
+        return None
+    inductor = dynamo.counters.get("inductor", {})
+    if inductor.get("fxgraph_cache_miss", 0):
+        return "first"
+    if inductor.get("fxgraph_cache_hit", 0):
+        return "cached"
+    return "first" if inductor else None  # compiled with inductor's cache off
 
 
 def placed_device(spec: RunSpec) -> str | None:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from vramtui.errors import UsageError
+from vramtui.models.architecture import DTYPE_BYTES
 from vramtui.models.hf import short_reason
 
 TRACE_VERSION = 1
@@ -75,6 +76,10 @@ class Trace:
     backend: str
     prefill: StepTrace
     decode: tuple[StepTrace, ...]  # by cached positions, ascending
+    # One position of K (or V) repeated for every query head, the whole batch: what
+    # repeat_kv materialises where sdpa gets a mask (a static cache's decode); 0 where
+    # every query head has its own K and V.
+    query_row: int = 0
 
     def weights_bytes(self, dtype: str | None = None) -> int:
         return sum(self.tensors) + sum(self.buffers)
@@ -202,7 +207,19 @@ def _trace(name: str, positions: int, request: dict[str, Any], data: dict[str, A
         backend=request["backend"],
         prefill=_step(data["prefill"]),
         decode=tuple(_step(step) for step in data["decode"]),
+        query_row=query_row(request["config"], request["batch"], request["dtype"]),
     )
+
+
+def query_row(config: dict[str, Any], batch: int, dtype: str) -> int:
+    """One position of K repeated for the query heads (0 without grouped queries)."""
+    text = config.get("text_config") or config
+    heads = text.get("num_attention_heads") or 0
+    kv_heads = text.get("num_key_value_heads") or heads
+    if not heads or kv_heads >= heads:
+        return 0
+    head_dim = text.get("head_dim") or text.get("hidden_size", 0) // heads
+    return batch * heads * head_dim * DTYPE_BYTES[dtype]
 
 
 @lru_cache(maxsize=32)
