@@ -91,9 +91,8 @@ def add_parser(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--ahead", type=whole_number, metavar="K",
-        help=f"engines started ahead while a cell runs (default: {AHEAD}, at most the cores "
-        "less one; on a GPU up to every cell, as half the cores and RAM allow; 0 is "
-        "--no-overlap)",
+        help=f"engines started ahead while a cell runs (default {AHEAD}, at most the cores "
+        "less one; 0 is --no-overlap)",
     )  # fmt: skip
     parser.set_defaults(command=run)
 

@@ -3,12 +3,9 @@
 Start-up overlaps with work: while cell k runs, the engines of the next cells
 (up to `ahead` of them) are started (spares: imports only, no CUDA call); each
 is handed its spec only once the previous cell's engine process has ended, so
-there are never two CUDA contexts at once. On a GPU a sweep starts as many ahead
-as the machine's cores and memory allow (up to every remaining cell): their
-imports then run together at the start, and later cells, short or long, find
-their engine ready and run beside idle spares; with one or two ahead a 20-token
-cell ends long before the next engine has imported torch and transformers, and
-the imports run beside the long cells, slowing them.
+there are never two CUDA contexts at once. Two ahead hide an engine's imports
+behind a short cell too (a 20-token cell ends long before the next engine has
+imported torch and transformers); one ahead hides them only behind long cells.
 """
 
 from __future__ import annotations
@@ -29,11 +26,8 @@ from vramtui.spec import ResolvedRun
 from vramtui.sweep.grid import Cell
 from vramtui.sweep.results import CellResult
 
-# The engines a sweep keeps started ahead at least, where the machine has the cores.
+# The engines a sweep keeps started ahead, where the machine has the cores for them.
 AHEAD = 2
-# What an idle engine ahead may hold in RAM (torch and transformers imported, no CUDA:
-# about 0.6-0.9 GB measured); a GPU sweep keeps at most half the available RAM in them.
-SPARE_BYTES = 1_000_000_000
 
 
 @dataclass(frozen=True)
@@ -47,36 +41,17 @@ class Ahead:
 
 
 def plan_ahead(
-    cells: Sequence[Cell],
-    engines: int | None = None,
-    cores: int | None = None,
-    memory: int | None = None,
+    cells: Sequence[Cell], engines: int | None = None, cores: int | None = None
 ) -> Ahead:
-    """`engines` ahead; by default AHEAD (fewer where this machine's `cores` are short:
-    an importing engine takes a core), and on a GPU up to every remaining cell, half
-    the cores and half the available `memory` (SPARE_BYTES each). A CPU cell's torch
-    threads use every core, so an engine importing beside it would slow it (on two
-    cores it took 2-3 times as long): there the engines ahead import in waves, while
-    no cell runs."""
+    """`engines` ahead (by default AHEAD, fewer where this machine's `cores` are short:
+    an importing engine takes a core). A CPU cell's torch threads use every core, so
+    an engine importing beside it would slow it (on two cores it took 2-3 times as
+    long): there the engines ahead import in waves, while no cell runs."""
     cores = cores or os.cpu_count() or 1
-    on_cpu = any(cell.run.backend == "cpu" for cell in cells)
     if engines is None:
         engines = max(0, min(AHEAD, cores - 1))
-        if not on_cpu:
-            memory = available_memory() if memory is None else memory
-            room = min(len(cells) - 1, cores // 2, memory // 2 // SPARE_BYTES)
-            engines = max(engines, room)
+    on_cpu = any(cell.run.backend == "cpu" for cell in cells)
     return Ahead(engines, beside_cells=not on_cpu)
-
-
-def available_memory() -> int:
-    """RAM available to new processes (psutil), 0 where it cannot be read."""
-    try:
-        import psutil
-
-        return int(psutil.virtual_memory().available)
-    except (ImportError, OSError):
-        return 0
 
 
 RecorderFactory = Callable[[ResolvedRun, "dict[str, str] | None"], Recorder]
