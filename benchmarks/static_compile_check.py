@@ -28,8 +28,9 @@ GPU = DeviceList((DeviceChoice("cuda:0", "NVIDIA H200", 150109880320, 1501098803
 
 
 def row(run: dict[str, Any]) -> str:
-    spec = RunSpec(model=run["model"], tokens=run["tokens"], device="cuda:0",
-                   dtype="float16", cache="static")  # fmt: skip
+    prompt, batch = run.get("prompt", 8), run.get("batch", 1)
+    spec = RunSpec(model=run["model"], tokens=run["tokens"], prompt_tokens=prompt, batch=batch,
+                   device="cuda:0", dtype=run.get("dtype", "float16"), cache="static")  # fmt: skip
     compile = "cached" if run["inductor_cache"] == "warm" else "first"
     est = estimate_run(resolve(spec, GPU, environ={}), compile=compile)
     assert est is not None
@@ -40,7 +41,8 @@ def row(run: dict[str, Any]) -> str:
         return f"{(predicted - measured) / measured * 100:+.3f} %"
 
     return (
-        f"| {run['model']} | 8 + {run['tokens']} | {compile} | {run['peak_alloc']:,} "
+        f"| {run['model']} | {prompt} + {run['tokens']} | {batch} | {compile} "
+        f"| {run['peak_alloc']:,} "
         f"| {err(est.peak_allocated_bytes, run['peak_alloc'])} | {run['peak_reserved']:,} "
         f"| {err(est.peak_reserved_bytes, run['peak_reserved'])} | {pool / 2**20:g} MiB "
         f"| {est.graph_pool_bytes / 2**20:g} MiB (at most {most / 2**20:g} MiB) |"
@@ -49,8 +51,8 @@ def row(run: dict[str, Any]) -> str:
 
 if __name__ == "__main__":
     path = Path(sys.argv[1]) if len(sys.argv) > 1 else DEFAULT
-    print("| model | prompt + new | compile | peak allocated | error | peak reserved | error "
-          "| pool measured | pool estimated |")  # fmt: skip
-    print("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print("| model | prompt + new | batch | compile | peak allocated | error | peak reserved "
+          "| error | pool measured | pool estimated |")  # fmt: skip
+    print("| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for line in path.read_text().splitlines():
         print(row(json.loads(line)))
