@@ -9,6 +9,9 @@ and the segments of each memory pool (a CUDA graph's private pool is not (0, 0))
 
     python benchmarks/static_compile_diagnosis.py TOKENS compiled|nocompile [MODEL] [HISTORY.pickle]
 
+DIAG_PROMPT, DIAG_BATCH and DIAG_DTYPE (environment) change the prompt length (8),
+the batch (1) and the dtype (float16).
+
 With HISTORY, torch's memory history (every allocation with its Python stack) is
 recorded through the load and `generate` and its snapshot saved there, for
 `benchmarks/static_pool_report.py`.
@@ -19,6 +22,7 @@ Results: benchmarks/results/static-cache/compile-diagnosis-h200.jsonl.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -61,8 +65,12 @@ def main(tokens: int, mode: str, name: str, history: str | None = None) -> dict[
     device = torch.device("cuda:0")
     if history:
         torch.cuda.memory._record_memory_history(stacks="python", max_entries=400_000)
-    spec = RunSpec(model=name, tokens=tokens, device="cuda:0", dtype="float16", cache="static")
-    model = build(spec, device, "float16").model
+    env = os.environ
+    dtype = env.get("DIAG_DTYPE", "float16")
+    prompt, batch = int(env.get("DIAG_PROMPT", "8")), int(env.get("DIAG_BATCH", "1"))
+    spec = RunSpec(model=name, tokens=tokens, prompt_tokens=prompt, batch=batch,
+                   device="cuda:0", dtype=dtype, cache="static")  # fmt: skip
+    model = build(spec, device, dtype).model
     torch.cuda.synchronize()
     after_load = torch.cuda.memory_allocated()
     kwargs = generate_kwargs(model, tokens, spec.cache)
@@ -79,6 +87,9 @@ def main(tokens: int, mode: str, name: str, history: str | None = None) -> dict[
     props = torch.cuda.get_device_properties(device)
     return {
         "model": name,
+        "prompt": prompt,
+        "batch": batch,
+        "dtype": dtype,
         "l2_cache_size": getattr(props, "L2_cache_size", None),
         "mode": mode,
         "tokens": tokens,

@@ -154,9 +154,7 @@ def test_a_session_of_any_model_is_compared_once_its_trace_exists(tmp_path) -> N
     assert estimate_for_session(session) == traced
 
 
-def test_a_static_cache_holds_every_position_from_the_prefill_and_the_estimate_says_which_compile() -> (
-    None
-):
+def test_a_static_cache_holds_every_position_and_the_estimate_says_which_compile() -> None:
     from vramtui.report.estimate_text import compiled_step_note
     from vramtui.units import format_bytes
 
