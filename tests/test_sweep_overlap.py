@@ -20,7 +20,7 @@ from vramtui.measure.engine.process import Launch
 from vramtui.measure.engine.spare import SparePool
 from vramtui.measure.recorder import Recorder
 from vramtui.measure.session import Session
-from vramtui.measure.startup import COLD, WARM
+from vramtui.measure.startup import COLD, FORKED, WARM
 from vramtui.spec import ResolvedRun, RunSpec
 from vramtui.sweep import grid
 from vramtui.sweep.runner import AHEAD, Ahead, Sweep, plan_ahead
@@ -189,12 +189,16 @@ def test_a_cancelled_sweep_ends_the_engine_started_ahead() -> None:
 
 
 def test_real_engines_overlap_and_measure_what_cold_ones_do() -> None:
-    runs: dict[int, list[Session]] = {0: [], 2: []}  # engines started ahead
-    for ahead, sessions in runs.items():
+    # engines started ahead: none, two spawned, two forked from a fork server
+    runs: dict[tuple[int, bool], list[Session]] = {(0, False): [], (2, False): [], (2, True): []}
+    for (ahead, fork), sessions in runs.items():
         keep = sessions.append
         plan = Ahead(ahead)  # beside the running cells, as on a GPU host
-        Sweep(cells(3), ahead=plan, on_cell_start=lambda c, s, keep=keep: keep(s)).run()
-    warm = runs[2]
+        sweep = Sweep(cells(3), ahead=plan, fork=fork, on_cell_start=lambda c, s, k=keep: k(s))
+        sweep.run()
+    warm, forked = runs[(2, False)], runs[(2, True)]
+    assert [s.environment["engine_start"] for s in forked] == [FORKED, WARM, WARM]
+    assert len({s.hello.pid for s in forked if s.hello}) == 3
     assert [s.environment["engine_start"] for s in warm] == [COLD, WARM, WARM]
     for before, after in itertools.pairwise(warm):
         assert after.startup is not None and after.startup.spawned is not None
@@ -205,4 +209,5 @@ def test_real_engines_overlap_and_measure_what_cold_ones_do() -> None:
     def deterministic(s: Session) -> tuple[object, ...]:
         return (s.status, s.loaded.params, [(t.token, t.kv_bytes) for t in s.token_samples])  # type: ignore[union-attr]
 
-    assert [deterministic(s) for s in warm] == [deterministic(s) for s in runs[0]]
+    cold = [deterministic(s) for s in runs[(0, False)]]
+    assert [deterministic(s) for s in warm] == [deterministic(s) for s in forked] == cold

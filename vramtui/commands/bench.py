@@ -90,6 +90,12 @@ def add_parser(subparsers: Any) -> None:
         "next engines do their imports, no CUDA, while a cell runs)",
     )
     parser.add_argument(
+        "--no-fork",
+        action="store_true",
+        help="spawn every engine with its own imports (by default a GPU sweep forks its "
+        "engines from one process that imported torch and transformers once)",
+    )
+    parser.add_argument(
         "--ahead", type=whole_number, metavar="K",
         help=f"engines started ahead while a cell runs (default {AHEAD}, at most the cores "
         "less one; 0 is --no-overlap)",
@@ -279,6 +285,7 @@ def run(args: argparse.Namespace) -> int:
             outputs.write(done)
 
     ahead = 0 if args.no_overlap else args.ahead  # None: as many as this machine's cores allow
+    fork = False if args.no_fork or args.no_overlap else None  # None: GPU sweeps fork
     sweep: Sweep | Lanes
     if args.devices:
         there = available()
@@ -286,12 +293,15 @@ def run(args: argparse.Namespace) -> int:
         cores = max(1, (os.cpu_count() or 1) // len(lanes))  # a lane's share, for its engines ahead
         sweep = Lanes(
             lanes,
-            lambda lane: Sweep(lane, ahead=ahead, cores=cores, on_cell_done=on_cell_done),
+            lambda lane: Sweep(
+                lane, ahead=ahead, cores=cores, on_cell_done=on_cell_done, fork=fork
+            ),
         )
     else:
         sweep = Sweep(
             cells,
             ahead=ahead,
+            fork=fork,
             on_cell_start=progress.start,
             on_cell_done=on_cell_done,
             on_event=progress,

@@ -197,8 +197,9 @@ class Recorder:
                 spare.close()
                 engine = None
         if engine is None:
-            engine, how = self.make_engine(self.launch), COLD
+            engine = self.make_engine(self.launch)
             engine.start(self.spec)
+            how = getattr(engine, "start_kind", COLD)  # or forked, from a fork server
         if spares is not None:
             spares.handed_over()
         return engine, how

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 # How the engine was started, as the recorder puts it in the environment.
 WARM = "warm spare"
 COLD = "cold"
+FORKED = "forked"  # from a sweep's fork server (engine/forkserver.py): imported there
 
 
 def _phase_t(phases: tuple[ev.Phase, ...], name: str) -> float | None:

@@ -6,6 +6,9 @@ is handed its spec only once the previous cell's engine process has ended, so
 there are never two CUDA contexts at once. Two ahead hide an engine's imports
 behind a short cell too (a 20-token cell ends long before the next engine has
 imported torch and transformers); one ahead hides them only behind long cells.
+
+A GPU sweep forks its engines from a fork server (engine/forkserver.py) that
+imports torch and transformers once: no engine imports beside a running cell.
 """
 
 from __future__ import annotations
@@ -18,7 +21,8 @@ from typing import Any
 
 from vramtui.errors import UsageError
 from vramtui.measure import events as ev
-from vramtui.measure.engine.process import Launch
+from vramtui.measure.engine.forkserver import ForkServer
+from vramtui.measure.engine.process import EngineProcess, Launch
 from vramtui.measure.engine.spare import SparePool
 from vramtui.measure.recorder import Recorder
 from vramtui.measure.session import Session
@@ -89,10 +93,17 @@ class Sweep:
         on_cell_start: Callable[[Cell, Session], None] | None = None,
         on_cell_done: Callable[[CellResult], None] | None = None,
         on_event: Callable[[ev.Event], None] | None = None,
+        fork: bool | None = None,
     ) -> None:
         self.cells = list(cells)
         self.ahead = ahead if isinstance(ahead, Ahead) else plan_ahead(self.cells, ahead, cores)
-        self.spares = SparePool() if self.ahead.engines else None
+        self.spares = SparePool(self.make_engine) if self.ahead.engines else None
+        # Engines forked from one server (imports once), by default where the sweep makes
+        # its recorders and engines start ahead beside the cells (a GPU sweep); a CPU
+        # sweep's engines (their RSS is the figure) stay spawned.
+        default = make_recorder is None and self.ahead.engines and self.ahead.beside_cells
+        self.fork = bool(default) if fork is None else fork
+        self.server: ForkServer | None = None
         self.make_recorder = make_recorder or self._recorder
         self.cell_env = cell_env
         self.on_cell_start = on_cell_start
@@ -106,7 +117,12 @@ class Sweep:
         self._pools: list[SparePool] = []  # where engines were started ahead: ended at the end
 
     def _recorder(self, run: ResolvedRun, extra_env: dict[str, str] | None) -> Recorder:
-        return Recorder(run, extra_env=extra_env, spares=self.spares)
+        return Recorder(run, extra_env=extra_env, spares=self.spares, make_engine=self.make_engine)
+
+    def make_engine(self, launch: Launch) -> EngineProcess:
+        """Forked from the sweep's server where it runs with this launch, else spawned."""
+        server = self.server
+        return server.make_engine(launch) if server is not None else EngineProcess(launch)
 
     @property
     def cancelled(self) -> bool:
@@ -122,11 +138,16 @@ class Sweep:
             current.cancel(reason)
 
     def run(self) -> list[CellResult]:
+        if self.fork and self.cells:
+            first = self.cells[0]
+            self.server = ForkServer(Launch.for_spec(first.spec, self._env(first)))
         try:
             return self._run_cells()
         finally:
             for pool in self._pools:
                 pool.close()  # an engine started ahead for a cell a cancel or abort left out
+            if self.server is not None:
+                self.server.close()
 
     def _run_cells(self) -> list[CellResult]:
         dead_models: dict[tuple[str, str, str | None], str] = {}

@@ -156,13 +156,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events-fd", type=int, required=True)
     parser.add_argument("--spawned-at", type=float, default=None)
     args = parser.parse_args(argv)
-    out = os.fdopen(args.events_fd, "w", buffering=1)
+    return serve(args.events_fd, args.spawned_at, started)
+
+
+def serve(
+    events_fd: int, spawned_at: float | None, started: float, imported: float | None = None
+) -> int:
+    """Import (unless `imported`: a fork server did, at that time), say Ready, wait
+    for the spec, run it. The process's exit code."""
+    out = os.fdopen(events_fd, "w", buffering=1)
     signal.signal(signal.SIGTERM, _on_term)
     signal.signal(signal.SIGINT, _on_term)
     try:
         inbox = SpecInbox()
-        warm_imports()
-        imported = clock()
+        if imported is None:
+            warm_imports()
+            imported = clock()
         out.write(ev.encode(ev.Ready(os.getpid(), imported)) + "\n")
         line = inbox.wait()
     except (KeyboardInterrupt, OSError):  # ended (or the parent gone) while a spare
@@ -170,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     received = clock()
     spec = RunSpec.from_dict(json.loads(line))
     engine = Engine(spec, out.write)
-    startup = ev.Startup(args.spawned_at, started, imported, received, cuda_initialized())
+    startup = ev.Startup(spawned_at, started, imported, received, cuda_initialized())
     engine.emit(startup)
     code = run_engine(engine)
     try:

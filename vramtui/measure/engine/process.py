@@ -58,6 +58,8 @@ class EngineProcess:
     and exits by itself, also while it waits for a spec.
     """
 
+    start_kind = "cold"  # startup.COLD; a forked engine's is startup.FORKED
+
     def __init__(self, launch: Launch) -> None:
         self.launch = launch
         self.proc: subprocess.Popen[bytes] | None = None

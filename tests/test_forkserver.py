@@ -1,0 +1,111 @@
+"""The fork server (measure/engine/forkserver.py, zygote.py): real processes on the
+CPU with the tiny model. Forked engines run, fail and end as spawned ones do; the
+imports are done once, by the server."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from conftest import record, resolved, tiny_spec
+
+from vramtui.measure import events as ev
+from vramtui.measure.engine.forkserver import ForkedEngine, ForkServer
+from vramtui.measure.engine.process import EngineProcess, Launch
+from vramtui.measure.recorder import Recorder
+from vramtui.measure.startup import COLD, FORKED, WARM
+from vramtui.sweep import grid
+from vramtui.sweep.runner import Ahead, Sweep
+
+SPEC = tiny_spec()
+
+
+@contextmanager
+def running_server(env: dict[str, str] | None = None) -> Iterator[ForkServer]:
+    """A server for the test's environment, made in the test's body (a run's Launch
+    must equal the server's, and pytest's PYTEST_CURRENT_TEST differs in fixtures)."""
+    server = ForkServer(Launch.for_spec(SPEC, env))
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+def test_forked_engines_run_as_spawned_ones_and_import_once() -> None:
+    spawned = record(SPEC)
+    with running_server() as server:
+        forked = [Recorder(resolved(SPEC), make_engine=server.make_engine).run() for _ in (1, 2)]
+    pids = {s.environment["engine_pid"] for s in forked}
+    assert len(pids) == 2 and server.proc.pid not in pids  # two fresh processes
+    for session in forked:
+        assert session.status == "completed" and session.environment["engine_start"] == FORKED
+        assert session.hello is not None and session.hello.pid == session.environment["engine_pid"]
+        summary, cold = session.summary(), spawned.summary()
+        for key in ("tokens_generated", "weights_bytes", "kv_cache_bytes_final", "params"):
+            assert summary[key] == cold[key]
+    # the imports were the server's, once: the same import span in every forked run
+    spans = {s.summary()["timings"]["startup"]["imports_s"] for s in forked}
+    assert len(spans) == 1
+    assert spawned.environment["engine_start"] == COLD
+
+
+def test_a_forked_engine_is_cancelled_and_its_exit_reported() -> None:
+    slow = {"VRAMTUI_TEST_STEP_SLEEP": "0.2"}  # steps slow enough to cancel mid-run
+    with running_server(slow) as server:
+        run = resolved(tiny_spec(tokens=110))
+        recorder = Recorder(run, extra_env=slow, make_engine=server.make_engine)
+
+        def on_event(event: ev.Event) -> None:
+            if isinstance(event, ev.Sample) and event.token == 2:
+                recorder.cancel("stopped by the test")
+
+        session = recorder.run(on_event)
+    assert session.status == "cancelled" and session.failure is not None
+    assert session.failure.message == "stopped by the test"
+    assert 3 <= session.tokens_done < 110  # what was measured is kept
+    engine = recorder.engine
+    assert isinstance(engine, ForkedEngine) and not engine.alive
+
+
+def test_a_forked_engine_killed_mid_run_is_a_crash_with_its_data_kept() -> None:
+    crash = {"VRAMTUI_TEST_CRASH_AT_TOKEN": "3"}  # SIGKILL inside step 3
+    with running_server(crash) as server:
+        recorder = Recorder(resolved(SPEC), extra_env=crash, make_engine=server.make_engine)
+        session = recorder.run()
+    assert session.status == "failed" and session.failure is not None
+    assert session.failure.kind == "crashed"
+    assert session.failure.message.startswith("engine exited with code -9")  # SIGKILL, as spawned
+    assert [s.token for s in session.token_samples] == [0, 1, 2]  # measured and kept
+
+
+def test_once_the_server_has_ended_engines_are_spawned() -> None:
+    with running_server() as server:
+        stale = ForkedEngine(server, server.launch)  # made while the server ran
+    assert server.proc.returncode == 0  # its stdin closed: it exits by itself
+    assert type(server.make_engine(server.launch)) is EngineProcess
+    recorder = Recorder(resolved(SPEC), make_engine=lambda launch: stale)
+    session = recorder.run()
+    assert session.status == "completed" and session.environment["engine_start"] == COLD
+
+
+def test_a_launch_other_than_the_servers_is_spawned() -> None:
+    other = Launch.for_spec(SPEC, {"PYTORCH_CUDA_ALLOC_CONF": "expandable_segments:True"})
+    with running_server() as server:
+        assert type(server.make_engine(other)) is EngineProcess
+        assert type(server.make_engine(server.launch)) is ForkedEngine
+
+
+def test_a_sweep_forks_its_engines_when_asked_and_gpu_sweeps_by_default() -> None:
+    axes = grid.Axes(models=[grid.ModelRef("tiny-opt", "config", SPEC.path or "")],
+                     tokens=[3, 4, 5], base=SPEC)  # fmt: skip
+    cells = axes.cells()
+    sweep = Sweep(cells, ahead=Ahead(1), fork=True)
+    results = sweep.run()
+    assert [r.status for r in results] == ["completed"] * 3
+    kinds = [r.environment.get("engine_start") for r in results]
+    assert kinds[0] == FORKED and set(kinds[1:]) <= {FORKED, WARM}
+    assert sweep.server is not None and sweep.server.proc.returncode == 0  # ended with it
+    # by default: a CPU sweep spawns (its engines ahead import in waves), a GPU sweep forks
+    assert Sweep(cells).fork is False
+    assert Sweep(cells, ahead=Ahead(2, beside_cells=True)).fork is True
+    assert Sweep(cells, ahead=Ahead(0, beside_cells=True)).fork is False
