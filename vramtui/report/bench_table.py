@@ -66,6 +66,7 @@ ENVIRONMENT_COLUMNS = (
     "platform",
     "sdpa_cudnn",  # CUDA: whether sdpa could use cuDNN attention
     "cuda_alloc_conf",  # PYTORCH_CUDA_ALLOC_CONF the engine ran with (reserved depends on it)
+    "engine_start",  # cold | warm spare | forked (from the sweep's fork server)
 )
 CSV_COLUMNS = SPEC_COLUMNS + STATUS_COLUMNS + FIGURE_COLUMNS + ENVIRONMENT_COLUMNS
 
