@@ -305,19 +305,22 @@ def test_ahead_and_no_overlap_reach_the_sweep(
     from vramtui.commands import bench as command
 
     plans: list[runner.Ahead] = []
+    forks: list[bool] = []
 
     class Spy(runner.Sweep):
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             plans.append(self.ahead)
+            forks.append(self.fork)
 
     monkeypatch.setattr(command, "Sweep", Spy)
-    for flags in (["--ahead", "3"], ["--no-overlap"], []):
+    for flags in (["--ahead", "3"], ["--no-overlap"], [], ["--fork"], ["--fork", "--no-overlap"]):
         code, _, err = run_cli(capsys, "-m", "opt-125m", "-n", "5", "-d", "cpu", "-q", *flags)
         assert code == 0, err
     default = max(0, min(runner.AHEAD, (os.cpu_count() or 1) - 1))
-    cpu = [runner.Ahead(k, beside_cells=False) for k in (3, 0, default)]  # a CPU sweep: waves
+    cpu = [runner.Ahead(k, beside_cells=False) for k in (3, 0, default, default, 0)]  # waves
     assert plans == cpu
+    assert forks == [False, False, False, True, False]  # forked only with --fork
 
 
 def test_an_oom_cell_is_a_result_and_the_sweep_goes_on(

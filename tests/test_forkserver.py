@@ -95,7 +95,7 @@ def test_a_launch_other_than_the_servers_is_spawned() -> None:
         assert type(server.make_engine(server.launch)) is ForkedEngine
 
 
-def test_a_sweep_forks_its_engines_when_asked_and_gpu_sweeps_by_default() -> None:
+def test_a_sweep_forks_its_engines_only_when_asked() -> None:
     axes = grid.Axes(models=[grid.ModelRef("tiny-opt", "config", SPEC.path or "")],
                      tokens=[3, 4, 5], base=SPEC)  # fmt: skip
     cells = axes.cells()
@@ -105,7 +105,6 @@ def test_a_sweep_forks_its_engines_when_asked_and_gpu_sweeps_by_default() -> Non
     kinds = [r.environment.get("engine_start") for r in results]
     assert kinds[0] == FORKED and set(kinds[1:]) <= {FORKED, WARM}
     assert sweep.server is not None and sweep.server.proc.returncode == 0  # ended with it
-    # by default: a CPU sweep spawns (its engines ahead import in waves), a GPU sweep forks
+    # only where asked (bench --fork): spawned engines by default, on the CPU and GPUs
     assert Sweep(cells).fork is False
-    assert Sweep(cells, ahead=Ahead(2, beside_cells=True)).fork is True
-    assert Sweep(cells, ahead=Ahead(0, beside_cells=True)).fork is False
+    assert Sweep(cells, ahead=Ahead(2, beside_cells=True)).fork is False

@@ -90,10 +90,11 @@ def add_parser(subparsers: Any) -> None:
         "next engines do their imports, no CUDA, while a cell runs)",
     )
     parser.add_argument(
-        "--no-fork",
+        "--fork",
         action="store_true",
-        help="spawn every engine with its own imports (by default a GPU sweep forks its "
-        "engines from one process that imported torch and transformers once)",
+        help="fork every engine from one process that imported torch and transformers once "
+        "(faster sweeps; on an H200 one cell in seven reserved 2 MiB less than spawned "
+        "engines do, so not the default)",
     )
     parser.add_argument(
         "--ahead", type=whole_number, metavar="K",
@@ -285,7 +286,7 @@ def run(args: argparse.Namespace) -> int:
             outputs.write(done)
 
     ahead = 0 if args.no_overlap else args.ahead  # None: as many as this machine's cores allow
-    fork = False if args.no_fork or args.no_overlap else None  # None: GPU sweeps fork
+    fork = args.fork and not args.no_overlap
     sweep: Sweep | Lanes
     if args.devices:
         there = available()

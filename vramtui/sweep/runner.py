@@ -7,8 +7,8 @@ there are never two CUDA contexts at once. Two ahead hide an engine's imports
 behind a short cell too (a 20-token cell ends long before the next engine has
 imported torch and transformers); one ahead hides them only behind long cells.
 
-A GPU sweep forks its engines from a fork server (engine/forkserver.py) that
-imports torch and transformers once: no engine imports beside a running cell.
+With `fork`, a sweep forks its engines from a fork server (engine/forkserver.py)
+that imports torch and transformers once: no engine imports beside a running cell.
 """
 
 from __future__ import annotations
@@ -98,11 +98,10 @@ class Sweep:
         self.cells = list(cells)
         self.ahead = ahead if isinstance(ahead, Ahead) else plan_ahead(self.cells, ahead, cores)
         self.spares = SparePool(self.make_engine) if self.ahead.engines else None
-        # Engines forked from one server (imports once), by default where the sweep makes
-        # its recorders and engines start ahead beside the cells (a GPU sweep); a CPU
-        # sweep's engines (their RSS is the figure) stay spawned.
-        default = make_recorder is None and self.ahead.engines and self.ahead.beside_cells
-        self.fork = bool(default) if fork is None else fork
+        # Engines forked from one server (imports once), where asked (bench --fork). Not
+        # by default: on the H200 one forked cell of seven reserved 2 MiB less than every
+        # spawned engine of the same cell (benchmarks/results/fast_start/fork-h200.md).
+        self.fork = bool(fork)
         self.server: ForkServer | None = None
         self.make_recorder = make_recorder or self._recorder
         self.cell_env = cell_env
