@@ -108,3 +108,19 @@ def test_a_sweep_forks_its_engines_only_when_asked() -> None:
     # only where asked (bench --fork): spawned engines by default, on the CPU and GPUs
     assert Sweep(cells).fork is False
     assert Sweep(cells, ahead=Ahead(2, beside_cells=True)).fork is False
+
+
+def test_an_engine_whose_server_died_still_ends_and_is_waited_for() -> None:
+    slow = {"VRAMTUI_TEST_STEP_SLEEP": "0.05"}
+    with running_server(slow) as server:
+        recorder = Recorder(resolved(tiny_spec(tokens=20)), extra_env=slow,
+                            make_engine=server.make_engine)  # fmt: skip
+
+        def on_event(event: ev.Event) -> None:
+            if isinstance(event, ev.Sample) and event.token == 1:
+                server.proc.kill()  # the server dies under a running engine
+
+        session = recorder.run(on_event)
+    # the engine carried on without its server and its run completed
+    assert session.status == "completed" and session.tokens_done == 20
+    assert not server.alive

@@ -21,6 +21,7 @@ import os
 import socket
 import subprocess
 import threading
+import time
 from typing import Any
 
 from vramtui.measure.engine.process import EngineGone, EngineProcess, Launch, clock
@@ -91,16 +92,21 @@ class ForkServer:
             return self._pids.pop(token)
 
     def exit_code(self, pid: int, timeout: float | None = None) -> int | None:
-        """The engine's exit code once it has ended (within `timeout`), else None. An
-        engine whose server died is reported as ended by SIGKILL (-9) when its pid is
-        gone."""
+        """The engine's exit code once it has ended (within `timeout`), else None. If the
+        server died first, its engines went to init and their codes are lost: an engine
+        is then reported ended by SIGKILL (-9) once its pid is gone."""
         with self._cond:
             self._cond.wait_for(lambda: pid in self._exits or self._gone, timeout)
             if pid in self._exits:
                 return self._exits[pid]
-        if self._gone and not _exists(pid):
-            return -9
-        return None
+            if not self._gone:
+                return None
+        deadline = None if timeout is None else clock() + timeout
+        while _exists(pid):
+            if deadline is not None and clock() >= deadline:
+                return None
+            time.sleep(0.05)  # no status to wait on: the process is not our child
+        return -9
 
     def make_engine(self, launch: Launch) -> EngineProcess:
         if launch == self.launch and self.alive:
@@ -154,7 +160,10 @@ class ForkedProcess:
 
     def send_signal(self, signum: int) -> None:
         if self.poll() is None:
-            os.kill(self.pid, signum)
+            try:
+                os.kill(self.pid, signum)
+            except ProcessLookupError:
+                pass  # ended, its status not read yet
 
     def kill(self) -> None:
         self.send_signal(9)
