@@ -76,8 +76,8 @@ def predict(row: dict[str, str], source: str) -> Row | None:
     # a static cache's compiled step: as the engine found inductor's cache
     compile = "cached" if row.get("compiled") == "cached" else "first"
     est = estimate_run(resolve(spec, gpu, environ={}), compile=compile)
-    label = "" if est.compile is None else row.get("compiled") or "first?"
     assert est is not None
+    label = "" if est.compile is None else row.get("compiled") or "first?"
     return Row(
         source, spec.model, spec.prompt_tokens, spec.tokens, spec.batch, spec.dtype or "",
         spec.attn, spec.cache,

@@ -10,10 +10,10 @@ from contextlib import contextmanager
 from conftest import record, resolved, tiny_spec
 
 from vramtui.measure import events as ev
-from vramtui.measure.engine.forkserver import ForkedEngine, ForkServer
+from vramtui.measure.engine.forkserver import ForkedEngine, ForkServer, _exists
 from vramtui.measure.engine.process import EngineProcess, Launch
 from vramtui.measure.recorder import Recorder
-from vramtui.measure.startup import COLD, FORKED, WARM
+from vramtui.measure.startup import COLD, FORKED, FORKED_SPARE
 from vramtui.sweep import grid
 from vramtui.sweep.runner import Ahead, Sweep
 
@@ -103,7 +103,7 @@ def test_a_sweep_forks_its_engines_only_when_asked() -> None:
     results = sweep.run()
     assert [r.status for r in results] == ["completed"] * 3
     kinds = [r.environment.get("engine_start") for r in results]
-    assert kinds[0] == FORKED and set(kinds[1:]) <= {FORKED, WARM}
+    assert kinds == [FORKED, FORKED_SPARE, FORKED_SPARE]  # the next one forked ahead
     assert sweep.server is not None and sweep.server.proc.returncode == 0  # ended with it
     # only where asked (bench --fork): spawned engines by default, on the CPU and GPUs
     assert Sweep(cells).fork is False
@@ -121,6 +121,10 @@ def test_an_engine_whose_server_died_still_ends_and_is_waited_for() -> None:
                 server.proc.kill()  # the server dies under a running engine
 
         session = recorder.run(on_event)
-    # the engine carried on without its server and its run completed
+    # the engine carried on without its server, its run completed, and it was waited
+    # for until its process was gone (its exit status lost with the server)
     assert session.status == "completed" and session.tokens_done == 20
     assert not server.alive
+    engine = recorder.engine
+    assert engine is not None and engine.proc is not None and engine.proc.returncode == -9
+    assert not _exists(engine.proc.pid)

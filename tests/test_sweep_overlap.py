@@ -20,7 +20,7 @@ from vramtui.measure.engine.process import Launch
 from vramtui.measure.engine.spare import SparePool
 from vramtui.measure.recorder import Recorder
 from vramtui.measure.session import Session
-from vramtui.measure.startup import COLD, FORKED, WARM
+from vramtui.measure.startup import COLD, FORKED, FORKED_SPARE, WARM
 from vramtui.spec import ResolvedRun, RunSpec
 from vramtui.sweep import grid
 from vramtui.sweep.runner import AHEAD, Ahead, Sweep, plan_ahead
@@ -197,7 +197,7 @@ def test_real_engines_overlap_and_measure_what_cold_ones_do() -> None:
         sweep = Sweep(cells(3), ahead=plan, fork=fork, on_cell_start=lambda c, s, k=keep: k(s))
         sweep.run()
     warm, forked = runs[(2, False)], runs[(2, True)]
-    assert [s.environment["engine_start"] for s in forked] == [FORKED, WARM, WARM]
+    assert [s.environment["engine_start"] for s in forked] == [FORKED, FORKED_SPARE, FORKED_SPARE]
     assert len({s.hello.pid for s in forked if s.hello}) == 3
     assert [s.environment["engine_start"] for s in warm] == [COLD, WARM, WARM]
     for before, after in itertools.pairwise(warm):

@@ -18,7 +18,7 @@ from vramtui.measure.engine.process import EngineGone, EngineProcess, Launch
 from vramtui.measure.engine.spare import EngineFactory, SparePool
 from vramtui.measure.memory_watch import RssWatch, memory_limit
 from vramtui.measure.session import NvmlSample, Session
-from vramtui.measure.startup import COLD, WARM
+from vramtui.measure.startup import COLD, FORKED, FORKED_SPARE, WARM
 from vramtui.spec import ResolvedRun
 from vramtui.units import format_bytes
 
@@ -189,7 +189,8 @@ class Recorder:
         """Hand the spec to a spare engine if one fits, else to a cold one; and which."""
         spares = self.spares
         spare = spares.take(self.launch) if spares is not None else None
-        engine, how = spare, WARM
+        forked = getattr(spare, "start_kind", COLD) == FORKED
+        engine, how = spare, FORKED_SPARE if forked else WARM
         if spare is not None:
             try:
                 spare.hand(self.spec)

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 WARM = "warm spare"
 COLD = "cold"
 FORKED = "forked"  # from a sweep's fork server (engine/forkserver.py): imported there
+FORKED_SPARE = "forked spare"  # forked from it ahead, then handed the spec
 
 
 def _phase_t(phases: tuple[ev.Phase, ...], name: str) -> float | None:

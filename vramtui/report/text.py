@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from vramtui.measure.startup import FORKED, WARM
+from vramtui.measure.startup import FORKED, FORKED_SPARE, WARM
 from vramtui.report.allocations import allocations_text
 from vramtui.report.generations import GENERATION_HEADER, generation_rows
 from vramtui.report.tables import table
@@ -114,7 +114,7 @@ def startup_line(timings: dict[str, Any] | None) -> str | None:
         return f"{value:.2f} s" if value is not None else "–"
 
     done = up.get("imports_done_s")
-    imported_ahead = up.get("engine") in (WARM, FORKED)  # a spare, or the fork server
+    imported_ahead = up.get("engine") in (WARM, FORKED, FORKED_SPARE)  # a spare, or forked
     if imported_ahead and (done is None or done <= 0):
         before = "imports done before Run"
     elif imported_ahead:  # Run came while the spare (or the server) was still importing

@@ -98,7 +98,7 @@ class ForkServer:
         with self._cond:
             self._cond.wait_for(lambda: pid in self._exits or self._gone, timeout)
             if pid in self._exits:
-                return self._exits[pid]
+                return self._exits.pop(pid)  # read once (ForkedProcess keeps it): pids recur
             if not self._gone:
                 return None
         deadline = None if timeout is None else clock() + timeout
@@ -114,22 +114,38 @@ class ForkServer:
         return EngineProcess(launch)
 
     def close(self) -> None:
-        """End the server (engines already forked carry on). Safe to call twice."""
+        """End the server (engines already forked carry on). Safe to call twice. Its
+        stdin closed ends it once it listens; SIGTERM ends it while still importing."""
         try:
             if self.proc.stdin is not None:
                 self.proc.stdin.close()
         except OSError:
             pass
-        try:
-            self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        for stop in (None, self.proc.terminate, self.proc.kill):
+            if stop is not None:
+                stop()
+            try:
+                self.proc.wait(timeout=2)
+                break
+            except subprocess.TimeoutExpired:
+                continue
         self._sock.close()
         self._log.close()
 
 
 def _exists(pid: int) -> bool:
+    """Whether `pid` still runs. An orphaned engine may have been handed to this very
+    process (PID 1 in a container, a subreaper): reap it then; a zombie has ended."""
+    try:
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return False
+    except ChildProcessError:
+        pass  # not our child: init (or another reaper) will reap it
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            return stat.read().rsplit(b")", 1)[-1].split()[0] != b"Z"
+    except OSError:
+        pass  # no /proc (macOS), or gone
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -11,7 +11,8 @@ it and its exit status when it ends (the server is its parent). When its stdin
 closes (the parent ended the sweep, or died) it exits; engines already forked
 carry on until their own stdin closes.
 
-Nothing here starts a thread before forking: the server is single-threaded.
+The server starts no thread of its own; libraries may (OpenBLAS parks its threads
+around a fork). It never initialises CUDA, which does not survive a fork.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ def fork_engine(sock: socket.socket, wake: int, request: dict[str, object], fds:
         try:
             sock.close()
             os.setsid()
-            signal.set_wakeup_fd(-1)
+            os.close(signal.set_wakeup_fd(-1))  # the server's wake pipe, both ends
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
             os.close(wake)
             os.dup2(stdin, 0)
