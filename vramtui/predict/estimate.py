@@ -124,7 +124,11 @@ class Estimate:
 
     def for_tokens(self, tokens: int) -> Estimate:
         """The same run stopped after `tokens` new tokens (e.g. to compare a failed run)."""
-        return estimate(self.model, tokens=tokens, **self.run_kwargs())
+        return self.varied(tokens=tokens)
+
+    def varied(self, **changes: Any) -> Estimate:
+        """The same run with some of `estimate`'s keywords changed (tokens, compile, ...)."""
+        return estimate(self.model, **{"tokens": self.tokens, **self.run_kwargs(), **changes})
 
     def to_dict(self) -> dict[str, Any]:
         data = {k: v for k, v in asdict(self).items() if k not in ("model", "calibration")}

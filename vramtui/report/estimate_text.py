@@ -6,7 +6,7 @@ returns facts; the sentences are here.
 
 from __future__ import annotations
 
-from vramtui.predict.estimate import Estimate, estimate, held_positions
+from vramtui.predict.estimate import Estimate, held_positions
 from vramtui.predict.forecast import FitCheck
 from vramtui.units import format_bytes, format_count
 
@@ -32,7 +32,7 @@ def compiled_step_note(est: Estimate) -> str | None:
     if est.compile is None:
         return None
     other = "cached" if est.compile == "first" else "first"
-    alt = estimate(est.model, tokens=est.tokens, **{**est.run_kwargs(), "compile": other})
+    alt = est.varied(compile=other)
     figures = (
         f"peak allocated {format_bytes(alt.peak_allocated_bytes, 2)}, "
         f"peak total {format_bytes(alt.peak_total_bytes, 2)}"
