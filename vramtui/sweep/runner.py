@@ -93,7 +93,7 @@ class Sweep:
         on_cell_start: Callable[[Cell, Session], None] | None = None,
         on_cell_done: Callable[[CellResult], None] | None = None,
         on_event: Callable[[ev.Event], None] | None = None,
-        fork: bool | None = None,
+        fork: bool = False,
     ) -> None:
         self.cells = list(cells)
         self.ahead = ahead if isinstance(ahead, Ahead) else plan_ahead(self.cells, ahead, cores)
@@ -101,7 +101,7 @@ class Sweep:
         # Engines forked from one server (imports once), where asked (bench --fork). Not
         # by default: on the H200 one forked cell of seven reserved 2 MiB less than every
         # spawned engine of the same cell (benchmarks/results/fast_start/fork-h200.md).
-        self.fork = bool(fork)
+        self.fork = fork
         self.server: ForkServer | None = None
         self.make_recorder = make_recorder or self._recorder
         self.cell_env = cell_env

@@ -25,6 +25,7 @@ import time
 from typing import Any
 
 from vramtui.measure.engine.process import EngineGone, EngineProcess, Launch, clock
+from vramtui.measure.startup import COLD, FORKED
 
 
 class ForkServer:
@@ -188,7 +189,7 @@ class ForkedProcess:
 class ForkedEngine(EngineProcess):
     """An engine process forked by a ForkServer, used exactly as a spawned one."""
 
-    start_kind = "forked"  # startup.FORKED
+    start_kind = FORKED
 
     def __init__(self, server: ForkServer, launch: Launch) -> None:
         super().__init__(launch)
@@ -204,7 +205,7 @@ class ForkedEngine(EngineProcess):
         except EngineGone:
             os.close(stdin_w)
             os.close(events_r)
-            self.start_kind = "cold"
+            self.start_kind = COLD
             super().spawn()
             return
         finally:

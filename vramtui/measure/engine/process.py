@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from vramtui.measure import events as ev
+from vramtui.measure.startup import COLD
 from vramtui.spec import RunSpec
 
 clock = time.monotonic
@@ -58,7 +59,7 @@ class EngineProcess:
     and exits by itself, also while it waits for a spec.
     """
 
-    start_kind = "cold"  # startup.COLD; a forked engine's is startup.FORKED
+    start_kind = COLD  # a forked engine's is FORKED
 
     def __init__(self, launch: Launch) -> None:
         self.launch = launch
