@@ -161,3 +161,16 @@ def test_forked_and_spawned_engines_collect_garbage_at_the_same_points(tmp_path:
     assert after_fork[0] == "2"  # the full collection when the spec arrived
     assert len(after_fork) > 1  # and the run's own
     assert log(spawned)[-len(after_fork) :] == after_fork
+
+
+def test_a_forked_engine_that_fails_before_its_run_leaves_its_traceback() -> None:
+    with running_server() as server:
+        engine = server.make_engine(server.launch)
+        assert isinstance(engine, ForkedEngine)
+        engine.spawn()
+        assert engine.proc is not None and engine.proc.stdin is not None
+        engine.proc.stdin.write(b"not a spec\n")  # the engine cannot read it
+        engine.proc.stdin.flush()
+        assert engine.wait() == 1
+        assert "JSONDecodeError" in engine.stderr_tail()
+        engine.close()

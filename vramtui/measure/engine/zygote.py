@@ -18,12 +18,14 @@ around a fork). It never initialises CUDA, which does not survive a fork.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import select
 import signal
 import socket
 import sys
+import traceback
 
 from vramtui.measure.engine import child
 
@@ -32,16 +34,19 @@ def reply(sock: socket.socket, message: dict[str, object]) -> None:
     sock.send(json.dumps(message).encode())  # SOCK_SEQPACKET: one message each
 
 
-def wake_on_child_exit() -> int:
-    """A pipe that becomes readable when an engine ends (SIGCHLD), for select."""
+def wake_on_child_exit() -> tuple[int, int]:
+    """A pipe (read end, write end) whose read end becomes readable when an engine
+    ends (SIGCHLD), for select."""
     read_end, write_end = os.pipe()
     os.set_blocking(write_end, False)
     signal.set_wakeup_fd(write_end)
     signal.signal(signal.SIGCHLD, lambda signum, frame: None)
-    return read_end
+    return read_end, write_end
 
 
-def fork_engine(sock: socket.socket, wake: int, request: dict[str, object], fds: list[int]) -> int:
+def fork_engine(
+    sock: socket.socket, wake: tuple[int, int], request: dict[str, object], fds: list[int]
+) -> int:
     """Fork one engine with `fds` (stdin, log, events) as its stdin, stdout/stderr and
     events pipe; returns its pid (in the child, never returns)."""
     stdin, log, events = fds
@@ -49,18 +54,23 @@ def fork_engine(sock: socket.socket, wake: int, request: dict[str, object], fds:
     if pid == 0:
         code = 1
         try:
+            os.dup2(log, 1)  # first: whatever fails below is in the engine's log
+            os.dup2(log, 2)
+            os.close(log)
             sock.close()
             os.setsid()
-            os.close(signal.set_wakeup_fd(-1))  # the server's wake pipe, both ends
+            signal.set_wakeup_fd(-1)
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-            os.close(wake)
+            for end in wake:  # the server's wake pipe (closing set_wakeup_fd's answer
+                with contextlib.suppress(OSError):  # failed with EBADF on Python 3.12)
+                    os.close(end)
             os.dup2(stdin, 0)
-            os.dup2(log, 1)
-            os.dup2(log, 2)
             os.close(stdin)
-            os.close(log)
             times = (request["spawned_at"], request["started"], request["imported"])
             code = child.serve(events, *times)  # type: ignore[arg-type]
+        except BaseException:  # noqa: BLE001 - the parent reads the log's tail
+            traceback.print_exc()
+            sys.stderr.flush()
         finally:
             os._exit(code)
     for fd in fds:
@@ -94,9 +104,9 @@ def main(argv: list[str] | None = None) -> int:
     reply(sock, {"ready": times["imported"]})
     stdin = sys.stdin.fileno()
     while True:
-        readable, _, _ = select.select([sock, stdin, wake], [], [])
-        if wake in readable:
-            os.read(wake, 4096)
+        readable, _, _ = select.select([sock, stdin, wake[0]], [], [])
+        if wake[0] in readable:
+            os.read(wake[0], 4096)
         reap(sock)
         if stdin in readable and not os.read(stdin, 4096):
             return 0  # the parent closed our stdin (or died)
