@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 from conftest import record, resolved, tiny_spec
 
@@ -14,12 +13,10 @@ from vramtui.measure import events as ev
 from vramtui.measure.engine.forkserver import ForkedEngine, ForkServer, _exists
 from vramtui.measure.engine.process import EngineProcess, Launch
 from vramtui.measure.recorder import Recorder
-from vramtui.measure.session import Session
 from vramtui.measure.startup import COLD, FORKED, FORKED_SPARE
 from vramtui.sweep import grid
 from vramtui.sweep.runner import Ahead, Sweep
 
-ROOT = Path(__file__).resolve().parent.parent
 SPEC = tiny_spec()
 
 
@@ -131,36 +128,6 @@ def test_an_engine_whose_server_died_still_ends_and_is_waited_for() -> None:
     engine = recorder.engine
     assert engine is not None and engine.proc is not None and engine.proc.returncode == -9
     assert not _exists(engine.proc.pid)
-
-
-GC_LOGGER = """import gc, os
-def _log(phase, info):
-    if phase == "start":
-        with open(os.path.join(os.environ["GC_LOG_DIR"], f"{os.getpid()}.log"), "a") as f:
-            f.write(f"{info['generation']}\\n")
-gc.callbacks.append(_log)
-"""
-
-
-def test_forked_and_spawned_engines_collect_garbage_at_the_same_points(tmp_path: Path) -> None:
-    # A collection frees tensors held in reference cycles: one falling elsewhere in
-    # the run can change which cached block is reused (a forked engine inherits the
-    # server's collector counts). Each engine logs its collections' generations.
-    (tmp_path / "sitecustomize.py").write_text(GC_LOGGER)
-    env = {"PYTHONPATH": f"{tmp_path}:{ROOT}", "GC_LOG_DIR": str(tmp_path)}
-    spec = tiny_spec(tokens=60)
-    spawned = Recorder(resolved(spec), extra_env=env).run()
-    with running_server(env) as server:
-        forked = Recorder(resolved(spec), extra_env=env, make_engine=server.make_engine).run()
-    assert forked.environment["engine_start"] == FORKED
-
-    def log(session: Session) -> list[str]:
-        return (tmp_path / f"{session.environment['engine_pid']}.log").read_text().split()
-
-    after_fork = log(forked)  # the server's own collections are in its own log
-    assert after_fork[0] == "2"  # the full collection when the spec arrived
-    assert len(after_fork) > 1  # and the run's own
-    assert log(spawned)[-len(after_fork) :] == after_fork
 
 
 def test_a_forked_engine_that_fails_before_its_run_leaves_its_traceback() -> None:

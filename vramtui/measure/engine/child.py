@@ -15,7 +15,6 @@ parent's terminal.
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import os
 import re
@@ -178,10 +177,6 @@ def serve(
     except (KeyboardInterrupt, OSError):  # ended (or the parent gone) while a spare
         return EXIT_INTERRUPTED
     received = clock()
-    # Every run starts from the same collector state: a forked engine inherits the
-    # server's counts, and its collections (which free tensors held in reference
-    # cycles) would fall at other moments of the run than a spawned engine's.
-    gc.collect()
     spec = RunSpec.from_dict(json.loads(line))
     engine = Engine(spec, out.write)
     startup = ev.Startup(spawned_at, started, imported, received, cuda_initialized())
