@@ -61,9 +61,9 @@ def fork_engine(
             os.setsid()
             signal.set_wakeup_fd(-1)
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-            for end in wake:  # the server's wake pipe (closing set_wakeup_fd's answer
-                with contextlib.suppress(OSError):  # failed with EBADF on Python 3.12)
-                    os.close(end)
+            for end in wake:  # the server's wake pipe; closing set_wakeup_fd's answer
+                with contextlib.suppress(OSError):  # instead failed with EBADF in these
+                    os.close(end)  # engines on the H200's Python 3.12 (not understood)
             os.dup2(stdin, 0)
             os.close(stdin)
             times = (request["spawned_at"], request["started"], request["imported"])
