@@ -14,7 +14,9 @@ from vramtui.measure.engine.forkserver import ForkedEngine, ForkServer, _exists
 from vramtui.measure.engine.process import EngineProcess, Launch
 from vramtui.measure.recorder import Recorder
 from vramtui.measure.startup import COLD, FORKED, FORKED_SPARE
+from vramtui.report import bench_table as bench_report
 from vramtui.sweep import grid
+from vramtui.sweep.results import CellResult
 from vramtui.sweep.runner import Ahead, Sweep
 
 SPEC = tiny_spec()
@@ -141,3 +143,16 @@ def test_a_forked_engine_that_fails_before_its_run_leaves_its_traceback() -> Non
         assert engine.wait() == 1
         assert "JSONDecodeError" in engine.stderr_tail()
         engine.close()
+
+
+def test_a_table_of_forked_cells_says_how_their_figures_can_differ() -> None:
+    cell = grid.Axes.of_catalogue(["opt-125m"], tokens=[10]).cells()[0]
+
+    def notes(engine_start: str, source: str = "torch.cuda") -> list[str]:
+        env = {"memory_source": source, "engine_start": engine_start}
+        return bench_report.method_notes([CellResult(cell, "completed", environment=env)], False)
+
+    assert bench_report.FORKED_NOTE_CUDA in notes(FORKED_SPARE)
+    assert bench_report.FORKED_NOTE_CUDA in notes(FORKED)
+    assert bench_report.FORKED_NOTE_CPU in notes(FORKED, "process RSS (psutil)")
+    assert not any(n.startswith("Forked") for n in notes(COLD) + notes(COLD, "process RSS"))

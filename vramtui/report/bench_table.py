@@ -9,6 +9,7 @@ import statistics
 from collections.abc import Sequence
 from typing import Any
 
+from vramtui.measure.startup import FORKED, FORKED_SPARE
 from vramtui.report.export import safe_cell
 from vramtui.sweep.grid import Axes
 from vramtui.sweep.results import CellResult, max_present
@@ -269,6 +270,20 @@ def constants_line(results: Sequence[CellResult], varying: Sequence[str]) -> str
     return ", ".join(parts)
 
 
+FORKED_NOTE_CUDA = (
+    "Forked engines (--fork): peak reserved and NVML can differ from a spawned engine's "
+    "by an allocator segment (the same allocations at other addresses)."
+)
+FORKED_NOTE_CPU = (
+    "Forked engines (--fork): process RSS comes out lower than a spawned engine's "
+    "(pages shared with the fork server count differently)."
+)
+
+
+def _forked(result: CellResult) -> bool:
+    return result.environment.get("engine_start") in (FORKED, FORKED_SPARE)
+
+
 def method_notes(results: Sequence[CellResult], grouped: bool) -> list[str]:
     """What the columns measure, in the words of the backend the cells ran on."""
     sources = sorted(
@@ -286,6 +301,8 @@ def method_notes(results: Sequence[CellResult], grouped: bool) -> list[str]:
             "Peak NVML process: the engine process's device memory as NVML reports "
             "it, CUDA context included."
         )
+    if any(_forked(r) for r in results):
+        notes.append(FORKED_NOTE_CUDA if "torch.cuda" in sources else FORKED_NOTE_CPU)
     bases = {r.bytes_per_param_basis for r in results if r.bytes_per_param_basis}
     if bases:
         names = {"peak_nvml_process": "peak NVML process", "peak_allocated": "peak allocated"}
