@@ -136,13 +136,16 @@ def test_a_forked_engine_that_fails_before_its_run_leaves_its_traceback() -> Non
     with running_server() as server:
         engine = server.make_engine(server.launch)
         assert isinstance(engine, ForkedEngine)
-        engine.spawn()
-        assert engine.proc is not None and engine.proc.stdin is not None
-        engine.proc.stdin.write(b"not a spec\n")  # the engine cannot read it
-        engine.proc.stdin.flush()
-        assert engine.wait() == 1
-        assert "JSONDecodeError" in engine.stderr_tail()
-        engine.close()
+        try:
+            engine.spawn()
+            assert engine.start_kind == FORKED  # not a spawned engine standing in
+            assert engine.proc is not None and engine.proc.stdin is not None
+            engine.proc.stdin.write(b"not a spec\n")  # the engine cannot read it
+            engine.proc.stdin.flush()
+            assert engine.proc.wait(timeout=120) == 1
+            assert "JSONDecodeError" in engine.stderr_tail()
+        finally:
+            engine.close()
 
 
 def test_a_table_of_forked_cells_says_how_their_figures_can_differ() -> None:

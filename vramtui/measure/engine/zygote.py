@@ -18,7 +18,6 @@ around a fork). It never initialises CUDA, which does not survive a fork.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import select
@@ -59,11 +58,13 @@ def fork_engine(
             os.close(log)
             sock.close()
             os.setsid()
+            # The server's wake pipe, by its two ends: from Python 3.12 asyncio (which
+            # the imports bring in) resets the wakeup fd in a forked child itself, so
+            # set_wakeup_fd(-1) answers -1 here, not the pipe's write end.
             signal.set_wakeup_fd(-1)
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-            for end in wake:  # the server's wake pipe; closing set_wakeup_fd's answer
-                with contextlib.suppress(OSError):  # instead failed with EBADF in these
-                    os.close(end)  # engines on the H200's Python 3.12 (not understood)
+            os.close(wake[0])
+            os.close(wake[1])
             os.dup2(stdin, 0)
             os.close(stdin)
             times = (request["spawned_at"], request["started"], request["imported"])
