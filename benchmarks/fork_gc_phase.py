@@ -9,8 +9,8 @@ cycles) may fall at other moments of the run. This runs one cell spawned then fo
 on the engines' PYTHONPATH) with, on a GPU, the allocator's allocated and reserved
 bytes at that moment, and prints each run's peaks and the generations of its last
 collections (N: as many as a forked engine made after its fork). `--gc off`
-disables the collector in every engine (the explicit collection at spec arrival
-still runs): if the figures then agree, collections are the cause.
+disables the collector in every engine: if the figures then agree, collections are
+the cause. (On the H200, call M, they did not: results/fast_start/fork-divergence/.)
 
     python benchmarks/fork_gc_phase.py [--model tiny-opt] [--tokens 100] [--device cpu]
         [--runs 2] [--gc on|off] [--json OUT] [--snapshot DIR]
@@ -18,7 +18,8 @@ still runs): if the figures then agree, collections are the cause.
 `--snapshot DIR` (CUDA): each run also writes the allocator's snapshot at its peak
 (the engine's --snapshot, its history raised to `--entries` actions) to DIR, and the
 first action where the first spawned and the first forked run's histories part
-(by action and size, not address) is printed with the Python frames around it.
+(by action and size, not address) is printed with the Python frames around it. A
+history as long as `--entries` filled its ring: the start of the run is not in it.
 """
 
 from __future__ import annotations
@@ -57,12 +58,21 @@ if _dir:
             f.write(f"{info['generation']}{mem}\\n")
     gc.callbacks.append(_log)
 _entries = os.environ.get("SNAPSHOT_ENTRIES")
-if _entries:  # the engine's --snapshot history, longer (set once its module is imported)
-    def _patch(phase, info):
-        module = sys.modules.get("vramtui.measure.engine.snapshot")
-        if module is not None:
-            module.ENTRIES = int(_entries)
-    gc.callbacks.append(_patch)
+if _entries:  # the engine's --snapshot history, longer: ENTRIES set as its module loads
+    import importlib.abc, importlib.util
+    class _Longer(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path, target=None):
+            if name != "vramtui.measure.engine.snapshot":
+                return None
+            sys.meta_path.remove(self)
+            spec = importlib.util.find_spec(name)
+            load = spec.loader.exec_module
+            def exec_module(module):
+                load(module)
+                module.ENTRIES = int(_entries)
+            spec.loader.exec_module = exec_module
+            return spec
+    sys.meta_path.insert(0, _Longer())
 """
 PEAKS = ("peak_allocated_bytes", "peak_reserved_bytes", "peak_nvml_process_bytes")
 
@@ -100,7 +110,8 @@ def engines(args: argparse.Namespace, work: Path) -> list[dict[str, Any]]:
     out = []
     for session in sessions:
         summary, pid = session.summary(), session.environment["engine_pid"]
-        log = (work / "logs" / f"{pid}.log").read_text().splitlines()
+        path = work / "logs" / f"{pid}.log"  # none when the engine made no collection
+        log = path.read_text().splitlines() if path.exists() else []
         out.append({"engine": session.environment["engine_start"], "status": session.status,
                     **{k: summary.get(k) for k in PEAKS}, "collections": log})  # fmt: skip
     return out
@@ -117,10 +128,12 @@ def where(entry: dict[str, Any]) -> str:
     return " < ".join(frames[:4])
 
 
-def divergence(spawned: Path, forked: Path, context: int = 6) -> str:
+def divergence(spawned: Path, forked: Path, entries: int, context: int = 6) -> str:
     """The two histories side by side from a few actions before they part."""
     a, b = trace(spawned), trace(forked)
     lines = [f"history: spawned {len(a)} actions, forked {len(b)}"]
+    if entries in (len(a), len(b)):
+        lines.append(f"  (a ring of {entries} filled: the start of the run is not in it)")
     for name, t in (("spawned", a), ("forked", b)):
         kinds: dict[str, int] = {}
         for e in t:
@@ -150,7 +163,11 @@ def main() -> int:
     parser.add_argument("--snapshot", type=Path, default=None)
     parser.add_argument("--entries", type=int, default=2_000_000)
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="vramtui-gc-"))
+    with tempfile.TemporaryDirectory(prefix="vramtui-gc-") as tmp:
+        return report(args, Path(tmp))
+
+
+def report(args: argparse.Namespace, work: Path) -> int:
     (work / "site").mkdir()
     (work / "site" / "sitecustomize.py").write_text(SITE)
     (work / "logs").mkdir()
@@ -163,11 +180,12 @@ def main() -> int:
         f"the last {n} collections of each engine (a forked one's since its fork):\n"
     )
     for r in runs:
-        gens = " ".join(line.split()[0] for line in r["collections"][-n:])
+        gens = " ".join(line.split()[0] for line in r["collections"][len(r["collections"]) - n :])
         peaks = ", ".join(f"{r[k]:,}" if isinstance(r[k], int) else str(r[k]) for k in PEAKS)
         print(f"- {r['engine']} ({len(r['collections'])} in all; peaks {peaks}): `{gens}`")
     if args.snapshot is not None:
-        print(divergence(args.snapshot / "spawned-0.pickle", args.snapshot / "forked-0.pickle"))
+        paths = (args.snapshot / "spawned-0.pickle", args.snapshot / "forked-0.pickle")
+        print(divergence(*paths, args.entries))
     if args.json:
         args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
                                          "runs": runs}, indent=1))  # fmt: skip

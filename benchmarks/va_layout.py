@@ -56,12 +56,13 @@ def main() -> int:
     parser.add_argument("--hold", default="0,0,64,1024,65536")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
-    site = Path(tempfile.mkdtemp(prefix="vramtui-va-"))
-    (site / "sitecustomize.py").write_text(SITE)
     holds = [int(h) for h in args.hold.split(",")]
     spec = RunSpec(model=args.model, tokens=args.tokens, device=args.device)
-    with ThreadPoolExecutor(len(holds)) as pool:
-        runs = list(pool.map(lambda hold: one(spec, site, hold), holds))
+    with tempfile.TemporaryDirectory(prefix="vramtui-va-") as tmp:
+        site = Path(tmp)
+        (site / "sitecustomize.py").write_text(SITE)
+        with ThreadPoolExecutor(len(holds)) as pool:
+            runs = list(pool.map(lambda hold: one(spec, site, hold), holds))
     print(f"{args.model} x {args.tokens} on {args.device}, spawned engines run at once:")
     for r in runs:
         peaks = ", ".join(f"{r[k]:,}" if isinstance(r[k], int) else str(r[k]) for k in PEAKS)
