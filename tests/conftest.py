@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from vramtui.cli import main
 from vramtui.measure.recorder import Recorder
 from vramtui.measure.session import Session
 from vramtui.spec import DeviceChoice, DeviceList, ResolvedRun, RunSpec, resolve
@@ -14,6 +15,13 @@ TINY_CONFIG = Path(__file__).parent / "fixtures" / "tiny-opt.json"
 CPU_ONLY = DeviceList((DeviceChoice("cpu", "Test CPU", 24 * 10**9, 20 * 10**9),))
 H100 = DeviceChoice("cuda:0", "NVIDIA H100 80GB HBM3", 85_520_809_984, 84_000_000_000)
 WITH_GPU = DeviceList((H100, *CPU_ONLY.choices))
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """`vramtui ARGS` in this process: (exit code, stdout, stderr)."""
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -7,15 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import TINY_CONFIG
-
-from vramtui.cli import main
-
-
-def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    code = main(list(args))
-    out, err = capsys.readouterr()
-    return code, out, err
+from conftest import TINY_CONFIG, run_cli
 
 
 def one_line_error(err: str) -> str:

@@ -9,18 +9,12 @@ import stat
 from pathlib import Path
 
 import pytest
-from conftest import TINY_CONFIG
+from conftest import TINY_CONFIG, run_cli
 
-from vramtui.cli import build_parser, main
+from vramtui.cli import build_parser
 from vramtui.commands import app as app_command
 from vramtui.measure import recorder as recorder_module
 from vramtui.models.catalogue import model_names
-
-
-def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    code = main(list(args))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def one_line(err: str) -> str:
