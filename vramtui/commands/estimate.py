@@ -15,7 +15,7 @@ from vramtui.commands.common import (
 from vramtui.commands.estimate_placed import max_memory_of, placed_devices, print_placed
 from vramtui.errors import EXIT_OK, UsageError
 from vramtui.measure import devices, nvml
-from vramtui.predict.calibration import CPU_PROCESS_BYTES
+from vramtui.predict.cpu_process import CPU_CALIBRATION, cpu_process
 from vramtui.predict.estimate import (
     Architecture,
     Estimate,
@@ -105,8 +105,9 @@ def _fit(
         return None, None
     if resolved.backend == "cpu":
         free = choice.free or choice.total
-        check = fit_check(est, free, overhead_bytes=CPU_PROCESS_BYTES)
-        room = max(free - CPU_PROCESS_BYTES, 0)
+        overhead = cpu_process().bytes
+        check = fit_check(est, free, overhead_bytes=overhead)
+        room = max(free - overhead, 0)
         return max_tokens_that_fit(model, room, **est.run_kwargs()), check
     return max_tokens_that_fit(model, choice.total, **est.run_kwargs()), None
 
@@ -146,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
     print(table(estimate_rows(est), ("component", "bytes", "what")))
     print()
     if check is not None:
-        print(fit_text(check, "of RAM available") + " (with the Python process itself)")
+        print(fit_text(check, "of RAM available") + " (the peak RSS)")
     if most is not None and memory is not None:
         where = f"{format_bytes(memory, 2)} ({memory_source})"
         print(tokens_fit_text(most, where, positions_bound, model.positions))
@@ -157,7 +158,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"warning: {warning}")
     if note:
         print(f"note: {note}")
-    print(f"calibration: {est.calibration.source}")
+    if resolved.backend == "cpu":
+        print(f"calibration: the Python process on the CPU, {CPU_CALIBRATION}")
+    else:
+        print(f"calibration: {est.calibration.source.removeprefix('calibrated: ')}")
     return EXIT_OK
 
 
@@ -189,7 +193,8 @@ def _json(
     if est.backend == "cpu":
         data.update(
             ram_available_bytes=memory,
-            cpu_process_bytes=CPU_PROCESS_BYTES,
+            cpu_process_bytes=cpu_process().bytes,
+            cpu_process_source=cpu_process().source,
             fits=check.fits if check else None,
         )
     if memory is None:

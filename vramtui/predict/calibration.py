@@ -95,10 +95,3 @@ class Calibration:
 
 
 DEFAULT = Calibration()
-
-# On the CPU the engine's figure is its resident memory: the tensors plus the
-# Python process holding torch and transformers. Measured as the engine's RSS
-# after building the 118 kB tiny-opt test model, less its weights: 354.3-354.4 MB
-# in three runs (2-core AMD EPYC, Python 3.11, torch 2.13.0+cpu, transformers
-# 5.24.0). Other builds and platforms differ by tens of MB.
-CPU_PROCESS_BYTES = 355_000_000

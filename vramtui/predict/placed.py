@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 
 from vramtui.errors import UsageError
 from vramtui.models.placement import DevicePlacement, Placement
-from vramtui.predict.calibration import CPU_PROCESS_BYTES
+from vramtui.predict.cpu_process import cpu_process
 from vramtui.predict.estimate import Architecture, Estimate
 from vramtui.predict.tracing.traces import Trace, answer
 from vramtui.spec.placement import MaxMemory
@@ -97,7 +97,7 @@ def device_estimates(
     for d in placement.devices:
         given = _given(max_memory, d.device)
         if main is not None and not d.device.startswith("cuda"):  # offloaded weights
-            total = d.weights_bytes + CPU_PROCESS_BYTES
+            total = d.weights_bytes + cpu_process().bytes
             out.append(_entry(d, 0, 0, total - d.weights_bytes, given))
             continue
         layers = list(d.layers) + ([i for o in offloaded for i in o.layers] if main else [])
@@ -106,7 +106,7 @@ def device_estimates(
         if d.device == main:
             transient += max((o.largest_block_bytes for o in offloaded), default=0)
         allocated = d.weights_bytes + kv_bytes + transient
-        context = est.context_bytes if d.device.startswith("cuda") else CPU_PROCESS_BYTES
+        context = est.context_bytes if d.device.startswith("cuda") else cpu_process().bytes
         out.append(_entry(d, kv_bytes, transient, math.ceil(allocated * slack) + context, given))
     return out
 

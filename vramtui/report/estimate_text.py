@@ -6,6 +6,7 @@ returns facts; the sentences are here.
 
 from __future__ import annotations
 
+from vramtui.predict.cpu_process import cpu_process
 from vramtui.predict.estimate import Estimate, held_positions
 from vramtui.predict.forecast import FitCheck
 from vramtui.units import format_bytes, format_count
@@ -50,6 +51,16 @@ def compiled_step_note(est: Estimate) -> str | None:
     )
 
 
+def _cpu_rows(e: Estimate) -> list[tuple[str, str, str]]:
+    """On the CPU the figure is the process's RSS: the tensors plus Python itself."""
+    process, tensors = cpu_process(), e.peak_allocated_bytes
+    return [
+        ("tensors (peak)", format_bytes(tensors, 2), "weights, KV cache, transient"),
+        ("Python process", format_bytes(process.bytes, 2), f"with {process.source}"),
+        ("peak RSS", format_bytes(tensors + process.bytes, 2), "the engine's figure on the CPU"),
+    ]
+
+
 def estimate_rows(e: Estimate) -> list[tuple[str, str, str]]:
     """(component, bytes, what) for the estimate table."""
     kv_token = e.model.kv_bytes_per_token(e.dtype, e.batch)
@@ -70,13 +81,13 @@ def estimate_rows(e: Estimate) -> list[tuple[str, str, str]]:
             if e.first_compile_bytes
             else "prefill activations, logits, cache copy",
         ),
+    ]
+    if not cuda:
+        return rows + _cpu_rows(e)
+    rows += [
         ("allocator slack", format_bytes(e.slack_bytes, 2), "reserved - allocated"),
         *_compiled_rows(e),
-        (
-            "CUDA context & libraries",
-            format_bytes(e.context_bytes, 2),
-            "not from the allocator" if cuda else "none off CUDA",
-        ),
+        ("CUDA context & libraries", format_bytes(e.context_bytes, 2), "not from the allocator"),
         ("peak allocated", format_bytes(e.peak_allocated_bytes, 2), "torch max_memory_allocated"),
     ]
     if cuda:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from vramtui.predict.calibration import CPU_PROCESS_BYTES
+from vramtui.predict.cpu_process import cpu_process
 from vramtui.predict.estimate import Estimate, estimate_run
 from vramtui.predict.forecast import OomForecast, fit_check
 from vramtui.predict.placed import estimate_placed, format_gib
@@ -43,7 +43,8 @@ class StartPrediction:
 
 
 def _cpu_prediction(est: Estimate, run: ResolvedRun) -> StartPrediction:
-    process = est.peak_allocated_bytes + CPU_PROCESS_BYTES
+    overhead = cpu_process().bytes
+    process = est.peak_allocated_bytes + overhead
     head = (
         f"predicted RSS {format_bytes(process, 2)} (tensors "
         f"{format_bytes(est.peak_allocated_bytes, 2)} + process)"
@@ -51,7 +52,7 @@ def _cpu_prediction(est: Estimate, run: ResolvedRun) -> StartPrediction:
     choice = run.device_choice
     if choice is None or not choice.free:
         return StartPrediction(head, None)
-    check = fit_check(est, choice.free, overhead_bytes=CPU_PROCESS_BYTES)
+    check = fit_check(est, choice.free, overhead_bytes=overhead)
     return StartPrediction(f"{head}\n{fit_text(check, 'RAM available')}", check.fits)
 
 
