@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -60,6 +61,17 @@ def test_labels_name_what_differs(tiny_session: Session, eager_session: Session)
     ]
     same = labelled([tiny_session.snapshot(), tiny_session.snapshot()])
     assert [c.label for c in same] == ["run 1", "run 2"]  # no paths: numbered
+
+
+def test_a_run_asked_for_the_best_device_is_named_by_the_device_it_used(
+    tiny_session: Session,
+) -> None:
+    view = tiny_session.snapshot()
+    auto = replace(view, spec={**view.spec, "device": "auto"})  # `vramtui run` without --device
+    assert view.environment["device"] == "cpu"
+    assert [c.label for c in labelled([view, auto])] == ["run 1", "run 2"]
+    gpu = replace(auto, environment={**view.environment, "device": "cuda:0"})
+    assert [c.label for c in labelled([view, gpu])] == ["device=cpu", "device=cuda:0"]
 
 
 def test_compare_prints_both_peaks_and_the_change(
