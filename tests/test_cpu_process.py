@@ -56,3 +56,14 @@ def test_a_cpu_estimate_adds_the_process_of_the_installed_torch(
         code, out, _ = run_cli(capsys, *args)
         assert figure.source in out and "peak RSS" in out and "CUDA context" not in out
     assert totals["2.14.1+cu130"] - totals["2.13.0+cpu"] == 444_000_000
+
+
+def test_only_a_cpu_estimate_shows_the_python_process() -> None:
+    from vramtui.models.catalogue import CATALOGUE
+    from vramtui.predict.estimate import estimate
+    from vramtui.report.estimate_text import estimate_rows
+
+    model = CATALOGUE["opt-125m"].opt
+    rows = {b: [r[0] for r in estimate_rows(estimate(model, backend=b))] for b in ("cpu", "mps")}
+    assert rows["cpu"][-3:] == ["tensors (peak)", "Python process", "peak RSS"]
+    assert "Python process" not in rows["mps"] and "peak allocated" in rows["mps"]

@@ -82,12 +82,16 @@ def estimate_rows(e: Estimate) -> list[tuple[str, str, str]]:
             else "prefill activations, logits, cache copy",
         ),
     ]
-    if not cuda:
+    if e.backend == "cpu":
         return rows + _cpu_rows(e)
     rows += [
         ("allocator slack", format_bytes(e.slack_bytes, 2), "reserved - allocated"),
         *_compiled_rows(e),
-        ("CUDA context & libraries", format_bytes(e.context_bytes, 2), "not from the allocator"),
+        (
+            "CUDA context & libraries",
+            format_bytes(e.context_bytes, 2),
+            "not from the allocator" if cuda else "none off CUDA",
+        ),
         ("peak allocated", format_bytes(e.peak_allocated_bytes, 2), "torch max_memory_allocated"),
     ]
     if cuda:
