@@ -25,7 +25,6 @@ history as long as `--entries` filled its ring: the start of the run is not in i
 from __future__ import annotations
 
 import argparse
-import json
 import pickle
 import sys
 import tempfile
@@ -35,6 +34,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from _common import write_json  # noqa: E402
 
 from vramtui.measure.devices import available  # noqa: E402
 from vramtui.measure.engine.forkserver import ForkServer  # noqa: E402
@@ -187,8 +189,7 @@ def report(args: argparse.Namespace, work: Path) -> int:
         paths = (args.snapshot / "spawned-0.pickle", args.snapshot / "forked-0.pickle")
         print(divergence(*paths, args.entries))
     if args.json:
-        args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
-                                         "runs": runs}, indent=1))  # fmt: skip
+        write_json(args.json, {"args": {k: str(v) for k, v in vars(args).items()}, "runs": runs})
     return 0
 
 

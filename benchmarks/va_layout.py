@@ -18,7 +18,6 @@ depends on where the addresses fall, which a fork (or any other program) changes
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
@@ -27,6 +26,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from _common import write_json  # noqa: E402
 
 from vramtui.measure.devices import available  # noqa: E402
 from vramtui.measure.recorder import Recorder  # noqa: E402
@@ -68,8 +70,7 @@ def main() -> int:
         peaks = ", ".join(f"{r[k]:,}" if isinstance(r[k], int) else str(r[k]) for k in PEAKS)
         print(f"- {r['hold_mib']} MiB of address space held at start-up: {r['status']}; {peaks}")
     if args.json:
-        args.json.write_text(json.dumps({"args": {**vars(args), "json": str(args.json)},
-                                         "runs": runs}, indent=1))  # fmt: skip
+        write_json(args.json, {"args": {**vars(args), "json": str(args.json)}, "runs": runs})
     return 0
 
 

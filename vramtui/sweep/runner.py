@@ -99,8 +99,8 @@ class Sweep:
         self.ahead = ahead if isinstance(ahead, Ahead) else plan_ahead(self.cells, ahead, cores)
         self.spares = SparePool(self.make_engine) if self.ahead.engines else None
         # Engines forked from one server (imports once), where asked (bench --fork). Not
-        # by default: on the H200 one forked cell of seven reserved 2 MiB less than every
-        # spawned engine of the same cell (benchmarks/results/fast_start/fork-h200.md).
+        # by default: on the H200 one forked cell of ten reserved 2 MiB less than every
+        # spawned engine of the same cell (benchmarks/results/fast_start/fork-divergence/).
         self.fork = fork
         self.server: ForkServer | None = None
         self.make_recorder = make_recorder or self._recorder
