@@ -23,10 +23,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import environment_line, gpu_environment, write_json  # noqa: E402
 
 from vramtui.errors import UsageError  # noqa: E402
-from vramtui.measure.devices import available  # noqa: E402
+from vramtui.measure.device_inventory import available  # noqa: E402
 from vramtui.measure.recorder import Recorder  # noqa: E402
 from vramtui.measure.session import SessionView  # noqa: E402
-from vramtui.spec import RunSpec, resolve  # noqa: E402
+from vramtui.runspec import RunSpec, resolve  # noqa: E402
 
 
 def series(session: SessionView, points: int = 60) -> list[dict[str, Any]]:

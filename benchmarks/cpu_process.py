@@ -27,7 +27,7 @@ from _common import write_json  # noqa: E402
 
 from vramtui.measure.recorder import Recorder  # noqa: E402
 from vramtui.predict.cpu_process import torch_is_cuda_build  # noqa: E402
-from vramtui.spec import DeviceChoice, DeviceList, RunSpec, resolve  # noqa: E402
+from vramtui.runspec import DeviceChoice, DeviceList, RunSpec, resolve  # noqa: E402
 
 
 def one_run() -> dict[str, object]:

@@ -28,7 +28,7 @@ from _common import write_json  # noqa: E402
 
 from vramtui.models.catalogue import CATALOGUE  # noqa: E402
 from vramtui.predict import kv_replay, load  # noqa: E402
-from vramtui.predict.estimate import estimate  # noqa: E402
+from vramtui.predict.estimator import estimate  # noqa: E402
 
 GOAL_MS = 100.0
 SHAPES = ((8, 20), (8, 2040), (2000, 48), (2000, 1))
@@ -64,7 +64,7 @@ def estimate_cells() -> list[dict[str, Any]]:
 async def typing(model: str, batch: int, digits: str) -> dict[str, Any]:
     from textual.widgets import Input, Static
 
-    from vramtui.spec import DeviceChoice, DeviceList, RunSpec
+    from vramtui.runspec import DeviceChoice, DeviceList, RunSpec
     from vramtui.tui.app import VramApp
 
     gpu = DeviceChoice("cuda:0", "NVIDIA H200", 150_109_880_320, 149_000_000_000)

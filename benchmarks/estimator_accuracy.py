@@ -1,4 +1,4 @@
-"""How close `vramtui.predict.estimate.estimate` comes to what the engine measured.
+"""How close `vramtui.predict.estimator.estimate` comes to what the engine measured.
 
 Reads calibration files written by benchmarks/calibrate.py (and bench CSVs written
 by `vramtui bench`), predicts every completed cell, and writes a markdown table and
@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 from vramtui.models.opt import opt_model  # noqa: E402
 from vramtui.predict.calibration import DEFAULT  # noqa: E402
-from vramtui.predict.estimate import estimate  # noqa: E402
+from vramtui.predict.estimator import estimate  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 CALIBRATION = sorted((RESULTS / "calibration").glob("*.json"))
@@ -209,7 +209,7 @@ def markdown(rows: list[dict[str, Any]], environment: dict[str, Any] | None) -> 
     lines += [
         f"Calibration: {DEFAULT.source}.",
         "",
-        "Predicted by `vramtui.predict.estimate.estimate` vs measured. Error = (predicted - "
+        "Predicted by `vramtui.predict.estimator.estimate` vs measured. Error = (predicted - "
         f"measured) / measured; ✗ marks |error| > {GOAL_PERCENT:g} %. MB = 10^6 bytes. "
         "Peak allocated is `max_memory_allocated` semantics (load included); NVML is the "
         "engine process's memory (CUDA context included). "

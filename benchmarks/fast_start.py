@@ -84,11 +84,11 @@ def cuda_facts() -> dict[str, Any]:
 
 
 def one_run(model: str, device: str, spare: bool) -> dict[str, Any]:
-    from vramtui.measure.devices import available
-    from vramtui.measure.engine.process import Launch
+    from vramtui.measure.device_inventory import available
+    from vramtui.measure.engine.engine_process import Launch
     from vramtui.measure.engine.spare import SparePool
     from vramtui.measure.recorder import Recorder
-    from vramtui.spec import RunSpec, resolve
+    from vramtui.runspec import RunSpec, resolve
 
     spec = RunSpec(model=model, tokens=20, device=device)
     pool = SparePool() if spare else None

@@ -23,7 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import write_json  # noqa: E402
 
-from vramtui.measure.devices import cpu_name  # noqa: E402
+from vramtui.measure.device_inventory import cpu_name  # noqa: E402
 
 CHILD = r"""
 import sys, time

@@ -38,11 +38,11 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from _common import write_json  # noqa: E402
 
-from vramtui.measure.devices import available  # noqa: E402
+from vramtui.measure.device_inventory import available  # noqa: E402
+from vramtui.measure.engine.engine_process import Launch  # noqa: E402
 from vramtui.measure.engine.forkserver import ForkServer  # noqa: E402
-from vramtui.measure.engine.process import Launch  # noqa: E402
 from vramtui.measure.recorder import Recorder  # noqa: E402
-from vramtui.spec import RunSpec, resolve  # noqa: E402
+from vramtui.runspec import RunSpec, resolve  # noqa: E402
 
 SITE = """import gc, os, sys
 _dir = os.environ.get("GC_LOG_DIR")

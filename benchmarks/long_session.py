@@ -29,17 +29,17 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import write_json  # noqa: E402
 
 from vramtui import __version__  # noqa: E402
-from vramtui.spec import DeviceChoice, DeviceList, RunSpec, resolve  # noqa: E402
+from vramtui.runspec import DeviceChoice, DeviceList, RunSpec, resolve  # noqa: E402
 
 GOAL_BYTES = 50 * 10**6
 DEVICES = DeviceList((DeviceChoice("cuda:0", "NVIDIA H100 80GB HBM3", 85 * 10**9, 84 * 10**9),))
 
 
 async def measure(runs: int, tokens: int, folder: Path) -> list[int]:
+    from vramtui.testing.replay import ReplayRecorder
+    from vramtui.testing.synthetic import synthetic_run
     from vramtui.tui.app import VramApp
-    from vramtui.tui.replay import ReplayRecorder
-    from vramtui.tui.screens.summary import SummaryScreen
-    from vramtui.tui.synthetic import synthetic_run
+    from vramtui.tui.screens.summary_screen import SummaryScreen
 
     items = synthetic_run("opt-1.3b", tokens, nvml_hz=200.0)
     spec = RunSpec(model="opt-1.3b", tokens=tokens, device="cuda:0")

@@ -54,10 +54,10 @@ from typing import Any
 from vramtui import __version__
 from vramtui.errors import UsageError
 from vramtui.measure import nvml
-from vramtui.measure.devices import available
+from vramtui.measure.device_inventory import available
 from vramtui.measure.recorder import Recorder
 from vramtui.report.export import atomic_write, check_writable
-from vramtui.spec import RunSpec, model_label, resolve
+from vramtui.runspec import RunSpec, model_label, resolve
 from vramtui.sweep.grid import parse_names
 
 
@@ -85,7 +85,7 @@ def plain_child(spec_json: str) -> None:
 
     from vramtui.measure.engine.device import resolve_device
     from vramtui.measure.engine.model import build, generate_kwargs, random_prompt
-    from vramtui.spec import resolve_dtype
+    from vramtui.runspec import resolve_dtype
 
     spec = RunSpec.from_dict(json.loads(spec_json))
     device = resolve_device(spec.device)

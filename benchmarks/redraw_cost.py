@@ -1,6 +1,6 @@
 """What one redraw of the run screen costs with a long history (goal: <= 15 ms at 2000 tokens).
 
-No GPU and no engine: a synthetic opt-1.3b run (vramtui.tui.synthetic.synthetic_run)
+No GPU and no engine: a synthetic opt-1.3b run (vramtui.testing.synthetic.synthetic_run)
 of `--tokens` decode steps with NVML samples at `--nvml-hz` (200 Hz, the
 Recorder's rate) is replayed into a Session, still in progress, and the real app
 shows it on its run screen, headless, at 120x40. Then, N times:
@@ -39,8 +39,8 @@ from pathlib import Path
 from typing import Any
 
 from vramtui import __version__
-from vramtui.measure.devices import cpu_name
-from vramtui.spec import DeviceChoice, DeviceList, ResolvedRun, RunSpec, resolve
+from vramtui.measure.device_inventory import cpu_name
+from vramtui.runspec import DeviceChoice, DeviceList, ResolvedRun, RunSpec, resolve
 
 SIZE = (120, 40)
 GOAL_MS = 15.0
@@ -66,10 +66,10 @@ def stats(values: list[float]) -> dict[str, float]:
 
 
 async def measure(args: argparse.Namespace) -> dict[str, Any]:
+    from vramtui.testing.replay import ReplayRecorder
+    from vramtui.testing.synthetic import synthetic_run
     from vramtui.tui.app import VramApp
-    from vramtui.tui.replay import ReplayRecorder
-    from vramtui.tui.screens.run import RunScreen
-    from vramtui.tui.synthetic import synthetic_run
+    from vramtui.tui.screens.run_screen import RunScreen
 
     # A run still in progress at `tokens` (of a few more requested): the live case.
     requested = args.tokens + 40

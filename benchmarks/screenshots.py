@@ -35,8 +35,8 @@ from typing import Any
 from vramtui import __version__
 from vramtui.commands.common import add_spec_arguments, build_spec
 from vramtui.errors import UsageError
-from vramtui.measure.devices import available
-from vramtui.spec import RunSpec, resolve
+from vramtui.measure.device_inventory import available
+from vramtui.runspec import RunSpec, resolve
 
 
 def package_version(name: str) -> str | None:
@@ -64,10 +64,10 @@ async def shoot(spec: RunSpec, args: argparse.Namespace) -> dict[str, Any]:
     from textual.widgets import Static
 
     from vramtui.tui.app import VramApp
-    from vramtui.tui.devices import initial_device_options
-    from vramtui.tui.screens.run import RunScreen
-    from vramtui.tui.screens.start import StartScreen
-    from vramtui.tui.screens.summary import SummaryScreen
+    from vramtui.tui.device_list import initial_device_options
+    from vramtui.tui.screens.run_screen import RunScreen
+    from vramtui.tui.screens.start_screen import StartScreen
+    from vramtui.tui.screens.summary_screen import SummaryScreen
     from vramtui.tui.widgets.memory_plot import MemoryPlot
 
     out: Path = args.out

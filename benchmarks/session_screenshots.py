@@ -47,10 +47,10 @@ from typing import Any
 from vramtui.measure import events as ev
 from vramtui.measure.session import Session
 from vramtui.report.saved import read_session_files, rebuilt_differences, session_from
-from vramtui.spec import DeviceChoice, DeviceList, RunSpec
+from vramtui.runspec import DeviceChoice, DeviceList, RunSpec
 from vramtui.tui.app import VramApp
-from vramtui.tui.screens.run import RunScreen
-from vramtui.tui.screens.summary import SummaryScreen
+from vramtui.tui.screens.run_screen import RunScreen
+from vramtui.tui.screens.summary_screen import SummaryScreen
 
 SIZES = {"summary": (100, 40), "run": (100, 30), "compare": (120, 32), "profile": (120, 36)}
 
@@ -198,7 +198,7 @@ async def shoot_compare(paths: list[Path], out: Path) -> None:
     """`vramtui compare A B --app`: the sessions overlaid on one token axis."""
     from vramtui.commands.compare import load
     from vramtui.tui.compare_app import CompareApp
-    from vramtui.tui.screens.compare import CompareScreen
+    from vramtui.tui.screens.compare_screen import CompareScreen
 
     for path in paths:  # a session with both files is checked as the others are
         if path.with_suffix(".json").is_file() and path.with_suffix(".csv").is_file():

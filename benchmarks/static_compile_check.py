@@ -20,8 +20,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from vramtui.predict.estimate import estimate_run  # noqa: E402
-from vramtui.spec import DeviceChoice, DeviceList, RunSpec, resolve  # noqa: E402
+from vramtui.predict.estimator import estimate_run  # noqa: E402
+from vramtui.runspec import DeviceChoice, DeviceList, RunSpec, resolve  # noqa: E402
 
 DEFAULT = ROOT / "benchmarks/results/static-cache/compile-history-h200.jsonl"
 GPU = DeviceList((DeviceChoice("cuda:0", "NVIDIA H200", 150109880320, 150109880320),), True)

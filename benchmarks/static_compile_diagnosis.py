@@ -34,7 +34,7 @@ import torch  # noqa: E402
 from transformers import LogitsProcessor, LogitsProcessorList  # noqa: E402
 
 from vramtui.measure.engine.model import build, generate_kwargs, random_prompt  # noqa: E402
-from vramtui.spec.run_spec import RunSpec  # noqa: E402
+from vramtui.runspec.run_spec import RunSpec  # noqa: E402
 
 
 class Probe(LogitsProcessor):

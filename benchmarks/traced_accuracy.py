@@ -27,8 +27,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from vramtui.predict.estimate import estimate_run  # noqa: E402
-from vramtui.spec import DeviceChoice, DeviceList, RunSpec, resolve  # noqa: E402
+from vramtui.predict.estimator import estimate_run  # noqa: E402
+from vramtui.runspec import DeviceChoice, DeviceList, RunSpec, resolve  # noqa: E402
 
 GOALS = {"allocated": 1.0, "nvml": 3.0}  # percent, the targets on held-out cells
 

@@ -30,9 +30,9 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from _common import write_json  # noqa: E402
 
-from vramtui.measure.devices import available  # noqa: E402
+from vramtui.measure.device_inventory import available  # noqa: E402
 from vramtui.measure.recorder import Recorder  # noqa: E402
-from vramtui.spec import RunSpec, resolve  # noqa: E402
+from vramtui.runspec import RunSpec, resolve  # noqa: E402
 
 SITE = """import mmap, os
 _mib = int(os.environ.get("VA_HOLD_MIB", "0"))

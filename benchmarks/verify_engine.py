@@ -26,7 +26,7 @@ from _common import environment_line, gpu_environment, run_command, write_json  
 PLAIN = """
 import json, sys, time, torch
 from vramtui.measure.engine.model import build
-from vramtui.spec import RunSpec
+from vramtui.runspec import RunSpec
 spec = RunSpec(**json.loads(sys.argv[1]))
 device = torch.device("cuda:0")
 torch.cuda.set_device(device)

@@ -8,7 +8,7 @@ import pytest
 from vramtui.cli import main
 from vramtui.measure.recorder import Recorder
 from vramtui.measure.session import Session
-from vramtui.spec import DeviceChoice, DeviceList, ResolvedRun, RunSpec, resolve
+from vramtui.runspec import DeviceChoice, DeviceList, ResolvedRun, RunSpec, resolve
 
 TINY_CONFIG = Path(__file__).parent / "fixtures" / "tiny-opt.json"
 # The devices tests run against: a CPU with 24 GB, 20 GB of it available.

@@ -26,9 +26,9 @@ from vramtui.measure.engine.snapshot import GAIN, Snapshots
 from vramtui.measure.session import Session
 from vramtui.report.export import write_json
 from vramtui.report.saved import load_view
-from vramtui.spec import RunSpec
+from vramtui.runspec import RunSpec
+from vramtui.testing.synthetic import synthetic_run
 from vramtui.tui.snapshot_runs import with_snapshot_file
-from vramtui.tui.synthetic import synthetic_run
 from vramtui.units import format_bytes
 
 MiB = 1 << 20

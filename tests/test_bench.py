@@ -18,7 +18,7 @@ from vramtui.errors import UsageError
 from vramtui.measure import events as ev
 from vramtui.measure.session import Session
 from vramtui.report import bench_table as bench_report
-from vramtui.spec import DeviceChoice, DeviceList, ResolvedRun, RunSpec
+from vramtui.runspec import DeviceChoice, DeviceList, ResolvedRun, RunSpec
 from vramtui.sweep import grid as bench
 from vramtui.sweep import runner
 from vramtui.sweep.results import CellResult

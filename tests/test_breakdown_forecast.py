@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
+from vramtui.analysis.breakdown import compare, estimate_for_session, measured_breakdown
+from vramtui.analysis.live_forecast import forecast_oom
 from vramtui.measure import events as ev
 from vramtui.measure.session import NvmlSample, Session
 from vramtui.models.opt import opt_model
-from vramtui.predict.estimate import Estimate, estimate
-from vramtui.predict.forecast import FitCheck, fit_check, growth_per_token, max_tokens_that_fit
-from vramtui.report.breakdown import compare, estimate_for_session, measured_breakdown
+from vramtui.predict.estimator import Estimate, estimate
+from vramtui.predict.fit_forecast import FitCheck, fit_check, growth_per_token, max_tokens_that_fit
 from vramtui.report.estimate_text import fit_text
-from vramtui.report.forecast import forecast_oom
 
 RESULTS = Path(__file__).resolve().parent.parent / "benchmarks" / "results"
 

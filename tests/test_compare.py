@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from conftest import TINY_CONFIG, record, tiny_spec
 
+from vramtui.analysis.breakdown import measured_breakdown
+from vramtui.analysis.run_comparison import change, labelled, peak_of
 from vramtui.cli import main
 from vramtui.measure.session import Session
-from vramtui.report.breakdown import measured_breakdown
-from vramtui.report.compare import change, labelled, peak_of
 from vramtui.report.export import write_csv, write_json
 from vramtui.report.saved import load_view
 from vramtui.units import format_bytes

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 
+from vramtui.analysis.breakdown import compare
 from vramtui.measure import events as ev
 from vramtui.measure.session import NvmlSample, Session
 from vramtui.models.opt import opt_model
-from vramtui.predict.estimate import Estimate, estimate
-from vramtui.report.breakdown import compare
+from vramtui.predict.estimator import Estimate, estimate
 
 GB = 10**9
 

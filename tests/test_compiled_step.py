@@ -9,15 +9,15 @@ from collections import Counter
 
 import pytest
 
+from vramtui.analysis.breakdown import compiled_as
 from vramtui.measure import events as ev
 from vramtui.measure.engine.runner import compile_outcome
 from vramtui.models.opt import opt_model
 from vramtui.predict.allocator import MiB, PoolRules
 from vramtui.predict.calibration import DEFAULT
 from vramtui.predict.compiled import compiled_step
-from vramtui.predict.estimate import estimate
+from vramtui.predict.estimator import estimate
 from vramtui.predict.tracing.traces import query_row
-from vramtui.report.breakdown import compiled_as
 
 RULES = PoolRules()
 OPT = opt_model("opt-125m")

@@ -60,7 +60,7 @@ def test_a_cpu_estimate_adds_the_process_of_the_installed_torch(
 
 def test_only_a_cpu_estimate_shows_the_python_process() -> None:
     from vramtui.models.catalogue import CATALOGUE
-    from vramtui.predict.estimate import estimate
+    from vramtui.predict.estimator import estimate
     from vramtui.report.estimate_text import estimate_rows
 
     model = CATALOGUE["opt-125m"].opt

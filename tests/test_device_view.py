@@ -7,16 +7,16 @@ from pathlib import Path
 
 import pytest
 
+from vramtui.analysis.live_forecast import forecast_oom
 from vramtui.measure import events as ev
 from vramtui.measure.device_view import device_names, kv_share, on_device
 from vramtui.measure.session import Session
 from vramtui.models.catalogue import lookup
 from vramtui.report.export import write_csv, write_json
-from vramtui.report.forecast import forecast_oom
 from vramtui.report.saved import load_view
-from vramtui.spec import RunSpec
-from vramtui.tui.replay import ReplayRecorder
-from vramtui.tui.synthetic import on_two_gpus, synthetic_run
+from vramtui.runspec import RunSpec
+from vramtui.testing.replay import ReplayRecorder
+from vramtui.testing.synthetic import on_two_gpus, synthetic_run
 
 
 def _session(upto: int | None = 300) -> Session:
@@ -97,8 +97,8 @@ def test_a_saved_placed_run_reads_back_with_each_device(tmp_path: Path) -> None:
 def test_the_recorded_offload_run_seen_from_the_cpu() -> None:
     import csv
 
-    from vramtui.report.breakdown import measured_breakdown
-    from vramtui.report.text import device_note
+    from vramtui.analysis.breakdown import measured_breakdown
+    from vramtui.report.summary_text import device_note
 
     stem = Path(__file__).parent.parent / "benchmarks" / "results" / "offload" / "offload-h200"
     view = load_view(stem.with_suffix(".json"))

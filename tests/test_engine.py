@@ -72,9 +72,9 @@ def test_the_parent_never_imports_torch() -> None:
     code = textwrap.dedent(
         f"""
         import sys
-        from vramtui.measure.devices import available
+        from vramtui.measure.device_inventory import available
         from vramtui.measure.recorder import Recorder
-        from vramtui.spec import RunSpec, resolve
+        from vramtui.runspec import RunSpec, resolve
         spec = RunSpec(model="t", source="config", path={str(TINY_CONFIG)!r}, tokens=3,
                        device="cpu")
         s = Recorder(resolve(spec, available())).run()

@@ -11,7 +11,7 @@ from conftest import TINY_CONFIG
 from vramtui.cli import main
 from vramtui.measure import nvml
 from vramtui.models.opt import opt_model
-from vramtui.predict.estimate import estimate
+from vramtui.predict.estimator import estimate
 
 FIELDS = (
     "weights_bytes",

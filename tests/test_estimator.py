@@ -13,8 +13,8 @@ from vramtui.errors import UsageError
 from vramtui.measure.session import Session
 from vramtui.models.opt import model_info_for_config, opt_model
 from vramtui.predict.calibration import DEFAULT
-from vramtui.predict.estimate import estimate
-from vramtui.predict.forecast import max_tokens_that_fit
+from vramtui.predict.estimator import estimate
+from vramtui.predict.fit_forecast import max_tokens_that_fit
 
 BYTES = {"float16": 2, "bfloat16": 2, "float32": 4}
 
@@ -287,9 +287,9 @@ def test_every_step_matches_the_cpu_allocator_trace(prompt: int, batch: int, att
 
 
 def test_cache_balloons_only_when_the_kv_tensors_grow_past_the_shared_segments() -> None:
-    from vramtui.predict.estimate import Estimate
+    from vramtui.predict.estimator import Estimate
     from vramtui.report.estimate_text import fragmentation_warning
-    from vramtui.spec import expandable_segments
+    from vramtui.runspec import expandable_segments
 
     def e(model: str, prompt: int, tokens: int, batch: int, **kw: object) -> Estimate:
         return estimate(opt_model(model), prompt_tokens=prompt, tokens=tokens, batch=batch, **kw)

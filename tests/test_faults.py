@@ -37,7 +37,7 @@ def engine_children(pid: int) -> list[psutil.Process]:
         return [
             p
             for p in psutil.Process(pid).children(recursive=True)
-            if "vramtui.measure.engine.child" in " ".join(p.cmdline())
+            if "vramtui.measure.engine.engine_main" in " ".join(p.cmdline())
         ]
     except psutil.NoSuchProcess:
         return []

@@ -10,8 +10,8 @@ from contextlib import contextmanager
 from conftest import record, resolved, tiny_spec
 
 from vramtui.measure import events as ev
+from vramtui.measure.engine.engine_process import EngineProcess, Launch
 from vramtui.measure.engine.forkserver import ForkedEngine, ForkServer, _exists
-from vramtui.measure.engine.process import EngineProcess, Launch
 from vramtui.measure.recorder import Recorder
 from vramtui.measure.startup import COLD, FORKED, FORKED_SPARE
 from vramtui.report import bench_table as bench_report

@@ -10,12 +10,12 @@ from conftest import CPU_ONLY, H100
 
 from vramtui.cli import main
 from vramtui.errors import UsageError
-from vramtui.spec import DeviceList, ResolvedRun
+from vramtui.runspec import DeviceList, ResolvedRun
 from vramtui.sweep import grid
 from vramtui.sweep.lanes import Lanes, deal, parse_devices
 from vramtui.sweep.runner import Sweep
-from vramtui.tui.replay import ReplayRecorder
-from vramtui.tui.synthetic import synthetic_run
+from vramtui.testing.replay import ReplayRecorder
+from vramtui.testing.synthetic import synthetic_run
 
 TWO_GPUS = DeviceList((H100, replace(H100, id="cuda:1"), *CPU_ONLY.choices))
 

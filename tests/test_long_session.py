@@ -11,7 +11,7 @@ import psutil
 from conftest import CPU_ONLY, resolved, tiny_spec
 
 from vramtui.tui.app import VramApp
-from vramtui.tui.screens.summary import SummaryScreen
+from vramtui.tui.screens.summary_screen import SummaryScreen
 
 RUNS = 20
 
@@ -42,7 +42,7 @@ def test_twenty_runs_leave_no_zombies_and_little_memory(tmp_path: Path) -> None:
     asyncio.run(drive())
     children = me.children(recursive=True)
     zombies = [c for c in children if c.status() == psutil.STATUS_ZOMBIE]
-    engines = [c for c in children if "vramtui.measure.engine.child" in " ".join(c.cmdline())]
+    engines = [c for c in children if "vramtui.measure.engine.engine_main" in " ".join(c.cmdline())]
     assert zombies == [] and engines == []
     assert len(list(tmp_path.glob("*.json"))) == RUNS
     # Growth from the end of the second run (imports, caches warm) to the last.

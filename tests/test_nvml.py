@@ -12,7 +12,7 @@ from conftest import WITH_GPU
 from vramtui.measure import events as ev
 from vramtui.measure import nvml
 from vramtui.measure.recorder import Recorder
-from vramtui.spec import RunSpec, resolve
+from vramtui.runspec import RunSpec, resolve
 
 GIB = 1024**3
 
@@ -145,7 +145,7 @@ class NVMLError_LibraryNotFound(NVMLError):  # noqa: N801 - pynvml's own name
 
 
 def test_no_driver_means_the_gpus_are_counted_as_none(install) -> None:  # type: ignore[no-untyped-def]
-    from vramtui.measure.devices import available
+    from vramtui.measure.device_inventory import available
 
     mod = fake_pynvml([])
 
@@ -159,7 +159,7 @@ def test_no_driver_means_the_gpus_are_counted_as_none(install) -> None:  # type:
 
 
 def test_nvml_that_cannot_answer_leaves_the_gpus_uncounted(install) -> None:  # type: ignore[no-untyped-def]
-    from vramtui.measure.devices import available
+    from vramtui.measure.device_inventory import available
 
     install(fake_pynvml([], init_error="Insufficient Permissions"))
     assert not available().gpus_counted  # cuda:N is left for the engine to check

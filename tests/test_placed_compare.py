@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
+from vramtui.analysis.placed_comparison import placed_estimates
 from vramtui.cli import main
-from vramtui.report.placed_compare import placed_estimates
 from vramtui.report.saved import load_view
-from vramtui.report.text import device_rows, summary_text
-from vramtui.spec import RunSpec
-from vramtui.tui.replay import ReplayRecorder
-from vramtui.tui.synthetic import on_two_gpus, synthetic_run
+from vramtui.report.summary_text import device_rows, summary_text
+from vramtui.runspec import RunSpec
+from vramtui.testing.replay import ReplayRecorder
+from vramtui.testing.synthetic import on_two_gpus, synthetic_run
 from vramtui.units import format_bytes
 
 OFFLOAD = Path(__file__).parent.parent / "benchmarks" / "results" / "offload"

@@ -14,10 +14,10 @@ from conftest import TINY_CONFIG, record
 from vramtui.cli import main
 from vramtui.measure.session import Session
 from vramtui.report.export import csv_text, write_csv, write_json
-from vramtui.spec import RunSpec
-from vramtui.tui.replay import ReplayRecorder
-from vramtui.tui.synthetic import on_two_gpus, synthetic_run
-from vramtui.tui.text import device_lines
+from vramtui.runspec import RunSpec
+from vramtui.testing.replay import ReplayRecorder
+from vramtui.testing.synthetic import on_two_gpus, synthetic_run
+from vramtui.tui.screen_text import device_lines
 
 
 def _session(upto: int | None = None) -> Session:
@@ -150,7 +150,7 @@ def test_bad_placement_is_one_line_and_exit_2_before_the_engine(
 
 
 def test_the_breakdown_of_a_placed_run_counts_its_own_devices_weights() -> None:
-    from vramtui.report.breakdown import measured_breakdown
+    from vramtui.analysis.breakdown import measured_breakdown
 
     session = _session(upto=50)
     breakdown = measured_breakdown(session)

@@ -9,10 +9,10 @@ from conftest import CPU_ONLY, TINY_CONFIG, WITH_GPU, resolved, tiny_spec
 
 from vramtui.errors import UsageError
 from vramtui.models.catalogue import lookup
-from vramtui.predict.estimate import estimate
+from vramtui.predict.estimator import estimate
 from vramtui.predict.placed import estimate_placed, place_model
-from vramtui.spec import RunSpec
-from vramtui.spec.placement import parse_max_memory
+from vramtui.runspec import RunSpec
+from vramtui.runspec.device_map import parse_max_memory
 
 GiB = 2**30
 
@@ -83,7 +83,7 @@ def _accelerate_map(name: str, max_memory: dict, strategy: str) -> dict[str, str
     from accelerate.utils import get_balanced_memory
 
     from vramtui.models.hf import meta_model, transformers_config
-    from vramtui.models.placement import device_name
+    from vramtui.models.layer_placement import device_name
 
     model = meta_model(transformers_config(lookup(name).config), torch.float16)
     no_split = model._no_split_modules
@@ -134,7 +134,7 @@ def _placed(name: str, max_memory: dict, tokens: int, strategy: str = "auto"):  
 
 
 def _arch(run):  # noqa: ANN001, ANN202
-    from vramtui.predict.estimate import architecture_of
+    from vramtui.predict.estimator import architecture_of
 
     return architecture_of(run)
 

@@ -11,11 +11,11 @@ from conftest import TINY_CONFIG
 from test_tui_pilot import wait_for
 from textual.widgets import RichLog, Static
 
-from vramtui.measure.script.process import Program
+from vramtui.measure.script.program_process import Program
 from vramtui.measure.script.recorder import ScriptRecorder
 from vramtui.tui.plotdata import build_plot_data
 from vramtui.tui.profile_app import ProfileApp, ProgramRunScreen
-from vramtui.tui.screens.summary import SummaryScreen
+from vramtui.tui.screens.summary_screen import SummaryScreen
 
 PROGRAM = Path(__file__).parent / "fixtures" / "program.py"
 
@@ -65,9 +65,9 @@ def test_the_start_screen_profiles_your_script(tmp_path: Path) -> None:
     on the run screen with its output in the log panel."""
     from textual.widgets import Input, Select
 
-    from vramtui.spec import RunSpec
+    from vramtui.runspec import RunSpec
     from vramtui.tui.app import VramApp
-    from vramtui.tui.screens.start import StartScreen
+    from vramtui.tui.screens.start_screen import StartScreen
 
     app = VramApp(RunSpec(device="cpu"), out_dir=tmp_path / "sessions", list_devices=lambda: CPU)
 

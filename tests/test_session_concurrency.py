@@ -6,9 +6,9 @@ import threading
 
 import pytest
 
+from vramtui.analysis.breakdown import measured_breakdown
 from vramtui.measure import events as ev
 from vramtui.measure.session import NvmlSample, Session, SessionView
-from vramtui.report.breakdown import measured_breakdown
 from vramtui.report.export import csv_text
 from vramtui.tui.plotdata import build_plot_data
 

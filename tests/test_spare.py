@@ -18,14 +18,14 @@ import pytest
 from conftest import CPU_ONLY, resolved, tiny_spec
 
 from vramtui.measure import events as ev
-from vramtui.measure.engine.process import EngineGone, EngineProcess, Launch
+from vramtui.measure.engine.engine_process import EngineGone, EngineProcess, Launch
 from vramtui.measure.engine.spare import SparePool
 from vramtui.measure.recorder import Recorder
 from vramtui.measure.session import Session
 from vramtui.measure.startup import COLD, WARM
 from vramtui.report.export import json_text
-from vramtui.report.text import fact_rows, startup_line, summary_text
-from vramtui.spec import RunSpec
+from vramtui.report.summary_text import fact_rows, startup_line, summary_text
+from vramtui.runspec import RunSpec
 
 READY_S = 180  # an upper bound for a spare's imports on a busy machine, never a wait
 
@@ -174,9 +174,9 @@ def test_the_spare_dies_with_the_app(tmp_path: os.PathLike[str]) -> None:
 
 PARENT = """
 import sys, time
-from vramtui.measure.engine.process import Launch
+from vramtui.measure.engine.engine_process import Launch
 from vramtui.measure.engine.spare import SparePool
-from vramtui.spec import RunSpec
+from vramtui.runspec import RunSpec
 spare = SparePool().prepare(Launch.for_spec(RunSpec()))
 print(spare.pid, flush=True)
 if sys.argv[1] == "ready":
@@ -212,9 +212,9 @@ def test_ready_and_startup_events_round_trip() -> None:
 
 AFTER_THE_SPEC = """
 import json, sys
-from vramtui.measure.engine.child import warm_imports
+from vramtui.measure.engine.engine_main import warm_imports
 from vramtui.measure.engine.runner import Engine
-from vramtui.spec import RunSpec
+from vramtui.runspec import RunSpec
 
 warm_imports()
 before = set(sys.modules)

@@ -16,12 +16,12 @@ import pytest
 from conftest import TINY_CONFIG
 
 from vramtui.measure import events as ev
-from vramtui.measure.engine.process import Launch
+from vramtui.measure.engine.engine_process import Launch
 from vramtui.measure.engine.spare import SparePool
 from vramtui.measure.recorder import Recorder
 from vramtui.measure.session import Session
 from vramtui.measure.startup import COLD, FORKED, FORKED_SPARE, WARM
-from vramtui.spec import ResolvedRun, RunSpec
+from vramtui.runspec import ResolvedRun, RunSpec
 from vramtui.sweep import grid
 from vramtui.sweep.runner import AHEAD, Ahead, Sweep, plan_ahead
 

@@ -8,7 +8,7 @@ import pytest
 
 from vramtui.errors import UsageError
 from vramtui.models.catalogue import lookup
-from vramtui.predict.estimate import estimate
+from vramtui.predict.estimator import estimate
 from vramtui.predict.tracing import traces
 from vramtui.predict.tracing.traces import trace_model
 
@@ -57,20 +57,20 @@ def test_the_meta_trace_is_what_the_same_code_allocates_on_real_tensors() -> Non
     import torch
 
     from vramtui.models.hf import model_class, transformers_config
-    from vramtui.predict.tracing import child
+    from vramtui.predict.tracing import tracer_main
 
-    request = child.Request(config=TINY_LLAMA, backend="cpu", dtype="float32", prompt=8,
+    request = tracer_main.Request(config=TINY_LLAMA, backend="cpu", dtype="float32", prompt=8,
                             decode=[9, 40])  # fmt: skip
-    meta = child.trace(request)
+    meta = tracer_main.trace(request)
     config = transformers_config(TINY_LLAMA)
     real = model_class(config)._from_config(config, dtype=torch.float32).eval()
     from transformers import DynamicCache
 
-    tracker = child.Tracker(1)
+    tracker = tracer_main.Tracker(1)
     ids = torch.zeros((1, 8), dtype=torch.long)
     tracker.known([*real.parameters(), *real.buffers(), ids])
     with torch.no_grad():
-        prefill = child._forward(real, ids, DynamicCache(config=config), tracker, 8)
+        prefill = tracer_main._forward(real, ids, DynamicCache(config=config), tracker, 8)
     assert (prefill.peak, prefill.kv) == (meta["prefill"]["peak"], meta["prefill"]["kv"])
 
 
@@ -138,9 +138,9 @@ def test_the_disk_cache_follows_xdg_cache_home(tmp_path, monkeypatch: pytest.Mon
 
 def test_a_session_of_any_model_is_compared_once_its_trace_exists(tmp_path) -> None:
     """Screens never wait for a trace: the summary compares once the model is traced."""
+    from vramtui.analysis.breakdown import estimate_for_session
     from vramtui.measure import events as ev
     from vramtui.measure.session import Session
-    from vramtui.report.breakdown import estimate_for_session
 
     path = tmp_path / "config.json"
     path.write_text(json.dumps({**TINY_LLAMA, "num_hidden_layers": 1, "hidden_size": 32}))

@@ -10,16 +10,16 @@ from pathlib import Path
 import pytest
 from test_tui_snapshots import make_app, opt13, settle
 
-from vramtui.report.compare import change, labelled
+from vramtui.analysis.run_comparison import change, labelled
 from vramtui.report.export import write_json
-from vramtui.spec import RunSpec
+from vramtui.runspec import RunSpec
+from vramtui.testing.replay import ReplayRecorder
+from vramtui.testing.synthetic import synthetic_run
 from vramtui.tui.compare_app import CompareApp
 from vramtui.tui.compare_plot import build_compare_data
-from vramtui.tui.replay import ReplayRecorder
-from vramtui.tui.screens.compare import CompareScreen
-from vramtui.tui.screens.pick_session import PickSessionScreen
-from vramtui.tui.screens.summary import SummaryScreen
-from vramtui.tui.synthetic import synthetic_run
+from vramtui.tui.screens.compare_screen import CompareScreen
+from vramtui.tui.screens.pick_session_screen import PickSessionScreen
+from vramtui.tui.screens.summary_screen import SummaryScreen
 from vramtui.units import format_bytes
 
 WIDE, SMALL = (100, 30), (80, 24)
@@ -109,7 +109,7 @@ def test_a_session_without_samples_shows_its_saved_peak(tmp_path: Path) -> None:
     """A JSON without its CSV has no line to draw; the legend gives the peak it saved
     and the change from the base, and says there is no line."""
     from vramtui.report.saved import load_view
-    from vramtui.tui.screens.compare import legend
+    from vramtui.tui.screens.compare_screen import legend
 
     base, other = synthetic_view("opt-1.3b", 300), synthetic_view("opt-2.7b", 200)
     alone = load_view(write_json(other, tmp_path / "other.json"))

@@ -12,16 +12,16 @@ from pathlib import Path
 from conftest import WITH_GPU
 from textual.pilot import Pilot
 
+from vramtui.analysis.breakdown import measured_breakdown
+from vramtui.analysis.live_forecast import forecast_oom, headroom
 from vramtui.measure.device_view import on_device
-from vramtui.report.breakdown import measured_breakdown
-from vramtui.report.forecast import forecast_oom, headroom
-from vramtui.spec import DeviceList, RunSpec
+from vramtui.runspec import DeviceList, RunSpec
+from vramtui.testing.replay import ReplayRecorder
+from vramtui.testing.synthetic import on_two_gpus, synthetic_run
 from vramtui.tui.app import VramApp
 from vramtui.tui.prediction import breakdown_rows, forecast_text
-from vramtui.tui.replay import ReplayRecorder
-from vramtui.tui.screens.run import RunScreen
-from vramtui.tui.synthetic import on_two_gpus, synthetic_run
-from vramtui.tui.text import series_rows, short_bytes
+from vramtui.tui.screen_text import series_rows, short_bytes
+from vramtui.tui.screens.run_screen import RunScreen
 
 TWO_GPUS = DeviceList((*WITH_GPU.choices[:1], replace(WITH_GPU.choices[0], id="cuda:1"),
                        *WITH_GPU.choices[1:]))  # fmt: skip
@@ -106,9 +106,9 @@ def test_a_run_on_one_device_has_no_device_key(tmp_path: Path) -> None:
 def test_the_start_screen_predicts_each_device_of_a_placed_run(tmp_path: Path) -> None:
     from textual.widgets import Static
 
-    from vramtui.predict.estimate import estimate_run
+    from vramtui.predict.estimator import estimate_run
     from vramtui.predict.placed import estimate_placed, format_gib
-    from vramtui.spec import resolve
+    from vramtui.runspec import resolve
 
     spec = RunSpec(model="opt-13b", tokens=50, device_map="auto", max_memory="0=12GiB,cpu=64GiB")
     run = resolve(spec, WITH_GPU)

@@ -13,8 +13,10 @@ from conftest import CPU_ONLY, WITH_GPU
 from vramtui import cli
 from vramtui.models.catalogue import lookup
 from vramtui.report.sessions import autosave, free_stem, session_stem, sessions_dir
-from vramtui.spec import DeviceChoice, RunSpec, resolve
-from vramtui.tui.devices import device_options, initial_device_options
+from vramtui.runspec import DeviceChoice, RunSpec, resolve
+from vramtui.testing.replay import ReplayRecorder
+from vramtui.testing.synthetic import synthetic_run
+from vramtui.tui.device_list import device_options, initial_device_options
 from vramtui.tui.form import FormValues, model_facts, read_form
 from vramtui.tui.plotdata import (
     build_plot_data,
@@ -23,10 +25,8 @@ from vramtui.tui.plotdata import (
     pick_unit,
     tick_labels,
 )
-from vramtui.tui.replay import ReplayRecorder
+from vramtui.tui.screen_text import duration, series_rows, short_bytes, status_text
 from vramtui.tui.storage import check_targets, export_targets
-from vramtui.tui.synthetic import synthetic_run
-from vramtui.tui.text import duration, series_rows, short_bytes, status_text
 
 
 def replay(tokens: int = 2000, **kwargs: object) -> ReplayRecorder:
@@ -304,7 +304,7 @@ def test_headless_commands_never_import_textual() -> None:
 
 # ---- the estimator in the app -----------------------------------------------------------------
 def test_start_prediction_says_whether_it_fits_the_device() -> None:
-    from vramtui.predict.estimate import estimate_run
+    from vramtui.predict.estimator import estimate_run
     from vramtui.tui.prediction import start_prediction
 
     def predict(spec: RunSpec, devices=WITH_GPU):  # type: ignore[no-untyped-def]
@@ -323,7 +323,7 @@ def test_start_prediction_says_whether_it_fits_the_device() -> None:
 
 
 def test_a_cpu_run_is_checked_against_the_ram_available() -> None:
-    from vramtui.predict.estimate import estimate_run
+    from vramtui.predict.estimator import estimate_run
     from vramtui.tui.prediction import start_prediction
 
     small = resolve(RunSpec(model="opt-125m", device="cpu"), CPU_ONLY)
@@ -336,7 +336,7 @@ def test_a_cpu_run_is_checked_against_the_ram_available() -> None:
 
 
 def test_predicted_curve_spans_the_budget_from_the_first_token() -> None:
-    from vramtui.report.breakdown import estimate_for_session
+    from vramtui.analysis.breakdown import estimate_for_session
 
     session = replay(tokens=2000, upto=10).session
     est = estimate_for_session(session)
@@ -348,7 +348,7 @@ def test_predicted_curve_spans_the_budget_from_the_first_token() -> None:
 
 
 def test_forecast_text() -> None:
-    from vramtui.predict.forecast import OomForecast
+    from vramtui.predict.fit_forecast import OomForecast
     from vramtui.tui.prediction import forecast_text
 
     assert forecast_text(None, 100) == ("", False)  # nothing to say before decode steps
@@ -359,7 +359,7 @@ def test_forecast_text() -> None:
 
 
 def test_breakdown_rows_and_bar() -> None:
-    from vramtui.report.breakdown import measured_breakdown
+    from vramtui.analysis.breakdown import measured_breakdown
     from vramtui.tui.prediction import breakdown_rows
     from vramtui.tui.widgets.breakdown_panel import stacked_bar
 

@@ -23,16 +23,16 @@ from textual.pilot import Pilot
 from textual.widgets import Input, Select, Static
 
 from vramtui.measure.recorder import Recorder
-from vramtui.spec import DeviceList, RunSpec
+from vramtui.runspec import DeviceList, RunSpec
+from vramtui.testing.replay import ReplayRecorder
+from vramtui.testing.synthetic import synthetic_run
 from vramtui.tui.app import VramApp
 from vramtui.tui.messages import DevicesFound
-from vramtui.tui.replay import ReplayRecorder
 from vramtui.tui.run_state import RecorderFactory
-from vramtui.tui.screens.export import ExportScreen
-from vramtui.tui.screens.run import RunScreen
-from vramtui.tui.screens.start import StartScreen
-from vramtui.tui.screens.summary import SummaryScreen
-from vramtui.tui.synthetic import synthetic_run
+from vramtui.tui.screens.export_screen import ExportScreen
+from vramtui.tui.screens.run_screen import RunScreen
+from vramtui.tui.screens.start_screen import StartScreen
+from vramtui.tui.screens.summary_screen import SummaryScreen
 
 SLOW = {"VRAMTUI_TEST_STEP_SLEEP": "0.05"}
 
@@ -362,7 +362,7 @@ def test_the_app_process_never_imports_torch(tmp_path: Path) -> None:
         f"""
         import asyncio, json, sys, time
         t0 = time.perf_counter()
-        from vramtui.spec import DeviceList, RunSpec
+        from vramtui.runspec import DeviceList, RunSpec
         from vramtui.tui.app import VramApp
         spec = RunSpec(model="tiny-opt", source="config", path={str(TINY_CONFIG)!r},
                        tokens=20, device="cpu")

@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 from textual.pilot import Pilot
 
-from vramtui.spec import DeviceChoice, DeviceList, RunSpec
+from vramtui.runspec import DeviceChoice, DeviceList, RunSpec
+from vramtui.testing.replay import ReplayRecorder
+from vramtui.testing.synthetic import Item, on_two_gpus, synthetic_run
 from vramtui.tui.app import VramApp
-from vramtui.tui.replay import ReplayRecorder
-from vramtui.tui.screens.run import RunScreen
-from vramtui.tui.synthetic import Item, on_two_gpus, synthetic_run
+from vramtui.tui.screens.run_screen import RunScreen
 
 H100 = DeviceChoice("cuda:0", "NVIDIA H100 80GB HBM3", 85_520_809_984, 84_300_000_000)
 DEVICES = DeviceList((H100, DeviceChoice("cpu", "CPU", 25_276_510_208, 21_000_000_000)))

@@ -26,7 +26,7 @@ from types import TracebackType
 
 from vramtui.measure import events as ev
 from vramtui.measure.script.hooks import Instrument
-from vramtui.measure.script.process import Program
+from vramtui.measure.script.program_process import Program
 from vramtui.measure.script.recorder import ScriptRecorder
 from vramtui.measure.session import SessionView
 
@@ -99,7 +99,7 @@ class Tracker(ContextDecorator):
             instrument.enter("done")
             instrument.emit(instrument.done_event())
         else:
-            from vramtui.measure.script.child import record_failure
+            from vramtui.measure.script.program_main import record_failure
 
             record_failure(instrument, exc)
             instrument.stop()

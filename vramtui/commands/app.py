@@ -15,8 +15,8 @@ from vramtui import __version__
 from vramtui.commands.common import ArgumentParser, add_spec_arguments, build_spec
 from vramtui.commands.snapshot_option import add_snapshot_argument, check_cuda
 from vramtui.errors import UsageError
-from vramtui.measure import devices
-from vramtui.spec import resolve
+from vramtui.measure import device_inventory
+from vramtui.runspec import resolve
 
 EPILOG = (
     "Without a command, vramtui opens the app; the flags prefill its form "
@@ -59,7 +59,7 @@ def out_dir(text: str) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    found = devices.available()
+    found = device_inventory.available()
     resolved = resolve(build_spec(args), found)  # exactly as `vramtui run` checks them
     if args.snapshot:
         check_cuda(resolved)

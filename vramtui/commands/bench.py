@@ -18,13 +18,13 @@ from vramtui.commands.common import (
 from vramtui.commands.headless import run_in_thread, stderr_line
 from vramtui.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UsageError
 from vramtui.measure import events as ev
-from vramtui.measure.devices import available
+from vramtui.measure.device_inventory import available
 from vramtui.measure.session import Session
 from vramtui.models.catalogue import model_names
 from vramtui.report import bench_table as bench_report
 from vramtui.report.export import atomic_write, check_writable
 from vramtui.report.tables import table
-from vramtui.spec import ATTENTION, CACHES, DTYPES, model_label
+from vramtui.runspec import ATTENTION, CACHES, DTYPES, model_label
 from vramtui.sweep import grid as bench
 from vramtui.sweep.lanes import Lanes, deal, parse_devices
 from vramtui.sweep.results import CellResult

@@ -7,8 +7,8 @@ from typing import Any
 
 from vramtui.errors import UsageError
 from vramtui.models.catalogue import model_names
-from vramtui.spec import ATTENTION, CACHES, DTYPES, RunSpec, model_label
-from vramtui.spec.placement import DEVICE_MAPS
+from vramtui.runspec import ATTENTION, CACHES, DTYPES, RunSpec, model_label
+from vramtui.runspec.device_map import DEVICE_MAPS
 
 DEFAULTS = RunSpec()
 

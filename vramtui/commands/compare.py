@@ -29,8 +29,8 @@ def add_parser(subparsers: Any) -> None:
 def load(files: list[str]) -> list[Any]:
     """The sessions (a bench CSV gives one a measured cell), labelled; one clear
     UsageError for the first file that is neither."""
+    from vramtui.analysis.run_comparison import labelled
     from vramtui.report.bench_cells import bench_views, is_bench_csv
-    from vramtui.report.compare import labelled
     from vramtui.report.saved import load_view
 
     views, paths = [], []
@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
 
         CompareApp(items).run()
         return 0
-    from vramtui.report.compare import compare_text
+    from vramtui.analysis.run_comparison import compare_text
 
     print(compare_text(items))
     return 0

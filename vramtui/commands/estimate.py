@@ -14,15 +14,15 @@ from vramtui.commands.common import (
 )
 from vramtui.commands.estimate_placed import max_memory_of, placed_devices, print_placed
 from vramtui.errors import EXIT_OK, UsageError
-from vramtui.measure import devices, nvml
+from vramtui.measure import device_inventory, nvml
 from vramtui.predict.cpu_process import CPU_CALIBRATION, cpu_process
-from vramtui.predict.estimate import (
+from vramtui.predict.estimator import (
     Architecture,
     Estimate,
     architecture_of,
     estimate_run,
 )
-from vramtui.predict.forecast import FitCheck, fit_check, max_tokens_that_fit
+from vramtui.predict.fit_forecast import FitCheck, fit_check, max_tokens_that_fit
 from vramtui.predict.placed import estimate_placed
 from vramtui.report.estimate_text import (
     compiled_step_note,
@@ -32,7 +32,7 @@ from vramtui.report.estimate_text import (
     tokens_fit_text,
 )
 from vramtui.report.tables import table
-from vramtui.spec import DeviceChoice, DeviceList, ResolvedRun, resolve
+from vramtui.runspec import DeviceChoice, DeviceList, ResolvedRun, resolve
 from vramtui.units import format_bytes, parse_size
 
 
@@ -70,7 +70,7 @@ def add_parser(subparsers: Any) -> None:
 def _devices(args: argparse.Namespace) -> tuple[DeviceList, str | None]:
     """The devices the estimate is for (taken as given: a laptop may ask about a GPU it
     does not have), and where the GPU's memory figure comes from."""
-    cpu = devices.cpu_choice()
+    cpu = device_inventory.cpu_choice()
     if args.max_memory is not None and args.device_map is not None:
         return placed_devices(args.max_memory, cpu), "--max-memory"
     if args.gpu_memory is not None:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 
-from vramtui.predict.estimate import Estimate
+from vramtui.predict.estimator import Estimate
 from vramtui.predict.placed import PlacedEstimate
 from vramtui.report.placed_text import placed_lines
-from vramtui.spec import DeviceChoice, DeviceList, ResolvedRun
-from vramtui.spec.placement import MaxMemory, device_id, devices_max_memory, parse_max_memory
+from vramtui.runspec import DeviceChoice, DeviceList, ResolvedRun
+from vramtui.runspec.device_map import MaxMemory, device_id, devices_max_memory, parse_max_memory
 
 
 def placed_devices(text: str, cpu: DeviceChoice) -> DeviceList:

@@ -19,11 +19,11 @@ from vramtui.commands.headless import run_in_thread, stderr_line
 from vramtui.commands.run import check_outputs, save
 from vramtui.errors import EXIT_INTERRUPTED, UsageError
 from vramtui.measure import events as ev
-from vramtui.measure.script.process import Program, program_from
+from vramtui.measure.script.program_process import Program, program_from
 from vramtui.measure.script.recorder import ScriptRecorder
 from vramtui.measure.session import SessionView
 from vramtui.report.sessions import autosave, sessions_dir
-from vramtui.report.text import summary_text
+from vramtui.report.summary_text import summary_text
 from vramtui.units import format_bytes
 
 

@@ -9,19 +9,19 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from vramtui.analysis.placed_comparison import placed_estimates
 from vramtui.commands.common import add_spec_arguments, build_spec
 from vramtui.commands.headless import run_in_thread, stderr_line
 from vramtui.commands.snapshot_option import add_snapshot_argument, with_snapshot
 from vramtui.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_OOM, EXIT_USAGE, UsageError
-from vramtui.measure import devices
+from vramtui.measure import device_inventory
 from vramtui.measure import events as ev
 from vramtui.measure.recorder import Recorder
 from vramtui.measure.session import Session, SessionView
 from vramtui.report.export import check_writable, write_csv, write_json
-from vramtui.report.placed_compare import placed_estimates
 from vramtui.report.sessions import autosave, sessions_dir
-from vramtui.report.text import summary_text
-from vramtui.spec import ResolvedRun, resolve
+from vramtui.report.summary_text import summary_text
+from vramtui.runspec import ResolvedRun, resolve
 from vramtui.units import format_bytes
 
 
@@ -129,7 +129,7 @@ def save(view: SessionView, csv_path: str | None, json_path: str | None) -> bool
 def prepare(args: argparse.Namespace) -> ResolvedRun:
     """Everything checked before anything runs: the spec, the device, the files."""
     check_outputs(args.csv, args.json, args.force)
-    resolved = resolve(build_spec(args), devices.available())
+    resolved = resolve(build_spec(args), device_inventory.available())
     return with_snapshot(resolved, args, args.json or args.csv)
 
 

@@ -9,8 +9,8 @@ from typing import Any
 
 from vramtui.errors import UsageError
 from vramtui.report.saved import csv_rows, summary_from_json, view_from
+from vramtui.report.summary_text import device_note, series_labels, summary_text
 from vramtui.report.tables import table
-from vramtui.report.text import device_note, series_labels, summary_text
 from vramtui.units import format_bytes
 
 # CSV column -> the series it holds (named per backend by report.text.series_labels).
@@ -120,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
         summary = summary_from_json(path)
         predicted = None
         if summary.get("devices"):  # placed: each device predicted for the run's placement
-            from vramtui.report.placed_compare import placed_estimates
+            from vramtui.analysis.placed_comparison import placed_estimates
 
             predicted = placed_estimates(view_from(summary, []), only_cached=False)
         print(summary_text(summary, predicted))

@@ -12,7 +12,7 @@ from vramtui.errors import UsageError
 from vramtui.report.allocations import SNAPSHOT_SUFFIX, snapshot_file
 from vramtui.report.export import check_writable
 from vramtui.report.sessions import sessions_dir
-from vramtui.spec import ResolvedRun
+from vramtui.runspec import ResolvedRun
 
 
 def add_snapshot_argument(parser: argparse.ArgumentParser) -> None:

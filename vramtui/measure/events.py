@@ -87,7 +87,7 @@ class Loaded:
 @dataclass(frozen=True)
 class Placed:
     """A model placed across devices by a device map: what each device holds
-    (vramtui.models.placement.DevicePlacement.to_dict(), in device order)."""
+    (vramtui.models.layer_placement.DevicePlacement.to_dict(), in device order)."""
 
     devices: list[dict[str, Any]]
 

@@ -14,12 +14,12 @@ from collections.abc import Callable
 from vramtui import __version__
 from vramtui.measure import events as ev
 from vramtui.measure import nvml
-from vramtui.measure.engine.process import EngineGone, EngineProcess, Launch
+from vramtui.measure.engine.engine_process import EngineGone, EngineProcess, Launch
 from vramtui.measure.engine.spare import EngineFactory, SparePool
 from vramtui.measure.memory_watch import RssWatch, memory_limit
 from vramtui.measure.session import NvmlSample, Session
 from vramtui.measure.startup import COLD, FORKED, FORKED_SPARE, WARM
-from vramtui.spec import ResolvedRun
+from vramtui.runspec import ResolvedRun
 from vramtui.units import format_bytes
 
 # An engine SIGKILLed (not by us) with its RSS at this share of the memory limit

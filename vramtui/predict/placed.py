@@ -18,11 +18,11 @@ import math
 from dataclasses import asdict, dataclass
 
 from vramtui.errors import UsageError
-from vramtui.models.placement import DevicePlacement, Placement
+from vramtui.models.layer_placement import DevicePlacement, Placement
 from vramtui.predict.cpu_process import cpu_process
-from vramtui.predict.estimate import Architecture, Estimate
+from vramtui.predict.estimator import Architecture, Estimate
 from vramtui.predict.tracing.traces import Trace, answer
-from vramtui.spec.placement import MaxMemory
+from vramtui.runspec.device_map import MaxMemory
 
 PLACE = "vramtui.predict.tracing.place"
 GiB = 2**30

@@ -7,8 +7,8 @@ returns facts; the sentences are here.
 from __future__ import annotations
 
 from vramtui.predict.cpu_process import cpu_process
-from vramtui.predict.estimate import Estimate, held_positions
-from vramtui.predict.forecast import FitCheck
+from vramtui.predict.estimator import Estimate, held_positions
+from vramtui.predict.fit_forecast import FitCheck
 from vramtui.units import format_bytes, format_count
 
 

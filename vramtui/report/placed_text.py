@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from vramtui.predict.estimate import Estimate
+from vramtui.predict.estimator import Estimate
 from vramtui.predict.placed import DeviceEstimate, PlacedEstimate
+from vramtui.report.summary_text import layer_span
 from vramtui.report.tables import table
-from vramtui.report.text import layer_span
 from vramtui.units import format_bytes
 
 

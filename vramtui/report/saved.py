@@ -20,7 +20,7 @@ from vramtui.errors import UsageError
 from vramtui.measure import events as ev
 from vramtui.measure.session import DeviceNvml, NvmlSample, Peak, Session, SessionView
 from vramtui.report.export import CSV_COLUMNS, CSV_COLUMNS_V1, CSV_COLUMNS_V2
-from vramtui.report.text import summary_text
+from vramtui.report.summary_text import summary_text
 
 _SUMMARY_KEYS = ("vramtui_summary_version", "status", "peaks", "spec", "environment")
 _ENGINE_INTS = ("allocated_bytes", "reserved_bytes", "step_peak_bytes", "kv_cache_bytes")

@@ -1,7 +1,7 @@
 """`vramtui bench`'s grid: the axes of a sweep and the cells they make.
 
 No torch, no textual. `Axes` (the flags) expands into `Cell`s, each resolved
-with `vramtui.spec.resolve` before anything runs; `sweep.runner.Sweep` runs
+with `vramtui.runspec.resolve` before anything runs; `sweep.runner.Sweep` runs
 them one after another (a fresh engine process per cell, so no cell inherits
 another's allocator cache or CUDA context) and hands back one
 `sweep.results.CellResult` per cell as it finishes.
@@ -25,10 +25,10 @@ from typing import Any, TypeVar
 
 from vramtui.errors import UsageError
 from vramtui.models.catalogue import lookup
-from vramtui.spec import ATTENTION, DTYPES, DeviceList, ResolvedRun, RunSpec, resolve
-from vramtui.spec.devices import check_device
-from vramtui.spec.resolve import read_model
-from vramtui.spec.sources import max_positions
+from vramtui.runspec import ATTENTION, DTYPES, DeviceList, ResolvedRun, RunSpec, resolve
+from vramtui.runspec.device_choice import check_device
+from vramtui.runspec.resolve import read_model
+from vramtui.runspec.sources import max_positions
 
 T = TypeVar("T")
 
@@ -198,7 +198,7 @@ class Axes:
         (asked of NVML when not given).
         """
         if devices is None:
-            from vramtui.measure.devices import available
+            from vramtui.measure.device_inventory import available
 
             devices = available()
         self.check_values(devices)

@@ -11,8 +11,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 from vramtui.errors import UsageError
-from vramtui.spec import DeviceList, resolve
-from vramtui.spec.devices import check_device
+from vramtui.runspec import DeviceList, resolve
+from vramtui.runspec.device_choice import check_device
 from vramtui.sweep.grid import Cell
 from vramtui.sweep.results import CellResult
 from vramtui.sweep.runner import Sweep

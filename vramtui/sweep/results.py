@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vramtui.measure.session import Session, SessionView, as_view
-from vramtui.spec import RunSpec, resolve_dtype
+from vramtui.runspec import RunSpec, resolve_dtype
 from vramtui.sweep.grid import Cell
 
 

@@ -21,12 +21,12 @@ from typing import Any
 
 from vramtui.errors import UsageError
 from vramtui.measure import events as ev
+from vramtui.measure.engine.engine_process import EngineProcess, Launch
 from vramtui.measure.engine.forkserver import ForkServer
-from vramtui.measure.engine.process import EngineProcess, Launch
 from vramtui.measure.engine.spare import SparePool
 from vramtui.measure.recorder import Recorder
 from vramtui.measure.session import Session
-from vramtui.spec import ResolvedRun
+from vramtui.runspec import ResolvedRun
 from vramtui.sweep.grid import Cell
 from vramtui.sweep.results import CellResult
 

@@ -29,19 +29,19 @@ from textual.screen import Screen
 from vramtui.errors import UsageError
 from vramtui.measure import events as ev
 from vramtui.report.sessions import autosave, session_stem, sessions_dir
-from vramtui.spec import DeviceList, ResolvedRun, RunSpec
+from vramtui.runspec import DeviceList, ResolvedRun, RunSpec
 from vramtui.tui.messages import RunFinished
 from vramtui.tui.run_state import ActiveRun, RecorderFactory, SpareEngines
-from vramtui.tui.screens.export import ExportScreen
-from vramtui.tui.screens.help import HelpScreen
-from vramtui.tui.screens.run import RunScreen
-from vramtui.tui.screens.start import StartScreen
-from vramtui.tui.screens.summary import SummaryScreen
+from vramtui.tui.screens.export_screen import ExportScreen
+from vramtui.tui.screens.help_screen import HelpScreen
+from vramtui.tui.screens.run_screen import RunScreen
+from vramtui.tui.screens.start_screen import StartScreen
+from vramtui.tui.screens.summary_screen import SummaryScreen
 from vramtui.tui.snapshot_runs import with_snapshot_file
 from vramtui.tui.storage import display_path
 
 if TYPE_CHECKING:
-    from vramtui.measure.script.process import Program
+    from vramtui.measure.script.program_process import Program
 
 QUIT_GRACE_S = 10.0  # q waits this long for the engine to end before leaving anyway
 
@@ -62,7 +62,7 @@ def release_widget_caches() -> None:
 
 
 def _available_devices() -> DeviceList:
-    from vramtui.measure.devices import available
+    from vramtui.measure.device_inventory import available
 
     return available()
 
@@ -138,7 +138,7 @@ class VramApp(App[int]):
         """Profile the user's program (the start screen's "your script"): the run
         screen with its output in a log panel, as `vramtui profile --live` shows it."""
         from vramtui.measure.script.recorder import ScriptRecorder
-        from vramtui.tui.screens.program_run import OutputBuffer, ProgramRunScreen
+        from vramtui.tui.screens.program_run_screen import OutputBuffer, ProgramRunScreen
 
         if self.current is not None and self.current.running:
             raise UsageError("a run is in progress; cancel it first")

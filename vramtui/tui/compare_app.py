@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from textual.app import App
 from textual.binding import Binding
 
-from vramtui.report.compare import Compared
-from vramtui.tui.screens.compare import CompareScreen
+from vramtui.analysis.run_comparison import Compared
+from vramtui.tui.screens.compare_screen import CompareScreen
 
 
 class CompareApp(App[int]):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from vramtui.report.compare import Compared
+from vramtui.analysis.run_comparison import Compared
 from vramtui.tui.plotdata import Line, PlotData, downsample, drop_flat_interior, pick_unit
 
 # The series a comparison can show, in the order `v` steps through them.

@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from vramtui.errors import UsageError
 from vramtui.models.architecture import DTYPE_BYTES
 from vramtui.models.catalogue import Entry
-from vramtui.spec import DeviceList, ResolvedRun, RunSpec, model_label, resolve
+from vramtui.runspec import DeviceList, ResolvedRun, RunSpec, model_label, resolve
 from vramtui.units import format_bytes
 
 FIELDS = (

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from textual.message import Message
 
 if TYPE_CHECKING:
-    from vramtui.spec import DeviceList
+    from vramtui.runspec import DeviceList
     from vramtui.tui.prediction import StartPrediction
     from vramtui.tui.run_state import ActiveRun
 

@@ -5,16 +5,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from vramtui.analysis.breakdown import Breakdown
 from vramtui.predict.cpu_process import cpu_process
-from vramtui.predict.estimate import Estimate, estimate_run
-from vramtui.predict.forecast import OomForecast, fit_check
+from vramtui.predict.estimator import Estimate, estimate_run
+from vramtui.predict.fit_forecast import OomForecast, fit_check
 from vramtui.predict.placed import estimate_placed, format_gib
-from vramtui.report.breakdown import Breakdown
 from vramtui.report.estimate_text import fit_text, fragmentation_warning
-from vramtui.report.text import layer_span
-from vramtui.spec import DeviceList, ResolvedRun
-from vramtui.spec.placement import devices_max_memory
-from vramtui.tui.text import short_bytes
+from vramtui.report.summary_text import layer_span
+from vramtui.runspec import DeviceList, ResolvedRun
+from vramtui.runspec.device_map import devices_max_memory
+from vramtui.tui.screen_text import short_bytes
 from vramtui.units import format_bytes
 
 # Stacked breakdown colours, bottom of the stack first.

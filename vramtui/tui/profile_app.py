@@ -16,10 +16,10 @@ from typing import Any
 
 from textual import events
 
-from vramtui.spec import RunSpec
+from vramtui.runspec import RunSpec
 from vramtui.tui.app import VramApp
 from vramtui.tui.run_state import ActiveRun, RecorderLike
-from vramtui.tui.screens.program_run import OutputBuffer, ProgramRunScreen
+from vramtui.tui.screens.program_run_screen import OutputBuffer, ProgramRunScreen
 
 RecorderMaker = Callable[[Callable[[str], None]], RecorderLike]
 

@@ -9,7 +9,7 @@ from typing import Protocol
 from vramtui.measure import events as ev
 from vramtui.measure.session import Session
 from vramtui.report.sessions import Saved
-from vramtui.spec import ResolvedRun, RunSpec
+from vramtui.runspec import ResolvedRun, RunSpec
 
 
 class RecorderLike(Protocol):
@@ -37,7 +37,7 @@ class SpareEngines:
     def prepare_for(self, spec: RunSpec) -> None:
         """Start a spare for runs like `spec` (the environment it needs), if none is there.
         Popen only: the imports go on in the spare, the caller does not wait."""
-        from vramtui.measure.engine.process import Launch
+        from vramtui.measure.engine.engine_process import Launch
 
         try:
             self.pool.prepare(Launch.for_spec(spec))

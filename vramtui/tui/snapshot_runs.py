@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from vramtui.report.allocations import snapshot_file
-from vramtui.spec import ResolvedRun
+from vramtui.runspec import ResolvedRun
 
 
 def with_snapshot_file(

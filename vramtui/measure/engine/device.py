@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from vramtui.errors import UsageError
-from vramtui.measure.devices import cpu_name
+from vramtui.measure.device_inventory import cpu_name
 
 
 def resolve_device(name: str) -> Any:

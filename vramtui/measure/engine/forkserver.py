@@ -24,7 +24,7 @@ import threading
 import time
 from typing import Any
 
-from vramtui.measure.engine.process import EngineGone, EngineProcess, Launch, clock
+from vramtui.measure.engine.engine_process import EngineGone, EngineProcess, Launch, clock
 from vramtui.measure.startup import COLD, FORKED
 
 

@@ -11,10 +11,10 @@ from vramtui.errors import UsageError
 from vramtui.measure.engine.random_weights import load_random
 from vramtui.models.catalogue import lookup
 from vramtui.models.hf import first_line, short_reason, transformers_config
-from vramtui.models.placement import Placement, device_name, summarize
-from vramtui.spec import RunSpec
-from vramtui.spec.placement import parse_max_memory
-from vramtui.spec.sources import read_config_source
+from vramtui.models.layer_placement import Placement, device_name, summarize
+from vramtui.runspec import RunSpec
+from vramtui.runspec.device_map import parse_max_memory
+from vramtui.runspec.sources import read_config_source
 
 TORCH_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 

@@ -21,7 +21,7 @@ import torch
 
 from vramtui.errors import UsageError
 from vramtui.models.hf import meta_model, model_class
-from vramtui.models.placement import device_of, infer_device_map
+from vramtui.models.layer_placement import device_of, infer_device_map
 
 
 class LazyTensor:

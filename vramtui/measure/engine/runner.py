@@ -1,6 +1,6 @@
 """The engine's run: start, build the model, generate, and report every step.
 
-Runs inside the engine process (`vramtui.measure.engine.child`); the only place,
+Runs inside the engine process (`vramtui.measure.engine.engine_main`); the only place,
 with `model`, `probes` and `sampler`, that imports torch and transformers.
 """
 
@@ -14,8 +14,8 @@ from typing import Any
 
 from vramtui.errors import UsageError
 from vramtui.measure import events as ev
-from vramtui.measure.engine import faults as test_faults
-from vramtui.spec import RunSpec, resolve_dtype
+from vramtui.runspec import RunSpec, resolve_dtype
+from vramtui.testing import faults as test_faults
 
 clock = time.monotonic
 
@@ -213,8 +213,8 @@ def placed_device(spec: RunSpec) -> str | None:
     --max-memory names, or the CPU where it names none; None: as --device says."""
     if not spec.device_map or not spec.max_memory:
         return None
-    from vramtui.spec.devices import DeviceList
-    from vramtui.spec.placement import first_device, parse_max_memory
+    from vramtui.runspec.device_choice import DeviceList
+    from vramtui.runspec.device_map import first_device, parse_max_memory
 
     return first_device(parse_max_memory(spec.max_memory), DeviceList(()))
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from vramtui.measure.engine.faults import Faults
+from vramtui.testing.faults import Faults
 
 
 def cache_bytes(cache: Any, device: Any = None) -> int | None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 
-from vramtui.measure.engine.process import EngineProcess, Launch
+from vramtui.measure.engine.engine_process import EngineProcess, Launch
 
 EngineFactory = Callable[[Launch], EngineProcess]
 

@@ -1,10 +1,10 @@
 """The fork server's own process: imports once, then forks one engine per request.
 
 Run as `python -m vramtui.measure.engine.zygote --socket-fd N --spawned-at T` by
-forkserver.py. It does the engine's imports (child.warm_imports: torch and
+forkserver.py. It does the engine's imports (engine_main.warm_imports: torch and
 transformers, no CUDA call), then answers requests on its socket: each brings
 the new engine's stdin, its log file and its events pipe (SCM_RIGHTS). The
-forked engine runs child.serve() as a spawned one would, from the moment its
+forked engine runs engine_main.serve() as a spawned one would, from the moment its
 imports are done, in a process session of its own; its CUDA context, allocator
 and every figure are its own. The server reports each engine's pid as it forks
 it and its exit status when it ends (the server is its parent). When its stdin
@@ -26,7 +26,7 @@ import socket
 import sys
 import traceback
 
-from vramtui.measure.engine import child
+from vramtui.measure.engine import engine_main
 
 
 def reply(sock: socket.socket, message: dict[str, object]) -> None:
@@ -68,7 +68,7 @@ def fork_engine(
             os.dup2(stdin, 0)
             os.close(stdin)
             times = (request["spawned_at"], request["started"], request["imported"])
-            code = child.serve(events, *times)  # type: ignore[arg-type]
+            code = engine_main.serve(events, *times)  # type: ignore[arg-type]
         except BaseException:  # noqa: BLE001 - the parent reads the log's tail
             traceback.print_exc()
             sys.stderr.flush()
@@ -92,15 +92,15 @@ def reap(sock: socket.socket) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    started = child.clock()
+    started = engine_main.clock()
     parser = argparse.ArgumentParser(prog="vramtui-forkserver")
     parser.add_argument("--socket-fd", type=int, required=True)
     parser.add_argument("--spawned-at", type=float, default=None)
     args = parser.parse_args(argv)
     sock = socket.socket(fileno=args.socket_fd)
     signal.signal(signal.SIGTERM, lambda signum, frame: os._exit(0))
-    child.warm_imports()
-    times = {"spawned_at": args.spawned_at, "started": started, "imported": child.clock()}
+    engine_main.warm_imports()
+    times = {"spawned_at": args.spawned_at, "started": started, "imported": engine_main.clock()}
     wake = wake_on_child_exit()
     reply(sock, {"ready": times["imported"]})
     stdin = sys.stdin.fileno()

@@ -22,8 +22,8 @@ from collections.abc import Callable
 from typing import Any
 
 from vramtui.measure import events as ev
-from vramtui.measure.engine import faults as test_faults
 from vramtui.measure.engine.runner import Emitter, clock, hello_event
+from vramtui.testing import faults as test_faults
 
 PROGRAM = "program"  # the phase between the program's loads and generate() calls
 

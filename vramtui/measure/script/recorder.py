@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from vramtui.measure.recorder import Recorder, base_environment
-from vramtui.measure.script.process import Program, ScriptProcess
+from vramtui.measure.script.program_process import Program, ScriptProcess
 from vramtui.measure.session import Session
 
 ALLOC_CONF = "PYTORCH_CUDA_ALLOC_CONF"

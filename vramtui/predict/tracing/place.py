@@ -4,7 +4,7 @@ A child process (`python -m vramtui.predict.tracing.place`, a request as JSON on
 stdin, the placement as JSON on stdout), like tracing/child.py, so the estimator
 stays pure Python: predict/placed.py starts it and caches the answer. The request:
 {"config": {...}, "dtype": "float16", "device_map": "auto", "max_memory": {"0": bytes,
-"cpu": bytes}}. The answer: vramtui.models.placement.Placement.to_dict(), plus the
+"cpu": bytes}}. The answer: vramtui.models.layer_placement.Placement.to_dict(), plus the
 bytes of each decoder layer's weights.
 """
 
@@ -18,7 +18,7 @@ import torch
 
 from vramtui.errors import UsageError
 from vramtui.models.hf import meta_model, transformers_config
-from vramtui.models.placement import place
+from vramtui.models.layer_placement import place
 
 DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 

@@ -137,7 +137,7 @@ def _key(request: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
-CHILD = "vramtui.predict.tracing.child"
+CHILD = "vramtui.predict.tracing.tracer_main"
 
 
 def _run_child(request: dict[str, Any], module: str = CHILD) -> dict[str, Any]:

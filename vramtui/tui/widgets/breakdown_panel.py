@@ -8,7 +8,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 from vramtui.tui.prediction import COMPONENT_COLORS, COMPONENT_MARKERS
-from vramtui.tui.text import short_bytes
+from vramtui.tui.screen_text import short_bytes
 
 OTHER_COLOR = COMPONENT_COLORS["other allocated"]
 

@@ -7,7 +7,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 from vramtui.tui.plotdata import REFERENCE_COLOR, SERIES_COLORS, SERIES_MARKERS
-from vramtui.tui.text import SeriesRow, short_bytes
+from vramtui.tui.screen_text import SeriesRow, short_bytes
 
 
 def _rgb(color: tuple[int, int, int]) -> str:

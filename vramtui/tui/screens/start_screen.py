@@ -18,12 +18,20 @@ from textual.screen import Screen
 from textual.widgets import Button, DataTable, Footer, Input, Label, Select, Static
 
 from vramtui.errors import UsageError
-from vramtui.measure.script.process import program_from_text
+from vramtui.measure.script.program_process import program_from_text
 from vramtui.models.catalogue import CATALOGUE, families
-from vramtui.spec import ATTENTION, CACHES, DTYPES, DeviceList, ResolvedRun, RunSpec, resolve_dtype
-from vramtui.spec.devices import backend_of
-from vramtui.tui import devices as dev
-from vramtui.tui.devices import DeviceOption, device_options, initial_device_options
+from vramtui.runspec import (
+    ATTENTION,
+    CACHES,
+    DTYPES,
+    DeviceList,
+    ResolvedRun,
+    RunSpec,
+    resolve_dtype,
+)
+from vramtui.runspec.device_choice import backend_of
+from vramtui.tui import device_list as dev
+from vramtui.tui.device_list import DeviceOption, device_options, initial_device_options
 from vramtui.tui.form import FIELDS, FormResult, FormValues, model_facts, place_of, read_form
 from vramtui.tui.messages import DevicesFound, PredictionReady
 from vramtui.tui.prediction import StartPrediction, form_prediction

@@ -23,8 +23,8 @@ from vramtui.predict.kv_replay import KvGrowth, kv_cache_reserve
 from vramtui.predict.steps import StepModel
 from vramtui.predict.traced_steps import TracedSteps
 from vramtui.predict.tracing.traces import Trace, trace_model
-from vramtui.spec import ResolvedRun, RunSpec
-from vramtui.spec.sources import max_positions
+from vramtui.runspec import ResolvedRun, RunSpec
+from vramtui.runspec.sources import max_positions
 
 # What the estimator reads a model from: OPT's hand-written record (exact), or a trace
 # of any architecture's own code (predict/tracing/).

@@ -11,10 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from vramtui.analysis.breakdown import measured_breakdown
 from vramtui.measure.session import SessionView
-from vramtui.report.breakdown import measured_breakdown
+from vramtui.report.summary_text import series_labels
 from vramtui.report.tables import table
-from vramtui.report.text import series_labels
 from vramtui.units import format_bytes
 
 # The series a comparison lines up, in this order.

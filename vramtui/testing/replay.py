@@ -13,8 +13,8 @@ from collections.abc import Callable, Iterable, Sequence
 
 from vramtui.measure import events as ev
 from vramtui.measure.session import DeviceNvml, NvmlSample, Session
-from vramtui.spec import ResolvedRun, RunSpec
-from vramtui.tui.synthetic import Item
+from vramtui.runspec import ResolvedRun, RunSpec
+from vramtui.testing.synthetic import Item
 
 FIXED_ENVIRONMENT = {"vramtui": "0.1.0", "platform": "Linux (synthetic)", "hostname": "replay"}
 

@@ -11,8 +11,8 @@ from vramtui.report.tables import table
 from vramtui.units import format_bytes
 
 if TYPE_CHECKING:
+    from vramtui.analysis.breakdown import ComparisonRow
     from vramtui.predict.placed import DeviceEstimate
-    from vramtui.report.breakdown import ComparisonRow
 
 SERIES_LABELS = {
     "nvml_process": "NVML process",

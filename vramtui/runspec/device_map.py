@@ -9,7 +9,7 @@ sizes need a unit (GB = 10^9, GiB = 2^30, as accelerate reads them).
 from __future__ import annotations
 
 from vramtui.errors import UsageError
-from vramtui.spec.devices import DeviceList
+from vramtui.runspec.device_choice import DeviceList
 from vramtui.units import format_bytes, parse_size
 
 DEVICE_MAPS = ("auto", "balanced", "balanced_low_0", "sequential")

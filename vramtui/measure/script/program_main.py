@@ -26,7 +26,12 @@ from types import TracebackType
 from typing import Any
 
 from vramtui.errors import EXIT_FAILED, EXIT_INTERRUPTED
-from vramtui.measure.engine.child import _held_bytes, _is_oom, requested_bytes, short_oom_message
+from vramtui.measure.engine.engine_main import (
+    _held_bytes,
+    _is_oom,
+    requested_bytes,
+    short_oom_message,
+)
 from vramtui.measure.script.hooks import Instrument
 
 # Frames that are vramtui's or runpy's, not the program's: left out of its traceback.

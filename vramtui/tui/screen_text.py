@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from vramtui.measure.session import Session, SessionView, as_view
-from vramtui.report.text import series_labels
+from vramtui.report.summary_text import series_labels
 from vramtui.tui.plotdata import TABLE_SERIES
 from vramtui.units import format_count
 
@@ -166,7 +166,7 @@ def side_facts(session: Session | SessionView, room: int | None = None) -> str:
 def device_lines(session: Session | SessionView, selected: str | None = None) -> str:
     """A placed model's devices, a line each: the layers it holds, allocated now and its
     peak, the one the screen follows marked ('' for a run on one device)."""
-    from vramtui.report.text import layer_span
+    from vramtui.report.summary_text import layer_span
 
     devices = as_view(session).devices_summary()
     if not devices:

@@ -28,7 +28,7 @@ from vramtui.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OOM, EXIT_USAGE, 
 from vramtui.measure import events as ev
 from vramtui.measure.engine.runner import Engine, clock
 from vramtui.models.hf import first_line
-from vramtui.spec import RunSpec
+from vramtui.runspec import RunSpec
 
 
 class SpecInbox:

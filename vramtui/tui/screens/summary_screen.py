@@ -12,11 +12,11 @@ from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
+from vramtui.analysis.breakdown import compare, estimate_for_session
+from vramtui.analysis.placed_comparison import placed_estimates
 from vramtui.measure.session import Session, SessionView, as_view
 from vramtui.report.allocations import allocations_text
-from vramtui.report.breakdown import compare, estimate_for_session
-from vramtui.report.placed_compare import placed_estimates
-from vramtui.report.text import (
+from vramtui.report.summary_text import (
     DEVICE_HEADER,
     DEVICE_NOTE,
     comparison_rows,
@@ -28,8 +28,8 @@ from vramtui.report.text import (
     series_labels,
 )
 from vramtui.tui.run_state import ActiveRun
+from vramtui.tui.screen_text import run_title
 from vramtui.tui.storage import display_path
-from vramtui.tui.text import run_title
 from vramtui.tui.widgets.header import ScreenHeader
 
 
@@ -173,8 +173,8 @@ class SummaryScreen(Screen[None]):
         self.app.pop_screen()
 
     def action_compare(self) -> None:
-        from vramtui.tui.screens.compare import compare_with
-        from vramtui.tui.screens.pick_session import PickSessionScreen
+        from vramtui.tui.screens.compare_screen import compare_with
+        from vramtui.tui.screens.pick_session_screen import PickSessionScreen
 
         saved = self.run.saved.json if self.run.saved else None
         folder = self.app.save_dir  # type: ignore[attr-defined]

@@ -10,7 +10,7 @@ holds unused, which it frees and reuses before it runs out.
 from __future__ import annotations
 
 from vramtui.measure.session import Session, SessionView, as_view
-from vramtui.predict.forecast import MAX_POINTS, OomForecast, forecast, spread
+from vramtui.predict.fit_forecast import MAX_POINTS, OomForecast, forecast, spread
 
 SERIES = ("step_peak", "allocated", "nvml_process")  # preferred first
 

@@ -1,6 +1,6 @@
 """Device names a run can ask for, and the devices there are, as plain records.
 
-Pure: the list of devices is made elsewhere (vramtui.measure.devices asks NVML
+Pure: the list of devices is made elsewhere (vramtui.measure.device_inventory asks NVML
 and the platform) and handed in, so a laptop can reason about a GPU box.
 CUDA numbers GPUs after CUDA_VISIBLE_DEVICES and its own order, NVML in PCI
 order: `cuda:N` here is CUDA's number; the engine reports its device's UUID and

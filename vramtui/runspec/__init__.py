@@ -3,9 +3,9 @@
 Pure Python: below everything that measures, predicts or shows a run.
 """
 
-from vramtui.spec.devices import DeviceChoice, DeviceList
-from vramtui.spec.resolve import ResolvedRun, resolve
-from vramtui.spec.run_spec import (
+from vramtui.runspec.device_choice import DeviceChoice, DeviceList
+from vramtui.runspec.resolve import ResolvedRun, resolve
+from vramtui.runspec.run_spec import (
     ALLOC_CONF,
     ATTENTION,
     CACHES,

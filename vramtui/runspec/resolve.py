@@ -16,8 +16,8 @@ from vramtui.errors import UsageError
 from vramtui.models.architecture import DTYPE_BYTES, ModelInfo
 from vramtui.models.catalogue import lookup
 from vramtui.models.opt import model_info_for_config
-from vramtui.spec.devices import DeviceChoice, DeviceList, backend_of, check_device
-from vramtui.spec.placement import (
+from vramtui.runspec.device_choice import DeviceChoice, DeviceList, backend_of, check_device
+from vramtui.runspec.device_map import (
     MaxMemory,
     check_capacity,
     check_device_map,
@@ -25,7 +25,7 @@ from vramtui.spec.placement import (
     first_device,
     parse_max_memory,
 )
-from vramtui.spec.run_spec import (
+from vramtui.runspec.run_spec import (
     ALLOC_CONF,
     ATTENTION,
     CACHES,
@@ -35,7 +35,12 @@ from vramtui.spec.run_spec import (
     expandable_segments,
     resolve_dtype,
 )
-from vramtui.spec.sources import has_tokenizer, max_positions, read_checkpoint, read_config_source
+from vramtui.runspec.sources import (
+    has_tokenizer,
+    max_positions,
+    read_checkpoint,
+    read_config_source,
+)
 
 
 @dataclass(frozen=True)

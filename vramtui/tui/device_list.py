@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from vramtui.spec import DeviceChoice, DeviceList
+from vramtui.runspec import DeviceChoice, DeviceList
 from vramtui.units import format_bytes
 
 AUTO_LABEL = "auto (first GPU, else MPS, else CPU)"

@@ -14,9 +14,9 @@ from textual.app import ComposeResult
 from textual.widgets import Footer, RichLog
 
 from vramtui.measure.session import SessionView
-from vramtui.predict.estimate import Estimate
+from vramtui.predict.estimator import Estimate
 from vramtui.tui.run_state import ActiveRun
-from vramtui.tui.screens.run import RunScreen
+from vramtui.tui.screens.run_screen import RunScreen
 
 LOG_LINES = 2000  # the program's output kept in the panel
 

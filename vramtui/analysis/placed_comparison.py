@@ -7,12 +7,12 @@ event, saved in the JSON's `devices`): no second placement is computed.
 
 from __future__ import annotations
 
+from vramtui.analysis.breakdown import run_estimate
 from vramtui.measure.device_view import holds_head
 from vramtui.measure.session import SessionView
-from vramtui.models.placement import DevicePlacement, Placement
+from vramtui.models.layer_placement import DevicePlacement, Placement
 from vramtui.predict.placed import DeviceEstimate, device_estimates
-from vramtui.report.breakdown import run_estimate
-from vramtui.spec.placement import parse_max_memory
+from vramtui.runspec.device_map import parse_max_memory
 
 
 def placed_estimates(view: SessionView, only_cached: bool = True) -> dict[str, DeviceEstimate]:

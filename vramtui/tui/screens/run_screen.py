@@ -14,17 +14,17 @@ from textual.containers import Horizontal, Vertical
 from textual.timer import Timer
 from textual.widgets import Footer, Static
 
+from vramtui.analysis.breakdown import estimate_for_session, measured_breakdown
+from vramtui.analysis.live_forecast import forecast_oom, headroom
 from vramtui.measure.device_view import device_names, on_device, run_device
 from vramtui.measure.session import SessionView
-from vramtui.predict.estimate import Estimate
-from vramtui.report.breakdown import estimate_for_session, measured_breakdown
-from vramtui.report.forecast import forecast_oom, headroom
-from vramtui.report.text import device_note
+from vramtui.predict.estimator import Estimate
+from vramtui.report.summary_text import device_note
 from vramtui.tui.plotdata import AXES, build_plot_data
 from vramtui.tui.prediction import breakdown_rows, forecast_text
 from vramtui.tui.run_state import ActiveRun
+from vramtui.tui.screen_text import device_lines, run_title, series_rows, side_facts, status_text
 from vramtui.tui.screens.keys import ExplainedKeysScreen
-from vramtui.tui.text import device_lines, run_title, series_rows, side_facts, status_text
 from vramtui.tui.widgets.breakdown_panel import BreakdownPanel
 from vramtui.tui.widgets.header import ScreenHeader
 from vramtui.tui.widgets.memory_plot import MemoryPlot

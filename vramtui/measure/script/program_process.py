@@ -26,7 +26,7 @@ from vramtui.measure import events as ev
 _ROOT = str(Path(vramtui.__file__).resolve().parent.parent)
 BOOT = (
     f"import sys; sys.path.insert(1, {_ROOT!r}); "
-    "from vramtui.measure.script.child import main; sys.exit(main(sys.argv[1:]))"
+    "from vramtui.measure.script.program_main import main; sys.exit(main(sys.argv[1:]))"
 )
 
 

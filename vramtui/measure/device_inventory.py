@@ -12,7 +12,7 @@ from functools import lru_cache
 import psutil
 
 from vramtui.measure import nvml
-from vramtui.spec.devices import DeviceChoice, DeviceList
+from vramtui.runspec.device_choice import DeviceChoice, DeviceList
 
 
 def mps_possible() -> bool:

@@ -42,7 +42,7 @@ class RunSpec:
     cache: str = "dynamic"  # see CACHES
     # --snapshot: where the engine writes the allocator's snapshot (CUDA only; None: off)
     snapshot: str | None = None
-    # placement across devices, as from_pretrained takes it (see vramtui.spec.placement):
+    # placement across devices, as from_pretrained takes it (see vramtui.runspec.device_map):
     # auto | balanced | balanced_low_0 | sequential, and e.g. "0=70GiB,1=80GiB,cpu=200GiB"
     device_map: str | None = None
     max_memory: str | None = None

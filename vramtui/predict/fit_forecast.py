@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from statistics import median
 from typing import Any
 
-from vramtui.predict.estimate import Architecture, Estimate, estimate
+from vramtui.predict.estimator import Architecture, Estimate, estimate
 
 MAX_POINTS = 512  # decode steps the growth is fitted on, evenly spread over the run
 

@@ -24,9 +24,9 @@ from vramtui.errors import UsageError
 from vramtui.measure import events as ev
 from vramtui.measure.session import Session, SessionView, as_view, step_phase
 from vramtui.predict.calibration import DEFAULT, Calibration
-from vramtui.predict.estimate import Estimate, estimate, trace_for
-from vramtui.spec import RunSpec, expandable_segments, resolve_dtype
-from vramtui.spec.resolve import read_model
+from vramtui.predict.estimator import Estimate, estimate, trace_for
+from vramtui.runspec import RunSpec, expandable_segments, resolve_dtype
+from vramtui.runspec.resolve import read_model
 
 AT = ("latest", "peak")
 LABELS = {

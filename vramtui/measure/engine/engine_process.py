@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from vramtui.measure import events as ev
 from vramtui.measure.startup import COLD
-from vramtui.spec import RunSpec
+from vramtui.runspec import RunSpec
 
 clock = time.monotonic
 
@@ -50,7 +50,7 @@ class Launch:
 
 
 class EngineProcess:
-    """Spawn `python -m vramtui.measure.engine.child`, hand it one spec, read its events.
+    """Spawn `python -m vramtui.measure.engine.engine_main`, hand it one spec, read its events.
 
     `spawn()` starts the process (it does its imports, then waits); `hand(spec)`
     gives it the run; `start(spec)` does both. The engine runs in its own process
@@ -81,7 +81,7 @@ class EngineProcess:
     def spawn(self) -> None:
         read_fd, write_fd = os.pipe()
         self.spawned_at = clock()
-        command = [self.launch.python, "-m", "vramtui.measure.engine.child"]
+        command = [self.launch.python, "-m", "vramtui.measure.engine.engine_main"]
         command += ["--events-fd", str(write_fd), "--spawned-at", repr(self.spawned_at)]
         try:
             self.proc = subprocess.Popen(

@@ -1,0 +1,1 @@
+"""Comparing and explaining runs: the breakdown, the live forecast, predicted against measured."""

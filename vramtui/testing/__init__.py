@@ -1,0 +1,1 @@
+"""Test-only machinery: synthetic event streams, replays, faults raised on purpose."""
