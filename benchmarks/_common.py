@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
+from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+# The packages a result's figures depend on, read from their metadata (nothing is imported).
+PACKAGES = ("torch", "transformers", "accelerate", "vramtui")
 
 
 def per_call_us(fn: Any, n: int = 2000) -> float:
@@ -57,9 +64,90 @@ def environment_line(env: dict[str, Any]) -> str:
     )
 
 
-def write_json(path: Path, data: Any) -> None:
+def git_state(repo: Path = REPO) -> dict[str, Any]:
+    """The commit checked out in `repo` and whether its tree had changes (None: no git)."""
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(repo), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        status = subprocess.run(
+            ["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    except (OSError, subprocess.CalledProcessError):  # git absent, or not a repository
+        return {"commit": None, "dirty": None}
+    return {"commit": head.stdout.strip(), "dirty": bool(status.stdout.strip())}
+
+
+def package_versions() -> dict[str, str | None]:
+    """Python's version and each package's installed version (None: not installed)."""
+    versions: dict[str, str | None] = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def gpu_names() -> dict[str, Any]:
+    """The GPUs' names and the driver, from NVML (no CUDA context); None where none answers."""
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+    except Exception:  # nvidia-ml-py not installed, or no NVIDIA driver
+        return {"gpus": None, "driver": None}
+    try:
+        driver = pynvml.nvmlSystemGetDriverVersion()
+        count = pynvml.nvmlDeviceGetCount()
+        handles = [pynvml.nvmlDeviceGetHandleByIndex(i) for i in range(count)]
+        names = [pynvml.nvmlDeviceGetName(handle) for handle in handles]
+    except Exception:
+        return {"gpus": None, "driver": None}
+    finally:
+        try:
+            pynvml.nvmlShutdown()
+        except Exception:
+            pass
+    return {"gpus": [_text(n) for n in names] or None, "driver": _text(driver)}
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def provenance() -> dict[str, Any]:
+    """What made a result: the command line as run, the git commit, the versions and GPUs."""
+    return {
+        "command": list(sys.argv),
+        "python_executable": sys.executable,
+        "git": git_state(),
+        "versions": package_versions(),
+        **gpu_names(),
+        "platform": platform.platform(),
+        "written_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+def stamped(data: Mapping[str, Any]) -> dict[str, Any]:
+    """`data` with a fresh provenance under the key "provenance" (first, so a reader sees it)."""
+    out: dict[str, Any] = {"provenance": provenance()}
+    out.update((key, value) for key, value in data.items() if key != "provenance")
+    return out
+
+
+def write_json(path: Path, data: Mapping[str, Any]) -> None:
+    """Write a result as JSON, stamped with the command, commit and versions that made it."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2) + "\n")
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(json.dumps(stamped(data), indent=2) + "\n")
+    os.replace(partial, path)  # a reader never sees half a file, nor loses the previous one
 
 
 def run_command(model: str, tokens: int, folder: Path, *extra: str) -> list[str]:

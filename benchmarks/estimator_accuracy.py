@@ -25,6 +25,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from _common import write_json  # noqa: E402
 
 from vramtui.models.opt import opt_model  # noqa: E402
 from vramtui.predict.calibration import DEFAULT  # noqa: E402
@@ -355,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
         "summary_cudnn_off": summary([r for r in rows if not r["cudnn_sdpa"]]),
         "cells": rows,
     }
-    args.out.with_suffix(".json").write_text(json.dumps(data, indent=1) + "\n")
+    write_json(args.out.with_suffix(".json"), data)
     for column, s in data["summary"].items():
         print(
             f"peak {column}: worst {s['worst_error_percent']:+.2f} % ({s['worst_cell']}), "

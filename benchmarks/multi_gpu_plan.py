@@ -14,6 +14,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from _common import write_json  # benchmarks/ is sys.path[0] for a script
+
 H200 = "139GiB"  # what torch reports free on an empty H200 (143,771 MiB total)
 CELLS = (
     [("opt-66b", "balanced", 2, tokens, batch) for tokens in (20, 2000) for batch in (1, 8)]
@@ -65,7 +67,7 @@ def main() -> int:
     ]
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "plan.md").write_text("\n".join(lines) + "\n")
-    (args.out / "plan.json").write_text(json.dumps([d for _, d in results], indent=1) + "\n")
+    write_json(args.out / "plan.json", {"plans": [d for _, d in results]})
     print("\n".join(lines))
     return 0
 

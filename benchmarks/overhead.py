@@ -51,6 +51,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from _common import write_json  # benchmarks/ is sys.path[0] for a script
+
 from vramtui import __version__
 from vramtui.errors import UsageError
 from vramtui.measure import nvml
@@ -500,7 +502,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         "errors": errors,
     }
-    atomic_write(paths[0], json.dumps(report, indent=2) + "\n")
+    write_json(paths[0], report)
     atomic_write(paths[1], markdown(report))
     for model, r in report["models"].items():
         rates = ", ".join(f"{v} {t:.1f}" for v, t in r["median_tokens_per_s"].items())

@@ -14,6 +14,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import per_call_us as per_call  # noqa: E402
+from _common import write_json  # noqa: E402
 
 from vramtui.measure.engine.probes import CudaProbe  # noqa: E402
 
@@ -42,8 +43,7 @@ def main() -> int:
     del x
     print(json.dumps(result, indent=2))
     if args.out:
-        with open(args.out, "w") as f:
-            json.dump(result, f, indent=2)
+        write_json(Path(args.out), result)
     return 0
 
 

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import platform
 import statistics
 import sys
@@ -37,6 +36,8 @@ import time
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
+
+from _common import write_json  # benchmarks/ is sys.path[0] for a script
 
 from vramtui import __version__
 from vramtui.measure.device_inventory import cpu_name
@@ -207,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
         **result,
     }
     path = args.json or args.out / "redraw_cost.json"
-    path.write_text(json.dumps(report, indent=2) + "\n")
+    write_json(path, report)
     t, r, f, i = report["total"], report["redraw"], report["frame"], report["idle"]
     pr = report["plot_render"]
     verdict = "meets" if t["median_ms"] <= GOAL_MS else "MISSES"

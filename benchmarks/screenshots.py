@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import platform
 import sys
@@ -31,6 +30,8 @@ from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
+
+from _common import write_json  # benchmarks/ is sys.path[0] for a script
 
 from vramtui import __version__
 from vramtui.commands.common import add_spec_arguments, build_spec
@@ -227,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
         **facts,
     }
     path = args.out / "screenshots.json"
-    path.write_text(json.dumps(report, indent=2) + "\n")
+    write_json(path, report)
 
     shots = facts.get("screenshots", {})
     print(f"screenshots: {', '.join(f'{k} -> {v}' for k, v in shots.items()) or 'none'}")

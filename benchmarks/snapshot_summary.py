@@ -21,6 +21,9 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import write_json  # noqa: E402
 
 from vramtui.measure.allocations import PLUMBING, moment  # noqa: E402
 
@@ -120,7 +123,7 @@ def main(work: Path, out: Path) -> int:
         "snapshot_cost_percent": cost,
         "runs": [check_run(n, r, work) for n, r in runs.items()],
     }
-    (out / "summary.json").write_text(json.dumps(result, indent=1) + "\n")
+    write_json(out / "summary.json", result)
     snap1, pickle_path = runs["snap1"], work / "snap1.snapshot.pickle"
     if snap1 and pickle_path.is_file():
         raw = pickle.loads(pickle_path.read_bytes())

@@ -29,8 +29,10 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
+from _common import stamped  # noqa: E402
 from transformers import LogitsProcessor, LogitsProcessorList  # noqa: E402
 
 from vramtui.measure.engine.model import build, generate_kwargs, random_prompt  # noqa: E402
@@ -107,4 +109,5 @@ def main(tokens: int, mode: str, name: str, history: str | None = None) -> dict[
 if __name__ == "__main__":
     args = sys.argv[1:]
     name = args[2] if len(args) > 2 else "llama-3.2-1b"
-    print(json.dumps(main(int(args[0]), args[1], name, args[3] if len(args) > 3 else None)))
+    result = main(int(args[0]), args[1], name, args[3] if len(args) > 3 else None)
+    print(json.dumps(stamped(result)))  # one JSON line a process, collected by the caller

@@ -19,13 +19,15 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from _common import write_json  # noqa: E402
 
 from vramtui.predict.estimator import estimate_run  # noqa: E402
 from vramtui.runspec import DeviceChoice, DeviceList, RunSpec, resolve  # noqa: E402
@@ -160,7 +162,7 @@ def main() -> int:
             for r in rows
         ],
     }
-    (args.out / "accuracy.json").write_text(json.dumps(data, indent=1) + "\n")
+    write_json(args.out / "accuracy.json", data)
     print(markdown(rows, environment))
     return 0
 
