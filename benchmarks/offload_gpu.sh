@@ -6,7 +6,7 @@ python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upg
 # repository root with OUT set to a folder; at most ~150 s.
 set -u
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
-log=$OUT/log.txt
+log=$OUT/offload_gpu-log.txt
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee $log
 python3 -c "import accelerate, psutil; print('accelerate', accelerate.__version__)" 2>&1 | tee -a $log
 PLACE=(--model opt-13b --device-map auto --max-memory 0=12GiB,cpu=64GiB --tokens 20)

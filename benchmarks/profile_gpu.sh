@@ -4,7 +4,7 @@
 set -u
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
 mkdir -p /tmp/sessions
-log=$OUT/log.txt
+log=$OUT/profile_gpu-log.txt
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee $log
 t0=$(date +%s)
 python3 -m vramtui profile --json $OUT/two_generations.json --csv $OUT/two_generations.csv \

@@ -17,9 +17,10 @@ i.e. at most 3 % fewer tokens a second). The profiled session is checked to
 hold the C + 1 generations with N tokens each.
 
 On a GPU box:
-    python benchmarks/profile_overhead.py --model opt-125m --out benchmarks/results/profile_overhead
+    python benchmarks/profile_overhead.py --model opt-125m --out DIR/profile_overhead-h200
 The hooks alone, A/B in one process (every other generate() call hooked):
-    python benchmarks/profile_overhead.py --in-process --calls 10 --out DIR/profile_hooks-h200
+    python benchmarks/profile_overhead.py --in-process --calls 10 \\
+        --out DIR/profile_overhead-in-process-h200
 Dry run on the CPU (numbers mean nothing; do not commit them):
     python benchmarks/profile_overhead.py --model tiny --tokens 8 --calls 2 --rounds 2 --out /tmp/po
 """

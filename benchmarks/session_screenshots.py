@@ -19,7 +19,7 @@ script), and the app draws the screen with Textual's run_test:
         benchmarks/results/snapshot/snap2000-opt-1.3b-h200.json \\
         benchmarks/results/offload/offload-h200.json --out screenshots/compare.svg
     python benchmarks/session_screenshots.py profile \\
-        benchmarks/results/profile/two_generations.json \\
+        benchmarks/results/profile_gpu/two_generations.json \\
         --output "reply: 200 tokens in 11.67 s" \\
         --output "batch: 8 x 4 beams, 100 tokens in 6.98 s" --out screenshots/profile.svg
 

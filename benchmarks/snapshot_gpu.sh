@@ -3,13 +3,13 @@ python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upg
 # set: opt-1.3b x 300 tokens twice without and twice with --snapshot (the cost, in decode
 # tok/s), an out-of-memory raised by the test hook at token 150, and a real one (eager
 # attention's score matrix at batch 1024 x prompt 2000, in the prefill). Under 120 s.
-# Writes 4 files: log.txt, summary.json, snap.json (a session with its snapshot), and
-# allocator-snapshot-h200.json.gz (a real snapshot trimmed into a test fixture).
+# Writes 4 files: snapshot_gpu-log.txt, snapshot_summary.json, snap.json (a session with its
+# snapshot), and allocator-snapshot-h200.json.gz (a real snapshot trimmed into a test fixture).
 set -u
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
 work=/tmp/snapshot-gpu
 rm -rf $work && mkdir -p $work
-log=$OUT/log.txt
+log=$OUT/snapshot_gpu-log.txt
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee $log
 t0=$(date +%s)
 one() {  # one() NAME [flags...]: a headless run, its session and snapshot in $work

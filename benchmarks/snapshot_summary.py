@@ -4,7 +4,7 @@ the snapshot's moment is the run's peak.
     python3 benchmarks/snapshot_summary.py WORK_DIR OUT_DIR
 
 WORK_DIR holds NAME.json (session summaries) and NAME.snapshot.pickle of the runs
-plain1, plain2, snap1, snap2, hook_oom, real_oom. Writes OUT_DIR/summary.json (small),
+plain1, plain2, snap1, snap2, hook_oom, real_oom. Writes OUT_DIR/snapshot_summary.json (small),
 OUT_DIR/allocator-snapshot-h200.json.gz (snap1's snapshot trimmed into a test fixture:
 every live block, the newest TRACE_KEPT actions, at most FRAMES_KEPT frames each, with
 the figures the engine measured on its own) and prints one line per check.
@@ -123,7 +123,7 @@ def main(work: Path, out: Path) -> int:
         "snapshot_cost_percent": cost,
         "runs": [check_run(n, r, work) for n, r in runs.items()],
     }
-    write_json(out / "summary.json", result)
+    write_json(out / "snapshot_summary.json", result)
     snap1, pickle_path = runs["snap1"], work / "snap1.snapshot.pickle"
     if snap1 and pickle_path.is_file():
         raw = pickle.loads(pickle_path.read_bytes())

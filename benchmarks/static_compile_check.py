@@ -1,6 +1,6 @@
 """The compiled-step model (predict/compiled.py) against the runs it was read from.
 
-Reads benchmarks/results/static-cache/compile-history-h200.jsonl (one line a
+Reads benchmarks/results/static-cache/static_compile_diagnosis-history-h200.jsonl (one line a
 process of static_compile_diagnosis.py, with whether inductor's cache was cold or
 warm) and prints, per run, measured vs estimated peak allocated, peak reserved and
 the private pool. These runs are where the model's structure was read (their
@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT))
 from vramtui.predict.estimator import estimate_run  # noqa: E402
 from vramtui.runspec import DeviceChoice, DeviceList, RunSpec, resolve  # noqa: E402
 
-DEFAULT = ROOT / "benchmarks/results/static-cache/compile-history-h200.jsonl"
+DEFAULT = ROOT / "benchmarks/results/static-cache/static_compile_diagnosis-history-h200.jsonl"
 GPU = DeviceList((DeviceChoice("cuda:0", "NVIDIA H200", 150109880320, 150109880320),), True)
 
 

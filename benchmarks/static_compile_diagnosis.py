@@ -16,7 +16,7 @@ With HISTORY, torch's memory history (every allocation with its Python stack) is
 recorded through the load and `generate` and its snapshot saved there, for
 `benchmarks/static_pool_report.py`.
 
-Results: benchmarks/results/static-cache/compile-diagnosis-h200.jsonl.
+Results: benchmarks/results/static-cache/static_compile_diagnosis-h200.jsonl.
 """
 
 from __future__ import annotations

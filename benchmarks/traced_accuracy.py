@@ -12,7 +12,7 @@ these architectures or shapes (the calibration constants were set on OPT cells,
 benchmarks/results/calibration/).
 
 Usage:
-  python benchmarks/traced_accuracy.py CSV [CSV ...] --out benchmarks/results/accuracy-modern
+  python benchmarks/traced_accuracy.py CSV [CSV ...] --out benchmarks/results/traced_accuracy
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@
 3. NVML readings at >= 100 Hz over the decode;
 4. weights bytes within 1 % of parameters x 2.
 
-Usage: python benchmarks/verify_engine.py --out benchmarks/results/engine_verify.json
+Usage: python benchmarks/verify_engine.py --out benchmarks/results/verify_engine.json
 """
 
 from __future__ import annotations

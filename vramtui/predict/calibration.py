@@ -13,8 +13,8 @@ class Calibration:
     driver 580.159.04, torch 2.11.0+cu130, transformers 5.17.0, CUDA 13.0, fp16:
     benchmarks/results/calibration/*.json (one fresh engine process per cell, OPT
     125m..6.7b, prompt 8 + 20 / 8 + 2000 new / 2000 + 1, sdpa and eager, batch 1 and 8),
-    and the earlier build's grid in calibration-old-build/ for the constants the load
-    does not touch (context, workspaces, bookkeeping).
+    and the earlier build's grid in benchmarks/results/archive/calibration-old-build/ for the
+    constants the load does not touch (context, workspaces, bookkeeping).
     benchmarks/estimator_accuracy.py compares every current cell with the estimate.
 
     Each field says which measurement sets it; `source` says where the whole set came from.
