@@ -2,7 +2,7 @@
 over four, by `vramtui estimate` (placement by transformers' own device map on the meta
 device). Nothing here is measured: the machines with several GPUs were not lent.
 
-    python benchmarks/multi_gpu_plan.py --out benchmarks/results/multi_gpu
+    python benchmarks/multi_gpu_plan.py --out benchmarks/results/multi_gpu_plan
 """
 
 from __future__ import annotations

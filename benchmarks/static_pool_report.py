@@ -6,7 +6,7 @@ the private pool's segments, its live peak and its largest allocations grouped
 by size and by the code that made them (torch's own frames left out, but the
 autotuner's benchmarking).
 
-    python benchmarks/static_pool_report.py SNAPSHOT.pickle [...] > pools.md
+    python benchmarks/static_pool_report.py SNAPSHOT.pickle [...] > static_pool_report.md
 """
 
 from __future__ import annotations
