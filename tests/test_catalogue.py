@@ -6,7 +6,7 @@ from vramtui.errors import UsageError
 from vramtui.models.catalogue import CATALOGUE, families, lookup
 from vramtui.models.opt import opt_model
 
-# From ../shared/DESIGN.md (published OPT architectures).
+# The published OPT architectures, as docs/models.md gives them.
 TABLE = {
     "opt-125m": (125_239_296, 36_864),
     "opt-350m": (331_196_416, 98_304),

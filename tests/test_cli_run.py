@@ -40,7 +40,7 @@ def test_headless_run_writes_csv_and_json(
     summary = json.loads(json_path.read_text())
     assert summary["status"] == "completed" and summary["tokens_generated"] == 7
     text = csv_path.read_text()
-    # token 0's row is the prefill, as the README says; tokens 1..6 are decode steps
+    # token 0's row is the prefill, as docs/formats.md says; tokens 1..6 are decode steps
     assert ",engine,0,prefill," in text and text.count(",engine,") >= 7
     assert [f",engine,{i},decode," in text for i in range(1, 7)] == [True] * 6
 

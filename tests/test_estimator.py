@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import pytest
 from conftest import TINY_CONFIG, record, tiny_spec
-from test_catalogue import TABLE as DESIGN_TABLE  # DESIGN.md: params, fp16 KV per token
+from test_catalogue import TABLE as DESIGN_TABLE  # docs/models.md: params, fp16 KV per token
 
 from vramtui.errors import UsageError
 from vramtui.measure.session import Session

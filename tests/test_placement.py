@@ -117,7 +117,7 @@ def test_the_placement_is_accelerates(name: str, max_memory: dict, strategy: str
 
 
 def test_opt_66b_balanced_splits_as_measured() -> None:
-    """DESIGN.md: embeddings, positions, final norm and the tied head on GPU 0 with 32
+    """docs/placement.md: embeddings, positions, final norm and the tied head on GPU 0 with 32
     layers; 32 layers on GPU 1."""
     placed = place_model(lookup("opt-66b").config, "float16", "balanced",
                          {0: 80 * GiB, 1: 80 * GiB})  # fmt: skip

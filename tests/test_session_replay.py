@@ -1,5 +1,5 @@
 """A recorded session (its JSON and CSV) rebuilt into the session it was, and the app's
-screens drawn from it by benchmarks/session_screenshots.py (how the README's
+screens drawn from it by benchmarks/session_screenshots.py (how the docs'
 screenshots of GPU runs are made): the rebuilt peaks are the recorded ones, a run out
 of memory with its allocation snapshot draws its summary, two sessions their overlay."""
 

@@ -23,7 +23,7 @@ class Calibration:
     # NVML per-process memory minus allocator reserved, in the load phase (the context
     # and the modules torch loads at start, before any kernel ran): 610 MiB in every
     # cudnn-off cell (nvml_process_peak_by_phase["load"] - after_load.reserved).
-    # DESIGN.md's 642 MB after torch.zeros(1) (less its 2 MiB segment) agrees.
+    # docs/accuracy.md says which cells set it and which were held out.
     cuda_context_bytes: int = 610 * MiB
     # Non-allocator memory that appears at the first GEMM and kernel launches (cuBLAS
     # and cuBLASLt handles, lazily loaded kernel modules): peak NVML process - peak
