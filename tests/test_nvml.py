@@ -73,7 +73,7 @@ def hello(uuid: str | None, pid: int = 4242) -> ev.Hello:
 
 def recorder() -> Recorder:
     run = resolve(RunSpec(model="opt-125m", tokens=5, device="cuda:0"), WITH_GPU)
-    return Recorder(run, use_nvml=True)
+    return Recorder.for_run(run, use_nvml=True)
 
 
 def test_no_library_is_a_notice_not_a_crash(install) -> None:  # type: ignore[no-untyped-def]
