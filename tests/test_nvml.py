@@ -278,10 +278,13 @@ def test_a_cuda_child_with_nvml_answering_has_its_nvml_series_recorded(  # type:
     list_processes: Callable[[FakeGpu], list[types.SimpleNamespace]]
     list_processes = module.nvmlDeviceGetComputeRunningProcesses  # type: ignore[attr-defined]
 
+    readings: list[int] = []
+
     def processes(g: FakeGpu) -> list[types.SimpleNamespace]:
         found = list_processes(g)
-        if found:
-            seen.touch()  # the child may end: a reading with its memory is being taken
+        readings.extend(p.pid for p in found)
+        if len(readings) >= 2:  # the poller's one thread has recorded a reading of it
+            seen.touch()  # (it is taking the next one): the child may end
         return found
 
     module.nvmlDeviceGetComputeRunningProcesses = processes  # type: ignore[attr-defined]

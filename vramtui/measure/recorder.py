@@ -122,8 +122,9 @@ class Recorder:
         extra_env: dict[str, str] | None = None,
         python: str = sys.executable,
     ) -> Recorder:
-        """The user's program under vramtui's hooks, sampled at `sample_hz`; with
-        `capture`, its output goes line by line to `on_output` (see ScriptProcess)."""
+        """The user's program under vramtui's hooks, run by `python` and sampled at
+        `sample_hz`; with `capture`, its output goes line by line to `on_output`
+        (see ScriptProcess)."""
         env = dict(extra_env or {})
 
         def start() -> tuple[ChildProcess, str | None]:
