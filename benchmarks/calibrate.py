@@ -130,7 +130,7 @@ def main() -> int:
     for i, run in enumerate(runs, 1):
         spec = run.spec
         t = time.monotonic()
-        session = Recorder(run).run().snapshot()
+        session = Recorder.for_run(run).run().snapshot()
         record = cell_record(session, time.monotonic() - t)
         records.append(record)
         print(

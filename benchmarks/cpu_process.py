@@ -34,7 +34,7 @@ def one_run() -> dict[str, object]:
     config = ROOT / "tests" / "fixtures" / "tiny-opt.json"
     spec = RunSpec(model="tiny-opt", source="config", path=str(config), tokens=2, device="cpu")
     run = resolve(spec, DeviceList((DeviceChoice("cpu", "CPU"),)))
-    session = Recorder(run, use_nvml=False).run()
+    session = Recorder.for_run(run, use_nvml=False).run()
     view = session.snapshot()
     after_load = next(s.allocated for s in view.samples if s.phase == "load")
     weights = view.summary()["weights_bytes"]

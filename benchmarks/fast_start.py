@@ -98,7 +98,7 @@ def one_run(model: str, device: str, spare: bool) -> dict[str, Any]:
         assert engine is not None and engine.wait_ready(180), "the spare never got ready"
         waiting_in_nvml = in_nvml(engine.pid or -1)
     run = resolve(spec, available())  # the form's work, before Run
-    summary = Recorder(run, spares=pool).run().summary()
+    summary = Recorder.for_run(run, spares=pool).run().summary()
     if pool is not None:
         pool.close()
     step = summary["peaks"].get("step_peak") or {}

@@ -101,11 +101,15 @@ def engines(args: argparse.Namespace, work: Path) -> list[dict[str, Any]]:
             return resolve(spec, available())
         return resolve(replace(spec, snapshot=str(args.snapshot / f"{name}.pickle")), available())
 
-    sessions = [Recorder(run(f"spawned-{k}"), extra_env=env).run() for k in range(args.runs)]
+    sessions = [
+        Recorder.for_run(run(f"spawned-{k}"), extra_env=env).run() for k in range(args.runs)
+    ]
     server = ForkServer(Launch.for_spec(spec, env))
     try:
         for k in range(args.runs):
-            forked = Recorder(run(f"forked-{k}"), extra_env=env, make_engine=server.make_engine)
+            forked = Recorder.for_run(
+                run(f"forked-{k}"), extra_env=env, make_engine=server.make_engine
+            )
             sessions.append(forked.run())
     finally:
         server.close()

@@ -166,7 +166,7 @@ def require_completed(summary: dict[str, Any], what: str) -> None:
 
 
 def run_engine(spec: RunSpec) -> Measurement:
-    summary = Recorder(resolve(spec, available())).run().snapshot().summary()
+    summary = Recorder.for_run(resolve(spec, available())).run().snapshot().summary()
     require_completed(summary, f"vramtui run of {spec.model}")
     timings = summary["timings"]
     env = summary["environment"]

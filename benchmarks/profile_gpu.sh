@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The GPU check of `vramtui profile` and `vramtui.track()` (every GPU path run once),
+# The GPU check of `vramtui profile` and `vramtui.track()` (every GPU path run once;
+# profile_cuda_nvml.py fails unless a CUDA program's NVML series is recorded),
 # and the overhead benchmark. Run from the repository root with OUT set to a folder.
 set -u
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
@@ -14,6 +15,8 @@ python3 -m vramtui profile --json $OUT/oom.json --out /tmp/sessions examples/out
   > $OUT/oom.txt 2>&1
 echo "out_of_memory rc $? at $(( $(date +%s) - t0 )) s; GPU processes after it:" >> $OUT/oom.txt
 nvidia-smi --query-compute-apps=pid,used_memory --format=csv >> $OUT/oom.txt
+python3 benchmarks/profile_cuda_nvml.py --out $OUT 2>&1 | tee -a $log
+echo "profile_cuda_nvml rc ${PIPESTATUS[0]} at $(( $(date +%s) - t0 )) s" | tee -a $log
 python3 examples/track_block.py $OUT/track.json >> $log 2>&1
 python3 -m vramtui show $OUT/track.json >> $log 2>&1
 echo "track at $(( $(date +%s) - t0 )) s" | tee -a $log

@@ -45,7 +45,7 @@ PEAKS = ("peak_allocated_bytes", "peak_reserved_bytes", "peak_nvml_process_bytes
 
 def one(spec: RunSpec, site: Path, hold: int) -> dict[str, Any]:
     env = {"PYTHONPATH": f"{site}:{ROOT}", "VA_HOLD_MIB": str(hold)}
-    session = Recorder(resolve(spec, available()), extra_env=env).run()
+    session = Recorder.for_run(resolve(spec, available()), extra_env=env).run()
     summary = session.summary()
     return {"hold_mib": hold, "status": session.status, **{k: summary.get(k) for k in PEAKS}}
 

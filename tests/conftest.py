@@ -56,7 +56,7 @@ def resolved(spec: RunSpec, devices: DeviceList = CPU_ONLY) -> ResolvedRun:
 
 def record(spec: RunSpec, **options: object) -> Session:
     """One real run of `spec` on the test devices."""
-    return Recorder(resolved(spec), **options).run()  # type: ignore[arg-type]
+    return Recorder.for_run(resolved(spec), **options).run()  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="session")

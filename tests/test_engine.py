@@ -77,7 +77,7 @@ def test_the_parent_never_imports_torch() -> None:
         from vramtui.runspec import RunSpec, resolve
         spec = RunSpec(model="t", source="config", path={str(TINY_CONFIG)!r}, tokens=3,
                        device="cpu")
-        s = Recorder(resolve(spec, available())).run()
+        s = Recorder.for_run(resolve(spec, available())).run()
         assert s.status == "completed", s.status
         bad = [m for m in ("torch", "transformers") if m in sys.modules]
         print("IMPORTED", bad)

@@ -36,7 +36,9 @@ def running_server(env: dict[str, str] | None = None) -> Iterator[ForkServer]:
 def test_forked_engines_run_as_spawned_ones_and_import_once() -> None:
     spawned = record(SPEC)
     with running_server() as server:
-        forked = [Recorder(resolved(SPEC), make_engine=server.make_engine).run() for _ in (1, 2)]
+        forked = [
+            Recorder.for_run(resolved(SPEC), make_engine=server.make_engine).run() for _ in (1, 2)
+        ]
     pids = {s.environment["engine_pid"] for s in forked}
     assert len(pids) == 2 and server.proc.pid not in pids  # two fresh processes
     for session in forked:
@@ -55,7 +57,7 @@ def test_a_forked_engine_is_cancelled_and_its_exit_reported() -> None:
     slow = {"VRAMTUI_TEST_STEP_SLEEP": "0.2"}  # steps slow enough to cancel mid-run
     with running_server(slow) as server:
         run = resolved(tiny_spec(tokens=110))
-        recorder = Recorder(run, extra_env=slow, make_engine=server.make_engine)
+        recorder = Recorder.for_run(run, extra_env=slow, make_engine=server.make_engine)
 
         def on_event(event: ev.Event) -> None:
             if isinstance(event, ev.Sample) and event.token == 2:
@@ -65,14 +67,14 @@ def test_a_forked_engine_is_cancelled_and_its_exit_reported() -> None:
     assert session.status == "cancelled" and session.failure is not None
     assert session.failure.message == "stopped by the test"
     assert 3 <= session.tokens_done < 110  # what was measured is kept
-    engine = recorder.engine
+    engine = recorder.child
     assert isinstance(engine, ForkedEngine) and not engine.alive
 
 
 def test_a_forked_engine_killed_mid_run_is_a_crash_with_its_data_kept() -> None:
     crash = {"VRAMTUI_TEST_CRASH_AT_TOKEN": "3"}  # SIGKILL inside step 3
     with running_server(crash) as server:
-        recorder = Recorder(resolved(SPEC), extra_env=crash, make_engine=server.make_engine)
+        recorder = Recorder.for_run(resolved(SPEC), extra_env=crash, make_engine=server.make_engine)
         session = recorder.run()
     assert session.status == "failed" and session.failure is not None
     assert session.failure.kind == "crashed"
@@ -85,7 +87,7 @@ def test_once_the_server_has_ended_engines_are_spawned() -> None:
         stale = ForkedEngine(server, server.launch)  # made while the server ran
     assert server.proc.returncode == 0  # its stdin closed: it exits by itself
     assert type(server.make_engine(server.launch)) is EngineProcess
-    recorder = Recorder(resolved(SPEC), make_engine=lambda launch: stale)
+    recorder = Recorder.for_run(resolved(SPEC), make_engine=lambda launch: stale)
     session = recorder.run()
     assert session.status == "completed" and session.environment["engine_start"] == COLD
 
@@ -115,8 +117,9 @@ def test_a_sweep_forks_its_engines_only_when_asked() -> None:
 def test_an_engine_whose_server_died_still_ends_and_is_waited_for() -> None:
     slow = {"VRAMTUI_TEST_STEP_SLEEP": "0.05"}
     with running_server(slow) as server:
-        recorder = Recorder(resolved(tiny_spec(tokens=20)), extra_env=slow,
-                            make_engine=server.make_engine)  # fmt: skip
+        recorder = Recorder.for_run(
+            resolved(tiny_spec(tokens=20)), extra_env=slow, make_engine=server.make_engine
+        )
 
         def on_event(event: ev.Event) -> None:
             if isinstance(event, ev.Sample) and event.token == 1:
@@ -127,8 +130,9 @@ def test_an_engine_whose_server_died_still_ends_and_is_waited_for() -> None:
     # for until its process was gone (its exit status lost with the server)
     assert session.status == "completed" and session.tokens_done == 20
     assert not server.alive
-    engine = recorder.engine
-    assert engine is not None and engine.proc is not None and engine.proc.returncode == -9
+    engine = recorder.child
+    assert isinstance(engine, EngineProcess) and engine.proc is not None
+    assert engine.proc.returncode == -9
     assert not _exists(engine.proc.pid)
 
 

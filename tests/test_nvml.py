@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import stat
 import sys
 import types
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import pytest
 from conftest import WITH_GPU
 
+import vramtui
 from vramtui.measure import events as ev
 from vramtui.measure import nvml
+from vramtui.measure.engine.engine_process import EngineProcess, Launch
 from vramtui.measure.recorder import Recorder
+from vramtui.measure.script.program_process import Program
 from vramtui.runspec import RunSpec, resolve
 
 GIB = 1024**3
@@ -71,25 +77,37 @@ def hello(uuid: str | None, pid: int = 4242) -> ev.Hello:
     return ev.Hello(pid, "cuda:0", "cuda", "Fake GPU", uuid, 80 * GIB, "torch.cuda", {})
 
 
-def recorder() -> Recorder:
-    run = resolve(RunSpec(model="opt-125m", tokens=5, device="cuda:0"), WITH_GPU)
-    return Recorder(run, use_nvml=True)
+# The two kinds of child a Recorder drives: an engine for a spec, the user's program.
+KINDS = ["engine", "program"]
+RUN = resolve(RunSpec(model="opt-125m", tokens=5, device="cuda:0"), WITH_GPU)
 
 
-def test_no_library_is_a_notice_not_a_crash(install) -> None:  # type: ignore[no-untyped-def]
+@pytest.fixture(params=KINDS)
+def kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def recorder(kind: str) -> Recorder:
+    """A recorder of either kind, made as `vramtui run` and `vramtui profile` make it."""
+    if kind == "engine":
+        return Recorder.for_run(RUN, use_nvml=True)
+    return Recorder.for_program(Program(("train.py",)), use_nvml=True)
+
+
+def test_no_library_is_a_notice_not_a_crash(install, kind: str) -> None:  # type: ignore[no-untyped-def]
     install(fake_pynvml([], init_error="NVML Shared Library Not Found"))
     assert not nvml.available()
     assert nvml.gpus() == []
-    rec = recorder()
+    rec = recorder(kind)
     rec._on_hello(hello("GPU-a"))
     assert rec._poller is None
     assert any("NVML skipped" in n and "Library Not Found" in n for n in rec.session.notices)
 
 
-def test_cuda_and_nvml_order_differ_matched_by_uuid(install) -> None:  # type: ignore[no-untyped-def]
+def test_cuda_and_nvml_order_differ_matched_by_uuid(install, kind: str) -> None:  # type: ignore[no-untyped-def]
     gpus = [FakeGpu("GPU-aaaa"), FakeGpu("GPU-bbbb", processes=[(4242, 3 * GIB)])]
     install(fake_pynvml(gpus))
-    rec = recorder()
+    rec = recorder(kind)
     rec._baseline = {"bbbb": GIB}
     rec._on_hello(hello("bbbb"))  # torch reports the UUID without the GPU- prefix
     try:
@@ -100,9 +118,9 @@ def test_cuda_and_nvml_order_differ_matched_by_uuid(install) -> None:  # type: i
         rec._poller.stop()  # type: ignore[union-attr]
 
 
-def test_unmatched_uuid_skips_nvml_instead_of_guessing(install) -> None:  # type: ignore[no-untyped-def]
+def test_unmatched_uuid_skips_nvml_instead_of_guessing(install, kind: str) -> None:  # type: ignore[no-untyped-def]
     install(fake_pynvml([FakeGpu("GPU-aaaa")]))
-    rec = recorder()
+    rec = recorder(kind)
     rec._on_hello(hello("cccc"))
     assert rec._poller is None
     assert any("could not match" in n for n in rec.session.notices)
@@ -118,10 +136,10 @@ def test_invisible_pid_falls_back_to_device_minus_baseline(install) -> None:  # 
     assert watch.mode == "baseline"
 
 
-def test_baseline_mode_is_said_in_the_session(install) -> None:  # type: ignore[no-untyped-def]
+def test_baseline_mode_is_said_in_the_session(install, kind: str) -> None:  # type: ignore[no-untyped-def]
     gpu = FakeGpu("GPU-aaaa", used=2 * GIB)
     install(fake_pynvml([gpu]))
-    rec = recorder()
+    rec = recorder(kind)
     rec._baseline = {"aaaa": 2 * GIB}
     rec._on_hello(hello("aaaa"))
     gpu.used = 4 * GIB
@@ -165,12 +183,12 @@ def test_nvml_that_cannot_answer_leaves_the_gpus_uncounted(install) -> None:  # 
     assert not available().gpus_counted  # cuda:N is left for the engine to check
 
 
-def test_each_gpu_of_a_placed_model_is_polled_matched_by_uuid(install) -> None:  # type: ignore[no-untyped-def]
+def test_each_gpu_of_a_placed_model_is_polled_matched_by_uuid(install, kind: str) -> None:  # type: ignore[no-untyped-def]
     # NVML lists cuda:1 first: each GPU is found by the UUID the engine reports for it
     second = FakeGpu("GPU-bbbb", used=9 * GIB, processes=[(4242, 7 * GIB)])
     first = FakeGpu("GPU-aaaa", used=4 * GIB, processes=[(4242, 3 * GIB)])
     install(fake_pynvml([second, first, FakeGpu("GPU-cccc")]))
-    rec = recorder()
+    rec = recorder(kind)
     head = hello("aaaa")
     rec.session.apply(head)
     rec._on_hello(head)
@@ -202,3 +220,87 @@ def test_each_gpu_of_a_placed_model_is_polled_matched_by_uuid(install) -> None: 
     assert view.peaks["nvml_process"].value == 3 * GIB  # cuda:1 never mixed into cuda:0's
     assert [s.process_bytes for s in view.device_nvml["cuda:1"]] == [7 * GIB, 8 * GIB]
     assert {s.process_bytes for s in view.nvml} == {3 * GIB}
+
+
+# Stands in for a child on a CUDA machine (python itself, as the recorder starts it:
+# `-m ...engine_main --events-fd N` or `-c BOOT --events-fd N ... -- SCRIPT`): says
+# hello from the fake NVML's GPU, samples, waits until NVML has seen it, and ends.
+CUDA_CHILD = """\
+import os, sys, time
+sys.path.insert(0, {root!r})
+from vramtui.measure import events as ev
+
+GIB = 1024**3
+out = os.fdopen(int(sys.argv[sys.argv.index("--events-fd") + 1]), "w", buffering=1)
+
+
+def emit(event):
+    out.write(ev.encode(event) + "\\n")
+
+
+emit(ev.Hello(os.getpid(), "cuda:0", "cuda", "Fake GPU", "aaaa", 80 * GIB, "torch.cuda", {{}}))
+emit(ev.Phase("decode", time.monotonic()))
+emit(ev.Sample(0, time.monotonic(), "decode", GIB, 2 * GIB, GIB, 0))
+while not os.path.exists({seen!r}):  # NVML has read this process's memory
+    time.sleep(0.01)
+emit(ev.Done(1, 0.1, 0.1, 0.1, 0.2, 10.0, 10.0, GIB))
+"""
+
+
+def cuda_child(folder: Path, seen: Path) -> str:
+    """An executable that plays CUDA_CHILD, to stand in for the Python a child runs."""
+    path = folder / "cuda-python"
+    root = str(Path(vramtui.__file__).resolve().parent.parent)
+    path.write_text(f"#!{sys.executable}\n" + CUDA_CHILD.format(root=root, seen=str(seen)))
+    path.chmod(path.stat().st_mode | stat.S_IXUSR)
+    return str(path)
+
+
+def cuda_recorder(kind: str, python: str) -> Recorder:
+    """A recorder of `kind` whose child runs `python`, made as the commands make it."""
+    if kind == "engine":
+
+        def make_engine(launch: Launch) -> EngineProcess:
+            return EngineProcess(replace(launch, python=python))
+
+        return Recorder.for_run(RUN, use_nvml=True, make_engine=make_engine)
+    return Recorder.for_program(Program(("train.py",)), use_nvml=True, python=python)
+
+
+def test_a_cuda_child_with_nvml_answering_has_its_nvml_series_recorded(  # type: ignore[no-untyped-def]
+    install, kind: str, tmp_path: Path
+) -> None:
+    """The case `vramtui profile` crashed on: a child that reports CUDA while NVML
+    answers. Its GPU is watched by NVML for its whole run, whichever kind it is."""
+    gpu = FakeGpu("GPU-aaaa", used=GIB)
+    module = fake_pynvml([gpu])
+    seen = tmp_path / "nvml-has-read-it"
+    list_processes: Callable[[FakeGpu], list[types.SimpleNamespace]]
+    list_processes = module.nvmlDeviceGetComputeRunningProcesses  # type: ignore[attr-defined]
+
+    readings: list[int] = []
+
+    def processes(g: FakeGpu) -> list[types.SimpleNamespace]:
+        found = list_processes(g)
+        readings.extend(p.pid for p in found)
+        if len(readings) >= 2:  # the poller's one thread has recorded a reading of it
+            seen.touch()  # (it is taking the next one): the child may end
+        return found
+
+    module.nvmlDeviceGetComputeRunningProcesses = processes  # type: ignore[attr-defined]
+    install(module)
+    rec = cuda_recorder(kind, cuda_child(tmp_path, seen))
+
+    def on_event(event: ev.Event) -> None:
+        if isinstance(event, ev.Hello):  # the GPU now holds the child's memory
+            gpu.used = 4 * GIB
+            gpu.processes = [(event.pid, 3 * GIB)]
+
+    session = rec.run(on_event)
+    view = session.snapshot()
+    assert view.status == "completed", view.failure
+    assert view.environment["nvml_index"] == 0 and view.environment["gpu_name"] == "Fake GPU"
+    assert view.environment["nvml_process_source"] == "pid"
+    assert view.nvml and view.peaks["nvml_process"].value == 3 * GIB
+    assert max(s.device_used for s in view.nvml if s.device_used is not None) == 4 * GIB
+    assert rec.exit_code == 0

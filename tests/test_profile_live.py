@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 from conftest import CPU_ONLY as CPU
@@ -11,8 +12,8 @@ from conftest import TINY_CONFIG
 from test_tui_pilot import wait_for
 from textual.widgets import RichLog, Static
 
+from vramtui.measure.recorder import Recorder
 from vramtui.measure.script.program_process import Program
-from vramtui.measure.script.recorder import ScriptRecorder
 from vramtui.tui.plotdata import build_plot_data
 from vramtui.tui.profile_app import ProfileApp, ProgramRunScreen
 from vramtui.tui.screens.summary_screen import SummaryScreen
@@ -22,10 +23,10 @@ PROGRAM = Path(__file__).parent / "fixtures" / "program.py"
 
 def test_the_run_screen_follows_the_program_and_shows_its_output(tmp_path: Path) -> None:
     program = Program((str(PROGRAM), str(TINY_CONFIG), str(tmp_path / "checkpoint")))
-    made: list[ScriptRecorder] = []
+    made: list[Recorder] = []
 
-    def make(on_output: object) -> ScriptRecorder:
-        made.append(ScriptRecorder(program, capture=True, on_output=on_output))  # type: ignore[arg-type]
+    def make(on_output: Callable[[str], None]) -> Recorder:
+        made.append(Recorder.for_program(program, capture=True, on_output=on_output))
         return made[0]
 
     out = tmp_path / "sessions"

@@ -57,10 +57,10 @@ def figures(session: Session) -> dict[str, object]:
 def spare_and_cold() -> tuple[Session, Session, int]:
     spec = tiny_spec(tokens=6)
     pool, spare = ready_pool(spec)
-    warm = Recorder(resolved(spec), spares=pool).run()
+    warm = Recorder.for_run(resolved(spec), spares=pool).run()
     assert pool.spares == []  # used once: nothing is left in the pool
     pool.close()
-    cold = Recorder(resolved(spec)).run()
+    cold = Recorder.for_run(resolved(spec)).run()
     return warm, cold, spare.pid or -1
 
 
@@ -122,7 +122,7 @@ def test_a_dead_spare_falls_back_to_a_cold_start() -> None:
     assert spare is not None and spare.proc is not None
     spare.proc.kill()
     spare.proc.wait(timeout=30)
-    session = Recorder(resolved(spec), spares=pool).run()
+    session = Recorder.for_run(resolved(spec), spares=pool).run()
     assert session.status == "completed" and session.environment["engine_start"] == COLD
     assert session.hello is not None and session.hello.pid != spare.pid
 
@@ -137,7 +137,7 @@ def test_a_spare_that_dies_while_handed_over_falls_back_to_a_cold_start() -> Non
     pool = SparePool(make_engine=DiesAtHandOver)  # alive when taken, gone when handed over
     spare = pool.prepare(Launch.for_spec(spec))
     assert isinstance(spare, DiesAtHandOver)
-    session = Recorder(resolved(spec), spares=pool).run()
+    session = Recorder.for_run(resolved(spec), spares=pool).run()
     assert session.status == "completed" and session.environment["engine_start"] == COLD
     assert spare.pid is not None and not psutil.pid_exists(spare.pid)
 
@@ -147,7 +147,7 @@ def test_a_stale_spare_is_ended_and_the_run_starts_cold() -> None:
     pool = SparePool()
     stale = pool.prepare(Launch.for_spec(spec, {"VRAMTUI_SPARE_TEST": "another environment"}))
     assert stale is not None and stale.proc is not None
-    session = Recorder(resolved(spec), spares=pool).run()
+    session = Recorder.for_run(resolved(spec), spares=pool).run()
     assert session.status == "completed" and session.environment["engine_start"] == COLD
     assert stale.proc.poll() is not None  # ended, and reaped
     assert pool.spares == []

@@ -105,7 +105,7 @@ def stand_in_sweep(n: int, ahead: Ahead) -> tuple[Device, list[Session]]:
     pool = SparePool(make_engine=lambda launch: StandInEngine(device, launch))  # type: ignore[arg-type,return-value]
 
     def make_recorder(run: ResolvedRun, env: dict[str, str] | None) -> Recorder:
-        return Recorder(
+        return Recorder.for_run(
             run,
             extra_env=env,
             use_nvml=False,
@@ -178,7 +178,7 @@ def test_a_cancelled_sweep_ends_the_engine_started_ahead() -> None:
     sweep: Sweep
 
     def make_recorder(run: ResolvedRun, env: dict[str, str] | None) -> Recorder:
-        return Recorder(run, use_nvml=False, spares=pool, make_engine=pool.make_engine)
+        return Recorder.for_run(run, use_nvml=False, spares=pool, make_engine=pool.make_engine)
 
     def cancel_after_first(result: object) -> None:
         sweep.cancel()

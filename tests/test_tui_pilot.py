@@ -170,7 +170,7 @@ def test_fill_the_form_run_to_the_end_and_export(
 
 def test_cancel_then_run_again_then_quit_ends_the_engine(tmp_path: Path) -> None:
     out = tmp_path / "sessions"
-    app = app_for(tiny(100), out, lambda spec: Recorder(spec, extra_env=SLOW), start=True)
+    app = app_for(tiny(100), out, lambda spec: Recorder.for_run(spec, extra_env=SLOW), start=True)
 
     async def scenario() -> list[int]:
         pids = []

@@ -25,9 +25,9 @@ from pathlib import Path
 from types import TracebackType
 
 from vramtui.measure import events as ev
+from vramtui.measure.recorder import Recorder
 from vramtui.measure.script.hooks import Instrument
 from vramtui.measure.script.program_process import Program
-from vramtui.measure.script.recorder import ScriptRecorder
 from vramtui.measure.session import SessionView
 
 _active: list[Tracker] = []
@@ -36,7 +36,7 @@ _active: list[Tracker] = []
 class SessionInstrument(Instrument):
     """The hooks, with events applied straight to the recorder's session (no pipe)."""
 
-    def __init__(self, recorder: ScriptRecorder, *, hz: float) -> None:
+    def __init__(self, recorder: Recorder, *, hz: float) -> None:
         super().__init__(lambda line: None, hz=hz)
         self.recorder = recorder
 
@@ -62,7 +62,7 @@ class Tracker(ContextDecorator):
     ) -> None:
         self.json, self.csv = json, csv
         self.name, self.out, self.hz, self.nvml_hz = name, out, hz, nvml_hz
-        self.recorder: ScriptRecorder | None = None
+        self.recorder: Recorder | None = None
         self.instrument: SessionInstrument | None = None
         self.saved: list[Path] = []
 
@@ -74,10 +74,10 @@ class Tracker(ContextDecorator):
     def __enter__(self) -> Tracker:
         if _active:
             raise RuntimeError("vramtui.track() is already recording in this process")
-        recorder = ScriptRecorder(Program((self.name,)), nvml_hz=self.nvml_hz)
+        recorder = Recorder.for_program(Program((self.name,)), nvml_hz=self.nvml_hz)
         recorder.session.spec.update(source="track", program=sys.argv[0] if sys.argv else "")
         recorder.session.set_environment(engine_pid=os.getpid())
-        recorder._take_baseline()
+        recorder.take_baseline()
         self.recorder = recorder
         self.instrument = SessionInstrument(recorder, hz=self.hz)
         self.instrument.install()
@@ -103,9 +103,7 @@ class Tracker(ContextDecorator):
 
             record_failure(instrument, exc)
             instrument.stop()
-        if recorder._poller is not None:
-            recorder._poller.stop()
-        recorder._finish_notices()
+        recorder.stop_watching()
         self.saved = self._write(recorder.session.snapshot())
 
     def _write(self, view: SessionView) -> list[Path]:

@@ -19,8 +19,8 @@ from vramtui.commands.headless import run_in_thread, stderr_line
 from vramtui.commands.run import check_outputs, save
 from vramtui.errors import EXIT_INTERRUPTED, UsageError
 from vramtui.measure import events as ev
+from vramtui.measure.recorder import Recorder
 from vramtui.measure.script.program_process import Program, program_from
-from vramtui.measure.script.recorder import ScriptRecorder
 from vramtui.measure.session import SessionView
 from vramtui.report.sessions import autosave, sessions_dir
 from vramtui.report.summary_text import summary_text
@@ -101,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
     folder = out_dir(args.out)
     if args.live:
         return run_live(program, args, folder)
-    recorder = ScriptRecorder(program)
+    recorder = Recorder.for_program(program)
 
     def on_event(event: ev.Event) -> None:
         if isinstance(event, ev.Generation) and not args.quiet:
@@ -123,10 +123,10 @@ def run_live(program: Program, args: argparse.Namespace, folder: Path) -> int:
     """The app's run screen on the program; its output in the log panel."""
     from vramtui.tui.profile_app import ProfileApp
 
-    made: list[ScriptRecorder] = []
+    made: list[Recorder] = []
 
-    def make(on_output: Callable[[str], None]) -> ScriptRecorder:
-        made.append(ScriptRecorder(program, capture=True, on_output=on_output))
+    def make(on_output: Callable[[str], None]) -> Recorder:
+        made.append(Recorder.for_program(program, capture=True, on_output=on_output))
         return made[0]
 
     folder.mkdir(parents=True, exist_ok=True)

@@ -135,7 +135,7 @@ def prepare(args: argparse.Namespace) -> ResolvedRun:
 
 def run(args: argparse.Namespace) -> int:
     resolved = prepare(args)
-    recorder = Recorder(resolved)
+    recorder = Recorder.for_run(resolved)
     progress = Progress(recorder.session, enabled=not args.quiet)
     _, interrupted = run_in_thread(
         lambda: recorder.run(progress), lambda signal: recorder.cancel(signal.reason)

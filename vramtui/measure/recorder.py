@@ -1,30 +1,41 @@
-"""Drive one run: the engine process, the NVML poller, and the Session they feed.
+"""Drive one child process (an engine for a spec, or the user's profiled program), the
+NVML poller and the RSS watch, and the Session they feed.
 
+`Recorder.for_run(run)` records an engine's run, `Recorder.for_program(program)` a
+program's; both are the one Recorder, which differs only in how its child starts.
 `Recorder.run()` blocks (call it from a worker thread in the app, or the main
 thread headless); `cancel()` may be called from any thread.
 """
 
 from __future__ import annotations
 
+import os
 import platform
 import signal
+import sys
 import threading
 from collections.abc import Callable
 
 from vramtui import __version__
 from vramtui.measure import events as ev
 from vramtui.measure import nvml
-from vramtui.measure.engine.engine_process import EngineGone, EngineProcess, Launch
-from vramtui.measure.engine.spare import EngineFactory, SparePool
+from vramtui.measure.child_process import ChildProcess
+from vramtui.measure.engine.engine_process import EngineProcess, Launch
+from vramtui.measure.engine.spare import EngineFactory, SparePool, start_engine
 from vramtui.measure.memory_watch import RssWatch, memory_limit
+from vramtui.measure.script.program_process import Program, ScriptProcess
 from vramtui.measure.session import NvmlSample, Session
-from vramtui.measure.startup import COLD, FORKED, FORKED_SPARE, WARM
 from vramtui.runspec import ResolvedRun
 from vramtui.units import format_bytes
 
 # An engine SIGKILLed (not by us) with its RSS at this share of the memory limit
 # or more was most likely ended by the kernel's out-of-memory killer.
 OOM_KILL_SHARE = 0.8
+ALLOC_CONF = "PYTORCH_CUDA_ALLOC_CONF"
+
+# Starts the child; returns it, and how it started (startup's COLD, WARM, FORKED or
+# FORKED_SPARE for an engine; None for a program, which always starts fresh).
+ChildStarter = Callable[[], "tuple[ChildProcess, str | None]"]
 
 
 def base_environment() -> dict[str, object]:
@@ -40,8 +51,38 @@ def base_environment() -> dict[str, object]:
 
 
 class Recorder:
+    """Records one child into `session`: starts it with `start_child`, applies its events,
+    watches its GPU with NVML once it says hello from CUDA, and its RSS throughout."""
+
     def __init__(
         self,
+        start_child: ChildStarter,
+        session: Session,
+        *,
+        alloc_conf: str | None = None,
+        nvml_hz: float = 200.0,
+        use_nvml: bool = True,
+        spares: SparePool | None = None,
+    ) -> None:
+        self.start_child = start_child
+        self.session = session
+        self.alloc_conf = alloc_conf  # the child's PYTORCH_CUDA_ALLOC_CONF
+        self.nvml_hz = nvml_hz
+        self.use_nvml = use_nvml
+        self.spares = spares  # the pool an engine may come from (a sweep queues spares there)
+        self.child: ChildProcess | None = None  # once run() has started it
+        self.exit_code: int | None = None  # the child's, once it has ended
+        self._cancelled = threading.Event()
+        self._cancel_reason = "cancelled by the user"
+        self._poller: nvml.Poller | None = None
+        self._watch: nvml.DeviceWatch | None = None  # the child's own GPU
+        self._group = nvml.WatchGroup()  # it, and a placed model's other GPUs
+        self._rss: RssWatch | None = None
+        self._baseline: dict[str, int] = {}
+
+    @classmethod
+    def for_run(
+        cls,
         run: ResolvedRun,
         *,
         session: Session | None = None,
@@ -50,39 +91,79 @@ class Recorder:
         use_nvml: bool = True,
         spares: SparePool | None = None,
         make_engine: EngineFactory = EngineProcess,
-    ) -> None:
-        self.run_spec = run
-        self.spec = run.spec
-        self.session = session or Session(run.spec.to_dict(), base_environment())
-        self.nvml_hz = nvml_hz
-        self.use_nvml = use_nvml
-        self.spares = spares  # a spare engine from here serves the run, if one fits
-        self.launch = Launch.for_spec(run.spec, extra_env)
-        self.make_engine = make_engine
-        self.engine: EngineProcess | None = None  # a spare's, or a cold one, once run() starts
-        self._cancelled = threading.Event()
-        self._cancel_reason = "cancelled by the user"
-        self._poller: nvml.Poller | None = None
-        self._watch: nvml.DeviceWatch | None = None  # the run's own GPU
-        self._group = nvml.WatchGroup()  # it, and a placed model's other GPUs
-        self._rss: RssWatch | None = None
-        self._baseline: dict[str, int] = {}
+    ) -> Recorder:
+        """An engine's run of `run`: a spare engine from `spares` serves it if one fits,
+        else a fresh one from `make_engine`."""
+        launch = Launch.for_spec(run.spec, extra_env)
+
+        def start() -> tuple[ChildProcess, str | None]:
+            return start_engine(run.spec, launch, spares, make_engine)
+
+        return cls(
+            start,
+            session or Session(run.spec.to_dict(), base_environment()),
+            alloc_conf=run.alloc_conf,
+            nvml_hz=nvml_hz,
+            use_nvml=use_nvml,
+            spares=spares,
+        )
+
+    @classmethod
+    def for_program(
+        cls,
+        program: Program,
+        *,
+        session: Session | None = None,
+        nvml_hz: float = 200.0,
+        sample_hz: float = 20.0,
+        capture: bool = False,
+        on_output: Callable[[str], None] | None = None,
+        use_nvml: bool = True,
+        extra_env: dict[str, str] | None = None,
+        python: str = sys.executable,
+    ) -> Recorder:
+        """The user's program under vramtui's hooks, run by `python` and sampled at
+        `sample_hz`; with `capture`, its output goes line by line to `on_output`
+        (see ScriptProcess)."""
+        env = dict(extra_env or {})
+
+        def start() -> tuple[ChildProcess, str | None]:
+            process = ScriptProcess(
+                program,
+                python=python,
+                capture=capture,
+                on_output=on_output,
+                hz=sample_hz,
+                extra_env=env,
+            )
+            process.start()
+            return process, None
+
+        return cls(
+            start,
+            session or Session(program.spec(), base_environment()),
+            alloc_conf=env.get(ALLOC_CONF) or os.environ.get(ALLOC_CONF) or None,
+            nvml_hz=nvml_hz,
+            use_nvml=use_nvml,
+        )
 
     @property
     def cancelled(self) -> bool:
         return self._cancelled.is_set()
 
     def cancel(self, reason: str = "cancelled by the user") -> None:
-        """End the engine (SIGTERM, then SIGKILL); the session ends 'cancelled', with
+        """End the child (politely, then SIGKILL); the session ends 'cancelled', with
         `reason` as its message (e.g. 'interrupted by SIGTERM')."""
         if not self._cancelled.is_set():
             self._cancel_reason = reason
         self._cancelled.set()
-        engine = self.engine
-        if engine is not None:
-            engine.terminate()
+        child = self.child
+        if child is not None:
+            child.terminate()
 
-    def _take_baseline(self) -> None:
+    def take_baseline(self) -> None:
+        """What each GPU used before the child started (NVML's fallback for a PID it
+        cannot see). run() takes it; a recorder fed by hand takes it itself."""
         if not self.use_nvml:
             return
         for gpu in nvml.gpus():
@@ -147,23 +228,23 @@ class Recorder:
 
     def run(self, on_event: Callable[[ev.Event], None] | None = None) -> Session:
         session = self.session
-        self._take_baseline()
+        self.take_baseline()
         if self._cancelled.is_set():
             session.fail(ev.Failed("cancelled", self._cancel_reason, "start"))
             return session
-        engine, engine_start = self._start_engine()
-        self.engine = engine
-        # The engine inherits the allocator's settings, which change reserved memory a lot.
-        session.set_environment(engine_pid=engine.pid, cuda_alloc_conf=self.run_spec.alloc_conf)
-        if engine_start is not None:
-            session.set_environment(engine_start=engine_start)
-        if engine.pid is not None:
-            self._rss = RssWatch(engine.pid)
+        child, how = self.start_child()
+        self.child = child
+        # The child inherits the allocator's settings, which change reserved memory a lot.
+        session.set_environment(engine_pid=child.pid, cuda_alloc_conf=self.alloc_conf)
+        if how is not None:
+            session.set_environment(engine_start=how)
+        if child.pid is not None:
+            self._rss = RssWatch(child.pid)
             self._rss.start()
-        if self._cancelled.is_set():  # cancelled while the engine was starting
-            engine.terminate()
+        if self._cancelled.is_set():  # cancelled while the child was starting
+            child.terminate()
         try:
-            for event in engine.events():
+            for event in child.events():
                 if self._cancelled.is_set() and isinstance(event, ev.Failed):
                     event = self._cancelled_failure(event)
                 session.apply(event)
@@ -173,40 +254,25 @@ class Recorder:
                     self._on_placed(event)
                 if on_event is not None:
                     on_event(event)
-            code = engine.wait()
+            code = self.exit_code = child.wait()
         finally:
-            if self._poller is not None:
-                self._poller.stop()
-            if self._rss is not None:
-                self._rss.stop()
-            self._finish_notices()
+            self.stop_watching()
         if not session.finished:
-            session.fail(self._exit_failure(code, engine))
-        engine.close()
+            session.fail(self._exit_failure(code, child))
+        child.close()
         return session
 
-    def _start_engine(self) -> tuple[EngineProcess, str | None]:
-        """Hand the spec to a spare engine if one fits, else to a cold one; and which."""
-        spares = self.spares
-        spare = spares.take(self.launch) if spares is not None else None
-        forked = getattr(spare, "start_kind", COLD) == FORKED
-        engine, how = spare, FORKED_SPARE if forked else WARM
-        if spare is not None:
-            try:
-                spare.hand(self.spec)
-            except EngineGone:  # died between the check and the hand-over
-                spare.close()
-                engine = None
-        if engine is None:
-            engine = self.make_engine(self.launch)
-            engine.start(self.spec)
-            how = getattr(engine, "start_kind", COLD)  # or forked, from a fork server
-        if spares is not None:
-            spares.handed_over()
-        return engine, how
+    def stop_watching(self) -> None:
+        """Stop the NVML poller and the RSS watch, and note in the session how NVML saw
+        the child (a recorder fed by hand, as `vramtui.track()` does, calls this itself)."""
+        if self._poller is not None:
+            self._poller.stop()
+        if self._rss is not None:
+            self._rss.stop()
+        self._finish_notices()
 
-    def _exit_failure(self, code: int, engine: EngineProcess) -> ev.Failed:
-        """Why the engine ended without saying so: cancelled, OOM-killed or crashed."""
+    def _exit_failure(self, code: int, child: ChildProcess) -> ev.Failed:
+        """Why the child ended without saying so: cancelled, OOM-killed or crashed."""
         session = self.session
         phase = session.current_phase
         token = session.tokens_done - 1 if session.tokens_done else None
@@ -220,7 +286,7 @@ class Recorder:
                 f"{format_bytes(peak, 2)} of {format_bytes(limit, 2)}"
             )
             return ev.Failed("oom", why, phase, token, held_bytes=peak)
-        tail = engine.stderr_tail(3).replace("\n", " | ")
+        tail = child.stderr_tail(3).replace("\n", " | ")
         why = f"engine exited with code {code}" + (f": {tail}" if tail else "")
         return ev.Failed("crashed", why, phase, token)
 

@@ -116,7 +116,9 @@ class Sweep:
         self._pools: list[SparePool] = []  # where engines were started ahead: ended at the end
 
     def _recorder(self, run: ResolvedRun, extra_env: dict[str, str] | None) -> Recorder:
-        return Recorder(run, extra_env=extra_env, spares=self.spares, make_engine=self.make_engine)
+        return Recorder.for_run(
+            run, extra_env=extra_env, spares=self.spares, make_engine=self.make_engine
+        )
 
     def make_engine(self, launch: Launch) -> EngineProcess:
         """Forked from the sweep's server where it runs with this launch, else spawned."""

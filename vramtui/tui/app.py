@@ -137,13 +137,13 @@ class VramApp(App[int]):
     def begin_program(self, program: Program) -> None:
         """Profile the user's program (the start screen's "your script"): the run
         screen with its output in a log panel, as `vramtui profile --live` shows it."""
-        from vramtui.measure.script.recorder import ScriptRecorder
+        from vramtui.measure.recorder import Recorder
         from vramtui.tui.screens.program_run_screen import OutputBuffer, ProgramRunScreen
 
         if self.current is not None and self.current.running:
             raise UsageError("a run is in progress; cancel it first")
         output = OutputBuffer()
-        recorder = ScriptRecorder(program, capture=True, on_output=output.add)
+        recorder = Recorder.for_program(program, capture=True, on_output=output.add)
         active = ActiveRun(self.spec, recorder)
         self.current = active
         self.runs_started += 1

@@ -1,6 +1,6 @@
 """The app on the user's own program (`vramtui profile --live`).
 
-The run screen from the first frame, fed by a `ScriptRecorder` in the app's
+The run screen from the first frame, fed by a `Recorder` (`Recorder.for_program`) in the app's
 worker thread exactly as an engine run is; the program's output (stdout and
 stderr, captured line by line in the recorder's thread) goes into a log panel
 below the plot. Generation boundaries are marked on the token axis (and each

@@ -47,7 +47,7 @@ class SpareEngines:
     def recorder(self, run: ResolvedRun) -> RecorderLike:
         from vramtui.measure.recorder import Recorder
 
-        return Recorder(run, spares=self.pool)
+        return Recorder.for_run(run, spares=self.pool)
 
     def close(self) -> None:
         self.pool.close()

@@ -5,15 +5,15 @@ from __future__ import annotations
 import json
 import os
 import select
-import signal
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import IO, Protocol
 
 from vramtui.measure import events as ev
+from vramtui.measure.child_process import ChildHandle, Popened
 from vramtui.measure.startup import COLD
 from vramtui.runspec import RunSpec
 
@@ -49,30 +49,33 @@ class Launch:
         return cls(python or sys.executable, tuple(sorted(env.items())))
 
 
-class EngineProcess:
+class EngineProc(Popened, Protocol):
+    """An engine's process: a Popen, or a forked engine's stand-in; its spec goes in on stdin."""
+
+    @property
+    def stdin(self) -> IO[bytes] | None: ...
+
+
+class EngineProcess(ChildHandle):
     """Spawn `python -m vramtui.measure.engine.engine_main`, hand it one spec, read its events.
 
     `spawn()` starts the process (it does its imports, then waits); `hand(spec)`
     gives it the run; `start(spec)` does both. The engine runs in its own process
     session, so a Ctrl+C in the terminal reaches the parent only, which then ends
-    the engine deliberately; if the parent dies, the engine sees its stdin close
-    and exits by itself, also while it waits for a spec.
+    the engine deliberately (SIGTERM, then SIGKILL); if the parent dies, the engine
+    sees its stdin close and exits by itself, also while it waits for a spec.
     """
 
     start_kind = COLD  # a forked engine's is FORKED
 
     def __init__(self, launch: Launch) -> None:
+        super().__init__()
         self.launch = launch
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.proc: EngineProc | None = None
         self.spawned_at: float | None = None
         self.ready_at: float | None = None  # the engine's clock when its imports were done
         self.handed = False
         self._stderr = tempfile.TemporaryFile()
-        self._reader = None
-
-    @property
-    def pid(self) -> int | None:
-        return self.proc.pid if self.proc else None
 
     @property
     def alive(self) -> bool:
@@ -124,53 +127,16 @@ class EngineProcess:
         if not readable:
             return False
         line = self._reader.readline()
-        self._note_ready(line)
+        self._decode(line)
         return self.ready_at is not None
 
-    def _note_ready(self, line: str) -> ev.Event | None:
+    def _decode(self, line: str) -> ev.Event | None:
         """The event on `line`; a Ready is noted here and not passed on."""
-        line = line.strip()
-        if not line:
-            return None
-        try:
-            event = ev.decode(line)
-        except ev.WireError:
-            return None
+        event = super()._decode(line)
         if isinstance(event, ev.Ready):
             self.ready_at = event.t
             return None
         return event
-
-    def events(self) -> Iterator[ev.Event]:
-        """Events as they arrive, until the engine closes its end of the pipe."""
-        assert self._reader is not None
-        for line in self._reader:
-            event = self._note_ready(line)
-            if event is not None:
-                yield event
-
-    def terminate(self, grace_s: float = 1.5) -> None:
-        """End the engine: SIGTERM, then SIGKILL after grace_s. Safe to call twice."""
-        proc = self.proc
-        if proc is None or proc.poll() is not None:
-            return
-        try:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(timeout=grace_s)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            pass
-
-    def wait(self) -> int:
-        assert self.proc is not None
-        code = self.proc.wait()
-        self._close()
-        return code
 
     def _close(self) -> None:
         if self.proc and self.proc.stdin and not self.proc.stdin.closed:
@@ -178,9 +144,7 @@ class EngineProcess:
                 self.proc.stdin.close()
             except OSError:
                 pass
-        if self._reader is not None:
-            self._reader.close()
-            self._reader = None
+        super()._close()
 
     def stderr_tail(self, lines: int = 20) -> str:
         try:
@@ -191,6 +155,5 @@ class EngineProcess:
         return "\n".join(text.strip().splitlines()[-lines:])
 
     def close(self) -> None:
-        self.terminate()
-        self._close()
+        super().close()
         self._stderr.close()

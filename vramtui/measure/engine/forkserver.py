@@ -211,5 +211,5 @@ class ForkedEngine(EngineProcess):
         finally:
             os.close(stdin_r)
             os.close(events_w)
-        self.proc = ForkedProcess(self.server, pid, os.fdopen(stdin_w, "wb"))  # type: ignore[assignment]
+        self.proc = ForkedProcess(self.server, pid, os.fdopen(stdin_w, "wb"))
         self._reader = os.fdopen(events_r, "r", encoding="utf-8")

@@ -16,7 +16,9 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 
-from vramtui.measure.engine.engine_process import EngineProcess, Launch
+from vramtui.measure.engine.engine_process import EngineGone, EngineProcess, Launch
+from vramtui.measure.startup import COLD, FORKED, FORKED_SPARE, WARM
+from vramtui.runspec import RunSpec
 
 EngineFactory = Callable[[Launch], EngineProcess]
 
@@ -90,3 +92,29 @@ class SparePool:
             spares, self._spares = self._spares, []
         for spare in spares:
             spare.close()
+
+
+def start_engine(
+    spec: RunSpec,
+    launch: Launch,
+    spares: SparePool | None = None,
+    make_engine: EngineFactory = EngineProcess,
+) -> tuple[EngineProcess, str]:
+    """An engine running `spec`: a spare's where one fits, else a cold one; and which
+    (startup's COLD, WARM, FORKED or FORKED_SPARE)."""
+    spare = spares.take(launch) if spares is not None else None
+    forked = getattr(spare, "start_kind", COLD) == FORKED  # (a test's stand-in has none)
+    engine, how = spare, FORKED_SPARE if forked else WARM
+    if spare is not None:
+        try:
+            spare.hand(spec)
+        except EngineGone:  # died between the check and the hand-over
+            spare.close()
+            engine = None
+    if engine is None:
+        engine = make_engine(launch)
+        engine.start(spec)
+        how = getattr(engine, "start_kind", COLD)  # or forked, from a fork server
+    if spares is not None:
+        spares.handed_over()
+    return engine, how

@@ -1,7 +1,7 @@
 """The parent's handle on a profiled program's process. Imports neither torch nor transformers.
 
-Same role, and the same interface, as `EngineProcess`: start, events, wait,
-terminate, close; so the `Recorder` that drives an engine drives a program too.
+A `ChildProcess`, as an `EngineProcess` is: the `Recorder` that drives an engine
+drives a program too.
 """
 
 from __future__ import annotations
@@ -12,14 +12,14 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from importlib.machinery import PathFinder
 from pathlib import Path
 
 import vramtui
 from vramtui.errors import UsageError
-from vramtui.measure import events as ev
+from vramtui.measure.child_process import ChildHandle
 
 # The child's first line: find this vramtui (wherever the program's folder is), then
 # hand over to the bootstrap, which installs the hooks and runs the program.
@@ -87,30 +87,39 @@ def program_from_text(text: str) -> Program:
     return program_from(words)
 
 
-@dataclass
-class ScriptProcess:
+class ScriptProcess(ChildHandle):
     """Run a program under vramtui's hooks in a fresh process, and read its events.
 
     Headless, the program shares the terminal (stdin, stdout, stderr and the
     process group, so Ctrl+C reaches it as under `python`). With `capture`, its
     output goes line by line to `on_output` instead, and it runs in its own
-    session with no stdin (the app owns the terminal).
+    session with no stdin (the app owns the terminal). Ended by giving it a moment
+    first (a Ctrl+C at the terminal reached it too), then SIGTERM (a
+    KeyboardInterrupt inside), then SIGKILL.
     """
 
-    program: Program
-    python: str = sys.executable
-    capture: bool = False
-    on_output: Callable[[str], None] | None = None
-    hz: float = 20.0
-    extra_env: dict[str, str] = field(default_factory=dict)
-    proc: subprocess.Popen[bytes] | None = None
-    _reader: object = None
-    _watch_w: int | None = None
-    _tail: list[str] = field(default_factory=list)
+    stop_signals = (None, signal.SIGTERM, signal.SIGKILL)
 
-    @property
-    def pid(self) -> int | None:
-        return self.proc.pid if self.proc else None
+    def __init__(
+        self,
+        program: Program,
+        *,
+        python: str = sys.executable,
+        capture: bool = False,
+        on_output: Callable[[str], None] | None = None,
+        hz: float = 20.0,
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__()
+        self.program = program
+        self.python = python
+        self.capture = capture
+        self.on_output = on_output
+        self.hz = hz
+        self.extra_env = dict(extra_env or {})
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._watch_w: int | None = None
+        self._tail: list[str] = []
 
     def command(self, events_fd: int, watch_fd: int) -> list[str]:
         cmd = [self.python, "-c", BOOT, "--events-fd", str(events_fd), "--watch-fd", str(watch_fd)]
@@ -150,53 +159,12 @@ class ScriptProcess:
             if self.on_output is not None:
                 self.on_output(line)
 
-    def events(self) -> Iterator[ev.Event]:
-        """Events as they arrive, until the program's process closes its end."""
-        reader = self._reader
-        assert reader is not None
-        for line in reader:  # type: ignore[attr-defined]
-            line = line.strip()
-            if line:
-                try:
-                    yield ev.decode(line)
-                except ev.WireError:
-                    continue
-
-    def terminate(self, grace_s: float = 1.5) -> None:
-        """End the program: give it a moment (a Ctrl+C at the terminal reached it
-        too), then SIGTERM (KeyboardInterrupt inside), then SIGKILL."""
-        proc = self.proc
-        if proc is None or proc.poll() is not None:
-            return
-        for send in (None, signal.SIGTERM, signal.SIGKILL):
-            try:
-                if send is not None:
-                    proc.send_signal(send)
-                proc.wait(timeout=grace_s)
-                return
-            except subprocess.TimeoutExpired:
-                continue
-            except ProcessLookupError:
-                return
-
-    def wait(self) -> int:
-        assert self.proc is not None
-        code = self.proc.wait()
-        self._close()
-        return code
-
     def _close(self) -> None:
         if self._watch_w is not None:
             os.close(self._watch_w)
             self._watch_w = None
-        if self._reader is not None:
-            self._reader.close()  # type: ignore[attr-defined]
-            self._reader = None
+        super()._close()
 
     def stderr_tail(self, lines: int = 20) -> str:
         """The program's last lines (captured output only: headless it went to the terminal)."""
         return "\n".join(self._tail[-lines:])
-
-    def close(self) -> None:
-        self.terminate()
-        self._close()
