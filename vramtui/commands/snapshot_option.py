@@ -34,17 +34,20 @@ def check_cuda(resolved: ResolvedRun) -> None:
 
 
 def with_snapshot(
-    resolved: ResolvedRun, args: argparse.Namespace, beside: str | None
+    resolved: ResolvedRun,
+    args: argparse.Namespace,
+    beside: str | None,
+    folder: Path | None = None,
 ) -> ResolvedRun:
     """The run with its snapshot's file in the spec, when --snapshot was given: beside
-    the session's file where one is named, else a new timestamped name in the sessions
-    folder."""
+    the session's file where one is named, else a new timestamped name in `folder` (by
+    default the sessions folder)."""
     if not getattr(args, "snapshot", False):
         return resolved
     check_cuda(resolved)
     if beside:
         path = check_writable(Path(beside).with_suffix(SNAPSHOT_SUFFIX), force=args.force)
     else:
-        path = snapshot_file(sessions_dir(), resolved.spec.model, datetime.now())
+        path = snapshot_file(folder or sessions_dir(), resolved.spec.model, datetime.now())
     spec = dataclasses.replace(resolved.spec, snapshot=str(path))
     return dataclasses.replace(resolved, spec=spec)
