@@ -118,7 +118,7 @@ class VramApp(App[int]):
     def on_mount(self) -> None:
         self.push_screen(StartScreen(self.spec, autostart=self.autostart))
         self.call_after_refresh(self.prepare_spare)  # after the first frame
-        self.take_pending_interrupt()
+        self.call_after_refresh(self.take_pending_interrupt)
 
     def prepare_spare(self, spec: RunSpec | None = None) -> None:
         """Have a spare engine waiting for the next Run, unless a run is going (a spare
