@@ -102,6 +102,8 @@ def assert_saved_cancelled(out: Path, reason: str, after: bytes) -> dict[str, ob
     return summary
 
 
+@pytest.mark.slow
+@pytest.mark.engine
 @pytest.mark.parametrize(
     ("how", "reason"),
     [
@@ -121,6 +123,8 @@ def test_the_app_interrupted_mid_run_saves_restores_and_exits_130(
     assert_saved_cancelled(out, reason, assert_restored(written))
 
 
+@pytest.mark.slow
+@pytest.mark.engine
 def test_profile_live_under_sigterm_saves_restores_and_exits_130(tmp_path: Path) -> None:
     out = tmp_path / "sessions"
     program = [str(PROGRAM), str(TINY_CONFIG), str(tmp_path / "checkpoint"), "slow"]

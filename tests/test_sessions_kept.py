@@ -27,6 +27,8 @@ def kept(folder: Path) -> list[dict[str, object]]:
     return [json.loads(p.read_text()) for p in summaries]
 
 
+@pytest.mark.slow
+@pytest.mark.engine
 def test_a_run_without_export_files_is_kept_in_the_sessions_folder(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -41,6 +43,8 @@ def test_a_run_without_export_files_is_kept_in_the_sessions_folder(
     assert "Peak memory" in out
 
 
+@pytest.mark.slow
+@pytest.mark.engine
 def test_out_keeps_the_session_there_beside_the_files_asked_for(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -55,6 +59,8 @@ def test_out_keeps_the_session_there_beside_the_files_asked_for(
     assert str(out) in err
 
 
+@pytest.mark.slow
+@pytest.mark.engine
 def test_an_interrupted_run_without_export_files_is_kept(tmp_path: Path) -> None:
     out = tmp_path / "sessions"
     cmd = [sys.executable, "-m", "vramtui", *TINY_RUN[:-1], "--tokens", "100", "--out", str(out)]

@@ -132,17 +132,16 @@ def keep(view: SessionView, csv_path: str | None, json_path: str | None, folder:
     return written
 
 
-def prepare(args: argparse.Namespace) -> tuple[ResolvedRun, Path]:
-    """Everything checked before anything runs: the spec, the device, the files, the
-    sessions folder."""
+def prepare(args: argparse.Namespace) -> ResolvedRun:
+    """Everything checked before anything runs: the spec, the device, the files."""
     check_outputs(args.csv, args.json, args.force)
-    folder = check_out(args.out)
     resolved = resolve(build_spec(args), device_inventory.available())
-    return with_snapshot(resolved, args, args.json or args.csv, folder), folder
+    return with_snapshot(resolved, args, args.json or args.csv)
 
 
 def run(args: argparse.Namespace) -> int:
-    resolved, folder = prepare(args)
+    folder = check_out(args.out)  # where the session is kept, checked before anything runs
+    resolved = prepare(args)
     recorder = Recorder(resolved)
     progress = Progress(recorder.session, enabled=not args.quiet)
     _, interrupted = run_in_thread(
