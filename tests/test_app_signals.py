@@ -23,6 +23,7 @@ from conftest import CPU_ONLY, TINY_CONFIG
 from textual.widgets import Input
 
 from vramtui.commands.app import say_where_saved
+from vramtui.report.sessions import Saved
 from vramtui.runspec import RunSpec
 from vramtui.testing.replay import ReplayRecorder
 from vramtui.testing.synthetic import synthetic_run
@@ -228,3 +229,29 @@ def test_a_signal_before_the_app_has_started_is_acted_on_once_it_has(tmp_path: P
     app.interrupt_from_signal("interrupted by SIGTERM")  # no event loop yet
     leave_by(app, mid_run=False)
     assert app.return_code == 130
+
+
+def test_after_several_runs_the_line_names_the_folder_and_the_last(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    app = held_app(tmp_path)
+    app.saved_sessions = [
+        Saved(tmp_path / f"{stem}.csv", tmp_path / f"{stem}.json") for stem in ("a", "b")
+    ]
+    say_where_saved(app)
+    assert (
+        capsys.readouterr().err == f"vramtui: 2 sessions saved in {tmp_path}, the last as b.json\n"
+    )
+
+
+def test_a_session_that_could_not_be_saved_is_said_once_the_app_has_closed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    blocked = tmp_path / "file"
+    blocked.write_text("")  # the sessions folder's place is taken by a file
+    app = held_app(blocked)
+    leave_by(app, "q")
+    assert app.return_code == 130
+    say_where_saved(app)
+    err = capsys.readouterr().err
+    assert err.startswith("vramtui: could not save the session: ") and str(blocked) in err
