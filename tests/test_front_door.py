@@ -60,8 +60,13 @@ def test_hub_ids_and_any_case_name_the_catalogue_model(monkeypatch: pytest.Monke
         def __init__(self, spec: object, **kwargs: object) -> None:
             started.append(spec)
             self.return_code = 0
+            self.current = None
+            self.saved_sessions: list[object] = []
 
         def run(self) -> None:
+            pass
+
+        def interrupt_from_signal(self, reason: str) -> None:
             pass
 
     import vramtui.tui.app as tui_app

@@ -278,7 +278,7 @@ def test_app_flags_prefill_the_spec(tmp_path: Path) -> None:
     )
     spec = build_spec(args)
     assert (spec.model, spec.tokens, spec.device) == ("opt-1.3b", 2000, "cuda:0")
-    assert args.start and app.out_dir(args.out).is_dir()
+    assert args.start and app.make_out(args.out).is_dir()
 
 
 def test_unknown_command_and_bad_out_are_one_line_errors(

@@ -8,15 +8,19 @@ other commands never pay for them.
 from __future__ import annotations
 
 import argparse
-import os
-from pathlib import Path
+import sys
+from typing import TYPE_CHECKING
 
 from vramtui import __version__
 from vramtui.commands.common import ArgumentParser, add_spec_arguments, build_spec
+from vramtui.commands.headless import interrupts_to, stderr_line
+from vramtui.commands.out_option import add_out_argument, make_out, saved_line
 from vramtui.commands.snapshot_option import add_snapshot_argument, check_cuda
-from vramtui.errors import UsageError
 from vramtui.measure import device_inventory
 from vramtui.runspec import resolve
+
+if TYPE_CHECKING:
+    from vramtui.tui.app import VramApp
 
 EPILOG = (
     "Without a command, vramtui opens the app; the flags prefill its form "
@@ -35,27 +39,12 @@ def build_parser(commands: tuple[str, ...] = ()) -> ArgumentParser:
     add_spec_arguments(parser)
     parser.add_argument("--start", action="store_true", help="begin the run at once")
     add_snapshot_argument(parser)
-    parser.add_argument(
-        "--out",
-        metavar="DIR",
-        help="save sessions and screenshots here (default: the user's data folder, "
-        "e.g. ~/.local/share/vramtui/sessions)",
+    add_out_argument(
+        parser,
+        "save sessions and screenshots here (made if missing, inside a folder that exists; "
+        "default: the user's data folder, e.g. ~/.local/share/vramtui/sessions)",
     )
     return parser
-
-
-def out_dir(text: str) -> Path:
-    """The --out folder, made if missing; a UsageError if it cannot be written."""
-    path = Path(text).expanduser()
-    if path.exists() and not path.is_dir():
-        raise UsageError(f"--out must be a folder: {text} is a file")
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UsageError(f"cannot make --out folder {text}: {exc.strerror or exc}") from None
-    if not os.access(path, os.W_OK):
-        raise UsageError(f"--out folder {text} is not writable")
-    return path
 
 
 def run(args: argparse.Namespace) -> int:
@@ -63,9 +52,36 @@ def run(args: argparse.Namespace) -> int:
     resolved = resolve(build_spec(args), found)  # exactly as `vramtui run` checks them
     if args.snapshot:
         check_cuda(resolved)
-    out = out_dir(args.out) if args.out else None
+    out = make_out(args.out) if args.out else None
     from vramtui.tui.app import VramApp
 
     app = VramApp(resolved.spec, start=args.start, out_dir=out, snapshot=args.snapshot)
-    app.run()
+    return run_app(app)
+
+
+def run_app(app: VramApp) -> int:
+    """Run the app as headless commands run: Ctrl+C (a key in the app), SIGINT, SIGTERM
+    and SIGHUP cancel a run, save its partial session and leave with exit code 130, the
+    terminal restored by Textual on the way out; then one line says where the sessions
+    went."""
+    with interrupts_to(lambda signal: app.interrupt_from_signal(signal.reason)):
+        app.run()
+    say_where_saved(app)
     return app.return_code or 0
+
+
+def say_where_saved(app: VramApp) -> None:
+    """The last session's file on stderr (the terminal is the shell's again), or why it
+    could not be saved. A terminal already gone (SIGHUP) takes no line."""
+    run = app.current
+    if run is not None and run.save_error is not None:
+        line = f"vramtui: could not save the session: {run.save_error}"
+    elif app.saved_sessions:
+        line = saved_line(app.saved_sessions[-1], len(app.saved_sessions))
+    else:
+        return
+    try:
+        stderr_line(line)
+        sys.stderr.flush()
+    except OSError:
+        pass

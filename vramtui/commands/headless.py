@@ -1,4 +1,4 @@
-"""Plumbing for the headless commands: signals noted, work in a thread."""
+"""Plumbing for the commands: signals noted (headless and the app alike), work in a thread."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -26,23 +26,30 @@ class Interrupted(Exception):
 
 
 @contextmanager
-def interrupts_noted(caught: list[Interrupted]) -> Iterator[None]:
-    """SIGINT, SIGTERM and SIGHUP noted in `caught` (the handler raises nothing: a signal
-    that lands while a thread is starting cannot escape as a traceback)."""
+def interrupts_to(handler: Callable[[Interrupted], None]) -> Iterator[None]:
+    """SIGINT, SIGTERM and SIGHUP handed to `handler` as an `Interrupted`, never raised (a
+    signal that lands while a thread is starting cannot escape as a traceback). The handler
+    runs in the main thread between any two bytecodes: it should only note the signal or
+    hand it on. The previous handlers are back on leaving."""
 
-    def handler(signum: int, frame: object) -> None:
-        caught.append(Interrupted(signum))
+    def on_signal(signum: int, frame: object) -> None:
+        handler(Interrupted(signum))
 
     old = {}
     for name in ("SIGINT", "SIGTERM", "SIGHUP"):
         sig = getattr(signal, name, None)
         if sig is not None:
-            old[sig] = signal.signal(sig, handler)
+            old[sig] = signal.signal(sig, on_signal)
     try:
         yield
     finally:
         for sig, previous in old.items():
             signal.signal(sig, previous)
+
+
+def interrupts_noted(caught: list[Interrupted]) -> AbstractContextManager[None]:
+    """SIGINT, SIGTERM and SIGHUP noted in `caught`."""
+    return interrupts_to(caught.append)
 
 
 def run_in_thread(

@@ -9,20 +9,18 @@ vramtui's.
 from __future__ import annotations
 
 import argparse
-import os
 from collections.abc import Callable
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from vramtui.commands.headless import run_in_thread, stderr_line
-from vramtui.commands.run import check_outputs, save
-from vramtui.errors import EXIT_INTERRUPTED, UsageError
+from vramtui.commands.out_option import add_out_argument, check_out
+from vramtui.commands.run import check_outputs, keep, save
+from vramtui.errors import EXIT_INTERRUPTED
 from vramtui.measure import events as ev
 from vramtui.measure.recorder import Recorder
 from vramtui.measure.script.program_process import Program, program_from
 from vramtui.measure.session import SessionView
-from vramtui.report.sessions import autosave, sessions_dir
 from vramtui.report.summary_text import summary_text
 from vramtui.units import format_bytes
 
@@ -39,9 +37,7 @@ def add_parser(subparsers: Any) -> None:
     )
     parser.add_argument("--csv", metavar="FILE", help="write every sample as CSV")
     parser.add_argument("--json", metavar="FILE", help="write the summary as JSON")
-    parser.add_argument(
-        "--out", metavar="DIR", help="keep the session here (default: the sessions folder)"
-    )
+    add_out_argument(parser)
     parser.add_argument("--force", action="store_true", help="overwrite existing export files")
     parser.add_argument("--live", action="store_true", help="watch it in the app")
     parser.add_argument("--quiet", "-q", action="store_true", help="no line per generate() call")
@@ -53,15 +49,6 @@ def add_parser(subparsers: Any) -> None:
 def program_of(args: argparse.Namespace) -> Program:
     """The program to run, checked: the script exists, or the module can be found."""
     return program_from(list(args.argv), args.module)
-
-
-def out_dir(path: str | None) -> Path:
-    folder = Path(path).expanduser() if path else sessions_dir()
-    if path and not folder.is_dir():
-        raise UsageError(f"--out {path}: no such folder")
-    if path and not os.access(folder, os.W_OK):
-        raise UsageError(f"--out {path}: folder is not writable")
-    return folder
 
 
 def generation_line(view: SessionView, g: ev.Generation) -> str:
@@ -83,22 +70,10 @@ def program_exit_code(code: int | None, view: SessionView, interrupted: bool) ->
     return 128 - code if code < 0 else code
 
 
-def keep(view: SessionView, args: argparse.Namespace, folder: Path) -> bool:
-    """The files asked for, and the session in the sessions folder; True if all were written."""
-    written = save(view, args.csv, args.json)
-    try:
-        saved = autosave(view, folder, datetime.now())
-        stderr_line(f"vramtui: session saved in {saved.json}")
-    except OSError as exc:
-        stderr_line(f"vramtui: cannot save the session in {folder}: {exc.strerror or exc}")
-        return False
-    return written
-
-
 def run(args: argparse.Namespace) -> int:
     program = program_of(args)
     check_outputs(args.csv, args.json, args.force)
-    folder = out_dir(args.out)
+    folder = check_out(args.out)
     if args.live:
         return run_live(program, args, folder)
     recorder = Recorder.for_program(program)
@@ -113,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
     if interrupted:
         recorder.session.fail(ev.Failed("cancelled", interrupted.reason, "start"))
     view = recorder.session.snapshot()
-    written = keep(view, args, folder)
+    written = keep(view, args.csv, args.json, folder)
     stderr_line(summary_text(view.summary()))
     code = program_exit_code(recorder.exit_code, view, interrupted is not None)
     return code if code or written else 1
@@ -121,6 +96,7 @@ def run(args: argparse.Namespace) -> int:
 
 def run_live(program: Program, args: argparse.Namespace, folder: Path) -> int:
     """The app's run screen on the program; its output in the log panel."""
+    from vramtui.commands.app import run_app
     from vramtui.tui.profile_app import ProfileApp
 
     made: list[Recorder] = []
@@ -129,12 +105,11 @@ def run_live(program: Program, args: argparse.Namespace, folder: Path) -> int:
         made.append(Recorder.for_program(program, capture=True, on_output=on_output))
         return made[0]
 
-    folder.mkdir(parents=True, exist_ok=True)
     app = ProfileApp(make, out_dir=folder)  # saves the session there when the program ends
-    app.run()
+    interrupted = run_app(app) == EXIT_INTERRUPTED  # and says where
     if not made:
         return 1
     view = made[0].session.snapshot()
     written = save(view, args.csv, args.json)
-    code = program_exit_code(made[0].exit_code, view, False)
+    code = program_exit_code(made[0].exit_code, view, interrupted)
     return code if code or written else 1

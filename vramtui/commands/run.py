@@ -12,6 +12,7 @@ from typing import Any
 from vramtui.analysis.placed_comparison import placed_estimates
 from vramtui.commands.common import add_spec_arguments, build_spec
 from vramtui.commands.headless import run_in_thread, stderr_line
+from vramtui.commands.out_option import add_out_argument, check_out, saved_line
 from vramtui.commands.snapshot_option import add_snapshot_argument, with_snapshot
 from vramtui.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_OOM, EXIT_USAGE, UsageError
 from vramtui.measure import device_inventory
@@ -19,7 +20,7 @@ from vramtui.measure import events as ev
 from vramtui.measure.recorder import Recorder
 from vramtui.measure.session import Session, SessionView
 from vramtui.report.export import check_writable, write_csv, write_json
-from vramtui.report.sessions import autosave, sessions_dir
+from vramtui.report.sessions import autosave
 from vramtui.report.summary_text import summary_text
 from vramtui.runspec import ResolvedRun, resolve
 from vramtui.units import format_bytes
@@ -34,6 +35,7 @@ def add_parser(subparsers: Any) -> None:
     add_spec_arguments(parser)
     parser.add_argument("--csv", metavar="FILE", help="write every sample as CSV")
     parser.add_argument("--json", metavar="FILE", help="write the summary as JSON")
+    add_out_argument(parser)
     parser.add_argument("--force", action="store_true", help="overwrite existing export files")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     add_snapshot_argument(parser)
@@ -104,8 +106,8 @@ def check_outputs(csv_path: str | None, json_path: str | None, force: bool) -> N
 
 
 def save(view: SessionView, csv_path: str | None, json_path: str | None) -> bool:
-    """Write the files asked for, each on its own; a file that fails is said in one line
-    and the session is kept in the sessions folder instead. True if all were written."""
+    """Write the files asked for, each on its own; a file that fails is said in one line.
+    True if all were written."""
     failed = []
     for path, write in ((csv_path, write_csv), (json_path, write_json)):
         if not path:
@@ -115,15 +117,19 @@ def save(view: SessionView, csv_path: str | None, json_path: str | None) -> bool
         except OSError as exc:
             failed.append(path)
             stderr_line(f"vramtui: cannot write {path}: {exc.strerror or exc}")
-    if failed:
-        try:
-            saved = autosave(view, sessions_dir(), datetime.now())
-            stderr_line(f"vramtui: the session is saved in {saved.csv} and {saved.json.name}")
-        except OSError as exc:
-            stderr_line(
-                f"vramtui: nor could it be saved in {sessions_dir()}: {exc.strerror or exc}"
-            )
     return not failed
+
+
+def keep(view: SessionView, csv_path: str | None, json_path: str | None, folder: Path) -> bool:
+    """The files asked for, and the session in `folder` (every run is kept there, its path
+    said on stderr). True if all were written."""
+    written = save(view, csv_path, json_path)
+    try:
+        stderr_line(saved_line(autosave(view, folder, datetime.now())))
+    except OSError as exc:
+        stderr_line(f"vramtui: cannot save the session in {folder}: {exc.strerror or exc}")
+        return False
+    return written
 
 
 def prepare(args: argparse.Namespace) -> ResolvedRun:
@@ -134,6 +140,7 @@ def prepare(args: argparse.Namespace) -> ResolvedRun:
 
 
 def run(args: argparse.Namespace) -> int:
+    folder = check_out(args.out)  # where the session is kept, checked before anything runs
     resolved = prepare(args)
     recorder = Recorder.for_run(resolved)
     progress = Progress(recorder.session, enabled=not args.quiet)
@@ -148,7 +155,7 @@ def run(args: argparse.Namespace) -> int:
         # Found by the engine before it ran (a GPU that NVML could not count): nothing
         # was measured, so nothing is written.
         raise UsageError(failure.message, field="device")
-    saved = save(view, args.csv, args.json)
+    saved = keep(view, args.csv, args.json, folder)
     print(summary_text(view.summary(), placed_estimates(view)))
     if failure and view.status != "cancelled":
         stderr_line(f"vramtui: run {view.status}: {failure.kind}: {failure.message}")

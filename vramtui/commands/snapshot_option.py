@@ -8,10 +8,10 @@ import dataclasses
 from datetime import datetime
 from pathlib import Path
 
+from vramtui.commands.out_option import check_out
 from vramtui.errors import UsageError
 from vramtui.report.allocations import SNAPSHOT_SUFFIX, snapshot_file
 from vramtui.report.export import check_writable
-from vramtui.report.sessions import sessions_dir
 from vramtui.runspec import ResolvedRun
 
 
@@ -37,14 +37,15 @@ def with_snapshot(
     resolved: ResolvedRun, args: argparse.Namespace, beside: str | None
 ) -> ResolvedRun:
     """The run with its snapshot's file in the spec, when --snapshot was given: beside
-    the session's file where one is named, else a new timestamped name in the sessions
-    folder."""
+    the session's file where one is named, else a new timestamped name where the
+    session is kept (--out, else the sessions folder)."""
     if not getattr(args, "snapshot", False):
         return resolved
     check_cuda(resolved)
     if beside:
         path = check_writable(Path(beside).with_suffix(SNAPSHOT_SUFFIX), force=args.force)
     else:
-        path = snapshot_file(sessions_dir(), resolved.spec.model, datetime.now())
+        folder = check_out(getattr(args, "out", None))
+        path = snapshot_file(folder, resolved.spec.model, datetime.now())
     spec = dataclasses.replace(resolved.spec, snapshot=str(path))
     return dataclasses.replace(resolved, spec=spec)

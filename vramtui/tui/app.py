@@ -15,6 +15,7 @@ Run hands it the spec, so the seconds of importing torch are already spent.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Iterable
 from datetime import datetime
@@ -26,9 +27,9 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 
-from vramtui.errors import UsageError
+from vramtui.errors import EXIT_INTERRUPTED, EXIT_OK, UsageError
 from vramtui.measure import events as ev
-from vramtui.report.sessions import autosave, session_stem, sessions_dir
+from vramtui.report.sessions import Saved, autosave, session_stem, sessions_dir
 from vramtui.runspec import DeviceList, ResolvedRun, RunSpec
 from vramtui.tui.messages import RunFinished
 from vramtui.tui.run_state import ActiveRun, RecorderFactory, SpareEngines
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
     from vramtui.measure.script.program_process import Program
 
 QUIT_GRACE_S = 10.0  # q waits this long for the engine to end before leaving anyway
+CTRL_C = "interrupted by SIGINT"  # what a run cancelled by Ctrl+C records, as headless
 
 
 def release_widget_caches() -> None:
@@ -71,6 +73,8 @@ class VramApp(App[int]):
     TITLE = "vramtui"
     BINDINGS = [
         Binding("q", "quit", "Quit"),
+        # Ctrl+C interrupts as it does headless, even in a text field (not copy there).
+        Binding("ctrl+c", "interrupt", "Interrupt", show=False, priority=True),
         Binding("s", "screenshot", "Screenshot"),
         Binding("question_mark", "help", "Help", key_display="?"),
     ]
@@ -102,7 +106,10 @@ class VramApp(App[int]):
         self.redraw_hz = redraw_hz
         self.current: ActiveRun | None = None
         self.runs_started = 0
+        self.saved_sessions: list[Saved] = []  # every session this app saved, oldest first
         self._quitting = False
+        self._exit_code = EXIT_OK  # what leaving returns: 130 once a run is interrupted
+        self._pending_interrupt: str | None = None  # a signal before the event loop ran
 
     @property
     def save_dir(self) -> Path:
@@ -111,6 +118,7 @@ class VramApp(App[int]):
     def on_mount(self) -> None:
         self.push_screen(StartScreen(self.spec, autostart=self.autostart))
         self.call_after_refresh(self.prepare_spare)  # after the first frame
+        self.call_after_refresh(self.take_pending_interrupt)
 
     def prepare_spare(self, spec: RunSpec | None = None) -> None:
         """Have a spare engine waiting for the next Run, unless a run is going (a spare
@@ -171,8 +179,8 @@ class VramApp(App[int]):
         refused = failure is not None and failure.kind == "usage" and not view.tokens_done
         if not refused:  # a run refused before it began measured nothing: nothing to save
             self._save(run)
-        if self._quitting:
-            self.exit(0)
+        if self._quitting:  # cancelled by q or a signal, or it ended just before
+            self.leave_with(EXIT_INTERRUPTED if view.status == "cancelled" else self._exit_code)
             return
         self.prepare_spare(run.spec)
         if refused:
@@ -185,6 +193,7 @@ class VramApp(App[int]):
     def _save(self, run: ActiveRun) -> None:
         try:
             run.saved = autosave(run.session, self.save_dir, self.wall_clock())
+            self.saved_sessions.append(run.saved)
         except OSError as exc:
             run.save_error = f"{exc.strerror or exc} ({self.save_dir})"
             self.notify(
@@ -193,7 +202,7 @@ class VramApp(App[int]):
                 severity="error",
             )
 
-    def cancel_run(self) -> None:
+    def cancel_run(self, reason: str = "cancelled by the user") -> None:
         run = self.current
         if run is None or not run.running:
             self.notify("no run is in progress", severity="warning")
@@ -203,19 +212,60 @@ class VramApp(App[int]):
         run.cancelling = True
         self.notify("cancelling the run…", timeout=2)
         # Recorder.cancel() waits for the engine to end: not on the UI thread.
-        self.run_worker(run.recorder.cancel, thread=True, group="cancel")
+        self.run_worker(lambda: run.recorder.cancel(reason), thread=True, group="cancel")
 
-    # ---- actions -----------------------------------------------------------------------
+    # ---- leaving -----------------------------------------------------------------------
     async def action_quit(self) -> None:
-        """q: end any engine process first (its session is still saved), then leave."""
+        """q: end any engine process first (its session is saved, cancelled), then leave:
+        exit code 130 if that cancelled a run, else 0. A second q leaves at once."""
+        self.leave()
+
+    def action_interrupt(self) -> None:
+        """Ctrl+C: as SIGINT headless."""
+        self.interrupt(CTRL_C)
+
+    def interrupt(self, reason: str) -> None:
+        """Ctrl+C, SIGTERM or SIGHUP: any run ends cancelled with `reason` as its message
+        ('interrupted by SIGTERM') and its partial session is saved; then the app leaves
+        with exit code 130. A repeated signal does not cut the save short."""
+        self._exit_code = EXIT_INTERRUPTED
+        self.leave(reason)
+
+    def interrupt_from_signal(self, reason: str) -> None:
+        """`interrupt`, from a signal handler: that runs in the main thread between any
+        two bytecodes, the event loop's included, so the interrupt is handed to the loop
+        (which this wakes). Before the loop runs it waits for the app's mount."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._pending_interrupt = self._pending_interrupt or reason
+            return
+        loop.call_soon_threadsafe(self.interrupt, reason)
+
+    def take_pending_interrupt(self) -> None:
+        """A signal that came before the app was mounted, acted on now."""
+        if self._pending_interrupt is not None:
+            self.interrupt(self._pending_interrupt)
+
+    def leave(self, reason: str | None = None) -> None:
+        """End a running run first (the session is saved when its worker ends), then exit.
+        `reason` is None for q, whose second press leaves at once."""
         run = self.current
-        if run is None or not run.running or self._quitting:
-            self.exit(0)
+        if run is None or not run.running:
+            self.leave_with(self._exit_code)
+            return
+        if self._quitting:
+            if reason is None:
+                self.leave_with(EXIT_INTERRUPTED)
             return
         self._quitting = True
-        self.cancel_run()
+        self.cancel_run(reason or "cancelled by the user")
         self.notify("stopping the engine before quitting…", timeout=QUIT_GRACE_S)
-        self.set_timer(QUIT_GRACE_S, lambda: self.exit(0))
+        self.set_timer(QUIT_GRACE_S, lambda: self.leave_with(EXIT_INTERRUPTED))
+
+    def leave_with(self, code: int) -> None:
+        """Exit with `code` as the process's exit code (and the app's result)."""
+        self.exit(code, return_code=code)
 
     def on_unmount(self) -> None:
         run = self.current

@@ -39,6 +39,7 @@ class ProfileApp(VramApp):
         self.runs_started = 1
         self.push_screen(ProgramRunScreen(active, self.output, self.redraw_hz))
         self._drive(active)
+        self.call_after_refresh(self.take_pending_interrupt)
 
     def action_run_again(self) -> None:
         self.notify("to profile the program again, run `vramtui profile` again")

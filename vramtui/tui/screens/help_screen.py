@@ -14,6 +14,7 @@ KEYS: tuple[tuple[str, str, str], ...] = (
     ("anywhere", "?", "this list of keys"),
     ("anywhere", "s", "save an SVG screenshot of the screen beside the sessions"),
     ("anywhere", "q", "quit; a running engine is ended first and its session saved"),
+    ("anywhere", "ctrl+c", "interrupt: cancel the run, save it and quit (exit code 130)"),
     ("start", "ctrl+r / Enter", "run with these settings, in a fresh engine process"),
     ("start", "Tab, shift+Tab", "move between the model list and the fields"),
     ("run", "c", "cancel the generation; what was measured is kept and saved"),
