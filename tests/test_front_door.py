@@ -191,6 +191,14 @@ def test_estimate_checks_a_cpu_run_against_available_ram(
     assert data["fits"] is False and data["dtype"] == "float32" and data["backend"] == "cpu"
 
 
+def test_a_fine_tuned_variant_is_estimated_as_its_base_model_saying_so(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, out, err = run_cli(capsys, "estimate", "-m", "Qwen/Qwen2.5-7B-Instruct", "--json")
+    assert code == 0 and json.loads(out)["model"] == "qwen2.5-7b"
+    assert one_line(err) == "vramtui: Qwen/Qwen2.5-7B-Instruct: same architecture as qwen2.5-7b"
+
+
 def test_max_tokens_says_when_the_positions_are_the_limit(
     capsys: pytest.CaptureFixture[str],
 ) -> None:

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 from vramtui import __version__
-from vramtui.commands.common import ArgumentParser, add_spec_arguments, build_spec
+from vramtui.commands.common import ArgumentParser, add_spec_arguments, build_spec, say_variant
 from vramtui.commands.snapshot_option import add_snapshot_argument, check_cuda
 from vramtui.errors import UsageError
 from vramtui.measure import device_inventory
@@ -60,7 +60,7 @@ def out_dir(text: str) -> Path:
 
 def run(args: argparse.Namespace) -> int:
     found = device_inventory.available()
-    resolved = resolve(build_spec(args), found)  # exactly as `vramtui run` checks them
+    resolved = say_variant(resolve(build_spec(args), found))  # exactly as `vramtui run` checks them
     if args.snapshot:
         check_cuda(resolved)
     out = out_dir(args.out) if args.out else None

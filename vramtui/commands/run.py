@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from vramtui.analysis.placed_comparison import placed_estimates
-from vramtui.commands.common import add_spec_arguments, build_spec
+from vramtui.commands.common import add_spec_arguments, build_spec, say_variant
 from vramtui.commands.headless import run_in_thread, stderr_line
 from vramtui.commands.snapshot_option import add_snapshot_argument, with_snapshot
 from vramtui.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_OOM, EXIT_USAGE, UsageError
@@ -129,7 +129,7 @@ def save(view: SessionView, csv_path: str | None, json_path: str | None) -> bool
 def prepare(args: argparse.Namespace) -> ResolvedRun:
     """Everything checked before anything runs: the spec, the device, the files."""
     check_outputs(args.csv, args.json, args.force)
-    resolved = resolve(build_spec(args), device_inventory.available())
+    resolved = say_variant(resolve(build_spec(args), device_inventory.available()))
     return with_snapshot(resolved, args, args.json or args.csv)
 
 
