@@ -6,6 +6,8 @@ import errno
 import json
 import os
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,7 @@ from conftest import TINY_CONFIG, run_cli
 
 from vramtui.cli import build_parser
 from vramtui.commands import app as app_command
+from vramtui.errors import EXIT_BROKEN_PIPE
 from vramtui.measure import recorder as recorder_module
 from vramtui.models.catalogue import model_names
 
@@ -197,6 +200,22 @@ def test_a_fine_tuned_variant_is_estimated_as_its_base_model_saying_so(
     code, out, err = run_cli(capsys, "estimate", "-m", "Qwen/Qwen2.5-7B-Instruct", "--json")
     assert code == 0 and json.loads(out)["model"] == "qwen2.5-7b"
     assert one_line(err) == "vramtui: Qwen/Qwen2.5-7B-Instruct: same architecture as qwen2.5-7b"
+
+
+@pytest.mark.parametrize("args", [("estimate", "-m", "opt-125m"), ("models",)])
+def test_a_reader_that_goes_away_ends_a_command_quietly(args: tuple[str, ...]) -> None:
+    """`vramtui estimate | head -1`: stdout's pipe closed before a line is written."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # every write to the pipe now fails with EPIPE
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "vramtui", *args],
+            stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=120,
+        )  # fmt: skip
+    finally:
+        os.close(write_end)
+    assert done.returncode == EXIT_BROKEN_PIPE == 141
+    assert done.stderr == ""
 
 
 def test_max_tokens_says_when_the_positions_are_the_limit(

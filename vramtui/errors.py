@@ -20,3 +20,4 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_OOM = 3
 EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141  # stdout's reader went away (`| head`): as a shell reports SIGPIPE
