@@ -369,3 +369,12 @@ def test_breakdown_rows_and_bar() -> None:
     assert sum(value for _, value in rows) == breakdown.total_bytes
     bar = stacked_bar(rows, 30, no_color=True)
     assert len(bar.plain) == 30 and bar.plain.startswith("W") and "K" in bar.plain
+
+
+def test_a_program_summary_counts_its_tokens_without_a_budget() -> None:
+    from vramtui.tui.screens.summary_screen import heading
+
+    program = {"status": "completed", "model": "train.py", "tokens_generated": 50}
+    assert heading({**program, "tokens_requested": None}) == "Peak memory — train.py, 50 tokens"
+    run = {**program, "model": "opt-125m", "tokens_requested": 60}
+    assert heading(run) == "Peak memory — opt-125m, 50/60 tokens"
