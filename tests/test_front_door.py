@@ -180,7 +180,10 @@ def test_a_sigkill_far_from_the_limit_is_a_crash(
     args = ["run", "--config", str(TINY_CONFIG), "--tokens", "6", "--device", "cpu", "-q"]
     code, _, _ = run_cli(capsys, *args, "--json", str(json_path))
     assert code == 1
-    assert json.loads(json_path.read_text())["failure"]["kind"] == "crashed"
+    failure = json.loads(json_path.read_text())["failure"]
+    assert failure["kind"] == "crashed"
+    # The engine's stderr holds the loader's progress bar; the message does not quote it
+    assert failure["message"] == "engine exited with code -9"
 
 
 def test_estimate_checks_a_cpu_run_against_available_ram(

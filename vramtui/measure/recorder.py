@@ -19,6 +19,7 @@ from vramtui.measure.engine.spare import EngineFactory, SparePool
 from vramtui.measure.memory_watch import RssWatch, memory_limit
 from vramtui.measure.session import NvmlSample, Session
 from vramtui.measure.startup import COLD, FORKED, FORKED_SPARE, WARM
+from vramtui.measure.stderr_tail import last_lines
 from vramtui.runspec import ResolvedRun
 from vramtui.units import format_bytes
 
@@ -220,7 +221,7 @@ class Recorder:
                 f"{format_bytes(peak, 2)} of {format_bytes(limit, 2)}"
             )
             return ev.Failed("oom", why, phase, token, held_bytes=peak)
-        tail = engine.stderr_tail(3).replace("\n", " | ")
+        tail = last_lines(engine.stderr_tail(200), 3).replace("\n", " | ")
         why = f"engine exited with code {code}" + (f": {tail}" if tail else "")
         return ev.Failed("crashed", why, phase, token)
 
