@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import TINY_CONFIG, run_cli
+from conftest import CPU_ONLY, TINY_CONFIG, run_cli
 
 from vramtui.cli import build_parser
 from vramtui.commands import app as app_command
@@ -184,6 +184,39 @@ def test_a_sigkill_far_from_the_limit_is_a_crash(
     assert failure["kind"] == "crashed"
     # The engine's stderr holds the loader's progress bar; the message does not quote it
     assert failure["message"] == "engine exited with code -9"
+
+
+def test_a_cpu_run_predicted_not_to_fit_is_refused_before_it_starts(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vramtui.commands import run as run_command
+    from vramtui.measure import device_inventory
+
+    monkeypatch.setattr(device_inventory, "available", lambda: CPU_ONLY)  # 20 GB available
+    monkeypatch.setattr(run_command, "Recorder", None)  # starting a run would fail the test
+    code, out, err = run_cli(capsys, "run", "-m", "opt-13b", "-n", "5")
+    assert code == 3 and out == ""
+    assert one_line(err).startswith(
+        "vramtui: opt-13b won't fit: predicted peak RSS 51.79 GB, 20.00 GB of RAM available; "
+        "--no-ram-check runs it anyway"
+    )
+
+
+def test_a_load_that_runs_out_of_ram_is_out_of_memory(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--no-ram-check starts it; its embedding (2**52 bytes, more than any address space)
+    cannot be allocated, whatever the system's overcommit policy."""
+    config = json.loads(TINY_CONFIG.read_text()) | {"vocab_size": 2**45}
+    (tmp_path / "huge.json").write_text(json.dumps(config))
+    json_path = tmp_path / "run.json"
+    args = ["run", "--config", str(tmp_path / "huge.json"), "-n", "3", "-d", "cpu", "-q"]
+    code, _, err = run_cli(capsys, *args, "--no-ram-check", "--json", str(json_path))
+    assert code == 3, err
+    failure = json.loads(json_path.read_text())["failure"]
+    assert (failure["kind"], failure["phase"]) == ("oom", "load")
+    assert failure["requested_bytes"] == 2**52
+    assert failure["message"].startswith("DefaultCPUAllocator: can't allocate memory")
 
 
 def test_estimate_checks_a_cpu_run_against_available_ram(

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 from vramtui import __version__
 from vramtui.commands import common
-from vramtui.errors import EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, EXIT_USAGE, UsageError
+from vramtui.errors import EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, UsageError
 
 # Each module in vramtui.commands with `add_parser(subparsers)`; imported lazily
 # so `vramtui --help` and the app never pay for the others.
@@ -79,6 +79,6 @@ def run_command(args_list: list[str]) -> int:
         return dispatch(args_list)
     except UsageError as exc:
         print(f"vramtui: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return exc.exit_code
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED

@@ -12,6 +12,7 @@ from typing import Any
 from vramtui.analysis.placed_comparison import placed_estimates
 from vramtui.commands.common import add_spec_arguments, build_spec, say_variant
 from vramtui.commands.headless import run_in_thread, stderr_line
+from vramtui.commands.ram_check import add_ram_check_argument, check_ram
 from vramtui.commands.snapshot_option import add_snapshot_argument, with_snapshot
 from vramtui.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_OOM, EXIT_USAGE, UsageError
 from vramtui.measure import device_inventory
@@ -36,6 +37,7 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--json", metavar="FILE", help="write the summary as JSON")
     parser.add_argument("--force", action="store_true", help="overwrite existing export files")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    add_ram_check_argument(parser)
     add_snapshot_argument(parser)
     parser.set_defaults(command=run)
 
@@ -130,6 +132,7 @@ def prepare(args: argparse.Namespace) -> ResolvedRun:
     """Everything checked before anything runs: the spec, the device, the files."""
     check_outputs(args.csv, args.json, args.force)
     resolved = say_variant(resolve(build_spec(args), device_inventory.available()))
+    check_ram(resolved, args.no_ram_check)
     return with_snapshot(resolved, args, args.json or args.csv)
 
 
