@@ -165,8 +165,34 @@ def test_each_bad_field_is_named_under_itself_several_at_once() -> None:
     result = read_form(form(tokens="0", batch="", prompt_tokens="-3"), RunSpec(), CPU_ONLY)
     assert result.run is None
     assert set(result.errors) == {"tokens", "batch", "prompt_tokens"}
-    assert "--tokens must be positive, got 0" in result.errors["tokens"]
-    assert "--batch must be a whole number" in result.errors["batch"]
+    assert result.errors["tokens"] == "Tokens must be positive, got 0"
+    assert result.errors["batch"] == "Batch must be a whole number, got ''"
+    assert result.errors["prompt_tokens"] == "Prompt must be positive, got -3"
+
+
+def test_a_number_with_a_dot_is_refused_not_read_without_it() -> None:
+    result = read_form(form(tokens="1.5"), RunSpec(), CPU_ONLY)
+    assert result.run is None
+    assert result.errors == {"tokens": "Tokens must be a whole number, got '1.5'"}
+
+
+def test_every_error_is_shown_at_once_those_resolve_finds_too() -> None:
+    result = read_form(form(tokens="3000", batch="x", device="cuda:3"), RunSpec(), CPU_ONLY)
+    assert result.run is None
+    assert set(result.errors) == {"tokens", "batch", "device"}
+    assert "2048 positions" in result.errors["tokens"]
+    assert "no device 'cuda:3'" in result.errors["device"]
+    # a number that does not read still lets the others be checked
+    result = read_form(form(tokens="ten", device="cuda:3"), RunSpec(), CPU_ONLY)
+    assert set(result.errors) == {"tokens", "device"}
+
+
+def test_resolve_errors_are_named_as_the_form_labels_them() -> None:
+    from vramtui.tui.form import labelled
+
+    assert labelled("--prompt-tokens must be positive, got 0") == "Prompt must be positive, got 0"
+    assert labelled("unknown cache 'x'; see --cache") == "unknown cache 'x'; see KV cache"
+    assert labelled("--max-memory needs --device-map") == "--max-memory needs --device-map"
 
 
 def test_errors_that_need_the_whole_spec_carry_their_field() -> None:
