@@ -404,3 +404,22 @@ def test_a_program_summary_counts_its_tokens_without_a_budget() -> None:
     assert heading({**program, "tokens_requested": None}) == "Peak memory — train.py, 50 tokens"
     run = {**program, "model": "opt-125m", "tokens_requested": 60}
     assert heading(run) == "Peak memory — opt-125m, 50/60 tokens"
+
+
+def test_a_cpu_run_is_drawn_and_compared_against_its_predicted_rss() -> None:
+    from vramtui.analysis.breakdown import compare, estimate_for_session
+    from vramtui.predict.cpu_process import cpu_process
+    from vramtui.tui.prediction import predicted_curve
+
+    spec = RunSpec(model="opt-125m", tokens=50, device="cpu")
+    session = ReplayRecorder(spec, synthetic_run("opt-125m", 50, backend="cpu")).session
+    est = estimate_for_session(session)
+    assert est is not None and est.backend == "cpu"
+    process = cpu_process().bytes  # the figure is RSS: the tensors and Python itself
+    curve = predicted_curve(est, 20)
+    assert curve[-1] == (49, est.step_peak_at(49) + process)
+    data = build_plot_data(session, buckets=100, predicted=curve)
+    assert data.predicted is not None and data.predicted.xs[-1] == 49
+    rows = {r.component: r for r in compare(est, session)}
+    assert rows["peak RSS"].predicted == est.peak_allocated_bytes + process
+    assert rows["peak RSS"].measured == session.snapshot().peaks["step_peak"].value

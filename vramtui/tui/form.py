@@ -9,6 +9,7 @@ that passes, until it finds no more.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from vramtui.errors import UsageError
@@ -33,10 +34,15 @@ FLAGS = {f"--{field.replace('_', '-')}": label for field, label in LABELS.items(
 FLAGS |= {"--checkpoint": "Path", "--config": "Path"}
 _FLAG = re.compile(r"(?<![\w-])(--[a-z][a-z-]*)(?![\w-])")
 # What `resolve()` is given in place of a field it refused, to look for more errors
-PASSING: dict[str, object] = {
-    "tokens": 1, "prompt_tokens": 1, "batch": 1, "dtype": None, "attn": "sdpa",
-    "cache": "dynamic", "device": "auto",
-}  # fmt: skip
+PASSING: dict[str, Callable[[RunSpec], RunSpec]] = {
+    "tokens": lambda s: replace(s, tokens=1),
+    "prompt_tokens": lambda s: replace(s, prompt_tokens=1),
+    "batch": lambda s: replace(s, batch=1),
+    "dtype": lambda s: replace(s, dtype=None),
+    "attn": lambda s: replace(s, attn="sdpa"),
+    "cache": lambda s: replace(s, cache="dynamic"),
+    "device": lambda s: replace(s, device="auto"),
+}
 
 
 @dataclass(frozen=True)
@@ -113,7 +119,9 @@ def spec_from_form(values: FormValues, base: RunSpec) -> tuple[RunSpec, dict[str
         attn=values.attn,
         cache=values.cache,
         device=values.device,
-        **numbers,
+        tokens=numbers["tokens"],
+        prompt_tokens=numbers["prompt_tokens"],
+        batch=numbers["batch"],
     )
     return spec, errors
 
@@ -131,7 +139,7 @@ def read_form(values: FormValues, base: RunSpec, devices: DeviceList) -> FormRes
             if exc.field not in PASSING or exc.field in passed:
                 return FormResult(None, errors)
             passed.add(exc.field)
-            spec = replace(spec, **{exc.field: PASSING[exc.field]})
+            spec = PASSING[exc.field](spec)
             continue
         return FormResult(None if errors else run, errors)
 

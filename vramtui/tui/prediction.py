@@ -108,6 +108,14 @@ def form_prediction(run: ResolvedRun, devices: DeviceList) -> StartPrediction:
     return StartPrediction("\n".join(lines), first is None)
 
 
+def predicted_curve(est: Estimate, points: int) -> list[tuple[int, int]]:
+    """(token, predicted figure) as the run screen draws it beside the measured series:
+    each step's peak allocated, and on the CPU, whose figure is the process's RSS, that
+    plus the Python process (the start screen's "predicted RSS")."""
+    process = cpu_process().bytes if est.backend == "cpu" else 0
+    return [(token, peak + process) for token, peak in est.curve(points)]
+
+
 def breakdown_rows(breakdown: Breakdown, cpu: bool = False) -> list[tuple[str, int]]:
     """(label, bytes) of the components present, bottom of the stack first."""
     rows = []
