@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from vramtui.errors import UsageError
-from vramtui.models.catalogue import CATALOGUE, families, lookup
+from vramtui.models.catalogue import CATALOGUE, families, lookup, variant_note
 from vramtui.models.opt import opt_model
 
 # The published OPT architectures, as docs/models.md gives them.
@@ -91,6 +91,44 @@ def test_unknown_model_suggests_close_names_and_where_the_list_is() -> None:
     with pytest.raises(UsageError) as err:
         lookup("bloom-176b")
     assert "did you mean" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("name", "base"),
+    [
+        ("Qwen/Qwen2.5-7B-Instruct", "qwen2.5-7b"),
+        ("meta-llama/Llama-3.1-8B-Instruct", "llama-3.1-8b"),
+        ("mistralai/Mistral-7B-Instruct-v0.3", "mistral-7b-v0.3"),
+        ("google/gemma-2-2b-it", "gemma-2-2b"),
+        ("google/gemma-3-4b-it", "gemma-3-4b"),  # the catalogue names the -pt repo
+        ("Qwen/Qwen3-8B", "qwen3-8b"),  # the catalogue names the -Base repo
+        ("qwen2.5-0.5b-chat", "qwen2.5-0.5b"),  # short names too
+    ],
+)
+def test_a_fine_tuned_variant_is_read_as_its_base_model(name: str, base: str) -> None:
+    assert lookup(name).name == base
+    assert variant_note(name) == f"{name}: same architecture as {base}"
+
+
+def test_a_catalogue_name_is_no_variant() -> None:
+    assert variant_note("qwen2.5-7b") is None
+    assert variant_note("meta-llama/Llama-3.3-70B-Instruct") is None  # its own entry
+    assert variant_note("gpt2-instruct") is None
+
+
+def test_a_hub_id_gets_suggestions_as_a_short_name_does() -> None:
+    with pytest.raises(UsageError) as err:
+        lookup("meta-llama/Meta-Llama-3.1-8B-Instruct")
+    assert "did you mean llama-3.1-8b" in str(err.value)
+    with pytest.raises(UsageError) as err:
+        lookup("Qwen/Qwen2-7B-Instruct")
+    assert "did you mean qwen2.5-7b" in str(err.value)
+
+
+def test_a_name_the_query_begins_is_suggested_first() -> None:
+    with pytest.raises(UsageError) as err:
+        lookup("mistral-7b")
+    assert "did you mean mistral-7b-v0.3, mixtral-8x7b?" in str(err.value)
 
 
 @pytest.mark.parametrize("name", ["opt-125m", "opt-350m", "opt-1.3b"])

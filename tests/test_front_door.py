@@ -6,13 +6,16 @@ import errno
 import json
 import os
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
-from conftest import TINY_CONFIG, run_cli
+from conftest import CPU_ONLY, TINY_CONFIG, run_cli
 
 from vramtui.cli import build_parser
 from vramtui.commands import app as app_command
+from vramtui.errors import EXIT_BROKEN_PIPE
 from vramtui.measure import recorder as recorder_module
 from vramtui.models.catalogue import model_names
 
@@ -182,7 +185,43 @@ def test_a_sigkill_far_from_the_limit_is_a_crash(
     args = ["run", "--config", str(TINY_CONFIG), "--tokens", "6", "--device", "cpu", "-q"]
     code, _, _ = run_cli(capsys, *args, "--json", str(json_path))
     assert code == 1
-    assert json.loads(json_path.read_text())["failure"]["kind"] == "crashed"
+    failure = json.loads(json_path.read_text())["failure"]
+    assert failure["kind"] == "crashed"
+    # The engine's stderr holds the loader's progress bar; the message does not quote it
+    assert failure["message"] == "engine exited with code -9"
+
+
+def test_a_cpu_run_predicted_not_to_fit_is_refused_before_it_starts(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vramtui.commands import run as run_command
+    from vramtui.measure import device_inventory
+
+    monkeypatch.setattr(device_inventory, "available", lambda: CPU_ONLY)  # 20 GB available
+    monkeypatch.setattr(run_command, "Recorder", None)  # starting a run would fail the test
+    code, out, err = run_cli(capsys, "run", "-m", "opt-13b", "-n", "5")
+    assert code == 3 and out == ""
+    assert one_line(err).startswith(
+        "vramtui: opt-13b won't fit: predicted peak RSS 51.79 GB, 20.00 GB of RAM available; "
+        "--no-ram-check runs it anyway"
+    )
+
+
+def test_a_load_that_runs_out_of_ram_is_out_of_memory(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--no-ram-check starts it; its embedding (2**52 bytes, more than any address space)
+    cannot be allocated, whatever the system's overcommit policy."""
+    config = json.loads(TINY_CONFIG.read_text()) | {"vocab_size": 2**45}
+    (tmp_path / "huge.json").write_text(json.dumps(config))
+    json_path = tmp_path / "run.json"
+    args = ["run", "--config", str(tmp_path / "huge.json"), "-n", "3", "-d", "cpu", "-q"]
+    code, _, err = run_cli(capsys, *args, "--no-ram-check", "--json", str(json_path))
+    assert code == 3, err
+    failure = json.loads(json_path.read_text())["failure"]
+    assert (failure["kind"], failure["phase"]) == ("oom", "load")
+    assert failure["requested_bytes"] == 2**52
+    assert failure["message"].startswith("DefaultCPUAllocator: can't allocate memory")
 
 
 def test_estimate_checks_a_cpu_run_against_available_ram(
@@ -194,6 +233,30 @@ def test_estimate_checks_a_cpu_run_against_available_ram(
     code, out, _ = run_cli(capsys, "estimate", "--model", "opt-66b", "--device", "cpu", "--json")
     data = json.loads(out)
     assert data["fits"] is False and data["dtype"] == "float32" and data["backend"] == "cpu"
+
+
+def test_a_fine_tuned_variant_is_estimated_as_its_base_model_saying_so(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, out, err = run_cli(capsys, "estimate", "-m", "Qwen/Qwen2.5-7B-Instruct", "--json")
+    assert code == 0 and json.loads(out)["model"] == "qwen2.5-7b"
+    assert one_line(err) == "vramtui: Qwen/Qwen2.5-7B-Instruct: same architecture as qwen2.5-7b"
+
+
+@pytest.mark.parametrize("args", [("estimate", "-m", "opt-125m"), ("models",)])
+def test_a_reader_that_goes_away_ends_a_command_quietly(args: tuple[str, ...]) -> None:
+    """`vramtui estimate | head -1`: stdout's pipe closed before a line is written."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # every write to the pipe now fails with EPIPE
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "vramtui", *args],
+            stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=120,
+        )  # fmt: skip
+    finally:
+        os.close(write_end)
+    assert done.returncode == EXIT_BROKEN_PIPE == 141
+    assert done.stderr == ""
 
 
 def test_max_tokens_says_when_the_positions_are_the_limit(

@@ -165,8 +165,34 @@ def test_each_bad_field_is_named_under_itself_several_at_once() -> None:
     result = read_form(form(tokens="0", batch="", prompt_tokens="-3"), RunSpec(), CPU_ONLY)
     assert result.run is None
     assert set(result.errors) == {"tokens", "batch", "prompt_tokens"}
-    assert "--tokens must be positive, got 0" in result.errors["tokens"]
-    assert "--batch must be a whole number" in result.errors["batch"]
+    assert result.errors["tokens"] == "Tokens must be positive, got 0"
+    assert result.errors["batch"] == "Batch must be a whole number, got ''"
+    assert result.errors["prompt_tokens"] == "Prompt must be positive, got -3"
+
+
+def test_a_number_with_a_dot_is_refused_not_read_without_it() -> None:
+    result = read_form(form(tokens="1.5"), RunSpec(), CPU_ONLY)
+    assert result.run is None
+    assert result.errors == {"tokens": "Tokens must be a whole number, got '1.5'"}
+
+
+def test_every_error_is_shown_at_once_those_resolve_finds_too() -> None:
+    result = read_form(form(tokens="3000", batch="x", device="cuda:3"), RunSpec(), CPU_ONLY)
+    assert result.run is None
+    assert set(result.errors) == {"tokens", "batch", "device"}
+    assert "2048 positions" in result.errors["tokens"]
+    assert "no device 'cuda:3'" in result.errors["device"]
+    # a number that does not read still lets the others be checked
+    result = read_form(form(tokens="ten", device="cuda:3"), RunSpec(), CPU_ONLY)
+    assert set(result.errors) == {"tokens", "device"}
+
+
+def test_resolve_errors_are_named_as_the_form_labels_them() -> None:
+    from vramtui.tui.form import labelled
+
+    assert labelled("--prompt-tokens must be positive, got 0") == "Prompt must be positive, got 0"
+    assert labelled("unknown cache 'x'; see --cache") == "unknown cache 'x'; see KV cache"
+    assert labelled("--max-memory needs --device-map") == "--max-memory needs --device-map"
 
 
 def test_errors_that_need_the_whole_spec_carry_their_field() -> None:
@@ -369,3 +395,31 @@ def test_breakdown_rows_and_bar() -> None:
     assert sum(value for _, value in rows) == breakdown.total_bytes
     bar = stacked_bar(rows, 30, no_color=True)
     assert len(bar.plain) == 30 and bar.plain.startswith("W") and "K" in bar.plain
+
+
+def test_a_program_summary_counts_its_tokens_without_a_budget() -> None:
+    from vramtui.tui.screens.summary_screen import heading
+
+    program = {"status": "completed", "model": "train.py", "tokens_generated": 50}
+    assert heading({**program, "tokens_requested": None}) == "Peak memory — train.py, 50 tokens"
+    run = {**program, "model": "opt-125m", "tokens_requested": 60}
+    assert heading(run) == "Peak memory — opt-125m, 50/60 tokens"
+
+
+def test_a_cpu_run_is_drawn_and_compared_against_its_predicted_rss() -> None:
+    from vramtui.analysis.breakdown import compare, estimate_for_session
+    from vramtui.predict.cpu_process import cpu_process
+    from vramtui.tui.prediction import predicted_curve
+
+    spec = RunSpec(model="opt-125m", tokens=50, device="cpu")
+    session = ReplayRecorder(spec, synthetic_run("opt-125m", 50, backend="cpu")).session
+    est = estimate_for_session(session)
+    assert est is not None and est.backend == "cpu"
+    process = cpu_process().bytes  # the figure is RSS: the tensors and Python itself
+    curve = predicted_curve(est, 20)
+    assert curve[-1] == (49, est.step_peak_at(49) + process)
+    data = build_plot_data(session, buckets=100, predicted=curve)
+    assert data.predicted is not None and data.predicted.xs[-1] == 49
+    rows = {r.component: r for r in compare(est, session)}
+    assert rows["peak RSS"].predicted == est.peak_allocated_bytes + process
+    assert rows["peak RSS"].measured == session.snapshot().peaks["step_peak"].value

@@ -28,11 +28,14 @@ from vramtui.testing.replay import ReplayRecorder
 from vramtui.testing.synthetic import synthetic_run
 from vramtui.tui.app import VramApp
 from vramtui.tui.messages import DevicesFound
+from vramtui.tui.plotdata import Line
 from vramtui.tui.run_state import RecorderFactory
+from vramtui.tui.screens.confirm_run_screen import ConfirmRunScreen
 from vramtui.tui.screens.export_screen import ExportScreen
 from vramtui.tui.screens.run_screen import RunScreen
 from vramtui.tui.screens.start_screen import StartScreen
 from vramtui.tui.screens.summary_screen import SummaryScreen
+from vramtui.tui.widgets.memory_plot import MemoryPlot
 
 SLOW = {"VRAMTUI_TEST_STEP_SLEEP": "0.05"}
 
@@ -110,7 +113,7 @@ def test_fill_the_form_run_to_the_end_and_export(
             await type_into(pilot, "0")
             await pilot.press("enter")  # submit: batch 0 is refused in place
             error = screen.query_one("#batch-error", Static)
-            assert error.has_class("-shown") and "--batch must be positive" in text_of(
+            assert error.has_class("-shown") and "Batch must be positive" in text_of(
                 screen, "#batch-error"
             )
             assert isinstance(app.screen, StartScreen)
@@ -222,10 +225,10 @@ def test_bad_values_are_shown_next_to_their_field(tmp_path: Path) -> None:
             assert isinstance(app.screen, StartScreen) and app.current is None
             assert "2048 positions" in text_of(screen, "#tokens-error")
             assert app.focused is screen.query_one("#tokens", Input)
-            await type_into(pilot, "ten")  # an integer field refuses letters
-            assert screen.query_one("#tokens", Input).value == ""
+            await type_into(pilot, "1.5")  # refused as it is, never read as 15
+            assert screen.query_one("#tokens", Input).value == "1.5"
             await pilot.press("enter")
-            assert "must be a whole number" in text_of(screen, "#tokens-error")
+            assert "Tokens must be a whole number, got '1.5'" in text_of(screen, "#tokens-error")
             screen.query_one("#source", Select).value = "checkpoint"
             await pilot.pause()
             await type_into(pilot, "20")
@@ -233,6 +236,57 @@ def test_bad_values_are_shown_next_to_their_field(tmp_path: Path) -> None:
             await pilot.press("ctrl+r")
             assert "not found" in text_of(screen, "#path-error")
             assert not screen.query_one("#tokens-error", Static).has_class("-shown")
+
+    asyncio.run(scenario())
+
+
+def test_a_cpu_run_predicted_not_to_fit_the_ram_asks_before_it_starts(tmp_path: Path) -> None:
+    # opt-13b in float32 on the CPU: 51.79 GB predicted, and the test CPU has 20 GB available
+    spec = RunSpec(model="opt-13b", tokens=5, device="cpu")
+    app = app_for(spec, tmp_path, replayed(), start=True)
+
+    async def scenario() -> None:
+        async with app.run_test(size=(100, 30)) as pilot:
+
+            def asked() -> bool:  # the dialog, its buttons mounted
+                return isinstance(app.screen, ConfirmRunScreen) and bool(app.screen.query("#no"))
+
+            await wait_for(pilot, asked)
+            question = text_of(app.screen, "#question")
+            assert question == (
+                "opt-13b: predicted peak RSS 51.79 GB, RAM available 20.00 GB — run anyway?"
+            )
+            await pilot.press("n")
+            await wait_for(pilot, lambda: isinstance(app.screen, StartScreen))
+            assert app.current is None and "won't fit" in text_of(app.screen, "#prediction")
+            await pilot.press("ctrl+r")
+            await wait_for(pilot, asked)
+            await pilot.press("y")
+            await wait_for(pilot, lambda: app.current is not None)
+            assert app.current is not None and app.current.spec.model == "opt-13b"
+
+    asyncio.run(scenario())
+
+
+def test_a_cpu_run_draws_its_predicted_rss(tmp_path: Path) -> None:
+    items = synthetic_run("opt-125m", 100, upto=10, backend="cpu")
+    spec = RunSpec(model="opt-125m", tokens=100, device="cpu")
+    app = app_for(spec, tmp_path, lambda spec: ReplayRecorder(spec, items, hold=True), start=True)
+
+    async def scenario() -> None:
+        async with app.run_test(size=(100, 30)) as pilot:
+
+            def predicted() -> Line | None:
+                plots = app.screen.query(MemoryPlot)  # the run screen's, once mounted
+                data = plots.first().data if plots else None
+                return data.predicted if data is not None else None
+
+            await wait_for(pilot, predicted)
+            line = predicted()
+            assert isinstance(app.screen, RunScreen) and line is not None
+            assert line.xs[-1] == 99  # the whole budget, from the start
+            await pilot.press("c")  # cancel the held replay
+            await wait_for(pilot, lambda: isinstance(app.screen, SummaryScreen))
 
     asyncio.run(scenario())
 

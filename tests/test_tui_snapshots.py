@@ -105,7 +105,14 @@ def test_run_screen_seconds_axis(snap_compare: Callable[..., bool]) -> None:
     assert snap_compare(app, terminal_size=WIDE, run_before=before("x"))
 
 
-def test_run_screen_on_the_cpu_says_so(snap_compare: Callable[..., bool]) -> None:
+def test_run_screen_on_the_cpu_says_so(
+    snap_compare: Callable[..., bool], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vramtui.predict.cpu_process import CPU_TORCH
+    from vramtui.tui import prediction
+
+    # the predicted RSS curve adds the Python process, whose size depends on the torch build
+    monkeypatch.setattr(prediction, "cpu_process", lambda: CPU_TORCH)
     spec = RunSpec(model="opt-125m", tokens=200, device="cpu")
     app = make_app(spec, synthetic_run("opt-125m", 200, upto=120, backend="cpu"))
     assert snap_compare(app, terminal_size=SMALL, run_before=before())

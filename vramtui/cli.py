@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
 from vramtui import __version__
 from vramtui.commands import common
-from vramtui.errors import EXIT_INTERRUPTED, EXIT_USAGE, UsageError
+from vramtui.errors import EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, UsageError
 
 # Each module in vramtui.commands with `add_parser(subparsers)`; imported lazily
 # so `vramtui --help` and the app never pay for the others.
@@ -38,21 +39,46 @@ def run_app(args_list: list[str]) -> int:
     return int(app.run(app.build_parser(SUBCOMMANDS).parse_args(args_list)))
 
 
+def dispatch(args_list: list[str]) -> int:
+    if is_app(args_list):
+        return run_app(args_list)
+    if args_list[0] not in SUBCOMMANDS:
+        raise UsageError(
+            f"unknown command {args_list[0]!r}; commands: {', '.join(SUBCOMMANDS)} "
+            "(or none, for the app)"
+        )
+    parser = build_parser()
+    args = parser.parse_args(args_list)
+    return int(args.command(args))
+
+
+def quiet_stdout() -> None:
+    """stdout's reader is gone: what is still buffered goes nowhere, so that Python's
+    flush at exit raises nothing."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass  # no file descriptor (a test's captured stdout): nothing is flushed at exit
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     try:
-        if is_app(args_list):
-            return run_app(args_list)
-        if args_list[0] not in SUBCOMMANDS:
-            raise UsageError(
-                f"unknown command {args_list[0]!r}; commands: {', '.join(SUBCOMMANDS)} "
-                "(or none, for the app)"
-            )
-        parser = build_parser()
-        args = parser.parse_args(args_list)
-        return int(args.command(args))
+        try:
+            return run_command(args_list)
+        finally:
+            sys.stdout.flush()  # a closed pipe is found here (--help too), not at exit
+    except BrokenPipeError:  # `vramtui ... | head -1`: the reader has all it wanted
+        quiet_stdout()
+        return EXIT_BROKEN_PIPE
+
+
+def run_command(args_list: list[str]) -> int:
+    try:
+        return dispatch(args_list)
     except UsageError as exc:
         print(f"vramtui: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return exc.exit_code
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED

@@ -24,6 +24,7 @@ from vramtui.errors import UsageError
 from vramtui.measure import events as ev
 from vramtui.measure.session import Session, SessionView, as_view, step_phase
 from vramtui.predict.calibration import DEFAULT, Calibration
+from vramtui.predict.cpu_process import cpu_process
 from vramtui.predict.estimator import Estimate, estimate, trace_for
 from vramtui.runspec import RunSpec, expandable_segments, resolve_dtype
 from vramtui.runspec.resolve import read_model
@@ -218,7 +219,7 @@ def compare(est: Estimate, session: Session | SessionView) -> list[ComparisonRow
     allocator = _is_allocator(session)
     pred_reserved, pred_total = _capped(pred, session.device_total())
     pred_slack = pred.slack_bytes - (pred.peak_reserved_bytes - pred_reserved)
-    return [
+    rows = [
         _row("weights", pred.weights_bytes, measured_weights(session)),
         _row("KV cache (end)", pred.kv_cache_bytes if samples else None, kv),
         _row(
@@ -232,6 +233,9 @@ def compare(est: Estimate, session: Session | SessionView) -> list[ComparisonRow
         _row("peak reserved", pred_reserved, peak_reserved),
         _row("peak total (NVML)", pred_total, peak_nvml),
     ]
+    if not allocator:  # the CPU's figure is the process's RSS: the tensors and Python itself
+        rows.append(_row("peak RSS", pred.peak_allocated_bytes + cpu_process().bytes, peak_alloc))
+    return rows
 
 
 def estimate_for_session(

@@ -12,7 +12,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from vramtui import __version__
-from vramtui.commands.common import ArgumentParser, add_spec_arguments, build_spec
+from vramtui.commands.common import ArgumentParser, add_spec_arguments, build_spec, say_variant
 from vramtui.commands.headless import interrupts_to, stderr_line
 from vramtui.commands.out_option import add_out_argument, make_out, saved_line
 from vramtui.commands.snapshot_option import add_snapshot_argument, check_cuda
@@ -49,7 +49,7 @@ def build_parser(commands: tuple[str, ...] = ()) -> ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     found = device_inventory.available()
-    resolved = resolve(build_spec(args), found)  # exactly as `vramtui run` checks them
+    resolved = say_variant(resolve(build_spec(args), found))  # exactly as `vramtui run` checks them
     if args.snapshot:
         check_cuda(resolved)
     out = make_out(args.out) if args.out else None

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 from vramtui.errors import UsageError
 from vramtui.models.catalogue import model_names
-from vramtui.runspec import ATTENTION, CACHES, DTYPES, RunSpec, model_label
+from vramtui.runspec import ATTENTION, CACHES, DTYPES, ResolvedRun, RunSpec, model_label
 from vramtui.runspec.device_map import DEVICE_MAPS
 
 DEFAULTS = RunSpec()
@@ -109,6 +110,13 @@ def add_placement_arguments(parser: argparse.ArgumentParser) -> None:
         help="memory each device may hold for weights, e.g. 0=70GiB,1=80GiB,cpu=200GiB "
         "(GB = 10^9, GiB = 2^30; default: what each device has free)",
     )  # fmt: skip
+
+
+def say_variant(resolved: ResolvedRun) -> ResolvedRun:
+    """A fine-tuned variant's model said as the base it is read as, in one stderr line."""
+    if resolved.variant_note:
+        print(f"vramtui: {resolved.variant_note}", file=sys.stderr)
+    return resolved
 
 
 def model_help() -> str:

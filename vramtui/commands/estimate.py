@@ -11,6 +11,7 @@ from vramtui.commands.common import (
     add_shape_arguments,
     build_spec,
     model_help,
+    say_variant,
 )
 from vramtui.commands.estimate_placed import max_memory_of, placed_devices, print_placed
 from vramtui.errors import EXIT_OK, UsageError
@@ -93,7 +94,7 @@ def _resolve(args: argparse.Namespace, found: DeviceList) -> ResolvedRun:
     device = "cuda:0" if args.device.strip().lower() == "cuda" else args.device
     if args.device_map is not None:
         device = "auto"  # the map says where each module goes (--device's default is cuda)
-    return resolve(build_spec(args, device=device), found)
+    return say_variant(resolve(build_spec(args, device=device), found))
 
 
 def _fit(

@@ -10,9 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from vramtui.analysis.placed_comparison import placed_estimates
-from vramtui.commands.common import add_spec_arguments, build_spec
+from vramtui.commands.common import add_spec_arguments, build_spec, say_variant
 from vramtui.commands.headless import run_in_thread, stderr_line
 from vramtui.commands.out_option import add_out_argument, check_out, saved_line
+from vramtui.commands.ram_check import add_ram_check_argument, check_ram
 from vramtui.commands.snapshot_option import add_snapshot_argument, with_snapshot
 from vramtui.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_OOM, EXIT_USAGE, UsageError
 from vramtui.measure import device_inventory
@@ -38,6 +39,7 @@ def add_parser(subparsers: Any) -> None:
     add_out_argument(parser)
     parser.add_argument("--force", action="store_true", help="overwrite existing export files")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    add_ram_check_argument(parser)
     add_snapshot_argument(parser)
     parser.set_defaults(command=run)
 
@@ -135,7 +137,8 @@ def keep(view: SessionView, csv_path: str | None, json_path: str | None, folder:
 def prepare(args: argparse.Namespace) -> ResolvedRun:
     """Everything checked before anything runs: the spec, the device, the files."""
     check_outputs(args.csv, args.json, args.force)
-    resolved = resolve(build_spec(args), device_inventory.available())
+    resolved = say_variant(resolve(build_spec(args), device_inventory.available()))
+    check_ram(resolved, args.no_ram_check)
     return with_snapshot(resolved, args, args.json or args.csv)
 
 

@@ -25,6 +25,7 @@ from vramtui.measure.engine.spare import EngineFactory, SparePool, start_engine
 from vramtui.measure.memory_watch import RssWatch, memory_limit
 from vramtui.measure.script.program_process import Program, ScriptProcess
 from vramtui.measure.session import NvmlSample, Session
+from vramtui.measure.stderr_tail import last_lines
 from vramtui.runspec import ResolvedRun
 from vramtui.units import format_bytes
 
@@ -286,7 +287,7 @@ class Recorder:
                 f"{format_bytes(peak, 2)} of {format_bytes(limit, 2)}"
             )
             return ev.Failed("oom", why, phase, token, held_bytes=peak)
-        tail = child.stderr_tail(3).replace("\n", " | ")
+        tail = last_lines(child.stderr_tail(200), 3).replace("\n", " | ")
         why = f"engine exited with code {code}" + (f": {tail}" if tail else "")
         return ev.Failed("crashed", why, phase, token)
 

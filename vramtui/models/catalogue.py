@@ -87,6 +87,27 @@ CATALOGUE: dict[str, Entry] = {
 }
 _BY_HUB_ID = {e.hub_id.lower(): e.name for e in CATALOGUE.values() if e.hub_id}
 
+# Words a fine-tuned or post-trained repo adds to its base model's name ("-Instruct",
+# "-chat", "-it"), or a base repo to its own ("-Base", "-pt"): the weights differ, the
+# architecture does not.
+VARIANT_WORDS = frozenset({"instruct", "chat", "it", "base", "pt"})
+
+
+def _base_key(name: str) -> str:
+    """'Qwen/Qwen2.5-7B-Instruct' -> 'qwen/qwen2.5-7b': lowercase, without variant words."""
+    return "-".join(w for w in name.strip().lower().split("-") if w not in VARIANT_WORDS)
+
+
+def _by_base_key() -> dict[str, str]:
+    out: dict[str, str] = {}
+    for entry in CATALOGUE.values():
+        for name in (entry.name, entry.hub_id):
+            out.setdefault(_base_key(name), entry.name)
+    return out
+
+
+_BY_BASE_KEY = _by_base_key()
+
 
 def model_names() -> list[str]:
     return list(CATALOGUE)
@@ -108,11 +129,40 @@ def canonical_name(name: str) -> str | None:
     return _BY_HUB_ID.get(key)
 
 
+def base_model(name: str) -> str | None:
+    """The catalogue model a fine-tuned variant shares its architecture with:
+    'Qwen/Qwen2.5-7B-Instruct' -> 'qwen2.5-7b'; None if the name is no variant of one."""
+    if canonical_name(name) is not None:
+        return None
+    return _BY_BASE_KEY.get(_base_key(name))
+
+
+def variant_note(name: str) -> str | None:
+    """One line saying which catalogue model a variant is read as, or None."""
+    base = base_model(name)
+    return f"{name.strip()}: same architecture as {base}" if base else None
+
+
+def suggestions(name: str, n: int = 3) -> list[str]:
+    """Catalogue names close to an unknown `name` (short name or hub id): first those
+    it begins, then the closest spellings."""
+    forms = {name.strip().lower(), _base_key(name)}
+    forms |= {form.rsplit("/", 1)[-1] for form in forms}
+    spelled = {_base_key(e.hub_id).rsplit("/", 1)[-1]: e.name for e in CATALOGUE.values()}
+    candidates = {**spelled, **{_base_key(e.name): e.name for e in CATALOGUE.values()}}
+    found = [candidates[c] for c in candidates if any(c.startswith(f) for f in forms)]
+    for form in sorted(forms, key=len, reverse=True):
+        close = difflib.get_close_matches(form, list(candidates), n=n, cutoff=0.6)
+        found += [candidates[c] for c in close]
+    return list(dict.fromkeys(found))[:n]
+
+
 def lookup(name: str) -> Entry:
-    """Find a catalogue model by short name or hub id (any case)."""
-    key = canonical_name(name)
+    """Find a catalogue model by short name or hub id (any case), or a fine-tuned variant
+    of one by its base model's name ('Qwen/Qwen2.5-7B-Instruct' is qwen2.5-7b)."""
+    key = canonical_name(name) or base_model(name)
     if key is None:
-        close = difflib.get_close_matches(name.strip().lower(), list(CATALOGUE), n=3, cutoff=0.6)
+        close = suggestions(name)
         hint = f" (did you mean {', '.join(close)}?)" if close else ""
         raise UsageError(
             f"unknown model {name!r}{hint}; `vramtui models` lists the {len(CATALOGUE)} known",

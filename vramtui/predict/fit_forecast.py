@@ -15,7 +15,9 @@ from dataclasses import dataclass
 from statistics import median
 from typing import Any
 
+from vramtui.predict.cpu_process import cpu_process
 from vramtui.predict.estimator import Architecture, Estimate, estimate
+from vramtui.runspec import ResolvedRun
 
 MAX_POINTS = 512  # decode steps the growth is fitted on, evenly spread over the run
 
@@ -109,6 +111,15 @@ def fit_check(est: Estimate, free_bytes: int, *, overhead_bytes: int = 0) -> Fit
     most = max_tokens_that_fit(est.model, room, **est.run_kwargs()) if room > 0 else 0
     weights = est.weights_bytes + est.context_bytes + overhead_bytes
     return FitCheck(False, need, free_bytes, most, weights <= free_bytes)
+
+
+def ram_fit(run: ResolvedRun, est: Estimate | None) -> FitCheck | None:
+    """A CPU run's predicted peak RSS (its tensors and the Python process) against the RAM
+    available; None off the CPU, without an estimate, or where the RAM is not known."""
+    choice = run.device_choice
+    if est is None or run.backend != "cpu" or choice is None or not choice.free:
+        return None
+    return fit_check(est, choice.free, overhead_bytes=cpu_process().bytes)
 
 
 def max_tokens_that_fit(model: Architecture, memory_bytes: int, **shape: Any) -> int:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 
 from vramtui.errors import UsageError
 from vramtui.models.architecture import DTYPE_BYTES, ModelInfo
-from vramtui.models.catalogue import lookup
+from vramtui.models.catalogue import lookup, variant_note
 from vramtui.models.opt import model_info_for_config
 from vramtui.runspec.device_choice import DeviceChoice, DeviceList, backend_of, check_device
 from vramtui.runspec.device_map import (
@@ -58,6 +58,9 @@ class ResolvedRun:
     alloc_conf: str | None  # PYTORCH_CUDA_ALLOC_CONF the engine will run with
     device_choice: DeviceChoice | None = None  # name, total and free memory of the device
     max_memory: MaxMemory | None = None  # --max-memory parsed: GPU index or "cpu" -> bytes
+    # A fine-tuned variant read as its base model: "Qwen/Qwen2.5-7B-Instruct: same
+    # architecture as qwen2.5-7b" (None for a catalogue name, a config or a checkpoint)
+    variant_note: str | None = None
 
     @property
     def expandable_segments(self) -> bool:
@@ -142,6 +145,7 @@ def resolve(
     """Check `spec` against itself, its model source and the devices there are."""
     environ = os.environ if environ is None else environ
     check_fields(spec)
+    variant = variant_note(spec.model) if spec.source == "architecture" else None
     spec, info, note, config = read_model(spec)
     positions = info.positions if info else (max_positions(config) if config else None)
     check_positions(spec, positions)
@@ -168,6 +172,7 @@ def resolve(
         alloc_conf=environ.get(ALLOC_CONF) or None,
         device_choice=devices.find(device),
         max_memory=max_memory,
+        variant_note=variant,
     )
 
 

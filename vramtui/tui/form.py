@@ -1,12 +1,15 @@
 """The start form's logic without Textual: the fields' values, their errors, model facts.
 
-`read_form` checks every field on its own first, so several bad fields are
-named at once, each under itself; only a form whose fields all read goes to
-`resolve()`, whose one error names its field (UsageError.field).
+`read_form` names every bad field at once, each under itself and as the form labels
+it ("Tokens", not "--tokens"): the fields that read on their own first, then
+`resolve()` again and again, each field it refuses (UsageError.field) set to a value
+that passes, until it finds no more.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from vramtui.errors import UsageError
@@ -20,7 +23,26 @@ FIELDS = (
 )  # fmt: skip
 # Where an error about a field is shown when the form has no place of its own for it.
 SHOWN_AT = {"model": "model", "prompt": "form", "gpu_memory": "form"}
-INT_FIELDS = (("tokens", "--tokens"), ("prompt_tokens", "--prompt-tokens"), ("batch", "--batch"))
+INT_FIELDS = ("tokens", "prompt_tokens", "batch")
+# Each field as the form labels it, and the flag `vramtui run` names it by
+LABELS = {
+    "source": "Source", "path": "Path", "tokens": "Tokens", "prompt_tokens": "Prompt",
+    "batch": "Batch", "dtype": "Dtype", "attn": "Attention", "cache": "KV cache",
+    "device": "Device",
+}  # fmt: skip
+FLAGS = {f"--{field.replace('_', '-')}": label for field, label in LABELS.items()}
+FLAGS |= {"--checkpoint": "Path", "--config": "Path"}
+_FLAG = re.compile(r"(?<![\w-])(--[a-z][a-z-]*)(?![\w-])")
+# What `resolve()` is given in place of a field it refused, to look for more errors
+PASSING: dict[str, Callable[[RunSpec], RunSpec]] = {
+    "tokens": lambda s: replace(s, tokens=1),
+    "prompt_tokens": lambda s: replace(s, prompt_tokens=1),
+    "batch": lambda s: replace(s, batch=1),
+    "dtype": lambda s: replace(s, dtype=None),
+    "attn": lambda s: replace(s, attn="sdpa"),
+    "cache": lambda s: replace(s, cache="dynamic"),
+    "device": lambda s: replace(s, device="auto"),
+}
 
 
 @dataclass(frozen=True)
@@ -52,31 +74,36 @@ def place_of(field: str | None) -> str:
     return SHOWN_AT.get(field or "", "form")
 
 
-def _whole(text: str, flag: str) -> int:
+def labelled(message: str) -> str:
+    """A message in the form's words: '--prompt-tokens must be positive' -> 'Prompt must…'."""
+    return _FLAG.sub(lambda m: FLAGS.get(m.group(1), m.group(1)), message)
+
+
+def _whole(text: str, label: str) -> int:
     try:
         value = int(text.strip())
     except ValueError:
-        raise UsageError(f"{flag} must be a whole number, got {text.strip()!r}") from None
+        raise UsageError(f"{label} must be a whole number, got {text.strip()!r}") from None
     if value <= 0:
-        raise UsageError(f"{flag} must be positive, got {value}")
+        raise UsageError(f"{label} must be positive, got {value}")
     return value
 
 
-def spec_from_form(values: FormValues, base: RunSpec) -> tuple[RunSpec | None, dict[str, str]]:
-    """The spec the form describes (flags the form does not show keep their values),
-    or the errors of every field that does not read."""
+def spec_from_form(values: FormValues, base: RunSpec) -> tuple[RunSpec, dict[str, str]]:
+    """The spec the form describes (flags the form does not show keep their values; a
+    number that does not read, a value that passes) and the errors of every field that
+    does not read."""
     errors: dict[str, str] = {}
     numbers: dict[str, int] = {}
-    for field, flag in INT_FIELDS:
+    for field in INT_FIELDS:
         try:
-            numbers[field] = _whole(getattr(values, field), flag)
+            numbers[field] = _whole(getattr(values, field), LABELS[field])
         except UsageError as exc:
             errors[field] = str(exc)
+            numbers[field] = 1  # passes: resolve() looks for the other fields' errors
     path = values.path.strip() or None
     if values.source != "architecture" and path is None:
         errors["path"] = f"give the {values.source}'s path"
-    if errors:
-        return None, errors
     if values.source == "architecture":
         model, path = values.model, None
     elif base.source == values.source and base.path == path:
@@ -92,19 +119,29 @@ def spec_from_form(values: FormValues, base: RunSpec) -> tuple[RunSpec | None, d
         attn=values.attn,
         cache=values.cache,
         device=values.device,
-        **numbers,
+        tokens=numbers["tokens"],
+        prompt_tokens=numbers["prompt_tokens"],
+        batch=numbers["batch"],
     )
-    return spec, {}
+    return spec, errors
 
 
 def read_form(values: FormValues, base: RunSpec, devices: DeviceList) -> FormResult:
     spec, errors = spec_from_form(values, base)
-    if spec is None:
-        return FormResult(None, errors)
-    try:
-        return FormResult(resolve(spec, devices), {})
-    except UsageError as exc:
-        return FormResult(None, {place_of(exc.field): str(exc)})
+    if "path" in errors:
+        return FormResult(None, errors)  # nothing to resolve the model from
+    passed: set[str] = set()
+    while True:
+        try:
+            run = resolve(spec, devices)
+        except UsageError as exc:
+            errors.setdefault(place_of(exc.field), labelled(str(exc)))
+            if exc.field not in PASSING or exc.field in passed:
+                return FormResult(None, errors)
+            passed.add(exc.field)
+            spec = PASSING[exc.field](spec)
+            continue
+        return FormResult(None if errors else run, errors)
 
 
 def model_facts(entry: Entry | None, dtype: str, batch: int = 1) -> str:

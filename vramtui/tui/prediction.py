@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from vramtui.analysis.breakdown import Breakdown
 from vramtui.predict.cpu_process import cpu_process
 from vramtui.predict.estimator import Estimate, estimate_run
-from vramtui.predict.fit_forecast import OomForecast, fit_check
+from vramtui.predict.fit_forecast import FitCheck, OomForecast, fit_check, ram_fit
 from vramtui.predict.placed import estimate_placed, format_gib
 from vramtui.report.estimate_text import fit_text, fragmentation_warning
 from vramtui.report.summary_text import layer_span
@@ -40,20 +40,19 @@ COMPONENT_MARKERS = {
 class StartPrediction:
     text: str
     fits: bool | None  # None: the device's free memory is not known
+    ram: FitCheck | None = None  # a CPU run's peak RSS against the RAM available
 
 
 def _cpu_prediction(est: Estimate, run: ResolvedRun) -> StartPrediction:
-    overhead = cpu_process().bytes
-    process = est.peak_allocated_bytes + overhead
+    process = est.peak_allocated_bytes + cpu_process().bytes
     head = (
         f"predicted RSS {format_bytes(process, 2)} (tensors "
         f"{format_bytes(est.peak_allocated_bytes, 2)} + process)"
     )
-    choice = run.device_choice
-    if choice is None or not choice.free:
+    check = ram_fit(run, est)
+    if check is None:
         return StartPrediction(head, None)
-    check = fit_check(est, choice.free, overhead_bytes=overhead)
-    return StartPrediction(f"{head}\n{fit_text(check, 'RAM available')}", check.fits)
+    return StartPrediction(f"{head}\n{fit_text(check, 'RAM available')}", check.fits, check)
 
 
 def start_prediction(est: Estimate | None, run: ResolvedRun) -> StartPrediction:
@@ -107,6 +106,14 @@ def form_prediction(run: ResolvedRun, devices: DeviceList) -> StartPrediction:
         if placed.room is not None:
             lines.append(f"room: --max-memory {format_gib(placed.room)}")
     return StartPrediction("\n".join(lines), first is None)
+
+
+def predicted_curve(est: Estimate, points: int) -> list[tuple[int, int]]:
+    """(token, predicted figure) as the run screen draws it beside the measured series:
+    each step's peak allocated, and on the CPU, whose figure is the process's RSS, that
+    plus the Python process (the start screen's "predicted RSS")."""
+    process = cpu_process().bytes if est.backend == "cpu" else 0
+    return [(token, peak + process) for token, peak in est.curve(points)]
 
 
 def breakdown_rows(breakdown: Breakdown, cpu: bool = False) -> list[tuple[str, int]]:

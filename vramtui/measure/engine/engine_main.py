@@ -89,19 +89,26 @@ def _on_term(signum: int, frame: Any) -> None:
 
 
 _TRIED = re.compile(r"Tried to allocate ([0-9.]+) ([KMGT]i?B)")
+_TRIED_CPU = re.compile(r"tried to allocate (\d+) bytes")  # torch's CPU allocator
 _SCALE = {"KiB": 1024, "MiB": 1024**2, "GiB": 1024**3, "TiB": 1024**4}
+# How running out of memory reads: CUDA, MPS, and torch's CPU allocator refused by the system
+_OOM_TEXTS = ("out of memory", "can't allocate memory", "not enough memory")
+# The CPU allocator's prefix: "[enforce fail at alloc_cpu.cpp:127] err == 0. "
+_ENFORCE = re.compile(r"^\[enforce fail at [^\]]*\][^.]*\.\s*")
 
 
 def requested_bytes(message: str) -> int | None:
     match = _TRIED.search(message)
-    if not match:
-        return None
-    return int(float(match.group(1)) * _SCALE.get(match.group(2), 1))
+    if match:
+        return int(float(match.group(1)) * _SCALE.get(match.group(2), 1))
+    match = _TRIED_CPU.search(message)
+    return int(match.group(1)) if match else None
 
 
 def short_oom_message(text: str) -> str:
     """torch's OOM text runs to a paragraph; keep what was asked and what was free."""
-    sentences = re.split(r"(?<=\.) ", text.strip().splitlines()[0] if text.strip() else text)
+    first = _ENFORCE.sub("", text.strip().splitlines()[0] if text.strip() else text)
+    sentences = re.split(r"(?<=\.) ", first)
     return " ".join(sentences[:3]).strip()
 
 
@@ -119,7 +126,7 @@ def _held_bytes(engine: Engine) -> int | None:
 
 
 def _is_oom(exc: BaseException) -> bool:
-    if "out of memory" in str(exc).lower():
+    if isinstance(exc, MemoryError) or any(t in str(exc).lower() for t in _OOM_TEXTS):
         return True
     torch = sys.modules.get("torch")
     return torch is not None and isinstance(exc, torch.OutOfMemoryError)

@@ -11,6 +11,7 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.css.query import NoMatches
 from textual.timer import Timer
 from textual.widgets import Footer, Static
 
@@ -21,7 +22,7 @@ from vramtui.measure.session import SessionView
 from vramtui.predict.estimator import Estimate
 from vramtui.report.summary_text import device_note
 from vramtui.tui.plotdata import AXES, build_plot_data
-from vramtui.tui.prediction import breakdown_rows, forecast_text
+from vramtui.tui.prediction import breakdown_rows, forecast_text, predicted_curve
 from vramtui.tui.run_state import ActiveRun
 from vramtui.tui.screen_text import device_lines, run_title, series_rows, side_facts, status_text
 from vramtui.tui.screens.keys import ExplainedKeysScreen
@@ -101,7 +102,10 @@ class RunScreen(ExplainedKeysScreen):
     def on_screen_resume(self) -> None:
         self._plot_key = None
         self._shown.clear()
-        self.redraw()
+        try:
+            self.redraw()
+        except NoMatches:  # just pushed, its widgets still mounting: on_mount draws it
+            pass
 
     def on_resize(self) -> None:
         self._plot_key = None
@@ -154,12 +158,9 @@ class RunScreen(ExplainedKeysScreen):
         self.redraw()
 
     def estimate(self, view: SessionView) -> Estimate | None:
-        """The estimate of this run, once the engine has said what it runs on.
-
-        Not on the CPU: the estimator predicts tensor bytes, the CPU figure is RSS.
-        """
+        """The estimate of this run, once the engine has said what it runs on."""
         backend = view.backend
-        if backend is None or backend == "cpu":
+        if backend is None:
             return None
         if self._estimate_for != backend:
             self._estimate_for = backend
@@ -183,7 +184,7 @@ class RunScreen(ExplainedKeysScreen):
         if est is None:
             return None
         if self._curve is None or self._curve[0] != points:
-            self._curve = (points, est.curve(points))
+            self._curve = (points, predicted_curve(est, points))
         return self._curve[1]
 
     def redraw(self) -> None:

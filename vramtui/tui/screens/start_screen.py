@@ -15,15 +15,12 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import Button, DataTable, Footer, Input, Label, Select, Static
+from textual.widgets import Button, DataTable, Footer, Input, Select, Static
 
 from vramtui.errors import UsageError
 from vramtui.measure.script.program_process import program_from_text
 from vramtui.models.catalogue import CATALOGUE, families
 from vramtui.runspec import (
-    ATTENTION,
-    CACHES,
-    DTYPES,
     DeviceList,
     ResolvedRun,
     RunSpec,
@@ -35,34 +32,13 @@ from vramtui.tui.device_list import DeviceOption, device_options, initial_device
 from vramtui.tui.form import FIELDS, FormResult, FormValues, model_facts, place_of, read_form
 from vramtui.tui.messages import DevicesFound, PredictionReady
 from vramtui.tui.prediction import StartPrediction, form_prediction
+from vramtui.tui.screens.confirm_run_screen import ConfirmRunScreen, confirm_text
+from vramtui.tui.screens.start_fields import form_fields
 from vramtui.tui.widgets.header import ScreenHeader
 from vramtui.units import format_count
 
-SOURCE_OPTIONS = [
-    ("random weights", "architecture"),
-    ("config.json", "config"),
-    ("checkpoint folder", "checkpoint"),
-    ("your script", "script"),
-]
-DTYPE_OPTIONS = [("auto (fp16 GPU, fp32 CPU)", "auto")] + [(d, d) for d in DTYPES]
-ATTN_OPTIONS = [(a, a) for a in ATTENTION]
-CACHE_OPTIONS = [(c, c) for c in CACHES]
 PLACES = (*FIELDS, "model", "form")
 SHAPE_FIELDS = ("tokens", "prompt_tokens", "batch", "dtype", "attn", "cache", "device")
-
-
-def _row(label: str, widget: Static | Input | Select | Button, field: str) -> ComposeResult:
-    with Horizontal(classes="row"):
-        yield Label(label, classes="label")
-        yield widget
-    yield Static("", id=f"{field}-error", classes="field-error")
-
-
-def _select_row(
-    label: str, field: str, options: list[tuple[str, str]], value: str
-) -> ComposeResult:
-    select = Select(options, value=value, allow_blank=False, id=field, compact=True)
-    yield from _row(label, select, field)
 
 
 class StartScreen(Screen[None]):
@@ -98,6 +74,8 @@ class StartScreen(Screen[None]):
         self._prediction_key: object = None
         self._predicting = False  # one prediction worker at a time; the latest form waits
         self._pending: ResolvedRun | None = None
+        self._predicted: tuple[object, StartPrediction] | None = None  # the form's latest
+        self._run_when_predicted: ResolvedRun | None = None  # Run pressed, prediction due
         self._shown: list[str] = []  # the model list's rows, as filtered
         # the engine's refusal (place, message) of the form as it was: shown till it changes
         self._refusal: tuple[str, str, FormValues] | None = None
@@ -119,28 +97,7 @@ class StartScreen(Screen[None]):
                 yield Static("", id="model-info")
                 yield Static("", id="prediction")
             with Vertical(id="fields"):
-                yield from _select_row("Source", "source", SOURCE_OPTIONS, spec.source)
-                path = Input(
-                    spec.path or "",
-                    placeholder="config.json or checkpoint folder",
-                    id="path",
-                    compact=True,
-                )
-                yield from _row("Path", path, "path")
-                for label, field in (
-                    ("Tokens", "tokens"),
-                    ("Prompt", "prompt_tokens"),
-                    ("Batch", "batch"),
-                ):
-                    value = str(getattr(spec, field))
-                    widget = Input(value, id=field, type="integer", compact=True)
-                    yield from _row(label, widget, field)
-                yield from _select_row("Dtype", "dtype", DTYPE_OPTIONS, spec.dtype or "auto")
-                yield from _select_row("Attention", "attn", ATTN_OPTIONS, spec.attn)
-                yield from _select_row("KV cache", "cache", CACHE_OPTIONS, spec.cache)
-                yield from _select_row("Device", "device", self._device_items(), spec.device)
-                yield Button("Run", id="run", variant="primary", compact=True)
-                yield Static("", id="form-error", classes="field-error")
+                yield from form_fields(spec, self._device_items())
         yield Footer()
 
     def _device_items(self) -> list[tuple[str, str]]:
@@ -300,6 +257,8 @@ class StartScreen(Screen[None]):
             self.predict(pending)
         if message.key != self._prediction_key:
             return  # the form has changed since: a newer prediction is on its way
+        self._predicted = (message.key, message.prediction)
+        self._begin_if_predicted()
         widget = self.query_one("#prediction", Static)
         widget.update(message.prediction.text)
         widget.set_class(message.prediction.fits is False, "-warn")
@@ -338,10 +297,33 @@ class StartScreen(Screen[None]):
             self.app.begin_program(program)  # type: ignore[attr-defined]
             return
         self.refresh_form()
-        if self.form.run is None:
+        run = self.form.run
+        if run is None:
             self._focus_first_error()
             return
-        self.app.begin(self.form.run)  # type: ignore[attr-defined]
+        if run.backend != "cpu":
+            self.app.begin(run)  # type: ignore[attr-defined]
+            return
+        self._run_when_predicted = run
+        self._begin_if_predicted()
+
+    def _begin_if_predicted(self) -> None:
+        """A CPU run starts once its prediction is in (typing never waits for it); one
+        predicted not to fit the RAM available asks first."""
+        run, predicted = self._run_when_predicted, self._predicted
+        if run is None or predicted is None or predicted[0] != run:
+            return  # its prediction is on its way
+        self._run_when_predicted = None
+        check = predicted[1].ram
+        if check is None or check.fits:
+            self.app.begin(run)  # type: ignore[attr-defined]
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.app.begin(run)  # type: ignore[attr-defined]
+
+        self.app.push_screen(ConfirmRunScreen(confirm_text(run.spec.model, check)), answered)
 
     def values(self) -> FormValues:
         return FormValues(

@@ -35,7 +35,9 @@ from vramtui.tui.widgets.header import ScreenHeader
 
 def heading(summary: dict[str, Any]) -> str:
     status = summary["status"]
-    tokens = f"{summary['tokens_generated']}/{summary['tokens_requested']} tokens"
+    requested = summary.get("tokens_requested")  # a profiled program has no token budget
+    done = summary["tokens_generated"]
+    tokens = f"{done}/{requested} tokens" if requested is not None else f"{done} tokens"
     head = f"Peak memory — {summary.get('model')}, {tokens}"
     if status == "completed":
         return head
