@@ -211,26 +211,52 @@ def test_ready_and_startup_events_round_trip() -> None:
 
 
 AFTER_THE_SPEC = """
-import json, sys
-from vramtui.measure.engine.engine_main import warm_imports
+import json, os, sys
+from vramtui.measure.engine.engine_main import cuda_initialized, warm_imports
 from vramtui.measure.engine.runner import Engine
 from vramtui.runspec import RunSpec
 
 warm_imports()
+threads = len(os.listdir("/proc/self/task"))
+cuda = cuda_initialized()
 before = set(sys.modules)
 spec = RunSpec.from_dict(json.loads(sys.argv[1]))
 code = Engine(spec, lambda line: None).run()
-print(json.dumps({"code": code, "new": sorted(set(sys.modules) - before)}))
+new = sorted(set(sys.modules) - before)
+print(json.dumps({"code": code, "new": new, "threads": threads, "cuda": cuda}))
 """
 
 
 def test_a_run_imports_nothing_after_its_spec_that_a_spare_could_have_imported() -> None:
-    """Every module an OPT run needs is imported before the spec (the family's modeling
-    module, generation, the engine's own): a spare's start after Run is no import."""
-    spec = json.dumps(tiny_spec(tokens=2).to_dict())
+    """Whatever transformers and the libraries under it import lazily as a model loads
+    and generates, with the versions installed: an engine imports it before its spec
+    (the rehearsal asks a run), so a spare's start after Run is no import. The engine
+    itself ran nothing: one thread, no CUDA (a fork server forks it)."""
+    spec = json.dumps(tiny_spec(tokens=3).to_dict())
     out = subprocess.run(
-        [sys.executable, "-c", AFTER_THE_SPEC, spec], capture_output=True, text=True, timeout=300
+        [sys.executable, "-c", AFTER_THE_SPEC, spec], capture_output=True, text=True, timeout=600
     )
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout.strip().splitlines()[-1])
-    assert result == {"code": 0, "new": []}
+    assert result == {"code": 0, "new": [], "threads": 1, "cuda": False}
+
+
+REHEARSAL = """
+import json, sys
+from vramtui.measure.engine.rehearsal import modules_a_run_imports
+print(json.dumps({"run": modules_a_run_imports(), "here": "torch" in sys.modules}))
+"""
+
+
+def test_the_rehearsal_reports_what_a_run_imports_whatever_faults_a_test_set() -> None:
+    """Asked in a process that has imported nothing, a run imports torch and
+    transformers; the faults a test sets for the real run do not reach the rehearsal,
+    and the asking process imports nothing itself."""
+    env = {**os.environ, "VRAMTUI_TEST_CRASH_AT_TOKEN": "0"}
+    out = subprocess.run(
+        [sys.executable, "-c", REHEARSAL], capture_output=True, text=True, timeout=600, env=env
+    )
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert {"torch", "transformers", "vramtui.measure.engine.model"} <= set(result["run"])
+    assert result["here"] is False
