@@ -16,8 +16,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import CPU_ONLY, TINY_CONFIG, WITH_GPU, record, resolved, tiny_spec
-from test_tui_snapshots import before, make_app, opt13
+from helpers import (
+    CPU_ONLY,
+    TINY_CONFIG,
+    WITH_GPU,
+    before,
+    make_app,
+    opt13,
+    record,
+    resolved,
+    tiny_spec,
+)
 
 from vramtui.cli import main
 from vramtui.measure import events as ev

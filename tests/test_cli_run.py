@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import TINY_CONFIG, run_cli
+from helpers import TINY_CONFIG, run_cli
 
 
 def one_line_error(err: str) -> str:

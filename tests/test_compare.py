@@ -7,7 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from conftest import TINY_CONFIG, record, tiny_spec
+from helpers import TINY_CONFIG, record, tiny_spec
 
 from vramtui.analysis.breakdown import measured_breakdown
 from vramtui.analysis.run_comparison import change, labelled, peak_of

@@ -8,7 +8,7 @@ import sys
 import textwrap
 
 import pytest
-from conftest import TINY_CONFIG, record, tiny_spec
+from helpers import TINY_CONFIG, record, tiny_spec
 
 from vramtui.measure import events as ev
 from vramtui.measure.session import Session

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import TINY_CONFIG
+from helpers import TINY_CONFIG
 
 
 def headless(tmp_path: Path, tokens: int, *extra: str) -> list[str]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from conftest import record, resolved, tiny_spec
+from helpers import record, resolved, tiny_spec
 
 from vramtui.measure import events as ev
 from vramtui.measure.engine.engine_process import EngineProcess, Launch

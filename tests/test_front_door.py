@@ -9,7 +9,7 @@ import stat
 from pathlib import Path
 
 import pytest
-from conftest import TINY_CONFIG, run_cli
+from helpers import TINY_CONFIG, run_cli
 
 from vramtui.cli import build_parser
 from vramtui.commands import app as app_command

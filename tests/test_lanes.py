@@ -6,7 +6,7 @@ import threading
 from dataclasses import replace
 
 import pytest
-from conftest import CPU_ONLY, H100
+from helpers import CPU_ONLY, H100
 
 from vramtui.cli import main
 from vramtui.errors import UsageError
@@ -86,7 +86,7 @@ def test_bench_devices_runs_real_cells_each_in_its_own_process(
 ) -> None:  # noqa: ANN001
     import csv
 
-    from conftest import TINY_CONFIG
+    from helpers import TINY_CONFIG
 
     out = tmp_path / "bench.csv"
     code = main(["bench", "--config", str(TINY_CONFIG), "--tokens", "2,3", "--devices",

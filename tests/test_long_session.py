@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 import psutil
-from conftest import CPU_ONLY, resolved, tiny_spec
+from helpers import CPU_ONLY, resolved, tiny_spec
 
 from vramtui.tui.app import VramApp
 from vramtui.tui.screens.summary_screen import SummaryScreen

@@ -7,7 +7,7 @@ import types
 from dataclasses import dataclass, field
 
 import pytest
-from conftest import WITH_GPU
+from helpers import WITH_GPU
 
 from vramtui.measure import events as ev
 from vramtui.measure import nvml

@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import TINY_CONFIG, record
+from helpers import TINY_CONFIG, record
 
 from vramtui.cli import main
 from vramtui.measure.session import Session

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
-from conftest import CPU_ONLY, TINY_CONFIG, WITH_GPU, resolved, tiny_spec
+from helpers import CPU_ONLY, TINY_CONFIG, WITH_GPU, resolved, tiny_spec
 
 from vramtui.errors import UsageError
 from vramtui.models.catalogue import lookup

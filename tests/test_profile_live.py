@@ -6,9 +6,8 @@ import asyncio
 import json
 from pathlib import Path
 
-from conftest import CPU_ONLY as CPU
-from conftest import TINY_CONFIG
-from test_tui_pilot import wait_for
+from helpers import CPU_ONLY as CPU
+from helpers import TINY_CONFIG, wait_for
 from textual.widgets import RichLog, Static
 
 from vramtui.measure.script.program_process import Program

@@ -14,7 +14,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from conftest import record, tiny_spec
+from helpers import record, tiny_spec
 
 from vramtui.measure.allocations import moment, snapshot_event
 from vramtui.measure.session import Session

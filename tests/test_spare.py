@@ -15,7 +15,7 @@ import textwrap
 
 import psutil
 import pytest
-from conftest import CPU_ONLY, resolved, tiny_spec
+from helpers import CPU_ONLY, resolved, tiny_spec
 
 from vramtui.measure import events as ev
 from vramtui.measure.engine.engine_process import EngineGone, EngineProcess, Launch

@@ -5,12 +5,10 @@ device has no such key."""
 from __future__ import annotations
 
 import asyncio
-import time
 from dataclasses import replace
 from pathlib import Path
 
-from conftest import WITH_GPU
-from textual.pilot import Pilot
+from helpers import WITH_GPU, wait_for
 
 from vramtui.analysis.breakdown import measured_breakdown
 from vramtui.analysis.live_forecast import forecast_oom, headroom
@@ -30,13 +28,6 @@ TWO_GPUS = DeviceList((*WITH_GPU.choices[:1], replace(WITH_GPU.choices[0], id="c
 def app_for(spec: RunSpec, items: list, out: Path, devices: DeviceList) -> VramApp:  # type: ignore[type-arg]
     return VramApp(spec, start=True, out_dir=out, list_devices=lambda: devices,
                    make_recorder=lambda s: ReplayRecorder(s, items, hold=True))  # fmt: skip
-
-
-async def wait_for(pilot: Pilot, condition: object, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():  # type: ignore[operator]
-        assert time.monotonic() < deadline, f"timed out waiting for {condition}"
-        await pilot.pause(0.05)
 
 
 def _follows(screen: RunScreen, device: str) -> None:

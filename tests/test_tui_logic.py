@@ -8,7 +8,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from conftest import CPU_ONLY, WITH_GPU
+from helpers import CPU_ONLY, WITH_GPU
 
 from vramtui import cli
 from vramtui.models.catalogue import lookup

@@ -18,7 +18,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from conftest import CPU_ONLY, TINY_CONFIG, WITH_GPU, resolved
+from helpers import CPU_ONLY, TINY_CONFIG, WITH_GPU, resolved, wait_for
 from textual.pilot import Pilot
 from textual.widgets import Input, Select, Static
 
@@ -52,14 +52,6 @@ def app_for(
 ) -> VramApp:
     kwargs = {"make_recorder": make_recorder} if make_recorder else {}
     return VramApp(spec, start=start, out_dir=out, list_devices=lambda: devices, **kwargs)
-
-
-async def wait_for(pilot: Pilot, condition: object, timeout: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {condition}")
-        await pilot.pause(0.05)
 
 
 async def type_into(pilot: Pilot, text: str) -> None:
