@@ -237,7 +237,7 @@ def test_ctrl_c_saves_the_partial_session_and_exits_130(tmp_path: Path) -> None:
 
     os.killpg(proc.pid, signal.SIGINT)
     rest = proc.stderr.read()
-    assert proc.wait(timeout=30) == 130
+    assert proc.wait(timeout=120) == 130  # the bound only ends a run that would hang
     summary = json.loads((tmp_path / "s.json").read_text())
     assert summary["status"] == "cancelled"
     assert summary["tokens_generated"] >= 100
