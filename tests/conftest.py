@@ -18,6 +18,21 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="vramtui-test-cache-")
 
 
+# Fixtures that make a real run: a test that uses one is an engine test.
+ENGINE_FIXTURES = {"tiny_session"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` selects
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Markers (pyproject.toml): `engine` on a test that uses a real run's fixture, and
+    `slow` on every engine test, so that `pytest -m "not slow"` starts no engine."""
+    for item in items:
+        if ENGINE_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.engine)
+        if item.get_closest_marker("engine") is not None:
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(autouse=True)
 def _plain_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
     """The same results whatever the user's shell says (NO_COLOR, TERM=dumb): tests

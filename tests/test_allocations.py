@@ -280,6 +280,7 @@ def test_the_moment_is_the_peak_the_probe_measured(path: Path) -> None:
     )
 
 
+@pytest.mark.engine
 def test_an_engine_off_cuda_runs_as_ever_with_a_snapshot_path(tmp_path: Path) -> None:
     """The spec can carry a snapshot path onto any device (a run again from the app's
     form); off CUDA the engine records nothing and writes nothing."""

@@ -164,6 +164,7 @@ def test_estimate_matches_the_engine_weights_and_kv(tiny_session: Session) -> No
     assert e.kv_cache_bytes == samples[-1].kv_bytes
 
 
+@pytest.mark.engine
 def test_estimate_matches_the_engine_with_batch_prompt_and_half_precision() -> None:
     session = record(tiny_spec(tokens=6, batch=3, prompt_tokens=5, dtype="bfloat16"))
     assert session.status == "completed"
@@ -263,6 +264,7 @@ def _trace(
 @pytest.mark.parametrize(
     "prompt, batch, attn", [(8, 1, "sdpa"), (96, 2, "sdpa"), (96, 2, "eager"), (40, 3, "eager")]
 )
+@pytest.mark.slow
 def test_every_step_matches_the_cpu_allocator_trace(prompt: int, batch: int, attn: str) -> None:
     tokens = 12
     info = model_info_for_config(TRACE_CONFIG)

@@ -16,6 +16,8 @@ import psutil
 import pytest
 from helpers import TINY_CONFIG
 
+pytestmark = pytest.mark.engine  # every test here runs real engines
+
 
 def headless(tmp_path: Path, tokens: int, *extra: str) -> list[str]:
     """`vramtui run` of the tiny model on the CPU, exporting run.csv and run.json."""

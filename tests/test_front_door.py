@@ -73,6 +73,7 @@ def test_hub_ids_and_any_case_name_the_catalogue_model(monkeypatch: pytest.Monke
 
 
 # ---- checked before the engine starts, nothing written ---------------------------------------
+@pytest.mark.engine
 def test_an_absent_device_writes_nothing(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -115,6 +116,7 @@ def test_argparse_errors_have_one_prefix(capsys: pytest.CaptureFixture[str]) -> 
 
 
 # ---- saving never loses a run ------------------------------------------------------------------
+@pytest.mark.engine
 def test_a_file_that_cannot_be_written_loses_nothing(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -151,6 +153,7 @@ def test_exported_files_get_the_usual_permissions(tmp_path: Path) -> None:
 
 
 # ---- CPU runs know about RAM --------------------------------------------------------------------
+@pytest.mark.engine
 def test_the_oom_killer_is_reported_as_out_of_memory(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -168,6 +171,7 @@ def test_the_oom_killer_is_reported_as_out_of_memory(
     assert failure["message"].endswith(" of 100.00 MB")
 
 
+@pytest.mark.engine
 def test_a_sigkill_far_from_the_limit_is_a_crash(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

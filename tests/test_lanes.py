@@ -81,6 +81,7 @@ def test_bench_devices_refuses_a_device_that_is_not_there(
     assert "no device 'cuda:9'" in err and "Traceback" not in err
 
 
+@pytest.mark.engine
 def test_bench_devices_runs_real_cells_each_in_its_own_process(
     capsys: pytest.CaptureFixture[str], tmp_path
 ) -> None:  # noqa: ANN001

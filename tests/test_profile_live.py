@@ -6,6 +6,7 @@ import asyncio
 import json
 from pathlib import Path
 
+import pytest
 from helpers import CPU_ONLY as CPU
 from helpers import TINY_CONFIG, wait_for
 from textual.widgets import RichLog, Static
@@ -19,6 +20,7 @@ from vramtui.tui.screens.summary_screen import SummaryScreen
 PROGRAM = Path(__file__).parent / "fixtures" / "program.py"
 
 
+@pytest.mark.engine
 def test_the_run_screen_follows_the_program_and_shows_its_output(tmp_path: Path) -> None:
     program = Program((str(PROGRAM), str(TINY_CONFIG), str(tmp_path / "checkpoint")))
     made: list[ScriptRecorder] = []
@@ -59,6 +61,7 @@ def test_the_run_screen_follows_the_program_and_shows_its_output(tmp_path: Path)
     assert made[0].exit_code == 0
 
 
+@pytest.mark.engine
 def test_the_start_screen_profiles_your_script(tmp_path: Path) -> None:
     """Source "your script": the command line is checked in place, then Run profiles it
     on the run screen with its output in the log panel."""

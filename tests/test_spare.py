@@ -64,6 +64,7 @@ def spare_and_cold() -> tuple[Session, Session, int]:
     return warm, cold, spare.pid or -1
 
 
+@pytest.mark.engine
 def test_a_spare_handed_a_spec_gives_a_cold_engines_figures(
     spare_and_cold: tuple[Session, Session, int],
 ) -> None:
@@ -73,6 +74,7 @@ def test_a_spare_handed_a_spec_gives_a_cold_engines_figures(
     assert figures(warm) == figures(cold)
 
 
+@pytest.mark.engine
 def test_a_spare_did_its_imports_before_run_and_touched_no_cuda(
     spare_and_cold: tuple[Session, Session, int],
 ) -> None:
@@ -83,6 +85,7 @@ def test_a_spare_did_its_imports_before_run_and_touched_no_cuda(
     assert not warm.startup.cuda_initialized and not cold.startup.cuda_initialized
 
 
+@pytest.mark.engine
 def test_startup_timings_are_in_the_json_and_the_summary(
     spare_and_cold: tuple[Session, Session, int],
 ) -> None:
@@ -115,6 +118,7 @@ def test_a_spare_still_importing_at_run_is_not_said_to_have_finished() -> None:
                                          "imports_done_s": -2.0}}) or "")  # fmt: skip
 
 
+@pytest.mark.engine
 def test_a_dead_spare_falls_back_to_a_cold_start() -> None:
     spec = tiny_spec(tokens=2)
     pool = SparePool()
@@ -127,6 +131,7 @@ def test_a_dead_spare_falls_back_to_a_cold_start() -> None:
     assert session.hello is not None and session.hello.pid != spare.pid
 
 
+@pytest.mark.engine
 def test_a_spare_that_dies_while_handed_over_falls_back_to_a_cold_start() -> None:
     class DiesAtHandOver(EngineProcess):
         def hand(self, spec: RunSpec) -> None:
@@ -142,6 +147,7 @@ def test_a_spare_that_dies_while_handed_over_falls_back_to_a_cold_start() -> Non
     assert spare.pid is not None and not psutil.pid_exists(spare.pid)
 
 
+@pytest.mark.engine
 def test_a_stale_spare_is_ended_and_the_run_starts_cold() -> None:
     spec = tiny_spec(tokens=2)
     pool = SparePool()
@@ -153,6 +159,7 @@ def test_a_stale_spare_is_ended_and_the_run_starts_cold() -> None:
     assert pool.spares == []
 
 
+@pytest.mark.engine
 def test_the_spare_dies_with_the_app(tmp_path: os.PathLike[str]) -> None:
     from vramtui.tui.app import VramApp
 
@@ -186,6 +193,7 @@ time.sleep(600)
 """
 
 
+@pytest.mark.engine
 @pytest.mark.parametrize("when", ["importing", "ready"])
 def test_a_spare_ends_when_its_parent_is_killed(when: str) -> None:
     parent = subprocess.Popen(
@@ -227,6 +235,7 @@ print(json.dumps({"code": code, "new": new, "threads": threads, "cuda": cuda}))
 """
 
 
+@pytest.mark.engine
 def test_a_run_imports_nothing_after_its_spec_that_a_spare_could_have_imported() -> None:
     """Whatever transformers and the libraries under it import lazily as a model loads
     and generates, with the versions installed: an engine imports it before its spec
@@ -248,6 +257,7 @@ print(json.dumps({"run": modules_a_run_imports(), "here": "torch" in sys.modules
 """
 
 
+@pytest.mark.engine
 def test_the_rehearsal_reports_what_a_run_imports_whatever_faults_a_test_set() -> None:
     """Asked in a process that has imported nothing, a run imports torch and
     transformers; the faults a test sets for the real run do not reach the rehearsal,

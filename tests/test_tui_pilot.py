@@ -76,6 +76,7 @@ def pid_alive(pid: int) -> bool:
 
 
 # ---- a real tiny run, filled in by keys ------------------------------------------------------
+@pytest.mark.engine
 def test_fill_the_form_run_to_the_end_and_export(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -160,6 +161,7 @@ def test_fill_the_form_run_to_the_end_and_export(
     assert app.return_code == 0
 
 
+@pytest.mark.engine
 def test_cancel_then_run_again_then_quit_ends_the_engine(tmp_path: Path) -> None:
     out = tmp_path / "sessions"
     app = app_for(tiny(100), out, lambda spec: Recorder(spec, extra_env=SLOW), start=True)
@@ -269,6 +271,7 @@ def test_engine_usage_error_returns_to_the_form(tmp_path: Path) -> None:
     assert not out.exists() or not list(out.iterdir())  # nothing measured: nothing written
 
 
+@pytest.mark.slow
 def test_run_again_the_instant_a_run_ends_does_not_crash(tmp_path: Path) -> None:
     # r pops the summary while it may still be mounting: its header's title update,
     # still queued, must not find its title gone and take the app down (NoMatches).
@@ -347,6 +350,7 @@ def test_export_refuses_a_missing_folder_and_escape_cancels(
 
 
 # ---- the app process never imports torch -----------------------------------------------------
+@pytest.mark.engine
 def test_the_app_process_never_imports_torch(tmp_path: Path) -> None:
     """Run the tiny model to the end in a fresh interpreter (other tests import torch)."""
     script = textwrap.dedent(
@@ -454,6 +458,7 @@ def test_keys_that_do_nothing_now_say_why_and_the_palette_offers_every_action(
     asyncio.run(scenario())
 
 
+@pytest.mark.engine
 def test_typing_on_the_model_list_filters_it_by_name_hub_id_or_family(tmp_path: Path) -> None:
     from textual.widgets import DataTable
 
