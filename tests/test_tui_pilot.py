@@ -288,7 +288,9 @@ def test_run_again_the_instant_a_run_ends_does_not_crash(tmp_path: Path) -> None
                     assert app.is_running and time.monotonic() < deadline
                     await asyncio.sleep(0)  # as soon as it is there, not when it is idle
                 app.action_run_again()
-            await wait_for(pilot, lambda: isinstance(app.screen, StartScreen))
+            await wait_for(
+                pilot, lambda: isinstance(app.screen, StartScreen) and app.screen.is_mounted
+            )
             assert app.is_running
 
     asyncio.run(scenario())
