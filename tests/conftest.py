@@ -25,7 +25,8 @@ ENGINE_FIXTURES = {"tiny_session"}
 @pytest.hookimpl(tryfirst=True)  # before `-m` selects
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Markers (pyproject.toml): `engine` on a test that uses a real run's fixture, and
-    `slow` on every engine test, so that `pytest -m "not slow"` starts no engine."""
+    `slow` on every engine test, so that `pytest -m "not slow"` starts no process that
+    imports torch."""
     for item in items:
         if ENGINE_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.engine)

@@ -8,6 +8,7 @@ import asyncio
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
 from helpers import WITH_GPU, wait_for
 
 from vramtui.analysis.breakdown import measured_breakdown
@@ -46,6 +47,7 @@ def _follows(screen: RunScreen, device: str) -> None:
     assert room is not None and screen._shown["side-facts"].startswith(f"room {short_bytes(room)}")
 
 
+@pytest.mark.engine
 def test_d_makes_the_screen_follow_each_device_in_turn(tmp_path: Path) -> None:
     spec = RunSpec(model="opt-1.3b", tokens=2000, device_map="auto", max_memory="0=40GiB,1=40GiB")
     items = on_two_gpus(synthetic_run("opt-1.3b", 2000, upto=600))
@@ -94,6 +96,7 @@ def test_a_run_on_one_device_has_no_device_key(tmp_path: Path) -> None:
     asyncio.run(scenario())
 
 
+@pytest.mark.engine
 def test_the_start_screen_predicts_each_device_of_a_placed_run(tmp_path: Path) -> None:
     from textual.widgets import Static
 
