@@ -117,6 +117,7 @@ def test_the_placement_is_accelerates(name: str, max_memory: dict, strategy: str
     assert [d.holds_head for d in placed.devices].count(True) == 1
 
 
+@pytest.mark.engine
 def test_opt_66b_balanced_splits_as_measured() -> None:
     """DESIGN.md: embeddings, positions, final norm and the tied head on GPU 0 with 32
     layers; 32 layers on GPU 1."""
@@ -152,6 +153,7 @@ def test_every_device_predicted_sums_to_the_one_device_estimate() -> None:
     assert placed.runs_out_first is None and placed.room == placed.max_memory
 
 
+@pytest.mark.engine
 def test_offloaded_layers_keep_their_cache_on_the_first_gpu() -> None:
     est, placed = _placed("opt-13b", {0: 12 * GiB, "cpu": 64 * GiB}, 50)
     gpu, cpu = placed.devices

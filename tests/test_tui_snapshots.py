@@ -94,10 +94,12 @@ def placed_app(upto: int | None) -> VramApp:
     return make_app(spec, items, devices=TWO_GPUS)
 
 
+@pytest.mark.engine
 def test_run_screen_of_a_model_on_two_gpus(snap_compare: Callable[..., bool]) -> None:
     assert snap_compare(placed_app(740), terminal_size=SMALL, run_before=before())
 
 
+@pytest.mark.engine
 def test_run_screen_following_the_second_gpu(snap_compare: Callable[..., bool]) -> None:
     # d: the graph, the series, the breakdown and the forecast are cuda:1's
     assert snap_compare(placed_app(740), terminal_size=SMALL, run_before=before("d"))
@@ -110,6 +112,7 @@ def test_start_screen_of_a_placed_run(snap_compare: Callable[..., bool]) -> None
     assert snap_compare(app, terminal_size=SMALL, run_before=before())
 
 
+@pytest.mark.engine
 def test_summary_of_a_model_on_two_gpus(snap_compare: Callable[..., bool]) -> None:
     assert snap_compare(placed_app(None), terminal_size=WIDE, run_before=before(finished=True))
 
