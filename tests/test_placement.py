@@ -141,6 +141,7 @@ def _arch(run):  # noqa: ANN001, ANN202
     return architecture_of(run)
 
 
+@pytest.mark.engine
 def test_every_device_predicted_sums_to_the_one_device_estimate() -> None:
     est, placed = _placed("opt-66b", {0: 80 * GiB, 1: 80 * GiB}, 2000, "balanced")
     gpu0, gpu1 = placed.devices

@@ -105,6 +105,7 @@ def test_run_screen_following_the_second_gpu(snap_compare: Callable[..., bool]) 
     assert snap_compare(placed_app(740), terminal_size=SMALL, run_before=before("d"))
 
 
+@pytest.mark.engine
 def test_start_screen_of_a_placed_run(snap_compare: Callable[..., bool]) -> None:
     # opt-13b with 12 GiB on the GPU: each device predicted, cuda:0 runs out first
     spec = RunSpec(model="opt-13b", tokens=50, device_map="auto", max_memory="0=12GiB,cpu=64GiB")
