@@ -119,8 +119,8 @@ def test_the_placement_is_accelerates(name: str, max_memory: dict, strategy: str
 
 @pytest.mark.engine
 def test_opt_66b_balanced_splits_as_measured() -> None:
-    """DESIGN.md: embeddings, positions, final norm and the tied head on GPU 0 with 32
-    layers; 32 layers on GPU 1."""
+    """As measured on two GPUs: embeddings, positions, final norm and the tied head on
+    GPU 0 with 32 layers; 32 layers on GPU 1."""
     placed = place_model(lookup("opt-66b").config, "float16", "balanced",
                          {0: 80 * GiB, 1: 80 * GiB})  # fmt: skip
     assert placed is not None
