@@ -1,27 +1,13 @@
+"""Fixtures for every test file; what test files share besides fixtures is in helpers.py."""
+
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pytest
+from helpers import record, tiny_spec
 
-from vramtui.cli import main
-from vramtui.measure.recorder import Recorder
 from vramtui.measure.session import Session
-from vramtui.runspec import DeviceChoice, DeviceList, ResolvedRun, RunSpec, resolve
-
-TINY_CONFIG = Path(__file__).parent / "fixtures" / "tiny-opt.json"
-# The devices tests run against: a CPU with 24 GB, 20 GB of it available.
-CPU_ONLY = DeviceList((DeviceChoice("cpu", "Test CPU", 24 * 10**9, 20 * 10**9),))
-H100 = DeviceChoice("cuda:0", "NVIDIA H100 80GB HBM3", 85_520_809_984, 84_000_000_000)
-WITH_GPU = DeviceList((H100, *CPU_ONLY.choices))
-
-
-def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    """`vramtui ARGS` in this process: (exit code, stdout, stderr)."""
-    code = main(list(args))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -32,6 +18,22 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="vramtui-test-cache-")
 
 
+# Fixtures that make a real run: a test that uses one is an engine test.
+ENGINE_FIXTURES = {"tiny_session"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` selects
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Markers (pyproject.toml): `engine` on a test that uses a real run's fixture, and
+    `slow` on every engine test, so that `pytest -m "not slow"` starts no process that
+    imports torch."""
+    for item in items:
+        if ENGINE_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.engine)
+        if item.get_closest_marker("engine") is not None:
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(autouse=True)
 def _plain_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
     """The same results whatever the user's shell says (NO_COLOR, TERM=dumb): tests
@@ -40,23 +42,6 @@ def _plain_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
     if os.environ.get("TERM") in (None, "dumb"):
         monkeypatch.setenv("TERM", "xterm-256color")
-
-
-def tiny_spec(**overrides: object) -> RunSpec:
-    values: dict[str, object] = dict(
-        model="tiny-opt", source="config", path=str(TINY_CONFIG), tokens=12, device="cpu"
-    )
-    values.update(overrides)
-    return RunSpec(**values)  # type: ignore[arg-type]
-
-
-def resolved(spec: RunSpec, devices: DeviceList = CPU_ONLY) -> ResolvedRun:
-    return resolve(spec, devices)
-
-
-def record(spec: RunSpec, **options: object) -> Session:
-    """One real run of `spec` on the test devices."""
-    return Recorder.for_run(resolved(spec), **options).run()  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="session")

@@ -16,8 +16,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import CPU_ONLY, TINY_CONFIG, WITH_GPU, record, resolved, tiny_spec
-from test_tui_snapshots import before, make_app, opt13
+from helpers import (
+    CPU_ONLY,
+    TINY_CONFIG,
+    WITH_GPU,
+    before,
+    make_app,
+    opt13,
+    record,
+    resolved,
+    tiny_spec,
+)
 
 from vramtui.cli import main
 from vramtui.measure import events as ev
@@ -271,6 +280,7 @@ def test_the_moment_is_the_peak_the_probe_measured(path: Path) -> None:
     )
 
 
+@pytest.mark.engine
 def test_an_engine_off_cuda_runs_as_ever_with_a_snapshot_path(tmp_path: Path) -> None:
     """The spec can carry a snapshot path onto any device (a run again from the app's
     form); off CUDA the engine records nothing and writes nothing."""

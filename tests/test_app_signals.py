@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import CPU_ONLY, TINY_CONFIG
+from helpers import CPU_ONLY, TINY_CONFIG
 from textual.widgets import Input
 
 from vramtui.commands.app import say_where_saved

@@ -42,6 +42,7 @@ def read_rows(path: Path) -> list[dict[str, str]]:
 # ---- real engine processes -----------------------------------------------------------
 
 
+@pytest.mark.engine
 def test_two_cell_sweep_runs_each_cell_in_its_own_process(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -83,6 +84,7 @@ def test_two_cell_sweep_runs_each_cell_in_its_own_process(
     assert "cell 2/2" in err  # progress on stderr
 
 
+@pytest.mark.engine
 def test_a_failing_cell_in_the_middle_does_not_stop_the_others(tmp_path: Path) -> None:
     axes = bench.Axes(
         models=[bench.ModelRef("tiny-opt", "config", TINY)],
@@ -299,6 +301,7 @@ def fake(monkeypatch: pytest.MonkeyPatch) -> type[FakeRecorder]:
     return Fake
 
 
+@pytest.mark.engine
 def test_ahead_and_no_overlap_reach_the_sweep(
     fake: type[FakeRecorder], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

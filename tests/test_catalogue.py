@@ -1,22 +1,13 @@
 from __future__ import annotations
 
 import pytest
+from helpers import PUBLISHED_OPT
 
 from vramtui.errors import UsageError
 from vramtui.models.catalogue import CATALOGUE, families, lookup, variant_note
 from vramtui.models.opt import opt_model
 
-# The published OPT architectures, as docs/models.md gives them.
-TABLE = {
-    "opt-125m": (125_239_296, 36_864),
-    "opt-350m": (331_196_416, 98_304),
-    "opt-1.3b": (1_315_758_080, 196_608),
-    "opt-2.7b": (2_651_596_800, 327_680),
-    "opt-6.7b": (6_658_473_984, 524_288),
-    "opt-13b": (12_853_473_280, 819_200),
-    "opt-30b": (29_974_540_288, 1_376_256),
-    "opt-66b": (65_719_701_504, 2_359_296),
-}
+TABLE = PUBLISHED_OPT
 
 
 def test_catalogue_has_the_published_opt_sizes_first() -> None:

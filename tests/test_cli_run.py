@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import TINY_CONFIG, run_cli
+from helpers import TINY_CONFIG, run_cli
 
 
 def one_line_error(err: str) -> str:
@@ -17,6 +17,7 @@ def one_line_error(err: str) -> str:
     return lines[0]
 
 
+@pytest.mark.engine
 def test_headless_run_writes_csv_and_json(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -110,6 +111,7 @@ def test_existing_export_is_not_overwritten_without_force(
     assert target.read_text() == "precious"
 
 
+@pytest.mark.engine
 def test_not_a_causal_lm_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     folder = tmp_path / "resnet"
     folder.mkdir()
@@ -126,6 +128,7 @@ def test_malformed_config_file(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert code == 2 and "not valid JSON" in one_line_error(err)
 
 
+@pytest.mark.engine
 def test_checkpoint_source_loads_a_saved_tiny_model(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -7,7 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from conftest import TINY_CONFIG, record, tiny_spec
+from helpers import TINY_CONFIG, record, tiny_spec
 
 from vramtui.analysis.breakdown import measured_breakdown
 from vramtui.analysis.run_comparison import change, labelled, peak_of
@@ -53,6 +53,7 @@ def test_change_is_bytes_and_percent() -> None:
     assert change(None, 5) == "–"
 
 
+@pytest.mark.engine
 def test_labels_name_what_differs(tiny_session: Session, eager_session: Session) -> None:
     items = labelled([tiny_session.snapshot(), eager_session.snapshot()])
     assert [c.label for c in items] == [
@@ -74,6 +75,7 @@ def test_a_run_asked_for_the_best_device_is_named_by_the_device_it_used(
     assert [c.label for c in labelled([view, gpu])] == ["device=cpu", "device=cuda:0"]
 
 
+@pytest.mark.engine
 def test_compare_prints_both_peaks_and_the_change(
     tiny_session: Session,
     eager_session: Session,
@@ -126,6 +128,7 @@ def test_compare_needs_two(tiny_session: Session, tmp_path: Path, capsys) -> Non
     assert "at least two sessions" in capsys.readouterr().err
 
 
+@pytest.mark.engine
 def test_a_bench_csv_gives_one_session_a_cell(
     tiny_session: Session, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

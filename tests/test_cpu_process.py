@@ -7,7 +7,7 @@ import json
 from importlib import metadata
 
 import pytest
-from conftest import run_cli
+from helpers import run_cli
 
 from vramtui.predict import cpu_process as cp
 

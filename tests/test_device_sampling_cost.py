@@ -15,6 +15,7 @@ SCRIPT = Path(__file__).parent.parent / "benchmarks" / "device_sampling_cost.py"
 sys.path.insert(0, str(SCRIPT.parent))
 
 
+@pytest.mark.engine
 def test_without_cuda_it_says_so_in_one_line_and_writes_nothing(tmp_path: Path) -> None:
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}  # no GPU, even on a machine with one
     done = subprocess.run(
@@ -39,6 +40,7 @@ def test_the_cpu_probe_is_measured_and_reported() -> None:
     assert f"{cpu['read_reset_us']:.1f} µs" in text and "NVML: no NVIDIA driver" in text
 
 
+@pytest.mark.slow
 def test_the_per_step_sample_is_timed_for_each_count_of_devices(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -55,6 +57,7 @@ def test_the_per_step_sample_is_timed_for_each_count_of_devices(
     assert all(s["step_us"] > 0 for s in steps)
 
 
+@pytest.mark.engine
 def test_a_placed_run_is_read_back_with_its_devices() -> None:
     import device_sampling_cost as bench
 

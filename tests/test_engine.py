@@ -8,7 +8,7 @@ import sys
 import textwrap
 
 import pytest
-from conftest import TINY_CONFIG, record, tiny_spec
+from helpers import TINY_CONFIG, record, tiny_spec
 
 from vramtui.measure import events as ev
 from vramtui.measure.session import Session
@@ -68,6 +68,7 @@ def test_each_run_is_a_fresh_process(
     assert other.summary()["environment"]["cuda_alloc_conf"] == "expandable_segments:True"
 
 
+@pytest.mark.engine
 def test_the_parent_never_imports_torch() -> None:
     code = textwrap.dedent(
         f"""
@@ -88,6 +89,7 @@ def test_the_parent_never_imports_torch() -> None:
     assert "IMPORTED []" in out.stdout
 
 
+@pytest.mark.engine
 def test_oom_inside_a_step_is_reported_with_phase_and_token() -> None:
     session = record(tiny_spec(tokens=10), extra_env={"VRAMTUI_TEST_OOM_AT_TOKEN": "4"})
     assert session.status == "failed"
@@ -100,6 +102,7 @@ def test_oom_inside_a_step_is_reported_with_phase_and_token() -> None:
     assert last.token is None and last.phase == "decode" and last.step_peak is not None
 
 
+@pytest.mark.engine
 def test_a_killed_engine_is_reported_as_crashed_and_keeps_samples() -> None:
     session = record(tiny_spec(tokens=10), extra_env={"VRAMTUI_TEST_CRASH_AT_TOKEN": "3"})
     assert session.status == "failed"

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import TINY_CONFIG
+from helpers import TINY_CONFIG
 
 from vramtui.cli import main
 from vramtui.measure import nvml
@@ -155,6 +155,7 @@ def test_bad_input_is_one_line_and_exit_2(
     assert "Traceback" not in out.err
 
 
+@pytest.mark.engine
 def test_a_config_transformers_cannot_build_is_one_line_naming_what_is_wrong(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -170,6 +171,7 @@ def test_a_config_transformers_cannot_build_is_one_line_naming_what_is_wrong(
     assert "unknown model_type 'no-such-type'" in capsys.readouterr().err
 
 
+@pytest.mark.engine
 def test_any_causal_lm_config_is_estimated_from_its_own_code(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

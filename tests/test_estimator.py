@@ -6,8 +6,7 @@ import json
 from dataclasses import replace
 
 import pytest
-from conftest import TINY_CONFIG, record, tiny_spec
-from test_catalogue import TABLE as DESIGN_TABLE  # docs/models.md: params, fp16 KV per token
+from helpers import PUBLISHED_OPT, TINY_CONFIG, record, tiny_spec
 
 from vramtui.errors import UsageError
 from vramtui.measure.session import Session
@@ -20,9 +19,9 @@ BYTES = {"float16": 2, "bfloat16": 2, "float32": 4}
 
 
 @pytest.mark.parametrize("dtype", list(BYTES))
-@pytest.mark.parametrize("name", list(DESIGN_TABLE))
+@pytest.mark.parametrize("name", list(PUBLISHED_OPT))
 def test_weights_and_kv_cache_match_the_design_table(name: str, dtype: str) -> None:
-    params, kv_fp16 = DESIGN_TABLE[name]
+    params, kv_fp16 = PUBLISHED_OPT[name]
     kv_token = kv_fp16 // 2 * BYTES[dtype]
     e = estimate(opt_model(name), prompt_tokens=8, tokens=200, dtype=dtype)
     assert e.weights_bytes == params * BYTES[dtype]
@@ -34,9 +33,9 @@ def test_weights_and_kv_cache_match_the_design_table(name: str, dtype: str) -> N
     assert wide.kv_at(49) == wide.kv_cache_bytes
 
 
-@pytest.mark.parametrize("name", list(DESIGN_TABLE))
+@pytest.mark.parametrize("name", list(PUBLISHED_OPT))
 def test_parameter_tensors_add_up_to_the_design_table(name: str) -> None:
-    assert sum(n for _, n in opt_model(name).checkpoint_tensors()) == DESIGN_TABLE[name][0]
+    assert sum(n for _, n in opt_model(name).checkpoint_tensors()) == PUBLISHED_OPT[name][0]
 
 
 def test_accounting_identities_hold() -> None:
@@ -133,9 +132,9 @@ def test_model_info_for_config_reads_opt_configs() -> None:
         "do_layer_norm_before": False,
     }
     info = model_info_for_config(opt350)
-    assert info is not None and info.params == DESIGN_TABLE["opt-350m"][0]
+    assert info is not None and info.params == PUBLISHED_OPT["opt-350m"][0]
     # Keys left out take OPTConfig's defaults: those of opt-125m.
-    assert model_info_for_config({"model_type": "opt"}).params == DESIGN_TABLE["opt-125m"][0]  # type: ignore[union-attr]
+    assert model_info_for_config({"model_type": "opt"}).params == PUBLISHED_OPT["opt-125m"][0]  # type: ignore[union-attr]
     assert model_info_for_config({"model_type": "gpt2", "n_embd": 768}) is None
     assert model_info_for_config({"model_type": "opt", "enable_bias": False}) is None
 
@@ -165,6 +164,7 @@ def test_estimate_matches_the_engine_weights_and_kv(tiny_session: Session) -> No
     assert e.kv_cache_bytes == samples[-1].kv_bytes
 
 
+@pytest.mark.engine
 def test_estimate_matches_the_engine_with_batch_prompt_and_half_precision() -> None:
     session = record(tiny_spec(tokens=6, batch=3, prompt_tokens=5, dtype="bfloat16"))
     assert session.status == "completed"
@@ -264,6 +264,7 @@ def _trace(
 @pytest.mark.parametrize(
     "prompt, batch, attn", [(8, 1, "sdpa"), (96, 2, "sdpa"), (96, 2, "eager"), (40, 3, "eager")]
 )
+@pytest.mark.slow
 def test_every_step_matches_the_cpu_allocator_trace(prompt: int, batch: int, attn: str) -> None:
     tokens = 12
     info = model_info_for_config(TRACE_CONFIG)

@@ -7,7 +7,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from conftest import record, resolved, tiny_spec
+import pytest
+from helpers import record, resolved, tiny_spec
 
 from vramtui.measure import events as ev
 from vramtui.measure.engine.engine_process import EngineProcess, Launch
@@ -33,6 +34,7 @@ def running_server(env: dict[str, str] | None = None) -> Iterator[ForkServer]:
         server.close()
 
 
+@pytest.mark.engine
 def test_forked_engines_run_as_spawned_ones_and_import_once() -> None:
     spawned = record(SPEC)
     with running_server() as server:
@@ -53,6 +55,7 @@ def test_forked_engines_run_as_spawned_ones_and_import_once() -> None:
     assert spawned.environment["engine_start"] == COLD
 
 
+@pytest.mark.engine
 def test_a_forked_engine_is_cancelled_and_its_exit_reported() -> None:
     slow = {"VRAMTUI_TEST_STEP_SLEEP": "0.2"}  # steps slow enough to cancel mid-run
     with running_server(slow) as server:
@@ -71,6 +74,7 @@ def test_a_forked_engine_is_cancelled_and_its_exit_reported() -> None:
     assert isinstance(engine, ForkedEngine) and not engine.alive
 
 
+@pytest.mark.engine
 def test_a_forked_engine_killed_mid_run_is_a_crash_with_its_data_kept() -> None:
     crash = {"VRAMTUI_TEST_CRASH_AT_TOKEN": "3"}  # SIGKILL inside step 3
     with running_server(crash) as server:
@@ -82,6 +86,7 @@ def test_a_forked_engine_killed_mid_run_is_a_crash_with_its_data_kept() -> None:
     assert [s.token for s in session.token_samples] == [0, 1, 2]  # measured and kept
 
 
+@pytest.mark.engine
 def test_once_the_server_has_ended_engines_are_spawned() -> None:
     with running_server() as server:
         stale = ForkedEngine(server, server.launch)  # made while the server ran
@@ -92,6 +97,7 @@ def test_once_the_server_has_ended_engines_are_spawned() -> None:
     assert session.status == "completed" and session.environment["engine_start"] == COLD
 
 
+@pytest.mark.engine
 def test_a_launch_other_than_the_servers_is_spawned() -> None:
     other = Launch.for_spec(SPEC, {"PYTORCH_CUDA_ALLOC_CONF": "expandable_segments:True"})
     with running_server() as server:
@@ -99,6 +105,7 @@ def test_a_launch_other_than_the_servers_is_spawned() -> None:
         assert type(server.make_engine(server.launch)) is ForkedEngine
 
 
+@pytest.mark.engine
 def test_a_sweep_forks_its_engines_only_when_asked() -> None:
     axes = grid.Axes(models=[grid.ModelRef("tiny-opt", "config", SPEC.path or "")],
                      tokens=[3, 4, 5], base=SPEC)  # fmt: skip
@@ -114,6 +121,7 @@ def test_a_sweep_forks_its_engines_only_when_asked() -> None:
     assert Sweep(cells, ahead=Ahead(2, beside_cells=True)).fork is False
 
 
+@pytest.mark.engine
 def test_an_engine_whose_server_died_still_ends_and_is_waited_for() -> None:
     slow = {"VRAMTUI_TEST_STEP_SLEEP": "0.05"}
     with running_server(slow) as server:
@@ -136,6 +144,7 @@ def test_an_engine_whose_server_died_still_ends_and_is_waited_for() -> None:
     assert not _exists(engine.proc.pid)
 
 
+@pytest.mark.engine
 def test_a_forked_engine_that_fails_before_its_run_leaves_its_traceback() -> None:
     with running_server() as server:
         engine = server.make_engine(server.launch)

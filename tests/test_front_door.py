@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import CPU_ONLY, TINY_CONFIG, run_cli
+from helpers import CPU_ONLY, TINY_CONFIG, run_cli
 
 from vramtui.cli import build_parser
 from vramtui.commands import app as app_command
@@ -81,6 +81,7 @@ def test_hub_ids_and_any_case_name_the_catalogue_model(monkeypatch: pytest.Monke
 
 
 # ---- checked before the engine starts, nothing written ---------------------------------------
+@pytest.mark.engine
 def test_an_absent_device_writes_nothing(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -123,6 +124,7 @@ def test_argparse_errors_have_one_prefix(capsys: pytest.CaptureFixture[str]) -> 
 
 
 # ---- saving never loses a run ------------------------------------------------------------------
+@pytest.mark.engine
 def test_a_file_that_cannot_be_written_loses_nothing(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -159,6 +161,7 @@ def test_exported_files_get_the_usual_permissions(tmp_path: Path) -> None:
 
 
 # ---- CPU runs know about RAM --------------------------------------------------------------------
+@pytest.mark.engine
 def test_the_oom_killer_is_reported_as_out_of_memory(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -176,6 +179,7 @@ def test_the_oom_killer_is_reported_as_out_of_memory(
     assert failure["message"].endswith(" of 100.00 MB")
 
 
+@pytest.mark.engine
 def test_a_sigkill_far_from_the_limit_is_a_crash(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -6,7 +6,7 @@ import threading
 from dataclasses import replace
 
 import pytest
-from conftest import CPU_ONLY, H100
+from helpers import CPU_ONLY, H100
 
 from vramtui.cli import main
 from vramtui.errors import UsageError
@@ -81,12 +81,13 @@ def test_bench_devices_refuses_a_device_that_is_not_there(
     assert "no device 'cuda:9'" in err and "Traceback" not in err
 
 
+@pytest.mark.engine
 def test_bench_devices_runs_real_cells_each_in_its_own_process(
     capsys: pytest.CaptureFixture[str], tmp_path
 ) -> None:  # noqa: ANN001
     import csv
 
-    from conftest import TINY_CONFIG
+    from helpers import TINY_CONFIG
 
     out = tmp_path / "bench.csv"
     code = main(["bench", "--config", str(TINY_CONFIG), "--tokens", "2,3", "--devices",

@@ -1,4 +1,4 @@
-"""Twenty runs, one after another, in one app session (issue 6, item 8)."""
+"""Twenty runs, one after another, in one app session."""
 
 from __future__ import annotations
 
@@ -8,10 +8,13 @@ import time
 from pathlib import Path
 
 import psutil
-from conftest import CPU_ONLY, resolved, tiny_spec
+import pytest
+from helpers import CPU_ONLY, resolved, tiny_spec
 
 from vramtui.tui.app import VramApp
 from vramtui.tui.screens.summary_screen import SummaryScreen
+
+pytestmark = pytest.mark.engine  # every test here runs real engines
 
 RUNS = 20
 

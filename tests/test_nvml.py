@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pytest
-from conftest import WITH_GPU
+from helpers import WITH_GPU
 
 import vramtui
 from vramtui.measure import events as ev

@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import TINY_CONFIG, record
+from helpers import TINY_CONFIG, record
 
 from vramtui.cli import main
 from vramtui.measure.session import Session
@@ -103,6 +103,7 @@ def test_the_run_screens_device_lines() -> None:
     assert all(len(line) <= 33 for line in lines)  # fits the side panel at 80x24
 
 
+@pytest.mark.engine
 def test_a_placed_run_on_the_cpu_measures_its_device(tmp_path: Path) -> None:
     spec = RunSpec(model="tiny-opt", source="config", path=str(TINY_CONFIG), tokens=4,
                    device_map="sequential", max_memory="cpu=1GiB")  # fmt: skip

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
-from conftest import CPU_ONLY, TINY_CONFIG, WITH_GPU, resolved, tiny_spec
+from helpers import CPU_ONLY, TINY_CONFIG, WITH_GPU, resolved, tiny_spec
 
 from vramtui.errors import UsageError
 from vramtui.models.catalogue import lookup
@@ -104,6 +104,7 @@ def _accelerate_map(name: str, max_memory: dict, strategy: str) -> dict[str, str
         ("mixtral-8x7b", {0: 40 * GiB, 1: 40 * GiB, 2: 40 * GiB}, "auto"),
     ],
 )
+@pytest.mark.engine
 def test_the_placement_is_accelerates(name: str, max_memory: dict, strategy: str) -> None:
     entry = lookup(name)
     placed = place_model(entry.config, "float16", strategy, max_memory)
@@ -116,6 +117,7 @@ def test_the_placement_is_accelerates(name: str, max_memory: dict, strategy: str
     assert [d.holds_head for d in placed.devices].count(True) == 1
 
 
+@pytest.mark.engine
 def test_opt_66b_balanced_splits_as_measured() -> None:
     """docs/placement.md: embeddings, positions, final norm and the tied head on GPU 0 with 32
     layers; 32 layers on GPU 1."""
@@ -139,6 +141,7 @@ def _arch(run):  # noqa: ANN001, ANN202
     return architecture_of(run)
 
 
+@pytest.mark.engine
 def test_every_device_predicted_sums_to_the_one_device_estimate() -> None:
     est, placed = _placed("opt-66b", {0: 80 * GiB, 1: 80 * GiB}, 2000, "balanced")
     gpu0, gpu1 = placed.devices
@@ -151,6 +154,7 @@ def test_every_device_predicted_sums_to_the_one_device_estimate() -> None:
     assert placed.runs_out_first is None and placed.room == placed.max_memory
 
 
+@pytest.mark.engine
 def test_offloaded_layers_keep_their_cache_on_the_first_gpu() -> None:
     est, placed = _placed("opt-13b", {0: 12 * GiB, "cpu": 64 * GiB}, 50)
     gpu, cpu = placed.devices
@@ -162,6 +166,7 @@ def test_offloaded_layers_keep_their_cache_on_the_first_gpu() -> None:
     assert placed.runs_out_first is gpu and gpu.peak_total_bytes > 12 * GiB
 
 
+@pytest.mark.engine
 def test_the_suggested_max_memory_leaves_room_for_generation() -> None:
     _, placed = _placed("opt-13b", {0: 12 * GiB, "cpu": 64 * GiB}, 50)
     assert placed.room is not None and placed.room[0] < 12 * GiB
@@ -175,6 +180,7 @@ def test_the_suggested_max_memory_leaves_room_for_generation() -> None:
         assert device.fits, device
 
 
+@pytest.mark.engine
 def test_a_tiny_config_places_on_the_cpu_and_gpus() -> None:
     import json
 
@@ -216,6 +222,7 @@ def test_weights_offloaded_to_the_cpu_are_random_where_the_map_puts_them() -> No
     assert weight.device.type == "cpu" and 0.015 < float(weight.std()) < 0.025
 
 
+@pytest.mark.engine
 def test_estimate_json_lists_every_device_and_the_room_for_generation(
     capsys: pytest.CaptureFixture[str],
 ) -> None:

@@ -7,9 +7,9 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-from conftest import CPU_ONLY as CPU
-from conftest import TINY_CONFIG
-from test_tui_pilot import wait_for
+import pytest
+from helpers import CPU_ONLY as CPU
+from helpers import TINY_CONFIG, wait_for
 from textual.widgets import RichLog, Static
 
 from vramtui.measure.recorder import Recorder
@@ -21,6 +21,7 @@ from vramtui.tui.screens.summary_screen import SummaryScreen
 PROGRAM = Path(__file__).parent / "fixtures" / "program.py"
 
 
+@pytest.mark.engine
 def test_the_run_screen_follows_the_program_and_shows_its_output(tmp_path: Path) -> None:
     program = Program((str(PROGRAM), str(TINY_CONFIG), str(tmp_path / "checkpoint")))
     made: list[Recorder] = []
@@ -61,6 +62,7 @@ def test_the_run_screen_follows_the_program_and_shows_its_output(tmp_path: Path)
     assert made[0].exit_code == 0
 
 
+@pytest.mark.engine
 def test_the_start_screen_profiles_your_script(tmp_path: Path) -> None:
     """Source "your script": the command line is checked in place, then Run profiles it
     on the run screen with its output in the log panel."""

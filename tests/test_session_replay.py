@@ -14,7 +14,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from conftest import record, tiny_spec
+from helpers import record, tiny_spec
 
 from vramtui.measure.allocations import moment, snapshot_event
 from vramtui.measure.session import Session
@@ -92,6 +92,7 @@ def test_a_rebuilt_session_that_differs_from_its_json_is_named(
         shots.read_session(path)
 
 
+@pytest.mark.engine
 def test_the_summary_of_a_run_out_of_memory_shows_what_held_the_bytes(
     oom_session: Session, tmp_path: Path
 ) -> None:
@@ -119,6 +120,7 @@ def test_the_run_screen_is_drawn_from_the_files(tiny_session: Session, tmp_path:
     assert "tiny-opt" in svg_text(out) and "12/12" in svg_text(out)
 
 
+@pytest.mark.engine
 def test_two_recorded_sessions_are_overlaid(
     tiny_session: Session, oom_session: Session, tmp_path: Path
 ) -> None:
@@ -130,6 +132,7 @@ def test_two_recorded_sessions_are_overlaid(
     assert "per-step peak" in shown and "compare 2 sessions" in shown
 
 
+@pytest.mark.engine
 def test_a_programs_screen_shows_its_output(tiny_session: Session, tmp_path: Path) -> None:
     path = _save(tiny_session, tmp_path / "program")
     out = tmp_path / "profile.svg"

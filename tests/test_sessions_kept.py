@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import TINY_CONFIG, run_cli
+from helpers import TINY_CONFIG, run_cli
 
 from vramtui.commands.out_option import check_out
 from vramtui.errors import UsageError

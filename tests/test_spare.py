@@ -15,7 +15,7 @@ import textwrap
 
 import psutil
 import pytest
-from conftest import CPU_ONLY, resolved, tiny_spec
+from helpers import CPU_ONLY, resolved, tiny_spec
 
 from vramtui.measure import events as ev
 from vramtui.measure.engine.engine_process import EngineGone, EngineProcess, Launch
@@ -64,6 +64,7 @@ def spare_and_cold() -> tuple[Session, Session, int]:
     return warm, cold, spare.pid or -1
 
 
+@pytest.mark.engine
 def test_a_spare_handed_a_spec_gives_a_cold_engines_figures(
     spare_and_cold: tuple[Session, Session, int],
 ) -> None:
@@ -73,6 +74,7 @@ def test_a_spare_handed_a_spec_gives_a_cold_engines_figures(
     assert figures(warm) == figures(cold)
 
 
+@pytest.mark.engine
 def test_a_spare_did_its_imports_before_run_and_touched_no_cuda(
     spare_and_cold: tuple[Session, Session, int],
 ) -> None:
@@ -83,6 +85,7 @@ def test_a_spare_did_its_imports_before_run_and_touched_no_cuda(
     assert not warm.startup.cuda_initialized and not cold.startup.cuda_initialized
 
 
+@pytest.mark.engine
 def test_startup_timings_are_in_the_json_and_the_summary(
     spare_and_cold: tuple[Session, Session, int],
 ) -> None:
@@ -115,6 +118,7 @@ def test_a_spare_still_importing_at_run_is_not_said_to_have_finished() -> None:
                                          "imports_done_s": -2.0}}) or "")  # fmt: skip
 
 
+@pytest.mark.engine
 def test_a_dead_spare_falls_back_to_a_cold_start() -> None:
     spec = tiny_spec(tokens=2)
     pool = SparePool()
@@ -127,6 +131,7 @@ def test_a_dead_spare_falls_back_to_a_cold_start() -> None:
     assert session.hello is not None and session.hello.pid != spare.pid
 
 
+@pytest.mark.engine
 def test_a_spare_that_dies_while_handed_over_falls_back_to_a_cold_start() -> None:
     class DiesAtHandOver(EngineProcess):
         def hand(self, spec: RunSpec) -> None:
@@ -142,6 +147,7 @@ def test_a_spare_that_dies_while_handed_over_falls_back_to_a_cold_start() -> Non
     assert spare.pid is not None and not psutil.pid_exists(spare.pid)
 
 
+@pytest.mark.engine
 def test_a_stale_spare_is_ended_and_the_run_starts_cold() -> None:
     spec = tiny_spec(tokens=2)
     pool = SparePool()
@@ -153,6 +159,7 @@ def test_a_stale_spare_is_ended_and_the_run_starts_cold() -> None:
     assert pool.spares == []
 
 
+@pytest.mark.engine
 def test_the_spare_dies_with_the_app(tmp_path: os.PathLike[str]) -> None:
     from vramtui.tui.app import VramApp
 
@@ -186,6 +193,7 @@ time.sleep(600)
 """
 
 
+@pytest.mark.engine
 @pytest.mark.parametrize("when", ["importing", "ready"])
 def test_a_spare_ends_when_its_parent_is_killed(when: str) -> None:
     parent = subprocess.Popen(
@@ -211,26 +219,54 @@ def test_ready_and_startup_events_round_trip() -> None:
 
 
 AFTER_THE_SPEC = """
-import json, sys
-from vramtui.measure.engine.engine_main import warm_imports
+import json, os, sys
+from vramtui.measure.engine.engine_main import cuda_initialized, warm_imports
 from vramtui.measure.engine.runner import Engine
 from vramtui.runspec import RunSpec
 
 warm_imports()
+threads = len(os.listdir("/proc/self/task"))
+cuda = cuda_initialized()
 before = set(sys.modules)
 spec = RunSpec.from_dict(json.loads(sys.argv[1]))
 code = Engine(spec, lambda line: None).run()
-print(json.dumps({"code": code, "new": sorted(set(sys.modules) - before)}))
+new = sorted(set(sys.modules) - before)
+print(json.dumps({"code": code, "new": new, "threads": threads, "cuda": cuda}))
 """
 
 
+@pytest.mark.engine
 def test_a_run_imports_nothing_after_its_spec_that_a_spare_could_have_imported() -> None:
-    """Every module an OPT run needs is imported before the spec (the family's modeling
-    module, generation, the engine's own): a spare's start after Run is no import."""
-    spec = json.dumps(tiny_spec(tokens=2).to_dict())
+    """Whatever transformers and the libraries under it import lazily as a model loads
+    and generates, with the versions installed: an engine imports it before its spec
+    (the rehearsal asks a run), so a spare's start after Run is no import. The engine
+    itself ran nothing: one thread, no CUDA (a fork server forks it)."""
+    spec = json.dumps(tiny_spec(tokens=3).to_dict())
     out = subprocess.run(
-        [sys.executable, "-c", AFTER_THE_SPEC, spec], capture_output=True, text=True, timeout=300
+        [sys.executable, "-c", AFTER_THE_SPEC, spec], capture_output=True, text=True, timeout=600
     )
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout.strip().splitlines()[-1])
-    assert result == {"code": 0, "new": []}
+    assert result == {"code": 0, "new": [], "threads": 1, "cuda": False}
+
+
+REHEARSAL = """
+import json, sys
+from vramtui.measure.engine.rehearsal import modules_a_run_imports
+print(json.dumps({"run": modules_a_run_imports(), "here": "torch" in sys.modules}))
+"""
+
+
+@pytest.mark.engine
+def test_the_rehearsal_reports_what_a_run_imports_whatever_faults_a_test_set() -> None:
+    """Asked in a process that has imported nothing, a run imports torch and
+    transformers; the faults a test sets for the real run do not reach the rehearsal,
+    and the asking process imports nothing itself."""
+    env = {**os.environ, "VRAMTUI_TEST_CRASH_AT_TOKEN": "0"}
+    out = subprocess.run(
+        [sys.executable, "-c", REHEARSAL], capture_output=True, text=True, timeout=600, env=env
+    )
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert {"torch", "transformers", "vramtui.measure.engine.model"} <= set(result["run"])
+    assert result["here"] is False

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 
 import pytest
-from conftest import TINY_CONFIG
+from helpers import TINY_CONFIG
 
 from vramtui.measure import events as ev
 from vramtui.measure.engine.engine_process import Launch
@@ -188,6 +188,7 @@ def test_a_cancelled_sweep_ends_the_engine_started_ahead() -> None:
     assert device.timeline[-1] == ("end unused", 2) and device.contexts == 0
 
 
+@pytest.mark.engine
 def test_real_engines_overlap_and_measure_what_cold_ones_do() -> None:
     # engines started ahead: none, two spawned, two forked from a fork server
     runs: dict[tuple[int, bool], list[Session]] = {(0, False): [], (2, False): [], (2, True): []}

@@ -33,6 +33,7 @@ def _trace(config: dict, **shape: object) -> traces.Trace:
     [(8, 20, 1, "sdpa", "cuda"), (8, 2000, 1, "sdpa", "cuda"), (512, 512, 4, "sdpa", "cuda"),
      (8, 200, 1, "eager", "cuda"), (100, 50, 2, "sdpa", "cpu")],
 )  # fmt: skip
+@pytest.mark.engine
 def test_tracing_opts_code_gives_the_hand_written_opt_model(
     prompt: int, tokens: int, batch: int, attn: str, backend: str
 ) -> None:
@@ -74,6 +75,7 @@ def test_the_meta_trace_is_what_the_same_code_allocates_on_real_tensors() -> Non
     assert (prefill.peak, prefill.kv) == (meta["prefill"]["peak"], meta["prefill"]["kv"])
 
 
+@pytest.mark.engine
 def test_grouped_query_heads_and_explicit_head_dim_size_the_cache() -> None:
     trace = _trace({**TINY_LLAMA, "head_dim": 32})
     # 3 layers x K and V x 2 KV heads x 32 x fp16, per position
@@ -82,6 +84,7 @@ def test_grouped_query_heads_and_explicit_head_dim_size_the_cache() -> None:
     assert trace.params == sum(trace.tensors) // 2
 
 
+@pytest.mark.engine
 def test_sliding_window_layers_hold_their_window_at_most() -> None:
     """Mistral-style: every layer slides over 16 positions."""
     config = {**TINY_LLAMA, "model_type": "mistral", "sliding_window": 16}
@@ -94,6 +97,7 @@ def test_sliding_window_layers_hold_their_window_at_most() -> None:
     assert est.kv_cache_bytes == 16 * per_position
 
 
+@pytest.mark.engine
 def test_a_mixture_of_experts_is_traced() -> None:
     config = {**TINY_LLAMA, "model_type": "mixtral", "num_local_experts": 4,
               "num_experts_per_tok": 2}  # fmt: skip
@@ -102,6 +106,7 @@ def test_a_mixture_of_experts_is_traced() -> None:
     assert trace.prefill.peak > 0 and trace.decode[0].extra > 0
 
 
+@pytest.mark.engine
 def test_a_trace_is_kept_on_disk_and_not_made_twice(monkeypatch: pytest.MonkeyPatch) -> None:
     config = {**TINY_LLAMA, "num_hidden_layers": 2}
     first = _trace(config, prompt=5)
@@ -116,6 +121,7 @@ def test_a_trace_is_kept_on_disk_and_not_made_twice(monkeypatch: pytest.MonkeyPa
                        backend="cuda", only_cached=True) is None  # fmt: skip
 
 
+@pytest.mark.engine
 def test_a_model_whose_code_cannot_be_traced_says_why_in_one_line() -> None:
     with pytest.raises(UsageError) as err:
         _trace({"model_type": "gpt2", "n_embd": 64, "n_head": 5, "n_layer": 1})
@@ -123,6 +129,7 @@ def test_a_model_whose_code_cannot_be_traced_says_why_in_one_line() -> None:
     assert "\n" not in text and text.startswith("cannot trace tiny:") and "divisible" in text
 
 
+@pytest.mark.engine
 def test_an_architecture_without_sdpa_is_told_to_use_eager() -> None:
     config = {**TINY_LLAMA, "model_type": "gemma2", "head_dim": 16, "sliding_window": 32}
     with pytest.raises(UsageError, match="pass --attn eager"):
@@ -136,6 +143,7 @@ def test_the_disk_cache_follows_xdg_cache_home(tmp_path, monkeypatch: pytest.Mon
     assert traces.cache_dir() == tmp_path / "vramtui" / "traces"
 
 
+@pytest.mark.engine
 def test_a_session_of_any_model_is_compared_once_its_trace_exists(tmp_path) -> None:
     """Screens never wait for a trace: the summary compares once the model is traced."""
     from vramtui.analysis.breakdown import estimate_for_session
@@ -154,6 +162,7 @@ def test_a_session_of_any_model_is_compared_once_its_trace_exists(tmp_path) -> N
     assert estimate_for_session(session) == traced
 
 
+@pytest.mark.engine
 def test_a_static_cache_holds_every_position_and_the_estimate_says_which_compile() -> None:
     from vramtui.report.estimate_text import compiled_step_note
     from vramtui.units import format_bytes

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import TINY_CONFIG
+from helpers import TINY_CONFIG
 
 import vramtui
 from vramtui.cli import main

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from test_tui_snapshots import make_app, opt13, settle
+from helpers import make_app, opt13, settle
 
 from vramtui.analysis.run_comparison import change, labelled
 from vramtui.report.export import write_json

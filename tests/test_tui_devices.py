@@ -5,12 +5,11 @@ device has no such key."""
 from __future__ import annotations
 
 import asyncio
-import time
 from dataclasses import replace
 from pathlib import Path
 
-from conftest import WITH_GPU
-from textual.pilot import Pilot
+import pytest
+from helpers import WITH_GPU, wait_for
 
 from vramtui.analysis.breakdown import measured_breakdown
 from vramtui.analysis.live_forecast import forecast_oom, headroom
@@ -32,13 +31,6 @@ def app_for(spec: RunSpec, items: list, out: Path, devices: DeviceList) -> VramA
                    make_recorder=lambda s: ReplayRecorder(s, items, hold=True))  # fmt: skip
 
 
-async def wait_for(pilot: Pilot, condition: object, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():  # type: ignore[operator]
-        assert time.monotonic() < deadline, f"timed out waiting for {condition}"
-        await pilot.pause(0.05)
-
-
 def _follows(screen: RunScreen, device: str) -> None:
     """What the screen shows is `device`'s, as a session of its own."""
     view = on_device(screen.run.session.snapshot(), device)
@@ -55,6 +47,7 @@ def _follows(screen: RunScreen, device: str) -> None:
     assert room is not None and screen._shown["side-facts"].startswith(f"room {short_bytes(room)}")
 
 
+@pytest.mark.engine
 def test_d_makes_the_screen_follow_each_device_in_turn(tmp_path: Path) -> None:
     spec = RunSpec(model="opt-1.3b", tokens=2000, device_map="auto", max_memory="0=40GiB,1=40GiB")
     items = on_two_gpus(synthetic_run("opt-1.3b", 2000, upto=600))
@@ -103,6 +96,7 @@ def test_a_run_on_one_device_has_no_device_key(tmp_path: Path) -> None:
     asyncio.run(scenario())
 
 
+@pytest.mark.engine
 def test_the_start_screen_predicts_each_device_of_a_placed_run(tmp_path: Path) -> None:
     from textual.widgets import Static
 

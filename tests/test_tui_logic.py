@@ -8,7 +8,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from conftest import CPU_ONLY, WITH_GPU
+from helpers import CPU_ONLY, WITH_GPU
 
 from vramtui import cli
 from vramtui.models.catalogue import lookup
@@ -51,6 +51,7 @@ def test_downsample_leaves_short_series_alone() -> None:
     assert downsample([], 100) == ([], [])
 
 
+@pytest.mark.slow
 def test_plot_data_of_2000_tokens_is_cut_to_the_plot_width() -> None:
     session = replay().session
     data = build_plot_data(session, axis="tokens", buckets=160)

@@ -18,7 +18,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from conftest import CPU_ONLY, TINY_CONFIG, WITH_GPU, resolved
+from helpers import CPU_ONLY, TINY_CONFIG, WITH_GPU, resolved, wait_for
 from textual.pilot import Pilot
 from textual.widgets import Input, Select, Static
 
@@ -57,14 +57,6 @@ def app_for(
     return VramApp(spec, start=start, out_dir=out, list_devices=lambda: devices, **kwargs)
 
 
-async def wait_for(pilot: Pilot, condition: object, timeout: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {condition}")
-        await pilot.pause(0.05)
-
-
 async def type_into(pilot: Pilot, text: str) -> None:
     await pilot.press("ctrl+u", "end", "ctrl+u")  # clear the field whatever the cursor
     await pilot.press(*[{" ": "space"}.get(c, c) for c in text])
@@ -87,6 +79,7 @@ def pid_alive(pid: int) -> bool:
 
 
 # ---- a real tiny run, filled in by keys ------------------------------------------------------
+@pytest.mark.engine
 def test_fill_the_form_run_to_the_end_and_export(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -171,6 +164,7 @@ def test_fill_the_form_run_to_the_end_and_export(
     assert app.return_code == 0
 
 
+@pytest.mark.engine
 def test_cancel_then_run_again_then_quit_ends_the_engine(tmp_path: Path) -> None:
     out = tmp_path / "sessions"
     app = app_for(tiny(100), out, lambda spec: Recorder.for_run(spec, extra_env=SLOW), start=True)
@@ -198,7 +192,7 @@ def test_cancel_then_run_again_then_quit_ends_the_engine(tmp_path: Path) -> None
             await wait_for(pilot, lambda: second.session.tokens_done >= 2)
             pids.append(second.session.environment["engine_pid"])
             await pilot.press("q")  # while generating: the engine ends first
-            await wait_for(pilot, lambda: second.ended, timeout=15)
+            await wait_for(pilot, lambda: second.ended)
         return pids
 
     pids = asyncio.run(scenario())
@@ -331,6 +325,7 @@ def test_engine_usage_error_returns_to_the_form(tmp_path: Path) -> None:
     assert not out.exists() or not list(out.iterdir())  # nothing measured: nothing written
 
 
+@pytest.mark.slow
 def test_run_again_the_instant_a_run_ends_does_not_crash(tmp_path: Path) -> None:
     # r pops the summary while it may still be mounting: its header's title update,
     # still queued, must not find its title gone and take the app down (NoMatches).
@@ -342,13 +337,15 @@ def test_run_again_the_instant_a_run_ends_does_not_crash(tmp_path: Path) -> None
         async with app.run_test(size=(100, 30)) as pilot:
             for _ in range(10):
                 app.begin(resolved(spec, WITH_GPU))
-                deadline = time.monotonic() + 30
+                deadline = time.monotonic() + 120  # ends a test that would hang
                 while not isinstance(app.screen, SummaryScreen):
                     assert app.is_running and time.monotonic() < deadline
                     await asyncio.sleep(0)  # as soon as it is there, not when it is idle
                 app.action_run_again()
-            await pilot.pause(0.2)
-            assert app.is_running and isinstance(app.screen, StartScreen)
+            await wait_for(
+                pilot, lambda: isinstance(app.screen, StartScreen) and app.screen.is_mounted
+            )
+            assert app.is_running
 
     asyncio.run(scenario())
     assert app.return_code is None  # not ended by an error
@@ -368,8 +365,7 @@ def test_keys_shown_follow_the_run_state_and_x_toggles_the_axis(tmp_path: Path) 
             assert app.screen is screen
             await pilot.press("x")
             assert screen.axis == "seconds"
-            await pilot.pause(0.3)
-            assert screen.query_one("#plot").data.axis == "seconds"
+            await wait_for(pilot, lambda: screen.query_one("#plot").data.axis == "seconds")
             await pilot.press("x")
             assert screen.axis == "tokens"
             await pilot.press("c")
@@ -410,12 +406,12 @@ def test_export_refuses_a_missing_folder_and_escape_cancels(
 
 
 # ---- the app process never imports torch -----------------------------------------------------
+@pytest.mark.engine
 def test_the_app_process_never_imports_torch(tmp_path: Path) -> None:
     """Run the tiny model to the end in a fresh interpreter (other tests import torch)."""
     script = textwrap.dedent(
         f"""
-        import asyncio, json, sys, time
-        t0 = time.perf_counter()
+        import asyncio, json, sys
         from vramtui.runspec import DeviceList, RunSpec
         from vramtui.tui.app import VramApp
         spec = RunSpec(model="tiny-opt", source="config", path={str(TINY_CONFIG)!r},
@@ -426,7 +422,6 @@ def test_the_app_process_never_imports_torch(tmp_path: Path) -> None:
         async def main():
             async with app.run_test(size=(80, 24)) as pilot:
                 await pilot.pause()
-                result["first_frame_s"] = time.perf_counter() - t0
                 while not (app.current and app.current.ended):
                     await pilot.pause(0.05)
                 result["status"] = app.current.session.status
@@ -449,7 +444,6 @@ def test_the_app_process_never_imports_torch(tmp_path: Path) -> None:
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["status"] == "completed"
     assert result["torch"] == []
-    assert result["first_frame_s"] < 5.0  # about 0.3 s here; loose for slow CI machines
 
 
 @pytest.mark.parametrize("argv", [["--model", "opt-1.3b", "--tokens", "2000"]])
@@ -520,6 +514,7 @@ def test_keys_that_do_nothing_now_say_why_and_the_palette_offers_every_action(
     asyncio.run(scenario())
 
 
+@pytest.mark.engine
 def test_typing_on_the_model_list_filters_it_by_name_hub_id_or_family(tmp_path: Path) -> None:
     from textual.widgets import DataTable
 

@@ -7,22 +7,18 @@ working directory) and the terminal size. Update with `pytest --snapshot-update`
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import replace
-from datetime import datetime
 from pathlib import Path
 
 import pytest
-from textual.pilot import Pilot
+from helpers import SNAPSHOT_DEVICES, SNAPSHOT_H100, before, make_app, opt13
 
-from vramtui.runspec import DeviceChoice, DeviceList, RunSpec
-from vramtui.testing.replay import ReplayRecorder
-from vramtui.testing.synthetic import Item, on_two_gpus, synthetic_run
+from vramtui.runspec import DeviceList, RunSpec
+from vramtui.testing.synthetic import on_two_gpus, synthetic_run
 from vramtui.tui.app import VramApp
-from vramtui.tui.screens.run_screen import RunScreen
 
-H100 = DeviceChoice("cuda:0", "NVIDIA H100 80GB HBM3", 85_520_809_984, 84_300_000_000)
-DEVICES = DeviceList((H100, DeviceChoice("cpu", "CPU", 25_276_510_208, 21_000_000_000)))
+H100, DEVICES = SNAPSHOT_H100, SNAPSHOT_DEVICES
 TWO_GPUS = DeviceList((H100, replace(H100, id="cuda:1"), *DEVICES.choices[1:]))
 WIDE, SMALL = (100, 30), (80, 24)
 
@@ -30,50 +26,6 @@ WIDE, SMALL = (100, 30), (80, 24)
 @pytest.fixture(autouse=True)
 def _in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)  # the app saves into ./sessions, shown as such
-
-
-def make_app(
-    spec: RunSpec, items: list[Item] | None, *, start: bool = True, devices: DeviceList = DEVICES
-) -> VramApp:
-    last_t = max((getattr(i, "t", 0.0) for i in items or []), default=1.0)
-    return VramApp(
-        spec,
-        start=start,
-        out_dir=Path("sessions"),
-        make_recorder=lambda s: ReplayRecorder(s, items or [], hold=True),
-        list_devices=lambda: devices,
-        clock=lambda: last_t,
-        wall_clock=lambda: datetime(2026, 1, 2, 3, 4, 5),
-    )
-
-
-async def settle(pilot: Pilot, *, finished: bool = False) -> None:
-    """Wait for the device list, the prediction it starts (and the run, when it ends),
-    then redraw once more."""
-    app = pilot.app
-    for groups in (("devices",), ("predict",), ("predict",)):  # a form changed meanwhile
-        for worker in list(app.workers):
-            if worker.group in groups or (finished and worker.group == "engine"):
-                await worker.wait()
-        await pilot.pause()
-    if isinstance(app.screen, RunScreen):
-        app.screen._plot_key = None
-        app.screen.redraw()
-    await pilot.pause()
-
-
-def before(*keys: str, finished: bool = False) -> Callable[[Pilot], Awaitable[None]]:
-    async def run_before(pilot: Pilot) -> None:
-        await settle(pilot, finished=finished)
-        for key in keys:
-            await pilot.press(key)
-            await settle(pilot, finished=finished)
-
-    return run_before
-
-
-def opt13(tokens: int = 2000) -> RunSpec:
-    return RunSpec(model="opt-1.3b", tokens=tokens, device="cuda:0")
 
 
 @pytest.mark.parametrize("size", [WIDE, SMALL], ids=["100x30", "80x24"])
@@ -149,15 +101,18 @@ def placed_app(upto: int | None) -> VramApp:
     return make_app(spec, items, devices=TWO_GPUS)
 
 
+@pytest.mark.engine
 def test_run_screen_of_a_model_on_two_gpus(snap_compare: Callable[..., bool]) -> None:
     assert snap_compare(placed_app(740), terminal_size=SMALL, run_before=before())
 
 
+@pytest.mark.engine
 def test_run_screen_following_the_second_gpu(snap_compare: Callable[..., bool]) -> None:
     # d: the graph, the series, the breakdown and the forecast are cuda:1's
     assert snap_compare(placed_app(740), terminal_size=SMALL, run_before=before("d"))
 
 
+@pytest.mark.engine
 def test_start_screen_of_a_placed_run(snap_compare: Callable[..., bool]) -> None:
     # opt-13b with 12 GiB on the GPU: each device predicted, cuda:0 runs out first
     spec = RunSpec(model="opt-13b", tokens=50, device_map="auto", max_memory="0=12GiB,cpu=64GiB")
@@ -165,6 +120,7 @@ def test_start_screen_of_a_placed_run(snap_compare: Callable[..., bool]) -> None
     assert snap_compare(app, terminal_size=SMALL, run_before=before())
 
 
+@pytest.mark.engine
 def test_summary_of_a_model_on_two_gpus(snap_compare: Callable[..., bool]) -> None:
     assert snap_compare(placed_app(None), terminal_size=WIDE, run_before=before(finished=True))
 

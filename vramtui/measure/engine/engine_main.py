@@ -1,6 +1,6 @@
 """The engine process: one run, from a RunSpec on stdin to events on a pipe.
 
-Run as `python -m vramtui.measure.engine.child --events-fd N [--spawned-at T]`.
+Run as `python -m vramtui.measure.engine.engine_main --events-fd N [--spawned-at T]`.
 It first does its imports (torch, transformers, the engine's modules: no CUDA),
 says Ready on fd N, and only then reads the RunSpec, one JSON line on stdin. A
 cold run writes the spec at once; a spare engine (see spare.py) gets it later,
@@ -60,6 +60,8 @@ class SpecInbox:
 
 def warm_imports() -> None:
     """What every run needs, imported before the spec: no CUDA call is made here.
+    First the engine's own imports, then whatever else a tiny run imports with the
+    libraries installed (see rehearsal.py).
 
     A failure is left for the run itself to meet (the same import fails again there
     and becomes a Failed event the user sees)."""
@@ -75,6 +77,9 @@ def warm_imports() -> None:
         import vramtui.measure.engine.probes  # noqa: F401
         import vramtui.measure.engine.sampler  # noqa: F401
         import vramtui.measure.engine.snapshot  # noqa: F401 - every run makes its Snapshots
+        from vramtui.measure.engine.rehearsal import import_what_a_run_imports
+
+        import_what_a_run_imports()
     except Exception:  # noqa: BLE001 - reported by the run, see above
         traceback.print_exc(file=sys.stderr)
 

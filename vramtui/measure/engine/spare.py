@@ -1,14 +1,15 @@
 """Spare engines: engine processes started ahead, their imports done, waiting for a spec.
 
 Most of a run's start-up is importing torch and transformers (seconds), which
-depends on nothing the user picks. A spare does that while the user is still on
-the start screen (or while the previous cell of a sweep runs), and makes no CUDA
-call: it holds no context and no device memory until it is handed a spec, and it
-is the same program in the same state as a cold engine when the spec arrives, so
-its figures are a cold engine's. A spare is used once. One that has died, or was
-started with another environment than the run needs (`Launch`), is ended and the
-run starts cold. The parent ends its spares with `close()`; if the parent dies
-first, each spare sees its stdin close and exits by itself.
+depends on nothing the user picks; so does what a run imports lazily, which an
+engine learns from a tiny run in a throwaway fork (rehearsal.py). A spare does that
+while the user is still on the start screen (or while the previous cell of a sweep
+runs), and makes no CUDA call: it holds no context and no device memory until it is
+handed a spec, and it is the same program in the same state as a cold engine when
+the spec arrives, so its figures are a cold engine's. A spare is used once. One that
+has died, or was started with another environment than the run needs (`Launch`), is
+ended and the run starts cold. The parent ends its spares with `close()`; if the
+parent dies first, each spare sees its stdin close and exits by itself.
 """
 
 from __future__ import annotations

@@ -12,7 +12,9 @@ closes (the parent ended the sweep, or died) it exits; engines already forked
 carry on until their own stdin closes.
 
 The server starts no thread of its own; libraries may (OpenBLAS parks its threads
-around a fork). It never initialises CUDA, which does not survive a fork.
+around a fork). It never initialises CUDA, which does not survive a fork, and runs
+no model: what a run imports lazily it learns from a tiny run in a child of its own
+(rehearsal.py), since torch's CPU thread pools, once run, hang a forked engine.
 """
 
 from __future__ import annotations

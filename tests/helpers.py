@@ -1,0 +1,131 @@
+"""What several test files share: the test devices, the tiny model, a real run, the CLI
+in this process, the app fed by a replay, waiting on a condition. Fixtures live in
+conftest.py; no test imports conftest or another test file."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+from textual.pilot import Pilot
+
+from vramtui.cli import main
+from vramtui.measure.recorder import Recorder
+from vramtui.measure.session import Session
+from vramtui.runspec import DeviceChoice, DeviceList, ResolvedRun, RunSpec, resolve
+from vramtui.testing.replay import ReplayRecorder
+from vramtui.testing.synthetic import Item
+from vramtui.tui.app import VramApp
+from vramtui.tui.screens.run_screen import RunScreen
+
+TINY_CONFIG = Path(__file__).parent / "fixtures" / "tiny-opt.json"
+# The devices tests run against: a CPU with 24 GB, 20 GB of it available.
+CPU_ONLY = DeviceList((DeviceChoice("cpu", "Test CPU", 24 * 10**9, 20 * 10**9),))
+H100 = DeviceChoice("cuda:0", "NVIDIA H100 80GB HBM3", 85_520_809_984, 84_000_000_000)
+WITH_GPU = DeviceList((H100, *CPU_ONLY.choices))
+
+# The published OPT architectures: parameters, and KV cache bytes per token in fp16.
+PUBLISHED_OPT = {
+    "opt-125m": (125_239_296, 36_864),
+    "opt-350m": (331_196_416, 98_304),
+    "opt-1.3b": (1_315_758_080, 196_608),
+    "opt-2.7b": (2_651_596_800, 327_680),
+    "opt-6.7b": (6_658_473_984, 524_288),
+    "opt-13b": (12_853_473_280, 819_200),
+    "opt-30b": (29_974_540_288, 1_376_256),
+    "opt-66b": (65_719_701_504, 2_359_296),
+}
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """`vramtui ARGS` in this process: (exit code, stdout, stderr)."""
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def tiny_spec(**overrides: object) -> RunSpec:
+    values: dict[str, object] = dict(
+        model="tiny-opt", source="config", path=str(TINY_CONFIG), tokens=12, device="cpu"
+    )
+    values.update(overrides)
+    return RunSpec(**values)  # type: ignore[arg-type]
+
+
+def resolved(spec: RunSpec, devices: DeviceList = CPU_ONLY) -> ResolvedRun:
+    return resolve(spec, devices)
+
+
+def record(spec: RunSpec, **options: object) -> Session:
+    """One real run of `spec` on the test devices."""
+    return Recorder.for_run(resolved(spec), **options).run()  # type: ignore[arg-type]
+
+
+async def wait_for(pilot: Pilot, condition: Callable[[], object], timeout: float = 90.0) -> None:
+    """Until `condition()` holds; `timeout` only ends a test that would hang."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {condition}")
+        await pilot.pause(0.05)
+
+
+# The app fed by a replay of a synthetic stream, with everything that could change
+# between runs fixed: the device list, the clocks, the save folder (relative).
+SNAPSHOT_H100 = DeviceChoice("cuda:0", "NVIDIA H100 80GB HBM3", 85_520_809_984, 84_300_000_000)
+SNAPSHOT_DEVICES = DeviceList(
+    (SNAPSHOT_H100, DeviceChoice("cpu", "CPU", 25_276_510_208, 21_000_000_000))
+)
+
+
+def make_app(
+    spec: RunSpec,
+    items: list[Item] | None,
+    *,
+    start: bool = True,
+    devices: DeviceList = SNAPSHOT_DEVICES,
+) -> VramApp:
+    last_t = max((getattr(i, "t", 0.0) for i in items or []), default=1.0)
+    return VramApp(
+        spec,
+        start=start,
+        out_dir=Path("sessions"),
+        make_recorder=lambda s: ReplayRecorder(s, items or [], hold=True),
+        list_devices=lambda: devices,
+        clock=lambda: last_t,
+        wall_clock=lambda: datetime(2026, 1, 2, 3, 4, 5),
+    )
+
+
+async def settle(pilot: Pilot, *, finished: bool = False) -> None:
+    """Wait for the device list, the prediction it starts (and the run, when it ends),
+    then redraw once more."""
+    app = pilot.app
+    for groups in (("devices",), ("predict",), ("predict",)):  # a form changed meanwhile
+        for worker in list(app.workers):
+            if worker.group in groups or (finished and worker.group == "engine"):
+                await worker.wait()
+        await pilot.pause()
+    if isinstance(app.screen, RunScreen):
+        app.screen._plot_key = None
+        app.screen.redraw()
+    await pilot.pause()
+
+
+def before(*keys: str, finished: bool = False) -> Callable[[Pilot], Awaitable[None]]:
+    """A snapshot's run_before: settle, then each key pressed and settled."""
+
+    async def run_before(pilot: Pilot) -> None:
+        await settle(pilot, finished=finished)
+        for key in keys:
+            await pilot.press(key)
+            await settle(pilot, finished=finished)
+
+    return run_before
+
+
+def opt13(tokens: int = 2000) -> RunSpec:
+    return RunSpec(model="opt-1.3b", tokens=tokens, device="cuda:0")
