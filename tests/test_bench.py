@@ -274,6 +274,10 @@ class FakeRecorder:
         self.session = Session(spec.to_dict(), {"vramtui": "0.1.0", "driver": "570.1"})
         self.cancelled = threading.Event()
 
+    @classmethod
+    def for_run(cls, run: ResolvedRun, **options: Any) -> FakeRecorder:
+        return cls(run, **options)
+
     def cancel(self, reason: str = "cancelled by the user") -> None:
         self.reason = reason
         self.cancelled.set()
