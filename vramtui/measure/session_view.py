@@ -146,48 +146,37 @@ class SessionView:
         largest NVML reading during each token's step, carried forward across
         steps shorter than the poll interval.
         """
-        if name in ENGINE_SERIES or name == "kv_bytes":
-            return [
-                (s.token, getattr(s, name))  # type: ignore[misc]
-                for s in self.token_samples
-                if getattr(s, name) is not None
-            ]
-        if name != "nvml_process":
+        engine = name in ENGINE_SERIES or name == "kv_bytes"
+        if not engine and name != "nvml_process":
             raise KeyError(name)
         out: list[tuple[int, int]] = []
         last: int | None = None
         for s in self.token_samples:
-            value = self.nvml_token_max.get(s.token, last)  # type: ignore[arg-type]
+            if s.token is None:
+                continue
+            if engine:
+                value = _reading(s, name)
+            else:
+                value = last = self.nvml_token_max.get(s.token, last)
             if value is not None:
-                out.append((s.token, value))  # type: ignore[arg-type]
-                last = value
+                out.append((s.token, value))
         return out
 
     def time_series(self, name: str) -> list[tuple[float, int]]:
         """(seconds since start, bytes) for one series."""
         if name in ENGINE_SERIES or name == "kv_bytes":
-            return [
-                (s.t - self.t0, getattr(s, name))
-                for s in self.samples
-                if getattr(s, name) is not None
-            ]
+            engine = ((s.t - self.t0, _reading(s, name)) for s in self.samples)
+            return [(t, v) for t, v in engine if v is not None]
         attr = _NVML_ATTR[name]
-        return [
-            (s.t - self.t0, getattr(s, attr)) for s in self.nvml if getattr(s, attr) is not None
-        ]
+        nvml = ((s.t - self.t0, _reading(s, attr)) for s in self.nvml)
+        return [(t, v) for t, v in nvml if v is not None]
 
     def latest(self, name: str) -> int | None:
         if name in ENGINE_SERIES or name == "kv_bytes":
-            for s in reversed(self.samples[-4:]):
-                value = getattr(s, name)
-                if value is not None:
-                    return value
-            return None
-        attr = _NVML_ATTR[name]
-        for n in reversed(self.nvml[-4:]):
-            if getattr(n, attr) is not None:
-                return getattr(n, attr)
-        return None
+            readings = [_reading(s, name) for s in self.samples[-4:]]
+        else:
+            readings = [_reading(n, _NVML_ATTR[name]) for n in self.nvml[-4:]]
+        return next((v for v in reversed(readings) if v is not None), None)
 
     def device_total(self) -> int | None:
         for s in reversed(self.nvml[-4:]):
@@ -306,6 +295,12 @@ def run_timings(view: SessionView) -> dict[str, Any] | None:
 
 def _asdict_or_none(record: Any) -> dict[str, Any] | None:
     return asdict(record) if record is not None else None
+
+
+def _reading(record: ev.Sample | NvmlSample, name: str) -> int | None:
+    """One series' figure in a sample (None where it was not read)."""
+    value: int | None = getattr(record, name)
+    return value
 
 
 def _value(peak: Peak | None) -> int | None:

@@ -123,7 +123,8 @@ def _loaded(summary: dict[str, Any]) -> ev.Loaded | None:
 
 def _engine_sample(cells: dict[str, str], t: float, phase: str, where: str) -> ev.Sample:
     token = whole_cell({"token": cells["token"]}, "token", where)
-    return ev.Sample(token, t, phase, *(whole_cell(cells, c, where) for c in _ENGINE_INTS))
+    allocated, reserved, step_peak, kv = (whole_cell(cells, c, where) for c in _ENGINE_INTS)
+    return ev.Sample(token, t, phase, allocated, reserved, step_peak, kv)
 
 
 def _device_reading(cells: dict[str, str], where: str) -> DeviceReading:

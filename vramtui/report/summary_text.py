@@ -196,7 +196,7 @@ def device_rows(
     """One row per device of a placed run's summary `devices`: what it holds, its measured
     peaks and, where predicted (report/placed_compare.py), the prediction and its error.
     The CPU's RSS is held against its predicted total (weights and the process)."""
-    rows = []
+    rows: list[tuple[str, ...]] = []
     for d in devices:
         name = str(d.get("device"))
         guess = (predicted or {}).get(name)
@@ -233,14 +233,14 @@ def summary_text(
         parts += [note, ""]
     parts.append(table([(k, v) for k, v in fact_rows(summary)]))
     if summary.get("generations"):  # a profiled program's generate() calls
-        rows = generation_rows(summary["generations"])
-        parts += ["", "generate() calls", table(rows, GENERATION_HEADER)]
+        calls = generation_rows(summary["generations"])
+        parts += ["", "generate() calls", table(calls, GENERATION_HEADER)]
     snapshot = allocations_text(summary)  # --snapshot: what held the bytes at the peak
     if snapshot:
         parts += ["", snapshot]
     if summary.get("devices"):  # a model placed across devices
-        rows = device_rows(placed_devices(summary), predicted)
-        parts += ["", "each device", table(rows, DEVICE_HEADER), DEVICE_NOTE]
+        devices = device_rows(placed_devices(summary), predicted)
+        parts += ["", "each device", table(devices, DEVICE_HEADER), DEVICE_NOTE]
     for notice in summary.get("notices", []):
         parts.append(f"note: {notice}")
     return "\n".join(parts)

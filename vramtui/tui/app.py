@@ -21,7 +21,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from textual import work
+from textual import events, work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
@@ -108,7 +108,7 @@ class VramApp(App[int]):
     def save_dir(self) -> Path:
         return self.out_dir if self.out_dir is not None else sessions_dir()
 
-    def on_mount(self) -> None:
+    def on_mount(self, event: events.Mount) -> None:
         self.push_screen(StartScreen(self.spec, autostart=self.autostart))
         self.call_after_refresh(self.prepare_spare)  # after the first frame
 
@@ -176,7 +176,7 @@ class VramApp(App[int]):
             return
         self.prepare_spare(run.spec)
         if refused:
-            self._back_to_start(run.spec, failure)  # type: ignore[arg-type]
+            self._back_to_start(run.spec, failure)
             return
         self.screen.refresh_bindings()
         if isinstance(self.screen, RunScreen) and self.screen.run is run:
@@ -277,7 +277,9 @@ class VramApp(App[int]):
 
         self.push_screen(ExportScreen(run.session, suggestion), done)
 
-    def action_screenshot(self) -> None:
+    def action_screenshot(self, filename: str | None = None, path: str | None = None) -> None:
+        """An SVG of the screen in the sessions folder, named after the session (Textual's
+        `filename` and `path` are not used)."""
         folder = self.save_dir
         session = self.current.session if self.current else None
         name = f"{session_stem(session, self.wall_clock())}-{type(self.screen).__name__}.svg"

@@ -8,6 +8,7 @@ named at once, each under itself; only a form whose fields all read goes to
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Any
 
 from vramtui.errors import UsageError
 from vramtui.models.architecture import DTYPE_BYTES
@@ -48,7 +49,7 @@ class FormResult:
 def place_of(field: str | None) -> str:
     """Where the form shows an error about `field`."""
     if field in FIELDS:
-        return field  # type: ignore[return-value]
+        return field
     return SHOWN_AT.get(field or "", "form")
 
 
@@ -66,7 +67,7 @@ def spec_from_form(values: FormValues, base: RunSpec) -> tuple[RunSpec | None, d
     """The spec the form describes (flags the form does not show keep their values),
     or the errors of every field that does not read."""
     errors: dict[str, str] = {}
-    numbers: dict[str, int] = {}
+    numbers: dict[str, Any] = {}  # field -> int, as replace() takes them
     for field, flag in INT_FIELDS:
         try:
             numbers[field] = _whole(getattr(values, field), flag)

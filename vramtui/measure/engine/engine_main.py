@@ -111,7 +111,8 @@ def _held_bytes(engine: Engine) -> int | None:
     try:
         if engine.probe is None:
             return None
-        allocated, reserved, peak = engine.probe.read()
+        readings: tuple[int | None, int | None, int | None] = engine.probe.read()
+        allocated, reserved, peak = readings
         engine.emit(ev.Sample(None, clock(), engine.phase, allocated, reserved, peak, None))
         return allocated
     except Exception:

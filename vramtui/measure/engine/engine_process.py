@@ -12,6 +12,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TextIO
 
 from vramtui.measure import events as ev
 from vramtui.measure.startup import COLD
@@ -68,7 +69,7 @@ class EngineProcess:
         self.ready_at: float | None = None  # the engine's clock when its imports were done
         self.handed = False
         self._stderr = tempfile.TemporaryFile()
-        self._reader = None
+        self._reader: TextIO | None = None
 
     @property
     def pid(self) -> int | None:

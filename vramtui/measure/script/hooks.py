@@ -31,7 +31,7 @@ PROGRAM = "program"  # the phase between the program's loads and generate() call
 class Instrument(Emitter):
     """Hooks, a background sampler, and the events they write (one writer lock)."""
 
-    def __init__(self, write: Callable[[str], None], *, hz: float = 20.0) -> None:
+    def __init__(self, write: Callable[[str], object], *, hz: float = 20.0) -> None:
         self._lock = threading.RLock()
         super().__init__(self._locked(write))
         self.hz = hz
@@ -49,7 +49,7 @@ class Instrument(Emitter):
         self._undo: list[Callable[[], None]] = []
         self._faults = test_faults.from_environment()
 
-    def _locked(self, write: Callable[[str], None]) -> Callable[[str], None]:
+    def _locked(self, write: Callable[[str], object]) -> Callable[[str], None]:
         def locked(line: str) -> None:
             with self._lock:
                 write(line)
