@@ -7,7 +7,7 @@ import pytest
 
 from vramtui.cli import main
 from vramtui.measure.recorder import Recorder
-from vramtui.measure.session import Session
+from vramtui.measure.session import SessionView
 from vramtui.runspec import DeviceChoice, DeviceList, ResolvedRun, RunSpec, resolve
 
 TINY_CONFIG = Path(__file__).parent / "fixtures" / "tiny-opt.json"
@@ -54,12 +54,12 @@ def resolved(spec: RunSpec, devices: DeviceList = CPU_ONLY) -> ResolvedRun:
     return resolve(spec, devices)
 
 
-def record(spec: RunSpec, **options: object) -> Session:
-    """One real run of `spec` on the test devices."""
-    return Recorder(resolved(spec), **options).run()  # type: ignore[arg-type]
+def record(spec: RunSpec, **options: object) -> SessionView:
+    """One real run of `spec` on the test devices: the finished session."""
+    return Recorder(resolved(spec), **options).run().snapshot()  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="session")
-def tiny_session() -> Session:
+def tiny_session() -> SessionView:
     """One real run of the tiny model on the CPU, shared by read-only tests."""
     return record(tiny_spec())

@@ -11,6 +11,7 @@ from conftest import WITH_GPU
 
 from vramtui.measure import events as ev
 from vramtui.measure import nvml
+from vramtui.measure.device_view import devices_summary
 from vramtui.measure.recorder import Recorder
 from vramtui.runspec import RunSpec, resolve
 
@@ -93,7 +94,7 @@ def test_cuda_and_nvml_order_differ_matched_by_uuid(install) -> None:  # type: i
     rec._baseline = {"bbbb": GIB}
     rec._on_hello(hello("bbbb"))  # torch reports the UUID without the GPU- prefix
     try:
-        assert rec.session.environment["nvml_index"] == 1
+        assert rec.session.environment.nvml_index == 1
         reading = rec._watch.read()  # type: ignore[union-attr]
         assert reading.process_bytes == 3 * GIB
     finally:
@@ -128,7 +129,7 @@ def test_baseline_mode_is_said_in_the_session(install) -> None:  # type: ignore[
     rec._watch.read()  # type: ignore[union-attr]
     rec._poller.stop()  # type: ignore[union-attr]
     rec._finish_notices()
-    assert rec.session.environment["nvml_process_source"] == "baseline"
+    assert rec.session.environment.nvml_process_source == "baseline"
     assert any("not visible to NVML" in n for n in rec.session.notices)
 
 
@@ -186,7 +187,7 @@ def test_each_gpu_of_a_placed_model_is_polled_matched_by_uuid(install) -> None: 
     rec.session.apply(placed)
     rec._on_placed(placed)
     assert [d for d, _ in rec._group.watches] == [None, "cuda:1"]
-    gpus = rec.session.environment["placed_gpus"]
+    gpus = rec.session.environment.placed_gpus
     assert gpus["cuda:1"]["nvml_index"] == 0 and gpus["cuda:2"]["nvml_index"] is None
     assert any("NVML skipped on cuda:2" in n for n in rec.session.notices)
     on_readings = rec._poller.on_reading  # type: ignore[union-attr]
@@ -194,7 +195,7 @@ def test_each_gpu_of_a_placed_model_is_polled_matched_by_uuid(install) -> None: 
     second.processes = [(4242, 8 * GIB)]
     on_readings(rec._group.read())
     view = rec.session.snapshot()
-    devices = {d["device"]: d for d in view.devices_summary()}
+    devices = {d["device"]: d for d in devices_summary(view)}
     assert devices["cuda:0"]["peak_nvml_process_bytes"] == 3 * GIB  # the run's own stream
     assert devices["cuda:1"]["peak_nvml_process_bytes"] == 8 * GIB
     assert devices["cuda:1"]["peak_nvml_device_used_bytes"] == 9 * GIB

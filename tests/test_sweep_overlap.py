@@ -141,7 +141,7 @@ def test_the_next_engines_start_during_a_cell_and_get_their_spec_after_it(
                 assert order.index(("spawn", k + ahead)) < order.index(("exit", k))
         if k + engines + 1 <= n:  # but no further: started once cell k+1 has its engine
             assert order.index(("hand", k + 1)) < order.index(("spawn", k + engines + 1))
-    assert [s.environment["engine_start"] for s in sessions] == [COLD] + [WARM] * (n - 1)
+    assert [s.environment.engine_start for s in sessions] == [COLD] + [WARM] * (n - 1)
     assert ("end unused", n + 1) not in order and len({e for _, e in order}) == n
 
 
@@ -152,13 +152,13 @@ def test_in_waves_engines_start_only_with_a_cold_one_never_beside_a_running_cell
         *[("spawn", 3), ("hand", 3), ("spawn", 4), ("exit", 3), ("hand", 4), ("exit", 4)],
         *[("spawn", 5), ("hand", 5), ("exit", 5)],
     ]
-    assert [s.environment["engine_start"] for s in sessions] == [COLD, WARM, COLD, WARM, COLD]
+    assert [s.environment.engine_start for s in sessions] == [COLD, WARM, COLD, WARM, COLD]
 
 
 def test_without_overlap_each_engine_starts_after_the_last_has_ended() -> None:
     device, sessions = stand_in_sweep(3, Ahead(0))
     assert device.timeline == [(what, k) for k in (1, 2, 3) for what in ("spawn", "hand", "exit")]
-    assert [s.environment["engine_start"] for s in sessions] == [COLD] * 3
+    assert [s.environment.engine_start for s in sessions] == [COLD] * 3
 
 
 def test_engines_ahead_follow_the_cores_and_the_device() -> None:
@@ -197,9 +197,9 @@ def test_real_engines_overlap_and_measure_what_cold_ones_do() -> None:
         sweep = Sweep(cells(3), ahead=plan, fork=fork, on_cell_start=lambda c, s, k=keep: k(s))
         sweep.run()
     warm, forked = runs[(2, False)], runs[(2, True)]
-    assert [s.environment["engine_start"] for s in forked] == [FORKED, FORKED_SPARE, FORKED_SPARE]
+    assert [s.environment.engine_start for s in forked] == [FORKED, FORKED_SPARE, FORKED_SPARE]
     assert len({s.hello.pid for s in forked if s.hello}) == 3
-    assert [s.environment["engine_start"] for s in warm] == [COLD, WARM, WARM]
+    assert [s.environment.engine_start for s in warm] == [COLD, WARM, WARM]
     for before, after in itertools.pairwise(warm):
         assert after.startup is not None and after.startup.spawned is not None
         assert after.startup.spawned < before.snapshot().ended_at  # type: ignore[operator]

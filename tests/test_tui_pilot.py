@@ -177,7 +177,7 @@ def test_cancel_then_run_again_then_quit_ends_the_engine(tmp_path: Path) -> None
         async with app.run_test(size=(80, 24)) as pilot:
             await wait_for(pilot, lambda: app.current and app.current.session.tokens_done >= 3)
             first = app.current
-            pids.append(first.session.environment["engine_pid"])
+            pids.append(first.session.environment.engine_pid)
             await pilot.press("c")
             await wait_for(pilot, lambda: first.ended)
             await pilot.pause()
@@ -193,7 +193,7 @@ def test_cancel_then_run_again_then_quit_ends_the_engine(tmp_path: Path) -> None
             await wait_for(pilot, lambda: app.current is not first)
             second = app.current
             await wait_for(pilot, lambda: second.session.tokens_done >= 2)
-            pids.append(second.session.environment["engine_pid"])
+            pids.append(second.session.environment.engine_pid)
             await pilot.press("q")  # while generating: the engine ends first
             await wait_for(pilot, lambda: second.ended, timeout=15)
         return pids

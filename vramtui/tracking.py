@@ -29,6 +29,7 @@ from vramtui.measure.script.hooks import Instrument
 from vramtui.measure.script.program_process import Program
 from vramtui.measure.script.recorder import ScriptRecorder
 from vramtui.measure.session import SessionView
+from vramtui.runspec.program_spec import ProgramSpec
 
 _active: list[Tracker] = []
 
@@ -75,7 +76,8 @@ class Tracker(ContextDecorator):
         if _active:
             raise RuntimeError("vramtui.track() is already recording in this process")
         recorder = ScriptRecorder(Program((self.name,)), nvml_hz=self.nvml_hz)
-        recorder.session.spec.update(source="track", program=sys.argv[0] if sys.argv else "")
+        program = sys.argv[0] if sys.argv else ""
+        recorder.session.spec = ProgramSpec(self.name, program, source="track")
         recorder.session.set_environment(engine_pid=os.getpid())
         recorder._take_baseline()
         self.recorder = recorder

@@ -48,10 +48,10 @@ def _setting(view: SessionView, key: str) -> object:
     if key in _SPEC_KEYS:
         if key == "dtype" and view.loaded is not None:
             return view.loaded.dtype  # the dtype the run resolved to, not None
-        if key == "device" and view.environment.get("device"):
-            return view.environment["device"]  # the device the run used, not "auto"
-        return view.spec.get(key)
-    return view.environment.get(key)
+        if key == "device" and view.environment.device:
+            return view.environment.device  # the device the run used, not "auto"
+        return getattr(view.spec, key, None)  # a program's spec has none of a run's choices
+    return getattr(view.environment, key)
 
 
 def differences(views: list[SessionView]) -> list[str]:

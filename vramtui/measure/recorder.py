@@ -17,7 +17,7 @@ from vramtui.measure import nvml
 from vramtui.measure.engine.engine_process import EngineGone, EngineProcess, Launch
 from vramtui.measure.engine.spare import EngineFactory, SparePool
 from vramtui.measure.memory_watch import RssWatch, memory_limit
-from vramtui.measure.session import NvmlSample, Session
+from vramtui.measure.session import Environment, NvmlSample, Session
 from vramtui.measure.startup import COLD, FORKED, FORKED_SPARE, WARM
 from vramtui.runspec import ResolvedRun
 from vramtui.units import format_bytes
@@ -27,16 +27,13 @@ from vramtui.units import format_bytes
 OOM_KILL_SHARE = 0.8
 
 
-def base_environment() -> dict[str, object]:
-    env: dict[str, object] = {
-        "vramtui": __version__,
-        "platform": platform.platform(),
-        "hostname": platform.node(),
-    }
-    driver = nvml.driver_version()
-    if driver:
-        env["driver"] = driver
-    return env
+def base_environment() -> Environment:
+    return Environment(
+        vramtui=__version__,
+        platform=platform.platform(),
+        hostname=platform.node(),
+        driver=nvml.driver_version() or None,
+    )
 
 
 class Recorder:
@@ -53,7 +50,7 @@ class Recorder:
     ) -> None:
         self.run_spec = run
         self.spec = run.spec
-        self.session = session or Session(run.spec.to_dict(), base_environment())
+        self.session = session or Session(run.spec, base_environment())
         self.nvml_hz = nvml_hz
         self.use_nvml = use_nvml
         self.spares = spares  # a spare engine from here serves the run, if one fits
@@ -121,7 +118,7 @@ class Recorder:
         """A model placed across devices: what each GPU is (from the engine), the memory
         the CPU's RSS may grow to, and NVML on every other GPU the model uses."""
         facts: dict[str, dict[str, object]] = {}
-        head = self.session.environment.get("device")
+        head = self.session.snapshot().environment.device
         for d in placed.devices:
             device = str(d["device"])
             if not device.startswith("cuda"):
@@ -180,7 +177,7 @@ class Recorder:
             if self._rss is not None:
                 self._rss.stop()
             self._finish_notices()
-        if not session.finished:
+        if not session.snapshot().finished:
             session.fail(self._exit_failure(code, engine))
         engine.close()
         return session
@@ -207,9 +204,9 @@ class Recorder:
 
     def _exit_failure(self, code: int, engine: EngineProcess) -> ev.Failed:
         """Why the engine ended without saying so: cancelled, OOM-killed or crashed."""
-        session = self.session
-        phase = session.current_phase
-        token = session.tokens_done - 1 if session.tokens_done else None
+        view = self.session.snapshot()
+        phase = view.current_phase
+        token = view.tokens_done - 1 if view.tokens_done else None
         if self._cancelled.is_set():
             return ev.Failed("cancelled", self._cancel_reason, phase, token)
         peak = self._rss.peak if self._rss is not None else None

@@ -164,7 +164,8 @@ class VramApp(App[int]):
         run = message.run
         session = run.session
         if message.error is not None:
-            session.fail(ev.Failed("crashed", message.error, session.current_phase))
+            phase = session.snapshot().current_phase
+            session.fail(ev.Failed("crashed", message.error, phase))
         run.ended = True
         view = session.snapshot()
         failure = view.failure
@@ -184,7 +185,7 @@ class VramApp(App[int]):
 
     def _save(self, run: ActiveRun) -> None:
         try:
-            run.saved = autosave(run.session, self.save_dir, self.wall_clock())
+            run.saved = autosave(run.session.snapshot(), self.save_dir, self.wall_clock())
         except OSError as exc:
             run.save_error = f"{exc.strerror or exc} ({self.save_dir})"
             self.notify(
@@ -268,28 +269,28 @@ class VramApp(App[int]):
         run = self._finished_run("export")
         if run is None:
             return
-        stem = session_stem(run.session, self.wall_clock())
+        stem = session_stem(run.session.snapshot(), self.wall_clock())
         suggestion = f"vramtui-{stem}"  # in the folder vramtui was started from
 
         def done(paths: list[Path] | None) -> None:
             if paths:
                 self.notify("exported " + ", ".join(display_path(p) for p in paths))
 
-        self.push_screen(ExportScreen(run.session, suggestion), done)
+        self.push_screen(ExportScreen(run.session.snapshot(), suggestion), done)
 
     def action_screenshot(self, filename: str | None = None, path: str | None = None) -> None:
         """An SVG of the screen in the sessions folder, named after the session (Textual's
         `filename` and `path` are not used)."""
         folder = self.save_dir
-        session = self.current.session if self.current else None
+        session = self.current.session.snapshot() if self.current else None
         name = f"{session_stem(session, self.wall_clock())}-{type(self.screen).__name__}.svg"
         try:
             folder.mkdir(parents=True, exist_ok=True)
-            path = self.save_screenshot(filename=name, path=str(folder))
+            saved = self.save_screenshot(filename=name, path=str(folder))
         except OSError as exc:
             self.notify(f"screenshot not saved: {exc.strerror or exc}", severity="error")
             return
-        self.notify(f"screenshot saved to {display_path(Path(path))}")
+        self.notify(f"screenshot saved to {display_path(Path(saved))}")
 
     def action_start_run(self) -> None:
         if isinstance(self.screen, StartScreen):

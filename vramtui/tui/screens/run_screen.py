@@ -20,6 +20,7 @@ from vramtui.measure.device_view import device_names, on_device, run_device
 from vramtui.measure.session import SessionView
 from vramtui.predict.estimator import Estimate
 from vramtui.report.summary_text import device_note
+from vramtui.runspec.program_spec import tokens_requested
 from vramtui.tui.plotdata import AXES, build_plot_data
 from vramtui.tui.prediction import breakdown_rows, forecast_text
 from vramtui.tui.run_state import ActiveRun
@@ -94,7 +95,7 @@ class RunScreen(ExplainedKeysScreen):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.sub_title = run_title(self.run.session)
+        self.sub_title = run_title(self.run.session.snapshot())
         self._timer = self.set_interval(1.0 / self.redraw_hz, self.redraw)
         self.call_after_refresh(self.redraw)
 
@@ -220,7 +221,7 @@ class RunScreen(ExplainedKeysScreen):
             build_plot_data(session, axis=self.axis, buckets=plot.buckets, now=now, predicted=curve)
         )
         drawn = plot.data is not None and plot.data.reference is not None
-        cpu = session.environment.get("backend") == "cpu"
+        cpu = session.environment.backend == "cpu"
         series = (
             series_rows(session),
             session.device_total(),
@@ -251,7 +252,7 @@ class RunScreen(ExplainedKeysScreen):
     def show_breakdown(self, session: SessionView, cpu: bool) -> None:
         panel = self.query_one("#breakdown", BreakdownPanel)
         breakdown = measured_breakdown(session, "latest")
-        requested = int(session.spec.get("tokens") or 0)
+        requested = tokens_requested(session.spec)
         text, warn = forecast_text(forecast_oom(session), requested, session.tokens_done)
         if session.finished:
             text, warn = "", False

@@ -14,7 +14,8 @@ from textual.widgets import Footer, Static
 
 from vramtui.analysis.breakdown import compare, estimate_for_session
 from vramtui.analysis.placed_comparison import placed_estimates
-from vramtui.measure.session import Session, SessionView, as_view
+from vramtui.measure.session import SessionView
+from vramtui.measure.summary_format import summary
 from vramtui.report.allocations import allocations_text
 from vramtui.report.summary_text import (
     DEVICE_HEADER,
@@ -25,6 +26,7 @@ from vramtui.report.summary_text import (
     fact_rows,
     peak_rows,
     placed_devices,
+    saved_environment,
     series_labels,
 )
 from vramtui.tui.run_state import ActiveRun
@@ -46,7 +48,7 @@ def heading(summary: dict[str, Any]) -> str:
 
 
 def peaks_table(summary: dict[str, Any]) -> Table:
-    backend = summary.get("environment", {}).get("backend")
+    backend = saved_environment(summary).backend
     table = Table(box=None, padding=(0, 2, 0, 0), show_edge=False, header_style="bold")
     table.add_column("series", no_wrap=True)
     table.add_column("peak", justify="right", no_wrap=True)
@@ -91,9 +93,8 @@ def facts_table(summary: dict[str, Any]) -> Table:
     return table
 
 
-def comparison_table(session: Session | SessionView) -> Table | None:
+def comparison_table(view: SessionView) -> Table | None:
     """Predicted against measured, with the error in percent; None without an estimate."""
-    view = as_view(session)
     est = estimate_for_session(view)
     rows = comparison_rows(compare(est, view)) if est is not None and view.hello else []
     if not rows:
@@ -109,7 +110,7 @@ def comparison_table(session: Session | SessionView) -> Table | None:
 
 
 def notes_text(summary: dict[str, Any], run: ActiveRun) -> str:
-    notes = [device_note(summary.get("environment", {}))]
+    notes = [device_note(saved_environment(summary))]
     notes += [n for n in summary.get("notices", []) if not n.startswith("no NVML on")]
     if run.saved is not None:
         folder = display_path(run.saved.csv.parent)
@@ -143,7 +144,7 @@ class SummaryScreen(Screen[None]):
     def __init__(self, run: ActiveRun) -> None:
         super().__init__()
         self.run = run
-        self.summary = run.session.summary()
+        self.summary = summary(run.session.snapshot())
 
     def compose(self) -> ComposeResult:
         summary = self.summary
@@ -155,7 +156,7 @@ class SummaryScreen(Screen[None]):
             if devices is not None:
                 yield Static(devices, id="devices")
             yield Static(facts_table(summary), id="facts")
-            comparison = comparison_table(self.run.session)
+            comparison = comparison_table(self.run.session.snapshot())
             if comparison is not None:
                 yield Static(comparison, id="comparison")
             allocations = allocations_text(summary)  # --snapshot: what held the bytes
@@ -165,7 +166,7 @@ class SummaryScreen(Screen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.sub_title = run_title(self.run.session)
+        self.sub_title = run_title(self.run.session.snapshot())
         self.set_class(self.summary["status"] == "failed", "-failed")
         self.query_one("#summary").focus()  # arrows and page keys scroll it
 
