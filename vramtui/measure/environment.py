@@ -67,7 +67,7 @@ class Environment:
         out: dict[str, object] = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name != "other" and value not in (None, False):
+            if f.name != "other" and value is not None and value is not False:
                 out[f.name] = value
         out.update(self.other)
         return out
