@@ -371,3 +371,18 @@ def test_breakdown_rows_and_bar() -> None:
     assert sum(value for _, value in rows) == breakdown.total_bytes
     bar = stacked_bar(rows, 30, no_color=True)
     assert len(bar.plain) == 30 and bar.plain.startswith("W") and "K" in bar.plain
+
+
+def test_the_apps_are_the_host_their_screens_ask_for() -> None:
+    from textual.app import App
+
+    from vramtui.tui.app import VramApp
+    from vramtui.tui.app_host import AppHost
+    from vramtui.tui.profile_app import ProfileApp
+
+    def recorder(_: object) -> ReplayRecorder:
+        return ReplayRecorder(RunSpec(), [])
+
+    assert isinstance(VramApp(make_recorder=recorder), AppHost)
+    assert isinstance(ProfileApp(recorder, out_dir=None), AppHost)
+    assert not isinstance(App(), AppHost)  # host_of refuses it: a TypeError, not a guess

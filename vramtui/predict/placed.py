@@ -146,7 +146,7 @@ def _given(max_memory: MaxMemory | None, device: str) -> int | None:
 def runs_out_first(devices: list[DeviceEstimate]) -> DeviceEstimate | None:
     """The device that overflows its memory by the largest share, if any does."""
     over = [d for d in devices if d.fits is False and d.max_memory_bytes]
-    return max(over, key=lambda d: d.peak_total_bytes / d.max_memory_bytes, default=None)  # type: ignore[operator]
+    return max(over, key=lambda d: d.peak_total_bytes / (d.max_memory_bytes or 1), default=None)
 
 
 def room_for_generation(devices: list[DeviceEstimate], max_memory: MaxMemory) -> MaxMemory:

@@ -94,8 +94,11 @@ class VramApp(App[int]):
         self.autostart = start
         self.out_dir = out_dir
         # The real data source draws on spare engines; a given one (a replay) does not.
-        self.spares = SpareEngines() if make_recorder is None else None
-        self.make_recorder = make_recorder or self.spares.recorder  # type: ignore[union-attr]
+        self.spares: SpareEngines | None = None
+        if make_recorder is None:
+            self.spares = SpareEngines()
+            make_recorder = self.spares.recorder
+        self.make_recorder = make_recorder
         self.list_devices = list_devices
         self.clock = clock
         self.wall_clock = wall_clock

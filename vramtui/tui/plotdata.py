@@ -175,9 +175,9 @@ def drop_flat_interior(xs: list[float], ys: list[int]) -> tuple[list[float], lis
     return [xs[i] for i in keep], [ys[i] for i in keep]
 
 
-def _series(session: SessionView, name: str, axis: str) -> list[tuple[float, int]]:
+def _series(session: SessionView, name: str, axis: str) -> Sequence[tuple[float, int]]:
     if axis == "tokens":
-        return session.token_series(name)  # type: ignore[return-value]
+        return session.token_series(name)
     return session.time_series(name)
 
 
@@ -220,7 +220,7 @@ def build_plot_data(
     top, bottom = 0, None
     series = [(name, _series(session, name, axis)) for name in PLOT_SERIES]
     if predicted and axis == "tokens":
-        series.append(("predicted", predicted))  # type: ignore[arg-type]
+        series.append(("predicted", predicted))
     for name, points in series:
         xs, ys = drop_flat_interior(*downsample(points, buckets))
         if xs:

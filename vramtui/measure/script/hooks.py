@@ -17,6 +17,7 @@ creates a CUDA context the program would not have made.
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -168,9 +169,7 @@ class Instrument(Emitter):
         def wrapper(first: Any, *args: Any, **kwargs: Any) -> Any:
             return record(function, first, args, kwargs)
 
-        wrapper.__wrapped__ = function  # type: ignore[attr-defined]
-        wrapper.__name__ = function.__name__
-        wrapper.__doc__ = function.__doc__
+        functools.update_wrapper(wrapper, function)  # its name, doc and __wrapped__
         setattr(owner, name, classmethod(wrapper) if classmethod_ else wrapper)
         self._undo.append(lambda: setattr(owner, name, original))
 

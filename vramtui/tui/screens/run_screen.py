@@ -21,6 +21,7 @@ from vramtui.measure.session import SessionView
 from vramtui.predict.estimator import Estimate
 from vramtui.report.summary_text import device_note
 from vramtui.runspec.program_spec import tokens_requested
+from vramtui.tui.app_host import host_of
 from vramtui.tui.plotdata import AXES, build_plot_data
 from vramtui.tui.prediction import breakdown_rows, forecast_text
 from vramtui.tui.run_state import ActiveRun
@@ -37,6 +38,10 @@ TOTAL_NAMES = {
     "allocator peak": "allocated peak",
     "process RSS peak": "RSS peak",
 }
+
+
+# What the breakdown panel shows: title, rows, total, forecast, warn (BreakdownPanel.show)
+Shown = tuple[str, list[tuple[str, int]], tuple[str, int] | None, str, bool]
 
 
 class RunScreen(ExplainedKeysScreen):
@@ -122,16 +127,16 @@ class RunScreen(ExplainedKeysScreen):
         return None
 
     def action_cancel(self) -> None:
-        self.app.cancel_run()  # type: ignore[attr-defined]
+        host_of(self).cancel_run()
 
     def action_summary(self) -> None:
-        self.app.action_summary()  # type: ignore[attr-defined]
+        host_of(self).action_summary()
 
     def action_export(self) -> None:
-        self.app.action_export()  # type: ignore[attr-defined]
+        host_of(self).action_export()
 
     def action_run_again(self) -> None:
-        self.app.action_run_again()  # type: ignore[attr-defined]
+        host_of(self).action_run_again()
 
     def action_next_device(self) -> None:
         if self.devices:
@@ -193,7 +198,7 @@ class RunScreen(ExplainedKeysScreen):
             return
         run = self.run
         session = run.session.snapshot()  # one moment for everything drawn below
-        now = self.app.clock()  # type: ignore[attr-defined]
+        now = host_of(self).clock()
         status = status_text(session, now, run.cancelling)
         if self._changed("status", status):  # one line, always: no layout needed
             self.query_one("#status", Static).update(status, layout=False)
@@ -257,7 +262,7 @@ class RunScreen(ExplainedKeysScreen):
         if session.finished:
             text, warn = "", False
         if breakdown is None:
-            shown: tuple[object, ...] = ("where the bytes are", [], None, text, warn)
+            shown: Shown = ("where the bytes are", [], None, text, warn)
         else:
             where = f"token {breakdown.token}" if breakdown.token is not None else breakdown.phase
             total = TOTAL_NAMES.get(breakdown.total_source, breakdown.total_source)
@@ -269,4 +274,4 @@ class RunScreen(ExplainedKeysScreen):
                 warn,
             )
         if self._changed("breakdown", (shown, panel.size.width)):
-            panel.show(*shown)  # type: ignore[arg-type]
+            panel.show(*shown)

@@ -31,6 +31,7 @@ from vramtui.runspec import (
 )
 from vramtui.runspec.device_choice import backend_of
 from vramtui.tui import device_list as dev
+from vramtui.tui.app_host import host_of
 from vramtui.tui.device_list import DeviceOption, device_options, initial_device_options
 from vramtui.tui.form import FIELDS, FormResult, FormValues, model_facts, place_of, read_form
 from vramtui.tui.messages import DevicesFound, PredictionReady
@@ -203,7 +204,7 @@ class StartScreen(Screen[None]):
     # ---- devices: NVML may take a moment, so it is asked off the UI thread ----------
     @work(thread=True, exclusive=True, group="devices")
     def load_devices(self) -> None:
-        self.post_message(DevicesFound(self.app.list_devices()))  # type: ignore[attr-defined]
+        self.post_message(DevicesFound(host_of(self).list_devices()))
 
     def on_devices_found(self, message: DevicesFound) -> None:
         select = self.query_one("#device", Select)
@@ -335,13 +336,13 @@ class StartScreen(Screen[None]):
             except UsageError as exc:
                 self.show_error(str(exc), "path")
                 return
-            self.app.begin_program(program)  # type: ignore[attr-defined]
+            host_of(self).begin_program(program)
             return
         self.refresh_form()
         if self.form.run is None:
             self._focus_first_error()
             return
-        self.app.begin(self.form.run)  # type: ignore[attr-defined]
+        host_of(self).begin(self.form.run)
 
     def values(self) -> FormValues:
         return FormValues(

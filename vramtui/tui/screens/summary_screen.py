@@ -29,6 +29,7 @@ from vramtui.report.summary_text import (
     saved_environment,
     series_labels,
 )
+from vramtui.tui.app_host import host_of
 from vramtui.tui.run_state import ActiveRun
 from vramtui.tui.screen_text import run_title
 from vramtui.tui.storage import display_path
@@ -178,7 +179,7 @@ class SummaryScreen(Screen[None]):
         from vramtui.tui.screens.pick_session_screen import PickSessionScreen
 
         saved = self.run.saved.json if self.run.saved else None
-        folder = self.app.save_dir  # type: ignore[attr-defined]
+        folder = host_of(self).save_dir
         self.app.push_screen(
             PickSessionScreen(folder, exclude=saved),
             lambda path: compare_with(self.app, self.run.session.snapshot(), saved, path),
