@@ -12,6 +12,7 @@ from conftest import record, resolved, tiny_spec
 from vramtui.measure import events as ev
 from vramtui.measure.engine.engine_process import EngineProcess, Launch
 from vramtui.measure.engine.forkserver import ForkedEngine, ForkServer, _exists
+from vramtui.measure.environment import Environment
 from vramtui.measure.recorder import Recorder
 from vramtui.measure.startup import COLD, FORKED, FORKED_SPARE
 from vramtui.measure.summary_format import summary as summary_of
@@ -156,7 +157,7 @@ def test_a_table_of_forked_cells_says_how_their_figures_can_differ() -> None:
     cell = grid.Axes.of_catalogue(["opt-125m"], tokens=[10]).cells()[0]
 
     def notes(engine_start: str, source: str = "torch.cuda") -> list[str]:
-        env = {"memory_source": source, "engine_start": engine_start}
+        env = Environment(memory_source=source, engine_start=engine_start)
         return bench_report.method_notes([CellResult(cell, "completed", environment=env)], False)
 
     assert bench_report.FORKED_NOTE_CUDA in notes(FORKED_SPARE)

@@ -19,7 +19,7 @@ from vramtui.measure import events as ev
 from vramtui.measure.engine.engine_process import Launch
 from vramtui.measure.engine.spare import SparePool
 from vramtui.measure.recorder import Recorder
-from vramtui.measure.session import Session
+from vramtui.measure.session import Session, SessionView
 from vramtui.measure.startup import COLD, FORKED, FORKED_SPARE, WARM
 from vramtui.runspec import ResolvedRun, RunSpec
 from vramtui.sweep import grid
@@ -100,7 +100,7 @@ def cells(n: int) -> list[grid.Cell]:
     return axes.cells()
 
 
-def stand_in_sweep(n: int, ahead: Ahead) -> tuple[Device, list[Session]]:
+def stand_in_sweep(n: int, ahead: Ahead) -> tuple[Device, list[SessionView]]:
     device = Device()
     pool = SparePool(make_engine=lambda launch: StandInEngine(device, launch))  # type: ignore[arg-type,return-value]
 
@@ -123,7 +123,7 @@ def stand_in_sweep(n: int, ahead: Ahead) -> tuple[Device, list[Session]]:
     results = sweep.run()
     pool.close()
     assert [r.status for r in results] == ["completed"] * n
-    return device, sessions
+    return device, [s.snapshot() for s in sessions]  # each finished
 
 
 @pytest.mark.parametrize("n", [1, 2, 5])
@@ -196,18 +196,19 @@ def test_real_engines_overlap_and_measure_what_cold_ones_do() -> None:
         plan = Ahead(ahead)  # beside the running cells, as on a GPU host
         sweep = Sweep(cells(3), ahead=plan, fork=fork, on_cell_start=lambda c, s, k=keep: k(s))
         sweep.run()
-    warm, forked = runs[(2, False)], runs[(2, True)]
+    views = {key: [s.snapshot() for s in sessions] for key, sessions in runs.items()}
+    warm, forked = views[(2, False)], views[(2, True)]
     assert [s.environment.engine_start for s in forked] == [FORKED, FORKED_SPARE, FORKED_SPARE]
     assert len({s.hello.pid for s in forked if s.hello}) == 3
     assert [s.environment.engine_start for s in warm] == [COLD, WARM, WARM]
     for before, after in itertools.pairwise(warm):
         assert after.startup is not None and after.startup.spawned is not None
-        assert after.startup.spawned < before.snapshot().ended_at  # type: ignore[operator]
-    assert warm[2].startup.spawned < warm[0].snapshot().ended_at  # type: ignore[operator,union-attr]
+        assert after.startup.spawned < before.ended_at  # type: ignore[operator]
+    assert warm[2].startup.spawned < warm[0].ended_at  # type: ignore[operator,union-attr]
     assert len({s.hello.pid for s in warm if s.hello}) == 3
 
-    def deterministic(s: Session) -> tuple[object, ...]:
+    def deterministic(s: SessionView) -> tuple[object, ...]:
         return (s.status, s.loaded.params, [(t.token, t.kv_bytes) for t in s.token_samples])  # type: ignore[union-attr]
 
-    cold = [deterministic(s) for s in runs[(0, False)]]
+    cold = [deterministic(s) for s in views[(0, False)]]
     assert [deterministic(s) for s in warm] == [deterministic(s) for s in forked] == cold

@@ -43,6 +43,11 @@ def wake_on_child_exit() -> tuple[int, int]:
     return read_end, write_end
 
 
+def _seconds(value: object) -> float | None:
+    """A clock reading the server was handed (None where there was none)."""
+    return float(value) if isinstance(value, (int, float)) else None
+
+
 def fork_engine(
     sock: socket.socket, wake: tuple[int, int], request: dict[str, object], fds: list[int]
 ) -> int:
@@ -127,8 +132,3 @@ def main(argv: list[str] | None = None) -> int:
 if __name__ == "__main__":
     sys.stdout = sys.stderr
     os._exit(main())
-
-
-def _seconds(value: object) -> float | None:
-    """A clock reading the server was handed (None where there was none)."""
-    return float(value) if isinstance(value, (int, float)) else None
