@@ -65,14 +65,12 @@ def summary(view: SessionView) -> dict[str, Any]:
         "bytes_per_param_peak_process": _ratio(nvml_peak, params),
         "peaks": peaks,
         "timings": run_timings(view),
-        "failure": asdict(view.failure) if view.failure else None,
+        "failure": _asdict_or_none(view.failure),
         "nvml_samples": view.nvml_seen,
         "nvml_rate_hz": view.nvml_rate_hz,
         "notices": list(view.notices),
         "generations": [_generation_entry(view, g) for g in view.generations],
-        "allocation_snapshot": asdict(view.allocation_snapshot)
-        if view.allocation_snapshot
-        else None,
+        "allocation_snapshot": _asdict_or_none(view.allocation_snapshot),
         "devices": devices_summary(view),
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(view.started_wall)),
         "elapsed_s": round(view.elapsed(), 3),
@@ -95,6 +93,10 @@ def _generation_entry(view: SessionView, g: ev.Generation) -> dict[str, Any]:
     entry["t_start_s"] = round(entry.pop("t_start") - view.t0, 6)
     entry["t_end_s"] = round(entry.pop("t_end") - view.t0, 6)
     return entry
+
+
+def _asdict_or_none(record: ev.Failed | ev.AllocationSnapshot | None) -> dict[str, Any] | None:
+    return asdict(record) if record is not None else None
 
 
 def _value(peak: Peak | None) -> int | None:
