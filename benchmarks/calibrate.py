@@ -26,6 +26,7 @@ from vramtui.errors import UsageError  # noqa: E402
 from vramtui.measure.device_inventory import available  # noqa: E402
 from vramtui.measure.recorder import Recorder  # noqa: E402
 from vramtui.measure.session import SessionView  # noqa: E402
+from vramtui.measure.summary_format import summary as summary_of
 from vramtui.runspec import RunSpec, resolve  # noqa: E402
 
 
@@ -48,7 +49,7 @@ def series(session: SessionView, points: int = 60) -> list[dict[str, Any]]:
 
 
 def cell_record(session: SessionView, seconds: float) -> dict[str, Any]:
-    summary = session.summary()
+    summary = summary_of(session)
     load = next((s for s in session.samples if s.phase == "load"), None)
     first = session.token_samples[0] if session.token_samples else None
     nvml_by_phase: dict[str, int] = {}
@@ -82,7 +83,7 @@ def cell_record(session: SessionView, seconds: float) -> dict[str, Any]:
         "nvml_process_peak_by_phase": nvml_by_phase,
         # pid: the engine's own NVML figure; baseline: device used minus before (not
         # valid when cells run side by side, which calibrate_parallel.sh does)
-        "nvml_process_source": session.environment.get("nvml_process_source"),
+        "nvml_process_source": session.environment.nvml_process_source,
         "notices": list(session.notices),
         "peaks": summary["peaks"],
         "kv_cache_bytes_final": summary["kv_cache_bytes_final"],

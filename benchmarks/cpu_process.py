@@ -26,8 +26,11 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from _common import write_json  # noqa: E402
 
 from vramtui.measure.recorder import Recorder  # noqa: E402
+from vramtui.measure.summary_format import summary as summary_of  # noqa: E402
 from vramtui.predict.cpu_process import torch_is_cuda_build  # noqa: E402
 from vramtui.runspec import DeviceChoice, DeviceList, RunSpec, resolve  # noqa: E402
+
+VERSIONS = ("torch", "transformers", "python", "device_name")
 
 
 def one_run() -> dict[str, object]:
@@ -37,10 +40,9 @@ def one_run() -> dict[str, object]:
     session = Recorder.for_run(run, use_nvml=False).run()
     view = session.snapshot()
     after_load = next(s.allocated for s in view.samples if s.phase == "load")
-    weights = view.summary()["weights_bytes"]
+    weights = summary_of(view)["weights_bytes"]
     return {"rss_after_load": after_load, "weights": weights, "process": after_load - weights,
-            "environment": {k: view.environment.get(k) for k in ("torch", "transformers", "python",
-                                                                  "device_name")}}  # fmt: skip
+            "environment": {k: getattr(view.environment, k) for k in VERSIONS}}  # fmt: skip
 
 
 def main() -> int:

@@ -30,6 +30,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from vramtui.measure.summary_format import summary as summary_of
+
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import environment_line, gpu_environment, write_json  # noqa: E402
 
@@ -98,7 +100,7 @@ def one_run(model: str, device: str, spare: bool) -> dict[str, Any]:
         assert engine is not None and engine.wait_ready(180), "the spare never got ready"
         waiting_in_nvml = in_nvml(engine.pid or -1)
     run = resolve(spec, available())  # the form's work, before Run
-    summary = Recorder.for_run(run, spares=pool).run().summary()
+    summary = summary_of(Recorder.for_run(run, spares=pool).run().snapshot())
     if pool is not None:
         pool.close()
     step = summary["peaks"].get("step_peak") or {}

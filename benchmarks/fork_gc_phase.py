@@ -42,6 +42,7 @@ from vramtui.measure.device_inventory import available  # noqa: E402
 from vramtui.measure.engine.engine_process import Launch  # noqa: E402
 from vramtui.measure.engine.forkserver import ForkServer  # noqa: E402
 from vramtui.measure.recorder import Recorder  # noqa: E402
+from vramtui.measure.summary_format import summary as summary_of  # noqa: E402
 from vramtui.runspec import RunSpec, resolve  # noqa: E402
 
 SITE = """import gc, os, sys
@@ -102,7 +103,8 @@ def engines(args: argparse.Namespace, work: Path) -> list[dict[str, Any]]:
         return resolve(replace(spec, snapshot=str(args.snapshot / f"{name}.pickle")), available())
 
     sessions = [
-        Recorder.for_run(run(f"spawned-{k}"), extra_env=env).run() for k in range(args.runs)
+        Recorder.for_run(run(f"spawned-{k}"), extra_env=env).run().snapshot()
+        for k in range(args.runs)
     ]
     server = ForkServer(Launch.for_spec(spec, env))
     try:
@@ -110,15 +112,15 @@ def engines(args: argparse.Namespace, work: Path) -> list[dict[str, Any]]:
             forked = Recorder.for_run(
                 run(f"forked-{k}"), extra_env=env, make_engine=server.make_engine
             )
-            sessions.append(forked.run())
+            sessions.append(forked.run().snapshot())
     finally:
         server.close()
     out = []
     for session in sessions:
-        summary, pid = session.summary(), session.environment["engine_pid"]
+        summary, pid = summary_of(session), session.environment.engine_pid
         path = work / "logs" / f"{pid}.log"  # none when the engine made no collection
         log = path.read_text().splitlines() if path.exists() else []
-        out.append({"engine": session.environment["engine_start"], "status": session.status,
+        out.append({"engine": session.environment.engine_start, "status": session.status,
                     **{k: summary.get(k) for k in PEAKS}, "collections": log})  # fmt: skip
     return out
 

@@ -58,6 +58,7 @@ from vramtui.errors import UsageError
 from vramtui.measure import nvml
 from vramtui.measure.device_inventory import available
 from vramtui.measure.recorder import Recorder
+from vramtui.measure.summary_format import summary as summary_of
 from vramtui.report.export import atomic_write, check_writable
 from vramtui.runspec import RunSpec, model_label, resolve
 from vramtui.sweep.grid import parse_names
@@ -166,7 +167,7 @@ def require_completed(summary: dict[str, Any], what: str) -> None:
 
 
 def run_engine(spec: RunSpec) -> Measurement:
-    summary = Recorder.for_run(resolve(spec, available())).run().snapshot().summary()
+    summary = summary_of(Recorder.for_run(resolve(spec, available())).run().snapshot())
     require_completed(summary, f"vramtui run of {spec.model}")
     timings = summary["timings"]
     env = summary["environment"]
@@ -219,7 +220,7 @@ async def drive_app(spec: RunSpec, save_dir: Path, timeout_s: float) -> dict[str
                 )
             await pilot.pause(0.2)
         await pilot.pause(0.2)  # let the summary screen mount, as a user would see it
-        summary = run.session.snapshot().summary()
+        summary = summary_of(run.session.snapshot())
         screen = type(app.screen).__name__
         app.exit(0)
     return {"summary": summary, "screen": screen}
@@ -341,7 +342,7 @@ def environment(runs: dict[str, dict[str, list[Measurement]]]) -> dict[str, Any]
             env["engine_device_name"] = seen.get("gpu_name") or seen.get("device_name")
             env.setdefault("device_name", env["engine_device_name"])
     if first.get("app"):
-        env["textual"] = first["app"][0].environment.get("textual")
+        env["textual"] = first["app"][0].environment.textual
     env["textual"] = env.get("textual") or textual_version()
     return env
 

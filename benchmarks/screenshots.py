@@ -37,6 +37,7 @@ from vramtui import __version__
 from vramtui.commands.common import add_spec_arguments, build_spec
 from vramtui.errors import UsageError
 from vramtui.measure.device_inventory import available
+from vramtui.measure.summary_format import summary as summary_of
 from vramtui.runspec import RunSpec, resolve
 
 
@@ -137,7 +138,7 @@ async def shoot(spec: RunSpec, args: argparse.Namespace) -> dict[str, Any]:
         )
         await pilot.pause(0.5)
         save("summary")
-        facts["summary"] = session.snapshot().summary()
+        facts["summary"] = summary_of(session.snapshot())
         facts["saved_session"] = str(run.saved.json) if run.saved else run.save_error
         app.exit(0)
     facts["screenshots"] = saved

@@ -45,8 +45,9 @@ from pathlib import Path
 from typing import Any
 
 from vramtui.measure import events as ev
-from vramtui.measure.session import Session
-from vramtui.report.saved import read_session_files, rebuilt_differences, session_from
+from vramtui.measure.session import Environment, Session
+from vramtui.measure.summary_format import rebuilt_differences, session_from
+from vramtui.report.saved import read_session_files
 from vramtui.runspec import DeviceChoice, DeviceList, RunSpec
 from vramtui.tui.app import VramApp
 from vramtui.tui.screens.run_screen import RunScreen
@@ -93,9 +94,9 @@ class Recorded:
         self._cancelled.set()
 
 
-def recorded_devices(env: dict[str, Any]) -> DeviceList:
+def recorded_devices(env: Environment) -> DeviceList:
     """The start screen's list: the recorded GPU and the CPU (its free memory unknown)."""
-    gpu = DeviceChoice(env["device"], env["device_name"], env["device_total_bytes"])
+    gpu = DeviceChoice(str(env.device), str(env.device_name), env.device_total_bytes)
     return DeviceList((gpu, DeviceChoice("cpu", "CPU")))
 
 
@@ -106,8 +107,9 @@ def started(summary: dict[str, Any]) -> datetime:
 
 def make_app(summary: dict[str, Any], session: Session, sessions: Path) -> VramApp:
     view = session.snapshot()
+    assert isinstance(view.spec, RunSpec), "a program's session is drawn by --screen profile"
     return VramApp(
-        RunSpec.from_dict(dict(view.spec)),
+        view.spec,
         start=True,
         out_dir=sessions,  # the app saves what it ran: its copy, removed after the shot
         make_recorder=lambda _spec: Recorded(session),
@@ -175,7 +177,7 @@ async def shoot_profile(session: Session, lines: list[str], out: Path, sessions:
             on_output(line)
         return Recorded(session, held=True)
 
-    app = ProfileApp(make, out_dir=sessions, clock=lambda: session.ended_at or 0.0)
+    app = ProfileApp(make, out_dir=sessions, clock=lambda: session.snapshot().ended_at or 0.0)
     async with app.run_test(size=SIZES["profile"]) as pilot:
         await pilot.pause(0.5)
         app.screen.redraw()  # type: ignore[attr-defined]

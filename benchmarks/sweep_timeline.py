@@ -42,7 +42,7 @@ def main(argv: list[str]) -> int:
         view = session.snapshot()
         up = view.startup
         times = (up.spawned, up.imported, up.spec_received) if up else (None, None, None)
-        engine = str(view.environment.get("engine_start"))
+        engine = str(view.environment.engine_start)
         print(
             f"{cell.index:4} {cell.spec.tokens:7} {cell.spec.batch:5} {engine:11} "
             + " ".join(at(t) for t in (*times, view.ended_at))

@@ -32,6 +32,7 @@ from _common import write_json  # noqa: E402
 
 from vramtui.measure.device_inventory import available  # noqa: E402
 from vramtui.measure.recorder import Recorder  # noqa: E402
+from vramtui.measure.summary_format import summary as summary_of  # noqa: E402
 from vramtui.runspec import RunSpec, resolve  # noqa: E402
 
 SITE = """import mmap, os
@@ -45,8 +46,8 @@ PEAKS = ("peak_allocated_bytes", "peak_reserved_bytes", "peak_nvml_process_bytes
 
 def one(spec: RunSpec, site: Path, hold: int) -> dict[str, Any]:
     env = {"PYTHONPATH": f"{site}:{ROOT}", "VA_HOLD_MIB": str(hold)}
-    session = Recorder.for_run(resolve(spec, available()), extra_env=env).run()
-    summary = session.summary()
+    session = Recorder.for_run(resolve(spec, available()), extra_env=env).run().snapshot()
+    summary = summary_of(session)
     return {"hold_mib": hold, "status": session.status, **{k: summary.get(k) for k in PEAKS}}
 
 

@@ -7,7 +7,7 @@ import os
 import pytest
 from helpers import record, tiny_spec
 
-from vramtui.measure.session import Session
+from vramtui.measure.session import SessionView
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -45,6 +45,6 @@ def _plain_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture(scope="session")
-def tiny_session() -> Session:
+def tiny_session() -> SessionView:
     """One real run of the tiny model on the CPU, shared by read-only tests."""
     return record(tiny_spec())

@@ -14,7 +14,7 @@ from textual.pilot import Pilot
 
 from vramtui.cli import main
 from vramtui.measure.recorder import Recorder
-from vramtui.measure.session import Session
+from vramtui.measure.session import SessionView
 from vramtui.runspec import DeviceChoice, DeviceList, ResolvedRun, RunSpec, resolve
 from vramtui.testing.replay import ReplayRecorder
 from vramtui.testing.synthetic import Item
@@ -59,9 +59,9 @@ def resolved(spec: RunSpec, devices: DeviceList = CPU_ONLY) -> ResolvedRun:
     return resolve(spec, devices)
 
 
-def record(spec: RunSpec, **options: object) -> Session:
-    """One real run of `spec` on the test devices."""
-    return Recorder.for_run(resolved(spec), **options).run()  # type: ignore[arg-type]
+def record(spec: RunSpec, **options: object) -> SessionView:
+    """One real run of `spec` on the test devices: the finished session."""
+    return Recorder.for_run(resolved(spec), **options).run().snapshot()  # type: ignore[arg-type]
 
 
 async def wait_for(pilot: Pilot, condition: Callable[[], object], timeout: float = 90.0) -> None:

@@ -32,7 +32,7 @@ from vramtui.cli import main
 from vramtui.measure import events as ev
 from vramtui.measure.allocations import kind_of, made_by, moment, snapshot_event
 from vramtui.measure.engine.snapshot import GAIN, Snapshots
-from vramtui.measure.session import Session
+from vramtui.measure.session import Session, SessionView
 from vramtui.report.export import write_json
 from vramtui.report.saved import load_view
 from vramtui.runspec import RunSpec
@@ -185,17 +185,17 @@ def test_a_peak_under_the_gain_is_looked_for_in_a_snapshot_taken_at_the_end(
     assert event.allocated_bytes == in_trace
 
 
-def snapshot_session(tiny_session: Session, allocator: dict[str, Any], tmp_path: Path) -> Path:
+def snapshot_session(tiny_session: SessionView, allocator: dict[str, Any], tmp_path: Path) -> Path:
     found = moment(allocator, 0, "peak")
-    session = Session(tiny_session.spec, dict(tiny_session.environment))
+    session = Session(tiny_session.spec, tiny_session.environment)
     for item in tiny_session.samples:
         session.apply(item)
     session.apply(snapshot_event(found, str(tmp_path / "s.snapshot.pickle"), 11, "decode"))
-    return write_json(session, tmp_path / "s.json")
+    return write_json(session.snapshot(), tmp_path / "s.json")
 
 
 def test_show_lists_the_top_allocations(
-    tiny_session: Session,
+    tiny_session: SessionView,
     allocator: dict[str, Any],
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
@@ -285,6 +285,6 @@ def test_an_engine_off_cuda_runs_as_ever_with_a_snapshot_path(tmp_path: Path) ->
     """The spec can carry a snapshot path onto any device (a run again from the app's
     form); off CUDA the engine records nothing and writes nothing."""
     target = tmp_path / "run.snapshot.pickle"
-    view = record(tiny_spec(snapshot=str(target))).snapshot()
+    view = record(tiny_spec(snapshot=str(target)))
     assert view.status == "completed" and view.tokens_done == 12
     assert view.allocation_snapshot is None and not target.exists()

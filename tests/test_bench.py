@@ -16,7 +16,7 @@ import pytest
 from vramtui.cli import main
 from vramtui.errors import UsageError
 from vramtui.measure import events as ev
-from vramtui.measure.session import Session
+from vramtui.measure.session import Environment, Session
 from vramtui.report import bench_table as bench_report
 from vramtui.runspec import DeviceChoice, DeviceList, ResolvedRun, RunSpec
 from vramtui.sweep import grid as bench
@@ -271,7 +271,7 @@ class FakeRecorder:
         self, run: ResolvedRun, extra_env: dict[str, str] | None = None, **options: Any
     ) -> None:
         spec = self.spec = run.spec
-        self.session = Session(spec.to_dict(), {"vramtui": "0.1.0", "driver": "570.1"})
+        self.session = Session(spec, Environment(vramtui="0.1.0", driver="570.1"))
         self.cancelled = threading.Event()
 
     @classmethod

@@ -12,11 +12,13 @@ import pytest
 from vramtui.analysis.breakdown import compare, estimate_for_session, measured_breakdown
 from vramtui.analysis.live_forecast import forecast_oom
 from vramtui.measure import events as ev
-from vramtui.measure.session import NvmlSample, Session
+from vramtui.measure.session import NvmlSample, Session, SessionView
 from vramtui.models.opt import opt_model
 from vramtui.predict.estimator import Estimate, estimate
 from vramtui.predict.fit_forecast import FitCheck, fit_check, growth_per_token, max_tokens_that_fit
 from vramtui.report.estimate_text import fit_text
+from vramtui.runspec import RunSpec
+from vramtui.runspec.program_spec import saved_spec
 
 RESULTS = Path(__file__).resolve().parent.parent / "benchmarks" / "results"
 
@@ -46,17 +48,17 @@ def _session(
     tokens: int = 300,
     positions: int = 2048,
     failed_at: int | None = None,
-) -> Session:
+) -> SessionView:
     s = Session(
-        {
-            "model": "opt-125m",
-            "source": "architecture",
-            "tokens": tokens,
-            "batch": 1,
-            "prompt_tokens": 8,
-            "attn": "sdpa",
-            "dtype": None,
-        },
+        RunSpec(
+            model="opt-125m",
+            source="architecture",
+            tokens=tokens,
+            batch=1,
+            prompt_tokens=8,
+            attn="sdpa",
+            dtype=None,
+        ),
         t0=0.0,
     )
     source = "torch.cuda" if backend == "cuda" else "process RSS (psutil)"
@@ -92,10 +94,10 @@ def _session(
         s.apply(ev.Failed("oom", "CUDA out of memory", "decode", failed_at))
     else:
         s.apply(ev.Done(n, 0.1, 0.1, 0.5, 0.6, n / 0.6, n / 0.5))
-    return s
+    return s.snapshot()
 
 
-def _linear(n: int = 20) -> Session:
+def _linear(n: int = 20) -> SessionView:
     """KV grows 36 kB a token; other allocations 40 MB; transient 1 MB, 30 MB at prefill."""
     return _session(
         n,
@@ -153,7 +155,7 @@ def test_cpu_breakdown_counts_tensors_not_rss_as_weights() -> None:
 
 
 def test_no_breakdown_before_any_sample() -> None:
-    assert measured_breakdown(Session({"model": "x"}), "latest") is None
+    assert measured_breakdown(Session(RunSpec(model="x")).snapshot(), "latest") is None
     with pytest.raises(ValueError):
         measured_breakdown(_linear(), "middle")
 
@@ -163,7 +165,7 @@ def test_estimate_for_session_uses_the_run_shape() -> None:
     e = estimate_for_session(s)
     assert e is not None
     assert (e.tokens, e.prompt_tokens, e.dtype, e.backend) == (300, 8, "float16", "cuda")
-    assert estimate_for_session(Session({"model": "nope", "source": "architecture"})) is None
+    assert estimate_for_session(Session(RunSpec(model="nope")).snapshot()) is None
 
 
 # ---- out-of-memory forecast --------------------------------------------------------
@@ -176,7 +178,7 @@ def _growing(
     noise: Callable[[int], int] = lambda i: 0,
     positions: int = 2048,
     tokens: int = 300,
-) -> Session:
+) -> SessionView:
     total = 80 * GB
     base = 10 * GB
 
@@ -324,7 +326,7 @@ def test_each_component_is_measured_as_itself_on_a_real_h200_run() -> None:
     engine's tensor bytes, transient and slack what the allocator's own figures say."""
     data = json.loads((RESULTS / "calibration" / "b1-long.json").read_text())
     cell = next(c for c in data["cells"] if c["spec"]["model"] == "opt-125m")
-    s = Session(dict(cell["spec"]), t0=0.0)
+    s = Session(saved_spec(cell["spec"]), t0=0.0)
     s.apply(ev.Hello(7, "cuda:0", "cuda", "NVIDIA H200", None, 150 * GB, "torch.cuda", {}))
     after = cell["after_load"]
     s.apply(ev.Sample(None, 0.2, "load", after["allocated"], after["reserved"], None, None))
@@ -337,7 +339,7 @@ def test_each_component_is_measured_as_itself_on_a_real_h200_run() -> None:
                          row["reserved"], row["step_peak"], row["kv"])  # fmt: skip
         s.apply(step)
     e = estimate(opt_model("opt-125m"), tokens=cell["spec"]["tokens"])
-    rows = {r.component: r for r in compare(e, s)}
+    rows = {r.component: r for r in compare(e, s.snapshot())}
     assert rows["weights"].measured == 125_239_296 * 2 and rows["weights"].error_percent == 0
     for component in ("KV cache (end)", "allocator slack"):
         assert abs(rows[component].error_percent) < 1.0, rows[component]

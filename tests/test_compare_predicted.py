@@ -7,9 +7,10 @@ import pytest
 
 from vramtui.analysis.breakdown import compare
 from vramtui.measure import events as ev
-from vramtui.measure.session import NvmlSample, Session
+from vramtui.measure.session import NvmlSample, Session, SessionView
 from vramtui.models.opt import opt_model
 from vramtui.predict.estimator import Estimate, estimate
+from vramtui.runspec import RunSpec
 
 GB = 10**9
 
@@ -20,15 +21,15 @@ def _measured_like(
     """A session that measured exactly what `e` predicts (weights optionally off)."""
     ws = e.weights_bytes * weights_scale - e.weights_bytes
     s = Session(
-        {
-            "model": "opt-125m",
-            "source": "architecture",
-            "tokens": e.tokens,
-            "batch": 1,
-            "prompt_tokens": e.prompt_tokens,
-            "attn": e.attn,
-            "dtype": e.dtype,
-        },
+        RunSpec(
+            model="opt-125m",
+            source="architecture",
+            tokens=e.tokens,
+            batch=1,
+            prompt_tokens=e.prompt_tokens,
+            attn=e.attn,
+            dtype=e.dtype,
+        ),
         t0=0.0,
     )
     s.apply(ev.Hello(7, "cuda:0", "cuda", "Test GPU", None, 80 * GB, "torch.cuda", {}))
@@ -73,7 +74,7 @@ def _measured_like(
 
 def test_compare_reports_zero_error_where_measured_equals_predicted() -> None:
     e = estimate(opt_model("opt-125m"), tokens=40)
-    rows = {r.component: r for r in compare(e, _measured_like(e, 40))}
+    rows = {r.component: r for r in compare(e, _view_like(e, 40))}
     for name in (
         "weights",
         "KV cache (end)",
@@ -91,13 +92,13 @@ def test_compare_reports_zero_error_where_measured_equals_predicted() -> None:
 
 def test_compare_error_percent_is_relative_to_the_measurement() -> None:
     e = estimate(opt_model("opt-125m"), tokens=40)
-    rows = {r.component: r for r in compare(e, _measured_like(e, 40, weights_scale=1.25))}
+    rows = {r.component: r for r in compare(e, _view_like(e, 40, weights_scale=1.25))}
     assert rows["weights"].error_percent == pytest.approx(-20.0)
 
 
 def test_compare_a_run_that_stopped_early_with_its_own_tokens() -> None:
     e = estimate(opt_model("opt-125m"), tokens=400)
-    rows = {r.component: r for r in compare(e, _measured_like(e, 150, failed_at=150))}
+    rows = {r.component: r for r in compare(e, _view_like(e, 150, failed_at=150))}
     assert rows["KV cache (end)"].predicted == e.kv_at(149)
     assert rows["KV cache (end)"].error_percent == 0.0
     assert rows["peak allocated"].error_percent == 0.0
@@ -108,7 +109,7 @@ def test_an_out_of_memory_is_compared_at_the_moments_both_sources_saw() -> None:
     e = estimate(opt_model("opt-125m"), tokens=400)
     s = _measured_like(e, 150, failed_at=150)
     s.add_nvml(NvmlSample(3.0, 80 * GB, None, 80 * GB))
-    rows = {r.component: r for r in compare(e, s)}
+    rows = {r.component: r for r in compare(e, s.snapshot())}
     assert rows["peak total (NVML)"].error_percent == 0.0
     assert rows["context & other"].error_percent == 0.0
 
@@ -117,7 +118,7 @@ def test_a_run_that_failed_before_its_first_token_compares_its_weights_alone() -
     e = estimate(opt_model("opt-125m"), tokens=400)
     s = _measured_like(e, 0, failed_at=0)
     s.add_nvml(NvmlSample(0.35, 80 * GB, None, 80 * GB))  # the prefill's out-of-memory
-    rows = [r for r in compare(e, s) if r.measured is not None]
+    rows = [r for r in compare(e, s.snapshot()) if r.measured is not None]
     assert [r.component for r in rows] == ["weights"]
 
 
@@ -127,8 +128,15 @@ def test_a_ballooning_cache_is_predicted_at_most_the_device() -> None:
     e = estimate(opt_model("opt-1.3b"), tokens=200, batch=4096)
     assert e.cache_balloons and e.peak_total_bytes > 80 * GB
     s = _measured_like(e, 20, failed_at=20)
-    rows = {r.component: r for r in compare(e, s)}
+    rows = {r.component: r for r in compare(e, s.snapshot())}
     assert rows["peak total (NVML)"].predicted == 80 * GB
     reserved = rows["peak reserved"].predicted
     assert reserved == 80 * GB - e.context_bytes
     assert rows["allocator slack"].predicted == reserved - e.for_tokens(20).peak_allocated_bytes
+
+
+def _view_like(
+    e: Estimate, n: int, weights_scale: float = 1.0, failed_at: int | None = None
+) -> SessionView:
+    """What `_measured_like` records, as its readers read it."""
+    return _measured_like(e, n, weights_scale, failed_at).snapshot()

@@ -108,11 +108,12 @@ def test_the_engine_tells_a_first_compile_from_a_cached_one(
 
 def test_a_session_is_compared_with_the_compile_it_had() -> None:
     from vramtui.measure.session import Session
+    from vramtui.runspec import RunSpec
 
-    session = Session({"model": "opt-125m", "tokens": 3, "cache": "static"}, t0=0.0)
-    assert compiled_as(session) == "first"  # not done: a first compile is the safe side
+    session = Session(RunSpec(model="opt-125m", tokens=3, cache="static"), t0=0.0)
+    assert compiled_as(session.snapshot()) == "first"  # not done: a first compile is the safe side
     done = ev.Done(3, 0.1, 0.1, 0.1, 0.3, 10.0, 10.0, compiled="cached")
     session.apply(done)
-    assert compiled_as(session) == "cached"
+    assert compiled_as(session.snapshot()) == "cached"
     wire = ev.decode(ev.encode(done))
     assert isinstance(wire, ev.Done) and wire.compiled == "cached"

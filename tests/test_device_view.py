@@ -9,7 +9,7 @@ import pytest
 
 from vramtui.analysis.live_forecast import forecast_oom
 from vramtui.measure import events as ev
-from vramtui.measure.device_view import device_names, kv_share, on_device
+from vramtui.measure.device_view import device_names, devices_summary, kv_share, on_device
 from vramtui.measure.session import Session
 from vramtui.models.catalogue import lookup
 from vramtui.report.export import write_csv, write_json
@@ -38,7 +38,7 @@ def test_the_second_gpu_seen_as_a_session_of_its_own() -> None:
     assert second.token_series("nvml_process")
     assert second.latest("nvml_process") != view.latest("nvml_process")
     assert second.device_total() == view.device_nvml["cuda:1"][-1].device_total
-    assert second.environment["device"] == "cuda:1" and second.hello.device == "cuda:1"
+    assert second.environment.device == "cuda:1" and second.hello.device == "cuda:1"
     # half the layers: half the KV cache
     last = view.token_samples[-1].kv_bytes
     assert second.token_samples[-1].kv_bytes == round(last * 0.5)
@@ -81,17 +81,16 @@ def test_each_device_has_its_own_forecast() -> None:
 
 
 def test_a_saved_placed_run_reads_back_with_each_device(tmp_path: Path) -> None:
-    session = _session(upto=None)
-    write_csv(session, tmp_path / "run.csv")
-    write_json(session, tmp_path / "run.json")
+    view = _session(upto=None).snapshot()
+    write_csv(view, tmp_path / "run.csv")
+    write_json(view, tmp_path / "run.json")
     loaded = load_view(tmp_path / "run.json")
-    view = session.snapshot()
     assert device_names(loaded) == ["cuda:0", "cuda:1"]
     for device in ("cuda:0", "cuda:1"):
         ours, back = on_device(view, device), on_device(loaded, device)
         assert back.token_series("step_peak") == ours.token_series("step_peak")
         assert back.peaks["nvml_process"].value == ours.peaks["nvml_process"].value
-    assert loaded.devices_summary() == view.devices_summary()
+    assert devices_summary(loaded) == devices_summary(view)
 
 
 def test_the_recorded_offload_run_seen_from_the_cpu() -> None:

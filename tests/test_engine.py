@@ -11,10 +11,11 @@ import pytest
 from helpers import TINY_CONFIG, record, tiny_spec
 
 from vramtui.measure import events as ev
-from vramtui.measure.session import Session
+from vramtui.measure.session import SessionView
+from vramtui.measure.summary_format import summary as summary_of
 
 
-def test_exactly_n_step_samples_with_tokens_in_order(tiny_session: Session) -> None:
+def test_exactly_n_step_samples_with_tokens_in_order(tiny_session: SessionView) -> None:
     assert tiny_session.status == "completed"
     steps = [s for s in tiny_session.samples if s.token is not None]
     assert [s.token for s in steps] == list(range(12))
@@ -23,20 +24,20 @@ def test_exactly_n_step_samples_with_tokens_in_order(tiny_session: Session) -> N
     assert tiny_session.done is not None and tiny_session.done.tokens == 12
 
 
-def test_phases_arrive_in_order(tiny_session: Session) -> None:
+def test_phases_arrive_in_order(tiny_session: SessionView) -> None:
     names = [p.name for p in tiny_session.phases]
     assert names == ["start", "load", "prefill", "decode", "done"]
     times = [p.t for p in tiny_session.phases]
     assert times == sorted(times)
 
 
-def test_step_peak_is_never_below_current(tiny_session: Session) -> None:
+def test_step_peak_is_never_below_current(tiny_session: SessionView) -> None:
     for s in tiny_session.samples:
         assert s.step_peak is not None and s.allocated is not None
         assert s.step_peak >= s.allocated
 
 
-def test_kv_cache_grows_one_position_per_step(tiny_session: Session) -> None:
+def test_kv_cache_grows_one_position_per_step(tiny_session: SessionView) -> None:
     config = json.loads(TINY_CONFIG.read_text())
     per_position = 2 * config["num_hidden_layers"] * config["hidden_size"] * 4  # float32
     kv = [s.kv_bytes for s in tiny_session.token_samples]
@@ -44,28 +45,28 @@ def test_kv_cache_grows_one_position_per_step(tiny_session: Session) -> None:
     assert kv == [(prompt + i) * per_position for i in range(12)]
 
 
-def test_cpu_figures_are_labelled_as_rss(tiny_session: Session) -> None:
+def test_cpu_figures_are_labelled_as_rss(tiny_session: SessionView) -> None:
     assert tiny_session.hello is not None
     assert tiny_session.hello.memory_source == "process RSS (psutil)"
     assert any("cpu" in n for n in tiny_session.notices)
 
 
-def test_weights_bytes_are_parameters_times_four_in_float32(tiny_session: Session) -> None:
+def test_weights_bytes_are_parameters_times_four_in_float32(tiny_session: SessionView) -> None:
     loaded = tiny_session.loaded
     assert loaded is not None and loaded.dtype == "float32"
     assert loaded.weights_bytes == loaded.params * 4
 
 
 def test_each_run_is_a_fresh_process(
-    tiny_session: Session, monkeypatch: pytest.MonkeyPatch
+    tiny_session: SessionView, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
     other = record(tiny_spec(tokens=2))
     assert other.hello is not None and tiny_session.hello is not None
     assert other.hello.pid != tiny_session.hello.pid
     # the allocator settings the engine inherited are kept with the run
-    assert other.environment["cuda_alloc_conf"] == "expandable_segments:True"
-    assert other.summary()["environment"]["cuda_alloc_conf"] == "expandable_segments:True"
+    assert other.environment.cuda_alloc_conf == "expandable_segments:True"
+    assert summary_of(other)["environment"]["cuda_alloc_conf"] == "expandable_segments:True"
 
 
 @pytest.mark.engine
@@ -78,7 +79,7 @@ def test_the_parent_never_imports_torch() -> None:
         from vramtui.runspec import RunSpec, resolve
         spec = RunSpec(model="t", source="config", path={str(TINY_CONFIG)!r}, tokens=3,
                        device="cpu")
-        s = Recorder.for_run(resolve(spec, available())).run()
+        s = Recorder.for_run(resolve(spec, available())).run().snapshot()
         assert s.status == "completed", s.status
         bad = [m for m in ("torch", "transformers") if m in sys.modules]
         print("IMPORTED", bad)

@@ -9,11 +9,12 @@ import pytest
 from helpers import PUBLISHED_OPT, TINY_CONFIG, record, tiny_spec
 
 from vramtui.errors import UsageError
-from vramtui.measure.session import Session
+from vramtui.measure.session import SessionView
 from vramtui.models.opt import model_info_for_config, opt_model
 from vramtui.predict.calibration import DEFAULT
 from vramtui.predict.estimator import estimate
 from vramtui.predict.fit_forecast import max_tokens_that_fit
+from vramtui.runspec import RunSpec
 
 BYTES = {"float16": 2, "bfloat16": 2, "float32": 4}
 
@@ -142,20 +143,21 @@ def test_model_info_for_config_reads_opt_configs() -> None:
 # ---- against the engine on the CPU -------------------------------------------------
 
 
-def _tiny_estimate(session: Session):  # type: ignore[no-untyped-def]
+def _tiny_estimate(session: SessionView):  # type: ignore[no-untyped-def]
     info = model_info_for_config(json.loads(TINY_CONFIG.read_text()))
     assert info is not None and session.loaded is not None
+    assert isinstance(session.spec, RunSpec)
     return estimate(
         info,
         prompt_tokens=session.loaded.prompt_tokens,
-        tokens=int(session.spec["tokens"]),
-        batch=int(session.spec["batch"]),
+        tokens=session.spec.tokens,
+        batch=session.spec.batch,
         dtype=session.loaded.dtype,
         backend="cpu",
     )
 
 
-def test_estimate_matches_the_engine_weights_and_kv(tiny_session: Session) -> None:
+def test_estimate_matches_the_engine_weights_and_kv(tiny_session: SessionView) -> None:
     e = _tiny_estimate(tiny_session)
     assert tiny_session.loaded is not None
     assert e.weights_bytes == tiny_session.loaded.weights_bytes

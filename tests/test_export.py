@@ -7,8 +7,10 @@ from pathlib import Path
 import pytest
 
 from vramtui.measure import events as ev
-from vramtui.measure.session import NvmlSample, Session
+from vramtui.measure.session import Environment, NvmlSample, Session, SessionView
+from vramtui.measure.summary_format import summary as summary_of
 from vramtui.report.export import CSV_COLUMNS, atomic_write, safe_cell, write_csv, write_json
+from vramtui.runspec import RunSpec
 
 REQUIRED_JSON = (
     "status",
@@ -23,9 +25,9 @@ REQUIRED_JSON = (
 )
 
 
-def synthetic_session() -> Session:
+def synthetic_session() -> SessionView:
     """A GPU-like run: engine samples and NVML readings on one clock."""
-    s = Session({"model": "opt-x", "tokens": 3}, {"vramtui": "test"}, t0=100.0)
+    s = Session(RunSpec(model="opt-x", tokens=3), Environment(vramtui="test"), t0=100.0)
     s.apply(ev.Hello(42, "cuda:0", "cuda", "GPU", "u", 80_000, "torch.cuda", {"torch": "t"}))
     s.apply(ev.Phase("load", 100.1))
     s.add_nvml(NvmlSample(100.15, 600, 1600, 80_000))
@@ -40,7 +42,7 @@ def synthetic_session() -> Session:
         s.add_nvml(NvmlSample(100.45 + i * 0.1, 2800 + i, 3800 + i, 80_000))
     s.apply(ev.Phase("done", 100.8))
     s.apply(ev.Done(3, 0.1, 0.1, 0.2, 0.3, 10.0, 10.0, 1500))
-    return s
+    return s.snapshot()
 
 
 def test_csv_round_trips_through_pandas(tmp_path: Path) -> None:
@@ -108,12 +110,13 @@ def test_csv_cells_cannot_start_a_formula(text: str) -> None:
 
 
 def test_nvml_history_stays_bounded_and_keeps_the_peak() -> None:
-    s = Session({"model": "m", "tokens": 1}, t0=0.0, max_nvml_samples=64)
+    s = Session(RunSpec(model="m", tokens=1), t0=0.0, max_nvml_samples=64)
     s.apply(ev.Phase("decode", 0.0))
     for i in range(10_000):
         value = 5_000 if i == 7_777 else i % 100
         s.add_nvml(NvmlSample(0.001 * (i + 1), value, value, 10_000))
-    assert len(s.nvml) <= 64
-    assert max(n.process_bytes for n in s.nvml) == 5_000  # thinning keeps the larger of each pair
-    assert s.peaks["nvml_process"].value == 5_000
-    assert s.summary()["nvml_samples"] == 10_000
+    view = s.snapshot()
+    assert len(view.nvml) <= 64
+    assert max(n.process_bytes for n in view.nvml) == 5_000  # thinning keeps the larger
+    assert view.peaks["nvml_process"].value == 5_000
+    assert summary_of(view)["nvml_samples"] == 10_000

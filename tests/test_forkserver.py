@@ -13,8 +13,10 @@ from helpers import record, resolved, tiny_spec
 from vramtui.measure import events as ev
 from vramtui.measure.engine.engine_process import EngineProcess, Launch
 from vramtui.measure.engine.forkserver import ForkedEngine, ForkServer, _exists
+from vramtui.measure.environment import Environment
 from vramtui.measure.recorder import Recorder
 from vramtui.measure.startup import COLD, FORKED, FORKED_SPARE
+from vramtui.measure.summary_format import summary as summary_of
 from vramtui.report import bench_table as bench_report
 from vramtui.sweep import grid
 from vramtui.sweep.results import CellResult
@@ -39,20 +41,21 @@ def test_forked_engines_run_as_spawned_ones_and_import_once() -> None:
     spawned = record(SPEC)
     with running_server() as server:
         forked = [
-            Recorder.for_run(resolved(SPEC), make_engine=server.make_engine).run() for _ in (1, 2)
+            Recorder.for_run(resolved(SPEC), make_engine=server.make_engine).run().snapshot()
+            for _ in (1, 2)
         ]
-    pids = {s.environment["engine_pid"] for s in forked}
+    pids = {s.environment.engine_pid for s in forked}
     assert len(pids) == 2 and server.proc.pid not in pids  # two fresh processes
     for session in forked:
-        assert session.status == "completed" and session.environment["engine_start"] == FORKED
-        assert session.hello is not None and session.hello.pid == session.environment["engine_pid"]
-        summary, cold = session.summary(), spawned.summary()
+        assert session.status == "completed" and session.environment.engine_start == FORKED
+        assert session.hello is not None and session.hello.pid == session.environment.engine_pid
+        summary, cold = summary_of(session), summary_of(spawned)
         for key in ("tokens_generated", "weights_bytes", "kv_cache_bytes_final", "params"):
             assert summary[key] == cold[key]
     # the imports were the server's, once: the same import span in every forked run
-    spans = {s.summary()["timings"]["startup"]["imports_s"] for s in forked}
+    spans = {summary_of(s)["timings"]["startup"]["imports_s"] for s in forked}
     assert len(spans) == 1
-    assert spawned.environment["engine_start"] == COLD
+    assert spawned.environment.engine_start == COLD
 
 
 @pytest.mark.engine
@@ -66,7 +69,7 @@ def test_a_forked_engine_is_cancelled_and_its_exit_reported() -> None:
             if isinstance(event, ev.Sample) and event.token == 2:
                 recorder.cancel("stopped by the test")
 
-        session = recorder.run(on_event)
+        session = recorder.run(on_event).snapshot()
     assert session.status == "cancelled" and session.failure is not None
     assert session.failure.message == "stopped by the test"
     assert 3 <= session.tokens_done < 110  # what was measured is kept
@@ -79,7 +82,7 @@ def test_a_forked_engine_killed_mid_run_is_a_crash_with_its_data_kept() -> None:
     crash = {"VRAMTUI_TEST_CRASH_AT_TOKEN": "3"}  # SIGKILL inside step 3
     with running_server(crash) as server:
         recorder = Recorder.for_run(resolved(SPEC), extra_env=crash, make_engine=server.make_engine)
-        session = recorder.run()
+        session = recorder.run().snapshot()
     assert session.status == "failed" and session.failure is not None
     assert session.failure.kind == "crashed"
     assert session.failure.message.startswith("engine exited with code -9")  # SIGKILL, as spawned
@@ -93,8 +96,8 @@ def test_once_the_server_has_ended_engines_are_spawned() -> None:
     assert server.proc.returncode == 0  # its stdin closed: it exits by itself
     assert type(server.make_engine(server.launch)) is EngineProcess
     recorder = Recorder.for_run(resolved(SPEC), make_engine=lambda launch: stale)
-    session = recorder.run()
-    assert session.status == "completed" and session.environment["engine_start"] == COLD
+    session = recorder.run().snapshot()
+    assert session.status == "completed" and session.environment.engine_start == COLD
 
 
 @pytest.mark.engine
@@ -113,7 +116,7 @@ def test_a_sweep_forks_its_engines_only_when_asked() -> None:
     sweep = Sweep(cells, ahead=Ahead(1), fork=True)
     results = sweep.run()
     assert [r.status for r in results] == ["completed"] * 3
-    kinds = [r.environment.get("engine_start") for r in results]
+    kinds = [r.environment.engine_start for r in results]
     assert kinds == [FORKED, FORKED_SPARE, FORKED_SPARE]  # the next one forked ahead
     assert sweep.server is not None and sweep.server.proc.returncode == 0  # ended with it
     # only where asked (bench --fork): spawned engines by default, on the CPU and GPUs
@@ -133,7 +136,7 @@ def test_an_engine_whose_server_died_still_ends_and_is_waited_for() -> None:
             if isinstance(event, ev.Sample) and event.token == 1:
                 server.proc.kill()  # the server dies under a running engine
 
-        session = recorder.run(on_event)
+        session = recorder.run(on_event).snapshot()
     # the engine carried on without its server, its run completed, and it was waited
     # for until its process was gone (its exit status lost with the server)
     assert session.status == "completed" and session.tokens_done == 20
@@ -165,7 +168,7 @@ def test_a_table_of_forked_cells_says_how_their_figures_can_differ() -> None:
     cell = grid.Axes.of_catalogue(["opt-125m"], tokens=[10]).cells()[0]
 
     def notes(engine_start: str, source: str = "torch.cuda") -> list[str]:
-        env = {"memory_source": source, "engine_start": engine_start}
+        env = Environment(memory_source=source, engine_start=engine_start)
         return bench_report.method_notes([CellResult(cell, "completed", environment=env)], False)
 
     assert bench_report.FORKED_NOTE_CUDA in notes(FORKED_SPARE)

@@ -35,7 +35,7 @@ def test_twenty_runs_leave_no_zombies_and_little_memory(tmp_path: Path) -> None:
                 ):
                     assert time.monotonic() < deadline, f"run {i} never ended"
                     await pilot.pause(0.05)
-                assert app.current.session.status == "completed"
+                assert app.current.session.snapshot().status == "completed"
                 app.action_run_again()
                 await pilot.pause(0.05)
                 gc.collect()

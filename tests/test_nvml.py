@@ -15,6 +15,7 @@ from helpers import WITH_GPU
 import vramtui
 from vramtui.measure import events as ev
 from vramtui.measure import nvml
+from vramtui.measure.device_view import devices_summary
 from vramtui.measure.engine.engine_process import EngineProcess, Launch
 from vramtui.measure.recorder import Recorder
 from vramtui.measure.script.program_process import Program
@@ -101,7 +102,9 @@ def test_no_library_is_a_notice_not_a_crash(install, kind: str) -> None:  # type
     rec = recorder(kind)
     rec._on_hello(hello("GPU-a"))
     assert rec._poller is None
-    assert any("NVML skipped" in n and "Library Not Found" in n for n in rec.session.notices)
+    assert any(
+        "NVML skipped" in n and "Library Not Found" in n for n in rec.session.snapshot().notices
+    )
 
 
 def test_cuda_and_nvml_order_differ_matched_by_uuid(install, kind: str) -> None:  # type: ignore[no-untyped-def]
@@ -111,7 +114,7 @@ def test_cuda_and_nvml_order_differ_matched_by_uuid(install, kind: str) -> None:
     rec._baseline = {"bbbb": GIB}
     rec._on_hello(hello("bbbb"))  # torch reports the UUID without the GPU- prefix
     try:
-        assert rec.session.environment["nvml_index"] == 1
+        assert rec.session.snapshot().environment.nvml_index == 1
         reading = rec._watch.read()  # type: ignore[union-attr]
         assert reading.process_bytes == 3 * GIB
     finally:
@@ -123,7 +126,7 @@ def test_unmatched_uuid_skips_nvml_instead_of_guessing(install, kind: str) -> No
     rec = recorder(kind)
     rec._on_hello(hello("cccc"))
     assert rec._poller is None
-    assert any("could not match" in n for n in rec.session.notices)
+    assert any("could not match" in n for n in rec.session.snapshot().notices)
 
 
 def test_invisible_pid_falls_back_to_device_minus_baseline(install) -> None:  # type: ignore[no-untyped-def]
@@ -146,8 +149,8 @@ def test_baseline_mode_is_said_in_the_session(install, kind: str) -> None:  # ty
     rec._watch.read()  # type: ignore[union-attr]
     rec._poller.stop()  # type: ignore[union-attr]
     rec._finish_notices()
-    assert rec.session.environment["nvml_process_source"] == "baseline"
-    assert any("not visible to NVML" in n for n in rec.session.notices)
+    assert rec.session.snapshot().environment.nvml_process_source == "baseline"
+    assert any("not visible to NVML" in n for n in rec.session.snapshot().notices)
 
 
 def test_process_query_not_supported(install) -> None:  # type: ignore[no-untyped-def]
@@ -204,15 +207,15 @@ def test_each_gpu_of_a_placed_model_is_polled_matched_by_uuid(install, kind: str
     rec.session.apply(placed)
     rec._on_placed(placed)
     assert [d for d, _ in rec._group.watches] == [None, "cuda:1"]
-    gpus = rec.session.environment["placed_gpus"]
+    gpus = rec.session.snapshot().environment.placed_gpus
     assert gpus["cuda:1"]["nvml_index"] == 0 and gpus["cuda:2"]["nvml_index"] is None
-    assert any("NVML skipped on cuda:2" in n for n in rec.session.notices)
+    assert any("NVML skipped on cuda:2" in n for n in rec.session.snapshot().notices)
     on_readings = rec._poller.on_reading  # type: ignore[union-attr]
     on_readings(rec._group.read())
     second.processes = [(4242, 8 * GIB)]
     on_readings(rec._group.read())
     view = rec.session.snapshot()
-    devices = {d["device"]: d for d in view.devices_summary()}
+    devices = {d["device"]: d for d in devices_summary(view)}
     assert devices["cuda:0"]["peak_nvml_process_bytes"] == 3 * GIB  # the run's own stream
     assert devices["cuda:1"]["peak_nvml_process_bytes"] == 8 * GIB
     assert devices["cuda:1"]["peak_nvml_device_used_bytes"] == 9 * GIB

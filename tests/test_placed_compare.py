@@ -10,6 +10,8 @@ import pytest
 
 from vramtui.analysis.placed_comparison import placed_estimates
 from vramtui.cli import main
+from vramtui.measure.device_view import devices_summary
+from vramtui.measure.summary_format import summary as summary_of
 from vramtui.report.saved import load_view
 from vramtui.report.summary_text import device_rows, summary_text
 from vramtui.runspec import RunSpec
@@ -62,7 +64,7 @@ def test_each_gpu_predicted_for_the_layers_it_holds() -> None:
     # half the layers each: half the cache each; logits and sampling where the head is
     assert predicted["cuda:0"].kv_cache_bytes == predicted["cuda:1"].kv_cache_bytes
     assert predicted["cuda:1"].transient_bytes == 0 < predicted["cuda:0"].transient_bytes
-    rows = device_rows(view.devices_summary(), predicted)
+    rows = device_rows(devices_summary(view), predicted)
     second = next(r for r in rows if r[0] == "cuda:1")
     assert second[4].startswith(format_bytes(predicted["cuda:1"].peak_allocated_bytes, 2))
     assert second[5] == format_bytes(view.device_peaks["cuda:1"]["nvml_process"].value, 2)
@@ -73,16 +75,16 @@ def test_a_saved_placed_run_shows_each_device_predicted(
 ) -> None:
     from vramtui.report.export import write_json
 
-    session = _two_gpus().session
+    session = _two_gpus().session.snapshot()
     path = write_json(session, tmp_path / "placed.json")
     assert main(["show", str(path)]) == 0
     out = capsys.readouterr().out
     predicted = placed_estimates(load_view(path))
-    assert out.strip().endswith(summary_text(session.summary(), predicted).strip()[-200:])
+    assert out.strip().endswith(summary_text(summary_of(session), predicted).strip()[-200:])
     line = next(x for x in out.splitlines() if x.startswith("cuda:1 "))
     assert format_bytes(predicted["cuda:1"].peak_total_bytes, 2) in line
 
 
 def test_a_run_on_one_device_has_no_device_prediction(tiny_session) -> None:  # type: ignore[no-untyped-def]
-    assert placed_estimates(tiny_session.snapshot()) == {}
-    assert "each device" not in summary_text(tiny_session.summary())
+    assert placed_estimates(tiny_session) == {}
+    assert "each device" not in summary_text(summary_of(tiny_session))

@@ -12,7 +12,9 @@ import pytest
 from helpers import TINY_CONFIG, record
 
 from vramtui.cli import main
-from vramtui.measure.session import Session
+from vramtui.measure.device_view import devices_summary
+from vramtui.measure.session import SessionView
+from vramtui.measure.summary_format import summary as summary_of
 from vramtui.report.export import csv_text, write_csv, write_json
 from vramtui.runspec import RunSpec
 from vramtui.testing.replay import ReplayRecorder
@@ -20,23 +22,23 @@ from vramtui.testing.synthetic import on_two_gpus, synthetic_run
 from vramtui.tui.screen_text import device_lines
 
 
-def _session(upto: int | None = None) -> Session:
+def _session(upto: int | None = None) -> SessionView:
     items = on_two_gpus(synthetic_run("opt-1.3b", 200, upto=upto), "opt-1.3b")
     spec = RunSpec(model="opt-1.3b", tokens=200, device_map="auto")
-    return ReplayRecorder(spec, items).session
+    return ReplayRecorder(spec, items).session.snapshot()
 
 
-def _device_samples(session: Session, device: str) -> list[tuple]:
-    return [d for s in session.snapshot().samples for d in s.devices or () if d[0] == device]
+def _device_samples(session: SessionView, device: str) -> list[tuple]:
+    return [d for s in session.samples for d in s.devices or () if d[0] == device]
 
 
 def test_each_device_has_its_layers_weights_and_peaks() -> None:
     session = _session()
-    devices = {d["device"]: d for d in session.snapshot().devices_summary()}
+    devices = {d["device"]: d for d in devices_summary(session)}
     assert list(devices) == ["cuda:0", "cuda:1"]
     assert devices["cuda:0"]["layers"] == list(range(12))
     assert devices["cuda:1"]["layers"] == list(range(12, 24))
-    loaded = session.snapshot().loaded
+    loaded = session.loaded
     assert loaded is not None
     assert devices["cuda:0"]["weights_bytes"] + devices["cuda:1"]["weights_bytes"] == (
         loaded.weights_bytes
@@ -47,11 +49,11 @@ def test_each_device_has_its_layers_weights_and_peaks() -> None:
         assert entry["peak_reserved_bytes"] == max(d[2] for d in samples)
         assert entry["final_allocated_bytes"] == samples[-1][1]
     # the JSON summary carries the same list
-    assert session.summary()["devices"] == session.snapshot().devices_summary()
+    assert summary_of(session)["devices"] == devices_summary(session)
 
 
-def test_a_single_device_run_has_no_device_list(tiny_session: Session) -> None:
-    assert tiny_session.summary()["devices"] == []
+def test_a_single_device_run_has_no_device_list(tiny_session: SessionView) -> None:
+    assert summary_of(tiny_session)["devices"] == []
     assert device_lines(tiny_session) == ""
 
 
@@ -67,7 +69,7 @@ def test_csv_rows_carry_the_device_and_show_gives_each_devices_peak(
     second = [int(r["step_peak_bytes"]) for r in engine if r["device"] == "cuda:1"]
     assert max(second) == max(d[3] for d in _device_samples(session, "cuda:1"))
     second_nvml = max(int(r["nvml_process_bytes"]) for r in nvml if r["device"] == "cuda:1")
-    assert second_nvml == session.snapshot().device_peaks["cuda:1"]["nvml_process"].value
+    assert second_nvml == session.device_peaks["cuda:1"]["nvml_process"].value
     path = write_csv(session, tmp_path / "placed.csv")
     assert main(["show", str(path)]) == 0
     out = capsys.readouterr().out
@@ -75,7 +77,7 @@ def test_csv_rows_carry_the_device_and_show_gives_each_devices_peak(
     assert f"{max(second) / 1e9:.2f} GB" in line
     assert f"{second_nvml / 1e9:.2f} GB" in line
     # the run's own peaks are cuda:0's, not mixed with cuda:1's rows
-    first = session.snapshot().peaks["step_peak"].value
+    first = session.peaks["step_peak"].value
     assert f"{first / 1e9:.2f} GB" in out
     json_path = write_json(session, tmp_path / "placed.json")
     assert main(["show", str(json_path)]) == 0
@@ -84,7 +86,7 @@ def test_csv_rows_carry_the_device_and_show_gives_each_devices_peak(
 
 
 def test_a_csv_written_before_the_device_column_still_reads(
-    tiny_session: Session, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tiny_session: SessionView, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     lines = csv_text(tiny_session).splitlines()
     old = "\n".join(line.rsplit(",", 1)[0] for line in lines) + "\n"
@@ -107,11 +109,10 @@ def test_the_run_screens_device_lines() -> None:
 def test_a_placed_run_on_the_cpu_measures_its_device(tmp_path: Path) -> None:
     spec = RunSpec(model="tiny-opt", source="config", path=str(TINY_CONFIG), tokens=4,
                    device_map="sequential", max_memory="cpu=1GiB")  # fmt: skip
-    session = record(spec)
-    view = session.snapshot()
+    session = view = record(spec)
     assert view.status == "completed", view.failure
     assert view.placed is not None and view.placed.devices[0]["device"] == "cpu"
-    (entry,) = view.devices_summary()
+    (entry,) = devices_summary(view)
     assert entry["layers"] == [0, 1] and entry["weights_bytes"] == view.loaded.weights_bytes
     assert all(s.devices and s.devices[0][0] == "cpu" for s in view.samples)
     assert entry["peak_allocated_bytes"] >= entry["weights_bytes"]  # RSS holds the weights
@@ -156,5 +157,5 @@ def test_the_breakdown_of_a_placed_run_counts_its_own_devices_weights() -> None:
     session = _session(upto=50)
     breakdown = measured_breakdown(session)
     assert breakdown is not None
-    first = session.snapshot().devices_summary()[0]
+    first = devices_summary(session)[0]
     assert first["device"] == "cuda:0" and breakdown.weights_bytes == first["weights_bytes"]

@@ -273,8 +273,9 @@ def test_readings_between_calls_belong_to_no_token_and_a_later_prefill_to_its_ow
     to no token, those in the second call's prefill to the step in progress."""
     from vramtui.measure import events as ev
     from vramtui.measure.session import NvmlSample, Session
+    from vramtui.runspec.program_spec import ProgramSpec
 
-    session = Session({"model": "p.py", "source": "program"}, t0=0.0)
+    session = Session(ProgramSpec("p.py", "p.py"), t0=0.0)
     for t, name in ((0.0, "program"), (1.0, "prefill"), (1.5, "decode"), (3.0, "program")):
         session.apply(ev.Phase(name, t))
     for token, t in enumerate((1.2, 2.0, 2.5)):

@@ -9,7 +9,9 @@ import pytest
 from vramtui.analysis.breakdown import measured_breakdown
 from vramtui.measure import events as ev
 from vramtui.measure.session import NvmlSample, Session, SessionView
+from vramtui.measure.summary_format import summary as summary_of
 from vramtui.report.export import csv_text
+from vramtui.runspec import RunSpec
 from vramtui.tui.plotdata import build_plot_data
 
 TOKENS = 3000
@@ -47,12 +49,12 @@ def check(view: SessionView) -> None:
     peak = view.peaks.get("step_peak")
     if tokens:
         assert peak is not None and peak.value == max(s.step_peak for s in view.token_samples)
-    assert view.summary()["tokens_generated"] == len(tokens)
+    assert summary_of(view)["tokens_generated"] == len(tokens)
 
 
 def test_readers_always_see_one_consistent_moment() -> None:
     # A small NVML cap, so the stored stream is thinned while readers read it.
-    session = Session({"model": "x", "tokens": TOKENS}, t0=0.0, max_nvml_samples=1000)
+    session = Session(RunSpec(model="x", tokens=TOKENS), t0=0.0, max_nvml_samples=1000)
     done = threading.Event()
     errors: list[BaseException] = []
     seen: list[int] = []
@@ -87,7 +89,7 @@ def test_readers_always_see_one_consistent_moment() -> None:
 
 
 def test_a_snapshot_does_not_change_after_it_is_taken() -> None:
-    session = Session({"model": "x", "tokens": 5}, t0=0.0)
+    session = Session(RunSpec(model="x", tokens=5), t0=0.0)
     session.apply(ev.Sample(0, 1.0, "prefill", 10, None, 12, 1))
     view = session.snapshot()
     session.apply(ev.Sample(1, 2.0, "decode", 11, None, 13, 2))

@@ -14,12 +14,14 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from helpers import record, tiny_spec
+from helpers import resolved, tiny_spec
 
 from vramtui.measure.allocations import moment, snapshot_event
-from vramtui.measure.session import Session
+from vramtui.measure.recorder import Recorder
+from vramtui.measure.session import SessionView
+from vramtui.measure.summary_format import rebuilt_differences, session_from
 from vramtui.report.export import write_csv, write_json
-from vramtui.report.saved import read_session_files, rebuilt_differences, session_from
+from vramtui.report.saved import read_session_files
 from vramtui.units import format_bytes
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,7 +42,7 @@ def _script() -> ModuleType:
 shots = _script()
 
 
-def _save(session: Session, stem: Path) -> Path:
+def _save(session: SessionView, stem: Path) -> Path:
     write_csv(session, stem.with_suffix(".csv"))
     return write_json(session, stem.with_suffix(".json"))
 
@@ -52,26 +54,27 @@ def svg_text(path: Path) -> str:
 
 
 @pytest.fixture(scope="module")
-def oom_session() -> Session:
+def oom_session() -> SessionView:
     """A run out of memory in decode (the engine's test hook, at token 4), with the
     allocation snapshot a `--snapshot` run on CUDA sends: its failed allocation's."""
-    session = record(tiny_spec(tokens=10), extra_env={"VRAMTUI_TEST_OOM_AT_TOKEN": "4"})
+    oom_at = {"VRAMTUI_TEST_OOM_AT_TOKEN": "4"}
+    session = Recorder(resolved(tiny_spec(tokens=10)), extra_env=oom_at).run()
     allocator: dict[str, Any] = json.loads(ALLOCATOR.read_text())
     failed = {"action": "oom", "size": 64 * MiB, "stream": 0, "device_free": 3 * MiB}
     allocator["device_traces"][0].insert(2, failed)
     found = moment(allocator, 0, "oom")
     session.apply(snapshot_event(found, "/gpu/oom.snapshot.pickle", 4, "decode"))
-    return session
+    return session.snapshot()
 
 
 def test_a_recorded_session_is_rebuilt_with_the_peaks_it_recorded(
-    tiny_session: Session, tmp_path: Path
+    tiny_session: SessionView, tmp_path: Path
 ) -> None:
     path = _save(tiny_session, tmp_path / "run")
     summary, items = read_session_files(path)
     rebuilt = session_from(summary, items).snapshot()
     assert rebuilt_differences(rebuilt, summary) == []
-    original = tiny_session.snapshot()
+    original = tiny_session
     assert {n: (p.value, p.token) for n, p in rebuilt.peaks.items()} == {
         n: (p.value, p.token) for n, p in original.peaks.items()
     }
@@ -80,7 +83,7 @@ def test_a_recorded_session_is_rebuilt_with_the_peaks_it_recorded(
 
 
 def test_a_rebuilt_session_that_differs_from_its_json_is_named(
-    tiny_session: Session, tmp_path: Path
+    tiny_session: SessionView, tmp_path: Path
 ) -> None:
     path = _save(tiny_session, tmp_path / "run")
     summary, items = read_session_files(path)
@@ -94,7 +97,7 @@ def test_a_rebuilt_session_that_differs_from_its_json_is_named(
 
 @pytest.mark.engine
 def test_the_summary_of_a_run_out_of_memory_shows_what_held_the_bytes(
-    oom_session: Session, tmp_path: Path
+    oom_session: SessionView, tmp_path: Path
 ) -> None:
     path = _save(oom_session, tmp_path / "oom")
     saved = json.loads(path.read_text())
@@ -113,7 +116,7 @@ def test_the_summary_of_a_run_out_of_memory_shows_what_held_the_bytes(
     assert list((tmp_path / "app").iterdir()) == []  # the app's copy is removed
 
 
-def test_the_run_screen_is_drawn_from_the_files(tiny_session: Session, tmp_path: Path) -> None:
+def test_the_run_screen_is_drawn_from_the_files(tiny_session: SessionView, tmp_path: Path) -> None:
     path = _save(tiny_session, tmp_path / "run")
     out = tmp_path / "run.svg"
     shots.shoot("run", [path.with_suffix(".csv")], out, sessions=tmp_path / "app")
@@ -122,7 +125,7 @@ def test_the_run_screen_is_drawn_from_the_files(tiny_session: Session, tmp_path:
 
 @pytest.mark.engine
 def test_two_recorded_sessions_are_overlaid(
-    tiny_session: Session, oom_session: Session, tmp_path: Path
+    tiny_session: SessionView, oom_session: SessionView, tmp_path: Path
 ) -> None:
     a, b = _save(tiny_session, tmp_path / "a"), _save(oom_session, tmp_path / "b")
     out = tmp_path / "compare.svg"
@@ -133,7 +136,7 @@ def test_two_recorded_sessions_are_overlaid(
 
 
 @pytest.mark.engine
-def test_a_programs_screen_shows_its_output(tiny_session: Session, tmp_path: Path) -> None:
+def test_a_programs_screen_shows_its_output(tiny_session: SessionView, tmp_path: Path) -> None:
     path = _save(tiny_session, tmp_path / "program")
     out = tmp_path / "profile.svg"
     shots.shoot("profile", [path], out, sessions=tmp_path / "app", lines=["reply: 12 tokens"])

@@ -8,12 +8,13 @@ from pathlib import Path
 import pytest
 
 from vramtui.cli import main
-from vramtui.measure.session import Session
+from vramtui.measure.session import SessionView
+from vramtui.measure.summary_format import summary as summary_of
 from vramtui.report.export import write_csv, write_json
 
 
 def test_show_json_prints_the_saved_peaks(
-    tiny_session: Session, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tiny_session: SessionView, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = write_json(tiny_session, tmp_path / "s.json")
     assert main(["show", str(path)]) == 0
@@ -24,7 +25,7 @@ def test_show_json_prints_the_saved_peaks(
 
 
 def test_show_csv_finds_the_same_peak(
-    tiny_session: Session, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tiny_session: SessionView, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = write_csv(tiny_session, tmp_path / "s.csv")
     assert main(["show", str(path)]) == 0
@@ -53,7 +54,7 @@ def test_bad_files_are_one_line_and_exit_2(
 
 
 def test_damaged_csv_row(
-    tiny_session: Session, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tiny_session: SessionView, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = write_csv(tiny_session, tmp_path / "s.csv")
     lines = path.read_text().splitlines()
@@ -74,7 +75,8 @@ def test_a_placed_runs_csv_is_read_as_its_own_devices_series() -> None:
     """opt-13b offloaded to the CPU on the H200: the CSV has a cpu row beside each cuda:0
     row; the session read back keeps cuda:0's series (the JSON's peaks), one a step, and
     each device's figures (the JSON's devices)."""
-    from vramtui.report.saved import load_view, rebuilt_differences
+    from vramtui.measure.summary_format import rebuilt_differences
+    from vramtui.report.saved import load_view
 
     results = Path(__file__).resolve().parent.parent / "benchmarks" / "results" / "offload"
     view = load_view(results / "offload-h200.csv")
@@ -82,5 +84,5 @@ def test_a_placed_runs_csv_is_read_as_its_own_devices_series() -> None:
     assert len(list(view.token_samples)) == recorded["tokens_generated"]
     assert view.peaks["allocated"].value == recorded["peaks"]["allocated"]["value"]
     assert view.peaks["allocated"].token == recorded["peaks"]["allocated"]["token"]
-    assert [d["device"] for d in view.summary()["devices"]] == ["cuda:0", "cpu"]
+    assert [d["device"] for d in summary_of(view)["devices"]] == ["cuda:0", "cpu"]
     assert rebuilt_differences(view, recorded) == []

@@ -21,8 +21,9 @@ from vramtui.measure import events as ev
 from vramtui.measure.engine.engine_process import EngineGone, EngineProcess, Launch
 from vramtui.measure.engine.spare import SparePool
 from vramtui.measure.recorder import Recorder
-from vramtui.measure.session import Session
+from vramtui.measure.session import SessionView
 from vramtui.measure.startup import COLD, WARM
+from vramtui.measure.summary_format import summary as summary_of
 from vramtui.report.export import json_text
 from vramtui.report.summary_text import fact_rows, startup_line, summary_text
 from vramtui.runspec import RunSpec
@@ -37,10 +38,9 @@ def ready_pool(spec: RunSpec) -> tuple[SparePool, EngineProcess]:
     return pool, spare
 
 
-def figures(session: Session) -> dict[str, object]:
+def figures(view: SessionView) -> dict[str, object]:
     """What a run measures that does not depend on the process's RSS (the CPU's memory
     figure, which differs by some pages from one process to the next, cold or not)."""
-    view = session.snapshot()
     assert view.loaded is not None and view.done is not None
     loaded = {k: v for k, v in vars(view.loaded).items() if k != "load_s"}
     return {
@@ -54,29 +54,29 @@ def figures(session: Session) -> dict[str, object]:
 
 
 @pytest.fixture(scope="module")
-def spare_and_cold() -> tuple[Session, Session, int]:
+def spare_and_cold() -> tuple[SessionView, SessionView, int]:
     spec = tiny_spec(tokens=6)
     pool, spare = ready_pool(spec)
-    warm = Recorder.for_run(resolved(spec), spares=pool).run()
+    warm = Recorder.for_run(resolved(spec), spares=pool).run().snapshot()
     assert pool.spares == []  # used once: nothing is left in the pool
     pool.close()
-    cold = Recorder.for_run(resolved(spec)).run()
+    cold = Recorder.for_run(resolved(spec)).run().snapshot()
     return warm, cold, spare.pid or -1
 
 
 @pytest.mark.engine
 def test_a_spare_handed_a_spec_gives_a_cold_engines_figures(
-    spare_and_cold: tuple[Session, Session, int],
+    spare_and_cold: tuple[SessionView, SessionView, int],
 ) -> None:
     warm, cold, spare_pid = spare_and_cold
-    assert warm.environment["engine_start"] == WARM and cold.environment["engine_start"] == COLD
+    assert warm.environment.engine_start == WARM and cold.environment.engine_start == COLD
     assert warm.hello is not None and warm.hello.pid == spare_pid
     assert figures(warm) == figures(cold)
 
 
 @pytest.mark.engine
 def test_a_spare_did_its_imports_before_run_and_touched_no_cuda(
-    spare_and_cold: tuple[Session, Session, int],
+    spare_and_cold: tuple[SessionView, SessionView, int],
 ) -> None:
     warm, cold, _ = spare_and_cold
     assert warm.startup is not None and cold.startup is not None
@@ -87,7 +87,7 @@ def test_a_spare_did_its_imports_before_run_and_touched_no_cuda(
 
 @pytest.mark.engine
 def test_startup_timings_are_in_the_json_and_the_summary(
-    spare_and_cold: tuple[Session, Session, int],
+    spare_and_cold: tuple[SessionView, SessionView, int],
 ) -> None:
     warm, cold, _ = spare_and_cold
     for session, engine in ((warm, WARM), (cold, COLD)):
@@ -98,12 +98,12 @@ def test_startup_timings_are_in_the_json_and_the_summary(
         assert 0 < startup["first_token_s"] < startup["first_decode_token_s"]
         first = session.token_samples[0].t - session.t0
         assert startup["first_token_s"] == round(first, 4)
-        line = dict(fact_rows(session.summary()))["start-up"]
+        line = dict(fact_rows(summary_of(session)))["start-up"]
         assert line.startswith(f"first token {startup['first_token_s']:.2f} s after Run")
-        assert f"({engine}:" in line and line in summary_text(session.summary())
+        assert f"({engine}:" in line and line in summary_text(summary_of(session))
     assert json.loads(json_text(warm))["timings"]["startup"]["imports_done_s"] < 0
-    assert "imports done before Run" in dict(fact_rows(warm.summary()))["start-up"]
-    assert "imports done before Run" not in dict(fact_rows(cold.summary()))["start-up"]
+    assert "imports done before Run" in dict(fact_rows(summary_of(warm)))["start-up"]
+    assert "imports done before Run" not in dict(fact_rows(summary_of(cold)))["start-up"]
 
 
 def test_a_spare_still_importing_at_run_is_not_said_to_have_finished() -> None:
@@ -126,8 +126,8 @@ def test_a_dead_spare_falls_back_to_a_cold_start() -> None:
     assert spare is not None and spare.proc is not None
     spare.proc.kill()
     spare.proc.wait(timeout=30)
-    session = Recorder.for_run(resolved(spec), spares=pool).run()
-    assert session.status == "completed" and session.environment["engine_start"] == COLD
+    session = Recorder.for_run(resolved(spec), spares=pool).run().snapshot()
+    assert session.status == "completed" and session.environment.engine_start == COLD
     assert session.hello is not None and session.hello.pid != spare.pid
 
 
@@ -142,8 +142,8 @@ def test_a_spare_that_dies_while_handed_over_falls_back_to_a_cold_start() -> Non
     pool = SparePool(make_engine=DiesAtHandOver)  # alive when taken, gone when handed over
     spare = pool.prepare(Launch.for_spec(spec))
     assert isinstance(spare, DiesAtHandOver)
-    session = Recorder.for_run(resolved(spec), spares=pool).run()
-    assert session.status == "completed" and session.environment["engine_start"] == COLD
+    session = Recorder.for_run(resolved(spec), spares=pool).run().snapshot()
+    assert session.status == "completed" and session.environment.engine_start == COLD
     assert spare.pid is not None and not psutil.pid_exists(spare.pid)
 
 
@@ -153,8 +153,8 @@ def test_a_stale_spare_is_ended_and_the_run_starts_cold() -> None:
     pool = SparePool()
     stale = pool.prepare(Launch.for_spec(spec, {"VRAMTUI_SPARE_TEST": "another environment"}))
     assert stale is not None and stale.proc is not None
-    session = Recorder.for_run(resolved(spec), spares=pool).run()
-    assert session.status == "completed" and session.environment["engine_start"] == COLD
+    session = Recorder.for_run(resolved(spec), spares=pool).run().snapshot()
+    assert session.status == "completed" and session.environment.engine_start == COLD
     assert stale.proc.poll() is not None  # ended, and reaped
     assert pool.spares == []
 

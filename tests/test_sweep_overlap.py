@@ -19,7 +19,7 @@ from vramtui.measure import events as ev
 from vramtui.measure.engine.engine_process import Launch
 from vramtui.measure.engine.spare import SparePool
 from vramtui.measure.recorder import Recorder
-from vramtui.measure.session import Session
+from vramtui.measure.session import Session, SessionView
 from vramtui.measure.startup import COLD, FORKED, FORKED_SPARE, WARM
 from vramtui.runspec import ResolvedRun, RunSpec
 from vramtui.sweep import grid
@@ -100,7 +100,7 @@ def cells(n: int) -> list[grid.Cell]:
     return axes.cells()
 
 
-def stand_in_sweep(n: int, ahead: Ahead) -> tuple[Device, list[Session]]:
+def stand_in_sweep(n: int, ahead: Ahead) -> tuple[Device, list[SessionView]]:
     device = Device()
     pool = SparePool(make_engine=lambda launch: StandInEngine(device, launch))  # type: ignore[arg-type,return-value]
 
@@ -123,7 +123,7 @@ def stand_in_sweep(n: int, ahead: Ahead) -> tuple[Device, list[Session]]:
     results = sweep.run()
     pool.close()
     assert [r.status for r in results] == ["completed"] * n
-    return device, sessions
+    return device, [s.snapshot() for s in sessions]  # each finished
 
 
 @pytest.mark.parametrize("n", [1, 2, 5])
@@ -141,7 +141,7 @@ def test_the_next_engines_start_during_a_cell_and_get_their_spec_after_it(
                 assert order.index(("spawn", k + ahead)) < order.index(("exit", k))
         if k + engines + 1 <= n:  # but no further: started once cell k+1 has its engine
             assert order.index(("hand", k + 1)) < order.index(("spawn", k + engines + 1))
-    assert [s.environment["engine_start"] for s in sessions] == [COLD] + [WARM] * (n - 1)
+    assert [s.environment.engine_start for s in sessions] == [COLD] + [WARM] * (n - 1)
     assert ("end unused", n + 1) not in order and len({e for _, e in order}) == n
 
 
@@ -152,13 +152,13 @@ def test_in_waves_engines_start_only_with_a_cold_one_never_beside_a_running_cell
         *[("spawn", 3), ("hand", 3), ("spawn", 4), ("exit", 3), ("hand", 4), ("exit", 4)],
         *[("spawn", 5), ("hand", 5), ("exit", 5)],
     ]
-    assert [s.environment["engine_start"] for s in sessions] == [COLD, WARM, COLD, WARM, COLD]
+    assert [s.environment.engine_start for s in sessions] == [COLD, WARM, COLD, WARM, COLD]
 
 
 def test_without_overlap_each_engine_starts_after_the_last_has_ended() -> None:
     device, sessions = stand_in_sweep(3, Ahead(0))
     assert device.timeline == [(what, k) for k in (1, 2, 3) for what in ("spawn", "hand", "exit")]
-    assert [s.environment["engine_start"] for s in sessions] == [COLD] * 3
+    assert [s.environment.engine_start for s in sessions] == [COLD] * 3
 
 
 def test_engines_ahead_follow_the_cores_and_the_device() -> None:
@@ -197,18 +197,19 @@ def test_real_engines_overlap_and_measure_what_cold_ones_do() -> None:
         plan = Ahead(ahead)  # beside the running cells, as on a GPU host
         sweep = Sweep(cells(3), ahead=plan, fork=fork, on_cell_start=lambda c, s, k=keep: k(s))
         sweep.run()
-    warm, forked = runs[(2, False)], runs[(2, True)]
-    assert [s.environment["engine_start"] for s in forked] == [FORKED, FORKED_SPARE, FORKED_SPARE]
+    views = {key: [s.snapshot() for s in sessions] for key, sessions in runs.items()}
+    warm, forked = views[(2, False)], views[(2, True)]
+    assert [s.environment.engine_start for s in forked] == [FORKED, FORKED_SPARE, FORKED_SPARE]
     assert len({s.hello.pid for s in forked if s.hello}) == 3
-    assert [s.environment["engine_start"] for s in warm] == [COLD, WARM, WARM]
+    assert [s.environment.engine_start for s in warm] == [COLD, WARM, WARM]
     for before, after in itertools.pairwise(warm):
         assert after.startup is not None and after.startup.spawned is not None
-        assert after.startup.spawned < before.snapshot().ended_at  # type: ignore[operator]
-    assert warm[2].startup.spawned < warm[0].snapshot().ended_at  # type: ignore[operator,union-attr]
+        assert after.startup.spawned < before.ended_at  # type: ignore[operator]
+    assert warm[2].startup.spawned < warm[0].ended_at  # type: ignore[operator,union-attr]
     assert len({s.hello.pid for s in warm if s.hello}) == 3
 
-    def deterministic(s: Session) -> tuple[object, ...]:
+    def deterministic(s: SessionView) -> tuple[object, ...]:
         return (s.status, s.loaded.params, [(t.token, t.kv_bytes) for t in s.token_samples])  # type: ignore[union-attr]
 
-    cold = [deterministic(s) for s in runs[(0, False)]]
+    cold = [deterministic(s) for s in views[(0, False)]]
     assert [deterministic(s) for s in warm] == [deterministic(s) for s in forked] == cold

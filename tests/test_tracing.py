@@ -149,17 +149,18 @@ def test_a_session_of_any_model_is_compared_once_its_trace_exists(tmp_path) -> N
     from vramtui.analysis.breakdown import estimate_for_session
     from vramtui.measure import events as ev
     from vramtui.measure.session import Session
+    from vramtui.runspec import RunSpec
 
     path = tmp_path / "config.json"
     path.write_text(json.dumps({**TINY_LLAMA, "num_hidden_layers": 1, "hidden_size": 32}))
-    spec = {"model": "tiny-one", "source": "config", "path": str(path), "tokens": 5,
-            "prompt_tokens": 4, "batch": 1, "attn": "sdpa", "dtype": "float16"}  # fmt: skip
+    spec = RunSpec(model="tiny-one", source="config", path=str(path), tokens=5,
+                   prompt_tokens=4, batch=1, attn="sdpa", dtype="float16")  # fmt: skip
     session = Session(spec, t0=0.0)
     session.apply(ev.Hello(7, "cuda:0", "cuda", "Test GPU", None, 10**10, "torch.cuda", {}))
-    assert estimate_for_session(session) is None  # not traced yet: no waiting
-    traced = estimate_for_session(session, only_cached=False)
+    assert estimate_for_session(session.snapshot()) is None  # not traced yet: no waiting
+    traced = estimate_for_session(session.snapshot(), only_cached=False)
     assert traced is not None and traced.tokens == 5 and traced.model.model_type == "llama"
-    assert estimate_for_session(session) == traced
+    assert estimate_for_session(session.snapshot()) == traced
 
 
 @pytest.mark.engine

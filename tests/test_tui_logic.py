@@ -53,7 +53,7 @@ def test_downsample_leaves_short_series_alone() -> None:
 
 @pytest.mark.slow
 def test_plot_data_of_2000_tokens_is_cut_to_the_plot_width() -> None:
-    session = replay().session
+    session = replay().session.snapshot()
     data = build_plot_data(session, axis="tokens", buckets=160)
     assert {line.name for line in data.lines} == {
         "allocated",
@@ -82,13 +82,15 @@ def test_device_total_is_drawn_only_when_in_view() -> None:
         if not isinstance(item, NvmlSample)  # the NVML total would win over the engine's
     ]
     spec = RunSpec(model="opt-1.3b", tokens=50, device="cuda:0")
-    data = build_plot_data(ReplayRecorder(spec, items).session, axis="tokens", buckets=80)
+    data = build_plot_data(
+        ReplayRecorder(spec, items).session.snapshot(), axis="tokens", buckets=80
+    )
     assert data.reference == pytest.approx(5.0)
     assert data.y_max > 5.0
 
 
 def test_seconds_axis_has_phase_marks_and_time_series() -> None:
-    session = replay(tokens=60).session
+    session = replay(tokens=60).session.snapshot()
     data = build_plot_data(session, axis="seconds", buckets=80)
     assert [name for _, name in data.phase_marks] == ["load", "prefill", "decode"]
     assert data.x_max == pytest.approx(session.elapsed())
@@ -96,7 +98,7 @@ def test_seconds_axis_has_phase_marks_and_time_series() -> None:
 
 def test_empty_session_gives_an_empty_plot() -> None:
     spec = RunSpec(model="opt-125m", tokens=10)
-    data = build_plot_data(ReplayRecorder(spec, []).session, buckets=50)
+    data = build_plot_data(ReplayRecorder(spec, []).session.snapshot(), buckets=50)
     assert data.empty and data.y_max == 1.0
 
 
@@ -117,23 +119,23 @@ def test_ticks_are_round_numbers() -> None:
 # ---- words on screen ----------------------------------------------------------------------
 def test_status_line_writes_token_i_of_n_exactly() -> None:
     recorder = replay(tokens=2000, upto=37)
-    line = status_text(recorder.session, now=3.0)
+    line = status_text(recorder.session.snapshot(), now=3.0)
     assert "token 37/2000" in line
     assert line.startswith("decode │ ")
     assert "30.0 tok/s" in line and "elapsed 0:03" in line and "ETA 1:05" in line
 
 
 def test_status_line_after_the_end() -> None:
-    session = replay(tokens=40).session
+    session = replay(tokens=40).session.snapshot()
     assert status_text(session, now=None).startswith("completed │ token 40/40")
     assert "ETA done" in status_text(session, now=None)
-    oom = replay(tokens=40, upto=20, outcome="oom").session
+    oom = replay(tokens=40, upto=20, outcome="oom").session.snapshot()
     assert status_text(oom, now=None).startswith("failed (oom) │ token 20/40")
 
 
 def test_series_rows_have_current_and_peak_and_cpu_labels() -> None:
     spec = RunSpec(model="opt-125m", tokens=20, device="cpu")
-    session = ReplayRecorder(spec, synthetic_run("opt-125m", 20, backend="cpu")).session
+    session = ReplayRecorder(spec, synthetic_run("opt-125m", 20, backend="cpu")).session.snapshot()
     rows = series_rows(session)
     assert [r.label for r in rows] == ["process RSS", "step peak RSS"]
     assert all(r.peak != "–" for r in rows)
@@ -260,7 +262,7 @@ def test_sessions_dir_follows_xdg_and_macos(tmp_path: Path) -> None:
 
 
 def test_autosave_never_overwrites(tmp_path: Path) -> None:
-    session = replay(tokens=10).session
+    session = replay(tokens=10).session.snapshot()
     when = datetime(2026, 1, 2, 3, 4, 5)
     first = autosave(session, tmp_path / "s", when)
     second = autosave(session, tmp_path / "s", when)
@@ -365,7 +367,7 @@ def test_a_cpu_run_is_checked_against_the_ram_available() -> None:
 def test_predicted_curve_spans_the_budget_from_the_first_token() -> None:
     from vramtui.analysis.breakdown import estimate_for_session
 
-    session = replay(tokens=2000, upto=10).session
+    session = replay(tokens=2000, upto=10).session.snapshot()
     est = estimate_for_session(session)
     assert est is not None
     data = build_plot_data(session, buckets=100, predicted=est.curve(100))
@@ -390,7 +392,7 @@ def test_breakdown_rows_and_bar() -> None:
     from vramtui.tui.prediction import breakdown_rows
     from vramtui.tui.widgets.breakdown_panel import stacked_bar
 
-    breakdown = measured_breakdown(replay(tokens=100, upto=50).session)
+    breakdown = measured_breakdown(replay(tokens=100, upto=50).session.snapshot())
     rows = breakdown_rows(breakdown)
     assert [label for label, _ in rows][:2] == ["weights", "KV cache"]
     assert sum(value for _, value in rows) == breakdown.total_bytes
@@ -414,13 +416,29 @@ def test_a_cpu_run_is_drawn_and_compared_against_its_predicted_rss() -> None:
 
     spec = RunSpec(model="opt-125m", tokens=50, device="cpu")
     session = ReplayRecorder(spec, synthetic_run("opt-125m", 50, backend="cpu")).session
-    est = estimate_for_session(session)
+    view = session.snapshot()
+    est = estimate_for_session(view)
     assert est is not None and est.backend == "cpu"
     process = cpu_process().bytes  # the figure is RSS: the tensors and Python itself
     curve = predicted_curve(est, 20)
     assert curve[-1] == (49, est.step_peak_at(49) + process)
     data = build_plot_data(session, buckets=100, predicted=curve)
     assert data.predicted is not None and data.predicted.xs[-1] == 49
-    rows = {r.component: r for r in compare(est, session)}
+    rows = {r.component: r for r in compare(est, view)}
     assert rows["peak RSS"].predicted == est.peak_allocated_bytes + process
-    assert rows["peak RSS"].measured == session.snapshot().peaks["step_peak"].value
+    assert rows["peak RSS"].measured == view.peaks["step_peak"].value
+
+
+def test_the_apps_are_the_host_their_screens_ask_for() -> None:
+    from textual.app import App
+
+    from vramtui.tui.app import VramApp
+    from vramtui.tui.app_host import AppHost
+    from vramtui.tui.profile_app import ProfileApp
+
+    def recorder(_: object) -> ReplayRecorder:
+        return ReplayRecorder(RunSpec(), [])
+
+    assert isinstance(VramApp(make_recorder=recorder), AppHost)
+    assert isinstance(ProfileApp(recorder, out_dir=None), AppHost)
+    assert not isinstance(App(), AppHost)  # host_of refuses it: a TypeError, not a guess

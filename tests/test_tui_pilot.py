@@ -172,13 +172,15 @@ def test_cancel_then_run_again_then_quit_ends_the_engine(tmp_path: Path) -> None
     async def scenario() -> list[int]:
         pids = []
         async with app.run_test(size=(80, 24)) as pilot:
-            await wait_for(pilot, lambda: app.current and app.current.session.tokens_done >= 3)
+            await wait_for(
+                pilot, lambda: app.current and app.current.session.snapshot().tokens_done >= 3
+            )
             first = app.current
-            pids.append(first.session.environment["engine_pid"])
+            pids.append(first.session.snapshot().environment.engine_pid)
             await pilot.press("c")
             await wait_for(pilot, lambda: first.ended)
             await pilot.pause()
-            assert first.session.status == "cancelled"
+            assert first.session.snapshot().status == "cancelled"
             assert isinstance(app.screen, SummaryScreen)
             assert "cancelled" in text_of(app.screen, "#heading")
             assert not pid_alive(pids[0])
@@ -189,8 +191,8 @@ def test_cancel_then_run_again_then_quit_ends_the_engine(tmp_path: Path) -> None
             await pilot.press("ctrl+r")
             await wait_for(pilot, lambda: app.current is not first)
             second = app.current
-            await wait_for(pilot, lambda: second.session.tokens_done >= 2)
-            pids.append(second.session.environment["engine_pid"])
+            await wait_for(pilot, lambda: second.session.snapshot().tokens_done >= 2)
+            pids.append(second.session.snapshot().environment.engine_pid)
             await pilot.press("q")  # while generating: the engine ends first
             await wait_for(pilot, lambda: second.ended)
         return pids
@@ -424,7 +426,7 @@ def test_the_app_process_never_imports_torch(tmp_path: Path) -> None:
                 await pilot.pause()
                 while not (app.current and app.current.ended):
                     await pilot.pause(0.05)
-                result["status"] = app.current.session.status
+                result["status"] = app.current.session.snapshot().status
                 await pilot.press("q")
 
         asyncio.run(main())

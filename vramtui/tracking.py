@@ -25,10 +25,11 @@ from pathlib import Path
 from types import TracebackType
 
 from vramtui.measure import events as ev
-from vramtui.measure.recorder import Recorder
+from vramtui.measure.recorder import Recorder, base_environment
 from vramtui.measure.script.hooks import Instrument
 from vramtui.measure.script.program_process import Program
-from vramtui.measure.session import SessionView
+from vramtui.measure.session import Session, SessionView
+from vramtui.runspec.program_spec import ProgramSpec
 
 _active: list[Tracker] = []
 
@@ -74,9 +75,13 @@ class Tracker(ContextDecorator):
     def __enter__(self) -> Tracker:
         if _active:
             raise RuntimeError("vramtui.track() is already recording in this process")
-        recorder = Recorder.for_program(Program((self.name,)), nvml_hz=self.nvml_hz)
-        recorder.session.spec.update(source="track", program=sys.argv[0] if sys.argv else "")
-        recorder.session.set_environment(engine_pid=os.getpid())
+        # the block of this very program: its spec names the program that runs it
+        spec = ProgramSpec(self.name, sys.argv[0] if sys.argv else "", source="track")
+        environment = base_environment().updated(engine_pid=os.getpid())
+        session = Session(spec, environment)
+        recorder = Recorder.for_program(
+            Program((self.name,)), session=session, nvml_hz=self.nvml_hz
+        )
         recorder.take_baseline()
         self.recorder = recorder
         self.instrument = SessionInstrument(recorder, hz=self.hz)

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from vramtui.errors import UsageError
 from vramtui.measure import events as ev
-from vramtui.measure.session import Session, SessionView, as_view, step_phase
+from vramtui.measure.session import SessionView, step_phase
 from vramtui.predict.calibration import DEFAULT, Calibration
 from vramtui.predict.cpu_process import cpu_process
 from vramtui.predict.estimator import Estimate, estimate, trace_for
@@ -103,14 +103,13 @@ def _nvml_at(session: SessionView, sample: ev.Sample, at: str) -> int | None:
     return session.latest("nvml_process") if at == "latest" else None
 
 
-def measured_breakdown(session: Session | SessionView, at: str = "latest") -> Breakdown | None:
+def measured_breakdown(session: SessionView, at: str = "latest") -> Breakdown | None:
     """The measured breakdown at the latest step, or at the step with the highest peak.
 
     None until the session holds a sample and the weights are known.
     """
     if at not in AT:
         raise ValueError(f"at must be one of {AT}, not {at!r}")
-    session = as_view(session)
     sample = _pick(session, at)
     weights = measured_weights(session)
     if sample is None or weights is None:
@@ -193,12 +192,11 @@ def _nvml_peak_sampled(session: SessionView) -> int | None:
     return max(seen, default=None)
 
 
-def compare(est: Estimate, session: Session | SessionView) -> list[ComparisonRow]:
+def compare(est: Estimate, session: SessionView) -> list[ComparisonRow]:
     """Predicted against measured, component by component, for the summary table.
 
     A run that stopped early is compared with the estimate of the tokens it made.
     """
-    session = as_view(session)
     samples = list(session.token_samples)
     made = max((s.token for s in samples if s.token is not None), default=-1) + 1
     done = min(made, est.tokens)
@@ -239,7 +237,7 @@ def compare(est: Estimate, session: Session | SessionView) -> list[ComparisonRow
 
 
 def estimate_for_session(
-    session: Session | SessionView, calibration: Calibration = DEFAULT, only_cached: bool = True
+    view: SessionView, calibration: Calibration = DEFAULT, only_cached: bool = True
 ) -> Estimate | None:
     """The estimate of the run a session records, where the model can be estimated.
 
@@ -248,8 +246,7 @@ def estimate_for_session(
     made before, as the start screen's prediction of the same run does. None for a
     model placed across devices.
     """
-    view = as_view(session)
-    if view.spec.get("device_map"):
+    if not isinstance(view.spec, RunSpec) or view.spec.device_map:
         return None  # one device's estimate is not a placed run's (see predict/placed.py)
     return run_estimate(view, calibration, only_cached)
 
@@ -266,8 +263,10 @@ def run_estimate(
 ) -> Estimate | None:
     """The estimate of a session's run as if on one device (a placed run's is split by
     device from it: report/placed_compare.py)."""
+    if not isinstance(view.spec, RunSpec):
+        return None  # a profiled program's model is its own
     try:
-        spec, info, _, config = read_model(RunSpec.from_dict(dict(view.spec)))
+        spec, info, _, config = read_model(view.spec)
     except (UsageError, TypeError, KeyError):
         return None
     backend = view.backend or "cuda"
@@ -289,7 +288,7 @@ def run_estimate(
             attn=spec.attn,
             backend=backend,
             calibration=calibration,
-            expandable_segments=expandable_segments(view.environment.get("cuda_alloc_conf")),
+            expandable_segments=expandable_segments(view.environment.cuda_alloc_conf),
             cache=spec.cache,
             compile=compiled_as(view),
         )

@@ -9,8 +9,9 @@ holds unused, which it frees and reuses before it runs out.
 
 from __future__ import annotations
 
-from vramtui.measure.session import Session, SessionView, as_view
+from vramtui.measure.session import SessionView
 from vramtui.predict.fit_forecast import MAX_POINTS, OomForecast, forecast, spread
+from vramtui.runspec.program_spec import tokens_requested
 
 SERIES = ("step_peak", "allocated", "nvml_process")  # preferred first
 
@@ -38,7 +39,7 @@ def headroom(view: SessionView, device_total: int | None = None) -> int | None:
 
 
 def forecast_oom(
-    session: Session | SessionView,
+    view: SessionView,
     *,
     device_total: int | None = None,
     max_points: int = MAX_POINTS,
@@ -47,7 +48,6 @@ def forecast_oom(
 
     None until two decode steps are measured, or when no device total is known.
     """
-    view = as_view(session)
     room = headroom(view, device_total)
     if room is None:
         return None
@@ -60,5 +60,5 @@ def forecast_oom(
         return None
     loaded = view.loaded
     last = loaded.positions - loaded.prompt_tokens - 1 if loaded and loaded.positions else None
-    requested = int(view.spec.get("tokens") or 0)
+    requested = tokens_requested(view.spec)
     return forecast(points, room, requested=requested, last_token=last, basis=name)

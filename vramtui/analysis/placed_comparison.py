@@ -12,6 +12,7 @@ from vramtui.measure.device_view import holds_head
 from vramtui.measure.session import SessionView
 from vramtui.models.layer_placement import DevicePlacement, Placement
 from vramtui.predict.placed import DeviceEstimate, device_estimates
+from vramtui.runspec import RunSpec
 from vramtui.runspec.device_map import parse_max_memory
 
 
@@ -19,7 +20,7 @@ def placed_estimates(view: SessionView, only_cached: bool = True) -> dict[str, D
     """Each device's prediction for the placement the run made ({} for a run on one
     device, or a model that cannot be estimated without a trace not made yet)."""
     spec = view.spec
-    if not spec.get("device_map") or view.placed is None:
+    if not isinstance(spec, RunSpec) or not spec.device_map or view.placed is None:
         return {}
     est = run_estimate(view, only_cached=only_cached)
     if est is None:
@@ -27,8 +28,7 @@ def placed_estimates(view: SessionView, only_cached: bool = True) -> dict[str, D
     held = [{**d, "holds_head": holds_head(d), "largest_block_bytes": _largest_block(d)}
             for d in view.placed.devices]  # fmt: skip
     placement = Placement(devices=tuple(DevicePlacement.from_dict(d) for d in held))
-    text = spec.get("max_memory")
-    max_memory = parse_max_memory(str(text)) if text else None
+    max_memory = parse_max_memory(spec.max_memory) if spec.max_memory else None
     return {d.device: d for d in device_estimates(est, placement, max_memory)}
 
 

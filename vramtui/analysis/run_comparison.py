@@ -8,6 +8,7 @@ torch 2.11...), so a table of two runs that differ in one choice says which.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +21,16 @@ from vramtui.units import format_bytes
 # The series a comparison lines up, in this order.
 SERIES = ("nvml_process", "reserved", "allocated", "step_peak")
 # What may set two runs apart: spec fields, then the versions in the environment.
-_SPEC_KEYS = ("model", "source", "tokens", "prompt_tokens", "batch", "dtype", "attn", "cache")
+_SPEC_KEYS: tuple[str, ...] = (
+    "model",
+    "source",
+    "tokens",
+    "prompt_tokens",
+    "batch",
+    "dtype",
+    "attn",
+    "cache",
+)
 _SPEC_KEYS += ("device", "cudnn_sdpa")
 _ENV_KEYS = ("device_name", "torch", "transformers", "driver", "cuda_alloc_conf")
 
@@ -38,10 +48,10 @@ def _setting(view: SessionView, key: str) -> object:
     if key in _SPEC_KEYS:
         if key == "dtype" and view.loaded is not None:
             return view.loaded.dtype  # the dtype the run resolved to, not None
-        if key == "device" and view.environment.get("device"):
-            return view.environment["device"]  # the device the run used, not "auto"
-        return view.spec.get(key)
-    return view.environment.get(key)
+        if key == "device" and view.environment.device:
+            return view.environment.device  # the device the run used, not "auto"
+        return getattr(view.spec, key, None)  # a program's spec has none of a run's choices
+    return getattr(view.environment, key)
 
 
 def differences(views: list[SessionView]) -> list[str]:
@@ -50,7 +60,9 @@ def differences(views: list[SessionView]) -> list[str]:
     return [k for k in keys if len({repr(_setting(v, k)) for v in views}) > 1]
 
 
-def labelled(views: list[SessionView], paths: list[Path | None] | None = None) -> list[Compared]:
+def labelled(
+    views: list[SessionView], paths: Sequence[Path | None] | None = None
+) -> list[Compared]:
     """Each session named by the settings that set it apart (its file name where none do)."""
     paths = paths or [None] * len(views)
     keys = differences(views)

@@ -20,10 +20,12 @@ from vramtui.measure import device_inventory
 from vramtui.measure import events as ev
 from vramtui.measure.recorder import Recorder
 from vramtui.measure.session import Session, SessionView
+from vramtui.measure.summary_format import summary
 from vramtui.report.export import check_writable, write_csv, write_json
 from vramtui.report.sessions import autosave
 from vramtui.report.summary_text import summary_text
 from vramtui.runspec import ResolvedRun, resolve
+from vramtui.runspec.program_spec import tokens_requested
 from vramtui.units import format_bytes
 
 
@@ -68,7 +70,7 @@ class Progress:
         self.draw(self.session.snapshot(), final)
 
     def draw(self, view: SessionView, final: bool = False) -> None:
-        total = int(view.spec.get("tokens") or 0)
+        total = tokens_requested(view.spec)
         done = view.tokens_done
         width = 24
         filled = int(width * done / total) if total else 0
@@ -159,7 +161,7 @@ def run(args: argparse.Namespace) -> int:
         # was measured, so nothing is written.
         raise UsageError(failure.message, field="device")
     saved = keep(view, args.csv, args.json, folder)
-    print(summary_text(view.summary(), placed_estimates(view)))
+    print(summary_text(summary(view), placed_estimates(view)))
     if failure and view.status != "cancelled":
         stderr_line(f"vramtui: run {view.status}: {failure.kind}: {failure.message}")
     code = exit_code(view, interrupted is not None)

@@ -8,7 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from vramtui.errors import UsageError
-from vramtui.report.saved import csv_rows, summary_from_json, view_from
+from vramtui.measure.environment import Environment
+from vramtui.measure.summary_format import view_from
+from vramtui.report.saved import csv_rows, summary_from_json
 from vramtui.report.summary_text import device_note, series_labels, summary_text
 from vramtui.report.tables import table
 from vramtui.units import format_bytes
@@ -107,7 +109,7 @@ def csv_peaks(path: Path) -> str:
     head = f"Peak memory — {path.name}, {len(tokens)} tokens"
     if not lines:
         return head
-    note = device_note({"backend": backend, "memory_source": "process RSS"})
+    note = device_note(Environment(backend=backend, memory_source="process RSS"))
     body = [head, "", table(lines, ("series", "peak", "at"))] + ([note] if note else [])
     return "\n".join(body + _device_table(others))
 

@@ -147,11 +147,11 @@ def _moment_index(trace: Sequence[dict[str, Any]], end_bytes: int, reason: str) 
 def _undo(live: dict[int, dict[str, Any]], entries: Iterable[dict[str, Any]]) -> None:
     """Walk `live` back over `entries` (latest first)."""
     for entry in entries:
-        action, addr = entry.get("action"), entry.get("addr")
+        action = entry.get("action")
         if action == "alloc":
-            live.pop(int(addr), None)
+            live.pop(int(entry["addr"]), None)
         elif action == "free_completed":
-            live[int(addr)] = {  # freed before the snapshot: its block size is not known
+            live[int(entry["addr"])] = {  # freed before the snapshot: its block size is not known
                 "size": entry["size"],
                 "requested_size": entry["size"],
                 "frames": entry.get("frames", []),

@@ -24,7 +24,7 @@ def _value(peak: Peak | None) -> int | None:
 
 def run_device(view: SessionView) -> str | None:
     """The run's own device: the one its main series and NVML stream measure."""
-    return view.hello.device if view.hello is not None else view.environment.get("device")
+    return view.hello.device if view.hello is not None else view.environment.device
 
 
 def holds_head(held: dict[str, Any]) -> bool:
@@ -113,24 +113,28 @@ def on_device(view: SessionView, device: str) -> SessionView:
     placed = view.placed.devices if view.placed else []
     facts = next((d for d in placed if d.get("device") == device), {})
     cpu = not device.startswith("cuda")
-    env = dict(view.environment)
+    env = view.environment
     if not head:
-        env.update(device=device, gpu_name=facts.get("gpu_name"), device_name=None)
-        env["placed_device"] = True  # one device of several (report.text.device_note)
-        env.update(backend="cpu" if cpu else env.get("backend"))
-        env.update(memory_source=RSS_SOURCE if cpu else env.get("memory_source"))
-        total = env.get("memory_limit_bytes") if cpu else facts.get("total_bytes")
-        env["device_total_bytes"] = total
+        env = replace(
+            env,
+            device=device,
+            gpu_name=facts.get("gpu_name"),
+            device_name=None,
+            placed_device=True,  # one device of several (report.summary_text.device_note)
+            backend="cpu" if cpu else env.backend,
+            memory_source=RSS_SOURCE if cpu else env.memory_source,
+            device_total_bytes=env.memory_limit_bytes if cpu else facts.get("total_bytes"),
+        )
     hello = view.hello
     if hello is not None and not head:
         hello = replace(
             hello,
             device=device,
-            backend=str(env.get("backend")),
+            backend=str(env.backend),
             device_name=str(facts.get("gpu_name") or device),
             device_uuid=None,
-            total_memory=env["device_total_bytes"],
-            memory_source=str(env.get("memory_source")),
+            total_memory=env.device_total_bytes,
+            memory_source=str(env.memory_source),
         )
     own = view.device_peaks.get(device, {})
     return replace(

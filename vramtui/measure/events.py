@@ -191,7 +191,7 @@ _TAG_OF = {cls: tag for tag, cls in _TAGS.items()}
 def encode(event: Event) -> str:
     """One line of JSON. Samples are packed as a list: they are the hot path."""
     if isinstance(event, Sample):
-        packed = [
+        packed: list[object] = [
             "s",
             event.token,
             event.t,
@@ -219,13 +219,14 @@ def decode(line: str) -> Event:
     except json.JSONDecodeError as exc:
         raise WireError(f"not an engine event: {line[:80]!r}") from exc
     if isinstance(data, list) and data and data[0] == "s" and len(data) in (8, 9):
-        if len(data) == 9:
-            return Sample(*data[1:8], devices=tuple(tuple(d) for d in data[8]))
-        return Sample(*data[1:])
+        token, t, phase, allocated, reserved, step_peak, kv_bytes = data[1:8]
+        devices = tuple((str(d[0]), d[1], d[2], d[3]) for d in data[8]) if len(data) == 9 else None
+        return Sample(token, t, phase, allocated, reserved, step_peak, kv_bytes, devices)
     if isinstance(data, dict) and data.get("e") in _TAGS:
         cls = _TAGS[data.pop("e")]
         try:
-            return cls(**data)
+            event: Event = cls(**data)
         except TypeError as exc:
             raise WireError(f"malformed {cls.__name__} event: {exc}") from exc
+        return event
     raise WireError(f"not an engine event: {line[:80]!r}")

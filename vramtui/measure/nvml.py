@@ -75,7 +75,8 @@ def no_driver() -> bool:
 
 def unavailable_reason() -> str | None:
     _nvml()
-    return _state["error"]
+    error: str | None = _state["error"]
+    return error
 
 
 def _text(value: Any) -> str:
@@ -190,7 +191,8 @@ class DeviceWatch:
         t = time.monotonic()
         try:
             mem = self._nv.nvmlDeviceGetMemoryInfo(self._handle)
-            used, total = int(mem.used), int(mem.total)
+            used: int | None = int(mem.used)
+            total: int | None = int(mem.total)
         except Exception as exc:
             if not self.errors:
                 self.errors.append(f"device memory unreadable: {_describe(exc)}")

@@ -56,7 +56,9 @@ class NvmlStream:
         self.stored = kept
         self.decimation *= 2
 
-    def fold(self, sample: NvmlSample, token_times: list[float], in_step: Callable) -> None:
+    def fold(
+        self, sample: NvmlSample, token_times: list[float], in_step: Callable[[float], bool]
+    ) -> None:
         """The largest process reading during each token's step: a reading belongs to
         the first token sampled at or after it; `in_step(t)` says whether a step runs."""
         if sample.process_bytes is None:
@@ -66,7 +68,7 @@ class NvmlStream:
             return
         self.assign(bisect_left(token_times, sample.t), sample, in_step)
 
-    def token_sampled(self, token: int, t: float, in_step: Callable) -> None:
+    def token_sampled(self, token: int, t: float, in_step: Callable[[float], bool]) -> None:
         """A token's sample came at `t`: the readings waiting up to it are its."""
         if not self.waiting:
             return
@@ -75,12 +77,12 @@ class NvmlStream:
         for reading in mine:
             self.assign(token, reading, in_step)
 
-    def assign(self, token: int, sample: NvmlSample, in_step: Callable) -> None:
+    def assign(self, token: int, sample: NvmlSample, in_step: Callable[[float], bool]) -> None:
         if not in_step(sample.t):
             return  # before the first step, or between a program's generate() calls
-        best = self.token_max.get(token)
-        if best is None or sample.process_bytes > best:  # type: ignore[operator]
-            self.token_max[token] = sample.process_bytes  # type: ignore[assignment]
+        best, value = self.token_max.get(token), sample.process_bytes
+        if value is not None and (best is None or value > best):
+            self.token_max[token] = value
 
     def end(self) -> None:
         """The run has ended: store the open window; waiting readings have no token."""

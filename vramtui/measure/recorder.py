@@ -24,7 +24,7 @@ from vramtui.measure.engine.engine_process import EngineProcess, Launch
 from vramtui.measure.engine.spare import EngineFactory, SparePool, start_engine
 from vramtui.measure.memory_watch import RssWatch, memory_limit
 from vramtui.measure.script.program_process import Program, ScriptProcess
-from vramtui.measure.session import NvmlSample, Session
+from vramtui.measure.session import Environment, NvmlSample, Session
 from vramtui.measure.stderr_tail import last_lines
 from vramtui.runspec import ResolvedRun
 from vramtui.units import format_bytes
@@ -39,16 +39,13 @@ ALLOC_CONF = "PYTORCH_CUDA_ALLOC_CONF"
 ChildStarter = Callable[[], "tuple[ChildProcess, str | None]"]
 
 
-def base_environment() -> dict[str, object]:
-    env: dict[str, object] = {
-        "vramtui": __version__,
-        "platform": platform.platform(),
-        "hostname": platform.node(),
-    }
-    driver = nvml.driver_version()
-    if driver:
-        env["driver"] = driver
-    return env
+def base_environment() -> Environment:
+    return Environment(
+        vramtui=__version__,
+        platform=platform.platform(),
+        hostname=platform.node(),
+        driver=nvml.driver_version() or None,
+    )
 
 
 class Recorder:
@@ -102,7 +99,7 @@ class Recorder:
 
         return cls(
             start,
-            session or Session(run.spec.to_dict(), base_environment()),
+            session or Session(run.spec, base_environment()),
             alloc_conf=run.alloc_conf,
             nvml_hz=nvml_hz,
             use_nvml=use_nvml,
@@ -203,7 +200,7 @@ class Recorder:
         """A model placed across devices: what each GPU is (from the engine), the memory
         the CPU's RSS may grow to, and NVML on every other GPU the model uses."""
         facts: dict[str, dict[str, object]] = {}
-        head = self.session.environment.get("device")
+        head = self.session.snapshot().environment.device
         for d in placed.devices:
             device = str(d["device"])
             if not device.startswith("cuda"):
@@ -258,7 +255,7 @@ class Recorder:
             code = self.exit_code = child.wait()
         finally:
             self.stop_watching()
-        if not session.finished:
+        if not session.snapshot().finished:
             session.fail(self._exit_failure(code, child))
         child.close()
         return session
@@ -274,9 +271,9 @@ class Recorder:
 
     def _exit_failure(self, code: int, child: ChildProcess) -> ev.Failed:
         """Why the child ended without saying so: cancelled, OOM-killed or crashed."""
-        session = self.session
-        phase = session.current_phase
-        token = session.tokens_done - 1 if session.tokens_done else None
+        view = self.session.snapshot()
+        phase = view.current_phase
+        token = view.tokens_done - 1 if view.tokens_done else None
         if self._cancelled.is_set():
             return ev.Failed("cancelled", self._cancel_reason, phase, token)
         peak = self._rss.peak if self._rss is not None else None

@@ -16,6 +16,7 @@ from dataclasses import fields
 from typing import Any
 
 from vramtui.measure import events as ev
+from vramtui.measure.environment import Environment
 from vramtui.measure.nvml_stream import NvmlStream
 from vramtui.measure.session_view import (
     ENGINE_SERIES,
@@ -28,16 +29,17 @@ from vramtui.measure.session_view import (
     step_phase,
     token_at,
 )
+from vramtui.runspec.program_spec import SessionSpec
 
 __all__ = [
     "ENGINE_SERIES",
     "DeviceNvml",
+    "Environment",
     "NVML_SERIES",
     "NvmlSample",
     "Peak",
     "Session",
     "SessionView",
-    "as_view",
     "step_phase",
 ]
 
@@ -51,20 +53,20 @@ class Session:
 
     def __init__(
         self,
-        spec: dict[str, Any],
-        environment: dict[str, Any] | None = None,
+        spec: SessionSpec,
+        environment: Environment | None = None,
         *,
         t0: float | None = None,
         max_nvml_samples: int = 200_000,
     ) -> None:
-        self.spec = dict(spec)
+        self.spec = spec
         self.t0 = time.monotonic() if t0 is None else t0
         self.started_wall = time.time()
         self.max_nvml_samples = max_nvml_samples
         self._lock = threading.Lock()
         self._version = 0
         self._view: SessionView | None = None
-        self._environment: dict[str, Any] = dict(environment or {})
+        self._environment = environment or Environment()
         self._status = "pending"
         self._hello: ev.Hello | None = None
         self._startup: ev.Startup | None = None
@@ -97,8 +99,8 @@ class Session:
 
     def _make_view(self) -> SessionView:
         return SessionView(
-            spec=dict(self.spec),
-            environment=dict(self._environment),
+            spec=self.spec,
+            environment=self._environment,
             t0=self.t0,
             started_wall=self.started_wall,
             status=self._status,
@@ -130,13 +132,6 @@ class Session:
             raise AttributeError(f"Session.{name} is read through snapshot(); use a writer method")
         super().__setattr__(name, value)
 
-    def __getattr__(self, name: str) -> Any:
-        # Readers' conveniences (session.tokens_done, session.summary() ...) answer
-        # from the current snapshot, so each is consistent on its own.
-        if name.startswith("_"):
-            raise AttributeError(name)
-        return getattr(self.snapshot(), name)
-
     # ---- writing -------------------------------------------------------------------
     def _changed(self) -> None:
         self._version += 1
@@ -154,15 +149,14 @@ class Session:
                     self._status = "running"
             elif isinstance(event, ev.Hello):
                 self._hello = event
-                self._environment.update(
+                self._environment = self._environment.updated(
                     device=event.device,
                     backend=event.backend,
                     device_name=event.device_name,
                     device_total_bytes=event.total_memory,
                     memory_source=event.memory_source,
                     engine_pid=event.pid,
-                    **event.versions,
-                )
+                ).with_versions(event.versions)
                 self._status = "running"
             elif isinstance(event, ev.Generation):
                 self._generations.append(event)
@@ -196,10 +190,12 @@ class Session:
                 self._changed()
                 self._notices.append(text)
 
-    def set_environment(self, **values: Any) -> None:
+    def set_environment(self, **values: object) -> None:
+        """Record facts of where the run runs (Environment's fields; any other name is a
+        TypeError)."""
         with self._lock:
             self._changed()
-            self._environment.update(values)
+            self._environment = self._environment.updated(**values)
 
     def end_at(self, t: float) -> None:
         """Put the end of a finished run at `t` (a replay's clock, not the wall's)."""
@@ -214,7 +210,7 @@ class Session:
             self._changed()
             phase = self._phase_at(sample.t)
             token = self._token_at(sample.t)
-            if device is None or device == self._environment.get("device"):
+            if device is None or device == self._environment.device:
                 stream = self._nvml
                 self._track("nvml_process", sample.process_bytes, token, phase, sample.t)
                 self._track("nvml_device_used", sample.device_used, token, phase, sample.t)
@@ -268,8 +264,3 @@ def _better(
     """Keep `value` as the peak of `name` if it is the largest yet."""
     if value is not None and (name not in peaks or value > peaks[name].value):
         peaks[name] = Peak(value, token, phase, t)
-
-
-def as_view(session: Session | SessionView) -> SessionView:
-    """A snapshot of a Session; a SessionView as it is."""
-    return session.snapshot() if isinstance(session, Session) else session

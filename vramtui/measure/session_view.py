@@ -10,12 +10,12 @@ from __future__ import annotations
 import time
 from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
 
 from vramtui.measure import events as ev
-from vramtui.measure.startup import startup_timings
+from vramtui.measure.environment import Environment
+from vramtui.runspec.program_spec import SessionSpec
 
 STATUSES = ("pending", "running", "completed", "failed", "cancelled")
 # Peak-tracked series and where each comes from.
@@ -83,8 +83,8 @@ def token_at(
 class SessionView:
     """Everything a session holds at one moment; nothing in it changes."""
 
-    spec: dict[str, Any]
-    environment: dict[str, Any]
+    spec: SessionSpec
+    environment: Environment
     t0: float
     started_wall: float
     status: str
@@ -136,7 +136,7 @@ class SessionView:
 
     def live_tokens_per_s(self, window: int = 50) -> float | None:
         """Decode rate over the last `window` tokens."""
-        return _rate(self.token_samples[-window - 1 :])
+        return tokens_rate(self.token_samples[-window - 1 :])
 
     # ---- series ------------------------------------------------------------------
     def token_series(self, name: str) -> list[tuple[int, int]]:
@@ -146,48 +146,37 @@ class SessionView:
         largest NVML reading during each token's step, carried forward across
         steps shorter than the poll interval.
         """
-        if name in ENGINE_SERIES or name == "kv_bytes":
-            return [
-                (s.token, getattr(s, name))  # type: ignore[misc]
-                for s in self.token_samples
-                if getattr(s, name) is not None
-            ]
-        if name != "nvml_process":
+        engine = name in ENGINE_SERIES or name == "kv_bytes"
+        if not engine and name != "nvml_process":
             raise KeyError(name)
         out: list[tuple[int, int]] = []
         last: int | None = None
         for s in self.token_samples:
-            value = self.nvml_token_max.get(s.token, last)  # type: ignore[arg-type]
+            if s.token is None:
+                continue
+            if engine:
+                value = _reading(s, name)
+            else:
+                value = last = self.nvml_token_max.get(s.token, last)
             if value is not None:
-                out.append((s.token, value))  # type: ignore[arg-type]
-                last = value
+                out.append((s.token, value))
         return out
 
     def time_series(self, name: str) -> list[tuple[float, int]]:
         """(seconds since start, bytes) for one series."""
         if name in ENGINE_SERIES or name == "kv_bytes":
-            return [
-                (s.t - self.t0, getattr(s, name))
-                for s in self.samples
-                if getattr(s, name) is not None
-            ]
+            engine = ((s.t - self.t0, _reading(s, name)) for s in self.samples)
+            return [(t, v) for t, v in engine if v is not None]
         attr = _NVML_ATTR[name]
-        return [
-            (s.t - self.t0, getattr(s, attr)) for s in self.nvml if getattr(s, attr) is not None
-        ]
+        nvml = ((s.t - self.t0, _reading(s, attr)) for s in self.nvml)
+        return [(t, v) for t, v in nvml if v is not None]
 
     def latest(self, name: str) -> int | None:
         if name in ENGINE_SERIES or name == "kv_bytes":
-            for s in reversed(self.samples[-4:]):
-                value = getattr(s, name)
-                if value is not None:
-                    return value
-            return None
-        attr = _NVML_ATTR[name]
-        for n in reversed(self.nvml[-4:]):
-            if getattr(n, attr) is not None:
-                return getattr(n, attr)
-        return None
+            readings = [_reading(s, name) for s in self.samples[-4:]]
+        else:
+            readings = [_reading(n, _NVML_ATTR[name]) for n in self.nvml[-4:]]
+        return next((v for v in reversed(readings) if v is not None), None)
 
     def device_total(self) -> int | None:
         for s in reversed(self.nvml[-4:]):
@@ -236,89 +225,15 @@ class SessionView:
         found = [p for p in (self.peaks.get("allocated"), self.peaks.get("step_peak")) if p]
         return max(found, key=lambda p: p.value, default=None)
 
-    def summary(self) -> dict[str, Any]:
-        """The JSON summary: status, tokens, rates, peaks, spec and environment."""
-        peaks = {name: asdict(p) for name, p in self.peaks.items()}
-        for p in peaks.values():
-            p["t_s"] = round(p.pop("t") - self.t0, 6)
-        params = self.loaded.params if self.loaded else None
-        nvml_peak = self.peaks.get("nvml_process")
-        alloc_peak = self.peak_allocated()
-        kv_final = next(
-            (s.kv_bytes for s in reversed(self.token_samples) if s.kv_bytes is not None), None
-        )
-        done = self.done
-        return {
-            "vramtui_summary_version": 1,
-            "status": self.status,
-            "model": self.spec.get("model"),
-            "dtype": self.loaded.dtype if self.loaded else self.spec.get("dtype"),
-            "tokens_requested": self.spec.get("tokens"),
-            "tokens_generated": len(self.token_samples),
-            "tokens_per_s": done.tokens_per_s if done else _rate(self.token_samples),
-            "decode_tokens_per_s": done.decode_tokens_per_s if done else None,
-            "params": params,
-            "weights_bytes": self.loaded.weights_bytes if self.loaded else None,
-            "peak_allocated_bytes": _value(alloc_peak),
-            "peak_reserved_bytes": _value(self.peaks.get("reserved")),
-            "peak_nvml_process_bytes": _value(nvml_peak),
-            "peak_nvml_device_used_bytes": _value(self.peaks.get("nvml_device_used")),
-            "kv_cache_bytes_final": kv_final,
-            "bytes_per_param_peak_allocated": _ratio(_value(alloc_peak), params),
-            "bytes_per_param_peak_process": _ratio(_value(nvml_peak), params),
-            "peaks": peaks,
-            "timings": run_timings(self),
-            "failure": asdict(self.failure) if self.failure else None,
-            "nvml_samples": self.nvml_seen,
-            "nvml_rate_hz": self.nvml_rate_hz,
-            "notices": list(self.notices),
-            "generations": [self._generation_entry(g) for g in self.generations],
-            "allocation_snapshot": _asdict_or_none(self.allocation_snapshot),
-            "devices": self.devices_summary(),
-            "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(self.started_wall)),
-            "elapsed_s": round(self.elapsed(), 3),
-            "spec": dict(self.spec),
-            "environment": dict(self.environment),
-        }
 
-    def devices_summary(self) -> list[dict[str, Any]]:
-        """Each device of a placed model: what it holds and its measured peaks
-        (measure/device_view.py). Empty for one device."""
-        from vramtui.measure.device_view import devices_summary
-
-        return devices_summary(self)
-
-    def _generation_entry(self, g: ev.Generation) -> dict[str, Any]:
-        entry = asdict(g)
-        entry["t_start_s"] = round(entry.pop("t_start") - self.t0, 6)
-        entry["t_end_s"] = round(entry.pop("t_end") - self.t0, 6)
-        return entry
+def _reading(record: ev.Sample | NvmlSample, name: str) -> int | None:
+    """One series' figure in a sample (None where it was not read)."""
+    value: int | None = getattr(record, name)
+    return value
 
 
-def run_timings(view: SessionView) -> dict[str, Any] | None:
-    """The Done event's timings, with where start-up time went under "startup"."""
-    timings: dict[str, Any] = asdict(view.done) if view.done else {}
-    startup = startup_timings(view)
-    if startup is not None:
-        timings["startup"] = startup
-    return timings or None
-
-
-def _asdict_or_none(record: Any) -> dict[str, Any] | None:
-    return asdict(record) if record is not None else None
-
-
-def _value(peak: Peak | None) -> int | None:
-    return peak.value if peak else None
-
-
-def _ratio(value: int | None, params: int | None) -> float | None:
-    if value is None or not params:
-        return None
-    return round(value / params, 4)
-
-
-def _rate(samples: tuple[ev.Sample, ...]) -> float | None:
+def tokens_rate(samples: Sequence[ev.Sample]) -> float | None:
+    """Tokens a second between the first and the last of `samples`."""
     if len(samples) < 2:
         return None
     span = samples[-1].t - samples[0].t

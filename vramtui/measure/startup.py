@@ -43,7 +43,7 @@ def startup_timings(view: SessionView) -> dict[str, Any] | None:
     first = steps[0].t if steps else None
     second = steps[1].t if len(steps) > 1 else None
     return {
-        "engine": view.environment.get("engine_start"),
+        "engine": view.environment.engine_start,
         "spawned_s": _span(view.t0, up.spawned),  # negative: started before Run
         "imports_done_s": _span(view.t0, up.imported),
         "python_s": _span(up.spawned, up.started),

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from vramtui.errors import UsageError
 from vramtui.models.layer_placement import DevicePlacement, Placement
@@ -54,7 +55,11 @@ class DeviceEstimate:
 
 
 def place_model(
-    config: dict, dtype: str, device_map: str, max_memory: MaxMemory, only_cached: bool = False
+    config: dict[str, Any],
+    dtype: str,
+    device_map: str,
+    max_memory: MaxMemory,
+    only_cached: bool = False,
 ) -> Placement | None:
     """transformers' placement of the model for this map (None: `only_cached`, not
     computed yet). A UsageError says why it could not be placed."""
@@ -141,7 +146,7 @@ def _given(max_memory: MaxMemory | None, device: str) -> int | None:
 def runs_out_first(devices: list[DeviceEstimate]) -> DeviceEstimate | None:
     """The device that overflows its memory by the largest share, if any does."""
     over = [d for d in devices if d.fits is False and d.max_memory_bytes]
-    return max(over, key=lambda d: d.peak_total_bytes / d.max_memory_bytes, default=None)  # type: ignore[operator]
+    return max(over, key=lambda d: d.peak_total_bytes / (d.max_memory_bytes or 1), default=None)
 
 
 def room_for_generation(devices: list[DeviceEstimate], max_memory: MaxMemory) -> MaxMemory:
@@ -193,7 +198,7 @@ ROUNDS = 4  # re-placements while looking for a max_memory with room for generat
 
 
 def estimate_placed(
-    est: Estimate, config: dict, device_map: str, max_memory: MaxMemory
+    est: Estimate, config: dict[str, Any], device_map: str, max_memory: MaxMemory
 ) -> PlacedEstimate:
     """Place the run as transformers would, predict each device, and look for the
     max_memory that leaves room for generation (each round places the model again:
@@ -205,6 +210,7 @@ def estimate_placed(
     for _ in range(ROUNDS):
         if all(d.fits is not False for d in trial):
             break
+        assert room is not None  # None only on leaving the loop
         room = room_for_generation(trial, room)
         try:
             trial = device_estimates(est, _placed(config, est.dtype, device_map, room), max_memory)
@@ -216,7 +222,9 @@ def estimate_placed(
     return PlacedEstimate(placement, devices, max_memory, runs_out_first(devices), room)
 
 
-def _placed(config: dict, dtype: str, device_map: str, max_memory: MaxMemory) -> Placement:
+def _placed(
+    config: dict[str, Any], dtype: str, device_map: str, max_memory: MaxMemory
+) -> Placement:
     placement = place_model(config, dtype, device_map, max_memory)
     assert placement is not None
     on_disk = [d for d in placement.devices if d.device == "disk"]

@@ -9,12 +9,13 @@ from typing import Any
 
 from vramtui.errors import UsageError
 from vramtui.measure.session import SessionView
+from vramtui.measure.summary_format import view_from
 from vramtui.report.bench_table import (
     CSV_COLUMNS,
     ENVIRONMENT_COLUMNS,
     SPEC_COLUMNS,
 )
-from vramtui.report.saved import read_text, view_from, whole_cell
+from vramtui.report.saved import read_text, whole_cell
 
 # bench CSV column -> the session's peak it holds
 _PEAKS = {

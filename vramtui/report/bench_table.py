@@ -9,6 +9,7 @@ import statistics
 from collections.abc import Sequence
 from typing import Any
 
+from vramtui.measure.environment import Environment
 from vramtui.measure.startup import FORKED, FORKED_SPARE
 from vramtui.report.export import safe_cell
 from vramtui.sweep.grid import Axes
@@ -72,8 +73,8 @@ ENVIRONMENT_COLUMNS = (
 CSV_COLUMNS = SPEC_COLUMNS + STATUS_COLUMNS + FIGURE_COLUMNS + ENVIRONMENT_COLUMNS
 
 
-def device_name(env: dict[str, Any]) -> str | None:
-    return env.get("gpu_name") or env.get("device_name")
+def device_name(env: Environment) -> str | None:
+    return env.gpu_name or env.device_name
 
 
 def csv_row(result: CellResult) -> dict[str, Any]:
@@ -90,7 +91,7 @@ def csv_row(result: CellResult) -> dict[str, Any]:
         "dtype": result.dtype or spec.dtype or "auto",
         "attn": spec.attn,
         "cache": spec.cache,
-        "device": env.get("device") or spec.device,
+        "device": env.device or spec.device,
         "seed": spec.seed,
         "status": result.status,
         "failure_kind": result.failure_kind,
@@ -100,12 +101,12 @@ def csv_row(result: CellResult) -> dict[str, Any]:
     }
     for name in FIGURE_COLUMNS:
         row[name] = (
-            env.get(name)
+            getattr(env, name)
             if name in ("memory_source", "nvml_process_source")
             else getattr(result, name)
         )
     for name in ENVIRONMENT_COLUMNS:
-        row[name] = device_name(env) if name == "device_name" else env.get(name)
+        row[name] = device_name(env) if name == "device_name" else getattr(env, name)
     return row
 
 
@@ -241,12 +242,12 @@ def failure_notes(results: Sequence[CellResult], varying: Sequence[str] = ()) ->
 
 
 def environment_line(results: Sequence[CellResult]) -> str:
-    env = next((r.environment for r in results if r.environment.get("device_name")), {})
+    env = next((r.environment for r in results if r.environment.device_name), Environment())
     parts = [device_name(env) or "device unknown"]
-    for key in ("driver", "cuda_runtime", "torch", "transformers", "vramtui"):
-        if env.get(key):
-            label = "CUDA" if key == "cuda_runtime" else key
-            parts.append(f"{label} {env[key]}")
+    versions = (("driver", env.driver), ("CUDA", env.cuda_runtime), ("torch", env.torch))
+    for label, version in (*versions, ("transformers", env.transformers), ("vramtui", env.vramtui)):
+        if version:
+            parts.append(f"{label} {version}")
     return " · ".join(parts)
 
 
@@ -261,12 +262,12 @@ def constants_line(results: Sequence[CellResult], varying: Sequence[str]) -> str
     if "dtype" not in varying:
         parts.append(axis_value(first, "dtype"))
     env = first.environment
-    if env.get("device"):
-        parts.append(f"device {env['device']}")
-    if env.get("memory_source"):
-        parts.append(f"allocator figures from {env['memory_source']}")
-    if env.get("cuda_alloc_conf"):
-        parts.append(f"PYTORCH_CUDA_ALLOC_CONF={env['cuda_alloc_conf']}")
+    if env.device:
+        parts.append(f"device {env.device}")
+    if env.memory_source:
+        parts.append(f"allocator figures from {env.memory_source}")
+    if env.cuda_alloc_conf:
+        parts.append(f"PYTORCH_CUDA_ALLOC_CONF={env.cuda_alloc_conf}")
     return ", ".join(parts)
 
 
@@ -281,14 +282,12 @@ FORKED_NOTE_CPU = (
 
 
 def _forked(result: CellResult) -> bool:
-    return result.environment.get("engine_start") in (FORKED, FORKED_SPARE)
+    return result.environment.engine_start in (FORKED, FORKED_SPARE)
 
 
 def method_notes(results: Sequence[CellResult], grouped: bool) -> list[str]:
     """What the columns measure, in the words of the backend the cells ran on."""
-    sources = sorted(
-        {r.environment["memory_source"] for r in results if r.environment.get("memory_source")}
-    )
+    sources = sorted({r.environment.memory_source for r in results if r.environment.memory_source})
     notes = ["Each cell ran in a fresh engine process."]
     if "torch.cuda" in sources:
         notes.append(

@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from vramtui.errors import UsageError
-from vramtui.measure.session import Session, SessionView, as_view, step_phase
+from vramtui.measure.session import SessionView, step_phase
+from vramtui.measure.summary_format import summary
 
 CSV_COLUMNS = (
     "t_s",
@@ -92,11 +93,10 @@ def _t(value: float, t0: float) -> str:
     return f"{value - t0:.6f}"
 
 
-def csv_text(session: Session | SessionView) -> str:
-    view = as_view(session)
+def csv_text(view: SessionView) -> str:
     rows: list[tuple[float, list[Any]]] = []
     t0 = view.t0
-    device = view.environment.get("device")
+    device = view.environment.device
     for s in view.samples:
         rows.append(
             (
@@ -174,13 +174,13 @@ def _device_rows(s: Any, t0: float) -> list[list[Any]]:
     ]
 
 
-def json_text(session: Session | SessionView) -> str:
-    return json.dumps(as_view(session).summary(), indent=2, sort_keys=False, default=str) + "\n"
+def json_text(session: SessionView) -> str:
+    return json.dumps(summary(session), indent=2, sort_keys=False, default=str) + "\n"
 
 
-def write_csv(session: Session | SessionView, path: str | Path) -> Path:
+def write_csv(session: SessionView, path: str | Path) -> Path:
     return atomic_write(path, csv_text(session))
 
 
-def write_json(session: Session | SessionView, path: str | Path) -> Path:
+def write_json(session: SessionView, path: str | Path) -> Path:
     return atomic_write(path, json_text(session))

@@ -9,7 +9,7 @@ from vramtui.units import format_bytes
 
 def generation_rows(generations: list[dict[str, Any]]) -> list[tuple[str, ...]]:
     """One row a generate() call: what it ran, on what, and its peak."""
-    rows = []
+    rows: list[tuple[str, ...]] = []
     for g in generations:
         beams = g.get("num_beams") or 1
         shape = f"{g['batch']} × {beams} beams" if beams > 1 else f"{g['batch']}"

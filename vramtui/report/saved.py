@@ -12,22 +12,21 @@ from __future__ import annotations
 
 import csv
 import json
-from dataclasses import fields, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from vramtui.errors import UsageError
 from vramtui.measure import events as ev
-from vramtui.measure.session import DeviceNvml, NvmlSample, Peak, Session, SessionView
+from vramtui.measure.session import DeviceNvml, NvmlSample, SessionView
+from vramtui.measure.summary_format import REQUIRED_KEYS, Item, view_from
 from vramtui.report.export import CSV_COLUMNS, CSV_COLUMNS_V1, CSV_COLUMNS_V2
 from vramtui.report.summary_text import summary_text
 
-_SUMMARY_KEYS = ("vramtui_summary_version", "status", "peaks", "spec", "environment")
 _ENGINE_INTS = ("allocated_bytes", "reserved_bytes", "step_peak_bytes", "kv_cache_bytes")
 _NVML_INTS = ("nvml_process_bytes", "nvml_device_used_bytes", "nvml_device_total_bytes")
 _DEVICE_INTS = ("allocated_bytes", "reserved_bytes", "step_peak_bytes")
 DeviceReading = tuple[str, int | None, int | None, int | None]
-Item = ev.Event | NvmlSample | DeviceNvml
 
 
 def read_text(path: Path) -> str:
@@ -45,7 +44,7 @@ def summary_from_json(path: Path) -> dict[str, Any]:
         data = json.loads(read_text(path))
     except json.JSONDecodeError as exc:
         raise UsageError(f"{path} is not valid JSON: {exc}") from None
-    if not isinstance(data, dict) or any(key not in data for key in _SUMMARY_KEYS):
+    if not isinstance(data, dict) or any(key not in data for key in REQUIRED_KEYS):
         raise UsageError(f"{path} is not a vramtui session summary")
     try:
         summary_text(data)
@@ -88,42 +87,10 @@ def _float(text: str, where: str) -> float:
         raise UsageError(f"{where}: t_s is not a number: {text!r}") from None
 
 
-def _hello(environment: dict[str, Any]) -> ev.Hello | None:
-    if not environment.get("backend"):
-        return None
-    return ev.Hello(
-        pid=int(environment.get("engine_pid") or 0),
-        device=str(environment.get("device") or ""),
-        backend=str(environment["backend"]),
-        device_name=str(environment.get("device_name") or ""),
-        device_uuid=None,
-        total_memory=environment.get("device_total_bytes"),
-        memory_source=str(environment.get("memory_source") or ""),
-        versions={},  # the versions are in the environment the session starts with
-    )
-
-
-def _loaded(summary: dict[str, Any]) -> ev.Loaded | None:
-    if summary.get("weights_bytes") is None:
-        return None
-    timings = summary.get("timings") or {}
-    return ev.Loaded(
-        weights_bytes=int(summary["weights_bytes"]),
-        params=int(summary.get("params") or 0),
-        dtype=str(summary.get("dtype") or ""),
-        positions=None,
-        layers=None,
-        hidden=None,
-        kv_heads=None,
-        head_dim=None,
-        prompt_tokens=int(summary["spec"].get("prompt_tokens") or 0),
-        load_s=float(timings.get("load_s") or 0.0),
-    )
-
-
 def _engine_sample(cells: dict[str, str], t: float, phase: str, where: str) -> ev.Sample:
     token = whole_cell({"token": cells["token"]}, "token", where)
-    return ev.Sample(token, t, phase, *(whole_cell(cells, c, where) for c in _ENGINE_INTS))
+    allocated, reserved, step_peak, kv = (whole_cell(cells, c, where) for c in _ENGINE_INTS)
+    return ev.Sample(token, t, phase, allocated, reserved, step_peak, kv)
 
 
 def _device_reading(cells: dict[str, str], where: str) -> DeviceReading:
@@ -148,8 +115,8 @@ def _events_from_csv(path: Path, rows: list[dict[str, str]]) -> list[Item]:
             sample = out[step] if step is not None else None
             if not isinstance(sample, ev.Sample) or sample.t != t or sample.devices is None:
                 raise UsageError(f"{where}: a {cells['device']} reading without its step")
-            devices = (*sample.devices, _device_reading(cells, where))
-            out[step] = replace(sample, devices=devices)  # type: ignore[index]
+            assert step is not None  # a Sample was found there
+            out[step] = replace(sample, devices=(*sample.devices, _device_reading(cells, where)))
             continue
         if cells["phase"] and cells["phase"] != phase:
             phase = cells["phase"]
@@ -171,24 +138,6 @@ def _engine_reading(sample: ev.Sample) -> tuple[int | None, int | None, int | No
     return sample.allocated, sample.reserved, sample.step_peak
 
 
-def _generation(entry: dict[str, Any]) -> ev.Generation:
-    known = {f.name for f in fields(ev.Generation)}
-    times = {"t_start": entry["t_start_s"], "t_end": entry["t_end_s"]}
-    return ev.Generation(**{k: v for k, v in entry.items() if k in known}, **times)
-
-
-def _ending(summary: dict[str, Any]) -> ev.Event | None:
-    failure = summary.get("failure")
-    if failure:
-        known = {f.name for f in fields(ev.Failed)}
-        return ev.Failed(**{k: v for k, v in failure.items() if k in known})
-    timings = summary.get("timings")
-    if timings:
-        known = {f.name for f in fields(ev.Done)}
-        return ev.Done(**{k: v for k, v in timings.items() if k in known})
-    return None
-
-
 def _pair(path: Path) -> tuple[Path | None, Path | None]:
     """(json, csv) of the session a path names: the other one is the file beside it."""
     suffix = path.suffix.lower()
@@ -198,7 +147,8 @@ def _pair(path: Path) -> tuple[Path | None, Path | None]:
         raise UsageError(f"no such file: {path}")
     other = path.with_suffix(".csv" if suffix == ".json" else ".json")
     pair = (path, other) if suffix == ".json" else (other, path)
-    return tuple(p if p.is_file() else None for p in pair)  # type: ignore[return-value]
+    json_path, csv_path = pair
+    return (json_path if json_path.is_file() else None, csv_path if csv_path.is_file() else None)
 
 
 def read_session_files(path: str | Path) -> tuple[dict[str, Any], list[Item]]:
@@ -209,7 +159,9 @@ def read_session_files(path: str | Path) -> tuple[dict[str, Any], list[Item]]:
     summary = summary_from_json(json_path) if json_path else None
     rows = csv_rows(csv_path) if csv_path else []
     if summary is None:
-        summary = {"spec": {"model": path.stem}, "environment": _csv_environment(rows)}
+        # a CSV alone does not say what was asked: the tokens requested are not known (0)
+        spec = {"model": path.stem, "tokens": 0}
+        summary = {"spec": spec, "environment": _csv_environment(rows)}
     items = _events_from_csv(csv_path, rows) if csv_path else []
     return summary, items
 
@@ -219,91 +171,9 @@ def load_view(path: str | Path) -> SessionView:
     return view_from(*read_session_files(path))
 
 
-def session_from(summary: dict[str, Any], items: list[Item]) -> Session:
-    """The finished session a summary (as a session's JSON holds it) and its recorded
-    events rebuild: the engine's events around them (Hello, Placed, Loaded, how it
-    ended, its allocation snapshot) come from the summary."""
-    session = Session(dict(summary["spec"]), dict(summary["environment"]), t0=0.0)
-    hello = _hello(summary["environment"])
-    if hello is not None:
-        session.apply(hello)
-    if summary.get("devices"):  # a placed model: what each device holds
-        held = ("device", "layers", "modules", "weights_bytes", "holds_head",
-                "largest_block_bytes", "gpu_name", "total_bytes")  # fmt: skip
-        session.apply(ev.Placed([{k: d[k] for k in held if k in d} for d in summary["devices"]]))
-    loaded = _loaded(summary) if "weights_bytes" in summary else None
-    if loaded is not None:
-        session.apply(loaded)
-    last_t = 0.0
-    for item in items:
-        if isinstance(item, NvmlSample):
-            session.add_nvml(item)
-        elif isinstance(item, DeviceNvml):
-            session.add_nvml(item.sample, item.device)
-        else:
-            session.apply(item)
-        last_t = max(last_t, getattr(item, "t", 0.0))
-    for g in summary.get("generations") or []:  # a profiled program's generate() calls
-        session.apply(_generation(g))
-    ending = _ending(summary)
-    if ending is not None:
-        session.apply(ending)
-    snapshot = summary.get("allocation_snapshot")
-    if isinstance(snapshot, dict):
-        known = {f.name for f in fields(ev.AllocationSnapshot)}
-        session.apply(ev.AllocationSnapshot(**{k: v for k, v in snapshot.items() if k in known}))
-    for text in summary.get("notices") or []:
-        session.notice(str(text))
-    session.end_at(float(summary.get("elapsed_s") or last_t))
-    return session
-
-
-def view_from(summary: dict[str, Any], items: list[Item]) -> SessionView:
-    """A session from a summary and its samples, if any: without samples, the peaks
-    the summary saved."""
-    view = session_from(summary, items).snapshot()
-    if not items and summary.get("peaks"):
-        view = _with_saved_peaks(view, summary["peaks"])
-    if not items and summary.get("status") and _ending(summary) is None:
-        view = replace(view, status=str(summary["status"]))
-    return view
-
-
-def rebuilt_differences(view: SessionView, summary: dict[str, Any]) -> list[str]:
-    """Where a session rebuilt from its files differs from what its JSON recorded: each
-    peak (value and token), the status, a program's generate() calls and, for a placed
-    model, each device's figures."""
-    rebuilt = view.summary()
-    out = []
-    for name, saved in summary["peaks"].items():
-        got = rebuilt["peaks"].get(name)
-        if got is None or (got["value"], got["token"]) != (saved["value"], saved["token"]):
-            out.append(f"peak {name}: rebuilt {got}, recorded {saved}")
-    if rebuilt["status"] != summary["status"]:
-        out.append(f"status: rebuilt {rebuilt['status']}, recorded {summary['status']}")
-    if rebuilt["generations"] != summary.get("generations", []):
-        out.append("generations: rebuilt other than recorded")
-    recorded = summary.get("devices", [])
-    # what the JSON recorded of each device (a newer summary says more of each)
-    kept = [{k: d.get(k) for k in r} for d, r in zip(rebuilt["devices"], recorded, strict=False)]
-    if len(rebuilt["devices"]) != len(recorded) or kept != recorded:
-        out.append(f"devices: rebuilt {rebuilt['devices']}, recorded {recorded}")
-    return out
-
-
 def _csv_environment(rows: list[dict[str, str]]) -> dict[str, Any]:
     """What a CSV alone says of where it ran: no allocator reserve and no NVML
     reading anywhere is a CPU run (process RSS)."""
     if rows and not any(r["reserved_bytes"] or r["nvml_process_bytes"] for r in rows):
         return {"backend": "cpu", "memory_source": "process RSS"}
     return {}
-
-
-def _with_saved_peaks(view: SessionView, peaks: dict[str, Any]) -> SessionView:
-    """A JSON without its CSV: the peaks it saved, since there are no samples to find them."""
-    saved = {
-        name: Peak(int(p["value"]), p.get("token"), str(p.get("phase", "")), float(p["t_s"]))
-        for name, p in peaks.items()
-        if isinstance(p, dict) and "value" in p
-    }
-    return replace(view, peaks=saved)

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from vramtui.measure.session import Session, SessionView, as_view
+from vramtui.measure.session import SessionView
 from vramtui.report.export import write_csv, write_json
+from vramtui.runspec import RunSpec
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -41,14 +42,14 @@ def safe_name(text: str) -> str:
     return _UNSAFE.sub("-", text).strip("-.") or "run"
 
 
-def session_stem(session: Session | SessionView | None, when: datetime) -> str:
+def session_stem(session: SessionView | None, when: datetime) -> str:
     """e.g. 20260126-143005-opt-1.3b-cuda0: sortable by time, says what ran where."""
     stamp = when.strftime("%Y%m%d-%H%M%S")
     if session is None:
         return f"vramtui-{stamp}"
-    session = as_view(session)
-    device = str(session.environment.get("device") or session.spec.get("device") or "")
-    model = str(session.spec.get("model") or "run")
+    spec = session.spec
+    device = session.environment.device or (spec.device if isinstance(spec, RunSpec) else "")
+    model = spec.model or "run"
     return safe_name(f"{stamp}-{model}-{device.replace(':', '')}")
 
 
@@ -67,9 +68,8 @@ class Saved:
     json: Path
 
 
-def autosave(session: Session | SessionView, folder: Path, when: datetime) -> Saved:
+def autosave(view: SessionView, folder: Path, when: datetime) -> Saved:
     """Write the session's CSV and JSON under a new timestamped name in `folder`."""
-    view = as_view(session)
     folder.mkdir(parents=True, exist_ok=True)
     stem = free_stem(folder, session_stem(view, when), (".csv", ".json"))
     csv_path = write_csv(view, folder / f"{stem}.csv")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from vramtui.measure.environment import Environment
 from vramtui.measure.startup import FORKED, FORKED_SPARE, WARM
 from vramtui.report.allocations import allocations_text
 from vramtui.report.generations import GENERATION_HEADER, generation_rows
@@ -30,6 +31,11 @@ _BACKEND_LABELS = {
 }
 
 
+def saved_environment(summary: dict[str, Any]) -> Environment:
+    """The environment a summary recorded (none recorded: an empty one)."""
+    return Environment.from_dict(summary.get("environment") or {})
+
+
 def series_labels(backend: str | None) -> dict[str, str]:
     """SERIES_LABELS, named for what they measure on `backend` (cuda, mps, cpu)."""
     labels = dict(SERIES_LABELS)
@@ -37,11 +43,11 @@ def series_labels(backend: str | None) -> dict[str, str]:
     return labels
 
 
-def device_note(environment: dict[str, Any]) -> str | None:
+def device_note(environment: Environment) -> str | None:
     """One line saying what the figures are where there is no GPU (None on CUDA)."""
-    backend = environment.get("backend")
-    source = environment.get("memory_source") or "the process"
-    if backend == "cpu" and environment.get("placed_device"):  # one device of several
+    backend = environment.backend
+    source = environment.memory_source or "the process"
+    if backend == "cpu" and environment.placed_device:  # one device of several
         return f"CPU's share of a placed model — figures are the engine's {source}"
     if backend == "cpu":
         return f"CPU — figures are {source}; no GPU"
@@ -69,9 +75,9 @@ def peak_rows(
 
 
 def fact_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
-    env = summary.get("environment", {})
+    env = saved_environment(summary)
     rate = summary.get("tokens_per_s")
-    where = ", ".join(str(x) for x in (env.get("device"), summary.get("dtype")) if x)
+    where = ", ".join(str(x) for x in (env.device, summary.get("dtype")) if x)
     rows = [
         ("status", str(summary["status"])),
         ("model", f"{summary.get('model')} ({where})" if where else str(summary.get("model"))),
@@ -86,10 +92,9 @@ def fact_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
         rows.append(("bytes/param (peak allocated)", f"{bpp_alloc:.2f}"))
     if bpp_proc is not None:
         rows.append(("bytes/param (peak process)", f"{bpp_proc:.2f}"))
-    device = env.get("gpu_name") or env.get("device_name")
-    versions = ", ".join(
-        f"{k} {env[k]}" for k in ("driver", "torch", "transformers", "vramtui") if env.get(k)
-    )
+    device = env.gpu_name or env.device_name
+    named = (("driver", env.driver), ("torch", env.torch), ("transformers", env.transformers))
+    versions = ", ".join(f"{k} {v}" for k, v in (*named, ("vramtui", env.vramtui)) if v)
     rows.append(("device", f"{device} · {versions}" if device else versions))
     startup = startup_line(summary.get("timings"))
     if startup:
@@ -180,7 +185,7 @@ def _against(predicted: int | None, measured: int | None) -> str:
 def placed_devices(summary: dict[str, Any]) -> list[dict[str, Any]]:
     """The summary's `devices`; in files written before each GPU's NVML was kept, the run's
     own device given the run's NVML peak."""
-    device = summary.get("environment", {}).get("device")
+    device = saved_environment(summary).device
     peak = summary.get("peak_nvml_process_bytes")
     return [
         {**d, "peak_nvml_process_bytes": peak}
@@ -196,7 +201,7 @@ def device_rows(
     """One row per device of a placed run's summary `devices`: what it holds, its measured
     peaks and, where predicted (report/placed_compare.py), the prediction and its error.
     The CPU's RSS is held against its predicted total (weights and the process)."""
-    rows = []
+    rows: list[tuple[str, ...]] = []
     for d in devices:
         name = str(d.get("device"))
         guess = (predicted or {}).get(name)
@@ -225,22 +230,22 @@ def summary_text(
 ) -> str:
     """The peak summary; a placed run's devices each with `predicted`, where given."""
     head = f"Peak memory — {summary.get('model')}, {summary['tokens_generated']} tokens"
-    env = summary.get("environment", {})
-    rows = peak_rows(summary, series_labels(env.get("backend")))
+    env = saved_environment(summary)
+    rows = peak_rows(summary, series_labels(env.backend))
     parts = [head, "", table(rows, ("series", "peak", "at")), ""]
     note = device_note(env)
     if note:
         parts += [note, ""]
     parts.append(table([(k, v) for k, v in fact_rows(summary)]))
     if summary.get("generations"):  # a profiled program's generate() calls
-        rows = generation_rows(summary["generations"])
-        parts += ["", "generate() calls", table(rows, GENERATION_HEADER)]
+        calls = generation_rows(summary["generations"])
+        parts += ["", "generate() calls", table(calls, GENERATION_HEADER)]
     snapshot = allocations_text(summary)  # --snapshot: what held the bytes at the peak
     if snapshot:
         parts += ["", snapshot]
     if summary.get("devices"):  # a model placed across devices
-        rows = device_rows(placed_devices(summary), predicted)
-        parts += ["", "each device", table(rows, DEVICE_HEADER), DEVICE_NOTE]
+        devices = device_rows(placed_devices(summary), predicted)
+        parts += ["", "each device", table(devices, DEVICE_HEADER), DEVICE_NOTE]
     for notice in summary.get("notices", []):
         parts.append(f"note: {notice}")
     return "\n".join(parts)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 
-def table(rows: list[tuple[str, ...]], header: tuple[str, ...] | None = None) -> str:
+
+def table(rows: Sequence[Sequence[str]], header: Sequence[str] | None = None) -> str:
     """A plain aligned text table."""
-    all_rows = ([header] if header else []) + rows
+    all_rows = [*([header] if header else []), *rows]
     widths = [max(len(r[i]) for r in all_rows) for i in range(len(all_rows[0]))]
     lines = []
     for n, row in enumerate(all_rows):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from typing import Any
 
 from vramtui.errors import UsageError
 from vramtui.models.architecture import DTYPE_BYTES, ModelInfo
@@ -93,7 +94,9 @@ def check_fields(spec: RunSpec) -> None:
         raise UsageError(f"unknown attention {spec.attn!r}; choose from {choose}", field="attn")
 
 
-def read_model(spec: RunSpec) -> tuple[RunSpec, ModelInfo | None, str | None, dict | None]:
+def read_model(
+    spec: RunSpec,
+) -> tuple[RunSpec, ModelInfo | None, str | None, dict[str, Any] | None]:
     """(spec with its canonical model name, architecture, why none, config read)."""
     if spec.source == "architecture":
         entry = lookup(spec.model)

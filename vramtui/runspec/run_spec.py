@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
+from typing import Any
 
 from vramtui.errors import UsageError
 from vramtui.models.architecture import DTYPE_BYTES
@@ -56,7 +57,8 @@ class RunSpec:
         unknown = sorted(set(data) - known)
         if unknown:
             raise UsageError(f"unknown run spec fields: {', '.join(unknown)}")
-        return cls(**data)  # type: ignore[arg-type]
+        values: dict[str, Any] = dict(data)
+        return cls(**values)
 
     @property
     def label(self) -> str:

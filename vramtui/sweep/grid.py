@@ -234,7 +234,11 @@ class Axes:
 
     def varying(self) -> list[str]:
         """The axes besides model, tokens and attn that take more than one value."""
-        axes = {"prompt_tokens": self.prompt_tokens, "batch": self.batch, "dtype": self.dtype}
+        axes: dict[str, Sequence[object]] = {
+            "prompt_tokens": self.prompt_tokens,
+            "batch": self.batch,
+            "dtype": self.dtype,
+        }
         return [name for name, values in axes.items() if len(values) > 1]
 
     def command(self) -> str:

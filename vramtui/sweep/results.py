@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
-from vramtui.measure.session import Session, SessionView, as_view
+from vramtui.measure.session import Environment, SessionView
+from vramtui.measure.summary_format import summary
 from vramtui.runspec import RunSpec, resolve_dtype
 from vramtui.sweep.grid import Cell
 
@@ -40,7 +40,7 @@ class CellResult:
     oom_requested_bytes: int | None = None
     oom_held_bytes: int | None = None
     notices: list[str] = field(default_factory=list)
-    environment: dict[str, Any] = field(default_factory=dict)
+    environment: Environment = field(default_factory=Environment)
 
     @property
     def spec(self) -> RunSpec:
@@ -56,10 +56,9 @@ class CellResult:
         return "oom" if self.oom else self.status
 
     @classmethod
-    def from_session(cls, cell: Cell, session: Session | SessionView) -> CellResult:
-        view = as_view(session)
-        s = view.summary()
-        env = s["environment"]
+    def from_session(cls, cell: Cell, view: SessionView) -> CellResult:
+        s = summary(view)
+        env = view.environment
         failure = s["failure"] or {}
         timings = s["timings"] or {}
         # The allocator's high-water mark: the per-step peaks see transients that
@@ -74,7 +73,7 @@ class CellResult:
         else:
             basis, base = "peak_allocated", peak_allocated
         completed = s["status"] == "completed"
-        backend = env.get("backend")
+        backend = env.backend
         dtype = (
             view.loaded.dtype
             if view.loaded
@@ -87,7 +86,7 @@ class CellResult:
             failure_message=failure.get("message"),
             failure_phase=failure.get("phase"),
             failure_token=failure.get("token"),
-            engine_pid=env.get("engine_pid"),
+            engine_pid=env.engine_pid,
             dtype=dtype,
             params=params,
             weights_bytes=s["weights_bytes"],
@@ -107,7 +106,7 @@ class CellResult:
             oom_requested_bytes=failure.get("requested_bytes"),
             oom_held_bytes=failure.get("held_bytes"),
             notices=list(s["notices"]),
-            environment=dict(env),
+            environment=env,
         )
 
     @classmethod

@@ -164,7 +164,7 @@ class Sweep:
             if self.on_cell_done is not None:
                 self.on_cell_done(result)
             if result.failure_kind == "usage":
-                if result.environment.get("device_name") is None:
+                if result.environment.device_name is None:
                     self.aborted = result.failure_message or "usage error"
                 else:
                     why = f"{cell.spec.model} failed: {result.failure_message}"
@@ -204,18 +204,20 @@ class Sweep:
         try:
             session = recorder.run(self.on_event)
         except Exception as exc:  # noqa: BLE001 - one cell's failure never ends the sweep
-            session.fail(ev.Failed("error", f"{type(exc).__name__}: {exc}", session.current_phase))
+            phase = session.snapshot().current_phase
+            session.fail(ev.Failed("error", f"{type(exc).__name__}: {exc}", phase))
             engine = getattr(recorder, "engine", None)
             if engine is not None:
                 engine.close()
         finally:
             with self._lock:
                 self._current = None
-        if not session.finished:  # Recorder always ends it; anything else is a crash
-            token = session.tokens_done - 1 if session.tokens_done else None
+        view = session.snapshot()
+        if not view.finished:  # Recorder always ends it; anything else is a crash
+            token = view.tokens_done - 1 if view.tokens_done else None
             why = "the run ended without a result"
-            session.fail(ev.Failed("crashed", why, session.current_phase, token))
-        return CellResult.from_session(cell, session)
+            session.fail(ev.Failed("crashed", why, view.current_phase, token))
+        return CellResult.from_session(cell, session.snapshot())
 
 
 def run_sweep(

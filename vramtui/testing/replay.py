@@ -12,11 +12,11 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 
 from vramtui.measure import events as ev
-from vramtui.measure.session import DeviceNvml, NvmlSample, Session
+from vramtui.measure.session import DeviceNvml, Environment, NvmlSample, Session
 from vramtui.runspec import ResolvedRun, RunSpec
 from vramtui.testing.synthetic import Item
 
-FIXED_ENVIRONMENT = {"vramtui": "0.1.0", "platform": "Linux (synthetic)", "hostname": "replay"}
+FIXED_ENVIRONMENT = Environment(vramtui="0.1.0", platform="Linux (synthetic)", hostname="replay")
 
 
 def _time_of(item: Item) -> float | None:
@@ -38,14 +38,14 @@ class ReplayRecorder:
         spec: RunSpec | ResolvedRun,
         items: Sequence[Item],
         *,
-        environment: dict[str, object] | None = None,
+        environment: Environment | None = None,
         t0: float = 0.0,
         delay: float | None = None,
         hold: bool = False,
     ) -> None:
         spec = spec.spec if isinstance(spec, ResolvedRun) else spec
         self.spec = spec
-        self.session = Session(spec.to_dict(), dict(environment or FIXED_ENVIRONMENT), t0=t0)
+        self.session = Session(spec, environment or FIXED_ENVIRONMENT, t0=t0)
         self.items = list(items)
         self.delay = delay
         self.hold = hold
@@ -69,7 +69,7 @@ class ReplayRecorder:
         session.apply(item)
         if isinstance(item, ev.Hello) and item.backend != "cuda":
             session.notice(f"no NVML on {item.backend}: figures are {item.memory_source}")
-        if session.finished:
+        if session.snapshot().finished:
             session.end_at(self._last_t)  # the stream's clock, not the wall's
 
     def _apply_all(self, items: Iterable[Item]) -> None:
@@ -86,13 +86,14 @@ class ReplayRecorder:
                     on_event(item)
                 if isinstance(item, ev.Sample) and item.token is not None:
                     time.sleep(self.delay)
-        if self.hold and not self.session.finished:
+        if self.hold and not self.session.snapshot().finished:
             self._cancelled.wait()
-        if not self.session.finished:
-            session = self.session
-            token = session.tokens_done - 1 if session.tokens_done else None
-            session.fail(ev.Failed("cancelled", self._cancel_reason, session.current_phase, token))
-            session.end_at(self._last_t)
+        view = self.session.snapshot()
+        if not view.finished:
+            token = view.tokens_done - 1 if view.tokens_done else None
+            failed = ev.Failed("cancelled", self._cancel_reason, view.current_phase, token)
+            self.session.fail(failed)
+            self.session.end_at(self._last_t)
         return self.session
 
     def cancel(self, reason: str = "cancelled by the user") -> None:

@@ -22,7 +22,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from textual import work
+from textual import events, work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
@@ -98,8 +98,11 @@ class VramApp(App[int]):
         self.autostart = start
         self.out_dir = out_dir
         # The real data source draws on spare engines; a given one (a replay) does not.
-        self.spares = SpareEngines() if make_recorder is None else None
-        self.make_recorder = make_recorder or self.spares.recorder  # type: ignore[union-attr]
+        self.spares: SpareEngines | None = None
+        if make_recorder is None:
+            self.spares = SpareEngines()
+            make_recorder = self.spares.recorder
+        self.make_recorder = make_recorder
         self.list_devices = list_devices
         self.clock = clock
         self.wall_clock = wall_clock
@@ -115,7 +118,7 @@ class VramApp(App[int]):
     def save_dir(self) -> Path:
         return self.out_dir if self.out_dir is not None else sessions_dir()
 
-    def on_mount(self) -> None:
+    def on_mount(self, event: events.Mount) -> None:
         self.push_screen(StartScreen(self.spec, autostart=self.autostart))
         self.call_after_refresh(self.prepare_spare)  # after the first frame
         self.call_after_refresh(self.take_pending_interrupt)
@@ -172,7 +175,8 @@ class VramApp(App[int]):
         run = message.run
         session = run.session
         if message.error is not None:
-            session.fail(ev.Failed("crashed", message.error, session.current_phase))
+            phase = session.snapshot().current_phase
+            session.fail(ev.Failed("crashed", message.error, phase))
         run.ended = True
         view = session.snapshot()
         failure = view.failure
@@ -184,7 +188,7 @@ class VramApp(App[int]):
             return
         self.prepare_spare(run.spec)
         if refused:
-            self._back_to_start(run.spec, failure)  # type: ignore[arg-type]
+            self._back_to_start(run.spec, failure)
             return
         self.screen.refresh_bindings()
         if isinstance(self.screen, RunScreen) and self.screen.run is run:
@@ -192,7 +196,7 @@ class VramApp(App[int]):
 
     def _save(self, run: ActiveRun) -> None:
         try:
-            run.saved = autosave(run.session, self.save_dir, self.wall_clock())
+            run.saved = autosave(run.session.snapshot(), self.save_dir, self.wall_clock())
             self.saved_sessions.append(run.saved)
         except OSError as exc:
             run.save_error = f"{exc.strerror or exc} ({self.save_dir})"
@@ -318,26 +322,28 @@ class VramApp(App[int]):
         run = self._finished_run("export")
         if run is None:
             return
-        stem = session_stem(run.session, self.wall_clock())
+        stem = session_stem(run.session.snapshot(), self.wall_clock())
         suggestion = f"vramtui-{stem}"  # in the folder vramtui was started from
 
         def done(paths: list[Path] | None) -> None:
             if paths:
                 self.notify("exported " + ", ".join(display_path(p) for p in paths))
 
-        self.push_screen(ExportScreen(run.session, suggestion), done)
+        self.push_screen(ExportScreen(run.session.snapshot(), suggestion), done)
 
-    def action_screenshot(self) -> None:
+    def action_screenshot(self, filename: str | None = None, path: str | None = None) -> None:
+        """An SVG of the screen in the sessions folder, named after the session (Textual's
+        `filename` and `path` are not used)."""
         folder = self.save_dir
-        session = self.current.session if self.current else None
+        session = self.current.session.snapshot() if self.current else None
         name = f"{session_stem(session, self.wall_clock())}-{type(self.screen).__name__}.svg"
         try:
             folder.mkdir(parents=True, exist_ok=True)
-            path = self.save_screenshot(filename=name, path=str(folder))
+            saved = self.save_screenshot(filename=name, path=str(folder))
         except OSError as exc:
             self.notify(f"screenshot not saved: {exc.strerror or exc}", severity="error")
             return
-        self.notify(f"screenshot saved to {display_path(Path(path))}")
+        self.notify(f"screenshot saved to {display_path(Path(saved))}")
 
     def action_start_run(self) -> None:
         if isinstance(self.screen, StartScreen):

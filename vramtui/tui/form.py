@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import Any
 
 from vramtui.errors import UsageError
 from vramtui.models.architecture import DTYPE_BYTES
@@ -70,7 +71,7 @@ class FormResult:
 def place_of(field: str | None) -> str:
     """Where the form shows an error about `field`."""
     if field in FIELDS:
-        return field  # type: ignore[return-value]
+        return field
     return SHOWN_AT.get(field or "", "form")
 
 
@@ -94,7 +95,7 @@ def spec_from_form(values: FormValues, base: RunSpec) -> tuple[RunSpec, dict[str
     number that does not read, a value that passes) and the errors of every field that
     does not read."""
     errors: dict[str, str] = {}
-    numbers: dict[str, int] = {}
+    numbers: dict[str, Any] = {}  # field -> int, as replace() takes them
     for field in INT_FIELDS:
         try:
             numbers[field] = _whole(getattr(values, field), LABELS[field])

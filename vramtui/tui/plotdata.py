@@ -13,7 +13,8 @@ from bisect import bisect_left
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from vramtui.measure.session import Session, SessionView, as_view
+from vramtui.measure.session import SessionView
+from vramtui.runspec.program_spec import ProgramSpec, tokens_requested
 
 # Drawn in this order, so the later (usually larger) series stay visible on top.
 PLOT_SERIES = ("allocated", "step_peak", "reserved", "nvml_process")
@@ -174,9 +175,9 @@ def drop_flat_interior(xs: list[float], ys: list[int]) -> tuple[list[float], lis
     return [xs[i] for i in keep], [ys[i] for i in keep]
 
 
-def _series(session: Session | SessionView, name: str, axis: str) -> list[tuple[float, int]]:
+def _series(session: SessionView, name: str, axis: str) -> Sequence[tuple[float, int]]:
     if axis == "tokens":
-        return session.token_series(name)  # type: ignore[return-value]
+        return session.token_series(name)
     return session.time_series(name)
 
 
@@ -185,7 +186,7 @@ def _x_axis(
 ) -> tuple[float, tuple[tuple[float, str], ...]]:
     """The x axis's end, and the phase lines (seconds axis only)."""
     if axis == "tokens":
-        requested = int(view.spec.get("tokens") or 0)
+        requested = tokens_requested(view.spec)
         return float(max(requested, 1, view.tokens_done)), generation_marks(view)
     marks = tuple(
         (p.t - view.t0, p.name) for p in view.phases if p.name in ("load", "prefill", "decode")
@@ -196,14 +197,14 @@ def _x_axis(
 def generation_marks(view: SessionView) -> tuple[tuple[float, str], ...]:
     """A profiled program's generate() calls on the token axis: #k at each first token
     (a call's first step is its prefill). None for vramtui's own runs: one call."""
-    if view.spec.get("source") not in ("program", "track"):
+    if not isinstance(view.spec, ProgramSpec):
         return ()
     starts = (s.token for s in view.token_samples if s.phase == "prefill")
     return tuple((float(t), f"#{k}") for k, t in enumerate(starts) if t is not None)
 
 
 def build_plot_data(
-    session: Session | SessionView,
+    session: SessionView,
     *,
     axis: str = "tokens",
     buckets: int = 160,
@@ -215,12 +216,11 @@ def build_plot_data(
     `predicted` (token, bytes) is drawn on the token axis only, and counts in
     the axis range so the whole predicted curve is in view from the start.
     """
-    session = as_view(session)
     raw: dict[str, tuple[list[float], list[int]]] = {}
     top, bottom = 0, None
     series = [(name, _series(session, name, axis)) for name in PLOT_SERIES]
     if predicted and axis == "tokens":
-        series.append(("predicted", predicted))  # type: ignore[arg-type]
+        series.append(("predicted", predicted))
     for name, points in series:
         xs, ys = drop_flat_interior(*downsample(points, buckets))
         if xs:

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from vramtui.measure.session import Session, SessionView, as_view
+from vramtui.measure.device_view import devices_summary
+from vramtui.measure.session import SessionView
 from vramtui.report.summary_text import series_labels
+from vramtui.runspec import RunSpec
+from vramtui.runspec.program_spec import tokens_requested
 from vramtui.tui.plotdata import TABLE_SERIES
 from vramtui.units import format_count
 
@@ -32,13 +35,13 @@ def duration(seconds: float | None) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
-def backend_of(session: Session | SessionView) -> str | None:
+def backend_of(session: SessionView) -> str | None:
     if session.hello is not None:
         return session.hello.backend
     return None
 
 
-def labels_for(session: Session | SessionView) -> dict[str, str]:
+def labels_for(session: SessionView) -> dict[str, str]:
     return series_labels(backend_of(session))
 
 
@@ -47,8 +50,7 @@ def short_label(label: str) -> str:
     return label.removeprefix("allocator ").replace("per-step peak", "step peak")
 
 
-def phase_text(session: Session | SessionView, cancelling: bool = False) -> str:
-    session = as_view(session)
+def phase_text(session: SessionView, cancelling: bool = False) -> str:
     if session.finished:
         failure = session.failure
         if session.status == "failed" and failure is not None:
@@ -61,10 +63,9 @@ def phase_text(session: Session | SessionView, cancelling: bool = False) -> str:
     return session.current_phase
 
 
-def status_text(session: Session | SessionView, now: float | None, cancelling: bool = False) -> str:
+def status_text(session: SessionView, now: float | None, cancelling: bool = False) -> str:
     """phase │ token 37/2000 │ 104.2 tok/s │ elapsed 0:12 │ ETA 0:19"""
-    session = as_view(session)
-    total = int(session.spec.get("tokens") or 0)
+    total = tokens_requested(session.spec)
     done = session.tokens_done
     rate = session.live_tokens_per_s()
     if not total:  # a profiled program: no budget, so no ETA; which generate() call
@@ -114,9 +115,8 @@ class SeriesRow:
     at: str
 
 
-def series_rows(session: Session | SessionView) -> list[SeriesRow]:
+def series_rows(session: SessionView) -> list[SeriesRow]:
     """Current and peak figure of every series the run has."""
-    session = as_view(session)
     labels = labels_for(session)
     rows = []
     for name in TABLE_SERIES:
@@ -136,25 +136,22 @@ def series_rows(session: Session | SessionView) -> list[SeriesRow]:
     return rows
 
 
-def run_title(session: Session | SessionView) -> str:
+def run_title(session: SessionView) -> str:
     """opt-1.3b · float16 · sdpa · batch 1 · cuda:0 (NVIDIA H100 80GB HBM3)"""
-    session = as_view(session)
     spec = session.spec
     env = session.environment
-    dtype = session.loaded.dtype if session.loaded else spec.get("dtype") or "auto dtype"
-    device = env.get("device") or spec.get("device")
-    name = env.get("gpu_name") or env.get("device_name")
+    device = env.device or (spec.device if isinstance(spec, RunSpec) else None)
+    name = env.gpu_name or env.device_name
     where = f"{device} ({name})" if name else str(device)
-    if spec.get("source") == "program":  # a profiled program: its command line
-        return " · ".join([" ".join([str(spec.get("program")), *spec.get("argv", [])]), where])
-    parts = [str(spec.get("model")), str(dtype), str(spec.get("attn"))]
-    return " · ".join(parts + [f"batch {spec.get('batch')}", where])
+    if not isinstance(spec, RunSpec):  # a profiled program: its command line
+        return " · ".join([spec.command if spec.source == "program" else spec.model, where])
+    dtype = session.loaded.dtype if session.loaded else spec.dtype or "auto dtype"
+    return " · ".join([spec.model, dtype, spec.attn, f"batch {spec.batch}", where])
 
 
-def side_facts(session: Session | SessionView, room: int | None = None) -> str:
+def side_facts(session: SessionView, room: int | None = None) -> str:
     """Below the series table: what is loaded, until the breakdown says more; for one
     device of a placed model, the `room` it has left (report.forecast.headroom)."""
-    session = as_view(session)
     loaded = session.loaded
     if loaded is None:
         return "loading the model…" if session.hello else "starting the engine…"
@@ -163,12 +160,12 @@ def side_facts(session: Session | SessionView, room: int | None = None) -> str:
     return f"{format_count(loaded.params)} params · loaded in {loaded.load_s:.2f} s"
 
 
-def device_lines(session: Session | SessionView, selected: str | None = None) -> str:
+def device_lines(session: SessionView, selected: str | None = None) -> str:
     """A placed model's devices, a line each: the layers it holds, allocated now and its
     peak, the one the screen follows marked ('' for a run on one device)."""
     from vramtui.report.summary_text import layer_span
 
-    devices = as_view(session).devices_summary()
+    devices = devices_summary(session)
     if not devices:
         return ""
     lines = ["devices: now / peak"]

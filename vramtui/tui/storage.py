@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from vramtui.measure.session import Session, SessionView
+from vramtui.measure.session import SessionView
 from vramtui.report.export import write_csv, write_json
 
 
@@ -34,7 +34,7 @@ def check_targets(targets: list[Path]) -> tuple[str | None, list[Path]]:
     return None, [t for t in targets if t.exists()]
 
 
-def export(session: Session | SessionView, targets: list[Path]) -> list[Path]:
+def export(session: SessionView, targets: list[Path]) -> list[Path]:
     for target in targets:
         if target.suffix.lower() == ".csv":
             write_csv(session, target)

@@ -22,7 +22,7 @@ import signal
 import sys
 import threading
 import traceback
-from typing import Any
+from typing import Any, Protocol
 
 from vramtui.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OOM, EXIT_USAGE, UsageError
 from vramtui.measure import events as ev
@@ -117,13 +117,23 @@ def short_oom_message(text: str) -> str:
     return " ".join(sentences[:3]).strip()
 
 
-def _held_bytes(engine: Engine) -> int | None:
+class Measuring(Protocol):
+    """What reads the device and says so: the engine, or a profiled program's hooks."""
+
+    probe: Any
+    phase: str
+
+    def emit(self, event: ev.Event) -> None: ...
+
+
+def _held_bytes(engine: Measuring) -> int | None:
     """Allocated now, and a last sample whose step peak is the high-water mark
     reached before the allocation that failed (nothing measured is lost)."""
     try:
         if engine.probe is None:
             return None
-        allocated, reserved, peak = engine.probe.read()
+        readings: tuple[int | None, int | None, int | None] = engine.probe.read()
+        allocated, reserved, peak = readings
         engine.emit(ev.Sample(None, clock(), engine.phase, allocated, reserved, peak, None))
         return allocated
     except Exception:

@@ -28,7 +28,7 @@ class BuiltModel:
     placement: Placement | None = None  # where a device map put each module
 
 
-def max_memory_of(spec: RunSpec) -> dict | None:
+def max_memory_of(spec: RunSpec) -> dict[int | str, int] | None:
     """--max-memory as accelerate takes it (GPU index or "cpu" -> bytes)."""
     return parse_max_memory(spec.max_memory) if spec.max_memory else None
 

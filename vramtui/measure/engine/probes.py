@@ -148,7 +148,7 @@ class DeviceProbes:
             p.reset_peak()
 
 
-def candidate_devices(max_memory: dict | None) -> list[str]:
+def candidate_devices(max_memory: dict[int | str, int] | None) -> list[str]:
     """The devices a device map may place on: those --max-memory names, else every
     visible GPU and the CPU."""
     count = torch.cuda.device_count() if torch.cuda.is_available() else 0

@@ -62,12 +62,6 @@ def fill_random(tensor: torch.Tensor, std: float) -> None:
         n = min(pool.numel(), flat.numel() - start)
         flat[start : start + n].copy_(pool[:n])
 
-    def get_shape(self) -> list[int]:
-        return list(self.shape)
-
-    def get_dtype(self) -> str:
-        return str(self.dtype).removeprefix("torch.")
-
 
 def checkpoint_tensors(
     meta: Any, device_map: dict[str, str], std: float | None = None
@@ -87,7 +81,7 @@ def checkpoint_tensors(
 
 
 def random_device_map(
-    meta: Any, device: torch.device, placement: str | None, max_memory: dict | None
+    meta: Any, device: torch.device, placement: str | None, max_memory: dict[int | str, int] | None
 ) -> dict[str, str]:
     """The module map: all on `device`, or where from_pretrained would put each module
     for `placement` (auto, balanced, ...) and `max_memory`."""
@@ -110,7 +104,7 @@ def load_random(
     dtype: torch.dtype,
     attn: str,
     placement: str | None = None,
-    max_memory: dict | None = None,
+    max_memory: dict[int | str, int] | None = None,
 ) -> Any:
     """The model, on `device` (or placed as `placement` and `max_memory` say), as
     from_pretrained of a checkpoint loads it; random values."""

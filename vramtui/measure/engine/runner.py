@@ -24,7 +24,7 @@ class Emitter:
     """Events out, and the per-step sample: what every place that measures shares
     (the engine, and the hooks in a profiled program)."""
 
-    def __init__(self, write: Callable[[str], None]) -> None:
+    def __init__(self, write: Callable[[str], object]) -> None:
         self._write = write
         self.phase = "start"
         self.token: int | None = None  # the step in progress
@@ -40,7 +40,8 @@ class Emitter:
         self.emit(ev.Phase(phase, clock()))
 
     def sample(self, token: int | None, phase: str, kv: int | None = None) -> int | None:
-        allocated, reserved, peak = self.probe.read()
+        readings: tuple[int | None, int | None, int | None] = self.probe.read()
+        allocated, reserved, peak = readings
         devices = self.device_probes.read() if self.device_probes is not None else None
         self.emit(ev.Sample(token, clock(), phase, allocated, reserved, peak, kv, devices))
         self.probe.reset_peak()
@@ -55,7 +56,7 @@ class Emitter:
 
 
 class Engine(Emitter):
-    def __init__(self, spec: RunSpec, write: Callable[[str], None]) -> None:
+    def __init__(self, spec: RunSpec, write: Callable[[str], object]) -> None:
         super().__init__(write)
         self.spec = spec
         self.snapshots: Any = None  # --snapshot: measure.engine.snapshot.Snapshots
@@ -222,7 +223,7 @@ def placed_device(spec: RunSpec) -> str | None:
 def placed_entry(placed: Any) -> dict[str, Any]:
     """What a device holds (models.placement.DevicePlacement) and, for a GPU, what it is:
     its name, memory and UUID (by which the parent finds it in NVML)."""
-    entry = placed.to_dict()
+    entry: dict[str, Any] = placed.to_dict()
     if placed.device.startswith("cuda:"):
         import torch
 

@@ -27,7 +27,9 @@ GAIN = 0.05  # a new snapshot when a step's peak is 5 % past the kept one's
 
 
 class Snapshots:
-    def __init__(self, path: Path, device: int, last_token: int, emit: Callable) -> None:
+    def __init__(
+        self, path: Path, device: int, last_token: int, emit: Callable[[ev.Event], None]
+    ) -> None:
         self.path = path
         self.device = device
         self.last_token = last_token

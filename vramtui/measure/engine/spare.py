@@ -47,7 +47,8 @@ class SparePool:
         with self._lock:
             if self._closed:
                 return None
-            keep, drop = [], []
+            keep: list[EngineProcess] = []
+            drop: list[EngineProcess] = []
             for spare in self._spares:
                 fits = spare.alive and spare.launch in wanted
                 (keep if fits else drop).append(spare)

@@ -45,6 +45,11 @@ def wake_on_child_exit() -> tuple[int, int]:
     return read_end, write_end
 
 
+def _seconds(value: object) -> float | None:
+    """A clock reading the server was handed (None where there was none)."""
+    return float(value) if isinstance(value, (int, float)) else None
+
+
 def fork_engine(
     sock: socket.socket, wake: tuple[int, int], request: dict[str, object], fds: list[int]
 ) -> int:
@@ -69,8 +74,12 @@ def fork_engine(
             os.close(wake[1])
             os.dup2(stdin, 0)
             os.close(stdin)
-            times = (request["spawned_at"], request["started"], request["imported"])
-            code = engine_main.serve(events, *times)  # type: ignore[arg-type]
+            spawned_at, started, imported = (
+                _seconds(request[k]) for k in ("spawned_at", "started", "imported")
+            )
+            code = engine_main.serve(
+                events, spawned_at, started or 0.0, imported
+            )  # started: always
         except BaseException:  # noqa: BLE001 - the parent reads the log's tail
             traceback.print_exc()
             sys.stderr.flush()

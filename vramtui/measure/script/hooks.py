@@ -17,6 +17,7 @@ creates a CUDA context the program would not have made.
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -31,7 +32,7 @@ PROGRAM = "program"  # the phase between the program's loads and generate() call
 class Instrument(Emitter):
     """Hooks, a background sampler, and the events they write (one writer lock)."""
 
-    def __init__(self, write: Callable[[str], None], *, hz: float = 20.0) -> None:
+    def __init__(self, write: Callable[[str], object], *, hz: float = 20.0) -> None:
         self._lock = threading.RLock()
         super().__init__(self._locked(write))
         self.hz = hz
@@ -49,7 +50,7 @@ class Instrument(Emitter):
         self._undo: list[Callable[[], None]] = []
         self._faults = test_faults.from_environment()
 
-    def _locked(self, write: Callable[[str], None]) -> Callable[[str], None]:
+    def _locked(self, write: Callable[[str], object]) -> Callable[[str], None]:
         def locked(line: str) -> None:
             with self._lock:
                 write(line)
@@ -168,9 +169,7 @@ class Instrument(Emitter):
         def wrapper(first: Any, *args: Any, **kwargs: Any) -> Any:
             return record(function, first, args, kwargs)
 
-        wrapper.__wrapped__ = function  # type: ignore[attr-defined]
-        wrapper.__name__ = function.__name__
-        wrapper.__doc__ = function.__doc__
+        functools.update_wrapper(wrapper, function)  # its name, doc and __wrapped__
         setattr(owner, name, classmethod(wrapper) if classmethod_ else wrapper)
         self._undo.append(lambda: setattr(owner, name, original))
 

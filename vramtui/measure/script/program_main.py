@@ -130,7 +130,7 @@ def record_failure(instrument: Instrument, exc: BaseException) -> int:
     text = str(exc).strip()
     if _is_oom(exc):
         phase, token = instrument.phase, instrument.token
-        held = _held_bytes(instrument)  # type: ignore[arg-type]
+        held = _held_bytes(instrument)
         instrument.phase, instrument.token = phase, token
         instrument.fail(
             "oom", short_oom_message(text), requested_bytes=requested_bytes(text), held_bytes=held

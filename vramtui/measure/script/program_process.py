@@ -20,6 +20,7 @@ from pathlib import Path
 import vramtui
 from vramtui.errors import UsageError
 from vramtui.measure.child_process import ChildHandle
+from vramtui.runspec.program_spec import ProgramSpec
 
 # The child's first line: find this vramtui (wherever the program's folder is), then
 # hand over to the bootstrap, which installs the hooks and runs the program.
@@ -41,16 +42,13 @@ class Program:
     def name(self) -> str:
         return self.module or Path(self.argv[0]).name
 
-    def spec(self) -> dict[str, object]:
+    def spec(self) -> ProgramSpec:
         """What a session records as its spec: the program, not a RunSpec."""
-        return {
-            "model": self.name,
-            "source": "program",
-            "program": ("-m " + self.module) if self.module else self.argv[0],
-            "argv": list(self.argv[0 if self.module else 1 :]),
-            "device": None,
-            "tokens": None,
-        }
+        return ProgramSpec(
+            model=self.name,
+            program=("-m " + self.module) if self.module else self.argv[0],
+            argv=self.argv[0 if self.module else 1 :],
+        )
 
 
 def program_from(argv: list[str], module: str | None = None) -> Program:

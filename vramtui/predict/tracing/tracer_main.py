@@ -82,7 +82,13 @@ class Tracker(TorchDispatchMode):
         self.peak = self.live
         return self.live
 
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
+    def __torch_dispatch__(
+        self,
+        func: Any,
+        types: Any,
+        args: tuple[Any, ...] = (),
+        kwargs: dict[str, Any] | None = None,
+    ) -> Any:
         out = func(*args, **(kwargs or {}))
         for leaf in pytree.tree_leaves(out):
             if isinstance(leaf, torch.Tensor):
@@ -101,7 +107,13 @@ class Kernels(TorchFunctionMode):
     rounded up to 32, as the CUDA kernels keep them); a grouped matmul (mixture of
     experts) its output, in every dtype (meta's check accepts bfloat16 only)."""
 
-    def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
+    def __torch_function__(
+        self,
+        func: Any,
+        types: Any,
+        args: tuple[Any, ...] = (),
+        kwargs: dict[str, Any] | None = None,
+    ) -> Any:
         if func in GROUPED_MM:
             a, b = args[0], args[1]
             return torch.empty((a.shape[0], b.shape[-1]), dtype=a.dtype, device=a.device)

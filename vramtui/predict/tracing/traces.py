@@ -156,7 +156,8 @@ def _run_child(request: dict[str, Any], module: str = CHILD) -> dict[str, Any]:
     if done.returncode != 0 or not done.stdout.strip():
         lines = done.stderr.strip().splitlines() or [f"exit status {done.returncode}"]
         return {"ok": False, "error": lines[-1]}
-    return json.loads(done.stdout)
+    answered: dict[str, Any] = json.loads(done.stdout)
+    return answered
 
 
 def answer(
@@ -168,7 +169,8 @@ def answer(
     path = cache_dir() / f"{_key(keyed)}.json"
     if path.is_file():
         try:
-            return json.loads(path.read_text())
+            cached: dict[str, Any] = json.loads(path.read_text())
+            return cached
         except (OSError, json.JSONDecodeError):
             pass  # a damaged entry is traced again
     if only_cached:
@@ -218,7 +220,7 @@ def query_row(config: dict[str, Any], batch: int, dtype: str) -> int:
     kv_heads = text.get("num_key_value_heads") or heads
     if not heads or kv_heads >= heads:
         return 0
-    head_dim = text.get("head_dim") or text.get("hidden_size", 0) // heads
+    head_dim: int = text.get("head_dim") or text.get("hidden_size", 0) // heads
     return batch * heads * head_dim * DTYPE_BYTES[dtype]
 
 

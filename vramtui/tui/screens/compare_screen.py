@@ -79,8 +79,11 @@ class CompareScreen(ExplainedKeysScreen):
 
     BINDINGS = [
         Binding("v", "next_series", "Series"),
-        Binding("1", "toggle(0)", "Show/hide", key_display="1-9"),
-        *(Binding(str(k), f"toggle({k - 1})", show=False) for k in range(2, MAX_TOGGLES + 1)),
+        Binding("1", "toggle_session(0)", "Show/hide", key_display="1-9"),
+        *(
+            Binding(str(k), f"toggle_session({k - 1})", show=False)
+            for k in range(2, MAX_TOGGLES + 1)
+        ),
         Binding("escape", "close", "Back"),
     ]
 
@@ -136,7 +139,7 @@ class CompareScreen(ExplainedKeysScreen):
         self.series = self.series_list[(n + 1) % len(self.series_list)]
         self.redraw()
 
-    def action_toggle(self, n: int) -> None:
+    def action_toggle_session(self, n: int) -> None:
         if n >= len(self.items):
             self.app.notify(f"there is no session {n + 1}", severity="warning", timeout=3)
             return

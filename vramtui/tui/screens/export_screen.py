@@ -12,7 +12,7 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Input, Label, Static
 
-from vramtui.measure.session import Session
+from vramtui.measure.session import SessionView
 from vramtui.tui.storage import check_targets, export, export_targets
 
 
@@ -29,7 +29,7 @@ class ExportScreen(ModalScreen[list[Path] | None]):
 
     BINDINGS = [Binding("escape", "close", "Cancel")]
 
-    def __init__(self, session: Session, suggestion: str) -> None:
+    def __init__(self, session: SessionView, suggestion: str) -> None:
         super().__init__()
         self.session = session
         self.suggestion = suggestion

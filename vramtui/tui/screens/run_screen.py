@@ -21,6 +21,8 @@ from vramtui.measure.device_view import device_names, on_device, run_device
 from vramtui.measure.session import SessionView
 from vramtui.predict.estimator import Estimate
 from vramtui.report.summary_text import device_note
+from vramtui.runspec.program_spec import tokens_requested
+from vramtui.tui.app_host import host_of
 from vramtui.tui.plotdata import AXES, build_plot_data
 from vramtui.tui.prediction import breakdown_rows, forecast_text, predicted_curve
 from vramtui.tui.run_state import ActiveRun
@@ -37,6 +39,10 @@ TOTAL_NAMES = {
     "allocator peak": "allocated peak",
     "process RSS peak": "RSS peak",
 }
+
+
+# What the breakdown panel shows: title, rows, total, forecast, warn (BreakdownPanel.show)
+Shown = tuple[str, list[tuple[str, int]], tuple[str, int] | None, str, bool]
 
 
 class RunScreen(ExplainedKeysScreen):
@@ -95,7 +101,7 @@ class RunScreen(ExplainedKeysScreen):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.sub_title = run_title(self.run.session)
+        self.sub_title = run_title(self.run.session.snapshot())
         self._timer = self.set_interval(1.0 / self.redraw_hz, self.redraw)
         self.call_after_refresh(self.redraw)
 
@@ -125,16 +131,16 @@ class RunScreen(ExplainedKeysScreen):
         return None
 
     def action_cancel(self) -> None:
-        self.app.cancel_run()  # type: ignore[attr-defined]
+        host_of(self).cancel_run()
 
     def action_summary(self) -> None:
-        self.app.action_summary()  # type: ignore[attr-defined]
+        host_of(self).action_summary()
 
     def action_export(self) -> None:
-        self.app.action_export()  # type: ignore[attr-defined]
+        host_of(self).action_export()
 
     def action_run_again(self) -> None:
-        self.app.action_run_again()  # type: ignore[attr-defined]
+        host_of(self).action_run_again()
 
     def action_next_device(self) -> None:
         if self.devices:
@@ -193,7 +199,7 @@ class RunScreen(ExplainedKeysScreen):
             return
         run = self.run
         session = run.session.snapshot()  # one moment for everything drawn below
-        now = self.app.clock()  # type: ignore[attr-defined]
+        now = host_of(self).clock()
         status = status_text(session, now, run.cancelling)
         if self._changed("status", status):  # one line, always: no layout needed
             self.query_one("#status", Static).update(status, layout=False)
@@ -221,7 +227,7 @@ class RunScreen(ExplainedKeysScreen):
             build_plot_data(session, axis=self.axis, buckets=plot.buckets, now=now, predicted=curve)
         )
         drawn = plot.data is not None and plot.data.reference is not None
-        cpu = session.environment.get("backend") == "cpu"
+        cpu = session.environment.backend == "cpu"
         series = (
             series_rows(session),
             session.device_total(),
@@ -252,12 +258,12 @@ class RunScreen(ExplainedKeysScreen):
     def show_breakdown(self, session: SessionView, cpu: bool) -> None:
         panel = self.query_one("#breakdown", BreakdownPanel)
         breakdown = measured_breakdown(session, "latest")
-        requested = int(session.spec.get("tokens") or 0)
+        requested = tokens_requested(session.spec)
         text, warn = forecast_text(forecast_oom(session), requested, session.tokens_done)
         if session.finished:
             text, warn = "", False
         if breakdown is None:
-            shown: tuple[object, ...] = ("where the bytes are", [], None, text, warn)
+            shown: Shown = ("where the bytes are", [], None, text, warn)
         else:
             where = f"token {breakdown.token}" if breakdown.token is not None else breakdown.phase
             total = TOTAL_NAMES.get(breakdown.total_source, breakdown.total_source)
@@ -269,4 +275,4 @@ class RunScreen(ExplainedKeysScreen):
                 warn,
             )
         if self._changed("breakdown", (shown, panel.size.width)):
-            panel.show(*shown)  # type: ignore[arg-type]
+            panel.show(*shown)

@@ -28,6 +28,7 @@ from vramtui.runspec import (
 )
 from vramtui.runspec.device_choice import backend_of
 from vramtui.tui import device_list as dev
+from vramtui.tui.app_host import host_of
 from vramtui.tui.device_list import DeviceOption, device_options, initial_device_options
 from vramtui.tui.form import FIELDS, FormResult, FormValues, model_facts, place_of, read_form
 from vramtui.tui.messages import DevicesFound, PredictionReady
@@ -160,7 +161,7 @@ class StartScreen(Screen[None]):
     # ---- devices: NVML may take a moment, so it is asked off the UI thread ----------
     @work(thread=True, exclusive=True, group="devices")
     def load_devices(self) -> None:
-        self.post_message(DevicesFound(self.app.list_devices()))  # type: ignore[attr-defined]
+        self.post_message(DevicesFound(host_of(self).list_devices()))
 
     def on_devices_found(self, message: DevicesFound) -> None:
         select = self.query_one("#device", Select)
@@ -294,7 +295,7 @@ class StartScreen(Screen[None]):
             except UsageError as exc:
                 self.show_error(str(exc), "path")
                 return
-            self.app.begin_program(program)  # type: ignore[attr-defined]
+            host_of(self).begin_program(program)
             return
         self.refresh_form()
         run = self.form.run
@@ -302,7 +303,7 @@ class StartScreen(Screen[None]):
             self._focus_first_error()
             return
         if run.backend != "cpu":
-            self.app.begin(run)  # type: ignore[attr-defined]
+            host_of(self).begin(run)
             return
         self._run_when_predicted = run
         self._begin_if_predicted()
@@ -316,12 +317,12 @@ class StartScreen(Screen[None]):
         self._run_when_predicted = None
         check = predicted[1].ram
         if check is None or check.fits:
-            self.app.begin(run)  # type: ignore[attr-defined]
+            host_of(self).begin(run)
             return
 
         def answered(yes: bool | None) -> None:
             if yes:
-                self.app.begin(run)  # type: ignore[attr-defined]
+                host_of(self).begin(run)
 
         self.app.push_screen(ConfirmRunScreen(confirm_text(run.spec.model, check)), answered)
 

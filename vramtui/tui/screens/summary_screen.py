@@ -14,7 +14,8 @@ from textual.widgets import Footer, Static
 
 from vramtui.analysis.breakdown import compare, estimate_for_session
 from vramtui.analysis.placed_comparison import placed_estimates
-from vramtui.measure.session import Session, SessionView, as_view
+from vramtui.measure.session import SessionView
+from vramtui.measure.summary_format import summary
 from vramtui.report.allocations import allocations_text
 from vramtui.report.summary_text import (
     DEVICE_HEADER,
@@ -25,8 +26,10 @@ from vramtui.report.summary_text import (
     fact_rows,
     peak_rows,
     placed_devices,
+    saved_environment,
     series_labels,
 )
+from vramtui.tui.app_host import host_of
 from vramtui.tui.run_state import ActiveRun
 from vramtui.tui.screen_text import run_title
 from vramtui.tui.storage import display_path
@@ -48,7 +51,7 @@ def heading(summary: dict[str, Any]) -> str:
 
 
 def peaks_table(summary: dict[str, Any]) -> Table:
-    backend = summary.get("environment", {}).get("backend")
+    backend = saved_environment(summary).backend
     table = Table(box=None, padding=(0, 2, 0, 0), show_edge=False, header_style="bold")
     table.add_column("series", no_wrap=True)
     table.add_column("peak", justify="right", no_wrap=True)
@@ -93,9 +96,8 @@ def facts_table(summary: dict[str, Any]) -> Table:
     return table
 
 
-def comparison_table(session: Session | SessionView) -> Table | None:
+def comparison_table(view: SessionView) -> Table | None:
     """Predicted against measured, with the error in percent; None without an estimate."""
-    view = as_view(session)
     est = estimate_for_session(view)
     rows = comparison_rows(compare(est, view)) if est is not None and view.hello else []
     if not rows:
@@ -111,7 +113,7 @@ def comparison_table(session: Session | SessionView) -> Table | None:
 
 
 def notes_text(summary: dict[str, Any], run: ActiveRun) -> str:
-    notes = [device_note(summary.get("environment", {}))]
+    notes = [device_note(saved_environment(summary))]
     notes += [n for n in summary.get("notices", []) if not n.startswith("no NVML on")]
     if run.saved is not None:
         folder = display_path(run.saved.csv.parent)
@@ -145,7 +147,7 @@ class SummaryScreen(Screen[None]):
     def __init__(self, run: ActiveRun) -> None:
         super().__init__()
         self.run = run
-        self.summary = run.session.summary()
+        self.summary = summary(run.session.snapshot())
 
     def compose(self) -> ComposeResult:
         summary = self.summary
@@ -157,7 +159,7 @@ class SummaryScreen(Screen[None]):
             if devices is not None:
                 yield Static(devices, id="devices")
             yield Static(facts_table(summary), id="facts")
-            comparison = comparison_table(self.run.session)
+            comparison = comparison_table(self.run.session.snapshot())
             if comparison is not None:
                 yield Static(comparison, id="comparison")
             allocations = allocations_text(summary)  # --snapshot: what held the bytes
@@ -167,7 +169,7 @@ class SummaryScreen(Screen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.sub_title = run_title(self.run.session)
+        self.sub_title = run_title(self.run.session.snapshot())
         self.set_class(self.summary["status"] == "failed", "-failed")
         self.query_one("#summary").focus()  # arrows and page keys scroll it
 
@@ -179,7 +181,7 @@ class SummaryScreen(Screen[None]):
         from vramtui.tui.screens.pick_session_screen import PickSessionScreen
 
         saved = self.run.saved.json if self.run.saved else None
-        folder = self.app.save_dir  # type: ignore[attr-defined]
+        folder = host_of(self).save_dir
         self.app.push_screen(
             PickSessionScreen(folder, exclude=saved),
             lambda path: compare_with(self.app, self.run.session.snapshot(), saved, path),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rich.console import Group
+from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 from textual.widgets import Static
@@ -50,7 +50,7 @@ class BreakdownPanel(Static):
         warn: bool,
     ) -> None:
         no_color = self.app.no_color
-        parts: list[object] = [Text(title, style="bold")]
+        parts: list[RenderableType] = [Text(title, style="bold")]
         if rows:
             parts.append(stacked_bar(rows, max(self.size.width, 10), no_color))
             table = Table(
@@ -73,4 +73,4 @@ class BreakdownPanel(Static):
                 table.add_row("", Text(f"= {total[0]}", style="dim"), short_bytes(total[1]), "")
             parts.append(table)
         parts.append(Text(forecast, style="bold red" if warn else "dim"))
-        self.update(Group(*parts))  # type: ignore[arg-type]
+        self.update(Group(*parts))

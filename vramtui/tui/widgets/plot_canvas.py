@@ -26,7 +26,8 @@ def _style(colors: str) -> Style | None:
     if not colors:
         return None
     spans = Text.from_ansi(colors + "x" + ut.ansi_end).spans
-    return spans[0].style if spans else None  # type: ignore[return-value]
+    style = spans[0].style if spans else None
+    return Style.parse(style) if isinstance(style, str) else style
 
 
 def _rows(matrix: Any) -> Iterator[list[tuple[str, Style | None]]]:

@@ -43,12 +43,12 @@ class SeriesTable(Static):
         if not rows:
             table.add_row("", Text("no samples yet", style="dim"), "", "")
         if predicted:
-            marker = Text(
+            key = Text(
                 (SERIES_MARKERS["predicted"] if no_color else "■") + " ",
                 style=_rgb(SERIES_COLORS["predicted"]),
             )
-            table.add_row(marker, Text("predicted", style="dim"), "", "")
+            table.add_row(key, Text("predicted", style="dim"), "", "")
         if device_total:
-            marker = Text("─" if total_drawn else " ", style=_rgb(REFERENCE_COLOR))
-            table.add_row(marker, total_label, "", short_bytes(device_total))
+            rule = Text("─" if total_drawn else " ", style=_rgb(REFERENCE_COLOR))
+            table.add_row(rule, total_label, "", short_bytes(device_total))
         self.update(table)
