@@ -152,7 +152,7 @@ def leave_by(app: VramApp, *keys: str, mid_run: bool = True) -> None:
     async def scenario() -> None:
         async with app.run_test(size=(100, 30)) as pilot:
             deadline = time.monotonic() + 60
-            while mid_run and not (app.current and app.current.session.tokens_done):
+            while mid_run and not (app.current and app.current.session.snapshot().tokens_done):
                 assert time.monotonic() < deadline, "the run never started"
                 await pilot.pause(0.05)
             await pilot.press(*keys)

@@ -302,8 +302,8 @@ def test_a_cuda_child_with_nvml_answering_has_its_nvml_series_recorded(  # type:
     session = rec.run(on_event)
     view = session.snapshot()
     assert view.status == "completed", view.failure
-    assert view.environment["nvml_index"] == 0 and view.environment["gpu_name"] == "Fake GPU"
-    assert view.environment["nvml_process_source"] == "pid"
+    assert view.environment.nvml_index == 0 and view.environment.gpu_name == "Fake GPU"
+    assert view.environment.nvml_process_source == "pid"
     assert view.nvml and view.peaks["nvml_process"].value == 3 * GIB
     assert max(s.device_used for s in view.nvml if s.device_used is not None) == 4 * GIB
     assert rec.exit_code == 0

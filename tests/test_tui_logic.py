@@ -422,7 +422,7 @@ def test_a_cpu_run_is_drawn_and_compared_against_its_predicted_rss() -> None:
     process = cpu_process().bytes  # the figure is RSS: the tensors and Python itself
     curve = predicted_curve(est, 20)
     assert curve[-1] == (49, est.step_peak_at(49) + process)
-    data = build_plot_data(session, buckets=100, predicted=curve)
+    data = build_plot_data(view, buckets=100, predicted=curve)
     assert data.predicted is not None and data.predicted.xs[-1] == 49
     rows = {r.component: r for r in compare(est, view)}
     assert rows["peak RSS"].predicted == est.peak_allocated_bytes + process
