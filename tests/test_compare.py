@@ -10,9 +10,10 @@ import pytest
 from helpers import TINY_CONFIG, record, tiny_spec
 
 from vramtui.analysis.breakdown import measured_breakdown
-from vramtui.analysis.run_comparison import change, labelled, peak_of
+from vramtui.analysis.run_comparison import labelled, peak_of
 from vramtui.cli import main
 from vramtui.measure.session import Session, SessionView
+from vramtui.report.comparison_text import change
 from vramtui.report.export import write_csv, write_json
 from vramtui.report.saved import load_view
 from vramtui.runspec import RunSpec

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from helpers import make_app, opt13, settle
 
-from vramtui.analysis.run_comparison import change, labelled
+from vramtui.analysis.run_comparison import labelled
+from vramtui.report.comparison_text import change
 from vramtui.report.export import write_json
 from vramtui.runspec import RunSpec
 from vramtui.testing.replay import ReplayRecorder

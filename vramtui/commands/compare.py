@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
 
         CompareApp(items).run()
         return 0
-    from vramtui.analysis.run_comparison import compare_text
+    from vramtui.report.comparison_text import compare_text
 
     print(compare_text(items))
     return 0

@@ -15,9 +15,10 @@ from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Footer, Static
 
-from vramtui.analysis.run_comparison import Compared, change, differences, labelled
+from vramtui.analysis.run_comparison import Compared, differences, labelled
 from vramtui.errors import UsageError
 from vramtui.measure.session import SessionView
+from vramtui.report.comparison_text import change
 from vramtui.report.saved import load_view
 from vramtui.tui.compare_plot import (
     SERIES_NAMES,
