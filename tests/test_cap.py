@@ -310,3 +310,10 @@ def test_the_bench_command_line_repeats_the_cap() -> None:
     assert f"--cap {12 * GiB}" in axes.command()
     cells = axes.cells(WITH_GPU)
     assert all(cell.run.spec.cap_bytes == 12 * GiB for cell in cells)
+
+
+def test_a_comparison_names_the_cap_that_sets_two_runs_apart() -> None:
+    from vramtui.analysis.run_comparison import differences
+
+    views = [capped_session(12 * GiB).snapshot(), capped_session(16 * GiB).snapshot()]
+    assert differences(views) == ["cap_bytes"]

@@ -21,7 +21,7 @@ from vramtui.units import format_bytes
 SERIES = ("nvml_process", "reserved", "allocated", "step_peak")
 # What may set two runs apart: spec fields, then the versions in the environment.
 _SPEC_KEYS = ("model", "source", "tokens", "prompt_tokens", "batch", "dtype", "attn", "cache")
-_SPEC_KEYS += ("device", "cudnn_sdpa")
+_SPEC_KEYS += ("device", "cudnn_sdpa", "cap_bytes")
 _ENV_KEYS = ("device_name", "torch", "transformers", "driver", "cuda_alloc_conf")
 
 
