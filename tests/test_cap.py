@@ -317,3 +317,40 @@ def test_a_comparison_names_the_cap_that_sets_two_runs_apart() -> None:
 
     views = [capped_session(12 * GiB).snapshot(), capped_session(16 * GiB).snapshot()]
     assert differences(views) == ["cap_bytes"]
+
+
+def test_an_out_of_memory_under_a_cap_says_the_cap() -> None:
+    from vramtui.measure.engine.engine_main import oom_message, requested_bytes
+
+    text = (
+        "CUDA out of memory. Tried to allocate 20.00 MiB. GPU 0 has a total capacity of "
+        "79.19 GiB of which 76.40 GiB is free. Including non-PyTorch memory, this process "
+        "has 2.70 GiB memory in use."
+    )
+    capped = oom_message(text, 2 * GiB)
+    assert capped.endswith("[under --cap 2.00 GiB (2.15 GB): the allocator may reserve no more]")
+    assert capped.startswith("CUDA out of memory. Tried to allocate 20.00 MiB.")
+    assert requested_bytes(capped) == 20 * 1024**2
+    assert "under --cap" not in oom_message(text, None)
+
+
+def _grown(session: Session) -> Session:
+    """Five decode steps, 1 MiB a token, 3 GiB allocated at the start."""
+    for token in range(1, 6):
+        allocated = 3 * GiB + token * 1024**2
+        session.apply(
+            ev.Sample(token, float(token), "decode", allocated, allocated, allocated, None)
+        )
+    return session
+
+
+def test_a_live_run_under_a_cap_runs_out_at_the_cap_not_the_card() -> None:
+    from vramtui.analysis.live_forecast import forecast_oom, headroom
+
+    capped = _grown(capped_session(4 * GiB)).snapshot()
+    uncapped = _grown(capped_session(H100.total)).snapshot()
+    assert headroom(capped) == 4 * GiB - (3 * GiB + 5 * 1024**2)
+    assert headroom(uncapped) == H100.total - (3 * GiB + 5 * 1024**2)
+    forecast = forecast_oom(capped)
+    assert forecast is not None and forecast.token == 5 + 1019 + 1  # 1019 MiB left, 1 a token
+    assert forecast.fits  # 50 tokens are asked for
