@@ -233,7 +233,7 @@ def test_an_uncapped_summary_has_no_cap_row() -> None:
 
 
 def test_the_json_says_the_cap_the_fraction_and_what_the_cap_holds() -> None:
-    data = json.loads(json_text(capped_session()))
+    data = json.loads(json_text(capped_session().snapshot()))
     assert data["spec"]["cap_bytes"] == 12 * GiB
     assert data["environment"]["cap_bytes"] == str(12 * GiB)
     assert data["environment"]["memory_fraction"] == "0.150664"
