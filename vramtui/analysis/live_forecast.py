@@ -4,7 +4,8 @@ The growth is fitted on the engine's per-step peaks (exact, one figure per
 token, no polling noise) over the whole decode so far (predict/forecast.py).
 The headroom is the device's free memory as NVML reports it (or a total given
 by the caller, less what the run holds), plus the cache the run's own allocator
-holds unused, which it frees and reuses before it runs out.
+holds unused, which it frees and reuses before it runs out. Under --cap the
+headroom is no more than the cap less what the allocator holds allocated.
 """
 
 from __future__ import annotations
@@ -24,6 +25,24 @@ def headroom(view: SessionView, device_total: int | None = None) -> int | None:
     (reserved - allocated). That cache can be most of the process: a KV cache that
     balloons (predict/kv_replay.py) fills the GPU with segments it never reuses, and
     the run still completes."""
+    room = device_room(view, device_total)
+    cap = cap_of(view)
+    if cap is None:
+        return room
+    # --cap: the allocator may reserve no more than the cap, its unused cache included
+    allocated = view.latest("allocated")
+    cap_room = cap - allocated if allocated is not None else None
+    rooms = [r for r in (room, cap_room) if r is not None]
+    return min(rooms) if rooms else None
+
+
+def cap_of(view: SessionView) -> int | None:
+    """The run's --cap in bytes (runspec/cap.py), None without one."""
+    return getattr(view.spec, "cap_bytes", None)  # a program's spec has none
+
+
+def device_room(view: SessionView, device_total: int | None = None) -> int | None:
+    """The device's share of `headroom`: free memory plus the run's unused cache."""
     used = view.latest("nvml_device_used")
     total = device_total or view.device_total()
     if not total:

@@ -27,7 +27,7 @@ _SPEC_KEYS: tuple[str, ...] = (
     "attn",
     "cache",
 )
-_SPEC_KEYS += ("device", "cudnn_sdpa")
+_SPEC_KEYS += ("device", "cudnn_sdpa", "cap_bytes")
 _ENV_KEYS = ("device_name", "torch", "transformers", "driver", "cuda_alloc_conf")
 
 

@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 from vramtui.commands.common import (
+    add_cap_argument,
     add_placement_arguments,
     build_spec,
     positive_int,
@@ -72,6 +73,7 @@ def add_parser(subparsers: Any) -> None:
         help="run cells side by side, one at a time on each device listed: cuda:0,cuda:1 "
         "(each cell still in its own fresh engine process, on one device)",
     )  # fmt: skip
+    add_cap_argument(parser)
     add_placement_arguments(parser)
     parser.add_argument("--seed", type=positive_int, default=0, help="seed of the random prompts")
     parser.add_argument(
@@ -117,7 +119,7 @@ def axes_from_args(args: argparse.Namespace) -> bench.Axes:
     base = build_spec(argparse.Namespace(
         device=args.device, seed=args.seed, allow_download=args.allow_download,
         allow_pickle=args.allow_pickle, cudnn_sdpa=args.cudnn_sdpa, cache=args.cache,
-        device_map=args.device_map, max_memory=args.max_memory,
+        device_map=args.device_map, max_memory=args.max_memory, cap=args.cap,
     ))  # fmt: skip
     return bench.Axes(
         models=models,

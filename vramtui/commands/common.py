@@ -9,6 +9,7 @@ from typing import Any, NoReturn
 from vramtui.errors import UsageError
 from vramtui.models.catalogue import model_names
 from vramtui.runspec import ATTENTION, CACHES, DTYPES, ResolvedRun, RunSpec, model_label
+from vramtui.runspec.cap import parse_cap
 from vramtui.runspec.device_map import DEVICE_MAPS
 
 DEFAULTS = RunSpec()
@@ -112,6 +113,15 @@ def add_placement_arguments(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
+def add_cap_argument(parser: argparse.ArgumentParser) -> None:
+    """--cap SIZE: run as on a smaller GPU (see vramtui.runspec.cap)."""
+    parser.add_argument(
+        "--cap", metavar="SIZE",
+        help="limit torch's CUDA caching allocator to SIZE on the run's GPU, as on a smaller "
+        "card: 24GiB, 24GB, 12G, 16000MiB or bytes (the CUDA context is not under the cap)",
+    )  # fmt: skip
+
+
 def say_variant(resolved: ResolvedRun) -> ResolvedRun:
     """A fine-tuned variant's model said as the base it is read as, in one stderr line."""
     if resolved.variant_note:
@@ -144,6 +154,7 @@ def add_spec_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="let sdpa use cuDNN attention (slow first pass: a graph per sequence length)",
     )
+    add_cap_argument(parser)
     add_placement_arguments(parser)
     add_source_arguments(parser)
 
@@ -175,5 +186,8 @@ def build_spec(args: argparse.Namespace, **overrides: Any) -> RunSpec:
     ):  # fmt: skip
         if getattr(args, name, None) is not None:
             values[name] = getattr(args, name)
+    cap = getattr(args, "cap", None)
+    if cap is not None:
+        values["cap_bytes"] = parse_cap(cap)
     values.update(overrides)
     return RunSpec(**values)

@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from vramtui.commands.common import (
+    add_cap_argument,
     add_placement_arguments,
     add_shape_arguments,
     build_spec,
@@ -23,9 +24,10 @@ from vramtui.predict.estimator import (
     architecture_of,
     estimate_run,
 )
-from vramtui.predict.fit_forecast import FitCheck, fit_check, max_tokens_that_fit
+from vramtui.predict.fit_forecast import FitCheck, cap_check, fit_check, max_tokens_that_fit
 from vramtui.predict.placed import estimate_placed
 from vramtui.report.estimate_text import (
+    cap_fit_text,
     compiled_step_note,
     estimate_rows,
     fit_text,
@@ -63,6 +65,7 @@ def add_parser(subparsers: Any) -> None:
         help="the GPU's memory for 'max tokens that fit', with a unit: 80GB, 79.6GiB "
         "(default: the first GPU's total, where NVML sees one)",
     )
+    add_cap_argument(parser)
     add_placement_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.set_defaults(command=run)
@@ -137,8 +140,10 @@ def run(args: argparse.Namespace) -> int:
     if resolved.backend == "cpu" and resolved.device_choice:
         memory = resolved.device_choice.free
     positions_bound = most is not None and most == model.positions - spec.prompt_tokens
+    capped = cap_check(est, spec.cap_bytes) if spec.cap_bytes is not None else None
     if args.json:
-        print(json.dumps(_json(est, model, most, memory, memory_source, check), indent=2))
+        data = _json(est, model, most, memory, memory_source, check)
+        print(json.dumps({**data, **_cap_json(capped)}, indent=2))
         return EXIT_OK
     print(
         f"Estimate — {model.name}, {spec.prompt_tokens} prompt + {spec.tokens} new tokens, "
@@ -149,6 +154,8 @@ def run(args: argparse.Namespace) -> int:
     print()
     if check is not None:
         print(fit_text(check, "of RAM available") + " (the peak RSS)")
+    if capped is not None:
+        print(cap_fit_text(capped, est.context_bytes))
     if most is not None and memory is not None:
         where = f"{format_bytes(memory, 2)} ({memory_source})"
         print(tokens_fit_text(most, where, positions_bound, model.positions))
@@ -201,3 +208,16 @@ def _json(
     if memory is None:
         data["note"] = "no GPU detected; pass --gpu-memory SIZE"
     return data
+
+
+def _cap_json(capped: FitCheck | None) -> dict[str, Any]:
+    """--cap: the peak reserved held against it (the CUDA context is outside the cap)."""
+    if capped is None:
+        return {}
+    return {
+        "cap_bytes": capped.free_bytes,
+        "cap_compared": "peak_reserved_bytes (less a ballooning cache; no CUDA context)",
+        "cap_need_bytes": capped.need_bytes,
+        "fits_under_cap": capped.fits,
+        "max_tokens_under_cap": capped.most_tokens,
+    }

@@ -4,8 +4,9 @@ Pure. `forecast()` extrapolates a run's growth per token, fitted robustly on
 (token, bytes) points: memory grows in allocator-sized steps with flat
 stretches of a hundred tokens or more between them, so a recent window alone
 can read ~0 growth in a run that is steadily filling its KV cache. `fit_check()`
-holds a prediction against a device's free memory. Both return facts; the
-sentences are the screens' (tui/prediction.py, commands/estimate.py).
+holds a prediction against a device's free memory, `cap_check()` against a --cap.
+They return facts; the sentences are the screens' (tui/prediction.py,
+commands/estimate.py).
 """
 
 from __future__ import annotations
@@ -111,6 +112,19 @@ def fit_check(est: Estimate, free_bytes: int, *, overhead_bytes: int = 0) -> Fit
     most = max_tokens_that_fit(est.model, room, **est.run_kwargs()) if room > 0 else 0
     weights = est.weights_bytes + est.context_bytes + overhead_bytes
     return FitCheck(False, need, free_bytes, most, weights <= free_bytes)
+
+
+def cap_check(est: Estimate, cap_bytes: int) -> FitCheck:
+    """Does the run fit under --cap? The cap holds torch's caching allocator, so what is
+    held against it is the predicted peak reserved (less a ballooning cache, freed before
+    an out-of-memory, as in `fit_check`); the CUDA context is outside the cap."""
+    need = est.required_bytes - est.context_bytes
+    if need <= cap_bytes:
+        return FitCheck(True, need, cap_bytes)
+    # required_bytes is the reserved need plus the context: the same tokens fit the cap
+    # as fit the cap plus the context
+    most = max_tokens_that_fit(est.model, cap_bytes + est.context_bytes, **est.run_kwargs())
+    return FitCheck(False, need, cap_bytes, most, est.weights_bytes <= cap_bytes)
 
 
 def ram_fit(run: ResolvedRun, est: Estimate | None) -> FitCheck | None:

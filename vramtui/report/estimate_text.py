@@ -9,6 +9,7 @@ from __future__ import annotations
 from vramtui.predict.cpu_process import cpu_process
 from vramtui.predict.estimator import Estimate, held_positions
 from vramtui.predict.fit_forecast import FitCheck
+from vramtui.runspec.cap import format_cap
 from vramtui.units import format_bytes, format_count
 
 
@@ -134,6 +135,22 @@ def fit_text(check: FitCheck, where: str = "free") -> str:
     if not check.weights_fit:
         return f"won't fit: {short}; not even the weights fit"
     return f"won't fit: {short}; not even one new token fits"
+
+
+def cap_fit_text(check: FitCheck, context_bytes: int) -> str:
+    """A prediction under --cap: the allocator's peak reserved held against the cap."""
+    cap = format_cap(check.free_bytes)
+    need = format_bytes(check.need_bytes, 2)
+    outside = f"; the CUDA context, {format_bytes(context_bytes, 2)}, is outside the cap"
+    if check.fits:
+        spare = format_bytes(check.spare_bytes, 2)
+        return f"under --cap {cap}: fits: peak reserved {need} ({spare} to spare){outside}"
+    head = f"under --cap {cap}: won't fit: peak reserved {need}"
+    if check.most_tokens:
+        return f"{head}; at most {check.most_tokens} new tokens fit{outside}"
+    if not check.weights_fit:
+        return f"{head}; not even the weights fit{outside}"
+    return f"{head}; not even one new token fits{outside}"
 
 
 def tokens_fit_text(most: int, memory: str, positions_bound: bool, positions: int) -> str:

@@ -9,6 +9,7 @@ from vramtui.measure.startup import FORKED, FORKED_SPARE, WARM
 from vramtui.report.allocations import allocations_text
 from vramtui.report.generations import GENERATION_HEADER, generation_rows
 from vramtui.report.tables import table
+from vramtui.runspec.cap import format_cap
 from vramtui.units import format_bytes
 
 if TYPE_CHECKING:
@@ -96,6 +97,9 @@ def fact_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
     named = (("driver", env.driver), ("torch", env.torch), ("transformers", env.transformers))
     versions = ", ".join(f"{k} {v}" for k, v in (*named, ("vramtui", env.vramtui)) if v)
     rows.append(("device", f"{device} · {versions}" if device else versions))
+    cap = cap_line(summary)
+    if cap:
+        rows.append(("cap", cap))
     startup = startup_line(summary.get("timings"))
     if startup:
         rows.append(("start-up", startup))
@@ -106,6 +110,21 @@ def fact_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
         )
         rows.append(("reason", f"{failure['kind']} at {where}: {failure['message']}"))
     return rows
+
+
+def cap_line(summary: dict[str, Any]) -> str | None:
+    """A --cap run: the cap, the fraction the engine set, and what the cap does not hold."""
+    cap = (summary.get("spec") or {}).get("cap_bytes")
+    if not cap:
+        return None
+    env = summary.get("environment", {})
+    fraction = env.get("memory_fraction")
+    total = env.get("device_total_bytes")
+    of = f"; fraction {fraction} of {format_bytes(total, 2)}" if fraction and total else ""
+    return (
+        f"{format_cap(int(cap))}, torch's caching allocator only{of} — the CUDA context "
+        "is not under the cap (NVML's process figure includes it)"
+    )
 
 
 def startup_line(timings: dict[str, Any] | None) -> str | None:

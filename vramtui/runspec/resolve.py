@@ -17,6 +17,7 @@ from vramtui.errors import UsageError
 from vramtui.models.architecture import DTYPE_BYTES, ModelInfo
 from vramtui.models.catalogue import lookup, variant_note
 from vramtui.models.opt import model_info_for_config
+from vramtui.runspec.cap import check_cap
 from vramtui.runspec.device_choice import DeviceChoice, DeviceList, backend_of, check_device
 from vramtui.runspec.device_map import (
     MaxMemory,
@@ -159,6 +160,9 @@ def resolve(
     if spec.device_map is not None:
         device = first_device(max_memory, devices)
     backend = backend_of(device)
+    choice = devices.find(device)
+    total = choice.total if choice is not None else None
+    check_cap(spec.cap_bytes, backend, total, device=device, device_map=spec.device_map)
     if max_memory is not None and config is not None and spec.source == "architecture":
         check_capacity(
             max_memory, lookup(spec.model).params * DTYPE_BYTES[resolve_dtype(spec.dtype, backend)]
@@ -173,7 +177,7 @@ def resolve(
         config=config,
         positions=positions,
         alloc_conf=environ.get(ALLOC_CONF) or None,
-        device_choice=devices.find(device),
+        device_choice=choice,
         max_memory=max_memory,
         variant_note=variant,
     )

@@ -47,6 +47,9 @@ class RunSpec:
     # auto | balanced | balanced_low_0 | sequential, and e.g. "0=70GiB,1=80GiB,cpu=200GiB"
     device_map: str | None = None
     max_memory: str | None = None
+    # --cap: the most torch's CUDA caching allocator may reserve on the run's GPU, in bytes
+    # (set_per_process_memory_fraction), to run as on a smaller card; None: the whole card
+    cap_bytes: int | None = None
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)

@@ -267,6 +267,7 @@ class Axes:
         parts += ["--allow-pickle"] if self.base.allow_pickle else []
         parts += ["--cudnn-sdpa"] if self.base.cudnn_sdpa else []
         add("--cache", [self.base.cache], ["dynamic"])
+        add("--cap", [self.base.cap_bytes], [None])
         return shlex.join(parts)
 
 

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from vramtui.analysis.breakdown import Breakdown
 from vramtui.predict.cpu_process import cpu_process
 from vramtui.predict.estimator import Estimate, estimate_run
-from vramtui.predict.fit_forecast import FitCheck, OomForecast, fit_check, ram_fit
+from vramtui.predict.fit_forecast import FitCheck, OomForecast, cap_check, fit_check, ram_fit
 from vramtui.predict.placed import estimate_placed, format_gib
-from vramtui.report.estimate_text import fit_text, fragmentation_warning
+from vramtui.report.estimate_text import cap_fit_text, fit_text, fragmentation_warning
 from vramtui.report.summary_text import layer_span
 from vramtui.runspec import DeviceList, ResolvedRun
 from vramtui.runspec.device_map import devices_max_memory
@@ -74,6 +74,10 @@ def start_prediction(est: Estimate | None, run: ResolvedRun) -> StartPrediction:
         check = fit_check(est, choice.free)
         fits = check.fits
         lines.append(fit_text(check))
+    if est.backend == "cuda" and run.spec.cap_bytes is not None:
+        capped = cap_check(est, run.spec.cap_bytes)  # peak reserved against the cap
+        fits = capped.fits and fits is not False
+        lines.append(cap_fit_text(capped, est.context_bytes))
     warning = fragmentation_warning(est)
     if warning:  # after the fit line, which must stay in view at 80x24
         lines.append(warning)

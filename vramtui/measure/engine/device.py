@@ -6,6 +6,7 @@ from typing import Any
 
 from vramtui.errors import UsageError
 from vramtui.measure.device_inventory import cpu_name
+from vramtui.runspec.cap import CAP_NEEDS_CUDA, cap_facts, memory_fraction
 
 
 def resolve_device(name: str) -> Any:
@@ -46,3 +47,18 @@ def device_facts(device: Any) -> tuple[str, str | None, int | None]:
     import psutil
 
     return cpu_name(), None, int(psutil.virtual_memory().total)
+
+
+def apply_cap(device: Any, cap_bytes: int | None) -> dict[str, str]:
+    """--cap: hold torch's caching allocator on `device` to `cap_bytes`, before anything
+    is allocated there. The facts for the Hello (none without a cap)."""
+    if cap_bytes is None:
+        return {}
+    if device.type != "cuda":
+        raise UsageError(f"{CAP_NEEDS_CUDA} (the run is on {device})", field="cap_bytes")
+    import torch
+
+    total = int(torch.cuda.get_device_properties(device).total_memory)
+    fraction = memory_fraction(cap_bytes, total, device=str(device))
+    torch.cuda.set_per_process_memory_fraction(fraction, device)
+    return cap_facts(cap_bytes, fraction)

@@ -29,6 +29,7 @@ from vramtui.measure import events as ev
 from vramtui.measure.engine.runner import Engine, clock
 from vramtui.models.hf import first_line
 from vramtui.runspec import RunSpec
+from vramtui.runspec.cap import format_cap
 
 
 class SpecInbox:
@@ -117,6 +118,15 @@ def short_oom_message(text: str) -> str:
     return " ".join(sentences[:3]).strip()
 
 
+def oom_message(text: str, cap_bytes: int | None) -> str:
+    """The short OOM message; under --cap, said so: torch's own figures (the GPU's
+    capacity, what is free) are the whole card's, not the cap's."""
+    short = short_oom_message(text)
+    if cap_bytes is None:
+        return short
+    return f"{short} [under --cap {format_cap(cap_bytes)}: the allocator may reserve no more]"
+
+
 class Measuring(Protocol):
     """What reads the device and says so: the engine, or a profiled program's hooks."""
 
@@ -162,7 +172,7 @@ def run_engine(engine: Engine) -> int:
         if _is_oom(exc):
             engine.fail(
                 "oom",
-                short_oom_message(text),
+                oom_message(text, engine.spec.cap_bytes),
                 requested_bytes=requested_bytes(text),
                 held_bytes=_held_bytes(engine),
             )

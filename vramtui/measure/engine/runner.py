@@ -97,17 +97,18 @@ class Engine(Emitter):
         """Pick the device, set up the probe and kernels, say hello."""
         import torch
 
-        from vramtui.measure.engine.device import resolve_device
+        from vramtui.measure.engine.device import apply_cap, resolve_device
         from vramtui.measure.engine.model import configure_backends
         from vramtui.measure.engine.probes import make_probe
 
         device = resolve_device(placed_device(self.spec) or self.spec.device)
         if device.type == "cuda":
             torch.cuda.set_device(device)
+        capped = apply_cap(device, self.spec.cap_bytes)  # before anything is allocated
         dtype = resolve_dtype(self.spec.dtype, device.type)
         self.probe = make_probe(device.type, device.index or 0)
         backends = configure_backends(self.spec, device)
-        self.emit(hello_event(device, self.probe.source, backends))
+        self.emit(hello_event(device, self.probe.source, {**backends, **capped}))
         return device, dtype
 
     def watch_devices(self) -> None:
