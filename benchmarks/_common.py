@@ -13,6 +13,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from vramtui.provenance import git_state as provenance_git_state
+
 REPO = Path(__file__).resolve().parent.parent
 # The packages a result's figures depend on, read from their metadata (nothing is imported).
 PACKAGES = ("torch", "transformers", "accelerate", "vramtui")
@@ -66,22 +68,8 @@ def environment_line(env: dict[str, Any]) -> str:
 
 def git_state(repo: Path = REPO) -> dict[str, Any]:
     """The commit checked out in `repo` and whether its tree had changes (None: no git)."""
-    try:
-        head = subprocess.run(
-            ["git", "-C", str(repo), "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        status = subprocess.run(
-            ["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-    except (OSError, subprocess.CalledProcessError):  # git absent, or not a repository
-        return {"commit": None, "dirty": None}
-    return {"commit": head.stdout.strip(), "dirty": bool(status.stdout.strip())}
+    state = provenance_git_state(repo)
+    return {"commit": state.commit, "dirty": state.dirty}
 
 
 def package_versions() -> dict[str, str | None]:

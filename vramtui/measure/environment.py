@@ -22,6 +22,9 @@ class Environment:
     platform: str | None = None
     hostname: str | None = None
     driver: str | None = None  # the NVIDIA driver's version, where NVML answers
+    command: str | None = None  # the command line that made the session, as run
+    vramtui_commit: str | None = None  # the git commit, where vramtui runs from a checkout
+    vramtui_dirty: bool | None = None  # whether that checkout's tracked files had changed
     # the engine (or profiled program): its Hello
     engine_pid: int | None = None
     device: str | None = None  # e.g. cuda:0, cpu
@@ -67,8 +70,9 @@ class Environment:
         out: dict[str, object] = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name != "other" and value is not None and value is not False:
-                out[f.name] = value
+            if f.name == "other" or value is None or (f.name == "placed_device" and not value):
+                continue
+            out[f.name] = value
         out.update(self.other)
         return out
 

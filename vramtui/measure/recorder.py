@@ -26,6 +26,7 @@ from vramtui.measure.memory_watch import RssWatch, memory_limit
 from vramtui.measure.script.program_process import Program, ScriptProcess
 from vramtui.measure.session import Environment, NvmlSample, Session
 from vramtui.measure.stderr_tail import last_lines
+from vramtui.provenance import command_line, git_state
 from vramtui.runspec import ResolvedRun
 from vramtui.units import format_bytes
 
@@ -40,11 +41,16 @@ ChildStarter = Callable[[], "tuple[ChildProcess, str | None]"]
 
 
 def base_environment() -> Environment:
+    """This process's facts: versions, host, driver, the command line and the checkout."""
+    git = git_state()
     return Environment(
         vramtui=__version__,
         platform=platform.platform(),
         hostname=platform.node(),
         driver=nvml.driver_version() or None,
+        command=command_line(),
+        vramtui_commit=git.commit,
+        vramtui_dirty=git.dirty,
     )
 
 
