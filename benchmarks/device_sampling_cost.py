@@ -80,8 +80,8 @@ def cpu_probe_cost(held_bytes: int = 4 * 2**30) -> dict[str, Any]:
 
 def step_costs() -> list[dict[str, Any]]:
     """The engine's whole per-step sample for N GPUs (cuda:0 N times), with the CPU or not."""
+    from vramtui.measure.engine.engine_run import Emitter
     from vramtui.measure.engine.probes import CpuProbe, CudaProbe, DeviceProbes
-    from vramtui.measure.engine.runner import Emitter
 
     out = []
     for n in (0, *COUNTS):

@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import write_json  # noqa: E402
 
-from vramtui.measure.allocations import PLUMBING, moment  # noqa: E402
+from vramtui.measure.allocator_snapshot import PLUMBING, moment  # noqa: E402
 
 TRACE_KEPT = 4000
 FRAMES_KEPT = 8

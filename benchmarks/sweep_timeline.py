@@ -15,7 +15,7 @@ import time
 from vramtui.commands import bench
 from vramtui.measure.session import Session
 from vramtui.sweep.grid import Cell
-from vramtui.sweep.runner import Sweep
+from vramtui.sweep.sweep_runner import Sweep
 
 
 def main(argv: list[str]) -> int:

@@ -30,7 +30,7 @@ from helpers import (
 
 from vramtui.cli import main
 from vramtui.measure import events as ev
-from vramtui.measure.allocations import kind_of, made_by, moment, snapshot_event
+from vramtui.measure.allocator_snapshot import kind_of, made_by, moment, snapshot_event
 from vramtui.measure.engine.snapshot import GAIN, Snapshots
 from vramtui.measure.session import Session, SessionView
 from vramtui.report.export import write_json

@@ -22,7 +22,7 @@ import pytest
 from helpers import CPU_ONLY, TINY_CONFIG
 from textual.widgets import Input
 
-from vramtui.commands.app import say_where_saved
+from vramtui.commands.app_command import say_where_saved
 from vramtui.report.sessions import Saved
 from vramtui.runspec import RunSpec
 from vramtui.testing.replay import ReplayRecorder

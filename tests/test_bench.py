@@ -20,7 +20,7 @@ from vramtui.measure.session import Environment, Session
 from vramtui.report import bench_table as bench_report
 from vramtui.runspec import DeviceChoice, DeviceList, ResolvedRun, RunSpec
 from vramtui.sweep import grid as bench
-from vramtui.sweep import runner
+from vramtui.sweep import sweep_runner as runner
 from vramtui.sweep.results import CellResult
 
 TINY = str(Path(__file__).parent / "fixtures" / "tiny-opt.json")

@@ -11,7 +11,7 @@ import pytest
 
 from vramtui.analysis.breakdown import compiled_as
 from vramtui.measure import events as ev
-from vramtui.measure.engine.runner import compile_outcome
+from vramtui.measure.engine.engine_run import compile_outcome
 from vramtui.models.opt import opt_model
 from vramtui.predict.allocator import MiB, PoolRules
 from vramtui.predict.calibration import DEFAULT

@@ -20,7 +20,7 @@ from vramtui.measure.summary_format import summary as summary_of
 from vramtui.report import bench_table as bench_report
 from vramtui.sweep import grid
 from vramtui.sweep.results import CellResult
-from vramtui.sweep.runner import Ahead, Sweep
+from vramtui.sweep.sweep_runner import Ahead, Sweep
 
 SPEC = tiny_spec()
 

@@ -14,7 +14,7 @@ import pytest
 from helpers import CPU_ONLY, TINY_CONFIG, run_cli
 
 from vramtui.cli import build_parser
-from vramtui.commands import app as app_command
+from vramtui.commands import app_command
 from vramtui.errors import EXIT_BROKEN_PIPE
 from vramtui.measure import recorder as recorder_module
 from vramtui.models.catalogue import model_names

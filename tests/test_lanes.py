@@ -13,7 +13,7 @@ from vramtui.errors import UsageError
 from vramtui.runspec import DeviceList, ResolvedRun
 from vramtui.sweep import grid
 from vramtui.sweep.lanes import Lanes, deal, parse_devices
-from vramtui.sweep.runner import Sweep
+from vramtui.sweep.sweep_runner import Sweep
 from vramtui.testing.replay import ReplayRecorder
 from vramtui.testing.synthetic import synthetic_run
 

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from helpers import resolved, tiny_spec
 
-from vramtui.measure.allocations import moment, snapshot_event
+from vramtui.measure.allocator_snapshot import moment, snapshot_event
 from vramtui.measure.recorder import Recorder
 from vramtui.measure.session import SessionView
 from vramtui.measure.summary_format import rebuilt_differences, session_from

@@ -221,7 +221,7 @@ def test_ready_and_startup_events_round_trip() -> None:
 AFTER_THE_SPEC = """
 import json, os, sys
 from vramtui.measure.engine.engine_main import cuda_initialized, warm_imports
-from vramtui.measure.engine.runner import Engine
+from vramtui.measure.engine.engine_run import Engine
 from vramtui.runspec import RunSpec
 
 warm_imports()

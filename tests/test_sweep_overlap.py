@@ -23,7 +23,7 @@ from vramtui.measure.session import Session, SessionView
 from vramtui.measure.startup import COLD, FORKED, FORKED_SPARE, WARM
 from vramtui.runspec import ResolvedRun, RunSpec
 from vramtui.sweep import grid
-from vramtui.sweep.runner import AHEAD, Ahead, Sweep, plan_ahead
+from vramtui.sweep.sweep_runner import AHEAD, Ahead, Sweep, plan_ahead
 
 
 @dataclass

@@ -289,7 +289,7 @@ def test_the_app_is_the_default_command() -> None:
 
 
 def test_app_flags_prefill_the_spec(tmp_path: Path) -> None:
-    from vramtui.commands import app
+    from vramtui.commands import app_command as app
     from vramtui.commands.common import build_spec
 
     args = app.build_parser().parse_args(
@@ -324,7 +324,7 @@ def test_unknown_command_and_bad_out_are_one_line_errors(
 def test_headless_commands_never_import_textual() -> None:
     code = (
         "import sys; from vramtui import cli; cli.build_parser(); "
-        "from vramtui.commands import app; app.build_parser(); "
+        "from vramtui.commands import app_command as app; app.build_parser(); "
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('textual', 'torch')))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

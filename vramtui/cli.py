@@ -34,9 +34,9 @@ def is_app(args: Sequence[str]) -> bool:
 
 
 def run_app(args_list: list[str]) -> int:
-    from vramtui.commands import app
+    from vramtui.commands import app_command
 
-    return int(app.run(app.build_parser(SUBCOMMANDS).parse_args(args_list)))
+    return int(app_command.run(app_command.build_parser(SUBCOMMANDS).parse_args(args_list)))
 
 
 def dispatch(args_list: list[str]) -> int:

@@ -29,7 +29,7 @@ from vramtui.runspec import ATTENTION, CACHES, DTYPES, model_label
 from vramtui.sweep import grid as bench
 from vramtui.sweep.lanes import Lanes, deal, parse_devices
 from vramtui.sweep.results import CellResult
-from vramtui.sweep.runner import AHEAD, Sweep
+from vramtui.sweep.sweep_runner import AHEAD, Sweep
 from vramtui.units import format_bytes
 
 

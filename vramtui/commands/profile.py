@@ -97,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
 
 def run_live(program: Program, args: argparse.Namespace, folder: Path) -> int:
     """The app's run screen on the program; its output in the log panel."""
-    from vramtui.commands.app import run_app
+    from vramtui.commands.app_command import run_app
     from vramtui.tui.profile_app import ProfileApp
 
     made: list[Recorder] = []

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from vramtui.commands.out_option import check_out
 from vramtui.errors import UsageError
-from vramtui.report.allocations import SNAPSHOT_SUFFIX, snapshot_file
+from vramtui.report.allocations_text import SNAPSHOT_SUFFIX, snapshot_file
 from vramtui.report.export import check_writable
 from vramtui.runspec import ResolvedRun
 

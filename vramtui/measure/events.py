@@ -142,7 +142,7 @@ class Generation:
 class AllocationSnapshot:
     """`--snapshot`: the caching allocator's snapshot at the step that set the run's peak
     (or at its out-of-memory), saved as a pickle for PyTorch's memory_viz, and what held
-    the bytes at that moment (vramtui.measure.allocations.Moment, as plain data)."""
+    the bytes at that moment (vramtui.measure.allocator_snapshot.Moment, as plain data)."""
 
     path: str  # the pickle
     reason: str  # peak | oom | end (no trace to find the moment in)

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from vramtui.measure.environment import Environment
 from vramtui.measure.startup import FORKED, FORKED_SPARE, WARM
-from vramtui.report.allocations import allocations_text
+from vramtui.report.allocations_text import allocations_text
 from vramtui.report.generations import GENERATION_HEADER, generation_rows
 from vramtui.report.tables import table
 from vramtui.runspec.cap import format_cap

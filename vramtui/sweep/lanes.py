@@ -15,7 +15,7 @@ from vramtui.runspec import DeviceList, resolve
 from vramtui.runspec.device_choice import check_device
 from vramtui.sweep.grid import Cell
 from vramtui.sweep.results import CellResult
-from vramtui.sweep.runner import Sweep
+from vramtui.sweep.sweep_runner import Sweep
 
 
 def parse_devices(text: str, devices: DeviceList) -> list[str]:

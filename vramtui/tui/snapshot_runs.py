@@ -9,7 +9,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from vramtui.report.allocations import snapshot_file
+from vramtui.report.allocations_text import snapshot_file
 from vramtui.runspec import ResolvedRun
 
 

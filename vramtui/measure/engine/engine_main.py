@@ -26,7 +26,7 @@ from typing import Any, Protocol
 
 from vramtui.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OOM, EXIT_USAGE, UsageError
 from vramtui.measure import events as ev
-from vramtui.measure.engine.runner import Engine, clock
+from vramtui.measure.engine.engine_run import Engine, clock
 from vramtui.models.hf import first_line
 from vramtui.runspec import RunSpec
 from vramtui.runspec.cap import format_cap

@@ -46,7 +46,7 @@ TINY_OPT = {
 
 def rehearse() -> list[str]:
     """In this process: one tiny run on the CPU; the modules it imported, in order."""
-    from vramtui.measure.engine.runner import Engine
+    from vramtui.measure.engine.engine_run import Engine
     from vramtui.runspec import RunSpec
 
     before = set(sys.modules)

@@ -6,7 +6,7 @@ and the last step if it passes it at all, takes `torch.cuda.memory._snapshot()` 
 keeps it in memory in place of the one before (taking one costs tens of milliseconds
 a time; GAIN bounds how many a run takes). At the end — or at an out-of-memory, with
 a snapshot taken there and then — the one kept is written as a pickle that PyTorch's
-memory_viz opens, and what held the bytes at its moment (vramtui.measure.allocations)
+memory_viz opens, and what held the bytes at its moment (vramtui.measure.allocator_snapshot)
 goes to the parent as an AllocationSnapshot event.
 """
 
@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from vramtui.measure import events as ev
-from vramtui.measure.allocations import Moment, moment, snapshot_event
+from vramtui.measure.allocator_snapshot import Moment, moment, snapshot_event
 
 ENTRIES = 20_000  # allocator actions kept in the trace (several steps of a large model)
 GAIN = 0.05  # a new snapshot when a step's peak is 5 % past the kept one's

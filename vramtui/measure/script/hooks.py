@@ -23,7 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 from vramtui.measure import events as ev
-from vramtui.measure.engine.runner import Emitter, clock, hello_event
+from vramtui.measure.engine.engine_run import Emitter, clock, hello_event
 from vramtui.testing import faults as test_faults
 
 PROGRAM = "program"  # the phase between the program's loads and generate() calls
@@ -311,8 +311,8 @@ def _device_of(model: Any) -> Any:
 def _loaded(model: Any, load_s: float) -> ev.Loaded:
     from types import SimpleNamespace
 
+    from vramtui.measure.engine.engine_run import loaded_event
     from vramtui.measure.engine.model import _unique_tensors
-    from vramtui.measure.engine.runner import loaded_event
 
     params, size = _unique_tensors(model)
     dtype = str(getattr(model, "dtype", "")).replace("torch.", "")

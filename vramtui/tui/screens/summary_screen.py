@@ -16,7 +16,7 @@ from vramtui.analysis.breakdown import compare, estimate_for_session
 from vramtui.analysis.placed_comparison import placed_estimates
 from vramtui.measure.session import SessionView
 from vramtui.measure.summary_format import summary
-from vramtui.report.allocations import allocations_text
+from vramtui.report.allocations_text import allocations_text
 from vramtui.report.summary_text import (
     DEVICE_HEADER,
     DEVICE_NOTE,

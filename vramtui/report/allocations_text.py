@@ -11,7 +11,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from vramtui.measure.allocations import KINDS
+from vramtui.measure.allocator_snapshot import KINDS
 from vramtui.report.sessions import free_stem, safe_name
 from vramtui.report.tables import table
 from vramtui.units import format_bytes
