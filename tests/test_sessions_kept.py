@@ -116,3 +116,22 @@ def test_out_may_name_a_new_folder_inside_one_that_exists(tmp_path: Path) -> Non
     (tmp_path / "file").write_text("")
     with pytest.raises(UsageError, match="--out must be a folder"):
         check_out(str(tmp_path / "file"))
+
+
+@pytest.mark.slow
+@pytest.mark.engine
+def test_a_run_whose_stderr_reader_goes_away_is_still_measured_and_kept(tmp_path: Path) -> None:
+    """`vramtui run ... 2>&1 | head -2`: the progress lines that follow go nowhere, and
+    the run completes and is kept."""
+    out = tmp_path / "sessions"
+    cmd = [sys.executable, "-m", "vramtui", *TINY_RUN[:-1], "--tokens", "12", "--out", str(out)]
+    env = dict(os.environ, VRAMTUI_TEST_STEP_SLEEP="0.1", PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    assert proc.stderr is not None and proc.stdout is not None
+    proc.stderr.readline()  # the first progress line; every later one meets a closed pipe
+    proc.stderr.close()
+    stdout = proc.stdout.read()
+    assert proc.wait(timeout=120) == 0, stdout
+    (summary,) = kept(out)
+    assert summary["status"] == "completed" and summary["tokens_generated"] == 12
+    assert "peak" in stdout.lower()  # the summary table still reaches stdout

@@ -16,7 +16,7 @@ from vramtui.commands.common import (
     positive_int,
     whole_number,
 )
-from vramtui.commands.headless import run_in_thread, stderr_line
+from vramtui.commands.headless import run_in_thread, stderr_line, write_stderr
 from vramtui.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UsageError
 from vramtui.measure import events as ev
 from vramtui.measure.device_inventory import available
@@ -196,10 +196,9 @@ class SweepProgress:
 
     def _write(self, line: str, final: bool) -> None:
         if self.tty:
-            sys.stderr.write("\r\x1b[2K" + line + ("\n" if final else ""))
+            write_stderr("\r\x1b[2K" + line + ("\n" if final else ""))
         else:
-            sys.stderr.write(line + "\n")
-        sys.stderr.flush()
+            write_stderr(line + "\n")
 
 
 class Outputs:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
@@ -86,4 +87,24 @@ def run_in_thread(
 
 
 def stderr_line(text: str) -> None:
-    print(text, file=sys.stderr)
+    write_stderr(text + "\n")
+
+
+def write_stderr(text: str) -> None:
+    """Progress and messages on stderr. Once its reader is gone (`vramtui run 2>&1 |
+    head`) they go nowhere, and the run goes on to be measured and kept."""
+    try:
+        sys.stderr.write(text)
+        sys.stderr.flush()
+    except (OSError, ValueError):  # a closed pipe, or a closed stream
+        quiet_stderr()
+
+
+def quiet_stderr() -> None:
+    """stderr's reader is gone: what is written to it from now on goes nowhere."""
+    devnull = open(os.devnull, "w")  # noqa: SIM115 (lives as long as the process)
+    try:
+        os.dup2(devnull.fileno(), sys.stderr.fileno())
+    except (OSError, ValueError):
+        pass  # no file descriptor (a test's captured stderr)
+    sys.stderr = devnull

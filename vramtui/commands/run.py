@@ -11,7 +11,7 @@ from typing import Any
 
 from vramtui.analysis.placed_comparison import placed_estimates
 from vramtui.commands.common import add_spec_arguments, build_spec, say_variant
-from vramtui.commands.headless import run_in_thread, stderr_line
+from vramtui.commands.headless import run_in_thread, stderr_line, write_stderr
 from vramtui.commands.out_option import add_out_argument, check_out, saved_line
 from vramtui.commands.ram_check import add_ram_check_argument, check_ram
 from vramtui.commands.snapshot_option import add_snapshot_argument, with_snapshot
@@ -81,10 +81,9 @@ class Progress:
             f"token {done}/{total}  {rate or 0:6.1f} tok/s  {format_bytes(memory)}"
         )
         if self.tty:
-            sys.stderr.write("\r" + line + ("\n" if final else ""))
+            write_stderr("\r" + line + ("\n" if final else ""))
         else:
-            sys.stderr.write(line + "\n")
-        sys.stderr.flush()
+            write_stderr(line + "\n")
 
 
 def exit_code(view: SessionView, interrupted: bool) -> int:

@@ -227,6 +227,19 @@ class Recorder:
         self._group.add(device, nvml.DeviceWatch(gpu, self._watch.pid, baseline))
         return gpu.index
 
+    def _told(
+        self, listener: Callable[[ev.Event], None], event: ev.Event
+    ) -> Callable[[ev.Event], None] | None:
+        """`listener` told of `event`; one that fails is told nothing more, and the run goes
+        on being recorded (a progress line must never cost a measurement)."""
+        try:
+            listener(event)
+        except Exception as exc:
+            name = getattr(listener, "__qualname__", type(listener).__name__)
+            self.session.notice(f"stopped telling {name} of the run's events: {exc!r}")
+            return None
+        return listener
+
     def _cancelled_failure(self, event: ev.Failed) -> ev.Failed:
         return ev.Failed("cancelled", self._cancel_reason, event.phase, event.token)
 
@@ -257,7 +270,7 @@ class Recorder:
                 elif isinstance(event, ev.Placed):
                     self._on_placed(event)
                 if on_event is not None:
-                    on_event(event)
+                    on_event = self._told(on_event, event)
             code = self.exit_code = child.wait()
         finally:
             self.stop_watching()
