@@ -6,7 +6,7 @@ the JSON says failed/oom with phase, token, bytes requested and held, the CSV
 holds every token up to the failure, and afterwards NVML lists no process of
 ours on the GPU.
 
-Usage: python benchmarks/oom_real.py --out benchmarks/results/oom_real.json
+Usage: python benchmarks/oom_real.py --out benchmarks/results/oom_real/oom_real.json
 """
 
 from __future__ import annotations

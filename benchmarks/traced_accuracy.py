@@ -9,7 +9,7 @@ memory, each with its error.
 
 Every cell here is held out: no constant of the estimator was fitted to any of
 these architectures or shapes (the calibration constants were set on OPT cells,
-benchmarks/results/calibration/).
+benchmarks/results/calibrate/).
 
 Usage:
   python benchmarks/traced_accuracy.py CSV [CSV ...] --out benchmarks/results/traced_accuracy
