@@ -106,7 +106,9 @@ def main() -> int:
             results.append(result)
             peaks = result["peaks"]["peak_allocated_bytes"]
             print(f"{name}: identical={result['identical']} peak allocated {peaks}", flush=True)
-    write_json(args.out / "checkpoint_parity.json", {"environment": gpu_environment(), "runs": results})
+    write_json(
+        args.out / "checkpoint_parity.json", {"environment": gpu_environment(), "runs": results}
+    )
     return 0 if all(r["identical"] for r in results) else 1
 
 

@@ -265,7 +265,7 @@ def markdown(rows: list[dict[str, Any]], environment: dict[str, Any] | None) -> 
             )
     lines += [
         "",
-        "## The issue's goal: peak allocated within 5 %, batch 1 (and 8 where it fits)",
+        "## Goal: peak allocated within 5 %, batch 1 (and 8 where it fits)",
         "",
     ]
     measured = {

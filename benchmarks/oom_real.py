@@ -1,4 +1,4 @@
-"""A real out-of-memory on the GPU, mid-decode (issue 6, item 1).
+"""A real out-of-memory on the GPU, mid-decode.
 
 Picks a batch for opt-6.7b whose KV cache outgrows the card's free memory
 around token --target, runs `vramtui run` headless, and checks: exit code 3,

@@ -1,5 +1,5 @@
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site:$PWD || exit
-# The GPU check of `vramtui run --snapshot` (issue 15), from the repository root with OUT
+# The GPU check of `vramtui run --snapshot`, from the repository root with OUT
 # set: opt-1.3b x 300 tokens twice without and twice with --snapshot (the cost, in decode
 # tok/s), an out-of-memory raised by the test hook at token 150, and a real one (eager
 # attention's score matrix at batch 1024 x prompt 2000, in the prefill). Under 120 s.

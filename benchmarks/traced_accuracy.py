@@ -32,7 +32,7 @@ from _common import write_json  # noqa: E402
 from vramtui.predict.estimator import estimate_run  # noqa: E402
 from vramtui.runspec import DeviceChoice, DeviceList, RunSpec, resolve  # noqa: E402
 
-GOALS = {"allocated": 1.0, "nvml": 3.0}  # percent, the targets on held-out cells
+GOALS = {"allocated": 1.0, "nvml": 3.0}  # percent, the goals on held-out cells
 
 
 @dataclass(frozen=True)
