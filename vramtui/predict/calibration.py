@@ -85,9 +85,10 @@ class Calibration:
     # allocator frees them and retries. Reserved (and NVML) then grow far past
     # allocated, up to the whole device, without running out. predict/kv_replay.py replays
     # that churn on the rules above. Measured at batch 8, 8 + 2000
-    # (benchmarks/results/calibrate/b8-long-*.json): opt-1.3b 5.89 GB allocated,
+    # (benchmarks/results/calibrate/b8-long.json): opt-1.3b 5.89 GB allocated,
     # 53.5 GB reserved; opt-2.7b 10.7 GB, 111.9 GB; with
-    # PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True opt-1.3b reserved 6.50 GB.
+    # PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True opt-1.3b reserved 6.50 GB
+    # (benchmarks/results/archive/calibration-expandable-segments-old-build/).
     source: str = (
         "calibrated: NVIDIA H200, driver 580.159.04, torch 2.11.0+cu130, "
         "transformers 5.17.0, CUDA 13.0 (benchmarks/results/calibrate)"
