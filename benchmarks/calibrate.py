@@ -8,7 +8,7 @@ these files and `benchmarks/estimator_accuracy.py` compares against them.
 
 Usage:
   python benchmarks/calibrate.py --models opt-125m,opt-1.3b --shapes 8+20,8+2000,2000+1 \
-      --attn sdpa,eager --batch 1 --out benchmarks/results/calibration-b1.json
+      --attn sdpa,eager --batch 1 --out benchmarks/results/calibrate/b1-short.json
 """
 
 from __future__ import annotations

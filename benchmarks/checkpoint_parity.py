@@ -10,7 +10,7 @@ allocated, reserved and step peak) is compared, byte for byte, and the peaks
 by phase. Needs a GPU for the figures to mean anything (runs on the CPU too).
 
     python benchmarks/checkpoint_parity.py --models opt-1.3b --configs q.json,phi3.json \\
-        --tokens 20 --out $OUT/parity
+        --tokens 20 --out $OUT/checkpoint_parity
 """
 
 from __future__ import annotations
@@ -95,7 +95,7 @@ def main() -> int:
     parser.add_argument("--configs", default="", help="config.json paths, comma-separated")
     parser.add_argument("--tokens", type=int, default=20)
     parser.add_argument("--dtype", default="float16")
-    parser.add_argument("--out", type=Path, required=True, help="folder for parity.json")
+    parser.add_argument("--out", type=Path, required=True, help="folder for checkpoint_parity.json")
     args = parser.parse_args()
     sources = [(m, ["--model", m]) for m in args.models.split(",") if m]
     sources += [(Path(c).stem, ["--config", c]) for c in args.configs.split(",") if c]
@@ -106,7 +106,9 @@ def main() -> int:
             results.append(result)
             peaks = result["peaks"]["peak_allocated_bytes"]
             print(f"{name}: identical={result['identical']} peak allocated {peaks}", flush=True)
-    write_json(args.out / "parity.json", {"environment": gpu_environment(), "runs": results})
+    write_json(
+        args.out / "checkpoint_parity.json", {"environment": gpu_environment(), "runs": results}
+    )
     return 0 if all(r["identical"] for r in results) else 1
 
 

@@ -16,7 +16,7 @@ so its cost does not depend on which GPU it names). Measured:
   runs      decode tok/s of opt-125m (the fastest decode: the most sensitive to a
             per-step cost), `--device cuda:0` against the same placed by
             `--device-map auto --max-memory 0=100GiB` (sampled as a placed model), two
-            interleaved rounds; and opt-13b placed as the H200 run of issue 13 was
+            interleaved rounds; and opt-13b placed as offload_gpu.sh places it
             (`--max-memory 0=12GiB,cpu=64GiB`: cuda:0 and the CPU), 5 tokens, if time is
             left: what the per-step sampling is of its per-token time.
 

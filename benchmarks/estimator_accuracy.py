@@ -34,7 +34,7 @@ from vramtui.predict.calibration import DEFAULT  # noqa: E402
 from vramtui.predict.estimator import estimate  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
-CALIBRATION = sorted((RESULTS / "calibration").glob("*.json"))
+CALIBRATION = sorted((RESULTS / "calibrate").glob("*.json"))
 BENCH = [RESULTS / "bench" / "opt-h200.csv"]
 GOAL_PERCENT = 5.0
 COLUMNS = ("allocated", "reserved", "nvml")
@@ -265,7 +265,7 @@ def markdown(rows: list[dict[str, Any]], environment: dict[str, Any] | None) -> 
             )
     lines += [
         "",
-        "## The issue's goal: peak allocated within 5 %, batch 1 (and 8 where it fits)",
+        "## Goal: peak allocated within 5 %, batch 1 (and 8 where it fits)",
         "",
     ]
     measured = {

@@ -1,4 +1,4 @@
-"""Issue 16 on a GPU, in one call: a spare engine's first token, and a sweep that
+"""Fast starts on a GPU, in one call: a spare engine's first token, and a sweep that
 overlaps start-up with work. Every figure is compared with a cold engine's, to the byte.
 
 1. CUDA facts behind the design, in a fresh Python: the time of `import torch`,

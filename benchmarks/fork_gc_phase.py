@@ -1,4 +1,4 @@
-"""When Python's garbage collector runs in spawned and in forked engines (issue 16),
+"""When Python's garbage collector runs in spawned and in forked engines,
 and whether that is what makes a forked cell's figures differ from a spawned one's.
 
 On the H200 one forked cell (opt-350m x 2000) reserved 2 MiB less than every spawned

@@ -1,4 +1,4 @@
-"""Issue 14's runs, predicted: what each H200 would hold for opt-66b over two and opt-175b
+"""Runs over several GPUs, predicted: what each H200 would hold for opt-66b over two and opt-175b
 over four, by `vramtui estimate` (placement by transformers' own device map on the meta
 device). Nothing here is measured: the machines with several GPUs were not lent.
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site:$PWD || exit;
-# The GPU check of placement (issue 13): opt-13b placed by transformers' device map on
+# The GPU check of placement: opt-13b placed by transformers' device map on
 # GPU 0 (12 GiB for weights) and the CPU, generated for real, each device measured; and
 # `vramtui estimate` of the same placement, compared device by device. Run from the
 # repository root with OUT set to a folder; at most ~150 s.

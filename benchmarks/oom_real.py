@@ -1,4 +1,4 @@
-"""A real out-of-memory on the GPU, mid-decode (issue 6, item 1).
+"""A real out-of-memory on the GPU, mid-decode.
 
 Picks a batch for opt-6.7b whose KV cache outgrows the card's free memory
 around token --target, runs `vramtui run` headless, and checks: exit code 3,
@@ -6,7 +6,7 @@ the JSON says failed/oom with phase, token, bytes requested and held, the CSV
 holds every token up to the failure, and afterwards NVML lists no process of
 ours on the GPU.
 
-Usage: python benchmarks/oom_real.py --out benchmarks/results/oom_real.json
+Usage: python benchmarks/oom_real.py --out benchmarks/results/oom_real/oom_real.json
 """
 
 from __future__ import annotations

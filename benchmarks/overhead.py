@@ -16,7 +16,7 @@ For each model, K interleaved rounds of fresh processes, one per variant:
 The order alternates from round to round (a, b, c / c, b, a / ...) so a drift
 in clocks or temperature favours none. Ratios per round, for the variants
 measured: engine / plain (the instrumentation), app / engine (the app itself,
-the issue's "with the app attached / headless `vramtui run`") and app / plain;
+"with the app attached" against headless `vramtui run`) and app / plain;
 the result is the median ratio per model.
 
 The timed region is the same in all: `time.monotonic()` immediately before

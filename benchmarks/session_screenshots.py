@@ -12,12 +12,12 @@ script), and the app draws the screen with Textual's run_test:
     python benchmarks/session_screenshots.py summary \\
         benchmarks/results/snapshot/snap2000-opt-1.3b-h200.json --out screenshots/snapshot-peak.svg
     python benchmarks/session_screenshots.py run \\
-        benchmarks/results/offload/offload-h200.json --out screenshots/offload.svg
+        benchmarks/results/offload_compare/offload-h200.json --out screenshots/offload.svg
     python benchmarks/session_screenshots.py run --follow cpu \\
-        benchmarks/results/offload/offload-h200.json --out screenshots/offload-cpu.svg
+        benchmarks/results/offload_compare/offload-h200.json --out screenshots/offload-cpu.svg
     python benchmarks/session_screenshots.py compare \\
         benchmarks/results/snapshot/snap2000-opt-1.3b-h200.json \\
-        benchmarks/results/offload/offload-h200.json --out screenshots/compare.svg
+        benchmarks/results/offload_compare/offload-h200.json --out screenshots/compare.svg
     python benchmarks/session_screenshots.py profile \\
         benchmarks/results/profile_gpu/two_generations.json \\
         --output "reply: 200 tokens in 11.67 s" \\

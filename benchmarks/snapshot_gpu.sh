@@ -1,10 +1,10 @@
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site:$PWD || exit
-# The GPU check of `vramtui run --snapshot` (issue 15), from the repository root with OUT
+# The GPU check of `vramtui run --snapshot`, from the repository root with OUT
 # set: opt-1.3b x 300 tokens twice without and twice with --snapshot (the cost, in decode
 # tok/s), an out-of-memory raised by the test hook at token 150, and a real one (eager
 # attention's score matrix at batch 1024 x prompt 2000, in the prefill). Under 120 s.
-# Writes 4 files: snapshot_gpu-log.txt, snapshot_summary.json, snap.json (a session with its
-# snapshot), and allocator-snapshot-h200.json.gz (a real snapshot trimmed into a test fixture).
+# Writes 4 files: snapshot_gpu-log.txt, snapshot_summary.json, snapshot_gpu-opt-1.3b.json
+# (a session with its snapshot), and allocator-snapshot-h200.json.gz (a real snapshot trimmed into a test fixture).
 set -u
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
 work=/tmp/snapshot-gpu
@@ -31,6 +31,6 @@ for name in snap1 real_oom; do
   tail -n 40 $work/$name.txt >> $log
 done
 ls -l $work >> $log
-cp $work/snap1.json $OUT/snap.json 2>> $log
+cp $work/snap1.json $OUT/snapshot_gpu-opt-1.3b.json 2>> $log
 python3 benchmarks/snapshot_summary.py $work $OUT 2>&1 | tee -a $log
 echo "done at $(( $(date +%s) - t0 )) s" | tee -a $log

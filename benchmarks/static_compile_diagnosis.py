@@ -1,4 +1,4 @@
-"""What a static cache's compiled decode step adds (GPU only; issue 11's static cells).
+"""What a static cache's compiled decode step adds (GPU only; the static-cache cells).
 
 With `cache_implementation="static"` transformers compiles the decode step
 (torch.compile, CUDA graphs). This builds a catalogue model with vramtui's engine

@@ -1,4 +1,4 @@
-"""What the CUDA graphs' private pool of a compiled decode step holds (issue 11).
+"""What the CUDA graphs' private pool of a compiled decode step holds.
 
 Reads memory-history snapshots saved by `benchmarks/static_compile_diagnosis.py
 ... HISTORY.pickle` (torch.cuda.memory._dump_snapshot) and prints, per snapshot,

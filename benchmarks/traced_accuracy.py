@@ -9,7 +9,7 @@ memory, each with its error.
 
 Every cell here is held out: no constant of the estimator was fitted to any of
 these architectures or shapes (the calibration constants were set on OPT cells,
-benchmarks/results/calibration/).
+benchmarks/results/calibrate/).
 
 Usage:
   python benchmarks/traced_accuracy.py CSV [CSV ...] --out benchmarks/results/traced_accuracy
@@ -32,7 +32,7 @@ from _common import write_json  # noqa: E402
 from vramtui.predict.estimator import estimate_run  # noqa: E402
 from vramtui.runspec import DeviceChoice, DeviceList, RunSpec, resolve  # noqa: E402
 
-GOALS = {"allocated": 1.0, "nvml": 3.0}  # percent, the targets on held-out cells
+GOALS = {"allocated": 1.0, "nvml": 3.0}  # percent, the goals on held-out cells
 
 
 @dataclass(frozen=True)

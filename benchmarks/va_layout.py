@@ -1,4 +1,4 @@
-"""Whether a cell's figures depend on the engine's virtual address layout (issue 16).
+"""Whether a cell's figures depend on the engine's virtual address layout.
 
 A forked engine (engine/forkserver.py) reserved 2 MiB less than every spawned run of
 opt-350m x 2000 on the H200, with the garbage collector off as well, and its

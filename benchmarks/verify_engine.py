@@ -1,4 +1,4 @@
-"""Issue 2's checks on a real GPU.
+"""The engine's measuring checks on a real GPU.
 
 1. `vramtui run --model opt-1.3b --tokens 2000`: the reported peak allocated
    equals torch.cuda.max_memory_allocated() of an uninstrumented process doing

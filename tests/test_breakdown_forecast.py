@@ -324,7 +324,7 @@ def test_a_cache_that_fills_the_gpu_is_room_to_grow_not_an_oom() -> None:
 def test_each_component_is_measured_as_itself_on_a_real_h200_run() -> None:
     """opt-125m, 8 + 2000 tokens, measured on the H200 (calibration file): weights are the
     engine's tensor bytes, transient and slack what the allocator's own figures say."""
-    data = json.loads((RESULTS / "calibration" / "b1-long.json").read_text())
+    data = json.loads((RESULTS / "calibrate" / "b1-long.json").read_text())
     cell = next(c for c in data["cells"] if c["spec"]["model"] == "opt-125m")
     s = Session(saved_spec(cell["spec"]), t0=0.0)
     s.apply(ev.Hello(7, "cuda:0", "cuda", "NVIDIA H200", None, 150 * GB, "torch.cuda", {}))

@@ -99,7 +99,9 @@ def test_the_recorded_offload_run_seen_from_the_cpu() -> None:
     from vramtui.analysis.breakdown import measured_breakdown
     from vramtui.report.summary_text import device_note
 
-    stem = Path(__file__).parent.parent / "benchmarks" / "results" / "offload" / "offload-h200"
+    stem = (
+        Path(__file__).parent.parent / "benchmarks" / "results" / "offload_compare" / "offload-h200"
+    )
     view = load_view(stem.with_suffix(".json"))
     assert device_names(view) == ["cuda:0", "cpu"]
     cpu = on_device(view, "cpu")

@@ -1,6 +1,6 @@
 """The calibrated estimator against every committed H200 measurement.
 
-Reads benchmarks/results/calibration/*.json (one fresh engine process per cell, see
+Reads benchmarks/results/calibrate/*.json (one fresh engine process per cell, see
 benchmarks/calibrate.py) and the bench CSV, so a change to the estimator that moves
 a prediction away from what the GPU measured fails here.
 """
@@ -19,7 +19,7 @@ from vramtui.predict.calibration import DEFAULT
 from vramtui.predict.load import load_figures
 
 ROOT = Path(__file__).resolve().parent.parent
-CALIBRATION = sorted((ROOT / "benchmarks" / "results" / "calibration").glob("*.json"))
+CALIBRATION = sorted((ROOT / "benchmarks" / "results" / "calibrate").glob("*.json"))
 
 
 def _accuracy_module():  # type: ignore[no-untyped-def]

@@ -19,7 +19,7 @@ from vramtui.testing.replay import ReplayRecorder
 from vramtui.testing.synthetic import on_two_gpus, synthetic_run
 from vramtui.units import format_bytes
 
-OFFLOAD = Path(__file__).parent.parent / "benchmarks" / "results" / "offload"
+OFFLOAD = Path(__file__).parent.parent / "benchmarks" / "results" / "offload_compare"
 
 
 def _error(predicted: int, measured: int) -> str:

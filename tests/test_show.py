@@ -78,7 +78,7 @@ def test_a_placed_runs_csv_is_read_as_its_own_devices_series() -> None:
     from vramtui.measure.summary_format import rebuilt_differences
     from vramtui.report.saved import load_view
 
-    results = Path(__file__).resolve().parent.parent / "benchmarks" / "results" / "offload"
+    results = Path(__file__).resolve().parent.parent / "benchmarks" / "results" / "offload_compare"
     view = load_view(results / "offload-h200.csv")
     recorded = json.loads((results / "offload-h200.json").read_text())
     assert len(list(view.token_samples)) == recorded["tokens_generated"]

@@ -1,6 +1,6 @@
 """One decoder-only architecture, as far as memory is concerned: its tensors' sizes.
 
-Pure Python. Today the record is OPT-shaped (learned positions, biases, LayerNorm,
+Pure Python. The record is OPT-shaped (learned positions, biases, LayerNorm,
 a tied lm_head); `vramtui.models.opt` holds the family's constants and reads OPT
 config.json files into it.
 """

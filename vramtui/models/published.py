@@ -1,4 +1,4 @@
-"""Today's causal LMs, by the config.json their publishers released (no downloads).
+"""Widely used causal LMs, by the config.json their publishers released (no downloads).
 
 Pure Python: the memory-relevant keys of each published config, a short name, the
 hub id and the parameter count transformers builds from it (tied weights once).

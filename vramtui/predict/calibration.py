@@ -11,7 +11,7 @@ from vramtui.predict.allocator import MiB, PoolRules
 class Calibration:
     """Constants only a GPU can tell, calibrated on one NVIDIA H200 (143771 MiB),
     driver 580.159.04, torch 2.11.0+cu130, transformers 5.17.0, CUDA 13.0, fp16:
-    benchmarks/results/calibration/*.json (one fresh engine process per cell, OPT
+    benchmarks/results/calibrate/*.json (one fresh engine process per cell, OPT
     125m..6.7b, prompt 8 + 20 / 8 + 2000 new / 2000 + 1, sdpa and eager, batch 1 and 8),
     and the earlier build's grid in benchmarks/results/archive/calibration-old-build/ for the
     constants the load does not touch (context, workspaces, bookkeeping).
@@ -55,7 +55,7 @@ class Calibration:
     # Blocks alive before the weights are loaded. The old build (from_config under
     # torch.device) left one of 512 B; the loader the engine uses now leaves none:
     # after_load allocated and reserved equal predict/load.py's simulation to the byte
-    # for all five models (benchmarks/results/calibration/b1-short.json).
+    # for all five models (benchmarks/results/calibrate/b1-short.json).
     load_overhead_bytes: int = 0
     # The caching allocator's constants (kMinBlockSize, kSmallSize, kSmallBuffer,
     # kLargeBuffer, kMinLargeAlloc, kRoundLarge in c10/cuda/CUDACachingAllocator.cpp).
@@ -85,12 +85,13 @@ class Calibration:
     # allocator frees them and retries. Reserved (and NVML) then grow far past
     # allocated, up to the whole device, without running out. predict/kv_replay.py replays
     # that churn on the rules above. Measured at batch 8, 8 + 2000
-    # (benchmarks/results/calibration/b8-long-*.json): opt-1.3b 5.89 GB allocated,
+    # (benchmarks/results/calibrate/b8-long.json): opt-1.3b 5.89 GB allocated,
     # 53.5 GB reserved; opt-2.7b 10.7 GB, 111.9 GB; with
-    # PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True opt-1.3b reserved 6.50 GB.
+    # PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True opt-1.3b reserved 6.50 GB
+    # (benchmarks/results/archive/calibration-expandable-segments-old-build/).
     source: str = (
         "calibrated: NVIDIA H200, driver 580.159.04, torch 2.11.0+cu130, "
-        "transformers 5.17.0, CUDA 13.0 (benchmarks/results/calibration)"
+        "transformers 5.17.0, CUDA 13.0 (benchmarks/results/calibrate)"
     )
 
 
