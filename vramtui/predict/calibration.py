@@ -86,7 +86,7 @@ class Calibration:
     # allocated, up to the whole device, without running out. predict/kv_replay.py replays
     # that churn on the rules above. Measured at batch 8, 8 + 2000
     # (benchmarks/results/calibrate/b8-long.json): opt-1.3b 5.89 GB allocated,
-    # 53.5 GB reserved; opt-2.7b 10.7 GB, 111.9 GB; with
+    # 55.9 GB reserved; opt-2.7b 10.7 GB, 111.9 GB; with
     # PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True opt-1.3b reserved 6.50 GB
     # (benchmarks/results/archive/calibration-expandable-segments-old-build/).
     source: str = (
