@@ -58,7 +58,7 @@ def oom_session() -> SessionView:
     """A run out of memory in decode (the engine's test hook, at token 4), with the
     allocation snapshot a `--snapshot` run on CUDA sends: its failed allocation's."""
     oom_at = {"VRAMTUI_TEST_OOM_AT_TOKEN": "4"}
-    session = Recorder(resolved(tiny_spec(tokens=10)), extra_env=oom_at).run()
+    session = Recorder.for_run(resolved(tiny_spec(tokens=10)), extra_env=oom_at).run()
     allocator: dict[str, Any] = json.loads(ALLOCATOR.read_text())
     failed = {"action": "oom", "size": 64 * MiB, "stream": 0, "device_free": 3 * MiB}
     allocator["device_traces"][0].insert(2, failed)
