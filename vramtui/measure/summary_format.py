@@ -1,5 +1,5 @@
 """A session's JSON summary, both ways: `summary(view)` writes it, `session_from` reads
-one back into a Session.
+one back into a Session and `read_summary` into the typed Summary the text views print.
 
 The one place that knows the format. A summary holds how the run ended, its peaks, rates
 and timings, the spec and the environment; what was measured step by step is in the CSV
@@ -10,7 +10,7 @@ of every earlier version read back: fields they lack take their defaults.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 from vramtui.measure import events as ev
@@ -29,6 +29,58 @@ REQUIRED_KEYS = ("vramtui_summary_version", "status", "peaks", "spec", "environm
 _HELD = ("device", "layers", "modules", "weights_bytes", "holds_head",
          "largest_block_bytes", "gpu_name", "total_bytes")  # fmt: skip
 Item = ev.Event | NvmlSample | DeviceNvml  # what a session is rebuilt from
+
+
+@dataclass(frozen=True)
+class StartupTimes:
+    """Where start-up time went, in seconds from Run (measure/startup.py); None where a
+    stage was not reached."""
+
+    engine: str | None = None  # how the engine was started: cold, warm spare, forked ...
+    imports_done_s: float | None = None  # negative: imported before Run
+    imports_s: float | None = None
+    device_init_s: float | None = None
+    build_s: float | None = None
+    first_step_s: float | None = None
+    first_token_s: float | None = None
+
+
+@dataclass(frozen=True)
+class SavedDevice:
+    """One device of a placed model: what it holds and its measured peaks."""
+
+    device: str
+    layers: tuple[int, ...] = ()
+    weights_bytes: int | None = None
+    peak_allocated_bytes: int | None = None
+    peak_nvml_process_bytes: int | None = None
+
+
+@dataclass(frozen=True)
+class Summary:
+    """A summary as the text views read it. Its peaks' `t` and its generate() calls'
+    times are seconds since the start."""
+
+    status: str
+    model: str | None = None
+    tokens_generated: int = 0
+    tokens_requested: int | None = None  # a profiled program requests no number
+    dtype: str | None = None
+    tokens_per_s: float | None = None
+    weights_bytes: int | None = None
+    kv_cache_bytes_final: int | None = None
+    bytes_per_param_peak_allocated: float | None = None
+    bytes_per_param_peak_process: float | None = None
+    peaks: dict[str, Peak] = field(default_factory=dict)
+    startup: StartupTimes | None = None
+    failure: ev.Failed | None = None
+    notices: tuple[str, ...] = ()
+    generations: tuple[ev.Generation, ...] = ()  # a profiled program's generate() calls
+    allocation_snapshot: ev.AllocationSnapshot | None = None  # --snapshot
+    devices: tuple[SavedDevice, ...] = ()  # a model placed across devices
+    cap_bytes: int | None = None  # --cap
+    cap_fraction: str | None = None  # the memory fraction the engine set for the cap
+    environment: Environment = field(default_factory=Environment)
 
 
 # ---- writing ---------------------------------------------------------------------
@@ -157,6 +209,76 @@ def view_from(saved: dict[str, Any], items: list[Item]) -> SessionView:
     if not items and saved.get("status") and _ending(saved) is None:
         view = replace(view, status=str(saved["status"]))
     return view
+
+
+def read_summary(saved: dict[str, Any]) -> Summary:
+    """The Summary a session's JSON holds, of any version: what it lacks takes its default.
+    A damaged one raises KeyError, TypeError or ValueError."""
+    environment = saved_environment(saved)
+    up = (saved.get("timings") or {}).get("startup")
+    failure = saved.get("failure")
+    snapshot = saved.get("allocation_snapshot")
+    cap = (saved.get("spec") or {}).get("cap_bytes")
+    fraction = environment.other.get("memory_fraction")
+    return Summary(
+        status=str(saved["status"]),
+        model=saved.get("model"),
+        tokens_generated=int(saved["tokens_generated"]),
+        tokens_requested=saved.get("tokens_requested"),
+        dtype=saved.get("dtype"),
+        tokens_per_s=saved.get("tokens_per_s"),
+        weights_bytes=saved.get("weights_bytes"),
+        kv_cache_bytes_final=saved.get("kv_cache_bytes_final"),
+        bytes_per_param_peak_allocated=saved.get("bytes_per_param_peak_allocated"),
+        bytes_per_param_peak_process=saved.get("bytes_per_param_peak_process"),
+        peaks={name: _peak(p) for name, p in saved["peaks"].items() if p},
+        startup=StartupTimes(**_known(StartupTimes, up)) if up else None,
+        failure=ev.Failed(**_known(ev.Failed, failure)) if failure else None,
+        notices=tuple(str(n) for n in saved.get("notices") or ()),
+        generations=tuple(_generation(g) for g in saved.get("generations") or ()),
+        allocation_snapshot=(
+            ev.AllocationSnapshot(**_known(ev.AllocationSnapshot, snapshot)) if snapshot else None
+        ),
+        devices=_saved_devices(saved, environment.device),
+        cap_bytes=int(cap) if cap else None,
+        cap_fraction=str(fraction) if fraction else None,
+        environment=environment,
+    )
+
+
+def saved_environment(saved: dict[str, Any]) -> Environment:
+    """The environment a summary recorded (none recorded: an empty one)."""
+    return Environment.from_dict(saved.get("environment") or {})
+
+
+def typed_summary(view: SessionView) -> Summary:
+    """The Summary of a session, as its JSON will read back."""
+    return read_summary(summary(view))
+
+
+def _peak(saved: dict[str, Any]) -> Peak:
+    token = saved.get("token")
+    return Peak(int(saved["value"]), token, str(saved.get("phase")), float(saved.get("t_s") or 0))
+
+
+def _saved_devices(saved: dict[str, Any], run_device: str | None) -> tuple[SavedDevice, ...]:
+    """A placed model's devices; in files written before each GPU's NVML was kept, the
+    run's own device given the run's NVML peak."""
+    run_nvml = saved.get("peak_nvml_process_bytes")
+    return tuple(
+        SavedDevice(
+            device=str(d.get("device")),
+            layers=tuple(d.get("layers") or ()),
+            weights_bytes=d.get("weights_bytes"),
+            peak_allocated_bytes=d.get("peak_allocated_bytes"),
+            peak_nvml_process_bytes=(
+                run_nvml
+                if d.get("device") == run_device and "peak_nvml_process_bytes" not in d
+                else d.get("peak_nvml_process_bytes")
+            ),
+        )
+        for d in saved.get("devices") or ()
+    )
 
 
 def rebuilt_differences(view: SessionView, saved: dict[str, Any]) -> list[str]:
