@@ -24,8 +24,8 @@ from vramtui.measure.engine.spare import SparePool
 from vramtui.measure.recorder import Recorder
 from vramtui.measure.session import SessionView
 from vramtui.measure.startup import COLD, WARM
-from vramtui.measure.summary_format import StartupTimes
 from vramtui.measure.summary_format import typed_summary as summary_of
+from vramtui.measure.summary_record import StartupTimes
 from vramtui.report.export import json_text
 from vramtui.report.summary_text import fact_rows, startup_line, summary_text
 from vramtui.runspec import RunSpec

@@ -402,7 +402,7 @@ def test_breakdown_rows_and_bar() -> None:
 
 
 def test_a_program_summary_counts_its_tokens_without_a_budget() -> None:
-    from vramtui.measure.summary_format import Summary
+    from vramtui.measure.summary_record import Summary
     from vramtui.tui.screens.summary_screen import heading
 
     program = Summary(status="completed", model="train.py", tokens_generated=50)

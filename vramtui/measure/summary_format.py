@@ -10,7 +10,7 @@ of every earlier version read back: fields they lack take their defaults.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, fields, replace
 from typing import Any
 
 from vramtui.measure import events as ev
@@ -19,7 +19,8 @@ from vramtui.measure.environment import Environment
 from vramtui.measure.session import DeviceNvml, NvmlSample, Peak, Session, SessionView
 from vramtui.measure.session_view import tokens_rate
 from vramtui.measure.startup import startup_timings
-from vramtui.runspec.program_spec import saved_spec
+from vramtui.measure.summary_record import SavedDevice, StartupTimes, Summary
+from vramtui.runspec.program_spec import SessionSpec, saved_spec
 from vramtui.runspec.run_spec import RunSpec
 
 VERSION = 1
@@ -29,58 +30,6 @@ REQUIRED_KEYS = ("vramtui_summary_version", "status", "peaks", "spec", "environm
 _HELD = ("device", "layers", "modules", "weights_bytes", "holds_head",
          "largest_block_bytes", "gpu_name", "total_bytes")  # fmt: skip
 Item = ev.Event | NvmlSample | DeviceNvml  # what a session is rebuilt from
-
-
-@dataclass(frozen=True)
-class StartupTimes:
-    """Where start-up time went, in seconds from Run (measure/startup.py); None where a
-    stage was not reached."""
-
-    engine: str | None = None  # how the engine was started: cold, warm spare, forked ...
-    imports_done_s: float | None = None  # negative: imported before Run
-    imports_s: float | None = None
-    device_init_s: float | None = None
-    build_s: float | None = None
-    first_step_s: float | None = None
-    first_token_s: float | None = None
-
-
-@dataclass(frozen=True)
-class SavedDevice:
-    """One device of a placed model: what it holds and its measured peaks."""
-
-    device: str
-    layers: tuple[int, ...] = ()
-    weights_bytes: int | None = None
-    peak_allocated_bytes: int | None = None
-    peak_nvml_process_bytes: int | None = None
-
-
-@dataclass(frozen=True)
-class Summary:
-    """A summary as the text views read it. Its peaks' `t` and its generate() calls'
-    times are seconds since the start."""
-
-    status: str
-    model: str | None = None
-    tokens_generated: int = 0
-    tokens_requested: int | None = None  # a profiled program requests no number
-    dtype: str | None = None
-    tokens_per_s: float | None = None
-    weights_bytes: int | None = None
-    kv_cache_bytes_final: int | None = None
-    bytes_per_param_peak_allocated: float | None = None
-    bytes_per_param_peak_process: float | None = None
-    peaks: dict[str, Peak] = field(default_factory=dict)
-    startup: StartupTimes | None = None
-    failure: ev.Failed | None = None
-    notices: tuple[str, ...] = ()
-    generations: tuple[ev.Generation, ...] = ()  # a profiled program's generate() calls
-    allocation_snapshot: ev.AllocationSnapshot | None = None  # --snapshot
-    devices: tuple[SavedDevice, ...] = ()  # a model placed across devices
-    cap_bytes: int | None = None  # --cap
-    cap_fraction: str | None = None  # the memory fraction the engine set for the cap
-    environment: Environment = field(default_factory=Environment)
 
 
 # ---- writing ---------------------------------------------------------------------
@@ -281,6 +230,26 @@ def _saved_devices(saved: dict[str, Any], run_device: str | None) -> tuple[Saved
     )
 
 
+def peaks_view(
+    spec: SessionSpec,
+    environment: Environment,
+    status: str,
+    peaks: dict[str, Peak],
+    *,
+    loaded: ev.Loaded | None = None,
+    failure: ev.Failed | None = None,
+) -> SessionView:
+    """A session known only by its peaks and how it ended (a `vramtui bench` cell), as
+    `view_from` rebuilds a summary without its samples."""
+    session = Session(spec, environment, t0=0.0)
+    for event in (_hello(environment), loaded, failure):
+        if event is not None:
+            session.apply(event)
+    session.end_at(0.0)
+    view = replace(session.snapshot(), peaks=peaks)
+    return replace(view, status=status) if status and failure is None else view
+
+
 def rebuilt_differences(view: SessionView, saved: dict[str, Any]) -> list[str]:
     """Where a session rebuilt from its files differs from what its JSON recorded: each
     peak (value and token), the status, a program's generate() calls and, for a placed
@@ -331,17 +300,30 @@ def _loaded(saved: dict[str, Any]) -> ev.Loaded | None:
     if saved.get("weights_bytes") is None:
         return None
     timings = saved.get("timings") or {}
-    return ev.Loaded(
-        weights_bytes=int(saved["weights_bytes"]),
+    return loaded_event(
+        int(saved["weights_bytes"]),
         params=int(saved.get("params") or 0),
         dtype=str(saved.get("dtype") or ""),
+        prompt_tokens=int(saved["spec"].get("prompt_tokens") or 0),
+        load_s=float(timings.get("load_s") or 0.0),
+    )
+
+
+def loaded_event(
+    weights_bytes: int, *, params: int, dtype: str, prompt_tokens: int, load_s: float = 0.0
+) -> ev.Loaded:
+    """The Loaded event of a saved session: its weights, without the model's shape."""
+    return ev.Loaded(
+        weights_bytes=weights_bytes,
+        params=params,
+        dtype=dtype,
         positions=None,
         layers=None,
         hidden=None,
         kv_heads=None,
         head_dim=None,
-        prompt_tokens=int(saved["spec"].get("prompt_tokens") or 0),
-        load_s=float(timings.get("load_s") or 0.0),
+        prompt_tokens=prompt_tokens,
+        load_s=load_s,
     )
 
 

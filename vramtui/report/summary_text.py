@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from vramtui.measure.environment import Environment
 from vramtui.measure.session_view import Peak
 from vramtui.measure.startup import FORKED, FORKED_SPARE, WARM
-from vramtui.measure.summary_format import SavedDevice, StartupTimes, Summary
+from vramtui.measure.summary_record import SavedDevice, StartupTimes, Summary
 from vramtui.report.allocations_text import allocations_text
 from vramtui.report.generations import GENERATION_HEADER, generation_rows
 from vramtui.report.tables import table

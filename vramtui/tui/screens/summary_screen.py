@@ -13,7 +13,8 @@ from textual.widgets import Footer, Static
 from vramtui.analysis.breakdown import compare, estimate_for_session
 from vramtui.analysis.placed_comparison import placed_estimates
 from vramtui.measure.session import SessionView
-from vramtui.measure.summary_format import Summary, typed_summary
+from vramtui.measure.summary_format import typed_summary
+from vramtui.measure.summary_record import Summary
 from vramtui.report.allocations_text import allocations_text
 from vramtui.report.summary_text import (
     DEVICE_HEADER,
