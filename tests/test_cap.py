@@ -20,7 +20,7 @@ from vramtui.measure import events as ev
 from vramtui.measure.engine import device as engine_device
 from vramtui.measure.recorder import Recorder
 from vramtui.measure.session import Session
-from vramtui.measure.summary_format import summary
+from vramtui.measure.summary_format import typed_summary
 from vramtui.predict.estimator import estimate, estimate_run
 from vramtui.predict.fit_forecast import cap_check
 from vramtui.report.export import json_text
@@ -221,7 +221,7 @@ def capped_session(cap: int = 12 * GiB) -> Session:
 
 
 def test_the_summary_says_the_run_was_capped_and_what_the_cap_does_not_hold() -> None:
-    text = summary_text(summary(capped_session().snapshot()))
+    text = summary_text(typed_summary(capped_session().snapshot()))
     row = next(line for line in text.splitlines() if line.startswith("cap "))
     assert "12.00 GiB (12.88 GB)" in row
     assert "fraction 0.150664 of 85.52 GB" in row
@@ -230,7 +230,7 @@ def test_the_summary_says_the_run_was_capped_and_what_the_cap_does_not_hold() ->
 
 def test_an_uncapped_summary_has_no_cap_row() -> None:
     session = Session(RunSpec(model="opt-1.3b", device="cuda:0"))
-    assert "\ncap " not in summary_text(summary(session.snapshot()))
+    assert "\ncap " not in summary_text(typed_summary(session.snapshot()))
 
 
 def test_the_json_says_the_cap_the_fraction_and_what_the_cap_holds() -> None:

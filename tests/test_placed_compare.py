@@ -10,8 +10,7 @@ import pytest
 
 from vramtui.analysis.placed_comparison import placed_estimates
 from vramtui.cli import main
-from vramtui.measure.device_view import devices_summary
-from vramtui.measure.summary_format import summary as summary_of
+from vramtui.measure.summary_format import typed_summary as summary_of
 from vramtui.report.saved import load_view
 from vramtui.report.summary_text import device_rows, summary_text
 from vramtui.runspec import RunSpec
@@ -64,7 +63,7 @@ def test_each_gpu_predicted_for_the_layers_it_holds() -> None:
     # half the layers each: half the cache each; logits and sampling where the head is
     assert predicted["cuda:0"].kv_cache_bytes == predicted["cuda:1"].kv_cache_bytes
     assert predicted["cuda:1"].transient_bytes == 0 < predicted["cuda:0"].transient_bytes
-    rows = device_rows(devices_summary(view), predicted)
+    rows = device_rows(summary_of(view).devices, predicted)
     second = next(r for r in rows if r[0] == "cuda:1")
     assert second[4].startswith(format_bytes(predicted["cuda:1"].peak_allocated_bytes, 2))
     assert second[5] == format_bytes(view.device_peaks["cuda:1"]["nvml_process"].value, 2)

@@ -86,3 +86,34 @@ def test_a_placed_runs_csv_is_read_as_its_own_devices_series() -> None:
     assert view.peaks["allocated"].token == recorded["peaks"]["allocated"]["token"]
     assert [d["device"] for d in summary_of(view)["devices"]] == ["cuda:0", "cpu"]
     assert rebuilt_differences(view, recorded) == []
+
+
+def test_show_prints_what_the_run_printed(
+    tiny_session: SessionView, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from vramtui.measure.summary_format import typed_summary
+    from vramtui.report.summary_text import summary_text
+
+    path = write_json(tiny_session, tmp_path / "s.json")
+    assert main(["show", str(path)]) == 0
+    assert capsys.readouterr().out == summary_text(typed_summary(tiny_session)) + "\n"
+
+
+def test_an_older_summary_reads_back_typed_with_defaults() -> None:
+    """A placed run's file written before each GPU's NVML peak was kept: the run's own
+    device takes the run's NVML peak; what the file lacks takes its default."""
+    from vramtui.measure.summary_format import read_summary
+
+    devices = [{"device": "cuda:0", "layers": [0, 1]}, {"device": "cpu", "layers": [2]}]
+    saved = {"vramtui_summary_version": 1, "status": "completed", "tokens_generated": 3,
+             "peaks": {"allocated": {"value": 5, "token": 2, "phase": "decode", "t_s": 0.5}},
+             "spec": {"model": "m"}, "environment": {"device": "cuda:0"},
+             "peak_nvml_process_bytes": 7, "devices": devices}  # fmt: skip
+    summary = read_summary(saved)
+    assert [(d.device, d.layers, d.peak_nvml_process_bytes) for d in summary.devices] == [
+        ("cuda:0", (0, 1), 7),
+        ("cpu", (2,), None),
+    ]
+    assert summary.peaks["allocated"].token == 2 and summary.peaks["allocated"].t == 0.5
+    assert summary.failure is None and summary.startup is None and summary.cap_bytes is None
+    assert summary.environment.device == "cuda:0" and summary.tokens_requested is None

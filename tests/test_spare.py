@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+from dataclasses import replace
 
 import psutil
 import pytest
@@ -23,7 +24,8 @@ from vramtui.measure.engine.spare import SparePool
 from vramtui.measure.recorder import Recorder
 from vramtui.measure.session import SessionView
 from vramtui.measure.startup import COLD, WARM
-from vramtui.measure.summary_format import summary as summary_of
+from vramtui.measure.summary_format import typed_summary as summary_of
+from vramtui.measure.summary_record import StartupTimes
 from vramtui.report.export import json_text
 from vramtui.report.summary_text import fact_rows, startup_line, summary_text
 from vramtui.runspec import RunSpec
@@ -108,14 +110,13 @@ def test_startup_timings_are_in_the_json_and_the_summary(
 
 def test_a_spare_still_importing_at_run_is_not_said_to_have_finished() -> None:
     # as the H200 screenshot run had it: Run pressed 0.56 s after the spare started
-    timings = {"startup": {"engine": WARM, "imports_done_s": 13.6105, "imports_s": 14.0338,
-               "device_init_s": 0.3846, "build_s": 0.239, "first_step_s": 0.3609,
-               "first_token_s": 14.5963}}  # fmt: skip
+    timings = StartupTimes(engine=WARM, imports_done_s=13.6105, imports_s=14.0338,
+                           device_init_s=0.3846, build_s=0.239, first_step_s=0.3609,
+                           first_token_s=14.5963)  # fmt: skip
     line = startup_line(timings)
     assert line is not None and "imports done before Run" not in line
     assert "first token 14.60 s after Run (warm spare: still importing at Run, done 13.61 s" in line
-    assert "imports done before Run" in (startup_line({"startup": {**timings["startup"],
-                                         "imports_done_s": -2.0}}) or "")  # fmt: skip
+    assert "imports done before Run" in (startup_line(replace(timings, imports_done_s=-2.0)) or "")
 
 
 @pytest.mark.engine

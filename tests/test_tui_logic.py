@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
@@ -401,11 +402,12 @@ def test_breakdown_rows_and_bar() -> None:
 
 
 def test_a_program_summary_counts_its_tokens_without_a_budget() -> None:
+    from vramtui.measure.summary_record import Summary
     from vramtui.tui.screens.summary_screen import heading
 
-    program = {"status": "completed", "model": "train.py", "tokens_generated": 50}
-    assert heading({**program, "tokens_requested": None}) == "Peak memory — train.py, 50 tokens"
-    run = {**program, "model": "opt-125m", "tokens_requested": 60}
+    program = Summary(status="completed", model="train.py", tokens_generated=50)
+    assert heading(program) == "Peak memory — train.py, 50 tokens"
+    run = replace(program, model="opt-125m", tokens_requested=60)
     assert heading(run) == "Peak memory — opt-125m, 50/60 tokens"
 
 

@@ -1,5 +1,5 @@
 """A placed run's devices predicted, for the table of predicted against measured that
-the summary screen, `run` and `show` print (report/text.py's device_rows).
+the summary screen, `run` and `show` print (report/summary_text.py's device_rows).
 
 The prediction is predict/placed.py's, for the placement the run itself made (its Placed
 event, saved in the JSON's `devices`): no second placement is computed.

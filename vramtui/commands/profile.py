@@ -21,7 +21,7 @@ from vramtui.measure import events as ev
 from vramtui.measure.recorder import Recorder
 from vramtui.measure.script.program_process import Program, program_from
 from vramtui.measure.session import SessionView
-from vramtui.measure.summary_format import summary
+from vramtui.measure.summary_format import typed_summary
 from vramtui.report.summary_text import summary_text
 from vramtui.units import format_bytes
 
@@ -90,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
         recorder.session.fail(ev.Failed("cancelled", interrupted.reason, "start"))
     view = recorder.session.snapshot()
     written = keep(view, args.csv, args.json, folder)
-    stderr_line(summary_text(summary(view)))
+    stderr_line(summary_text(typed_summary(view)))
     code = program_exit_code(recorder.exit_code, view, interrupted is not None)
     return code if code or written else 1
 

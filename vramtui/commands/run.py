@@ -20,7 +20,7 @@ from vramtui.measure import device_inventory
 from vramtui.measure import events as ev
 from vramtui.measure.recorder import Recorder
 from vramtui.measure.session import Session, SessionView
-from vramtui.measure.summary_format import summary
+from vramtui.measure.summary_format import typed_summary
 from vramtui.report.export import check_writable, write_csv, write_json
 from vramtui.report.sessions import autosave
 from vramtui.report.summary_text import summary_text
@@ -160,7 +160,7 @@ def run(args: argparse.Namespace) -> int:
         # was measured, so nothing is written.
         raise UsageError(failure.message, field="device")
     saved = keep(view, args.csv, args.json, folder)
-    print(summary_text(summary(view), placed_estimates(view)))
+    print(summary_text(typed_summary(view), placed_estimates(view)))
     if failure and view.status != "cancelled":
         stderr_line(f"vramtui: run {view.status}: {failure.kind}: {failure.message}")
     code = exit_code(view, interrupted is not None)

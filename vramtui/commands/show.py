@@ -9,7 +9,7 @@ from typing import Any
 
 from vramtui.errors import UsageError
 from vramtui.measure.environment import Environment
-from vramtui.measure.summary_format import view_from
+from vramtui.measure.summary_format import read_summary, saved_environment, view_from
 from vramtui.report.saved import csv_rows, summary_from_json
 from vramtui.report.summary_text import device_note, series_labels, summary_text
 from vramtui.report.tables import table
@@ -37,10 +37,11 @@ def _csv_backend(path: Path, rows: list[dict[str, str]]) -> str | None:
     beside = path.with_suffix(".json")
     if beside.is_file():
         try:
-            backend = json.loads(beside.read_text(encoding="utf-8"))["environment"]["backend"]
-            return str(backend)
-        except (OSError, ValueError, KeyError, TypeError):
-            pass
+            backend = saved_environment(json.loads(beside.read_text(encoding="utf-8"))).backend
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            backend = None
+        if backend is not None:
+            return backend
     if rows and not any(r["reserved_bytes"] or r["nvml_process_bytes"] for r in rows):
         return "cpu"
     return None
@@ -119,12 +120,13 @@ def run(args: argparse.Namespace) -> int:
     if path.suffix.lower() == ".csv":
         print(csv_peaks(path))
     elif path.suffix.lower() == ".json":
-        summary = summary_from_json(path)
+        saved = summary_from_json(path)
+        summary = read_summary(saved)
         predicted = None
-        if summary.get("devices"):  # placed: each device predicted for the run's placement
+        if summary.devices:  # placed: each device predicted for the run's placement
             from vramtui.analysis.placed_comparison import placed_estimates
 
-            predicted = placed_estimates(view_from(summary, []), only_cached=False)
+            predicted = placed_estimates(view_from(saved, []), only_cached=False)
         print(summary_text(summary, predicted))
     else:
         raise UsageError(f"expected a .json or .csv file written by vramtui, got {path.name}")

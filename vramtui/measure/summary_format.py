@@ -1,5 +1,5 @@
 """A session's JSON summary, both ways: `summary(view)` writes it, `session_from` reads
-one back into a Session.
+one back into a Session and `read_summary` into the typed Summary the text views print.
 
 The one place that knows the format. A summary holds how the run ended, its peaks, rates
 and timings, the spec and the environment; what was measured step by step is in the CSV
@@ -19,7 +19,8 @@ from vramtui.measure.environment import Environment
 from vramtui.measure.session import DeviceNvml, NvmlSample, Peak, Session, SessionView
 from vramtui.measure.session_view import tokens_rate
 from vramtui.measure.startup import startup_timings
-from vramtui.runspec.program_spec import saved_spec
+from vramtui.measure.summary_record import SavedDevice, StartupTimes, Summary
+from vramtui.runspec.program_spec import SessionSpec, saved_spec
 from vramtui.runspec.run_spec import RunSpec
 
 VERSION = 1
@@ -159,6 +160,96 @@ def view_from(saved: dict[str, Any], items: list[Item]) -> SessionView:
     return view
 
 
+def read_summary(saved: dict[str, Any]) -> Summary:
+    """The Summary a session's JSON holds, of any version: what it lacks takes its default.
+    A damaged one raises KeyError, TypeError or ValueError."""
+    environment = saved_environment(saved)
+    up = (saved.get("timings") or {}).get("startup")
+    failure = saved.get("failure")
+    snapshot = saved.get("allocation_snapshot")
+    cap = (saved.get("spec") or {}).get("cap_bytes")
+    fraction = environment.other.get("memory_fraction")
+    return Summary(
+        status=str(saved["status"]),
+        model=saved.get("model"),
+        tokens_generated=int(saved["tokens_generated"]),
+        tokens_requested=saved.get("tokens_requested"),
+        dtype=saved.get("dtype"),
+        tokens_per_s=saved.get("tokens_per_s"),
+        weights_bytes=saved.get("weights_bytes"),
+        kv_cache_bytes_final=saved.get("kv_cache_bytes_final"),
+        bytes_per_param_peak_allocated=saved.get("bytes_per_param_peak_allocated"),
+        bytes_per_param_peak_process=saved.get("bytes_per_param_peak_process"),
+        peaks={name: _peak(p) for name, p in saved["peaks"].items() if p},
+        startup=StartupTimes(**_known(StartupTimes, up)) if up else None,
+        failure=ev.Failed(**_known(ev.Failed, failure)) if failure else None,
+        notices=tuple(str(n) for n in saved.get("notices") or ()),
+        generations=tuple(_generation(g) for g in saved.get("generations") or ()),
+        allocation_snapshot=(
+            ev.AllocationSnapshot(**_known(ev.AllocationSnapshot, snapshot)) if snapshot else None
+        ),
+        devices=_saved_devices(saved, environment.device),
+        cap_bytes=int(cap) if cap else None,
+        cap_fraction=str(fraction) if fraction else None,
+        environment=environment,
+    )
+
+
+def saved_environment(saved: dict[str, Any]) -> Environment:
+    """The environment a summary recorded (none recorded: an empty one)."""
+    return Environment.from_dict(saved.get("environment") or {})
+
+
+def typed_summary(view: SessionView) -> Summary:
+    """The Summary of a session, as its JSON will read back."""
+    return read_summary(summary(view))
+
+
+def _peak(saved: dict[str, Any]) -> Peak:
+    token = saved.get("token")
+    return Peak(int(saved["value"]), token, str(saved.get("phase")), float(saved.get("t_s") or 0))
+
+
+def _saved_devices(saved: dict[str, Any], run_device: str | None) -> tuple[SavedDevice, ...]:
+    """A placed model's devices; in files written before each GPU's NVML was kept, the
+    run's own device given the run's NVML peak."""
+    run_nvml = saved.get("peak_nvml_process_bytes")
+    return tuple(
+        SavedDevice(
+            device=str(d.get("device")),
+            layers=tuple(d.get("layers") or ()),
+            weights_bytes=d.get("weights_bytes"),
+            peak_allocated_bytes=d.get("peak_allocated_bytes"),
+            peak_nvml_process_bytes=(
+                run_nvml
+                if d.get("device") == run_device and "peak_nvml_process_bytes" not in d
+                else d.get("peak_nvml_process_bytes")
+            ),
+        )
+        for d in saved.get("devices") or ()
+    )
+
+
+def peaks_view(
+    spec: SessionSpec,
+    environment: Environment,
+    status: str,
+    peaks: dict[str, Peak],
+    *,
+    loaded: ev.Loaded | None = None,
+    failure: ev.Failed | None = None,
+) -> SessionView:
+    """A session known only by its peaks and how it ended (a `vramtui bench` cell), as
+    `view_from` rebuilds a summary without its samples."""
+    session = Session(spec, environment, t0=0.0)
+    for event in (_hello(environment), loaded, failure):
+        if event is not None:
+            session.apply(event)
+    session.end_at(0.0)
+    view = replace(session.snapshot(), peaks=peaks)
+    return replace(view, status=status) if status and failure is None else view
+
+
 def rebuilt_differences(view: SessionView, saved: dict[str, Any]) -> list[str]:
     """Where a session rebuilt from its files differs from what its JSON recorded: each
     peak (value and token), the status, a program's generate() calls and, for a placed
@@ -209,17 +300,30 @@ def _loaded(saved: dict[str, Any]) -> ev.Loaded | None:
     if saved.get("weights_bytes") is None:
         return None
     timings = saved.get("timings") or {}
-    return ev.Loaded(
-        weights_bytes=int(saved["weights_bytes"]),
+    return loaded_event(
+        int(saved["weights_bytes"]),
         params=int(saved.get("params") or 0),
         dtype=str(saved.get("dtype") or ""),
+        prompt_tokens=int(saved["spec"].get("prompt_tokens") or 0),
+        load_s=float(timings.get("load_s") or 0.0),
+    )
+
+
+def loaded_event(
+    weights_bytes: int, *, params: int, dtype: str, prompt_tokens: int, load_s: float = 0.0
+) -> ev.Loaded:
+    """The Loaded event of a saved session: its weights, without the model's shape."""
+    return ev.Loaded(
+        weights_bytes=weights_bytes,
+        params=params,
+        dtype=dtype,
         positions=None,
         layers=None,
         hidden=None,
         kv_heads=None,
         head_dim=None,
-        prompt_tokens=int(saved["spec"].get("prompt_tokens") or 0),
-        load_s=float(timings.get("load_s") or 0.0),
+        prompt_tokens=prompt_tokens,
+        load_s=load_s,
     )
 
 

@@ -1,7 +1,6 @@
 """The top allocations of a session's allocator snapshot (`--snapshot`), as text rows.
 
-Reads the `allocation_snapshot` entry of a session's JSON summary (an
-events.AllocationSnapshot as plain data); shared by `vramtui show`, `vramtui run`
+Reads a session's events.AllocationSnapshot; shared by `vramtui show`, `vramtui run`
 and the app's summary screen.
 """
 
@@ -9,8 +8,8 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
+from vramtui.measure import events as ev
 from vramtui.measure.allocator_snapshot import KINDS
 from vramtui.report.sessions import free_stem, safe_name
 from vramtui.report.tables import table
@@ -25,49 +24,45 @@ _REASONS = {
 }
 
 
-def moment_line(snap: dict[str, Any]) -> str:
+def moment_line(snap: ev.AllocationSnapshot) -> str:
     """Where the snapshot was taken and what was live: one line."""
-    token = snap.get("token")
-    step = f"token {token}" if token is not None else str(snap.get("phase") or "—")
+    step = f"token {snap.token}" if snap.token is not None else str(snap.phase or "—")
     line = (
-        f"What held the bytes {_REASONS.get(snap['reason'], snap['reason'])} "
-        f"({step}, {snap.get('phase')}): {format_bytes(snap['allocated_bytes'], 2)} "
-        f"in {snap['count']} allocations"
+        f"What held the bytes {_REASONS.get(snap.reason, snap.reason)} "
+        f"({step}, {snap.phase}): {format_bytes(snap.allocated_bytes, 2)} "
+        f"in {snap.count} allocations"
     )
-    if snap.get("requested_bytes"):
-        line += f"; the allocation that failed asked {format_bytes(snap['requested_bytes'], 2)}"
+    if snap.requested_bytes:
+        line += f"; the allocation that failed asked {format_bytes(snap.requested_bytes, 2)}"
     return line
 
 
-def kind_line(snap: dict[str, Any]) -> str:
-    by_kind = snap.get("by_kind") or {}
+def kind_line(snap: ev.AllocationSnapshot) -> str:
+    by_kind = snap.by_kind or {}
     return " · ".join(f"{k} {format_bytes(by_kind.get(k, 0), 2)}" for k in KINDS)
 
 
-def allocation_rows(snap: dict[str, Any]) -> list[tuple[str, str, str]]:
+def allocation_rows(snap: ev.AllocationSnapshot) -> list[tuple[str, str, str]]:
     """(size, kind, frame) for each of the largest allocations, largest first."""
-    return [(format_bytes(a["size"], 2), a["kind"], a["frame"]) for a in snap.get("top") or []]
+    return [(format_bytes(a["size"], 2), a["kind"], a["frame"]) for a in snap.top or []]
 
 
-def file_line(snap: dict[str, Any]) -> str:
-    path = snap.get("path")
-    if not path:
+def file_line(snap: ev.AllocationSnapshot) -> str:
+    if not snap.path:
         return "the snapshot file was not written"
-    return f"snapshot: {path} (opens in https://pytorch.org/memory_viz)"
+    return f"snapshot: {snap.path} (opens in https://pytorch.org/memory_viz)"
 
 
-def allocations_text(summary: dict[str, Any]) -> str | None:
+def allocations_text(snap: ev.AllocationSnapshot | None) -> str | None:
     """The snapshot section of a summary, or None where the run took none."""
-
-    snap = summary.get("allocation_snapshot")
-    if not snap:
+    if snap is None:
         return None
     lines = [moment_line(snap), kind_line(snap), ""]
     rows = allocation_rows(snap)
     if rows:
         lines.append(table(rows, ALLOCATION_HEADER))
     lines.append(file_line(snap))
-    lines += [f"note: {n}" for n in snap.get("notes") or []]
+    lines += [f"note: {n}" for n in snap.notes or []]
     return "\n".join(lines)
 
 

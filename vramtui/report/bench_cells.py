@@ -8,14 +8,17 @@ from pathlib import Path
 from typing import Any
 
 from vramtui.errors import UsageError
-from vramtui.measure.session import SessionView
-from vramtui.measure.summary_format import view_from
+from vramtui.measure import events as ev
+from vramtui.measure.environment import Environment
+from vramtui.measure.session import Peak, SessionView
+from vramtui.measure.summary_format import loaded_event, peaks_view
 from vramtui.report.bench_table import (
     CSV_COLUMNS,
     ENVIRONMENT_COLUMNS,
     SPEC_COLUMNS,
 )
 from vramtui.report.saved import read_text, whole_cell
+from vramtui.runspec.program_spec import saved_spec
 
 # bench CSV column -> the session's peak it holds
 _PEAKS = {
@@ -42,8 +45,9 @@ def _backend(device: str) -> str:
     return device.split(":")[0] if device else "cuda"
 
 
-def cell_summary(row: dict[str, str], where: str) -> dict[str, Any]:
-    """A bench row as a session summary holds it: spec, environment, weights, peaks."""
+def cell_view(row: dict[str, str], where: str) -> SessionView:
+    """A bench row as a session that holds only its peaks: its spec, environment,
+    weights and how it ended."""
     spec: dict[str, Any] = {k: row[k] or None for k in SPEC_COLUMNS if k not in ("cell", "repeat")}
     for key in _INTS:
         if key in spec:
@@ -55,22 +59,20 @@ def cell_summary(row: dict[str, str], where: str) -> dict[str, Any]:
     for name, column in _PEAKS.items():
         value = whole_cell(row, column, where)
         if value is not None:
-            peaks[name] = {"value": value, "token": None, "phase": "", "t_s": 0.0}
+            peaks[name] = Peak(value, None, "", 0.0)
     failure = None
     if row["failure_kind"]:
-        token = whole_cell(row, "failure_token", where)
-        failure = {"kind": row["failure_kind"], "message": row["failure_message"],
-                   "phase": row["failure_phase"], "token": token}  # fmt: skip
-    return {
-        "spec": spec,
-        "environment": environment,
-        "status": row["status"],
-        "failure": failure,
-        "weights_bytes": whole_cell(row, "weights_bytes", where),
-        "params": whole_cell(row, "params", where),
-        "dtype": row["dtype"],
-        "peaks": peaks,
-    }
+        kind, message, phase = (row[f"failure_{k}"] for k in ("kind", "message", "phase"))
+        failure = ev.Failed(kind, message, phase, whole_cell(row, "failure_token", where))
+    weights = whole_cell(row, "weights_bytes", where)
+    loaded = None
+    if weights is not None:
+        params, prompt = (whole_cell(row, k, where) or 0 for k in ("params", "prompt_tokens"))
+        loaded = loaded_event(weights, params=params, dtype=row["dtype"], prompt_tokens=prompt)
+    return peaks_view(
+        saved_spec(spec), Environment.from_dict(environment), row["status"], peaks,
+        loaded=loaded, failure=failure,
+    )  # fmt: skip
 
 
 def bench_views(path: Path) -> list[SessionView]:
@@ -82,7 +84,7 @@ def bench_views(path: Path) -> list[SessionView]:
             raise UsageError(f"{path}, line {n}: the cells do not match the bench header")
         row = {column: cells.get(column, "") for column in CSV_COLUMNS}
         if row["status"] != "skipped":
-            views.append(view_from(cell_summary(row, f"{path}, line {n}"), []))
+            views.append(cell_view(row, f"{path}, line {n}"))
     if not views:
         raise UsageError(f"{path} holds no measured cell")
     return views

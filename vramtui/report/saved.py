@@ -19,7 +19,7 @@ from typing import Any
 from vramtui.errors import UsageError
 from vramtui.measure import events as ev
 from vramtui.measure.session import DeviceNvml, NvmlSample, SessionView
-from vramtui.measure.summary_format import REQUIRED_KEYS, Item, view_from
+from vramtui.measure.summary_format import REQUIRED_KEYS, Item, read_summary, view_from
 from vramtui.report.export import CSV_COLUMNS, CSV_COLUMNS_V1, CSV_COLUMNS_V2
 from vramtui.report.summary_text import summary_text
 
@@ -47,7 +47,7 @@ def summary_from_json(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict) or any(key not in data for key in REQUIRED_KEYS):
         raise UsageError(f"{path} is not a vramtui session summary")
     try:
-        summary_text(data)
+        summary_text(read_summary(data))
     except (KeyError, TypeError, AttributeError, ValueError) as exc:
         raise UsageError(
             f"{path} is a damaged vramtui summary ({type(exc).__name__}: {exc})"

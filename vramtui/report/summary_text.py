@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from vramtui.measure.environment import Environment
+from vramtui.measure.session_view import Peak
 from vramtui.measure.startup import FORKED, FORKED_SPARE, WARM
+from vramtui.measure.summary_record import SavedDevice, StartupTimes, Summary
 from vramtui.report.allocations_text import allocations_text
 from vramtui.report.generations import GENERATION_HEADER, generation_rows
 from vramtui.report.tables import table
@@ -32,11 +35,6 @@ _BACKEND_LABELS = {
 }
 
 
-def saved_environment(summary: dict[str, Any]) -> Environment:
-    """The environment a summary recorded (none recorded: an empty one)."""
-    return Environment.from_dict(summary.get("environment") or {})
-
-
 def series_labels(backend: str | None) -> dict[str, str]:
     """SERIES_LABELS, named for what they measure on `backend` (cuda, mps, cpu)."""
     labels = dict(SERIES_LABELS)
@@ -57,38 +55,35 @@ def device_note(environment: Environment) -> str | None:
     return None
 
 
-def at_text(peak: dict[str, Any]) -> str:
-    token = peak.get("token")
-    where = f"token {token}" if token is not None else "—"
-    return f"{where} ({peak.get('phase')})"
+def at_text(peak: Peak) -> str:
+    where = f"token {peak.token}" if peak.token is not None else "—"
+    return f"{where} ({peak.phase})"
 
 
-def peak_rows(
-    summary: dict[str, Any], labels: dict[str, str] | None = None
-) -> list[tuple[str, str, str]]:
+def peak_rows(summary: Summary, labels: dict[str, str] | None = None) -> list[tuple[str, str, str]]:
     """(series, peak, where) for every series that has a peak."""
     rows = []
     for name, label in (labels or SERIES_LABELS).items():
-        peak = summary["peaks"].get(name)
+        peak = summary.peaks.get(name)
         if peak:
-            rows.append((label, format_bytes(peak["value"], 2), at_text(peak)))
+            rows.append((label, format_bytes(peak.value, 2), at_text(peak)))
     return rows
 
 
-def fact_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
-    env = saved_environment(summary)
-    rate = summary.get("tokens_per_s")
-    where = ", ".join(str(x) for x in (env.device, summary.get("dtype")) if x)
+def fact_rows(summary: Summary) -> list[tuple[str, str]]:
+    env = summary.environment
+    rate = summary.tokens_per_s
+    where = ", ".join(str(x) for x in (env.device, summary.dtype) if x)
     rows = [
-        ("status", str(summary["status"])),
-        ("model", f"{summary.get('model')} ({where})" if where else str(summary.get("model"))),
+        ("status", summary.status),
+        ("model", f"{summary.model} ({where})" if where else str(summary.model)),
         ("tokens", _tokens(summary)),
         ("tok/s", f"{rate:.1f}" if rate else "–"),
-        ("weights", format_bytes(summary.get("weights_bytes"), 2)),
-        ("KV cache at end", format_bytes(summary.get("kv_cache_bytes_final"), 2)),
+        ("weights", format_bytes(summary.weights_bytes, 2)),
+        ("KV cache at end", format_bytes(summary.kv_cache_bytes_final, 2)),
     ]
-    bpp_alloc = summary.get("bytes_per_param_peak_allocated")
-    bpp_proc = summary.get("bytes_per_param_peak_process")
+    bpp_alloc = summary.bytes_per_param_peak_allocated
+    bpp_proc = summary.bytes_per_param_peak_process
     if bpp_alloc is not None:
         rows.append(("bytes/param (peak allocated)", f"{bpp_alloc:.2f}"))
     if bpp_proc is not None:
@@ -100,62 +95,55 @@ def fact_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
     cap = cap_line(summary)
     if cap:
         rows.append(("cap", cap))
-    startup = startup_line(summary.get("timings"))
+    startup = startup_line(summary.startup)
     if startup:
         rows.append(("start-up", startup))
-    failure = summary.get("failure")
+    failure = summary.failure
     if failure:
-        where = (
-            f"token {failure['token']}" if failure.get("token") is not None else failure["phase"]
-        )
-        rows.append(("reason", f"{failure['kind']} at {where}: {failure['message']}"))
+        where = f"token {failure.token}" if failure.token is not None else failure.phase
+        rows.append(("reason", f"{failure.kind} at {where}: {failure.message}"))
     return rows
 
 
-def cap_line(summary: dict[str, Any]) -> str | None:
+def cap_line(summary: Summary) -> str | None:
     """A --cap run: the cap, the fraction the engine set, and what the cap does not hold."""
-    cap = (summary.get("spec") or {}).get("cap_bytes")
-    if not cap:
+    if not summary.cap_bytes:
         return None
-    env = summary.get("environment", {})
-    fraction = env.get("memory_fraction")
-    total = env.get("device_total_bytes")
+    fraction, total = summary.cap_fraction, summary.environment.device_total_bytes
     of = f"; fraction {fraction} of {format_bytes(total, 2)}" if fraction and total else ""
     return (
-        f"{format_cap(int(cap))}, torch's caching allocator only{of} — the CUDA context "
-        "is not under the cap (NVML's process figure includes it)"
+        f"{format_cap(summary.cap_bytes)}, torch's caching allocator only{of} — the CUDA "
+        "context is not under the cap (NVML's process figure includes it)"
     )
 
 
-def startup_line(timings: dict[str, Any] | None) -> str | None:
+def _seconds(value: float | None) -> str:
+    return f"{value:.2f} s" if value is not None else "–"
+
+
+def startup_line(up: StartupTimes | None) -> str | None:
     """One line for the summary: time to the first token from Run, and where it went."""
-    up = (timings or {}).get("startup")
-    if not up or up.get("first_token_s") is None:
+    if up is None or up.first_token_s is None:
         return None
-
-    def s(key: str) -> str:
-        value = up.get(key)
-        return f"{value:.2f} s" if value is not None else "–"
-
-    done = up.get("imports_done_s")
-    imported_ahead = up.get("engine") in (WARM, FORKED, FORKED_SPARE)  # a spare, or forked
+    done = up.imports_done_s
+    imported_ahead = up.engine in (WARM, FORKED, FORKED_SPARE)  # a spare, or forked
     if imported_ahead and (done is None or done <= 0):
         before = "imports done before Run"
     elif imported_ahead:  # Run came while the spare (or the server) was still importing
-        before = f"still importing at Run, done {s('imports_done_s')} after"
+        before = f"still importing at Run, done {_seconds(done)} after"
     else:
-        before = f"imports {s('imports_s')}"
-    stages = f"{before}, device {s('device_init_s')}, build {s('build_s')}"
+        before = f"imports {_seconds(up.imports_s)}"
+    stages = f"{before}, device {_seconds(up.device_init_s)}, build {_seconds(up.build_s)}"
     return (
-        f"first token {s('first_token_s')} after Run ({up.get('engine') or 'engine'}: "
-        f"{stages}, first step {s('first_step_s')})"
+        f"first token {_seconds(up.first_token_s)} after Run ({up.engine or 'engine'}: "
+        f"{stages}, first step {_seconds(up.first_step_s)})"
     )
 
 
-def _tokens(summary: dict[str, Any]) -> str:
+def _tokens(summary: Summary) -> str:
     """generated/requested; a profiled program requests no number, so generated alone."""
-    requested = summary.get("tokens_requested")
-    generated = summary["tokens_generated"]
+    requested = summary.tokens_requested
+    generated = summary.tokens_generated
     return f"{generated}/{requested}" if requested is not None else str(generated)
 
 
@@ -201,30 +189,17 @@ def _against(predicted: int | None, measured: int | None) -> str:
     return text
 
 
-def placed_devices(summary: dict[str, Any]) -> list[dict[str, Any]]:
-    """The summary's `devices`; in files written before each GPU's NVML was kept, the run's
-    own device given the run's NVML peak."""
-    device = saved_environment(summary).device
-    peak = summary.get("peak_nvml_process_bytes")
-    return [
-        {**d, "peak_nvml_process_bytes": peak}
-        if d.get("device") == device and "peak_nvml_process_bytes" not in d
-        else d
-        for d in summary.get("devices") or []
-    ]
-
-
 def device_rows(
-    devices: list[dict[str, Any]], predicted: dict[str, DeviceEstimate] | None = None
+    devices: Sequence[SavedDevice], predicted: dict[str, DeviceEstimate] | None = None
 ) -> list[tuple[str, ...]]:
     """One row per device of a placed run's summary `devices`: what it holds, its measured
-    peaks and, where predicted (report/placed_compare.py), the prediction and its error.
-    The CPU's RSS is held against its predicted total (weights and the process)."""
+    peaks and, where predicted (analysis/placed_comparison.py), the prediction and its
+    error. The CPU's RSS is held against its predicted total (weights and the process)."""
     rows: list[tuple[str, ...]] = []
     for d in devices:
-        name = str(d.get("device"))
+        name = d.device
         guess = (predicted or {}).get(name)
-        peak, nvml = d.get("peak_allocated_bytes"), d.get("peak_nvml_process_bytes")
+        peak, nvml = d.peak_allocated_bytes, d.peak_nvml_process_bytes
         gpu = name.startswith("cuda")
         alloc_guess = total_guess = None
         if guess is not None:
@@ -233,8 +208,8 @@ def device_rows(
         rows.append(
             (
                 name,
-                layer_span(list(d.get("layers") or [])),
-                format_bytes(d.get("weights_bytes"), 2),
+                layer_span(d.layers),
+                format_bytes(d.weights_bytes, 2),
                 format_bytes(peak, 2),
                 _against(alloc_guess, peak),
                 format_bytes(nvml, 2) if gpu else "–",
@@ -244,27 +219,27 @@ def device_rows(
     return rows
 
 
-def summary_text(
-    summary: dict[str, Any], predicted: dict[str, DeviceEstimate] | None = None
-) -> str:
+def summary_text(summary: Summary, predicted: dict[str, DeviceEstimate] | None = None) -> str:
     """The peak summary; a placed run's devices each with `predicted`, where given."""
-    head = f"Peak memory — {summary.get('model')}, {summary['tokens_generated']} tokens"
-    env = saved_environment(summary)
+    head = f"Peak memory — {summary.model}, {summary.tokens_generated} tokens"
+    env = summary.environment
     rows = peak_rows(summary, series_labels(env.backend))
     parts = [head, "", table(rows, ("series", "peak", "at")), ""]
     note = device_note(env)
     if note:
         parts += [note, ""]
     parts.append(table([(k, v) for k, v in fact_rows(summary)]))
-    if summary.get("generations"):  # a profiled program's generate() calls
-        calls = generation_rows(summary["generations"])
+    if summary.generations:  # a profiled program's generate() calls
+        calls = generation_rows(summary.generations)
         parts += ["", "generate() calls", table(calls, GENERATION_HEADER)]
-    snapshot = allocations_text(summary)  # --snapshot: what held the bytes at the peak
+    snapshot = allocations_text(
+        summary.allocation_snapshot
+    )  # --snapshot: what held the bytes at the peak
     if snapshot:
         parts += ["", snapshot]
-    if summary.get("devices"):  # a model placed across devices
-        devices = device_rows(placed_devices(summary), predicted)
+    if summary.devices:  # a model placed across devices
+        devices = device_rows(summary.devices, predicted)
         parts += ["", "each device", table(devices, DEVICE_HEADER), DEVICE_NOTE]
-    for notice in summary.get("notices", []):
+    for notice in summary.notices:
         parts.append(f"note: {notice}")
     return "\n".join(parts)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
@@ -15,7 +13,8 @@ from textual.widgets import Footer, Static
 from vramtui.analysis.breakdown import compare, estimate_for_session
 from vramtui.analysis.placed_comparison import placed_estimates
 from vramtui.measure.session import SessionView
-from vramtui.measure.summary_format import summary
+from vramtui.measure.summary_format import typed_summary
+from vramtui.measure.summary_record import Summary
 from vramtui.report.allocations_text import allocations_text
 from vramtui.report.summary_text import (
     DEVICE_HEADER,
@@ -25,8 +24,6 @@ from vramtui.report.summary_text import (
     device_rows,
     fact_rows,
     peak_rows,
-    placed_devices,
-    saved_environment,
     series_labels,
 )
 from vramtui.tui.app_host import host_of
@@ -36,22 +33,22 @@ from vramtui.tui.storage import display_path
 from vramtui.tui.widgets.header import ScreenHeader
 
 
-def heading(summary: dict[str, Any]) -> str:
-    status = summary["status"]
-    requested = summary.get("tokens_requested")  # a profiled program has no token budget
-    done = summary["tokens_generated"]
+def heading(summary: Summary) -> str:
+    status = summary.status
+    requested = summary.tokens_requested  # a profiled program has no token budget
+    done = summary.tokens_generated
     tokens = f"{done}/{requested} tokens" if requested is not None else f"{done} tokens"
-    head = f"Peak memory — {summary.get('model')}, {tokens}"
+    head = f"Peak memory — {summary.model}, {tokens}"
     if status == "completed":
         return head
-    failure = summary.get("failure") or {}
-    if failure.get("kind") and failure.get("kind") != "cancelled":
-        return f"{head} · failed ({failure['kind']})"
+    kind = summary.failure.kind if summary.failure else None
+    if kind and kind != "cancelled":
+        return f"{head} · failed ({kind})"
     return f"{head} · {status}"
 
 
-def peaks_table(summary: dict[str, Any]) -> Table:
-    backend = saved_environment(summary).backend
+def peaks_table(summary: Summary) -> Table:
+    backend = summary.environment.backend
     table = Table(box=None, padding=(0, 2, 0, 0), show_edge=False, header_style="bold")
     table.add_column("series", no_wrap=True)
     table.add_column("peak", justify="right", no_wrap=True)
@@ -64,10 +61,10 @@ def peaks_table(summary: dict[str, Any]) -> Table:
     return table
 
 
-def devices_table(summary: dict[str, Any], view: SessionView) -> Table | None:
+def devices_table(summary: Summary, view: SessionView) -> Table | None:
     """A placed model's devices: layers, weights, peaks (allocator and NVML) of each,
     predicted against measured."""
-    if not summary.get("devices"):
+    if not summary.devices:
         return None
     table = Table(
         box=None,
@@ -82,12 +79,12 @@ def devices_table(summary: dict[str, Any], view: SessionView) -> Table | None:
         table.add_column(
             name, no_wrap=True, justify="left" if name in ("device", "layers") else "right"
         )
-    for row in device_rows(placed_devices(summary), placed_estimates(view)):
+    for row in device_rows(summary.devices, placed_estimates(view)):
         table.add_row(*row)
     return table
 
 
-def facts_table(summary: dict[str, Any]) -> Table:
+def facts_table(summary: Summary) -> Table:
     table = Table(box=None, padding=(0, 2, 0, 0), show_header=False, show_edge=False)
     table.add_column(style="dim", no_wrap=True)
     table.add_column()
@@ -112,9 +109,9 @@ def comparison_table(view: SessionView) -> Table | None:
     return table
 
 
-def notes_text(summary: dict[str, Any], run: ActiveRun) -> str:
-    notes = [device_note(saved_environment(summary))]
-    notes += [n for n in summary.get("notices", []) if not n.startswith("no NVML on")]
+def notes_text(summary: Summary, run: ActiveRun) -> str:
+    notes = [device_note(summary.environment)]
+    notes += [n for n in summary.notices if not n.startswith("no NVML on")]
     if run.saved is not None:
         folder = display_path(run.saved.csv.parent)
         notes.append(f"saved to {folder}/{run.saved.csv.name} and .json")
@@ -147,7 +144,7 @@ class SummaryScreen(Screen[None]):
     def __init__(self, run: ActiveRun) -> None:
         super().__init__()
         self.run = run
-        self.summary = summary(run.session.snapshot())
+        self.summary = typed_summary(run.session.snapshot())
 
     def compose(self) -> ComposeResult:
         summary = self.summary
@@ -162,7 +159,9 @@ class SummaryScreen(Screen[None]):
             comparison = comparison_table(self.run.session.snapshot())
             if comparison is not None:
                 yield Static(comparison, id="comparison")
-            allocations = allocations_text(summary)  # --snapshot: what held the bytes
+            allocations = allocations_text(
+                summary.allocation_snapshot
+            )  # --snapshot: what held the bytes
             if allocations:
                 yield Static(allocations, id="allocations", markup=False)
             yield Static(notes_text(summary, self.run), id="notes")
@@ -170,7 +169,7 @@ class SummaryScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self.sub_title = run_title(self.run.session.snapshot())
-        self.set_class(self.summary["status"] == "failed", "-failed")
+        self.set_class(self.summary.status == "failed", "-failed")
         self.query_one("#summary").focus()  # arrows and page keys scroll it
 
     def action_graph(self) -> None:
