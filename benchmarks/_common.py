@@ -13,9 +13,12 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from vramtui.provenance import git_state as provenance_git_state
-
 REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:  # a script run from benchmarks/ finds this checkout's vramtui
+    sys.path.insert(0, str(REPO))
+
+from vramtui.provenance import git_state as provenance_git_state  # noqa: E402
+
 # The packages a result's figures depend on, read from their metadata (nothing is imported).
 PACKAGES = ("torch", "transformers", "accelerate", "vramtui")
 
