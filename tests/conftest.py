@@ -48,3 +48,14 @@ def _plain_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
 def tiny_session() -> SessionView:
     """One real run of the tiny model on the CPU, shared by read-only tests."""
     return record(tiny_spec())
+
+
+@pytest.fixture
+def no_textual(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Starting the app fails the test: flags are checked, and refused, before Textual starts."""
+    import vramtui.tui.app as tui_app
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the app started")
+
+    monkeypatch.setattr(tui_app, "VramApp", refuse)

@@ -27,17 +27,6 @@ def one_line(err: str) -> str:
     return lines[0]
 
 
-@pytest.fixture
-def no_textual(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The app must refuse bad flags before Textual starts: starting it fails the test."""
-    import vramtui.tui.app as tui_app
-
-    def refuse(*args: object, **kwargs: object) -> None:
-        raise AssertionError("the app started")
-
-    monkeypatch.setattr(tui_app, "VramApp", refuse)
-
-
 # ---- the app checks its flags exactly as `vramtui run` does --------------------------------
 @pytest.mark.usefixtures("no_textual")
 @pytest.mark.parametrize(

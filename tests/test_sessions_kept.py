@@ -78,16 +78,6 @@ def test_an_interrupted_run_without_export_files_is_kept(tmp_path: Path) -> None
     assert "vramtui: session saved in" in err
 
 
-@pytest.fixture
-def no_textual(monkeypatch: pytest.MonkeyPatch) -> None:
-    import vramtui.tui.app as tui_app
-
-    def refuse(*args: object, **kwargs: object) -> None:
-        raise AssertionError("the app started")
-
-    monkeypatch.setattr(tui_app, "VramApp", refuse)
-
-
 @pytest.mark.usefixtures("no_textual")
 @pytest.mark.parametrize(
     "command",
