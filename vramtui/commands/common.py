@@ -11,6 +11,7 @@ from vramtui.models.catalogue import model_names
 from vramtui.runspec import ATTENTION, CACHES, DTYPES, ResolvedRun, RunSpec, model_label
 from vramtui.runspec.cap import parse_cap
 from vramtui.runspec.device_map import DEVICE_MAPS
+from vramtui.runspec.quant import CACHE_BITS, QUANTS
 
 DEFAULTS = RunSpec()
 
@@ -96,7 +97,27 @@ def add_shape_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--cache", choices=CACHES, default=DEFAULTS.cache,
         help="KV cache (transformers' cache_implementation): dynamic grows every step, "
-        "static is allocated for every position at the start, offloaded keeps it on the CPU",
+        "static is allocated for every position at the start, offloaded keeps it on the CPU, "
+        "quantized stores it in --cache-bits (transformers' QuantizedCache)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--cache-bits", type=int, choices=CACHE_BITS, default=DEFAULTS.cache_bits,
+        help="bits of a quantized KV cache (default: 4)",
+    )  # fmt: skip
+    add_quant_arguments(parser)
+
+
+def add_quant_arguments(parser: argparse.ArgumentParser) -> None:
+    """--quant and --double-quant (see vramtui.runspec.quant)."""
+    parser.add_argument(
+        "--quant", choices=QUANTS, default=DEFAULTS.quant,
+        help="quantized weights: int8 (bitsandbytes LLM.int8), nf4 / fp4 (bitsandbytes "
+        "4-bit, compute in --dtype), int8-wo / int4-wo / fp8 (torchao weight-only); "
+        'needs pip install -e ".[quant]"',
+    )  # fmt: skip
+    parser.add_argument(
+        "--double-quant", action="store_true",
+        help="bitsandbytes 4-bit: quantize the quantization constants too",
     )  # fmt: skip
 
 
@@ -183,6 +204,7 @@ def build_spec(args: argparse.Namespace, **overrides: Any) -> RunSpec:
     for name in (
         "tokens", "prompt_tokens", "prompt", "batch", "dtype", "attn", "device", "seed",
         "allow_download", "allow_pickle", "cudnn_sdpa", "cache", "device_map", "max_memory",
+        "quant", "double_quant", "cache_bits",
     ):  # fmt: skip
         if getattr(args, name, None) is not None:
             values[name] = getattr(args, name)

@@ -27,6 +27,7 @@ from vramtui.runspec.device_map import (
     first_device,
     parse_max_memory,
 )
+from vramtui.runspec.quant import CACHE_BITS, check_quant, check_quant_device
 from vramtui.runspec.run_spec import (
     ALLOC_CONF,
     ATTENTION,
@@ -93,6 +94,10 @@ def check_fields(spec: RunSpec) -> None:
     if spec.attn not in ATTENTION:
         choose = ", ".join(ATTENTION)
         raise UsageError(f"unknown attention {spec.attn!r}; choose from {choose}", field="attn")
+    check_quant(spec.quant, spec.double_quant)
+    if spec.cache_bits not in CACHE_BITS:
+        choose = ", ".join(str(b) for b in CACHE_BITS)
+        raise UsageError(f"--cache-bits must be one of {choose}, got {spec.cache_bits}")
 
 
 def read_model(
@@ -163,6 +168,7 @@ def resolve(
     choice = devices.find(device)
     total = choice.total if choice is not None else None
     check_cap(spec.cap_bytes, backend, total, device=device, device_map=spec.device_map)
+    check_quant_device(spec.quant, backend)
     if max_memory is not None and config is not None and spec.source == "architecture":
         check_capacity(
             max_memory, lookup(spec.model).params * DTYPE_BYTES[resolve_dtype(spec.dtype, backend)]

@@ -12,7 +12,7 @@ SOURCES = ("architecture", "config", "checkpoint")
 ATTENTION = ("sdpa", "eager")
 # transformers' cache_implementation: a DynamicCache grown by torch.cat, a StaticCache
 # allocated for every position at the start, or the dynamic one offloaded to the CPU
-CACHES = ("dynamic", "static", "offloaded")
+CACHES = ("dynamic", "static", "offloaded", "quantized")
 DTYPES = tuple(DTYPE_BYTES)
 # The caching allocator's settings, read from the environment by the engine (and
 # recorded with every run): expandable segments change reserved memory a great deal.
@@ -50,6 +50,12 @@ class RunSpec:
     # --cap: the most torch's CUDA caching allocator may reserve on the run's GPU, in bytes
     # (set_per_process_memory_fraction), to run as on a smaller card; None: the whole card
     cap_bytes: int | None = None
+    # --quant: weights quantized by transformers' quantizer (see vramtui.runspec.quant);
+    # --double-quant: bitsandbytes 4-bit's quantized constants
+    quant: str = "none"
+    double_quant: bool = False
+    # --cache quantized: transformers' QuantizedCache, its nbits
+    cache_bits: int = 4
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
