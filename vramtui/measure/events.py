@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 PHASES = ("start", "load", "prefill", "decode", "done")
+# a training run's phases (vramtui.runspec.train_spec.TRAIN_PHASES) come between load and done
 
 
 @dataclass(frozen=True)
@@ -108,6 +109,37 @@ class Done:
 
 
 @dataclass(frozen=True)
+class TrainLoaded:
+    """A training run's model ready to train (adapters added, checkpointing set): its
+    parameters as they are held, counted tensor by tensor, each storage once."""
+
+    frozen_bytes: int  # parameters and buffers that get no gradient (a LoRA's base)
+    trainable_bytes: int  # parameters the optimizer updates
+    frozen_params: int
+    trainable_params: int
+    optimizer: str  # the optimizer's class, e.g. torch.optim.AdamW
+    grad_checkpointing: bool
+
+
+@dataclass(frozen=True)
+class TrainStep:
+    """One optimizer step of a training run, told when it ends (steps count from 1).
+    Each phase's peak is the highest allocated figure inside it (the probe's peak,
+    reset as the phase starts); the bytes are counted from the tensors themselves."""
+
+    step: int
+    t_start: float
+    t_end: float
+    tokens: int  # trained on in this step: micro-batch x sequence x accumulation
+    loss: float | None
+    phase_peaks: dict[str, int | None]  # forward | backward | optimizer | zero_grad
+    gradient_bytes: int  # every .grad at the end of the last backward
+    optimizer_state_bytes: int  # every optimizer state tensor after optimizer.step()
+    activation_bytes: int  # saved for backward by the largest micro-batch's forward
+    forward_growth_bytes: int | None = None  # allocated at forward's end minus at its start
+
+
+@dataclass(frozen=True)
 class Failed:
     kind: str  # oom | usage | error | cancelled | crashed
     message: str
@@ -171,6 +203,8 @@ Event = (
     | Generation
     | AllocationSnapshot
     | Placed
+    | TrainLoaded
+    | TrainStep
 )
 
 _TAGS: dict[str, type] = {
@@ -180,6 +214,8 @@ _TAGS: dict[str, type] = {
     "phase": Phase,
     "loaded": Loaded,
     "placed": Placed,
+    "train_loaded": TrainLoaded,
+    "train_step": TrainStep,
     "done": Done,
     "failed": Failed,
     "generation": Generation,

@@ -28,6 +28,7 @@ from vramtui.measure.session import Environment, NvmlSample, Session
 from vramtui.measure.stderr_tail import last_lines
 from vramtui.provenance import command_line, git_state
 from vramtui.runspec import ResolvedRun
+from vramtui.runspec.train_spec import TrainSpec
 from vramtui.units import format_bytes
 
 # An engine SIGKILLed (not by us) with its RSS at this share of the memory limit
@@ -95,17 +96,20 @@ class Recorder:
         use_nvml: bool = True,
         spares: SparePool | None = None,
         make_engine: EngineFactory = EngineProcess,
+        train: TrainSpec | None = None,
     ) -> Recorder:
         """An engine's run of `run`: a spare engine from `spares` serves it if one fits,
-        else a fresh one from `make_engine`."""
+        else a fresh one from `make_engine`. With `train`, the engine trains as that
+        recipe says (its base is `run.spec`) instead of generating."""
         launch = Launch.for_spec(run.spec, extra_env)
+        engine_spec = train or run.spec
 
         def start() -> tuple[ChildProcess, str | None]:
-            return start_engine(run.spec, launch, spares, make_engine)
+            return start_engine(engine_spec, launch, spares, make_engine)
 
         return cls(
             start,
-            session or Session(run.spec, base_environment()),
+            session or Session(engine_spec, base_environment()),
             alloc_conf=run.alloc_conf,
             nvml_hz=nvml_hz,
             use_nvml=use_nvml,

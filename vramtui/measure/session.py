@@ -88,6 +88,8 @@ class Session:
         self._allocation_snapshot: ev.AllocationSnapshot | None = None
         self._placed: ev.Placed | None = None
         self._device_peaks: dict[str, dict[str, Peak]] = {}  # device -> series -> peak
+        self._train_loaded: ev.TrainLoaded | None = None
+        self._train_steps: list[ev.TrainStep] = []
 
     # ---- reading: everything goes through a snapshot -------------------------------
     def snapshot(self) -> SessionView:
@@ -125,6 +127,8 @@ class Session:
             device_peaks={d: dict(p) for d, p in self._device_peaks.items()},
             device_nvml={d: n.samples() for d, n in self._device_nvml.items()},
             device_nvml_token_max={d: dict(n.token_max) for d, n in self._device_nvml.items()},
+            train_loaded=self._train_loaded,
+            train_steps=tuple(self._train_steps),
         )
 
     def __setattr__(self, name: str, value: Any) -> None:
@@ -168,6 +172,10 @@ class Session:
                 self._startup = event
             elif isinstance(event, ev.Placed):
                 self._placed = event
+            elif isinstance(event, ev.TrainLoaded):
+                self._train_loaded = event
+            elif isinstance(event, ev.TrainStep):
+                self._train_steps.append(event)
             elif isinstance(event, ev.Done):
                 self._done = event
                 self._end("completed")

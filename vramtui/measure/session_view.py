@@ -110,6 +110,8 @@ class SessionView:
     device_peaks: dict[str, dict[str, Peak]] = field(default_factory=dict)
     device_nvml: dict[str, tuple[NvmlSample, ...]] = field(default_factory=dict)  # other GPUs
     device_nvml_token_max: dict[str, dict[int, int]] = field(default_factory=dict)
+    train_loaded: ev.TrainLoaded | None = None  # a training run's model, ready to train
+    train_steps: tuple[ev.TrainStep, ...] = ()  # a training run's optimizer steps, in order
 
     # ---- state -------------------------------------------------------------------
     @property

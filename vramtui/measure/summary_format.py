@@ -20,6 +20,7 @@ from vramtui.measure.session import DeviceNvml, NvmlSample, Peak, Session, Sessi
 from vramtui.measure.session_view import tokens_rate
 from vramtui.measure.startup import startup_timings
 from vramtui.measure.summary_record import SavedDevice, StartupTimes, Summary
+from vramtui.measure.train_summary import read_training, training_section
 from vramtui.runspec.program_spec import SessionSpec, saved_spec
 from vramtui.runspec.run_spec import RunSpec
 
@@ -73,6 +74,7 @@ def summary(view: SessionView) -> dict[str, Any]:
         "generations": [_generation_entry(view, g) for g in view.generations],
         "allocation_snapshot": _asdict_or_none(view.allocation_snapshot),
         "devices": devices_summary(view),
+        "training": training_section(view),
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(view.started_wall)),
         "elapsed_s": round(view.elapsed(), 3),
         "spec": spec.to_dict(),
@@ -137,6 +139,8 @@ def session_from(saved: dict[str, Any], items: list[Item]) -> Session:
         last_t = max(last_t, getattr(item, "t", 0.0))
     for g in saved.get("generations") or []:  # a profiled program's generate() calls
         session.apply(_generation(g))
+    for event in _training_events(saved.get("training")):
+        session.apply(event)
     ending = _ending(saved)
     if ending is not None:
         session.apply(ending)
@@ -192,6 +196,7 @@ def read_summary(saved: dict[str, Any]) -> Summary:
         cap_bytes=int(cap) if cap else None,
         cap_fraction=str(fraction) if fraction else None,
         environment=environment,
+        training=read_training(saved.get("training")),
     )
 
 
@@ -330,6 +335,19 @@ def loaded_event(
 def _generation(entry: dict[str, Any]) -> ev.Generation:
     times = {"t_start": entry["t_start_s"], "t_end": entry["t_end_s"]}
     return ev.Generation(**_known(ev.Generation, entry), **times)
+
+
+def _training_events(saved: dict[str, Any] | None) -> list[ev.Event]:
+    """The TrainLoaded and TrainStep events a saved "training" section was made from."""
+    if not saved:
+        return []
+    out: list[ev.Event] = []
+    if saved.get("loaded"):
+        out.append(ev.TrainLoaded(**_known(ev.TrainLoaded, saved["loaded"])))
+    for entry in saved.get("steps") or ():
+        times = {"t_start": entry["t_start_s"], "t_end": entry["t_end_s"]}
+        out.append(ev.TrainStep(**_known(ev.TrainStep, entry), **times))
+    return out
 
 
 def _ending(saved: dict[str, Any]) -> ev.Event | None:

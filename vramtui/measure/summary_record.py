@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from vramtui.measure import events as ev
 from vramtui.measure.environment import Environment
 from vramtui.measure.session_view import Peak
+from vramtui.measure.train_summary import TrainingSummary
 
 
 @dataclass(frozen=True)
@@ -63,3 +64,4 @@ class Summary:
     cap_bytes: int | None = None  # --cap
     cap_fraction: str | None = None  # the memory fraction the engine set for the cap
     environment: Environment = field(default_factory=Environment)
+    training: TrainingSummary | None = None  # a training run's recipe, phases and parts

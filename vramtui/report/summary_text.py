@@ -12,6 +12,7 @@ from vramtui.measure.summary_record import SavedDevice, StartupTimes, Summary
 from vramtui.report.allocations_text import allocations_text
 from vramtui.report.generations import GENERATION_HEADER, generation_rows
 from vramtui.report.tables import table
+from vramtui.report.train_text import training_text
 from vramtui.runspec.cap import format_cap
 from vramtui.units import format_bytes
 
@@ -82,6 +83,8 @@ def fact_rows(summary: Summary) -> list[tuple[str, str]]:
         ("weights", format_bytes(summary.weights_bytes, 2)),
         ("KV cache at end", format_bytes(summary.kv_cache_bytes_final, 2)),
     ]
+    if summary.training is not None:  # tokens trained on are in the training part
+        rows = [r for r in rows if r[0] not in ("tokens", "tok/s", "KV cache at end")]
     bpp_alloc = summary.bytes_per_param_peak_allocated
     bpp_proc = summary.bytes_per_param_peak_process
     if bpp_alloc is not None:
@@ -101,6 +104,8 @@ def fact_rows(summary: Summary) -> list[tuple[str, str]]:
     failure = summary.failure
     if failure:
         where = f"token {failure.token}" if failure.token is not None else failure.phase
+        if summary.training is not None and failure.token is not None:
+            where = f"{failure.phase} of step {failure.token}"
         rows.append(("reason", f"{failure.kind} at {where}: {failure.message}"))
     return rows
 
@@ -222,6 +227,9 @@ def device_rows(
 def summary_text(summary: Summary, predicted: dict[str, DeviceEstimate] | None = None) -> str:
     """The peak summary; a placed run's devices each with `predicted`, where given."""
     head = f"Peak memory — {summary.model}, {summary.tokens_generated} tokens"
+    if summary.training is not None:
+        done, asked = summary.training.steps_done, summary.training.steps_requested
+        head = f"Peak memory — {summary.model}, training, {done}/{asked} steps"
     env = summary.environment
     rows = peak_rows(summary, series_labels(env.backend))
     parts = [head, "", table(rows, ("series", "peak", "at")), ""]
@@ -229,6 +237,8 @@ def summary_text(summary: Summary, predicted: dict[str, DeviceEstimate] | None =
     if note:
         parts += [note, ""]
     parts.append(table([(k, v) for k, v in fact_rows(summary)]))
+    if summary.training is not None:
+        parts += ["", training_text(summary.training)]
     if summary.generations:  # a profiled program's generate() calls
         calls = generation_rows(summary.generations)
         parts += ["", "generate() calls", table(calls, GENERATION_HEADER)]

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 
 from vramtui.runspec.run_spec import RunSpec
+from vramtui.runspec.train_spec import TrainSpec
 
 PROGRAM_SOURCES = ("program", "track")  # `vramtui profile`, `vramtui.track()`
 
@@ -43,12 +44,14 @@ class ProgramSpec:
         return " ".join([self.program, *self.argv])
 
 
-SessionSpec = RunSpec | ProgramSpec
+SessionSpec = RunSpec | ProgramSpec | TrainSpec
 
 
 def saved_spec(data: Mapping[str, object]) -> SessionSpec:
     """The spec a saved session recorded: a ProgramSpec for a program's, else a RunSpec
     of the fields this version knows (missing ones take their defaults)."""
+    if "method" in data and isinstance(data.get("base"), Mapping):  # a training run's
+        return saved_train_spec(data)
     if data.get("source") in PROGRAM_SOURCES:
         argv = data.get("argv")
         return ProgramSpec(
@@ -59,6 +62,15 @@ def saved_spec(data: Mapping[str, object]) -> SessionSpec:
         )
     known = {f.name for f in fields(RunSpec)}
     return RunSpec.from_dict({k: v for k, v in data.items() if k in known and v is not None})
+
+
+def saved_train_spec(data: Mapping[str, object]) -> TrainSpec:
+    """A training run's spec as saved, the fields this version knows."""
+    known = {f.name for f in fields(TrainSpec)} - {"base"}
+    values = {k: v for k, v in data.items() if k in known and v is not None}
+    base = data["base"]
+    assert isinstance(base, Mapping)
+    return TrainSpec.from_dict({**values, "base": saved_spec(base).to_dict()})
 
 
 def tokens_requested(spec: SessionSpec) -> int:

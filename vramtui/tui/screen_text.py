@@ -9,6 +9,7 @@ from vramtui.measure.session import SessionView
 from vramtui.report.summary_text import series_labels
 from vramtui.runspec import RunSpec
 from vramtui.runspec.program_spec import tokens_requested
+from vramtui.runspec.train_spec import TrainSpec
 from vramtui.tui.plotdata import TABLE_SERIES
 from vramtui.units import format_count
 
@@ -143,6 +144,9 @@ def run_title(session: SessionView) -> str:
     device = env.device or (spec.device if isinstance(spec, RunSpec) else None)
     name = env.gpu_name or env.device_name
     where = f"{device} ({name})" if name else str(device)
+    if isinstance(spec, TrainSpec):  # a training run: its model and recipe
+        dtype = session.loaded.dtype if session.loaded else spec.base.dtype or "auto dtype"
+        return " · ".join([spec.model, dtype, spec.method, f"batch {spec.base.batch}", where])
     if not isinstance(spec, RunSpec):  # a profiled program: its command line
         return " · ".join([spec.command if spec.source == "program" else spec.model, where])
     dtype = session.loaded.dtype if session.loaded else spec.dtype or "auto dtype"

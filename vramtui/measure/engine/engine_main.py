@@ -182,6 +182,17 @@ def run_engine(engine: Engine) -> int:
         return EXIT_FAILED
 
 
+def engine_for(data: dict[str, Any], write: Any) -> Engine:
+    """The engine for a spec as it came on stdin: a training run's (a TrainSpec names
+    its method) or a generation's."""
+    if "method" in data:
+        from vramtui.measure.engine.train_run import TrainEngine
+        from vramtui.runspec.train_spec import TrainSpec
+
+        return TrainEngine(TrainSpec.from_dict(data), write)
+    return Engine(RunSpec.from_dict(data), write)
+
+
 def main(argv: list[str] | None = None) -> int:
     started = clock()
     parser = argparse.ArgumentParser(prog="vramtui-engine")
@@ -209,8 +220,7 @@ def serve(
     except (KeyboardInterrupt, OSError):  # ended (or the parent gone) while a spare
         return EXIT_INTERRUPTED
     received = clock()
-    spec = RunSpec.from_dict(json.loads(line))
-    engine = Engine(spec, out.write)
+    engine = engine_for(json.loads(line), out.write)
     startup = ev.Startup(spawned_at, started, imported, received, cuda_initialized())
     engine.emit(startup)
     code = run_engine(engine)

@@ -16,6 +16,7 @@ from vramtui.measure import events as ev
 from vramtui.measure.child_process import ChildHandle, Popened
 from vramtui.measure.startup import COLD
 from vramtui.runspec import RunSpec
+from vramtui.runspec.train_spec import EngineSpec
 
 clock = time.monotonic
 
@@ -100,7 +101,7 @@ class EngineProcess(ChildHandle):
             os.close(write_fd)
         self._reader = os.fdopen(read_fd, "r", encoding="utf-8")
 
-    def hand(self, spec: RunSpec) -> None:
+    def hand(self, spec: EngineSpec) -> None:
         """Give the engine its run; EngineGone if it has already ended."""
         proc = self.proc
         if proc is None or proc.stdin is None or not self.alive:
@@ -112,7 +113,7 @@ class EngineProcess(ChildHandle):
             raise EngineGone(f"the engine process ended: {exc}") from None
         self.handed = True
 
-    def start(self, spec: RunSpec) -> None:
+    def start(self, spec: EngineSpec) -> None:
         self.spawn()
         self.hand(spec)
 

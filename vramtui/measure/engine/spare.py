@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 
 from vramtui.measure.engine.engine_process import EngineGone, EngineProcess, Launch
 from vramtui.measure.startup import COLD, FORKED, FORKED_SPARE, WARM
-from vramtui.runspec import RunSpec
+from vramtui.runspec.train_spec import EngineSpec
 
 EngineFactory = Callable[[Launch], EngineProcess]
 
@@ -97,7 +97,7 @@ class SparePool:
 
 
 def start_engine(
-    spec: RunSpec,
+    spec: EngineSpec,
     launch: Launch,
     spares: SparePool | None = None,
     make_engine: EngineFactory = EngineProcess,

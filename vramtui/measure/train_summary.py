@@ -1,0 +1,183 @@
+"""A training run's summary, both ways: `training_section(view)` writes the "training"
+section of a session's JSON; `read_training` reads it back typed; `training_events`
+gives back the events it was made from (a saved session rebuilt).
+
+The breakdown is measured as itself: the weights, gradients, optimizer states and
+activations saved for backward are the engine's counts of those tensors; the rest of
+the peak (transients), the allocator's slack and the CUDA context come from the peaks
+(CUDA only: on the CPU the figures are the process's RSS, which holds everything).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from vramtui.measure import events as ev
+from vramtui.measure.session_view import Peak, SessionView
+from vramtui.runspec.train_spec import TRAIN_PHASES, TrainSpec
+
+
+@dataclass(frozen=True)
+class PhasePeak:
+    """The highest allocated figure inside one phase, over every step, and its step."""
+
+    value: int
+    step: int
+
+
+@dataclass(frozen=True)
+class TrainBreakdown:
+    """What a training run holds, in bytes; None where it was not measured."""
+
+    frozen_weights: int | None = None
+    trainable_weights: int | None = None
+    gradients: int | None = None
+    optimizer_states: int | None = None
+    activations_saved: int | None = None  # the largest micro-batch's, in its forward
+    transients: int | None = None  # the rest of the peak: held by no part above
+    allocator_slack: int | None = None  # peak reserved - peak allocated
+    cuda_context: int | None = None  # NVML process peak - peak reserved
+
+
+@dataclass(frozen=True)
+class TrainingSummary:
+    """A training run's summary as the text views read it."""
+
+    recipe: str
+    optimizer: str | None
+    steps_requested: int
+    steps_done: int
+    tokens_per_step: int
+    tokens_per_s: float | None  # over every step done
+    steady_tokens_per_s: float | None  # steps 2 on (step 1 creates the optimizer's states)
+    step_s: tuple[float, ...]
+    peak: PhasePeak | None
+    peak_phase: str | None
+    phase_peaks: dict[str, PhasePeak] = field(default_factory=dict)
+    breakdown: TrainBreakdown = field(default_factory=TrainBreakdown)
+
+
+def phase_peaks(steps: tuple[ev.TrainStep, ...]) -> dict[str, PhasePeak]:
+    """Each phase's highest peak over the steps, and the (first) step it was reached in."""
+    out: dict[str, PhasePeak] = {}
+    for s in steps:
+        for phase, value in s.phase_peaks.items():
+            if value is not None and (phase not in out or value > out[phase].value):
+                out[phase] = PhasePeak(value, s.step)
+    return out
+
+
+def run_peak(peaks: dict[str, PhasePeak]) -> tuple[str | None, PhasePeak | None]:
+    """The phase (in step order on a tie) and step of the run's highest peak."""
+    ordered = [p for p in TRAIN_PHASES if p in peaks] + [p for p in peaks if p not in TRAIN_PHASES]
+    best: tuple[str | None, PhasePeak | None] = (None, None)
+    for phase in ordered:
+        peak = peaks[phase]
+        current = best[1]
+        if current is None or (peak.value, -peak.step) > (current.value, -current.step):
+            best = (phase, peak)
+    return best
+
+
+def held_at(phase: str, step: int, parts: TrainBreakdown) -> int:
+    """What the measured parts hold in `phase` of `step`: the weights always; the
+    optimizer's states once step 1's optimizer.step() made them; the gradients from
+    backward to zero_grad; the saved activations in forward."""
+    held = (parts.frozen_weights or 0) + (parts.trainable_weights or 0)
+    if step > 1 or phase in ("optimizer", "zero_grad"):
+        held += parts.optimizer_states or 0
+    if phase in ("backward", "optimizer", "zero_grad"):
+        held += parts.gradients or 0
+    if phase == "forward":
+        held += parts.activations_saved or 0
+    return held
+
+
+def breakdown(view: SessionView, phase: str | None, peak: PhasePeak | None) -> TrainBreakdown:
+    loaded, steps = view.train_loaded, view.train_steps
+    last = steps[-1] if steps else None
+    parts = TrainBreakdown(
+        frozen_weights=loaded.frozen_bytes if loaded else None,
+        trainable_weights=loaded.trainable_bytes if loaded else None,
+        gradients=max((s.gradient_bytes for s in steps), default=None),
+        optimizer_states=last.optimizer_state_bytes if last else None,
+        activations_saved=max((s.activation_bytes for s in steps), default=None),
+    )
+    if view.backend != "cuda":
+        return parts
+    reserved = _value(view.peaks.get("reserved"))
+    allocated = _value(view.peak_allocated())
+    nvml = _value(view.peaks.get("nvml_process"))
+    rest = peak.value - held_at(phase, peak.step, parts) if phase and peak else None
+    return TrainBreakdown(
+        **{**asdict(parts), "transients": rest},
+        allocator_slack=reserved - allocated if reserved is not None and allocated else None,
+        cuda_context=nvml - reserved if nvml is not None and reserved is not None else None,
+    )
+
+
+def training_section(view: SessionView) -> dict[str, Any] | None:
+    """The "training" section of a session's JSON (None for other runs)."""
+    spec = view.spec
+    if not isinstance(spec, TrainSpec):
+        return None
+    steps = view.train_steps
+    peaks = phase_peaks(steps)
+    phase, peak = run_peak(peaks)
+    times = [s.t_end - s.t_start for s in steps]
+    tokens = sum(s.tokens for s in steps)
+    steady = sum(times[1:])
+    return {
+        "recipe": spec.recipe(),
+        "optimizer": view.train_loaded.optimizer if view.train_loaded else None,
+        "steps_requested": spec.steps,
+        "steps_done": len(steps),
+        "tokens_per_step": spec.tokens_per_step,
+        "tokens_per_s": tokens / sum(times) if sum(times) > 0 else None,
+        "steady_tokens_per_s": sum(s.tokens for s in steps[1:]) / steady if steady > 0 else None,
+        "step_s": [round(t, 6) for t in times],
+        "peak": {"value": peak.value, "step": peak.step, "phase": phase} if peak else None,
+        "phase_peaks": {name: asdict(p) for name, p in peaks.items()},
+        "breakdown": {f"{k}_bytes": v for k, v in asdict(breakdown(view, phase, peak)).items()},
+        "loaded": asdict(view.train_loaded) if view.train_loaded else None,
+        "steps": [_step_entry(view, s) for s in steps],
+    }
+
+
+def _step_entry(view: SessionView, step: ev.TrainStep) -> dict[str, Any]:
+    entry = asdict(step)
+    entry["t_start_s"] = round(entry.pop("t_start") - view.t0, 6)
+    entry["t_end_s"] = round(entry.pop("t_end") - view.t0, 6)
+    return entry
+
+
+def read_training(saved: dict[str, Any] | None) -> TrainingSummary | None:
+    """The typed summary of a "training" section (None where there is none)."""
+    if not saved:
+        return None
+    peak = saved.get("peak")
+    parts = saved.get("breakdown") or {}
+    return TrainingSummary(
+        recipe=str(saved.get("recipe") or ""),
+        optimizer=saved.get("optimizer"),
+        steps_requested=int(saved.get("steps_requested") or 0),
+        steps_done=int(saved.get("steps_done") or 0),
+        tokens_per_step=int(saved.get("tokens_per_step") or 0),
+        tokens_per_s=saved.get("tokens_per_s"),
+        steady_tokens_per_s=saved.get("steady_tokens_per_s"),
+        step_s=tuple(float(t) for t in saved.get("step_s") or ()),
+        peak=PhasePeak(int(peak["value"]), int(peak["step"])) if peak else None,
+        peak_phase=str(peak["phase"]) if peak else None,
+        phase_peaks={
+            name: PhasePeak(int(p["value"]), int(p["step"]))
+            for name, p in (saved.get("phase_peaks") or {}).items()
+        },
+        breakdown=TrainBreakdown(
+            **{f.name: parts.get(f"{f.name}_bytes") for f in fields(TrainBreakdown)}
+        ),
+    )
+
+
+def _value(peak: Peak | None) -> int | None:
+    return peak.value if peak else None
