@@ -161,9 +161,10 @@ def prepare(args: argparse.Namespace) -> tuple[ResolvedRun, TrainSpec]:
             field="seq",
         )
     check_train_device(spec, resolved.backend)
-    base = replace(resolved.spec, dtype=train_dtype(spec.base.dtype, resolved.backend))
-    if spec.method == "qlora":
-        base = qlora_base(base)
+    if spec.method == "qlora":  # nf4, double quantization, bfloat16 compute unless --dtype
+        base = qlora_base(replace(resolved.spec, dtype=spec.base.dtype))
+    else:
+        base = replace(resolved.spec, dtype=train_dtype(spec.base.dtype, resolved.backend))
     spec = replace(spec, base=base)
     return replace(resolved, spec=base, dtype=str(base.dtype)), spec
 

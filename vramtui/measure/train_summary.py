@@ -10,7 +10,7 @@ the peak (transients), the allocator's slack and the CUDA context come from the 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 from vramtui.measure import events as ev
@@ -110,8 +110,9 @@ def breakdown(view: SessionView, phase: str | None, peak: PhasePeak | None) -> T
     allocated = _value(view.peak_allocated())
     nvml = _value(view.peaks.get("nvml_process"))
     rest = peak.value - held_at(phase, peak.step, parts) if phase and peak else None
-    return TrainBreakdown(
-        **{**asdict(parts), "transients": rest},
+    return replace(
+        parts,
+        transients=rest,
         allocator_slack=reserved - allocated if reserved is not None and allocated else None,
         cuda_context=nvml - reserved if nvml is not None and reserved is not None else None,
     )

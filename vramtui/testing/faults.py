@@ -1,7 +1,8 @@
 """Test hooks: faults the engine raises on purpose, for the fault tests.
 
 Read once from the environment; the engine consults them only when one is set.
-  VRAMTUI_TEST_OOM_AT_TOKEN=k    raise torch.OutOfMemoryError inside step k
+  VRAMTUI_TEST_OOM_AT_TOKEN=k    raise torch.OutOfMemoryError inside step k (a training
+                                 run's optimizer step k, as its backward starts)
   VRAMTUI_TEST_CRASH_AT_TOKEN=k  kill the engine with SIGKILL inside step k
   VRAMTUI_TEST_STEP_SLEEP=s      sleep s seconds in every step (slow runs)
 """

@@ -19,6 +19,7 @@ from typing import Any
 from vramtui.measure import events as ev
 from vramtui.measure.engine.engine_run import Engine, clock, loaded_event
 from vramtui.runspec.train_spec import TrainSpec
+from vramtui.testing import faults as test_faults
 
 
 @dataclass
@@ -40,6 +41,7 @@ class TrainEngine(Engine):
         super().__init__(train.base, write)
         self.train = train
         self._record: StepRecord | None = None
+        self.faults = test_faults.from_environment()
 
     # ---- sampling ------------------------------------------------------------------
     def sample_here(self) -> None:
@@ -143,6 +145,8 @@ class TrainEngine(Engine):
             if before is not None and after is not None:
                 record.forward_growth = max(record.forward_growth or 0, after - before)
             self.begin("backward")
+            if self.faults is not None:  # a test's fault: inside this step's backward
+                self.faults.at_step(step)
             loss.backward()
             record.loss = (record.loss or 0.0) + float(loss.detach())
             del loss, ids

@@ -1,0 +1,216 @@
+"""`vramtui train`: the recipe checked before anything runs, and full, LoRA and QLoRA
+training steps on a tiny Llama on the CPU, each part's bytes equal to what the tensors
+of the same model hold when built here."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from helpers import run_cli
+
+from vramtui.models.hf import transformers_config
+from vramtui.runspec import quant as quant_module
+from vramtui.runspec.train_spec import TRAIN_PHASES
+
+TINY_LLAMA = Path(__file__).parent / "fixtures" / "tiny-llama.json"
+TRAIN = ("train", "--config", str(TINY_LLAMA), "--device", "cpu", "--seq", "16", "--batch", "2")
+
+
+def tiny_model() -> Any:
+    """The tiny Llama as the engine's base is, in float32 (random values)."""
+    from transformers import AutoModelForCausalLM
+
+    config = transformers_config(json.loads(TINY_LLAMA.read_text()), str(TINY_LLAMA))
+    torch.manual_seed(0)
+    return AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+
+
+def storage_bytes(tensors: Any) -> int:
+    seen: set[int] = set()
+    total = 0
+    for t in tensors:
+        if t.untyped_storage().data_ptr() not in seen:
+            seen.add(t.untyped_storage().data_ptr())
+            total += t.numel() * t.element_size()
+    return total
+
+
+def adamw_state_bytes(params: list[Any]) -> int:
+    """torch's AdamW after one step of a plain loop: every state tensor's bytes."""
+    for p in params:
+        p.grad = torch.zeros_like(p)
+    optimizer = torch.optim.AdamW(params)
+    optimizer.step()
+    return sum(t.numel() * t.element_size() for s in optimizer.state.values() for t in s.values())
+
+
+def train(capsys: pytest.CaptureFixture[str], tmp_path: Path, *flags: str) -> dict[str, Any]:
+    out = tmp_path / "summary.json"
+    code, stdout, err = run_cli(
+        capsys, *TRAIN, *flags, "-q", "--json", str(out), "--out", str(tmp_path / "kept")
+    )
+    assert code == 0, err
+    assert "Training" in stdout
+    saved: dict[str, Any] = json.loads(out.read_text())
+    return saved
+
+
+def check_steps(saved: dict[str, Any], steps: int) -> dict[str, Any]:
+    """Every step done, every phase's peak kept, the run's peak named by phase and step."""
+    training: dict[str, Any] = saved["training"]
+    assert saved["status"] == "completed"
+    assert training["steps_done"] == steps
+    assert [s["step"] for s in training["steps"]] == list(range(1, steps + 1))
+    assert set(training["phase_peaks"]) == set(TRAIN_PHASES)
+    peak = training["peak"]
+    assert peak["phase"] in TRAIN_PHASES and 1 <= peak["step"] <= steps
+    assert peak["value"] == max(p["value"] for p in training["phase_peaks"].values())
+    assert all(s["loss"] is not None and s["activation_bytes"] > 0 for s in training["steps"])
+    return training
+
+
+@pytest.mark.slow
+@pytest.mark.engine
+def test_full_fine_tuning_parts_are_the_models_tensors(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    saved = train(capsys, tmp_path, "--method", "full", "--steps", "2")
+    training = check_steps(saved, 2)
+    model = tiny_model()
+    params = list(model.parameters())
+    trainable = storage_bytes(params)
+    parts = training["breakdown"]
+    assert parts["trainable_weights_bytes"] == trainable
+    assert parts["frozen_weights_bytes"] == storage_bytes(model.buffers())
+    assert parts["gradients_bytes"] == trainable
+    assert parts["optimizer_states_bytes"] == adamw_state_bytes(params)
+    assert training["optimizer"] == "torch.AdamW"
+    assert training["tokens_per_step"] == 2 * 16
+    # the saved session reads back: `vramtui show` prints the training part
+    code, out, _ = run_cli(capsys, "show", str(tmp_path / "summary.json"))
+    assert code == 0
+    assert "Training" in out and "full, seq 16, micro-batch 2" in out
+    assert f"of step {training['peak']['step']}" in out
+
+
+@pytest.mark.slow
+@pytest.mark.engine
+def test_lora_trains_the_adapters_only(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    from peft import LoraConfig, get_peft_model
+
+    saved = train(capsys, tmp_path, "--method", "lora", "--steps", "2", "--grad-accum", "2")
+    training = check_steps(saved, 2)
+    model = get_peft_model(
+        tiny_model(),
+        LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0, target_modules="all-linear"),
+    )
+    adapters = [p for p in model.parameters() if p.requires_grad]
+    frozen = [p for p in model.parameters() if not p.requires_grad]
+    parts = training["breakdown"]
+    assert parts["trainable_weights_bytes"] == storage_bytes(adapters)
+    assert parts["frozen_weights_bytes"] == storage_bytes([*frozen, *model.buffers()])
+    assert parts["gradients_bytes"] == storage_bytes(adapters)
+    assert parts["optimizer_states_bytes"] == adamw_state_bytes(adapters)
+    assert training["tokens_per_step"] == 2 * 16 * 2  # two micro-batches a step
+
+
+@pytest.mark.slow
+@pytest.mark.engine
+def test_qlora_trains_adapters_on_a_4bit_base(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    saved = train(capsys, tmp_path, "--method", "qlora", "--steps", "2", "--grad-checkpointing")
+    training = check_steps(saved, 2)
+    base = saved["spec"]["base"]
+    assert (base["quant"], base["double_quant"], base["dtype"]) == ("nf4", True, "bfloat16")
+    assert "grad checkpointing on" in training["recipe"]
+    # LoRA A (r x in) and B (out x r) on every linear layer but the head, in float32
+    # (peft keeps adapters in float32 on a bfloat16 base)
+    model = tiny_model()
+    linears = [
+        m for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) and "lm_head" not in n
+    ]
+    adapter_params = [16 * (m.in_features + m.out_features) for m in linears]
+    adapter_bytes = 4 * sum(adapter_params)
+    parts = training["breakdown"]
+    assert parts["trainable_weights_bytes"] == adapter_bytes
+    assert parts["gradients_bytes"] == adapter_bytes
+    step = torch.zeros(())  # the per-parameter step count torch's AdamW keeps
+    assert parts["optimizer_states_bytes"] == 2 * adapter_bytes + 2 * len(linears) * (
+        step.element_size()
+    )
+    # the 4-bit base: half a byte a linear layer's weight where float32 holds four
+    dense = sum(m.weight.numel() for m in linears)
+    assert parts["frozen_weights_bytes"] < storage_bytes(model.parameters()) - 3 * dense
+
+
+@pytest.mark.slow
+@pytest.mark.engine
+def test_oom_in_backward_keeps_the_steps_done(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VRAMTUI_TEST_OOM_AT_TOKEN", "2")
+    out = tmp_path / "summary.json"
+    code, stdout, err = run_cli(
+        capsys, *TRAIN, "--steps", "3", "-q", "--json", str(out), "--out", str(tmp_path)
+    )
+    assert code == 3, err
+    saved = json.loads(out.read_text())
+    assert saved["failure"]["kind"] == "oom"
+    assert (saved["failure"]["phase"], saved["failure"]["token"]) == ("backward", 2)
+    assert saved["training"]["steps_done"] == 1
+    assert "oom at backward of step 2" in stdout
+    assert len(list(tmp_path.glob("*.csv"))) == 1  # the samples kept
+
+
+@pytest.mark.parametrize(
+    ("flags", "says"),
+    [
+        (("--method", "dpo"), "invalid choice: 'dpo'"),
+        (("--steps", "0"), "--steps must be positive, got 0"),
+        (("--seq", "-4"), "--seq must be positive"),
+        (("--grad-accum", "0"), "--grad-accum must be positive"),
+        (("--lora-targets", ","), "--lora-targets names no module"),
+        (("--method", "lora", "--quant", "nf4"), "use --method qlora"),
+        (("--method", "qlora", "--quant", "int8"), "--method qlora loads the base in nf4"),
+        (("--optim", "paged-adamw-8bit"), "CUDA managed memory; this run is on cpu"),
+        (("--seq", "4096"), "--seq 4096 exceeds the model's limit of 128 positions"),
+        (("--cap", "8GiB"), "--cap"),
+    ],
+)
+def test_bad_recipes_are_refused_in_one_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, flags: tuple[str, ...], says: str
+) -> None:
+    code, out, err = run_cli(capsys, *TRAIN, *flags, "--out", str(tmp_path))
+    assert code == 2
+    assert says in err
+    assert len(err.strip().splitlines()) == 1 and err.startswith("vramtui: ")
+    assert out == "" and not list(tmp_path.iterdir())  # nothing ran, nothing kept
+
+
+@pytest.mark.parametrize(
+    ("flags", "missing", "says"),
+    [
+        (("--method", "lora"), "peft", "--method lora needs peft"),
+        (("--method", "qlora"), "bitsandbytes", "--method qlora needs bitsandbytes"),
+        (("--optim", "adamw-8bit"), "bitsandbytes", "--optim adamw-8bit needs bitsandbytes"),
+    ],
+)
+def test_a_missing_library_names_the_train_extra(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    flags: tuple[str, ...],
+    missing: str,
+    says: str,
+) -> None:
+    real = quant_module.installed
+    monkeypatch.setattr(
+        "vramtui.runspec.train_spec.installed", lambda package: package != missing and real(package)
+    )
+    code, _, err = run_cli(capsys, *TRAIN, *flags)
+    assert code == 2
+    assert err.strip() == f'vramtui: {says}: pip install -e ".[train]"'

@@ -1,0 +1,89 @@
+"""A training session's record: its events on the wire, its JSON's training section (the
+peak's phase and step, each phase's peak, the breakdown), and a saved one read back."""
+
+from __future__ import annotations
+
+import json
+
+from vramtui.measure import events as ev
+from vramtui.measure.environment import Environment
+from vramtui.measure.session import NvmlSample, Session
+from vramtui.measure.summary_format import read_summary, session_from, summary
+from vramtui.report.summary_text import summary_text
+from vramtui.runspec import RunSpec
+from vramtui.runspec.program_spec import saved_spec
+from vramtui.runspec.train_spec import TrainSpec
+
+MB = 10**6
+SPEC = TrainSpec(base=RunSpec(model="llama-3.2-1b", batch=4, dtype="bfloat16"), seq=512, steps=2)
+LOADED = ev.TrainLoaded(100 * MB, 900 * MB, 50, 450, "torch.AdamW", False)
+
+
+def step(n: int, t: float, peaks: dict[str, int | None]) -> ev.TrainStep:
+    return ev.TrainStep(
+        step=n, t_start=t, t_end=t + 1.0, tokens=2048, loss=2.5, phase_peaks=peaks,
+        gradient_bytes=900 * MB, optimizer_state_bytes=1800 * MB, activation_bytes=700 * MB,
+        forward_growth_bytes=710 * MB,
+    )  # fmt: skip
+
+
+STEP1 = step(1, 10.0, {"forward": 1700 * MB, "backward": 2600 * MB, "optimizer": 3700 * MB,
+                       "zero_grad": 3600 * MB})  # fmt: skip
+STEP2 = step(2, 11.0, {"forward": 3500 * MB, "backward": 4100 * MB, "optimizer": 3700 * MB,
+                       "zero_grad": 3600 * MB})  # fmt: skip
+
+
+def cuda_session() -> Session:
+    session = Session(SPEC, Environment(), t0=0.0)
+    hello = ev.Hello(7, "cuda:0", "cuda", "H100", None, 80 * 10**9, "torch.cuda", {})
+    loaded = ev.Loaded(1000 * MB, 500, "bfloat16", 2048, 16, 2048, 8, 64, 512, 1.0)
+    events: list[ev.Event] = [hello, ev.Phase("load", 1.0), loaded, LOADED]
+    events.append(ev.Phase("forward", 10.0))
+    events.append(ev.Sample(None, 10.5, "forward", 1500 * MB, 4000 * MB, 1700 * MB, None))
+    events += [STEP1, ev.Phase("backward", 11.5)]
+    events.append(ev.Sample(None, 11.6, "backward", 3900 * MB, 4500 * MB, 4100 * MB, None))
+    events += [STEP2, ev.Done(4096, 1.0, 1.0, 1.0, 2.0, 2048.0, 2048.0, 4100 * MB)]
+    session.add_nvml(NvmlSample(11.6, 5000 * MB, 5100 * MB, 80 * 10**9))
+    for event in events:
+        session.apply(event)
+    return session
+
+
+def test_training_events_cross_the_wire_unchanged() -> None:
+    for event in (LOADED, STEP2):
+        assert ev.decode(ev.encode(event)) == event
+
+
+def test_the_peak_is_named_by_phase_and_step_and_its_parts_measured() -> None:
+    saved = json.loads(json.dumps(summary(cuda_session().snapshot())))
+    training = saved["training"]
+    assert training["peak"] == {"value": 4100 * MB, "step": 2, "phase": "backward"}
+    assert training["phase_peaks"]["forward"] == {"value": 3500 * MB, "step": 2}
+    assert training["phase_peaks"]["optimizer"] == {"value": 3700 * MB, "step": 1}
+    parts = training["breakdown"]
+    # backward of step 2 holds the weights, the optimizer's states and the gradients
+    held = 100 * MB + 900 * MB + 1800 * MB + 900 * MB
+    assert parts["transients_bytes"] == 4100 * MB - held
+    assert parts["allocator_slack_bytes"] == 4500 * MB - 4100 * MB
+    assert parts["cuda_context_bytes"] == 5000 * MB - 4500 * MB
+    assert parts["activations_saved_bytes"] == 700 * MB
+    assert training["steps_done"] == 2 and training["steady_tokens_per_s"] == 2048.0
+
+
+def test_a_saved_training_session_reads_back() -> None:
+    saved = json.loads(json.dumps(summary(cuda_session().snapshot())))
+    assert saved_spec(saved["spec"]) == SPEC
+    rebuilt = summary(session_from(saved, []).snapshot())
+    assert rebuilt["training"]["steps"] == saved["training"]["steps"]
+    assert rebuilt["training"]["peak"] == saved["training"]["peak"]
+    text = summary_text(read_summary(saved))
+    assert "training, 2/2 steps" in text
+    assert "in backward of step 2" in text
+    assert SPEC.recipe() in text
+    assert "CUDA context (NVML - reserved)" in text
+
+
+def test_a_generation_session_has_no_training_section() -> None:
+    session = Session(RunSpec(), Environment(), t0=0.0)
+    assert summary(session.snapshot())["training"] is None
+    assert read_summary(summary(session.snapshot())).training is None
