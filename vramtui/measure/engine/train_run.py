@@ -130,6 +130,7 @@ class TrainEngine(Engine):
         )
 
         self.token = step  # a failure says the step it happened in
+        synchronize(device)
         record = self._record = StepRecord(step, clock())
         saved = SavedBytes(model)
         k = self.train.grad_accum
@@ -160,6 +161,7 @@ class TrainEngine(Engine):
         optimizer.zero_grad(set_to_none=True)
         self.sample_here()
         self._record = None
+        synchronize(device)
         t_end = clock()
         self.emit(
             ev.TrainStep(
@@ -188,3 +190,12 @@ class TrainEngine(Engine):
             decode_tokens_per_s=per_step * (len(times) - 1) / steady if steady > 0 else None,
             max_allocated=max(self.running_max, max_alloc or 0),
         )
+
+
+def synchronize(device: Any) -> None:
+    """Wait for the device's queued kernels (a step's time is its own); on a CUDA
+    device only, where kernels run after the call that queued them returns."""
+    if device.type == "cuda":
+        import torch
+
+        torch.cuda.synchronize(device)

@@ -1,0 +1,139 @@
+"""The recipe `vramtui train` runs, written as a plain PyTorch/peft loop, for checking
+that the engine adds nothing (*GPU*).
+
+The model is loaded by the same loader as the engine's (random weights through
+transformers' from_pretrained, QLoRA's base in nf4), then trained with the libraries'
+own calls only: no hooks, no samples. Prints one JSON object (and writes it with
+--json): torch's peak allocated and reserved over the whole process (load included, as
+`vramtui train`'s peaks are), and each step's seconds (synchronised).
+
+    python3 benchmarks/train_plain.py --model llama-3.2-1b --method lora --seq 512 \
+        --batch 4 --steps 3 --json plain.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+from _common import write_json  # noqa: E402
+
+from vramtui.measure.engine.train_base import base_model  # noqa: E402
+from vramtui.runspec import RunSpec  # noqa: E402
+from vramtui.runspec.train_spec import TrainSpec, qlora_base  # noqa: E402
+
+
+def recipe(args: argparse.Namespace) -> TrainSpec:
+    source = {"source": "config", "path": args.config} if args.config else {}
+    dtype = "bfloat16" if args.device.startswith("cuda") or args.method == "qlora" else "float32"
+    base = RunSpec(model=args.model, batch=args.batch, dtype=dtype, device=args.device, **source)
+    if args.method == "qlora":
+        base = qlora_base(base)
+    return TrainSpec(
+        base=base, method=args.method, seq=args.seq, steps=args.steps,
+        grad_accum=args.grad_accum, optim=args.optim, grad_checkpointing=args.grad_checkpointing,
+    )  # fmt: skip
+
+
+def trainable(model: Any, spec: TrainSpec) -> Any:
+    """transformers' checkpointing, peft's kbit preparation and LoRA, as users call them."""
+    model.train()
+    if spec.method == "qlora":
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(
+            model, use_gradient_checkpointing=spec.grad_checkpointing
+        )
+    elif spec.grad_checkpointing:
+        enable = getattr(model, "activation_checkpointing_enable", None)
+        (enable or model.gradient_checkpointing_enable)()
+    if spec.method == "full":
+        return model
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0, target_modules="all-linear",
+                        task_type="CAUSAL_LM")  # fmt: skip
+    return get_peft_model(model, config)
+
+
+def optimizer_for(name: str, params: list[Any]) -> Any:
+    if name == "adamw":
+        return torch.optim.AdamW(params)
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=1e-3)
+    if name == "adafactor":
+        from transformers.optimization import Adafactor
+
+        return Adafactor(params)
+    import bitsandbytes as bnb
+
+    return (bnb.optim.AdamW8bit if name == "adamw-8bit" else bnb.optim.PagedAdamW8bit)(params)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="llama-3.2-1b")
+    parser.add_argument("--method", choices=("full", "lora", "qlora"), default="full")
+    parser.add_argument("--seq", type=int, default=512)
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--grad-accum", type=int, default=1)
+    parser.add_argument("--optim", default="adamw")
+    parser.add_argument("--grad-checkpointing", action="store_true")
+    parser.add_argument("--json", type=Path)
+    parser.add_argument("--device", default="cuda:0", help="cuda:N (cpu: a smoke test, no peaks)")
+    parser.add_argument("--config", help="a config.json instead of the catalogue's --model")
+    args = parser.parse_args()
+    spec = recipe(args)
+    device = torch.device(args.device)
+    cuda = device.type == "cuda"
+    if cuda:
+        torch.cuda.set_device(device)
+    built = base_model(spec.base, device, str(spec.base.dtype))
+    model = trainable(built.model, spec)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = optimizer_for(spec.optim, params)
+    generator = torch.Generator(device="cpu").manual_seed(spec.base.seed)
+    vocab = int(built.model.config.vocab_size)
+    shape = (spec.base.batch, spec.seq)
+    batches = [torch.randint(4, vocab, shape, generator=generator)
+               for _ in range(spec.steps * spec.grad_accum)]  # fmt: skip
+    step_s = []
+    for step in range(spec.steps):
+        if cuda:
+            torch.cuda.synchronize()
+        t = time.perf_counter()
+        for micro in range(spec.grad_accum):
+            ids = batches[step * spec.grad_accum + micro].to(device)
+            loss = model(input_ids=ids, labels=ids).loss / spec.grad_accum
+            loss.backward()
+            float(loss.detach())
+            del loss, ids
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        if cuda:
+            torch.cuda.synchronize()
+        step_s.append(time.perf_counter() - t)
+    result = {
+        "recipe": spec.recipe(),
+        "model": spec.base.model,
+        "device": str(device),
+        "peak_allocated_bytes": torch.cuda.max_memory_allocated(device) if cuda else None,
+        "peak_reserved_bytes": torch.cuda.max_memory_reserved(device) if cuda else None,
+        "step_s": step_s,
+        "tokens_per_step": spec.tokens_per_step,
+    }
+    if args.json:
+        write_json(args.json, result)
+    print(result)
+
+
+if __name__ == "__main__":
+    main()
