@@ -84,7 +84,9 @@ def main() -> None:
             continue
         row = {"plain": plain_name, "vramtui": cell_name}
         for key in ("peak_allocated_bytes", "peak_reserved_bytes"):
-            row[key] = {"plain": plain[key], "vramtui": cell[key], "diff": cell[key] - plain[key]}
+            theirs, ours = plain.get(key), cell.get(key)
+            diff = ours - theirs if ours is not None and theirs is not None else None
+            row[key] = {"plain": theirs, "vramtui": ours, "diff": diff}
         equal.append(row)
     times = {n: read(work, n) for n in ABBA}
     abba = None

@@ -26,6 +26,7 @@ import torch  # noqa: E402
 from _common import write_json  # noqa: E402
 
 from vramtui.measure.engine.train_base import base_model  # noqa: E402
+from vramtui.measure.engine.train_parts import make_optimizer  # noqa: E402
 from vramtui.runspec import RunSpec  # noqa: E402
 from vramtui.runspec.train_spec import TrainSpec, qlora_base  # noqa: E402
 
@@ -63,20 +64,6 @@ def trainable(model: Any, spec: TrainSpec) -> Any:
     return get_peft_model(model, config)
 
 
-def optimizer_for(name: str, params: list[Any]) -> Any:
-    if name == "adamw":
-        return torch.optim.AdamW(params)
-    if name == "sgd":
-        return torch.optim.SGD(params, lr=1e-3)
-    if name == "adafactor":
-        from transformers.optimization import Adafactor
-
-        return Adafactor(params)
-    import bitsandbytes as bnb
-
-    return (bnb.optim.AdamW8bit if name == "adamw-8bit" else bnb.optim.PagedAdamW8bit)(params)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="llama-3.2-1b")
@@ -99,7 +86,7 @@ def main() -> None:
     built = base_model(spec.base, device, str(spec.base.dtype))
     model = trainable(built.model, spec)
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = optimizer_for(spec.optim, params)
+    optimizer = make_optimizer(spec.optim, params)  # the library's constructor, defaults
     generator = torch.Generator(device="cpu").manual_seed(spec.base.seed)
     vocab = int(built.model.config.vocab_size)
     shape = (spec.base.batch, spec.seq)
