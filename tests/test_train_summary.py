@@ -42,7 +42,8 @@ def cuda_session() -> Session:
     events.append(ev.Sample(None, 10.5, "forward", 1500 * MB, 4000 * MB, 1700 * MB, None))
     events += [STEP1, ev.Phase("backward", 11.5)]
     events.append(ev.Sample(None, 11.6, "backward", 3900 * MB, 4500 * MB, 4100 * MB, None))
-    events += [STEP2, ev.Done(4096, 1.0, 1.0, 1.0, 2.0, 2048.0, 2048.0, 4100 * MB)]
+    done = ev.Done(4096, 1.0, 1.0, 1.0, 2.0, 2048.0, 2048.0, 4100 * MB)
+    events += [STEP2, ev.Phase("done", 12.0), done]
     session.add_nvml(NvmlSample(11.6, 5000 * MB, 5100 * MB, 80 * 10**9))
     for event in events:
         session.apply(event)
@@ -87,3 +88,15 @@ def test_a_generation_session_has_no_training_section() -> None:
     session = Session(RunSpec(), Environment(), t0=0.0)
     assert summary(session.snapshot())["training"] is None
     assert read_summary(summary(session.snapshot())).training is None
+
+
+def test_a_moment_is_placed_in_its_training_step() -> None:
+    view = cuda_session().snapshot()
+    assert view.train_step_at(0.5) is None  # loading
+    assert view.train_step_at(10.5) == 1
+    assert view.train_step_at(11.6) == 2
+    assert view.train_step_at(12.5) is None  # done
+    in_progress = Session(SPEC, Environment(), t0=0.0)
+    for event in (ev.Phase("forward", 10.0), STEP1, ev.Phase("forward", 11.0)):
+        in_progress.apply(event)
+    assert in_progress.snapshot().train_step_at(11.5) == 2  # step 2, not told yet

@@ -16,6 +16,7 @@ from functools import cached_property
 from vramtui.measure import events as ev
 from vramtui.measure.environment import Environment
 from vramtui.runspec.program_spec import SessionSpec
+from vramtui.runspec.train_spec import TRAIN_PHASES
 
 STATUSES = ("pending", "running", "completed", "failed", "cancelled")
 # Peak-tracked series and where each comes from.
@@ -213,6 +214,14 @@ class SessionView:
             if inside:
                 return g.index
         return None
+
+    def train_step_at(self, t: float) -> int | None:
+        """The training step (from 1) running at time t: the first told step that ends
+        at or after t, else the one in progress; None outside a training step's phases."""
+        if self.phase_at(t) not in TRAIN_PHASES:
+            return None
+        i = bisect_left([s.t_end for s in self.train_steps], t)
+        return self.train_steps[i].step if i < len(self.train_steps) else len(self.train_steps) + 1
 
     def nvml_rows(self, device: str | None = None) -> list[tuple[NvmlSample, int | None, str]]:
         """Every stored NVML sample (of the run's own GPU, or of another `device` of a

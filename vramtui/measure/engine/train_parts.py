@@ -77,8 +77,18 @@ def optimizer_name(optimizer: Any) -> str:
     return f"{cls.__module__.split('.')[0]}.{cls.__qualname__}"
 
 
+def _storage(t: torch.Tensor) -> tuple[tuple[str, int], int]:
+    """(a key for the storage a tensor views, its bytes); a tensor subclass without one
+    plain storage (a wrapper) stands for itself, with its elements' bytes."""
+    try:
+        storage = t.untyped_storage()
+        return (str(t.device), storage.data_ptr()), storage.nbytes()
+    except (RuntimeError, NotImplementedError, TypeError):
+        return (str(t.device), id(t)), t.numel() * t.element_size()
+
+
 def _storage_key(t: torch.Tensor) -> tuple[str, int]:
-    return (str(t.device), t.untyped_storage().data_ptr())
+    return _storage(t)[0]
 
 
 def tensor_bytes(tensors: Iterable[Any], seen: set[tuple[str, int]] | None = None) -> int:
@@ -88,11 +98,11 @@ def tensor_bytes(tensors: Iterable[Any], seen: set[tuple[str, int]] | None = Non
     for t in tensors:
         if not isinstance(t, torch.Tensor) or t.device.type == "meta":
             continue
-        key = _storage_key(t)
+        key, size = _storage(t)
         if key in seen:
             continue
         seen.add(key)
-        total += t.untyped_storage().nbytes()
+        total += size
     return total
 
 
@@ -135,10 +145,10 @@ class SavedBytes:
 
     def _pack(self, t: torch.Tensor) -> torch.Tensor:
         if t.device.type != "meta":
-            key = _storage_key(t)
+            key, size = _storage(t)
             if key not in self._params and key not in self._seen:
                 self._seen.add(key)
-                self.bytes += t.untyped_storage().nbytes()
+                self.bytes += size
         return t
 
     @staticmethod
