@@ -5,6 +5,10 @@ of the same model hold when built here."""
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -214,3 +218,25 @@ def test_a_missing_library_names_the_train_extra(
     code, _, err = run_cli(capsys, *TRAIN, *flags)
     assert code == 2
     assert err.strip() == f'vramtui: {says}: pip install -e ".[train]"'
+
+
+@pytest.mark.slow
+@pytest.mark.engine
+def test_ctrl_c_keeps_the_steps_done(tmp_path: Path) -> None:
+    # half a second a step (the test hook): Ctrl+C, sent once step 1 is told, lands
+    # long before step 50, however busy the machine
+    env = dict(os.environ, VRAMTUI_TEST_STEP_SLEEP="0.5", PYTHONUNBUFFERED="1")
+    json_path = tmp_path / "train.json"
+    cmd = [sys.executable, "-m", "vramtui", *TRAIN, "--steps", "50", "--json", str(json_path),
+           "--out", str(tmp_path)]  # fmt: skip
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+    assert proc.stderr is not None
+    for line in proc.stderr:  # off a terminal: a line at every step told
+        if " step 1/50 " in line:
+            break
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=120) == 130  # the bound only ends a run that would hang
+    saved = json.loads(json_path.read_text())
+    assert saved["status"] == "cancelled"
+    assert 1 <= saved["training"]["steps_done"] < 50
+    assert (tmp_path / "train.json").is_file() and list(tmp_path.glob("*-cpu.csv"))
