@@ -4,6 +4,7 @@ of the same model hold when built here."""
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import signal
@@ -94,6 +95,13 @@ def test_full_fine_tuning_parts_are_the_models_tensors(
     assert parts["optimizer_states_bytes"] == adamw_state_bytes(params)
     assert training["optimizer"] == "torch.AdamW"
     assert training["tokens_per_step"] == 2 * 16
+    # a sample after every decoder layer in forward and in backward, besides the
+    # phases' edges: the saw-tooth shows (the tiny Llama has 2 layers; 2 steps)
+    with next((tmp_path / "kept").glob("*.csv")).open() as f:
+        phases = [row["phase"] for row in csv.DictReader(f) if row["source"] == "engine"]
+    assert phases.count("forward") >= 2 * (2 + 2)
+    assert phases.count("backward") >= 2 * (2 + 2)
+    assert phases.count("optimizer") >= 2 * 2 and phases.count("zero_grad") >= 2 * 2
     # the saved session reads back: `vramtui show` prints the training part
     code, out, _ = run_cli(capsys, "show", str(tmp_path / "summary.json"))
     assert code == 0
