@@ -84,6 +84,12 @@ def test_a_saved_training_session_reads_back() -> None:
     assert "CUDA context (NVML - reserved)" in text
 
 
+def test_a_capped_training_run_says_so() -> None:
+    capped = TrainSpec(base=RunSpec(model="llama-3.2-1b", cap_bytes=8 * 2**30))
+    session = Session(capped, Environment(), t0=0.0)
+    assert read_summary(summary(session.snapshot())).cap_bytes == 8 * 2**30
+
+
 def test_a_generation_session_has_no_training_section() -> None:
     session = Session(RunSpec(), Environment(), t0=0.0)
     assert summary(session.snapshot())["training"] is None

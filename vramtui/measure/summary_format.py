@@ -171,7 +171,8 @@ def read_summary(saved: dict[str, Any]) -> Summary:
     up = (saved.get("timings") or {}).get("startup")
     failure = saved.get("failure")
     snapshot = saved.get("allocation_snapshot")
-    cap = (saved.get("spec") or {}).get("cap_bytes")
+    spec = saved.get("spec") or {}
+    cap = spec.get("cap_bytes") or (spec.get("base") or {}).get("cap_bytes")  # a training run's
     fraction = environment.other.get("memory_fraction")
     return Summary(
         status=str(saved["status"]),
