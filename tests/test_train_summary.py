@@ -84,6 +84,19 @@ def test_a_saved_training_session_reads_back() -> None:
     assert "CUDA context (NVML - reserved)" in text
 
 
+def test_paged_optimizer_states_are_not_counted_as_allocated() -> None:
+    from dataclasses import replace
+
+    session = cuda_session()
+    paged = replace(STEP2, step=3, t_start=12.5, t_end=13.0, paged_state_bytes=1500 * MB)
+    session.apply(paged)
+    training = summary(session.snapshot())["training"]
+    parts = training["breakdown"]
+    assert parts["optimizer_states_paged_bytes"] == 1500 * MB
+    held = 100 * MB + 900 * MB + (1800 - 1500) * MB + 900 * MB  # backward of step 2
+    assert parts["transients_bytes"] == 4100 * MB - held
+
+
 def test_a_capped_training_run_says_so() -> None:
     capped = TrainSpec(base=RunSpec(model="llama-3.2-1b", cap_bytes=8 * 2**30))
     session = Session(capped, Environment(), t0=0.0)

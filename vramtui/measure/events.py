@@ -137,6 +137,9 @@ class TrainStep:
     optimizer_state_bytes: int  # every optimizer state tensor after optimizer.step()
     activation_bytes: int  # saved for backward by the largest micro-batch's forward
     forward_growth_bytes: int | None = None  # allocated at forward's end minus at its start
+    # of optimizer_state_bytes, those in CUDA managed memory (bitsandbytes' paged
+    # optimizers): outside torch's allocator, so in NVML's figure and not in allocated
+    paged_state_bytes: int = 0
 
 
 @dataclass(frozen=True)

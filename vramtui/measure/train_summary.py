@@ -34,6 +34,7 @@ class TrainBreakdown:
     trainable_weights: int | None = None
     gradients: int | None = None
     optimizer_states: int | None = None
+    optimizer_states_paged: int | None = None  # of those, in CUDA managed memory (paged)
     activations_saved: int | None = None  # the largest micro-batch's, in its forward
     transients: int | None = None  # the rest of the peak: held by no part above
     allocator_slack: int | None = None  # peak reserved - peak allocated
@@ -85,8 +86,8 @@ def held_at(phase: str, step: int, parts: TrainBreakdown) -> int:
     optimizer's states once step 1's optimizer.step() made them; the gradients from
     backward to zero_grad; the saved activations in forward."""
     held = (parts.frozen_weights or 0) + (parts.trainable_weights or 0)
-    if step > 1 or phase in ("optimizer", "zero_grad"):
-        held += parts.optimizer_states or 0
+    if step > 1 or phase in ("optimizer", "zero_grad"):  # paged ones are not allocated
+        held += (parts.optimizer_states or 0) - (parts.optimizer_states_paged or 0)
     if phase in ("backward", "optimizer", "zero_grad"):
         held += parts.gradients or 0
     if phase == "forward":
@@ -102,6 +103,7 @@ def breakdown(view: SessionView, phase: str | None, peak: PhasePeak | None) -> T
         trainable_weights=loaded.trainable_bytes if loaded else None,
         gradients=max((s.gradient_bytes for s in steps), default=None),
         optimizer_states=last.optimizer_state_bytes if last else None,
+        optimizer_states_paged=(last.paged_state_bytes or None) if last else None,
         activations_saved=max((s.activation_bytes for s in steps), default=None),
     )
     if view.backend != "cuda":

@@ -22,6 +22,7 @@ BREAKDOWN_ROWS = (
     ("trainable_weights", "trainable weights"),
     ("gradients", "gradients"),
     ("optimizer_states", "optimizer states"),
+    ("optimizer_states_paged", "  of which paged (CUDA managed memory)"),
     ("activations_saved", "activations saved for backward"),
     ("transients", "transients (rest of the peak)"),
     ("allocator_slack", "allocator slack (reserved - allocated)"),

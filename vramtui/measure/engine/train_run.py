@@ -156,7 +156,7 @@ class TrainEngine(Engine):
         self.begin("optimizer")
         optimizer.step()
         self.sample_here()
-        states = optimizer_state_bytes(optimizer)
+        states, paged = optimizer_state_bytes(optimizer)
         self.begin("zero_grad")
         optimizer.zero_grad(set_to_none=True)
         self.sample_here()
@@ -168,7 +168,7 @@ class TrainEngine(Engine):
                 step=step, t_start=record.t_start, t_end=t_end, tokens=self.train.tokens_per_step,
                 loss=record.loss, phase_peaks=dict(record.peaks), gradient_bytes=grads,
                 optimizer_state_bytes=states, activation_bytes=record.activation_bytes,
-                forward_growth_bytes=record.forward_growth,
+                forward_growth_bytes=record.forward_growth, paged_state_bytes=paged,
             )
         )  # fmt: skip
         return t_end - record.t_start
