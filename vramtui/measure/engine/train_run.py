@@ -79,6 +79,7 @@ class TrainEngine(Engine):
 
     # ---- the run -------------------------------------------------------------------
     def load_and_generate(self, device: Any, dtype: str) -> int:
+        """What `Engine.run` does once the device is set up: here, load and train."""
         self.enter("load")
         self.probe.reset_peak()
         t_load = clock()
@@ -109,8 +110,8 @@ class TrainEngine(Engine):
         batches = random_batches(self.train, vocab)
         handles = self.hook_layers(model)
         t_train = clock()
-        times = [self.train_step(model, optimizer, params, batches, device, s) for s in range(
-            1, self.train.steps + 1)]  # fmt: skip
+        steps = range(1, self.train.steps + 1)
+        times = [self.train_step(model, optimizer, params, batches, device, s) for s in steps]
         train_s = clock() - t_train
         for handle in handles:
             handle.remove()
