@@ -13,7 +13,7 @@ from vramtui.errors import EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, UsageError
 
 # Each module in vramtui.commands with `add_parser(subparsers)`; imported lazily
 # so `vramtui --help` and the app never pay for the others.
-SUBCOMMANDS = ("run", "bench", "estimate", "show", "compare", "models", "profile")
+SUBCOMMANDS = ("run", "bench", "estimate", "fit", "show", "compare", "models", "profile")
 
 
 def build_parser() -> common.ArgumentParser:

@@ -154,3 +154,38 @@ def card_for_device(device_name: str) -> Card | None:
         if card.label.lower() == wanted:
             return card
     return None
+
+
+@dataclass(frozen=True)
+class Target:
+    """The memory a plan is for, and where each figure comes from."""
+
+    label: str
+    total_bytes: int  # what a process sees
+    total_source: str
+    context_bytes: int  # the CUDA context and libraries, outside the allocator
+    context_source: str
+
+    def with_context(self, context_bytes: int, source: str) -> Target:
+        return Target(self.label, self.total_bytes, self.total_source, context_bytes, source)
+
+
+def card_target(card: Card) -> Target:
+    label = f"{card.label} ({card.nominal}, read as {card.memory_bytes // GiB} GiB)"
+    return Target(
+        label, card.total_bytes, card.visible_source, card.context_bytes, card.context_source
+    )
+
+
+def memory_target(total_bytes: int, label: str, source: str) -> Target:
+    """A card known only by its memory (--memory, or an unknown GPU's NVML total)."""
+    return Target(label, total_bytes, source, HOPPER_CONTEXT_BYTES, CONTEXT_ASSUMED)
+
+
+def cap_target(cap_bytes: int) -> Target:
+    """The allocator capped at `cap_bytes` (`vramtui run --cap`): the CUDA context is
+    outside the cap."""
+    return Target(
+        "torch's caching allocator capped (--cap)", cap_bytes, "the cap", 0,
+        "outside the cap (not counted)",
+    )  # fmt: skip
