@@ -85,7 +85,11 @@ def test_unknown_card_suggests_the_closest(capsys: pytest.CaptureFixture[str]) -
 
 def test_largest_finds_the_last_that_fits() -> None:
     for limit in (0, 1, 7, 500, 999, 1000):
-        assert largest(lambda x, at=limit: x - at, 1, 1000) == min(limit, 1000)
+
+        def over(x: int, at: int = limit) -> int:
+            return x - at
+
+        assert largest(over, 1, 1000) == min(limit, 1000)
 
 
 @pytest.mark.parametrize("name", MODELS)
