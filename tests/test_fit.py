@@ -18,7 +18,7 @@ from vramtui.models.cards import (
     lookup_card,
 )
 from vramtui.models.catalogue import CATALOGUE, Entry
-from vramtui.predict.fit_search import Budget, Search, largest
+from vramtui.predict.fit_search import Budget, Search, gallop, largest
 from vramtui.predict.planner import GeneratePlanner, PlannedPeak, Setting
 
 JSON_FIELDS = (
@@ -92,15 +92,27 @@ def test_largest_finds_the_last_that_fits() -> None:
         assert largest(over, 1, 1000) == min(limit, 1000)
 
 
+def test_gallop_finds_the_last_that_fits_without_an_upper_end() -> None:
+    for limit in (0, 1, 2, 3, 5, 100, 1000, 65535, 70000):
+
+        def over(x: int, at: int = limit) -> int:
+            return x - at
+
+        assert gallop(over, 65536) == min(limit, 65536)
+
+
+@pytest.mark.parametrize("grow", ["tokens", "prompt"])
 @pytest.mark.parametrize("name", MODELS)
-def test_max_context_fits_and_one_more_token_does_not(name: str) -> None:
+def test_max_context_fits_and_one_more_token_does_not(name: str, grow: str) -> None:
     model = CATALOGUE[name]
-    asked = Setting(prompt_tokens=8, tokens=600, batch=2)
+    asked = Setting(prompt_tokens=300, tokens=300, batch=2, attn="eager", grow=grow)
     budget = _budget_at(model, asked)
     search = Search(GeneratePlanner(), budget)
     most = search.max_context(model, asked)
     assert most >= asked.context
-    assert _need(model, asked.with_context(most)) <= budget.usable_bytes
+    at_most = asked.with_context(most)
+    assert at_most.context == most and at_most.held == asked.held
+    assert _need(model, at_most) <= budget.usable_bytes
     if most < GeneratePlanner().positions(model):
         assert _need(model, asked.with_context(most + 1)) > budget.usable_bytes
 

@@ -54,6 +54,9 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--tokens", "-n", type=whole_number, default=2000, help="new tokens")
     parser.add_argument("--prompt-tokens", type=whole_number, default=8)
     parser.add_argument("--batch", "-b", type=whole_number, default=1)
+    parser.add_argument("--grow", choices=("tokens", "prompt"), default="tokens",
+                        help="what the largest context lengthens: the new tokens (the "
+                        "prompt held) or the prompt (the new tokens held)")  # fmt: skip
     parser.add_argument("--dtype", choices=DTYPES, default="float16")
     parser.add_argument("--attn", choices=ATTENTION, default="sdpa")
     parser.add_argument("--model", "-m", help="one catalogue model, by name or hub id")
@@ -120,7 +123,7 @@ def setting_of(args: argparse.Namespace, quant: str) -> Setting:
     if tokens <= 0:
         raise UsageError(f"the context must exceed the prompt ({args.prompt_tokens} tokens)")
     return Setting(args.workload, quant, args.prompt_tokens, tokens, args.batch,
-                   args.dtype, args.attn)  # fmt: skip
+                   args.dtype, args.attn, args.grow)  # fmt: skip
 
 
 def models_of(args: argparse.Namespace) -> list[Entry]:

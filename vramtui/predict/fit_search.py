@@ -96,6 +96,25 @@ def largest(over: Callable[[int], int], lo: int, hi: int) -> int:
     return good
 
 
+def gallop(over: Callable[[int], int], limit: int, start: int = 1) -> int:
+    """The largest x in start..limit with over(x) <= 0 (start - 1 when none), without an
+    upper end to start from: each step goes to where the line through the last two
+    points crosses the budget, at least doubling the step while it keeps fitting, then
+    `largest`."""
+    lo, low = start, over(start)
+    if low > 0:
+        return start - 1
+    hi = min(2 * start, limit)
+    high = over(hi)
+    while high <= 0 and hi < limit:
+        slope = (high - low) / (hi - lo)
+        step = -high / slope + 1 if slope > 0 else hi
+        nxt = min(limit, hi + max(int(step), hi - lo + 1))
+        lo, low, hi = hi, high, nxt
+        high = over(hi)
+    return largest(over, lo, hi)
+
+
 class Search:
     """One model's answers against one budget, through a planner."""
 
@@ -116,9 +135,9 @@ class Search:
         return self.peak(model, setting).need_bytes - self.budget.usable_bytes
 
     def max_context(self, model: Entry, setting: Setting) -> int:
-        """The largest prompt + new tokens that fits at the setting's batch (the prompt
-        held; 0 where not one new token fits)."""
-        first = setting.prompt_tokens + 1
+        """The largest prompt + new tokens that fits at the setting's batch, the prompt
+        (or with `grow="prompt"` the new tokens) held; 0 where not one more token fits."""
+        first = setting.held + 1
         limit = self.planner.positions(model)
         if limit < first:
             return 0
@@ -126,7 +145,11 @@ class Search:
         def over(context: int) -> int:
             return self._over(model, setting.with_context(context))
 
-        found = largest(over, first, limit)
+        # The need is not monotone in the context to the byte (the allocator packs the
+        # cache's segments differently at each length): where the asked context fits,
+        # the answer is searched up from it, so it is never below what fits.
+        start = setting.context if over(setting.context) <= 0 else first
+        found = largest(over, min(start, limit), limit)
         return found if found >= first else 0
 
     def max_batch(self, model: Entry, setting: Setting) -> int:
@@ -135,12 +158,9 @@ class Search:
         def over(batch: int) -> int:
             return self._over(model, setting.with_batch(batch))
 
-        if over(1) > 0:
-            return 0
-        hi = 2
-        while hi < MAX_BATCH and over(hi) <= 0:
-            hi *= 2
-        return largest(over, hi // 2, min(hi, MAX_BATCH))
+        start = setting.batch if over(setting.batch) <= 0 else 1
+        found = gallop(over, MAX_BATCH, start)
+        return found if found >= 1 else 0
 
     def row(self, model: Entry, setting: Setting) -> FitRow:
         positions = self.planner.positions(model)

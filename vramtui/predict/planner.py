@@ -40,12 +40,20 @@ class Setting:
     batch: int = 1
     dtype: str = "float16"
     attn: str = "sdpa"
+    grow: str = "tokens"  # what a longer context lengthens: the new tokens or the prompt
 
     @property
     def context(self) -> int:
         return self.prompt_tokens + self.tokens
 
+    @property
+    def held(self) -> int:
+        """The part of the context a search over contexts keeps."""
+        return self.prompt_tokens if self.grow == "tokens" else self.tokens
+
     def with_context(self, context: int) -> Setting:
+        if self.grow == "prompt":
+            return replace(self, prompt_tokens=context - self.tokens)
         return replace(self, tokens=context - self.prompt_tokens)
 
     def with_batch(self, batch: int) -> Setting:
@@ -167,7 +175,7 @@ def _peak(model: Entry, setting: Setting, exact: bool) -> PlannedPeak:
 @lru_cache(maxsize=1024)
 def _architecture(model: Entry, setting: Setting, positions: int) -> tuple[Architecture, str]:
     # one architecture per shape: the tokens do not change it
-    return architecture(model, replace(setting, tokens=1), positions)
+    return architecture(model, replace(setting, tokens=1, grow="tokens"), positions)
 
 
 def planned(est: Estimate, basis: str, spread: int = 0) -> PlannedPeak:

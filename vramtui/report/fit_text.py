@@ -34,7 +34,8 @@ def header_lines(target: Target, budget: Budget, margin: str, setting: Setting) 
         f"  usable by the allocator {format_bytes(budget.usable_bytes, 2)} "
         "(memory - context - margin)",
         f"Setting: {s.workload}, prompt {s.prompt_tokens} + {s.tokens} new tokens "
-        f"(context {s.context}), batch {s.batch}, {s.dtype}, {s.attn}",
+        f"(context {s.context}), batch {s.batch}, {s.dtype}, {s.attn}; a longer context "
+        f"lengthens the {'prompt' if s.grow == 'prompt' else 'new tokens'}",
     ]
 
 
@@ -47,7 +48,7 @@ def suggested(row: FitRow) -> str:
         return "as asked"
     if row.binding == "weights" or (row.max_context == 0 and row.max_batch == 0):
         return "does not load: a larger card or fewer bits"
-    if row.max_context > s.prompt_tokens:
+    if row.max_context > s.held:
         return f"context {row.max_context}"
     return f"batch {row.max_batch}"
 
@@ -119,6 +120,7 @@ def json_row(row: FitRow, target: Target) -> dict[str, Any]:
         "batch": s.batch,
         "dtype": s.dtype,
         "attn": s.attn,
+        "grow": s.grow,
         "positions": row.positions,
         "usable_bytes": row.usable_bytes,
         "card": target.label,
