@@ -145,9 +145,10 @@ def architecture(model: Entry, setting: Setting, positions: int) -> tuple[Archit
 
 
 # How far the replayed need can lie from the fragmentation model's, as a share of what
-# the run allocates beyond its weights, and a floor: over a grid of OPT records and
+# the run allocates beyond its weights, and a floor: over 750 cells of OPT records and
 # config traces (9 models, sdpa and eager, batch 1-4, prompt 8 and 512, 1-8000 new
-# tokens) the replayed need lay between 0.25 x below and 1.84 x above.
+# tokens) the replayed need lay between 0.25 x below and 1.83 x above
+# (benchmarks/fit_spread.py, results/fit_speed/fit_spread-cpu-dev.json).
 SPREAD_SHARE = 2.5
 SPREAD_FLOOR = 64 * 1024 * 1024
 
