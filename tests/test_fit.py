@@ -151,6 +151,14 @@ def test_weights_bind_where_they_alone_do_not_fit() -> None:
     assert (row.max_context, row.max_batch) == (0, 0)
 
 
+def test_the_largest_growing_term_binds_other_workloads_terms_too() -> None:
+    peak = PlannedPeak(100, 10, 30, 20, 5, "exact")
+    assert peak.binding(50) == "kv cache"
+    assert peak.binding(5) == "weights"
+    trained = replace(peak, other_terms=(("optimizer states", 40),))
+    assert trained.binding(50) == "optimizer states"
+
+
 def test_the_setting_is_held_to_the_models_positions() -> None:
     model = CATALOGUE["opt-125m"]
     row = Search(GeneratePlanner(), Budget(10**12, 0, 0)).row(model, Setting(tokens=5000))

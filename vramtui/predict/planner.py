@@ -75,6 +75,9 @@ class PlannedPeak:
     # does not change the need). Else the need is the fragmentation model's, and the
     # replayed need lies within need_bytes - spread_bytes .. need_bytes + spread_bytes.
     spread_bytes: int = 0
+    # Terms of other workloads beside the four (fine-tuning: ("gradients", n),
+    # ("optimizer states", n)); they take part in `binding` as the others do.
+    other_terms: tuple[tuple[str, int], ...] = ()
 
     @property
     def replayed(self) -> bool:
@@ -89,6 +92,7 @@ class PlannedPeak:
             "kv cache": self.kv_cache_bytes,
             "activations": self.activation_bytes,
             "allocator slack": self.slack_bytes,
+            **dict(self.other_terms),
         }
         return max(grows, key=lambda k: grows[k])
 
