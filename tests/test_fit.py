@@ -228,6 +228,7 @@ def test_check_follows_the_context(capsys: pytest.CaptureFixture[str]) -> None:
     ("args", "said"),
     [
         (("--gpu", "h100", "--check"), "--check takes one model"),
+        (("--gpu", "h100", "-m", "opt-125m", "--context", "4096", "--check"), "2048 positions"),
         (("--gpu", "h100", "--quant", "int9"), "unknown --quant"),
         (("--gpu", "h100", "--quant", "nf4"), "--quant nf4 is not yet estimated"),
         (("--gpu", "h100", "--workload", "lora"), "needs the training estimate"),

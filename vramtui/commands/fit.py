@@ -155,6 +155,10 @@ def plan(args: argparse.Namespace, planner: Planner) -> tuple[Target, Budget, li
     if budget.usable_bytes <= 0:
         raise UsageError("the context and the margin leave the allocator nothing")
     settings = [setting_of(args, q) for q in quants]
+    if args.check and settings[0].context > planner.positions(models[0]):
+        limit = planner.positions(models[0])
+        raise UsageError(f"{models[0].name} takes {limit} positions at most, not "
+                         f"{settings[0].context} (prompt + new tokens)")  # fmt: skip
     search = Search(planner, budget, exact_rows=len(models) <= EXACT_ROWS)
     rows = [search.row(m, s) for m in models for s in settings]
     return target, budget, rows
