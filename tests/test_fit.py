@@ -159,11 +159,17 @@ def test_the_largest_growing_term_binds_other_workloads_terms_too() -> None:
     assert trained.binding(50) == "optimizer states"
 
 
-def test_the_setting_is_held_to_the_models_positions() -> None:
+def test_a_context_past_the_models_positions_does_not_fit_as_asked() -> None:
     model = CATALOGUE["opt-125m"]
-    row = Search(GeneratePlanner(), Budget(10**12, 0, 0)).row(model, Setting(tokens=5000))
+    search = Search(GeneratePlanner(), Budget(10**12, 0, 0))
+    row = search.row(model, Setting(tokens=5000))
     assert row.setting.context == row.positions == row.max_context
-    assert row.binding == "positions"
+    assert not row.fits and row.binding == "positions"
+    longest = search.row(model, Setting(prompt_tokens=3000, tokens=10))
+    assert (longest.setting.prompt_tokens, longest.setting.tokens) == (row.positions - 1, 1)
+    assert not longest.fits
+    inside = search.row(model, Setting(tokens=200))
+    assert inside.fits and inside.binding == "positions"
 
 
 # -- the command

@@ -11,7 +11,7 @@ shrink the bracket fast enough, so a few estimates find each answer.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from vramtui.models.catalogue import Entry
 from vramtui.predict.planner import PlannedPeak, Planner, Setting
@@ -46,10 +46,13 @@ class FitRow:
     max_context: int  # at the asked batch; 0: not even one new token fits
     max_batch: int  # at the asked context; 0: not even one sequence fits
     positions: int  # the model's limit
+    # The asked context is past the model's positions: the row is planned at the limit
+    # (setting) and does not fit as asked.
+    beyond_positions: bool = False
 
     @property
     def fits(self) -> bool:
-        return self.peak.need_bytes <= self.usable_bytes
+        return self.peak.need_bytes <= self.usable_bytes and not self.beyond_positions
 
     @property
     def headroom_bytes(self) -> int:
@@ -63,7 +66,7 @@ class FitRow:
 
     @property
     def binding(self) -> str:
-        if self.fits and self.max_context >= self.positions:
+        if self.beyond_positions or (self.fits and self.max_context >= self.positions):
             return "positions"
         return self.peak.binding(self.usable_bytes)
 
@@ -164,8 +167,9 @@ class Search:
 
     def row(self, model: Entry, setting: Setting) -> FitRow:
         positions = self.planner.positions(model)
-        if setting.context > positions:
-            setting = setting.with_context(positions)
+        beyond = setting.context > positions
+        if beyond:
+            setting = within(setting, positions)
         return FitRow(
             model=model.name,
             family=model.family,
@@ -178,4 +182,13 @@ class Search:
             max_context=self.max_context(model, setting),
             max_batch=self.max_batch(model, setting),
             positions=positions,
+            beyond_positions=beyond,
         )
+
+
+def within(setting: Setting, positions: int) -> Setting:
+    """The setting held to a model's positions: the growing part shortened, and where
+    the held part alone passes them, one new token after the longest prompt."""
+    if setting.held < positions:
+        return setting.with_context(positions)
+    return replace(setting, prompt_tokens=positions - 1, tokens=1)
