@@ -13,7 +13,9 @@ from vramtui.errors import EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, UsageError
 
 # Each module in vramtui.commands with `add_parser(subparsers)`; imported lazily
 # so `vramtui --help` and the app never pay for the others.
-SUBCOMMANDS = ("run", "train", "bench", "estimate", "show", "compare", "models", "profile")
+SUBCOMMANDS = (
+    "run", "train", "bench", "estimate", "fit", "show", "compare", "models", "profile",
+)  # fmt: skip
 
 
 def build_parser() -> common.ArgumentParser:

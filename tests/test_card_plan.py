@@ -1,0 +1,48 @@
+"""The start screen's "plan for: <card>" marks, as `vramtui fit` answers them."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from helpers import run_cli
+
+from vramtui.analysis.card_plan import CatalogueMark, plan_for_card, setting_of
+from vramtui.models.cards import card_target, lookup_card
+from vramtui.runspec import RunSpec
+
+
+def test_the_marks_are_fits_answers(capsys: pytest.CaptureFixture[str]) -> None:
+    spec = RunSpec(model="opt-1.3b", tokens=1000, prompt_tokens=8, batch=2)
+    names = ["opt-1.3b", "opt-13b", "llama-3.1-8b"]
+    marks = plan_for_card(card_target(lookup_card("rtx-4090")), spec, names)
+    code, out, _ = run_cli(
+        capsys, "fit", "--gpu", "rtx-4090", "--filter", "opt-1", "--tokens", "1000",
+        "--batch", "2", "--json",
+    )  # fmt: skip
+    assert code == 0
+    rows = {r["model"]: r for r in json.loads(out)}
+    for name in ("opt-1.3b", "opt-13b"):
+        mark, row = marks[name], rows[name]
+        assert (mark.fits, mark.max_context, mark.max_batch) == (
+            row["fits"], row["max_context"], row["max_batch"],
+        )  # fmt: skip
+    assert list(marks) == names
+    assert marks["opt-13b"].text == "no"
+    assert marks["opt-1.3b"].text.startswith("fits · ")
+
+
+def test_a_precision_not_estimated_marks_every_model_unknown() -> None:
+    spec = RunSpec(model="opt-1.3b", quant="nf4")
+    marks = plan_for_card(card_target(lookup_card("t4")), spec, ["opt-1.3b", "qwen3-8b"])
+    assert {m.fits for m in marks.values()} == {None}
+    assert all("not yet estimated" in m.note and m.text == "–" for m in marks.values())
+
+
+def test_the_forms_settings_are_the_searchs() -> None:
+    spec = RunSpec(tokens=300, prompt_tokens=50, batch=3, attn="eager")
+    setting = setting_of(spec)
+    assert (setting.context, setting.batch, setting.attn, setting.dtype) == (
+        350, 3, "eager", "float16",
+    )  # fmt: skip
+    assert CatalogueMark("x", True, 47_187).text == "fits · 47.2K ctx"

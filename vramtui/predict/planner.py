@@ -1,0 +1,197 @@
+"""The one seam `vramtui fit` asks a peak through: a model, a workload and a setting in,
+the bytes the allocator must be allowed and the terms that make them up out.
+
+Pure Python. `GeneratePlanner` answers text generation at the dtype's precision with
+the estimator (predict/estimator.py): OPT from its exact record, every other model
+from its trace where one is cached on disk, else from an approximate trace of its
+config's numbers (predict/config_trace.py); `PlannedPeak.basis` says which. It
+spawns no tracer. Workloads and precisions it does not estimate are refused in one
+line (`NotEstimated`) before anything is searched.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from functools import lru_cache
+from typing import Protocol
+
+from vramtui.errors import UsageError
+from vramtui.models.catalogue import Entry
+from vramtui.predict.config_trace import config_trace
+from vramtui.predict.estimator import Architecture, Estimate, estimate
+from vramtui.predict.tracing.traces import trace_model
+
+WORKLOADS = ("generate", "lora", "qlora", "full")
+BASES = ("exact", "traced", "approximate")
+
+
+class NotEstimated(UsageError):
+    """A workload or precision the planner cannot estimate (yet): exit 2, one line."""
+
+
+@dataclass(frozen=True)
+class Setting:
+    """What is asked of the card: a workload at a precision, a context and a batch."""
+
+    workload: str = "generate"
+    quant: str = "none"
+    prompt_tokens: int = 8
+    tokens: int = 2000  # new tokens; the context is prompt + tokens
+    batch: int = 1
+    dtype: str = "float16"
+    attn: str = "sdpa"
+    grow: str = "tokens"  # what a longer context lengthens: the new tokens or the prompt
+
+    @property
+    def context(self) -> int:
+        return self.prompt_tokens + self.tokens
+
+    @property
+    def held(self) -> int:
+        """The part of the context a search over contexts keeps."""
+        return self.prompt_tokens if self.grow == "tokens" else self.tokens
+
+    def with_context(self, context: int) -> Setting:
+        if self.grow == "prompt":
+            return replace(self, prompt_tokens=context - self.tokens)
+        return replace(self, tokens=context - self.prompt_tokens)
+
+    def with_batch(self, batch: int) -> Setting:
+        return replace(self, batch=batch)
+
+
+@dataclass(frozen=True)
+class PlannedPeak:
+    """The most a run needs of the caching allocator (the CUDA context is the card's),
+    and the terms that make it up."""
+
+    need_bytes: int  # what the allocator must be allowed for the run to complete
+    weights_bytes: int
+    kv_cache_bytes: int  # at the end of the run
+    activation_bytes: int  # the largest step's transients
+    slack_bytes: int  # reserved beyond allocated, at the peak
+    basis: str  # exact | traced | approximate (see BASES)
+    # 0: the cache's segments were replayed (or the cache balloons, where the replay
+    # does not change the need). Else the need is the fragmentation model's, and the
+    # replayed need lies within need_bytes - spread_bytes .. need_bytes + spread_bytes.
+    spread_bytes: int = 0
+    # Terms of other workloads beside the four (fine-tuning: ("gradients", n),
+    # ("optimizer states", n)); they take part in `binding` as the others do.
+    other_terms: tuple[tuple[str, int], ...] = ()
+
+    @property
+    def replayed(self) -> bool:
+        return self.spread_bytes == 0
+
+    def binding(self, usable_bytes: int) -> str:
+        """The term that decides: the weights where they alone do not fit, else the
+        largest of the terms that grow with the context and the batch."""
+        if self.weights_bytes > usable_bytes:
+            return "weights"
+        grows = {
+            "kv cache": self.kv_cache_bytes,
+            "activations": self.activation_bytes,
+            "allocator slack": self.slack_bytes,
+            **dict(self.other_terms),
+        }
+        return max(grows, key=lambda k: grows[k])
+
+
+class Planner(Protocol):
+    """What `vramtui fit` needs of an estimator."""
+
+    def check(self, workload: str, quant: str) -> None:
+        """Raise NotEstimated (one line) for what this planner cannot estimate."""
+
+    def positions(self, model: Entry) -> int:
+        """The most positions (prompt + new tokens) the model takes."""
+
+    def peak(self, model: Entry, setting: Setting, exact: bool = True) -> PlannedPeak:
+        """The planned peak of `model` at `setting` (already `check`ed); `exact=False`
+        may answer a cheaper figure with its spread (PlannedPeak.spread_bytes)."""
+
+
+class GeneratePlanner:
+    """Generation with unquantized weights, through the estimator."""
+
+    def check(self, workload: str, quant: str) -> None:
+        if workload not in WORKLOADS:
+            choose = ", ".join(WORKLOADS)
+            raise UsageError(f"unknown --workload {workload!r}; choose from {choose}")
+        if workload != "generate":
+            raise NotEstimated(f"--workload {workload} needs the training estimate")
+        if quant != "none":
+            raise NotEstimated(f"--quant {quant} is not yet estimated (only none)")
+
+    def positions(self, model: Entry) -> int:
+        return model.opt.positions if model.opt else model.positions or 2048
+
+    def peak(self, model: Entry, setting: Setting, exact: bool = True) -> PlannedPeak:
+        return _peak(model, setting, exact)
+
+
+def architecture(model: Entry, setting: Setting, positions: int) -> tuple[Architecture, str]:
+    """What the estimator reads `model` from at `setting`, and how exact that is."""
+    if model.opt is not None:
+        return model.opt, "exact"
+    s = setting
+    traced = trace_model(
+        model.name, dict(model.config), positions, prompt=s.prompt_tokens, batch=s.batch,
+        dtype=s.dtype, attn=s.attn, backend="cuda", only_cached=True,
+    )  # fmt: skip
+    if traced is not None:
+        return traced, "traced"
+    approx = config_trace(
+        model.name, model.config, model.params, positions, prompt=s.prompt_tokens,
+        batch=s.batch, dtype=s.dtype, attn=s.attn, backend="cuda",
+    )  # fmt: skip
+    return approx, "approximate"
+
+
+# How far the replayed need can lie from the fragmentation model's, as a share of what
+# the run allocates beyond its weights, and a floor: over 750 cells of OPT records and
+# config traces (9 models, sdpa and eager, batch 1-4, prompt 8 and 512, 1-8000 new
+# tokens) the replayed need lay between 0.25 x below and 1.83 x above
+# (benchmarks/fit_spread.py, results/fit_speed/fit_spread-cpu-dev.json).
+SPREAD_SHARE = 2.5
+SPREAD_FLOOR = 64 * 1024 * 1024
+
+
+@lru_cache(maxsize=4096)
+def _peak(model: Entry, setting: Setting, exact: bool) -> PlannedPeak:
+    positions = GeneratePlanner().positions(model)
+    arch, basis = _architecture(model, setting, positions)
+    s = setting
+    # The replay of the cache's segments is the estimate's one costly part. Where the
+    # cache balloons, what must fit is the same without it (a ballooning cache is freed
+    # before an OOM); elsewhere it runs where `exact` asks for it.
+    est = estimate(
+        arch, prompt_tokens=s.prompt_tokens, tokens=s.tokens, batch=s.batch, dtype=s.dtype,
+        attn=s.attn, replay_cache=False,
+    )  # fmt: skip
+    if est.cache_balloons:
+        return planned(est, basis)
+    if not exact:
+        dynamic = max(0, est.peak_allocated_bytes - est.weights_bytes)
+        return planned(est, basis, int(SPREAD_SHARE * dynamic) + SPREAD_FLOOR)
+    return planned(est.varied(replay_cache=True), basis)
+
+
+@lru_cache(maxsize=1024)
+def _architecture(model: Entry, setting: Setting, positions: int) -> tuple[Architecture, str]:
+    # one architecture per shape: the tokens do not change it
+    return architecture(model, replace(setting, tokens=1, grow="tokens"), positions)
+
+
+def planned(est: Estimate, basis: str, spread: int = 0) -> PlannedPeak:
+    """A PlannedPeak from an estimate: what must fit, less the estimator's own context."""
+    need = est.required_bytes - est.context_bytes
+    return PlannedPeak(
+        need_bytes=need,
+        weights_bytes=est.weights_bytes,
+        kv_cache_bytes=est.kv_cache_bytes,
+        activation_bytes=est.transient_bytes,
+        slack_bytes=max(0, need - est.peak_allocated_bytes),
+        basis=basis,
+        spread_bytes=spread,
+    )
