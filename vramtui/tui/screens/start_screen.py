@@ -9,7 +9,6 @@ thread and shown when ready, so typing never waits for it.
 
 from __future__ import annotations
 
-from rich.text import Text
 from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -19,7 +18,7 @@ from textual.widgets import Button, DataTable, Footer, Input, Select, Static
 
 from vramtui.errors import UsageError
 from vramtui.measure.script.program_process import program_from_text
-from vramtui.models.catalogue import CATALOGUE, families
+from vramtui.models.catalogue import CATALOGUE
 from vramtui.runspec import (
     DeviceList,
     ResolvedRun,
@@ -32,11 +31,11 @@ from vramtui.tui.app_host import host_of
 from vramtui.tui.device_list import DeviceOption, device_options, initial_device_options
 from vramtui.tui.form import FIELDS, FormResult, FormValues, model_facts, place_of, read_form
 from vramtui.tui.messages import DevicesFound, PredictionReady
-from vramtui.tui.prediction import StartPrediction, form_prediction
 from vramtui.tui.screens.confirm_run_screen import ConfirmRunScreen, confirm_text
 from vramtui.tui.screens.start_fields import form_fields
 from vramtui.tui.widgets.header import ScreenHeader
-from vramtui.units import format_count
+from vramtui.tui.widgets.model_table import ModelTable
+from vramtui.tui.widgets.prediction_line import PredictionLine
 
 PLACES = (*FIELDS, "model", "form")
 SHAPE_FIELDS = ("tokens", "prompt_tokens", "batch", "dtype", "attn", "cache", "device")
@@ -72,12 +71,7 @@ class StartScreen(Screen[None]):
         self.devices: list[DeviceOption] = initial_device_options(spec.device)
         self.found: DeviceList = dev.unknown_devices(spec.device)
         self.form: FormResult = FormResult(None, {})
-        self._prediction_key: object = None
-        self._predicting = False  # one prediction worker at a time; the latest form waits
-        self._pending: ResolvedRun | None = None
-        self._predicted: tuple[object, StartPrediction] | None = None  # the form's latest
         self._run_when_predicted: ResolvedRun | None = None  # Run pressed, prediction due
-        self._shown: list[str] = []  # the model list's rows, as filtered
         # the engine's refusal (place, message) of the form as it was: shown till it changes
         self._refusal: tuple[str, str, FormValues] | None = None
 
@@ -91,12 +85,12 @@ class StartScreen(Screen[None]):
                     id="model-filter",
                     compact=True,
                 )
-                table: DataTable[str] = DataTable(id="model-table", cursor_type="row")
+                table = ModelTable(spec.model, id="model-table")
                 table.border_title = "model"
                 yield table
                 yield Static("", id="model-error", classes="field-error")
                 yield Static("", id="model-info")
-                yield Static("", id="prediction")
+                yield PredictionLine(id="prediction")
             with Vertical(id="fields"):
                 yield from form_fields(spec, self._device_items())
         yield Footer()
@@ -106,11 +100,8 @@ class StartScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self.sub_title = "pick a model and a token budget"
-        table = self.query_one("#model-table", DataTable)
-        table.add_columns("family", "model", "params")
-        self.show_models("")
-        if self.base.model in self._shown:
-            table.move_cursor(row=self._shown.index(self.base.model))
+        table = self.query_one(ModelTable)
+        table.show_models("")
         self._source_changed(self.base.source)
         self.load_devices()
         if self.base.source == "architecture":
@@ -119,27 +110,11 @@ class StartScreen(Screen[None]):
             self.query_one("#path", Input).focus()
         # --start waits for the device list: `auto` means the first GPU NVML finds.
 
-    # ---- the model list: grouped by family, filtered as the user types -----------------
-    def show_models(self, text: str) -> None:
-        """The catalogue models that match `text`, each family's name on its first row."""
-        table = self.query_one("#model-table", DataTable)
-        current = self._model() if self._shown else self.base.model
-        table.clear()
-        self._shown = []
-        for family, entries in families().items():
-            shown = [e for e in entries if e.matches(text)]
-            for n, entry in enumerate(shown):
-                label = Text(family if n == 0 else "", style="dim")
-                params = Text(format_count(entry.params), justify="right")
-                table.add_row(label, entry.name, params, key=entry.name)
-                self._shown.append(entry.name)
-        if current in self._shown:
-            table.move_cursor(row=self._shown.index(current))
-
+    # ---- the model list: filtered as the user types ------------------------------------
     @on(Input.Changed, "#model-filter")
     def _on_filter(self, event: Input.Changed) -> None:
         event.stop()
-        self.show_models(event.value)
+        self.query_one(ModelTable).show_models(event.value)
         self.refresh_form()
 
     @on(Input.Submitted, "#model-filter")
@@ -208,22 +183,7 @@ class StartScreen(Screen[None]):
         self.show_errors(self.form.errors)
         run = self.form.run
         self._show_model_facts(run)
-        prediction = self.query_one("#prediction", Static)
-        if run is None:
-            self._prediction_key = None
-            prediction.update("")
-            prediction.remove_class("-warn", "-fits")
-            return
-        if run != self._prediction_key:
-            self._prediction_key = run
-            traced = run.model is None and run.config is not None
-            note = " (tracing the model's code on the meta device)" if traced else ""
-            prediction.update(Text(f"predicting…{note}", style="dim"))
-            if self._predicting:
-                self._pending = run  # typing on: only the form's latest state is predicted
-            else:
-                self._predicting = True
-                self.predict(run)
+        self.query_one(PredictionLine).ask(run, self.found)
 
     def _show_model_facts(self, run: ResolvedRun | None) -> None:
         info = self.query_one("#model-info", Static)
@@ -242,28 +202,9 @@ class StartScreen(Screen[None]):
         dtype = self._value("dtype")
         info.update(model_facts(model, resolve_dtype(None if dtype == "auto" else dtype, backend)))
 
-    @work(thread=True, group="predict")
-    def predict(self, run: ResolvedRun) -> None:
-        """The estimate, off the UI thread; shown only if the form still says `run`."""
-        try:
-            prediction = form_prediction(run, self.found)
-        except UsageError as exc:  # the model's code could not be traced, or placed
-            prediction = StartPrediction(f"no prediction: {exc}", None)
-        self.post_message(PredictionReady(run, prediction))
-
     def on_prediction_ready(self, message: PredictionReady) -> None:
-        self._predicting = False
-        if self._pending is not None:
-            self._predicting, pending, self._pending = True, self._pending, None
-            self.predict(pending)
-        if message.key != self._prediction_key:
-            return  # the form has changed since: a newer prediction is on its way
-        self._predicted = (message.key, message.prediction)
+        """The form's run predicted (the prediction line has shown it)."""
         self._begin_if_predicted()
-        widget = self.query_one("#prediction", Static)
-        widget.update(message.prediction.text)
-        widget.set_class(message.prediction.fits is False, "-warn")
-        widget.set_class(message.prediction.fits is True, "-fits")
 
     def _script_form(self) -> None:
         """Your own program: only its command line is read (and checked)."""
@@ -274,13 +215,12 @@ class StartScreen(Screen[None]):
         except UsageError as exc:
             errors = {"path": str(exc)}
         self.show_errors(errors)
-        self._prediction_key = None
         self.query_one("#model-info", Static).update(
             "model: whatever your program loads; every generate() is recorded"
         )
-        prediction = self.query_one("#prediction", Static)
-        prediction.update("no prediction: vramtui does not choose your program's model")
-        prediction.remove_class("-warn", "-fits")
+        self.query_one(PredictionLine).say(
+            "no prediction: vramtui does not choose your program's model"
+        )
 
     @on(DataTable.RowSelected, "#model-table")
     def _on_model_chosen(self) -> None:
@@ -311,11 +251,12 @@ class StartScreen(Screen[None]):
     def _begin_if_predicted(self) -> None:
         """A CPU run starts once its prediction is in (typing never waits for it); one
         predicted not to fit the RAM available asks first."""
-        run, predicted = self._run_when_predicted, self._predicted
-        if run is None or predicted is None or predicted[0] != run:
+        run = self._run_when_predicted
+        predicted = self.query_one(PredictionLine).of(run) if run is not None else None
+        if run is None or predicted is None:
             return  # its prediction is on its way
         self._run_when_predicted = None
-        check = predicted[1].ram
+        check = predicted.ram
         if check is None or check.fits:
             host_of(self).begin(run)
             return
@@ -345,11 +286,12 @@ class StartScreen(Screen[None]):
 
     def _model(self) -> str:
         """The highlighted model ('' when the filter leaves none)."""
-        table = self.query_one("#model-table", DataTable)
-        row = table.cursor_row
-        if not self._shown:
-            return ""
-        return self._shown[row] if 0 <= row < len(self._shown) else self._shown[0]
+        return self.query_one(ModelTable).model()
+
+    @property
+    def _shown(self) -> list[str]:
+        """The model list's rows, as filtered."""
+        return self.query_one(ModelTable).shown
 
     def read_spec(self) -> RunSpec:
         """The spec the form describes (its errors, if any, are shown)."""
