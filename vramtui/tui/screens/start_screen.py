@@ -14,7 +14,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import Button, DataTable, Footer, Input, Select, Static
+from textual.widgets import Button, Checkbox, DataTable, Footer, Input, Select, Static
 
 from vramtui.errors import UsageError
 from vramtui.measure.script.program_process import program_from_text
@@ -29,8 +29,17 @@ from vramtui.runspec.device_choice import backend_of
 from vramtui.tui import device_list as dev
 from vramtui.tui.app_host import host_of
 from vramtui.tui.device_list import DeviceOption, device_options, initial_device_options
-from vramtui.tui.form import FIELDS, FormResult, FormValues, model_facts, place_of, read_form
+from vramtui.tui.form import (
+    FIELDS,
+    FormResult,
+    FormValues,
+    has_double_quant,
+    model_facts,
+    place_of,
+    read_form,
+)
 from vramtui.tui.messages import DevicesFound, PredictionReady
+from vramtui.tui.screen_text import run_name
 from vramtui.tui.screens.confirm_run_screen import ConfirmRunScreen, confirm_text
 from vramtui.tui.screens.start_fields import form_fields
 from vramtui.tui.widgets.header import ScreenHeader
@@ -38,7 +47,10 @@ from vramtui.tui.widgets.model_table import ModelTable
 from vramtui.tui.widgets.prediction_line import PredictionLine
 
 PLACES = (*FIELDS, "model", "form")
-SHAPE_FIELDS = ("tokens", "prompt_tokens", "batch", "dtype", "attn", "cache", "device")
+SHAPE_FIELDS = (
+    "tokens", "prompt_tokens", "batch", "dtype", "quant", "double_quant", "attn", "cache",
+    "cache_bits", "device",
+)  # fmt: skip
 
 
 class StartScreen(Screen[None]):
@@ -57,6 +69,8 @@ class StartScreen(Screen[None]):
     StartScreen .row { height: 1; margin-bottom: 1; }
     StartScreen .label { width: 11; color: $text-muted; }
     StartScreen .row Input, StartScreen .row Select { width: 1fr; }
+    StartScreen #double_quant { margin-left: 1; }
+    StartScreen #cache_bits { width: 10; margin-left: 1; }
     StartScreen .field-error { display: none; color: $error; height: auto; margin: -1 0 1 11; }
     StartScreen .field-error.-shown { display: block; }
     StartScreen #run { margin-left: 11; }
@@ -173,9 +187,11 @@ class StartScreen(Screen[None]):
     @on(DataTable.RowHighlighted, "#model-table")
     @on(Select.Changed)
     @on(Input.Changed)
+    @on(Checkbox.Changed)
     def refresh_form(self) -> None:
         """Read the form, show each field's error (or none), the model's facts, and ask
         for the prediction of the run it describes."""
+        self._show_options()
         if self._value("source") == "script":
             self._script_form()
             return
@@ -184,6 +200,12 @@ class StartScreen(Screen[None]):
         run = self.form.run
         self._show_model_facts(run)
         self.query_one(PredictionLine).ask(run, self.found)
+
+    def _show_options(self) -> None:
+        """Double quantization beside a bitsandbytes 4-bit Quant, the bits beside the
+        quantized KV cache; hidden for every other choice."""
+        self.query_one("#double_quant").display = has_double_quant(self._value("quant"))
+        self.query_one("#cache_bits").display = self._value("cache") == "quantized"
 
     def _show_model_facts(self, run: ResolvedRun | None) -> None:
         info = self.query_one("#model-info", Static)
@@ -195,12 +217,13 @@ class StartScreen(Screen[None]):
             info.update("no catalogue model matches the filter")
             return
         if run is not None:
-            info.update(model_facts(model, run.dtype, run.spec.batch))
+            info.update(model_facts(model, run.dtype, run.spec.batch, run.spec.quant))
             return
         device = self._value("device")
         backend = backend_of(self.found.best() if device == "auto" else device)
         dtype = self._value("dtype")
-        info.update(model_facts(model, resolve_dtype(None if dtype == "auto" else dtype, backend)))
+        dtype = resolve_dtype(None if dtype == "auto" else dtype, backend)
+        info.update(model_facts(model, dtype, quant=self._value("quant")))
 
     def on_prediction_ready(self, message: PredictionReady) -> None:
         """The form's run predicted (the prediction line has shown it)."""
@@ -265,7 +288,7 @@ class StartScreen(Screen[None]):
             if yes:
                 host_of(self).begin(run)
 
-        self.app.push_screen(ConfirmRunScreen(confirm_text(run.spec.model, check)), answered)
+        self.app.push_screen(ConfirmRunScreen(confirm_text(run_name(run.spec), check)), answered)
 
     def values(self) -> FormValues:
         return FormValues(
@@ -279,6 +302,9 @@ class StartScreen(Screen[None]):
             attn=self._value("attn"),
             device=self._value("device"),
             cache=self._value("cache"),
+            quant=self._value("quant"),
+            double_quant=self.query_one("#double_quant", Checkbox).value,
+            cache_bits=self._value("cache_bits"),
         )
 
     def _value(self, field: str) -> str:
