@@ -9,6 +9,7 @@ thread and shown when ready, so typing never waits for it.
 
 from __future__ import annotations
 
+from rich.text import Text
 from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -338,7 +339,7 @@ class StartScreen(Screen[None]):
         for place in PLACES:
             widget = self.query_one(f"#{place}-error", Static)
             message = errors.get(place, "")
-            widget.update(message)
+            widget.update(Text(message))  # as it is: `.[quant]` is no markup
             widget.set_class(bool(message), "-shown")
 
     def show_error(self, message: str, field: str | None = None) -> None:

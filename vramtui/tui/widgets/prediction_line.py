@@ -47,7 +47,7 @@ class PredictionLine(Static):
     def say(self, text: str) -> None:
         """A line in place of a prediction."""
         self._key = None
-        self.update(text)
+        self.update(Text(text))
         self.remove_class("-warn", "-fits")
 
     def of(self, run: ResolvedRun) -> StartPrediction | None:
@@ -74,6 +74,6 @@ class PredictionLine(Static):
             message.stop()  # the form has changed since: a newer prediction is on its way
             return
         self.latest = (key, message.prediction)
-        self.update(message.prediction.text)
+        self.update(Text(message.prediction.text))  # as it is: no markup
         self.set_class(message.prediction.fits is False, "-warn")
         self.set_class(message.prediction.fits is True, "-fits")
