@@ -93,7 +93,7 @@ def labelled(message: str) -> str:
     return _FLAG.sub(lambda m: FLAGS.get(m.group(1), m.group(1)), message)
 
 
-def _whole(text: str, label: str) -> int:
+def whole(text: str, label: str) -> int:
     try:
         value = int(text.strip())
     except ValueError:
@@ -111,7 +111,7 @@ def spec_from_form(values: FormValues, base: RunSpec) -> tuple[RunSpec, dict[str
     numbers: dict[str, Any] = {}  # field -> int, as replace() takes them
     for field in INT_FIELDS:
         try:
-            numbers[field] = _whole(getattr(values, field), LABELS[field])
+            numbers[field] = whole(getattr(values, field), LABELS[field])
         except UsageError as exc:
             errors[field] = str(exc)
             numbers[field] = 1  # passes: resolve() looks for the other fields' errors

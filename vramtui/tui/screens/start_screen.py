@@ -13,7 +13,7 @@ from rich.text import Text
 from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Button, Checkbox, DataTable, Footer, Input, Select, Static
 
@@ -27,61 +27,54 @@ from vramtui.runspec import (
     resolve_dtype,
 )
 from vramtui.runspec.device_choice import backend_of
+from vramtui.runspec.train_spec import TrainSpec
 from vramtui.tui import device_list as dev
 from vramtui.tui.app_host import host_of
 from vramtui.tui.device_list import DeviceOption, device_options, initial_device_options
-from vramtui.tui.form import (
-    FIELDS,
-    FormResult,
-    FormValues,
-    has_double_quant,
-    model_facts,
-    place_of,
-    read_form,
-)
+from vramtui.tui.form import FIELDS, FormResult, FormValues, model_facts, place_of, read_form
 from vramtui.tui.messages import DevicesFound, PredictionReady
 from vramtui.tui.screen_text import run_name
 from vramtui.tui.screens.confirm_run_screen import ConfirmRunScreen, confirm_text
-from vramtui.tui.screens.start_fields import form_fields
+from vramtui.tui.screens.start_fields import FIELDS_CSS, form_fields, show_rows, train_values
+from vramtui.tui.train_form import TRAIN_FIELDS, TrainResult, read_train
 from vramtui.tui.widgets.header import ScreenHeader
 from vramtui.tui.widgets.model_table import ModelTable
 from vramtui.tui.widgets.prediction_line import PredictionLine
 
-PLACES = (*FIELDS, "model", "form")
+PLACES = (*FIELDS, *TRAIN_FIELDS, "model", "form")
 SHAPE_FIELDS = (
-    "tokens", "prompt_tokens", "batch", "dtype", "quant", "double_quant", "attn", "cache",
-    "cache_bits", "device",
+    "workload", "tokens", "prompt_tokens", "batch", "dtype", "quant", "double_quant", "attn",
+    "cache", "cache_bits", "device",
 )  # fmt: skip
+
+MODELS_CSS = """
+StartScreen #start-main { height: 1fr; }
+StartScreen #models { width: 44; height: 1fr; padding: 0 1; }
+StartScreen #model-filter { width: 1fr; margin: 0 0 0 1; }
+StartScreen #model-table { height: auto; max-height: 12; border: round $primary 50%; }
+StartScreen #model-table:focus { border: round $accent; }
+StartScreen #model-table.-off { opacity: 50%; }
+StartScreen #model-info { height: auto; color: $text-muted; padding: 0 1; }
+StartScreen #prediction { height: auto; padding: 0 1; margin-top: 1; }
+StartScreen #prediction.-fits { color: $success; }
+StartScreen #prediction.-warn { color: $error; text-style: bold; }
+"""
 
 
 class StartScreen(Screen[None]):
-    DEFAULT_CSS = """
-    StartScreen #start-main { height: 1fr; }
-    StartScreen #models { width: 44; height: 1fr; padding: 0 1; }
-    StartScreen #model-filter { width: 1fr; margin: 0 0 0 1; }
-    StartScreen #model-table { height: auto; max-height: 12; border: round $primary 50%; }
-    StartScreen #model-table:focus { border: round $accent; }
-    StartScreen #model-table.-off { opacity: 50%; }
-    StartScreen #model-info { height: auto; color: $text-muted; padding: 0 1; }
-    StartScreen #prediction { height: auto; padding: 0 1; margin-top: 1; }
-    StartScreen #prediction.-fits { color: $success; }
-    StartScreen #prediction.-warn { color: $error; text-style: bold; }
-    StartScreen #fields { width: 1fr; height: 1fr; padding: 1 1 0 0; }
-    StartScreen .row { height: 1; margin-bottom: 1; }
-    StartScreen .label { width: 11; color: $text-muted; }
-    StartScreen .row Input, StartScreen .row Select { width: 1fr; }
-    StartScreen #double_quant { margin-left: 1; }
-    StartScreen #cache_bits { width: 10; margin-left: 1; }
-    StartScreen .field-error { display: none; color: $error; height: auto; margin: -1 0 1 11; }
-    StartScreen .field-error.-shown { display: block; }
-    StartScreen #run { margin-left: 11; }
-    """
+    DEFAULT_CSS = MODELS_CSS + FIELDS_CSS
 
     BINDINGS = [Binding("ctrl+r", "run", "Run", priority=True)]
 
-    def __init__(self, spec: RunSpec, autostart: bool = False) -> None:
+    def __init__(
+        self, spec: RunSpec, autostart: bool = False, train: TrainSpec | None = None
+    ) -> None:
+        """`train`: the fine-tuning recipe the form starts with (and the workload)."""
         super().__init__()
         self.base = spec
+        self.train_base = train or TrainSpec(base=spec)
+        self.workload = "fine-tune" if train else "generate"
+        self.train = TrainResult(None, {})
         self.autostart = autostart
         self.devices: list[DeviceOption] = initial_device_options(spec.device)
         self.found: DeviceList = dev.unknown_devices(spec.device)
@@ -106,8 +99,8 @@ class StartScreen(Screen[None]):
                 yield Static("", id="model-error", classes="field-error")
                 yield Static("", id="model-info")
                 yield PredictionLine(id="prediction")
-            with Vertical(id="fields"):
-                yield from form_fields(spec, self._device_items())
+            with VerticalScroll(id="fields"):
+                yield from form_fields(spec, self._device_items(), self.train_base, self.workload)
         yield Footer()
 
     def _device_items(self) -> list[tuple[str, str]]:
@@ -192,21 +185,24 @@ class StartScreen(Screen[None]):
     def refresh_form(self) -> None:
         """Read the form, show each field's error (or none), the model's facts, and ask
         for the prediction of the run it describes."""
-        self._show_options()
+        fields = self.query_one("#fields")
+        show_rows(fields, self._training(), self._value("quant"), self._value("cache"))
         if self._value("source") == "script":
             self._script_form()
             return
         self.form = read_form(self.values(), self.base, self.found)
-        self.show_errors(self.form.errors)
         run = self.form.run
         self._show_model_facts(run)
-        self.query_one(PredictionLine).ask(run, self.found)
+        if not self._training():
+            self.show_errors(self.form.errors)
+            self.query_one(PredictionLine).ask(run, self.found)
+            return
+        self.train = read_train(train_values(fields), run, self.train_base)
+        self.show_errors({**self.form.errors, **self.train.errors})
+        self.query_one(PredictionLine).say("no prediction for fine-tuning on this screen")
 
-    def _show_options(self) -> None:
-        """Double quantization beside a bitsandbytes 4-bit Quant, the bits beside the
-        quantized KV cache; hidden for every other choice."""
-        self.query_one("#double_quant").display = has_double_quant(self._value("quant"))
-        self.query_one("#cache_bits").display = self._value("cache") == "quantized"
+    def _training(self) -> bool:
+        return self._value("workload") == "fine-tune" and self._value("source") != "script"
 
     def _show_model_facts(self, run: ResolvedRun | None) -> None:
         info = self.query_one("#model-info", Static)
@@ -262,6 +258,9 @@ class StartScreen(Screen[None]):
             host_of(self).begin_program(program)
             return
         self.refresh_form()
+        if self._training():
+            self._start_training()
+            return
         run = self.form.run
         if run is None:
             self._focus_first_error()
@@ -271,6 +270,14 @@ class StartScreen(Screen[None]):
             return
         self._run_when_predicted = run
         self._begin_if_predicted()
+
+    def _start_training(self) -> None:
+        """The app fine-tunes the recipe the form describes (checked first)."""
+        spec = self.train.spec
+        if spec is None:
+            self._focus_first_error()
+            return
+        host_of(self).start_training(spec)
 
     def _begin_if_predicted(self) -> None:
         """A CPU run starts once its prediction is in (typing never waits for it); one
@@ -292,17 +299,20 @@ class StartScreen(Screen[None]):
         self.app.push_screen(ConfirmRunScreen(confirm_text(run_name(run.spec), check)), answered)
 
     def values(self) -> FormValues:
+        """The form as text; fine-tuning's model with its generation fields passing (a
+        training run has no token budget and no KV cache)."""
+        generate = not self._training()
         return FormValues(
             model=self._model(),
             source=self._value("source"),
             path=self.query_one("#path", Input).value,
-            tokens=self.query_one("#tokens", Input).value,
-            prompt_tokens=self.query_one("#prompt_tokens", Input).value,
+            tokens=self.query_one("#tokens", Input).value if generate else "1",
+            prompt_tokens=self.query_one("#prompt_tokens", Input).value if generate else "1",
             batch=self.query_one("#batch", Input).value,
             dtype=self._value("dtype"),
             attn=self._value("attn"),
             device=self._value("device"),
-            cache=self._value("cache"),
+            cache=self._value("cache") if generate else "dynamic",
             quant=self._value("quant"),
             double_quant=self.query_one("#double_quant", Checkbox).value,
             cache_bits=self._value("cache_bits"),
