@@ -1,5 +1,6 @@
 """The start screen's fine-tuning workload: its rows, the TrainSpec it builds and hands
-to the app (AppHost.start_training), and its fields refused in place. No engine."""
+to the app (AppHost.start_training), and its fields refused in place; the form, taller
+than 80x24 with them, scrolls to the field in focus. No engine."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 from helpers import CPU_ONLY, resolved
 from textual.pilot import Pilot
-from textual.widgets import Input, Select, Static
+from textual.widgets import Button, Input, Select, Static
 
 from vramtui.runspec import RunSpec, quant
 from vramtui.runspec.train_spec import TrainSpec
@@ -150,3 +151,20 @@ def test_qlora_without_bitsandbytes_is_refused_under_method(
     result = read_train(TrainValues("qlora", "128", "3", "adamw"), run, TrainSpec())
     assert result.spec is None
     assert result.errors == {"method": 'Quant nf4 needs bitsandbytes: pip install -e ".[quant]"'}
+
+
+def test_at_80x24_the_form_scrolls_to_the_field_in_focus(tmp_path: Path) -> None:
+    app = app_for(RunSpec(model="opt-125m", device="cpu"), tmp_path)
+
+    async def scenario() -> None:
+        async with app.run_test(size=(80, 24)) as pilot:
+            screen = app.screen
+            assert isinstance(screen, StartScreen)
+            await pilot.pause()
+            fields, run = screen.query_one("#fields"), screen.query_one("#run", Button)
+            assert not fields.region.contains_region(run.region)  # below the fold
+            run.focus()
+            await pilot.pause()
+            assert fields.region.contains_region(run.region)
+
+    asyncio.run(scenario())
