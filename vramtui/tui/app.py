@@ -31,6 +31,7 @@ from vramtui.errors import EXIT_INTERRUPTED, EXIT_OK, UsageError
 from vramtui.measure import events as ev
 from vramtui.report.sessions import Saved, autosave, session_stem, sessions_dir
 from vramtui.runspec import DeviceList, ResolvedRun, RunSpec
+from vramtui.runspec.train_spec import TrainSpec
 from vramtui.tui.messages import RunFinished
 from vramtui.tui.run_state import ActiveRun, RecorderFactory, SpareEngines
 from vramtui.tui.screens.export_screen import ExportScreen
@@ -109,6 +110,7 @@ class VramApp(App[int]):
         self.redraw_hz = redraw_hz
         self.current: ActiveRun | None = None
         self.runs_started = 0
+        self.training_asked: list[TrainSpec] = []  # the start form's fine-tuning runs
         self.saved_sessions: list[Saved] = []  # every session this app saved, oldest first
         self._quitting = False
         self._exit_code = EXIT_OK  # what leaving returns: 130 once a run is interrupted
@@ -160,6 +162,15 @@ class VramApp(App[int]):
         self.runs_started += 1
         self.push_screen(ProgramRunScreen(active, output, self.redraw_hz))
         self._drive(active)
+
+    def start_training(self, spec: TrainSpec) -> None:
+        """The start form's fine-tuning run: kept in `training_asked`; the app does not
+        measure training, `vramtui train` does, and the app says so."""
+        self.training_asked.append(spec)
+        self.notify(
+            f"fine-tuning {spec.label} runs from the command line: vramtui train",
+            severity="warning",
+        )
 
     @work(thread=True, group="engine", exit_on_error=False)
     def _drive(self, run: ActiveRun) -> None:

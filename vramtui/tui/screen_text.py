@@ -9,6 +9,7 @@ from vramtui.measure.session import SessionView
 from vramtui.report.summary_text import series_labels
 from vramtui.runspec import RunSpec
 from vramtui.runspec.program_spec import tokens_requested
+from vramtui.runspec.quant import quant_label
 from vramtui.runspec.train_spec import TrainSpec
 from vramtui.tui.plotdata import TABLE_SERIES
 from vramtui.units import format_count
@@ -137,8 +138,22 @@ def series_rows(session: SessionView) -> list[SeriesRow]:
     return rows
 
 
+def quantization(spec: RunSpec) -> list[str]:
+    """How a run's weights and KV cache are quantized: [] when they are not, else e.g.
+    ['nf4+dq', 'KV 4-bit']."""
+    said = [quant_label(spec.quant, spec.double_quant)] if spec.quant != "none" else []
+    return said + ([f"KV {spec.cache_bits}-bit"] if spec.cache == "quantized" else [])
+
+
+def run_name(spec: RunSpec) -> str:
+    """The model, and its quantization where it has one: 'opt-13b (nf4+dq, KV 4-bit)'."""
+    quantized = quantization(spec)
+    return f"{spec.model} ({', '.join(quantized)})" if quantized else spec.model
+
+
 def run_title(session: SessionView) -> str:
-    """opt-1.3b · float16 · sdpa · batch 1 · cuda:0 (NVIDIA H100 80GB HBM3)"""
+    """opt-1.3b · float16 · sdpa · batch 1 · cuda:0 (NVIDIA H100 80GB HBM3); a quantized
+    run's quantization after its dtype: opt-1.3b · float16 · nf4+dq · KV 4-bit · …"""
     spec = session.spec
     env = session.environment
     device = env.device or (spec.device if isinstance(spec, RunSpec) else None)
@@ -150,7 +165,8 @@ def run_title(session: SessionView) -> str:
     if not isinstance(spec, RunSpec):  # a profiled program: its command line
         return " · ".join([spec.command if spec.source == "program" else spec.model, where])
     dtype = session.loaded.dtype if session.loaded else spec.dtype or "auto dtype"
-    return " · ".join([spec.model, dtype, spec.attn, f"batch {spec.batch}", where])
+    parts = [spec.model, dtype, *quantization(spec), spec.attn, f"batch {spec.batch}", where]
+    return " · ".join(parts)
 
 
 def side_facts(session: SessionView, room: int | None = None) -> str:

@@ -18,9 +18,10 @@ from vramtui.predict.fit_forecast import FitCheck
 from vramtui.units import format_bytes
 
 
-def confirm_text(model: str, check: FitCheck) -> str:
+def confirm_text(name: str, check: FitCheck) -> str:
+    """The question, `name` the model as the run names it (with its quantization)."""
     need, free = format_bytes(check.need_bytes, 2), format_bytes(check.free_bytes, 2)
-    return f"{model}: predicted peak RSS {need}, RAM available {free} — run anyway?"
+    return f"{name}: predicted peak RSS {need}, RAM available {free} — run anyway?"
 
 
 class ConfirmRunScreen(ModalScreen[bool]):

@@ -13,13 +13,13 @@ from rich.text import Text
 from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
-from textual.widgets import Button, DataTable, Footer, Input, Select, Static
+from textual.widgets import Button, Checkbox, DataTable, Footer, Input, Select, Static
 
 from vramtui.errors import UsageError
 from vramtui.measure.script.program_process import program_from_text
-from vramtui.models.catalogue import CATALOGUE, families
+from vramtui.models.catalogue import CATALOGUE
 from vramtui.runspec import (
     DeviceList,
     ResolvedRun,
@@ -27,57 +27,59 @@ from vramtui.runspec import (
     resolve_dtype,
 )
 from vramtui.runspec.device_choice import backend_of
+from vramtui.runspec.train_spec import TrainSpec
 from vramtui.tui import device_list as dev
 from vramtui.tui.app_host import host_of
 from vramtui.tui.device_list import DeviceOption, device_options, initial_device_options
 from vramtui.tui.form import FIELDS, FormResult, FormValues, model_facts, place_of, read_form
 from vramtui.tui.messages import DevicesFound, PredictionReady
-from vramtui.tui.prediction import StartPrediction, form_prediction
+from vramtui.tui.screen_text import run_name
 from vramtui.tui.screens.confirm_run_screen import ConfirmRunScreen, confirm_text
-from vramtui.tui.screens.start_fields import form_fields
+from vramtui.tui.screens.start_fields import FIELDS_CSS, form_fields, show_rows, train_values
+from vramtui.tui.train_form import TRAIN_FIELDS, TrainResult, read_train
 from vramtui.tui.widgets.header import ScreenHeader
-from vramtui.units import format_count
+from vramtui.tui.widgets.model_table import ModelTable
+from vramtui.tui.widgets.prediction_line import PredictionLine
 
-PLACES = (*FIELDS, "model", "form")
-SHAPE_FIELDS = ("tokens", "prompt_tokens", "batch", "dtype", "attn", "cache", "device")
+PLACES = (*FIELDS, *TRAIN_FIELDS, "model", "form")
+SHAPE_FIELDS = (
+    "workload", "tokens", "prompt_tokens", "batch", "dtype", "quant", "double_quant", "attn",
+    "cache", "cache_bits", "device",
+)  # fmt: skip
+
+MODELS_CSS = """
+StartScreen #start-main { height: 1fr; }
+StartScreen #models { width: 44; height: 1fr; padding: 0 1; }
+StartScreen #model-filter { width: 1fr; margin: 0 0 0 1; }
+StartScreen #model-table { height: auto; max-height: 12; border: round $primary 50%; }
+StartScreen #model-table:focus { border: round $accent; }
+StartScreen #model-table.-off { opacity: 50%; }
+StartScreen #model-info { height: auto; color: $text-muted; padding: 0 1; }
+StartScreen #prediction { height: auto; padding: 0 1; margin-top: 1; }
+StartScreen #prediction.-fits { color: $success; }
+StartScreen #prediction.-warn { color: $error; text-style: bold; }
+"""
 
 
 class StartScreen(Screen[None]):
-    DEFAULT_CSS = """
-    StartScreen #start-main { height: 1fr; }
-    StartScreen #models { width: 44; height: 1fr; padding: 0 1; }
-    StartScreen #model-filter { width: 1fr; margin: 0 0 0 1; }
-    StartScreen #model-table { height: auto; max-height: 12; border: round $primary 50%; }
-    StartScreen #model-table:focus { border: round $accent; }
-    StartScreen #model-table.-off { opacity: 50%; }
-    StartScreen #model-info { height: auto; color: $text-muted; padding: 0 1; }
-    StartScreen #prediction { height: auto; padding: 0 1; margin-top: 1; }
-    StartScreen #prediction.-fits { color: $success; }
-    StartScreen #prediction.-warn { color: $error; text-style: bold; }
-    StartScreen #fields { width: 1fr; height: 1fr; padding: 1 1 0 0; }
-    StartScreen .row { height: 1; margin-bottom: 1; }
-    StartScreen .label { width: 11; color: $text-muted; }
-    StartScreen .row Input, StartScreen .row Select { width: 1fr; }
-    StartScreen .field-error { display: none; color: $error; height: auto; margin: -1 0 1 11; }
-    StartScreen .field-error.-shown { display: block; }
-    StartScreen #run { margin-left: 11; }
-    """
+    DEFAULT_CSS = MODELS_CSS + FIELDS_CSS
 
     BINDINGS = [Binding("ctrl+r", "run", "Run", priority=True)]
 
-    def __init__(self, spec: RunSpec, autostart: bool = False) -> None:
+    def __init__(
+        self, spec: RunSpec, autostart: bool = False, train: TrainSpec | None = None
+    ) -> None:
+        """`train`: the fine-tuning recipe the form starts with (and the workload)."""
         super().__init__()
         self.base = spec
+        self.train_base = train or TrainSpec(base=spec)
+        self.workload = "fine-tune" if train else "generate"
+        self.train = TrainResult(None, {})
         self.autostart = autostart
         self.devices: list[DeviceOption] = initial_device_options(spec.device)
         self.found: DeviceList = dev.unknown_devices(spec.device)
         self.form: FormResult = FormResult(None, {})
-        self._prediction_key: object = None
-        self._predicting = False  # one prediction worker at a time; the latest form waits
-        self._pending: ResolvedRun | None = None
-        self._predicted: tuple[object, StartPrediction] | None = None  # the form's latest
         self._run_when_predicted: ResolvedRun | None = None  # Run pressed, prediction due
-        self._shown: list[str] = []  # the model list's rows, as filtered
         # the engine's refusal (place, message) of the form as it was: shown till it changes
         self._refusal: tuple[str, str, FormValues] | None = None
 
@@ -91,14 +93,14 @@ class StartScreen(Screen[None]):
                     id="model-filter",
                     compact=True,
                 )
-                table: DataTable[str] = DataTable(id="model-table", cursor_type="row")
+                table = ModelTable(spec.model, id="model-table")
                 table.border_title = "model"
                 yield table
                 yield Static("", id="model-error", classes="field-error")
                 yield Static("", id="model-info")
-                yield Static("", id="prediction")
-            with Vertical(id="fields"):
-                yield from form_fields(spec, self._device_items())
+                yield PredictionLine(id="prediction")
+            with VerticalScroll(id="fields"):
+                yield from form_fields(spec, self._device_items(), self.train_base, self.workload)
         yield Footer()
 
     def _device_items(self) -> list[tuple[str, str]]:
@@ -106,11 +108,8 @@ class StartScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self.sub_title = "pick a model and a token budget"
-        table = self.query_one("#model-table", DataTable)
-        table.add_columns("family", "model", "params")
-        self.show_models("")
-        if self.base.model in self._shown:
-            table.move_cursor(row=self._shown.index(self.base.model))
+        table = self.query_one(ModelTable)
+        table.show_models("")
         self._source_changed(self.base.source)
         self.load_devices()
         if self.base.source == "architecture":
@@ -119,27 +118,11 @@ class StartScreen(Screen[None]):
             self.query_one("#path", Input).focus()
         # --start waits for the device list: `auto` means the first GPU NVML finds.
 
-    # ---- the model list: grouped by family, filtered as the user types -----------------
-    def show_models(self, text: str) -> None:
-        """The catalogue models that match `text`, each family's name on its first row."""
-        table = self.query_one("#model-table", DataTable)
-        current = self._model() if self._shown else self.base.model
-        table.clear()
-        self._shown = []
-        for family, entries in families().items():
-            shown = [e for e in entries if e.matches(text)]
-            for n, entry in enumerate(shown):
-                label = Text(family if n == 0 else "", style="dim")
-                params = Text(format_count(entry.params), justify="right")
-                table.add_row(label, entry.name, params, key=entry.name)
-                self._shown.append(entry.name)
-        if current in self._shown:
-            table.move_cursor(row=self._shown.index(current))
-
+    # ---- the model list: filtered as the user types ------------------------------------
     @on(Input.Changed, "#model-filter")
     def _on_filter(self, event: Input.Changed) -> None:
         event.stop()
-        self.show_models(event.value)
+        self.query_one(ModelTable).show_models(event.value)
         self.refresh_form()
 
     @on(Input.Submitted, "#model-filter")
@@ -198,32 +181,28 @@ class StartScreen(Screen[None]):
     @on(DataTable.RowHighlighted, "#model-table")
     @on(Select.Changed)
     @on(Input.Changed)
+    @on(Checkbox.Changed)
     def refresh_form(self) -> None:
         """Read the form, show each field's error (or none), the model's facts, and ask
         for the prediction of the run it describes."""
+        fields = self.query_one("#fields")
+        show_rows(fields, self._training(), self._value("quant"), self._value("cache"))
         if self._value("source") == "script":
             self._script_form()
             return
         self.form = read_form(self.values(), self.base, self.found)
-        self.show_errors(self.form.errors)
         run = self.form.run
         self._show_model_facts(run)
-        prediction = self.query_one("#prediction", Static)
-        if run is None:
-            self._prediction_key = None
-            prediction.update("")
-            prediction.remove_class("-warn", "-fits")
+        if not self._training():
+            self.show_errors(self.form.errors)
+            self.query_one(PredictionLine).ask(run, self.found)
             return
-        if run != self._prediction_key:
-            self._prediction_key = run
-            traced = run.model is None and run.config is not None
-            note = " (tracing the model's code on the meta device)" if traced else ""
-            prediction.update(Text(f"predicting…{note}", style="dim"))
-            if self._predicting:
-                self._pending = run  # typing on: only the form's latest state is predicted
-            else:
-                self._predicting = True
-                self.predict(run)
+        self.train = read_train(train_values(fields), run, self.train_base)
+        self.show_errors({**self.form.errors, **self.train.errors})
+        self.query_one(PredictionLine).say("no prediction for fine-tuning on this screen")
+
+    def _training(self) -> bool:
+        return self._value("workload") == "fine-tune" and self._value("source") != "script"
 
     def _show_model_facts(self, run: ResolvedRun | None) -> None:
         info = self.query_one("#model-info", Static)
@@ -235,35 +214,17 @@ class StartScreen(Screen[None]):
             info.update("no catalogue model matches the filter")
             return
         if run is not None:
-            info.update(model_facts(model, run.dtype, run.spec.batch))
+            info.update(model_facts(model, run.dtype, run.spec.batch, run.spec.quant))
             return
         device = self._value("device")
         backend = backend_of(self.found.best() if device == "auto" else device)
         dtype = self._value("dtype")
-        info.update(model_facts(model, resolve_dtype(None if dtype == "auto" else dtype, backend)))
-
-    @work(thread=True, group="predict")
-    def predict(self, run: ResolvedRun) -> None:
-        """The estimate, off the UI thread; shown only if the form still says `run`."""
-        try:
-            prediction = form_prediction(run, self.found)
-        except UsageError as exc:  # the model's code could not be traced, or placed
-            prediction = StartPrediction(f"no prediction: {exc}", None)
-        self.post_message(PredictionReady(run, prediction))
+        dtype = resolve_dtype(None if dtype == "auto" else dtype, backend)
+        info.update(model_facts(model, dtype, quant=self._value("quant")))
 
     def on_prediction_ready(self, message: PredictionReady) -> None:
-        self._predicting = False
-        if self._pending is not None:
-            self._predicting, pending, self._pending = True, self._pending, None
-            self.predict(pending)
-        if message.key != self._prediction_key:
-            return  # the form has changed since: a newer prediction is on its way
-        self._predicted = (message.key, message.prediction)
+        """The form's run predicted (the prediction line has shown it)."""
         self._begin_if_predicted()
-        widget = self.query_one("#prediction", Static)
-        widget.update(message.prediction.text)
-        widget.set_class(message.prediction.fits is False, "-warn")
-        widget.set_class(message.prediction.fits is True, "-fits")
 
     def _script_form(self) -> None:
         """Your own program: only its command line is read (and checked)."""
@@ -274,13 +235,12 @@ class StartScreen(Screen[None]):
         except UsageError as exc:
             errors = {"path": str(exc)}
         self.show_errors(errors)
-        self._prediction_key = None
         self.query_one("#model-info", Static).update(
             "model: whatever your program loads; every generate() is recorded"
         )
-        prediction = self.query_one("#prediction", Static)
-        prediction.update("no prediction: vramtui does not choose your program's model")
-        prediction.remove_class("-warn", "-fits")
+        self.query_one(PredictionLine).say(
+            "no prediction: vramtui does not choose your program's model"
+        )
 
     @on(DataTable.RowSelected, "#model-table")
     def _on_model_chosen(self) -> None:
@@ -298,6 +258,9 @@ class StartScreen(Screen[None]):
             host_of(self).begin_program(program)
             return
         self.refresh_form()
+        if self._training():
+            self._start_training()
+            return
         run = self.form.run
         if run is None:
             self._focus_first_error()
@@ -308,14 +271,23 @@ class StartScreen(Screen[None]):
         self._run_when_predicted = run
         self._begin_if_predicted()
 
+    def _start_training(self) -> None:
+        """The app fine-tunes the recipe the form describes (checked first)."""
+        spec = self.train.spec
+        if spec is None:
+            self._focus_first_error()
+            return
+        host_of(self).start_training(spec)
+
     def _begin_if_predicted(self) -> None:
         """A CPU run starts once its prediction is in (typing never waits for it); one
         predicted not to fit the RAM available asks first."""
-        run, predicted = self._run_when_predicted, self._predicted
-        if run is None or predicted is None or predicted[0] != run:
+        run = self._run_when_predicted
+        predicted = self.query_one(PredictionLine).of(run) if run is not None else None
+        if run is None or predicted is None:
             return  # its prediction is on its way
         self._run_when_predicted = None
-        check = predicted[1].ram
+        check = predicted.ram
         if check is None or check.fits:
             host_of(self).begin(run)
             return
@@ -324,20 +296,26 @@ class StartScreen(Screen[None]):
             if yes:
                 host_of(self).begin(run)
 
-        self.app.push_screen(ConfirmRunScreen(confirm_text(run.spec.model, check)), answered)
+        self.app.push_screen(ConfirmRunScreen(confirm_text(run_name(run.spec), check)), answered)
 
     def values(self) -> FormValues:
+        """The form as text; fine-tuning's model with its generation fields passing (a
+        training run has no token budget and no KV cache)."""
+        generate = not self._training()
         return FormValues(
             model=self._model(),
             source=self._value("source"),
             path=self.query_one("#path", Input).value,
-            tokens=self.query_one("#tokens", Input).value,
-            prompt_tokens=self.query_one("#prompt_tokens", Input).value,
+            tokens=self.query_one("#tokens", Input).value if generate else "1",
+            prompt_tokens=self.query_one("#prompt_tokens", Input).value if generate else "1",
             batch=self.query_one("#batch", Input).value,
             dtype=self._value("dtype"),
             attn=self._value("attn"),
             device=self._value("device"),
-            cache=self._value("cache"),
+            cache=self._value("cache") if generate else "dynamic",
+            quant=self._value("quant"),
+            double_quant=self.query_one("#double_quant", Checkbox).value,
+            cache_bits=self._value("cache_bits"),
         )
 
     def _value(self, field: str) -> str:
@@ -345,11 +323,12 @@ class StartScreen(Screen[None]):
 
     def _model(self) -> str:
         """The highlighted model ('' when the filter leaves none)."""
-        table = self.query_one("#model-table", DataTable)
-        row = table.cursor_row
-        if not self._shown:
-            return ""
-        return self._shown[row] if 0 <= row < len(self._shown) else self._shown[0]
+        return self.query_one(ModelTable).model()
+
+    @property
+    def _shown(self) -> list[str]:
+        """The model list's rows, as filtered."""
+        return self.query_one(ModelTable).shown
 
     def read_spec(self) -> RunSpec:
         """The spec the form describes (its errors, if any, are shown)."""
@@ -370,7 +349,7 @@ class StartScreen(Screen[None]):
         for place in PLACES:
             widget = self.query_one(f"#{place}-error", Static)
             message = errors.get(place, "")
-            widget.update(message)
+            widget.update(Text(message))  # as it is: `.[quant]` is no markup
             widget.set_class(bool(message), "-shown")
 
     def show_error(self, message: str, field: str | None = None) -> None:
