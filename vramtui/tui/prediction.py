@@ -20,6 +20,9 @@ from vramtui.units import format_bytes
 # Stacked breakdown colours, bottom of the stack first.
 COMPONENT_COLORS = {
     "weights": (90, 150, 250),
+    "weights kept full": (90, 150, 250),
+    "weights packed": (60, 110, 220),
+    "quant state": (140, 190, 255),
     "KV cache": (80, 200, 120),
     "other allocated": (150, 150, 160),
     "transient": (240, 170, 60),
@@ -28,6 +31,9 @@ COMPONENT_COLORS = {
 }
 COMPONENT_MARKERS = {
     "weights": "W",
+    "weights kept full": "W",
+    "weights packed": "P",
+    "quant state": "q",
     "KV cache": "K",
     "other allocated": "o",
     "transient": "t",
@@ -121,9 +127,10 @@ def predicted_curve(est: Estimate, points: int) -> list[tuple[int, int]]:
 
 
 def breakdown_rows(breakdown: Breakdown, cpu: bool = False) -> list[tuple[str, int]]:
-    """(label, bytes) of the components present, bottom of the stack first."""
+    """(label, bytes) of the components present, bottom of the stack first (quantized
+    weights as their parts)."""
     rows = []
-    for label, value in breakdown.components():
+    for label, value in breakdown.components(split_weights=True):
         if value is None:
             continue
         if cpu and label == "other allocated":

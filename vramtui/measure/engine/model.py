@@ -10,7 +10,8 @@ import torch
 from vramtui.errors import UsageError
 from vramtui.measure.engine.quantize import quantization_config
 from vramtui.measure.engine.random_weights import load_random
-from vramtui.measure.engine.weight_split import WeightSplit, weight_split
+from vramtui.measure.engine.weight_split import weight_split
+from vramtui.measure.events import WeightSplit
 from vramtui.models.catalogue import lookup
 from vramtui.models.hf import first_line, short_reason, transformers_config
 from vramtui.models.layer_placement import Placement, device_name, summarize
@@ -141,11 +142,26 @@ def random_prompt(spec: RunSpec, config: Any) -> torch.Tensor:
     return torch.randint(4, vocab, (spec.batch, spec.prompt_tokens), generator=generator)
 
 
-def generate_kwargs(model: Any, tokens: int, cache: str = "dynamic") -> dict[str, Any]:
+# The backend that stores a --cache quantized (transformers' QuantizedCache): quanto
+# installs and runs on the CPU and CUDA; HQQ is not installed with the quant extra.
+CACHE_BACKEND = "quanto"
+RESIDUAL_TOKENS = 128  # the newest tokens a QuantizedCache keeps in full precision
+
+
+def kv_storage(cache: str, cache_bits: int, dtype: str) -> str:
+    """How the KV cache is stored, said in a few words ("" for a full-precision one)."""
+    if cache != "quantized":
+        return ""
+    return f"{CACHE_BACKEND} int{cache_bits}, up to {RESIDUAL_TOKENS} newest tokens in {dtype}"
+
+
+def generate_kwargs(
+    model: Any, tokens: int, cache: str = "dynamic", cache_bits: int = 4
+) -> dict[str, Any]:
     """How every run calls `generate`: greedy, exactly `tokens` new tokens (EOS
     suppressed by min_new_tokens), with the cache (transformers' cache_implementation
-    unless dynamic, its default). The overhead benchmark's plain baseline calls it
-    the same way."""
+    unless dynamic, its default; a quantized one stored by quanto in `cache_bits`).
+    The overhead benchmark's plain baseline calls it the same way."""
     eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
     pad = getattr(model.config, "pad_token_id", None)
     if pad is None:
@@ -158,4 +174,15 @@ def generate_kwargs(model: Any, tokens: int, cache: str = "dynamic") -> dict[str
         "use_cache": True,
         "pad_token_id": pad,
         **({"cache_implementation": cache} if cache != "dynamic" else {}),
+        **(
+            {
+                "cache_config": {
+                    "backend": CACHE_BACKEND,
+                    "nbits": cache_bits,
+                    "residual_length": RESIDUAL_TOKENS,
+                }
+            }
+            if cache == "quantized"
+            else {}
+        ),
     }

@@ -14,26 +14,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
+from vramtui.measure.events import WeightSplit
+
 PACKED_NAMES = ("qdata", "int_data", "packed_weight")  # torchao's quantized data
-
-
-@dataclass
-class WeightSplit:
-    params: int = 0  # parameters as the architecture counts them (unpacked)
-    quantized_params: int = 0  # of which stored quantized
-    packed_bytes: int = 0  # quantized weights, as stored
-    state_bytes: int = 0  # absmax, SCB, scales, zero points, quant maps
-    full_bytes: int = 0  # parameters and buffers kept in full precision
-    kept: dict[str, int] = field(default_factory=dict)  # full_bytes by kind
-
-    @property
-    def total_bytes(self) -> int:
-        return self.packed_bytes + self.state_bytes + self.full_bytes
 
 
 def _plain(t: Any) -> bool:
@@ -42,6 +29,24 @@ def _plain(t: Any) -> bool:
 
 def _nbytes(t: torch.Tensor) -> int:
     return int(t.numel() * t.element_size())
+
+
+def leaves(t: Any) -> Iterator[torch.Tensor]:
+    """The plain tensors that hold a tensor's bytes: itself, or a tensor subclass's inner
+    tensors (torchao's weights, optimum-quanto's packed KV states), recursively."""
+    if _plain(t) or not hasattr(t, "__tensor_flatten__"):
+        yield t
+        return
+    names, _ = t.__tensor_flatten__()
+    for name in names:
+        inner = getattr(t, name, None)
+        if inner is not None:
+            yield from leaves(inner)
+
+
+def stored_bytes(t: Any, device: Any = None) -> int:
+    """Bytes a tensor holds as stored (on `device`; anywhere if None)."""
+    return sum(_nbytes(leaf) for leaf in leaves(t) if device is None or leaf.device == device)
 
 
 def _four_bit_state(param: Any) -> Iterator[torch.Tensor]:
