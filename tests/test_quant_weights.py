@@ -107,3 +107,29 @@ def test_randomize_skips_quantized_parameters() -> None:
     model.weight = torch.nn.Parameter(torch.zeros(4, 4, dtype=torch.int8), requires_grad=False)
     randomize(model, 0.02)
     assert int(model.weight.abs().sum()) == 0 and float(model.bias.abs().sum()) > 0
+
+
+@pytest.mark.slow
+def test_moe_experts_stored_as_3d_parameters_are_counted_as_kept() -> None:
+    from vramtui.measure.engine.quantize import quantization_config
+    from vramtui.measure.engine.random_weights import load_random
+    from vramtui.measure.engine.weight_split import weight_split
+    from vramtui.models.hf import transformers_config
+
+    data = {"model_type": "qwen3_moe", "hidden_size": 64, "intermediate_size": 128,
+            "moe_intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
+            "num_key_value_heads": 2, "head_dim": 16, "num_experts": 4,
+            "num_experts_per_tok": 2, "vocab_size": 256,
+            "max_position_embeddings": 128}  # fmt: skip
+    config = transformers_config(data, "tiny-qwen3-moe")
+    nf4 = quantization_config("nf4", False, torch.float32)
+    model = load_random(config, torch.device("cpu"), torch.float32, "sdpa", None, None, nf4)
+    split = weight_split(model)
+    experts = [p for n, p in model.named_parameters() if ".experts." in n]
+    assert experts and all(p.dim() == 3 for p in experts)
+    stored = sum(p.numel() * p.element_size() for p in experts)
+    assert split.kept["experts"] == stored
+    four_bit = [p for p in model.parameters() if type(p).__name__ == "Params4bit"]
+    assert split.quantized_params == sum(p.quant_state.shape.numel() for p in four_bit)
+    assert split.params == weight_split(load_random(config, torch.device("cpu"), torch.float32,
+                                                    "sdpa")).params  # fmt: skip

@@ -98,15 +98,20 @@ def logical_numel(param: Any) -> int:
 
 
 def _kind(module: torch.nn.Module, head: Any) -> str:
+    """What a module kept in full precision is: embeddings, lm_head, norms, experts (a
+    mixture of experts' weights as 3-D parameters, which the quantizers leave as they
+    are), router, linear, other."""
+    name = type(module).__name__.lower()
     if module is head:
         return "lm_head"
     if isinstance(module, torch.nn.Embedding):
         return "embeddings"
-    if "norm" in type(module).__name__.lower():
-        return "norms"
+    for kind in ("norm", "expert", "router"):
+        if kind in name:
+            return kind + "s"
     if isinstance(module, torch.nn.Linear):
         return "linear"
-    return "other"  # e.g. MoE experts stored as 3-D parameters
+    return "other"
 
 
 class _Counter:
