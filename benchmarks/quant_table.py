@@ -33,12 +33,11 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import gpu_environment, write_json  # noqa: E402
+from _common import gpu_environment, package_versions, write_json  # noqa: E402
 
 SEVEN_B = "qwen2.5-7b,mistral-7b-v0.3"
 QUANT_PACKAGES = ("bitsandbytes", "torchao", "optimum-quanto")
@@ -147,16 +146,6 @@ def run_parity(folder: Path, deadline: float) -> dict[str, Any]:
     return {"parity": runs}
 
 
-def quant_versions() -> dict[str, str | None]:
-    versions: dict[str, str | None] = {}
-    for name in QUANT_PACKAGES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
-    return versions
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--part", choices=[*PARTS, "parity"], required=True)
@@ -168,7 +157,7 @@ def main() -> int:
     result: dict[str, Any] = {
         "part": args.part,
         "environment": gpu_environment(),
-        "quant_packages": quant_versions(),
+        "quant_packages": package_versions(QUANT_PACKAGES),
         "left_out": LEFT_OUT,
     }
     if args.part == "parity":
