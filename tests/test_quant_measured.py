@@ -166,3 +166,17 @@ def test_quantized_cache_is_transformers_own_with_quanto_and_the_bits() -> None:
     assert asked["cache_implementation"] == "quantized"
     assert asked["cache_config"] == {"backend": "quanto", "nbits": 2, "residual_length": 128}
     assert "cache_config" not in generate_kwargs(model, 3, "static")
+
+
+def test_quantized_cache_without_its_backend_is_one_line_naming_the_extra(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from vramtui.runspec import quant
+
+    assert quant.installed("no_such_parent.child") is False  # its parent missing: no error
+    monkeypatch.setattr(quant, "installed", lambda package: package != "optimum.quanto")
+    code, out, err = run_cli(capsys, "run", "--cache", "quantized", "--tokens", "2")
+    assert code == 2 and out == ""
+    assert err.strip().splitlines() == [
+        'vramtui: --cache quantized needs optimum-quanto: pip install -e ".[quant]"'
+    ]
