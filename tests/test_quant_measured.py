@@ -180,3 +180,11 @@ def test_quantized_cache_without_its_backend_is_one_line_naming_the_extra(
     assert err.strip().splitlines() == [
         'vramtui: --cache quantized needs optimum-quanto: pip install -e ".[quant]"'
     ]
+
+
+def test_the_run_screen_says_how_weights_and_cache_are_stored() -> None:
+    from vramtui.tui.prediction import stored_as
+
+    assert stored_as(loaded()) == " · weights nf4 · KV quanto int4"
+    assert stored_as(replace(loaded(None, "none"), kv_storage="")) == ""
+    assert stored_as(None) == ""

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from vramtui.analysis.breakdown import Breakdown
+from vramtui.measure.events import Loaded
 from vramtui.predict.cpu_process import cpu_process
 from vramtui.predict.estimator import Estimate, estimate_run
 from vramtui.predict.fit_forecast import FitCheck, OomForecast, cap_check, fit_check, ram_fit
@@ -137,6 +138,17 @@ def breakdown_rows(breakdown: Breakdown, cpu: bool = False) -> list[tuple[str, i
             label = "rest of process"
         rows.append((label, value))
     return rows
+
+
+def stored_as(loaded: Loaded | None) -> str:
+    """How the weights and the KV cache are stored, where not in the dtype, for the
+    breakdown's title: " · weights nf4 · KV quanto int4"."""
+    if loaded is None:
+        return ""
+    parts = [f"weights {loaded.quant}"] if loaded.quant != "none" else []
+    if loaded.kv_storage:
+        parts.append("KV " + loaded.kv_storage.split(",")[0])
+    return "".join(f" · {part}" for part in parts)
 
 
 def forecast_text(
