@@ -133,3 +133,18 @@ def test_moe_experts_stored_as_3d_parameters_are_counted_as_kept() -> None:
     assert split.quantized_params == sum(p.quant_state.shape.numel() for p in four_bit)
     assert split.params == weight_split(load_random(config, torch.device("cpu"), torch.float32,
                                                     "sdpa")).params  # fmt: skip
+
+
+@pytest.mark.slow
+def test_a_catalogue_model_quantized_passes_the_catalogue_parameter_check() -> None:
+    from vramtui.measure.engine.model import build as build_model
+    from vramtui.models.catalogue import lookup
+    from vramtui.runspec import RunSpec
+
+    spec = RunSpec(model="opt-125m", quant="nf4", device="cpu")
+    built = build_model(spec, torch.device("cpu"), "float32")  # raises on a miscount
+    assert built.params == lookup("opt-125m").params
+    split = built.split
+    assert split.packed_bytes * 2 == split.quantized_params
+    # OPT ties its lm_head to the embeddings: one storage, counted once, as embeddings
+    assert "lm_head" not in split.kept and split.kept["embeddings"] > 0
