@@ -91,7 +91,7 @@ def test_breakdown_splits_quantized_weights_into_parts_that_sum_to_them() -> Non
     assert breakdown is not None and breakdown.weights_bytes == 850
     rows = dict(breakdown_rows(breakdown))
     assert "weights" not in rows
-    assert (rows["weights kept full"], rows["weights packed"], rows["quant state"]) == (
+    assert (rows["weights full"], rows["weights packed"], rows["quant state"]) == (
         400,
         400,
         50,

@@ -42,7 +42,7 @@ LABELS = {
 }
 # The weights of a quantized model, as stored (events.WeightSplit), bottom up
 WEIGHT_PARTS = {
-    "full_bytes": "weights kept full",
+    "full_bytes": "weights full",
     "packed_bytes": "weights packed",
     "state_bytes": "quant state",
 }

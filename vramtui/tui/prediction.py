@@ -21,7 +21,7 @@ from vramtui.units import format_bytes
 # Stacked breakdown colours, bottom of the stack first.
 COMPONENT_COLORS = {
     "weights": (90, 150, 250),
-    "weights kept full": (90, 150, 250),
+    "weights full": (90, 150, 250),
     "weights packed": (60, 110, 220),
     "quant state": (140, 190, 255),
     "KV cache": (80, 200, 120),
@@ -32,7 +32,7 @@ COMPONENT_COLORS = {
 }
 COMPONENT_MARKERS = {
     "weights": "W",
-    "weights kept full": "W",
+    "weights full": "W",
     "weights packed": "P",
     "quant state": "q",
     "KV cache": "K",
