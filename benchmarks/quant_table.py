@@ -8,6 +8,8 @@ is interrupted as Ctrl+C interrupts a sweep: its finished cells are kept.
 
 Parts (run them in separate calls; each aims at under ~8 minutes on an H100, which is a
 guess until one has run):
+  methods   every --quant on llama-3.2-1b in bfloat16, 20 new tokens: which kernels run
+            here (a cell that cannot run fails with its reason, the others go on)
   short     20 new tokens, prompt 8, batch 1: opt-1.3b, opt-6.7b, llama-3.2-1b,
             qwen2.5-7b, mistral-7b-v0.3, qwen3-30b-a3b x {none, int8, nf4}
   long      2000 new tokens, prompt 8, batch 1: opt-1.3b, llama-3.2-1b x {none, int8, nf4}
@@ -58,6 +60,7 @@ class Sweep:
     prompt: str = "8"
     batch: str = "1"
     cache: str = "dynamic"
+    dtype: str = ""  # "": the device's default (float16 on GPUs)
 
     def command(self, folder: Path) -> list[str]:
         return [
@@ -66,10 +69,14 @@ class Sweep:
             "--batch", self.batch, "--cache", self.cache, "--device", "cuda:0",
             "--csv", str(folder / f"{self.name}.csv"),
             "--markdown", str(folder / f"{self.name}.md"), "--force", "-q",
+            *(["--dtype", self.dtype] if self.dtype else []),
         ]  # fmt: skip
 
 
 PARTS: dict[str, list[Sweep]] = {
+    "methods": [
+        Sweep("methods", "llama-3.2-1b", "none,int8,nf4,fp4,int8-wo,int4-wo,fp8", dtype="bfloat16"),
+    ],
     "short": [
         Sweep("short", "opt-1.3b,llama-3.2-1b,opt-6.7b," + SEVEN_B + ",qwen3-30b-a3b"),
     ],

@@ -27,6 +27,7 @@ def test_every_part_plans_on_a_gpu(tmp_path: Path) -> None:
             assert not left_out, left_out
             planned[sweep.name] = [(c.spec.model, c.spec.quant, c.spec.tokens) for c in cells]
     assert len(planned["short"]) == 6 * 3
+    assert len(planned["methods"]) == 7  # every --quant, CUDA-only ones included
     assert {q for _, q, _ in planned["short"]} == {"none", "int8", "nf4"}
     assert {t for _, _, t in planned["long"]} == {2000}
     kv = quant_table.PARTS["kv"]
