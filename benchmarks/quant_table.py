@@ -12,7 +12,8 @@ guess until one has run):
             here (a cell that cannot run fails with its reason, the others go on)
   short     20 new tokens, prompt 8, batch 1: opt-1.3b, opt-6.7b, llama-3.2-1b,
             qwen2.5-7b, mistral-7b-v0.3, qwen3-30b-a3b x {none, int8, nf4}
-  long      2000 new tokens, prompt 8, batch 1: opt-1.3b, llama-3.2-1b x {none, int8, nf4}
+  long-opt, long-llama
+            2000 new tokens, prompt 8, batch 1: opt-1.3b, llama-3.2-1b x {none, int8, nf4}
   long-7b   2000 new tokens: qwen2.5-7b, mistral-7b-v0.3 x {none, nf4}
   long-moe  2000 new tokens: qwen3-30b-a3b x {none, nf4}
   kv        the KV cache at long context: llama-3.2-1b nf4, prompt 2000, 200 new tokens,
@@ -80,7 +81,8 @@ PARTS: dict[str, list[Sweep]] = {
     "short": [
         Sweep("short", "opt-1.3b,llama-3.2-1b,opt-6.7b," + SEVEN_B + ",qwen3-30b-a3b"),
     ],
-    "long": [Sweep("long", "opt-1.3b,llama-3.2-1b", tokens="2000")],
+    "long-opt": [Sweep("long-opt", "opt-1.3b", tokens="2000")],
+    "long-llama": [Sweep("long-llama", "llama-3.2-1b", tokens="2000")],
     "long-7b": [Sweep("long-7b", SEVEN_B, quant="none,nf4", tokens="2000")],
     "long-moe": [Sweep("long-moe", "qwen3-30b-a3b", quant="none,nf4", tokens="2000")],
     "kv": [

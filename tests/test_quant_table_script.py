@@ -29,7 +29,7 @@ def test_every_part_plans_on_a_gpu(tmp_path: Path) -> None:
     assert len(planned["short"]) == 6 * 3
     assert len(planned["methods"]) == 7  # every --quant, CUDA-only ones included
     assert {q for _, q, _ in planned["short"]} == {"none", "int8", "nf4"}
-    assert {t for _, _, t in planned["long"]} == {2000}
+    assert {t for _, _, t in planned["long-opt"] + planned["long-llama"]} == {2000}
     kv = quant_table.PARTS["kv"]
     assert [s.cache for s in kv] == ["dynamic", "quantized"]
     assert "mixtral-8x7b" in quant_table.LEFT_OUT
