@@ -101,12 +101,17 @@ def test_torchao_int8_weight_only_counts_its_inner_tensors() -> None:
 
 
 def test_randomize_skips_quantized_parameters() -> None:
+    from torchao.quantization import Int8WeightOnlyConfig, quantize_
+
     from vramtui.measure.engine.random_weights import randomize
 
-    model = torch.nn.Linear(4, 4)
-    model.weight = torch.nn.Parameter(torch.zeros(4, 4, dtype=torch.int8), requires_grad=False)
+    model = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.LayerNorm(64))
+    quantize_(model, Int8WeightOnlyConfig())  # a float-typed tensor subclass, int8 inside
+    weight = model[0].weight
+    before = weight.qdata.clone()
     randomize(model, 0.02)
-    assert int(model.weight.abs().sum()) == 0 and float(model.bias.abs().sum()) > 0
+    assert model[0].weight is weight and torch.equal(weight.qdata, before)
+    assert float(model[1].weight.detach().std()) < 0.1  # plain ones get random values
 
 
 @pytest.mark.slow
