@@ -75,10 +75,11 @@ def git_state(repo: Path = REPO) -> dict[str, Any]:
     return {"commit": state.commit, "dirty": state.dirty}
 
 
-def package_versions() -> dict[str, str | None]:
-    """Python's version and each package's installed version (None: not installed)."""
+def package_versions(packages: tuple[str, ...] | None = None) -> dict[str, str | None]:
+    """Python's version and each package's installed version (None: not installed), of
+    `packages` (default: PACKAGES)."""
     versions: dict[str, str | None] = {"python": platform.python_version()}
-    for name in PACKAGES:
+    for name in PACKAGES if packages is None else packages:
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:

@@ -8,9 +8,14 @@ For each model (a catalogue name or a config.json):
 Then every engine sample of the two runs (the load sample and each token's
 allocated, reserved and step peak) is compared, byte for byte, and the peaks
 by phase. Needs a GPU for the figures to mean anything (runs on the CPU too).
+With --quant, both runs quantize as they load (the checkpoint is saved unquantized, as
+published checkpoints are), and their weights as stored (packed, quantization state,
+full precision) are compared too.
 
     python benchmarks/checkpoint_parity.py --models opt-1.3b --configs q.json,phi3.json \\
         --tokens 20 --out $OUT/checkpoint_parity
+    python benchmarks/checkpoint_parity.py --models opt-1.3b,llama-3.2-1b --quant nf4 \\
+        --tokens 20 --out $OUT/checkpoint_parity-nf4
 """
 
 from __future__ import annotations
@@ -44,9 +49,10 @@ print("saved", sum(p.numel() for p in model.parameters()))
 FIELDS = ("allocated_bytes", "reserved_bytes", "step_peak_bytes")
 
 
-def run(source: list[str], tokens: int, folder: Path) -> dict[str, Any]:
+def run(source: list[str], tokens: int, folder: Path, quant: str = "none") -> dict[str, Any]:
     folder.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, "-m", "vramtui", "run", *source, "--tokens", str(tokens)]
+    command += ["--quant", quant]
     command += ["--csv", str(folder / "run.csv"), "--json", str(folder / "run.json"), "-q"]
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
@@ -60,8 +66,10 @@ def engine_rows(path: Path) -> list[dict[str, str]]:
     return [{k: r[k] for k in ("token", "phase", *FIELDS)} for r in rows]
 
 
-def compare(name: str, source: list[str], tokens: int, work: Path, dtype: str) -> dict[str, Any]:
-    random_run = run(source, tokens, work / "random")
+def compare(
+    name: str, source: list[str], tokens: int, work: Path, dtype: str, quant: str = "none"
+) -> dict[str, Any]:
+    random_run = run(source, tokens, work / "random", quant)
     checkpoint = work / "checkpoint"
     label = source[-1]
     saved = subprocess.run(
@@ -69,7 +77,7 @@ def compare(name: str, source: list[str], tokens: int, work: Path, dtype: str) -
     )
     if saved.returncode != 0:
         raise RuntimeError(f"saving {name} failed: {saved.stderr[-2000:]}")
-    loaded_run = run(["--checkpoint", str(checkpoint)], tokens, work / "loaded")
+    loaded_run = run(["--checkpoint", str(checkpoint)], tokens, work / "loaded", quant)
     a, b = engine_rows(work / "random" / "run.csv"), engine_rows(work / "loaded" / "run.csv")
     differing = [{"random": x, "checkpoint": y} for x, y in zip(a, b, strict=False) if x != y]
     shutil.rmtree(checkpoint, ignore_errors=True)
@@ -77,12 +85,15 @@ def compare(name: str, source: list[str], tokens: int, work: Path, dtype: str) -
         key: {"random": random_run.get(key), "checkpoint": loaded_run.get(key)}
         for key in ("peak_allocated_bytes", "peak_reserved_bytes", "peak_nvml_process_bytes")
     }
+    split = [random_run.get("weights_split"), loaded_run.get("weights_split")]
     return {
         "model": name,
+        "quant": quant,
         "tokens": tokens,
         "params": [random_run.get("params"), loaded_run.get("params")],
+        "weights_split": split,
         "engine_samples": [len(a), len(b)],
-        "identical": not differing and len(a) == len(b),
+        "identical": not differing and len(a) == len(b) and split[0] == split[1],
         "differing_samples": differing[:20],
         "peaks": peaks,
         "environment": random_run.get("environment"),
@@ -95,6 +106,7 @@ def main() -> int:
     parser.add_argument("--configs", default="", help="config.json paths, comma-separated")
     parser.add_argument("--tokens", type=int, default=20)
     parser.add_argument("--dtype", default="float16")
+    parser.add_argument("--quant", default="none", help="--quant of both runs (none, int8, nf4...)")
     parser.add_argument("--out", type=Path, required=True, help="folder for checkpoint_parity.json")
     args = parser.parse_args()
     sources = [(m, ["--model", m]) for m in args.models.split(",") if m]
@@ -102,7 +114,8 @@ def main() -> int:
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         for name, source in sources:
-            result = compare(name, source, args.tokens, Path(tmp) / name, args.dtype)
+            work = Path(tmp) / name
+            result = compare(name, source, args.tokens, work, args.dtype, args.quant)
             results.append(result)
             peaks = result["peaks"]["peak_allocated_bytes"]
             print(f"{name}: identical={result['identical']} peak allocated {peaks}", flush=True)

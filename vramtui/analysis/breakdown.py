@@ -13,7 +13,9 @@ from the bottom up:
                      of the step's figure is the one at its peak)
     context & other  NVML process - reserved (CUDA context, libraries)
 
-so that they sum to the NVML per-process figure where there is one.
+so that they sum to the NVML per-process figure where there is one. Quantized weights
+split, bottom up, into the modules kept in full precision (embeddings, lm_head, norms),
+the packed quantized weights, and their quantization state (absmax, scales, ...).
 """
 
 from __future__ import annotations
@@ -38,6 +40,12 @@ LABELS = {
     "slack_bytes": "allocator slack",
     "context_bytes": "context & other",
 }
+# The weights of a quantized model, as stored (events.WeightSplit), bottom up
+WEIGHT_PARTS = {
+    "full_bytes": "weights full",
+    "packed_bytes": "weights packed",
+    "state_bytes": "quant state",
+}
 
 
 @dataclass(frozen=True)
@@ -53,10 +61,16 @@ class Breakdown:
     context_bytes: int | None  # None without NVML
     total_bytes: int  # the sum of the components present
     total_source: str  # what the total stands for: NVML process | allocator reserved | ...
+    weights_split: ev.WeightSplit | None = None  # quantized weights, as stored
 
-    def components(self) -> list[tuple[str, int | None]]:
-        """(label, bytes) from the bottom of the stack up."""
-        return [(label, getattr(self, name)) for name, label in LABELS.items()]
+    def components(self, split_weights: bool = False) -> list[tuple[str, int | None]]:
+        """(label, bytes) from the bottom of the stack up; `split_weights`: quantized
+        weights as their parts (WEIGHT_PARTS), which sum to the weights."""
+        rows = [(label, getattr(self, name)) for name, label in LABELS.items()]
+        if split_weights and self.weights_split is not None:
+            split = self.weights_split
+            rows[0:1] = [(label, getattr(split, name)) for name, label in WEIGHT_PARTS.items()]
+        return rows
 
 
 def _is_allocator(session: SessionView) -> bool:
@@ -73,6 +87,14 @@ def measured_weights(session: SessionView) -> int | None:
         here = [d for d in session.placed.devices if d.get("device") == session.hello.device]
         return int(here[0]["weights_bytes"]) if here else 0
     return session.loaded.weights_bytes if session.loaded else None
+
+
+def quantized_split(session: SessionView) -> ev.WeightSplit | None:
+    """The split of a quantized model's weights (on one device), if it has one."""
+    split = session.loaded.split if session.loaded else None
+    if split is None or not split.quantized_params or session.placed is not None:
+        return None
+    return split
 
 
 def _pick(session: SessionView, at: str) -> ev.Sample | None:
@@ -148,6 +170,7 @@ def measured_breakdown(session: SessionView, at: str = "latest") -> Breakdown | 
         context_bytes=context,
         total_bytes=total,
         total_source=source,
+        weights_split=quantized_split(session),
     )
 
 

@@ -26,6 +26,7 @@ from vramtui.report import bench_table as bench_report
 from vramtui.report.export import atomic_write, check_writable
 from vramtui.report.tables import table
 from vramtui.runspec import ATTENTION, CACHES, DTYPES, model_label
+from vramtui.runspec.quant import QUANTS
 from vramtui.sweep import grid as bench
 from vramtui.sweep.lanes import Lanes, deal, parse_devices
 from vramtui.sweep.results import CellResult
@@ -60,6 +61,14 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument(
         "--attn", metavar="LIST", default="sdpa", help="attention: " + ",".join(ATTENTION)
     )
+    parser.add_argument(
+        "--quant", metavar="LIST", default="none",
+        help="weight quantizations to sweep: " + ",".join(QUANTS) + ' (needs ".[quant]")',
+    )  # fmt: skip
+    parser.add_argument(
+        "--double-quant", action="store_true",
+        help="bitsandbytes 4-bit cells quantize their quantization constants too",
+    )  # fmt: skip
     parser.add_argument(
         "--cache", choices=CACHES, default="dynamic",
         help="KV cache of every cell: dynamic, static or offloaded",
@@ -120,6 +129,7 @@ def axes_from_args(args: argparse.Namespace) -> bench.Axes:
         device=args.device, seed=args.seed, allow_download=args.allow_download,
         allow_pickle=args.allow_pickle, cudnn_sdpa=args.cudnn_sdpa, cache=args.cache,
         device_map=args.device_map, max_memory=args.max_memory, cap=args.cap,
+        double_quant=args.double_quant,
     ))  # fmt: skip
     return bench.Axes(
         models=models,
@@ -128,6 +138,7 @@ def axes_from_args(args: argparse.Namespace) -> bench.Axes:
         batch=bench.parse_counts("--batch", args.batch),
         dtype=dtypes,
         attn=bench.parse_choices("--attn", args.attn, ATTENTION),
+        quant=bench.parse_choices("--quant", args.quant, QUANTS),
         repeat=args.repeat,
         base=base,
     )
@@ -152,7 +163,8 @@ class SweepProgress:
     def label(self, cell: bench.Cell) -> str:
         s = cell.spec
         rep = f" #{cell.repeat}" if cell.repeat > 1 else ""
-        return f"cell {cell.index}/{self.total} {s.model} {s.tokens} tok {s.attn}{rep}"
+        quant = f" {s.quant}" if s.quant != "none" else ""
+        return f"cell {cell.index}/{self.total} {s.model} {s.tokens} tok {s.attn}{quant}{rep}"
 
     def start(self, cell: bench.Cell, session: Session) -> None:
         self.cell, self.session = cell, session

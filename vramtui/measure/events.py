@@ -70,6 +70,25 @@ class Sample:
     devices: tuple[tuple[str, int | None, int | None, int | None], ...] | None = None
 
 
+@dataclass
+class WeightSplit:
+    """What the loaded weights are made of, as stored: quantized weights packed (two
+    4-bit weights a byte), their quantization state (absmax, SCB, scales, zero points,
+    quant maps, double-quant constants), and what stays in full precision, by kind
+    (embeddings, lm_head, norms, linear, other, buffers)."""
+
+    params: int = 0  # parameters as the architecture counts them (unpacked)
+    quantized_params: int = 0  # of which stored quantized
+    packed_bytes: int = 0
+    state_bytes: int = 0
+    full_bytes: int = 0
+    kept: dict[str, int] = field(default_factory=dict)  # full_bytes by kind
+
+    @property
+    def total_bytes(self) -> int:
+        return self.packed_bytes + self.state_bytes + self.full_bytes
+
+
 @dataclass(frozen=True)
 class Loaded:
     weights_bytes: int
@@ -83,6 +102,9 @@ class Loaded:
     prompt_tokens: int
     load_s: float
     model_type: str = ""
+    quant: str = "none"  # --quant, as runspec.quant.quant_label says it (nf4+dq, ...)
+    split: WeightSplit | None = None  # None: not counted (an older stream)
+    kv_storage: str = ""  # how a quantized KV cache is stored ("": in the dtype)
 
 
 @dataclass(frozen=True)
@@ -263,6 +285,8 @@ def decode(line: str) -> Event:
         return Sample(token, t, phase, allocated, reserved, step_peak, kv_bytes, devices)
     if isinstance(data, dict) and data.get("e") in _TAGS:
         cls = _TAGS[data.pop("e")]
+        if cls is Loaded and isinstance(data.get("split"), dict):
+            data["split"] = WeightSplit(**data["split"])
         try:
             event: Event = cls(**data)
         except TypeError as exc:

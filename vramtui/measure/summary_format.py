@@ -39,9 +39,11 @@ def summary(view: SessionView) -> dict[str, Any]:
     peaks = {name: asdict(p) for name, p in view.peaks.items()}
     for p in peaks.values():
         p["t_s"] = round(p.pop("t") - view.t0, 6)
-    params = view.loaded.params if view.loaded else None
+    loaded = view.loaded
+    params = loaded.params if loaded else None
     nvml_peak = _value(view.peaks.get("nvml_process"))
     alloc_peak = _value(view.peak_allocated())
+    reserved_peak = _value(view.peaks.get("reserved"))
     kv_final = next(
         (s.kv_bytes for s in reversed(view.token_samples) if s.kv_bytes is not None), None
     )
@@ -57,13 +59,18 @@ def summary(view: SessionView) -> dict[str, Any]:
         "tokens_per_s": done.tokens_per_s if done else tokens_rate(view.token_samples),
         "decode_tokens_per_s": done.decode_tokens_per_s if done else None,
         "params": params,
-        "weights_bytes": view.loaded.weights_bytes if view.loaded else None,
+        "weights_bytes": loaded.weights_bytes if loaded else None,
+        "quant": loaded.quant if loaded else None,
+        "weights_split": asdict(loaded.split) if loaded and loaded.split else None,
+        "kv_cache_storage": loaded.kv_storage if loaded else "",
         "peak_allocated_bytes": alloc_peak,
-        "peak_reserved_bytes": _value(view.peaks.get("reserved")),
+        "peak_reserved_bytes": reserved_peak,
         "peak_nvml_process_bytes": nvml_peak,
         "peak_nvml_device_used_bytes": _value(view.peaks.get("nvml_device_used")),
         "kv_cache_bytes_final": kv_final,
+        "bytes_per_param_weights": _ratio(loaded.weights_bytes if loaded else None, params),
         "bytes_per_param_peak_allocated": _ratio(alloc_peak, params),
+        "bytes_per_param_peak_reserved": _ratio(reserved_peak, params),
         "bytes_per_param_peak_process": _ratio(nvml_peak, params),
         "peaks": peaks,
         "timings": run_timings(view),
@@ -182,7 +189,12 @@ def read_summary(saved: dict[str, Any]) -> Summary:
         dtype=saved.get("dtype"),
         tokens_per_s=saved.get("tokens_per_s"),
         weights_bytes=saved.get("weights_bytes"),
+        quant=str(saved.get("quant") or "none"),
+        weights_split=_split(saved),
+        kv_cache_storage=str(saved.get("kv_cache_storage") or ""),
         kv_cache_bytes_final=saved.get("kv_cache_bytes_final"),
+        bytes_per_param_weights=saved.get("bytes_per_param_weights"),
+        bytes_per_param_peak_reserved=saved.get("bytes_per_param_peak_reserved"),
         bytes_per_param_peak_allocated=saved.get("bytes_per_param_peak_allocated"),
         bytes_per_param_peak_process=saved.get("bytes_per_param_peak_process"),
         peaks={name: _peak(p) for name, p in saved["peaks"].items() if p},
@@ -209,6 +221,12 @@ def saved_environment(saved: dict[str, Any]) -> Environment:
 def typed_summary(view: SessionView) -> Summary:
     """The Summary of a session, as its JSON will read back."""
     return read_summary(summary(view))
+
+
+def _split(saved: dict[str, Any]) -> ev.WeightSplit | None:
+    """The weights as stored (packed, quantization state, full precision), if counted."""
+    split = saved.get("weights_split")
+    return ev.WeightSplit(**_known(ev.WeightSplit, split)) if isinstance(split, dict) else None
 
 
 def _peak(saved: dict[str, Any]) -> Peak:
@@ -312,13 +330,25 @@ def _loaded(saved: dict[str, Any]) -> ev.Loaded | None:
         dtype=str(saved.get("dtype") or ""),
         prompt_tokens=int(saved["spec"].get("prompt_tokens") or 0),
         load_s=float(timings.get("load_s") or 0.0),
+        quant=str(saved.get("quant") or "none"),
+        split=_split(saved),
+        kv_storage=str(saved.get("kv_cache_storage") or ""),
     )
 
 
 def loaded_event(
-    weights_bytes: int, *, params: int, dtype: str, prompt_tokens: int, load_s: float = 0.0
+    weights_bytes: int,
+    *,
+    params: int,
+    dtype: str,
+    prompt_tokens: int,
+    load_s: float = 0.0,
+    quant: str = "none",
+    split: ev.WeightSplit | None = None,
+    kv_storage: str = "",
 ) -> ev.Loaded:
-    """The Loaded event of a saved session: its weights, without the model's shape."""
+    """The Loaded event of a saved session: its weights (as stored, and how its KV cache
+    was), without the model's shape."""
     return ev.Loaded(
         weights_bytes=weights_bytes,
         params=params,
@@ -330,6 +360,9 @@ def loaded_event(
         head_dim=None,
         prompt_tokens=prompt_tokens,
         load_s=load_s,
+        quant=quant,
+        split=split,
+        kv_storage=kv_storage,
     )
 
 

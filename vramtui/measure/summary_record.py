@@ -51,9 +51,14 @@ class Summary:
     dtype: str | None = None
     tokens_per_s: float | None = None
     weights_bytes: int | None = None
+    quant: str = "none"  # --quant as said in one word (nf4+dq, ...)
+    weights_split: ev.WeightSplit | None = None  # packed, quantization state, full precision
+    kv_cache_storage: str = ""  # a quantized KV cache: its backend and bits
     kv_cache_bytes_final: int | None = None
+    bytes_per_param_weights: float | None = None  # the weights alone
     bytes_per_param_peak_allocated: float | None = None
-    bytes_per_param_peak_process: float | None = None
+    bytes_per_param_peak_reserved: float | None = None
+    bytes_per_param_peak_process: float | None = None  # NVML
     peaks: dict[str, Peak] = field(default_factory=dict)
     startup: StartupTimes | None = None
     failure: ev.Failed | None = None

@@ -68,7 +68,10 @@ def cell_view(row: dict[str, str], where: str) -> SessionView:
     loaded = None
     if weights is not None:
         params, prompt = (whole_cell(row, k, where) or 0 for k in ("params", "prompt_tokens"))
-        loaded = loaded_event(weights, params=params, dtype=row["dtype"], prompt_tokens=prompt)
+        loaded = loaded_event(
+            weights, params=params, dtype=row["dtype"], prompt_tokens=prompt,
+            quant=row["quant_label"] or "none",
+        )  # fmt: skip
     return peaks_view(
         saved_spec(spec), Environment.from_dict(environment), row["status"], peaks,
         loaded=loaded, failure=failure,

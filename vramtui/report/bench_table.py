@@ -12,6 +12,7 @@ from typing import Any
 from vramtui.measure.environment import Environment
 from vramtui.measure.startup import FORKED, FORKED_SPARE
 from vramtui.report.export import safe_cell
+from vramtui.runspec.quant import quant_label
 from vramtui.sweep.grid import Axes
 from vramtui.sweep.results import CellResult, max_present
 from vramtui.units import format_bytes
@@ -32,12 +33,18 @@ SPEC_COLUMNS = (
     "cache",
     "device",
     "seed",
+    "quant",  # --quant's method (the label, with +dq, is quant_label)
 )
 STATUS_COLUMNS = ("status", "failure_kind", "failure_phase", "failure_token", "failure_message")
 FIGURE_COLUMNS = (
     "engine_pid",
     "params",
     "weights_bytes",
+    "quant_label",
+    "weights_packed_bytes",  # quantized weights as stored
+    "weights_state_bytes",  # their quantization state (absmax, SCB, scales, ...)
+    "weights_full_bytes",  # parameters and buffers kept in full precision
+    "bytes_per_param_weights",
     "peak_allocated_bytes",
     "peak_reserved_bytes",
     "peak_nvml_process_bytes",
@@ -93,6 +100,7 @@ def csv_row(result: CellResult) -> dict[str, Any]:
         "cache": spec.cache,
         "device": env.device or spec.device,
         "seed": spec.seed,
+        "quant": spec.quant,
         "status": result.status,
         "failure_kind": result.failure_kind,
         "failure_phase": result.failure_phase,
@@ -131,7 +139,7 @@ FIGURE_HEADERS = (
     "bytes/param",
     "tok/s",
 )
-AXIS_HEADERS = {"prompt_tokens": "prompt", "batch": "batch", "dtype": "dtype"}
+AXIS_HEADERS = {"prompt_tokens": "prompt", "batch": "batch", "dtype": "dtype", "quant": "quant"}
 
 
 def _bytes(value: int | None) -> str:
@@ -186,6 +194,8 @@ def _max_float(values: Any) -> float | None:
 def axis_value(result: CellResult, axis: str) -> str:
     if axis == "dtype":
         return result.dtype or result.spec.dtype or "auto"
+    if axis == "quant":
+        return quant_label(result.spec.quant, result.spec.double_quant)
     return str(getattr(result.spec, axis))
 
 
@@ -261,6 +271,8 @@ def constants_line(results: Sequence[CellResult], varying: Sequence[str]) -> str
         parts.append(f"batch {first.spec.batch}")
     if "dtype" not in varying:
         parts.append(axis_value(first, "dtype"))
+    if "quant" not in varying and first.spec.quant != "none":
+        parts.append(f"weights {axis_value(first, 'quant')}")
     env = first.environment
     if env.device:
         parts.append(f"device {env.device}")

@@ -14,7 +14,7 @@ from vramtui.report.generations import GENERATION_HEADER, generation_rows
 from vramtui.report.tables import table
 from vramtui.report.train_text import training_text
 from vramtui.runspec.cap import format_cap
-from vramtui.units import format_bytes
+from vramtui.units import format_bytes, format_count
 
 if TYPE_CHECKING:
     from vramtui.analysis.breakdown import ComparisonRow
@@ -81,16 +81,27 @@ def fact_rows(summary: Summary) -> list[tuple[str, str]]:
         ("tokens", _tokens(summary)),
         ("tok/s", f"{rate:.1f}" if rate else "–"),
         ("weights", format_bytes(summary.weights_bytes, 2)),
+        *quant_rows(summary),
         ("KV cache at end", format_bytes(summary.kv_cache_bytes_final, 2)),
     ]
     if summary.training is not None:  # tokens trained on are in the training part
         rows = [r for r in rows if r[0] not in ("tokens", "tok/s", "KV cache at end")]
-    bpp_alloc = summary.bytes_per_param_peak_allocated
-    bpp_proc = summary.bytes_per_param_peak_process
-    if bpp_alloc is not None:
-        rows.append(("bytes/param (peak allocated)", f"{bpp_alloc:.2f}"))
-    if bpp_proc is not None:
-        rows.append(("bytes/param (peak process)", f"{bpp_proc:.2f}"))
+    if summary.kv_cache_storage:
+        rows.append(("KV cache stored", summary.kv_cache_storage))
+    # the weights' and reserved's bytes/param tell a quantized run apart; a run in its
+    # dtype has its weights' in the dtype's size
+    per_param = (
+        ("weights", summary.bytes_per_param_weights if summary.quant != "none" else None),
+        ("peak allocated", summary.bytes_per_param_peak_allocated),
+        (
+            "peak reserved",
+            summary.bytes_per_param_peak_reserved if summary.quant != "none" else None,
+        ),
+        ("peak process", summary.bytes_per_param_peak_process),
+    )
+    rows += [
+        (f"bytes/param ({name})", f"{value:.2f}") for name, value in per_param if value is not None
+    ]
     device = env.gpu_name or env.device_name
     named = (("driver", env.driver), ("torch", env.torch), ("transformers", env.transformers))
     versions = ", ".join(f"{k} {v}" for k, v in (*named, ("vramtui", env.vramtui)) if v)
@@ -107,6 +118,27 @@ def fact_rows(summary: Summary) -> list[tuple[str, str]]:
         if summary.training is not None and failure.token is not None:
             where = f"{failure.phase} of step {failure.token}"
         rows.append(("reason", f"{failure.kind} at {where}: {failure.message}"))
+    return rows
+
+
+def quant_rows(summary: Summary) -> list[tuple[str, str]]:
+    """A quantized model: its quantization, and its weights as stored (packed, their
+    quantization state, and what stays in full precision, by kind)."""
+    split = summary.weights_split
+    if summary.quant == "none" and (split is None or not split.quantized_params):
+        return []
+    rows = [("quantization", summary.quant)]
+    if split is not None:
+        kept = ", ".join(f"{kind} {format_bytes(n, 2)}" for kind, n in split.kept.items() if n)
+        rows.append(
+            (
+                "weights as stored",
+                f"{format_count(split.quantized_params)} of {format_count(split.params)} "
+                f"params quantized: packed {format_bytes(split.packed_bytes, 2)} · quant "
+                f"state {format_bytes(split.state_bytes, 2)} · kept in full precision "
+                f"{format_bytes(split.full_bytes, 2)}" + (f" ({kept})" if kept else ""),
+            )
+        )
     return rows
 
 

@@ -50,6 +50,7 @@ METHODS: dict[str, QuantMethod] = {
 QUANTS = tuple(METHODS)
 # Bits of transformers' QuantizedCache (cache_config nbits)
 CACHE_BITS = (2, 4)
+CACHE_PACKAGE = "optimum.quanto"  # the QuantizedCache backend the engine asks for
 
 
 def method(name: str) -> QuantMethod:
@@ -61,7 +62,10 @@ def method(name: str) -> QuantMethod:
 
 
 def installed(package: str) -> bool:
-    return importlib.util.find_spec(package) is not None
+    try:
+        return importlib.util.find_spec(package) is not None
+    except ModuleNotFoundError:  # a dotted name whose parent is not installed
+        return False
 
 
 def check_quant(name: str, double_quant: bool = False) -> QuantMethod:
@@ -78,6 +82,14 @@ def check_quant(name: str, double_quant: bool = False) -> QuantMethod:
             field="quant",
         )
     return chosen
+
+
+def check_cache_backend(cache: str) -> None:
+    """Refuse --cache quantized where its backend (optimum-quanto) is not installed."""
+    if cache == "quantized" and not installed(CACHE_PACKAGE):
+        raise UsageError(
+            f'--cache quantized needs optimum-quanto: pip install -e ".[{EXTRA}]"', field="cache"
+        )
 
 
 def check_quant_device(name: str, device_type: str) -> None:

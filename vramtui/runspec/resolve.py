@@ -27,7 +27,12 @@ from vramtui.runspec.device_map import (
     first_device,
     parse_max_memory,
 )
-from vramtui.runspec.quant import CACHE_BITS, check_quant, check_quant_device
+from vramtui.runspec.quant import (
+    CACHE_BITS,
+    check_cache_backend,
+    check_quant,
+    check_quant_device,
+)
 from vramtui.runspec.run_spec import (
     ALLOC_CONF,
     ATTENTION,
@@ -95,6 +100,7 @@ def check_fields(spec: RunSpec) -> None:
         choose = ", ".join(ATTENTION)
         raise UsageError(f"unknown attention {spec.attn!r}; choose from {choose}", field="attn")
     check_quant(spec.quant, spec.double_quant)
+    check_cache_backend(spec.cache)
     if spec.cache_bits not in CACHE_BITS:
         choose = ", ".join(str(b) for b in CACHE_BITS)
         raise UsageError(f"--cache-bits must be one of {choose}, got {spec.cache_bits}")

@@ -9,7 +9,7 @@ another's allocator cache or CUDA context) and hands back one
 Order: repeats are the outermost loop (every configuration once, then again),
 so an interrupted sweep holds each configuration at least once as early as
 possible; within a pass models, then token budgets, prompt lengths, batch
-sizes, dtypes and attention kernels.
+sizes, dtypes, attention kernels and weight quantizations.
 
 Repeats in the markdown table: one row per configuration; the memory columns
 show the largest figure over its completed repeats (what a card must hold),
@@ -18,6 +18,7 @@ tok/s the median with the range (min–max). The CSV keeps every repeat.
 
 from __future__ import annotations
 
+import itertools
 import shlex
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -27,6 +28,7 @@ from vramtui.errors import UsageError
 from vramtui.models.catalogue import lookup
 from vramtui.runspec import ATTENTION, DTYPES, DeviceList, ResolvedRun, RunSpec, resolve
 from vramtui.runspec.device_choice import check_device
+from vramtui.runspec.quant import check_quant
 from vramtui.runspec.resolve import read_model
 from vramtui.runspec.sources import max_positions
 
@@ -36,6 +38,7 @@ DEFAULT_TOKENS = (200,)
 DEFAULT_PROMPT_TOKENS = (8,)
 DEFAULT_BATCH = (1,)
 DEFAULT_ATTN = ("sdpa",)
+DEFAULT_QUANT = ("none",)
 
 
 # ---- the grid ------------------------------------------------------------------------
@@ -112,7 +115,8 @@ class Cell:
     def key(self) -> tuple[Any, ...]:
         """The configuration, the same for every repeat of it."""
         s = self.spec
-        return (s.model, s.source, s.path, s.tokens, s.prompt_tokens, s.batch, s.dtype, s.attn)
+        return (s.model, s.source, s.path, s.tokens, s.prompt_tokens, s.batch, s.dtype, s.attn,
+                s.quant)  # fmt: skip
 
     @property
     def model_key(self) -> tuple[str, str, str | None]:
@@ -132,6 +136,7 @@ class Axes:
     batch: list[int] = field(default_factory=lambda: list(DEFAULT_BATCH))
     dtype: list[str | None] = field(default_factory=lambda: [None])  # None: per device
     attn: list[str] = field(default_factory=lambda: list(DEFAULT_ATTN))
+    quant: list[str] = field(default_factory=lambda: list(DEFAULT_QUANT))  # --quant
     repeat: int = 1
     base: RunSpec = field(default_factory=RunSpec)
 
@@ -169,12 +174,25 @@ class Axes:
             if value not in ATTENTION:
                 choose = ", ".join(ATTENTION)
                 raise UsageError(f"--attn: unknown attention {value!r}; choose from {choose}")
+        if not self.quant:
+            raise UsageError("--quant: name at least one: none,int8,nf4")
+        for value in self.quant:
+            check_quant(value)
+        if self.base.double_quant and not set(self.quant) & {"nf4", "fp4"}:
+            raise UsageError("--double-quant applies to bitsandbytes 4-bit (nf4, fp4) cells")
         if self.repeat <= 0:
             raise UsageError(f"--repeat must be positive, got {self.repeat}")
         check_device(self.base.device, devices)
 
     def _spec(
-        self, ref: ModelRef, tokens: int, prompt: int, batch: int, dtype: str | None, attn: str
+        self,
+        ref: ModelRef,
+        tokens: int,
+        prompt: int,
+        batch: int,
+        dtype: str | None,
+        attn: str,
+        quant: str = "none",
     ) -> RunSpec:
         return replace(
             self.base,
@@ -186,6 +204,8 @@ class Axes:
             batch=batch,
             dtype=dtype,
             attn=attn,
+            quant=quant,
+            double_quant=self.base.double_quant and quant in ("nf4", "fp4"),
         )
 
     def plan(self, devices: DeviceList | None = None) -> tuple[list[Cell], list[str]]:
@@ -214,11 +234,9 @@ class Axes:
                             f"{limit} positions"
                         )
                         continue
-                    for batch in self.batch:
-                        for dtype in self.dtype:
-                            for attn in self.attn:
-                                spec = self._spec(ref, tokens, prompt, batch, dtype, attn)
-                                runs.append(resolve(spec, devices))
+                    shapes = itertools.product(self.batch, self.dtype, self.attn, self.quant)
+                    for shape in shapes:
+                        runs.append(resolve(self._spec(ref, tokens, prompt, *shape), devices))
         left_out = list(dict.fromkeys(left_out))
         if not runs:
             raise UsageError(f"no cell can run: {left_out[0]}" if left_out else "no cells to run")
@@ -238,6 +256,7 @@ class Axes:
             "prompt_tokens": self.prompt_tokens,
             "batch": self.batch,
             "dtype": self.dtype,
+            "quant": self.quant,
         }
         return [name for name, values in axes.items() if len(values) > 1]
 
@@ -260,6 +279,8 @@ class Axes:
         add("--batch", self.batch, DEFAULT_BATCH)
         add("--dtype", [d for d in self.dtype if d is not None])
         add("--attn", self.attn, DEFAULT_ATTN)
+        add("--quant", self.quant, DEFAULT_QUANT)
+        parts += ["--double-quant"] if self.base.double_quant else []
         add("--repeat", [self.repeat], [1])
         add("--device", [self.base.device], ["auto"])
         add("--seed", [self.base.seed], [0])

@@ -24,6 +24,11 @@ class CellResult:
     dtype: str | None = None
     params: int | None = None
     weights_bytes: int | None = None
+    quant_label: str | None = None  # --quant as said in one word (nf4+dq, ...)
+    weights_packed_bytes: int | None = None  # quantized weights, as stored
+    weights_state_bytes: int | None = None  # their quantization state
+    weights_full_bytes: int | None = None  # kept in full precision
+    bytes_per_param_weights: float | None = None
     peak_allocated_bytes: int | None = None
     peak_reserved_bytes: int | None = None
     peak_nvml_process_bytes: int | None = None
@@ -79,6 +84,7 @@ class CellResult:
             if view.loaded
             else (resolve_dtype(cell.spec.dtype, backend) if backend else cell.spec.dtype)
         )
+        split = s["weights_split"] or {}
         return cls(
             cell=cell,
             status=s["status"],
@@ -90,6 +96,11 @@ class CellResult:
             dtype=dtype,
             params=params,
             weights_bytes=s["weights_bytes"],
+            quant_label=s["quant"],
+            weights_packed_bytes=split.get("packed_bytes"),
+            weights_state_bytes=split.get("state_bytes"),
+            weights_full_bytes=split.get("full_bytes"),
+            bytes_per_param_weights=s["bytes_per_param_weights"],
             peak_allocated_bytes=peak_allocated,
             peak_reserved_bytes=s["peak_reserved_bytes"],
             peak_nvml_process_bytes=nvml_peak,

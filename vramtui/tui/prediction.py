@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from vramtui.analysis.breakdown import Breakdown
+from vramtui.measure.events import Loaded
 from vramtui.predict.cpu_process import cpu_process
 from vramtui.predict.estimator import Estimate, estimate_run
 from vramtui.predict.fit_forecast import FitCheck, OomForecast, cap_check, fit_check, ram_fit
@@ -20,6 +21,9 @@ from vramtui.units import format_bytes
 # Stacked breakdown colours, bottom of the stack first.
 COMPONENT_COLORS = {
     "weights": (90, 150, 250),
+    "weights full": (90, 150, 250),
+    "weights packed": (60, 110, 220),
+    "quant state": (140, 190, 255),
     "KV cache": (80, 200, 120),
     "other allocated": (150, 150, 160),
     "transient": (240, 170, 60),
@@ -28,6 +32,9 @@ COMPONENT_COLORS = {
 }
 COMPONENT_MARKERS = {
     "weights": "W",
+    "weights full": "W",
+    "weights packed": "P",
+    "quant state": "q",
     "KV cache": "K",
     "other allocated": "o",
     "transient": "t",
@@ -121,15 +128,27 @@ def predicted_curve(est: Estimate, points: int) -> list[tuple[int, int]]:
 
 
 def breakdown_rows(breakdown: Breakdown, cpu: bool = False) -> list[tuple[str, int]]:
-    """(label, bytes) of the components present, bottom of the stack first."""
+    """(label, bytes) of the components present, bottom of the stack first (quantized
+    weights as their parts)."""
     rows = []
-    for label, value in breakdown.components():
+    for label, value in breakdown.components(split_weights=True):
         if value is None:
             continue
         if cpu and label == "other allocated":
             label = "rest of process"
         rows.append((label, value))
     return rows
+
+
+def stored_as(loaded: Loaded | None) -> str:
+    """How the weights and the KV cache are stored, where not in the dtype, for the
+    breakdown's title: " · weights nf4 · KV quanto int4"."""
+    if loaded is None:
+        return ""
+    parts = [f"weights {loaded.quant}"] if loaded.quant != "none" else []
+    if loaded.kv_storage:
+        parts.append("KV " + loaded.kv_storage.split(",")[0])
+    return "".join(f" · {part}" for part in parts)
 
 
 def forecast_text(

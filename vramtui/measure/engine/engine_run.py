@@ -89,7 +89,7 @@ class Engine(Emitter):
             self.emit(ev.Placed([placed_entry(d) for d in built.placement.devices]))
         self.sample(None, "load")
         ids = self.prompt(built, device)
-        self.emit(loaded_event(built, dtype, int(ids.shape[1]), load_s))
+        self.emit(loaded_event(built, dtype, int(ids.shape[1]), load_s, self.spec))
         self.generate(built.model, ids, load_s)
         return 0
 
@@ -168,7 +168,7 @@ class Engine(Emitter):
                 ids,
                 attention_mask=torch.ones_like(ids),
                 logits_processor=LogitsProcessorList([sampler]),
-                **generate_kwargs(model, self.spec.tokens, self.spec.cache),
+                **generate_kwargs(model, self.spec.tokens, self.spec.cache, self.spec.cache_bits),
             )
         generate_s = clock() - t_gen
         cache.remove()
@@ -256,7 +256,23 @@ def hello_event(device: Any, memory_source: str, extra: dict[str, str]) -> ev.He
     )
 
 
-def loaded_event(built: Any, dtype: str, prompt_tokens: int, load_s: float) -> ev.Loaded:
+def quant_of(config: Any) -> str:
+    """A model loaded by a profiled program: the quantizer its config names, or none."""
+    quantization = getattr(config, "quantization_config", None)
+    if isinstance(quantization, dict):
+        return str(quantization.get("quant_method") or "none")
+    method = getattr(quantization, "quant_method", None)
+    return str(getattr(method, "value", method) or "none")
+
+
+def loaded_event(
+    built: Any, dtype: str, prompt_tokens: int, load_s: float, spec: RunSpec | None = None
+) -> ev.Loaded:
+    """What was loaded: the weights as stored (quantized or not), the model's shape, and
+    how the run's KV cache is stored."""
+    from vramtui.measure.engine.model import kv_storage
+    from vramtui.runspec.quant import quant_label
+
     config = built.model.config
     hidden = getattr(config, "hidden_size", None)
     heads = getattr(config, "num_attention_heads", None)
@@ -274,4 +290,7 @@ def loaded_event(built: Any, dtype: str, prompt_tokens: int, load_s: float) -> e
         prompt_tokens=prompt_tokens,
         load_s=load_s,
         model_type=str(getattr(config, "model_type", "")),
+        quant=quant_label(spec.quant, spec.double_quant) if spec else quant_of(config),
+        split=getattr(built, "split", None),
+        kv_storage=kv_storage(spec.cache, spec.cache_bits, dtype) if spec else "",
     )

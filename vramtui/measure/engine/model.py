@@ -8,7 +8,10 @@ from typing import Any
 import torch
 
 from vramtui.errors import UsageError
+from vramtui.measure.engine.quantize import quantization_config
 from vramtui.measure.engine.random_weights import load_random
+from vramtui.measure.engine.weight_split import weight_split
+from vramtui.measure.events import WeightSplit
 from vramtui.models.catalogue import lookup
 from vramtui.models.hf import first_line, short_reason, transformers_config
 from vramtui.models.layer_placement import Placement, device_name, summarize
@@ -26,6 +29,7 @@ class BuiltModel:
     params: int
     weights_bytes: int
     placement: Placement | None = None  # where a device map put each module
+    split: WeightSplit | None = None  # packed quantized weights, their state, full precision
 
 
 def max_memory_of(spec: RunSpec) -> dict[int | str, int] | None:
@@ -46,28 +50,6 @@ def _config_for(spec: RunSpec) -> Any:
     if spec.source == "architecture":
         return transformers_config(lookup(spec.model).config, spec.model)
     return transformers_config(read_config_source(spec.path), str(spec.path))
-
-
-def _unique_tensors(model: Any) -> tuple[int, int]:
-    """(parameter count, parameter and buffer bytes), each storage counted once. A
-    parameter offloaded to the CPU by accelerate stands on the meta device in the
-    model (its bytes are in accelerate's weights map): counted by the parameter."""
-    seen: set[int] = set()
-    params = 0
-    size = 0
-    for p in model.parameters():
-        key = id(p) if p.device.type == "meta" else p.data_ptr()
-        if key in seen:
-            continue
-        seen.add(key)
-        params += p.numel()
-        size += p.numel() * p.element_size()
-    for b in model.buffers():
-        if b.data_ptr() in seen or b.device.type == "meta":
-            continue
-        seen.add(b.data_ptr())
-        size += b.numel() * b.element_size()
-    return params, size
 
 
 def _load_error(spec: RunSpec, exc: Exception) -> UsageError:
@@ -95,6 +77,7 @@ def build(spec: RunSpec, device: torch.device, dtype: str) -> BuiltModel:
 
     configure_backends(spec, device)
     torch_dtype = TORCH_DTYPES[dtype]
+    quantization = quantization_config(spec.quant, spec.double_quant, torch_dtype)
     tokenizer = None
     if spec.source == "checkpoint":
         try:
@@ -108,6 +91,7 @@ def build(spec: RunSpec, device: torch.device, dtype: str) -> BuiltModel:
                 # straight onto the device, or placed by the map, as users load
                 device_map=spec.device_map or {"": device},
                 max_memory=max_memory_of(spec),
+                quantization_config=quantization,
             )
         except (ValueError, KeyError, OSError) as exc:
             raise _load_error(spec, exc) from None
@@ -124,17 +108,23 @@ def build(spec: RunSpec, device: torch.device, dtype: str) -> BuiltModel:
         config = _config_for(spec)
         try:
             model = load_random(
-                config, device, torch_dtype, spec.attn, spec.device_map, max_memory_of(spec)
+                config,
+                device,
+                torch_dtype,
+                spec.attn,
+                spec.device_map,
+                max_memory_of(spec),
+                quantization,
             )
         except (ValueError, KeyError) as exc:
             raise _load_error(spec, exc) from None
     model.eval()
-    params, size = _unique_tensors(model)
+    split = weight_split(model)
     if spec.source == "architecture":
         expected = lookup(spec.model).params
-        if params != expected:
+        if split.params != expected:
             raise RuntimeError(
-                f"{spec.model} built with {params:,} parameters, expected {expected:,} "
+                f"{spec.model} built with {split.params:,} parameters, expected {expected:,} "
                 "(is the lm_head untied?)"
             )
     if spec.prompt and tokenizer is None:
@@ -142,7 +132,7 @@ def build(spec: RunSpec, device: torch.device, dtype: str) -> BuiltModel:
             "--prompt needs a checkpoint with a tokenizer; use --prompt-tokens instead"
         )
     placement = placement_of(model) if spec.device_map else None
-    return BuiltModel(model, tokenizer, params, size, placement)
+    return BuiltModel(model, tokenizer, split.params, split.total_bytes, placement, split)
 
 
 def random_prompt(spec: RunSpec, config: Any) -> torch.Tensor:
@@ -152,11 +142,26 @@ def random_prompt(spec: RunSpec, config: Any) -> torch.Tensor:
     return torch.randint(4, vocab, (spec.batch, spec.prompt_tokens), generator=generator)
 
 
-def generate_kwargs(model: Any, tokens: int, cache: str = "dynamic") -> dict[str, Any]:
+# The backend that stores a --cache quantized (transformers' QuantizedCache): quanto
+# installs and runs on the CPU and CUDA; HQQ is not installed with the quant extra.
+CACHE_BACKEND = "quanto"
+RESIDUAL_TOKENS = 128  # the newest tokens a QuantizedCache keeps in full precision
+
+
+def kv_storage(cache: str, cache_bits: int, dtype: str) -> str:
+    """How the KV cache is stored, said in a few words ("" for a full-precision one)."""
+    if cache != "quantized":
+        return ""
+    return f"{CACHE_BACKEND} int{cache_bits}, up to {RESIDUAL_TOKENS} newest tokens in {dtype}"
+
+
+def generate_kwargs(
+    model: Any, tokens: int, cache: str = "dynamic", cache_bits: int = 4
+) -> dict[str, Any]:
     """How every run calls `generate`: greedy, exactly `tokens` new tokens (EOS
     suppressed by min_new_tokens), with the cache (transformers' cache_implementation
-    unless dynamic, its default). The overhead benchmark's plain baseline calls it
-    the same way."""
+    unless dynamic, its default; a quantized one stored by quanto in `cache_bits`).
+    The overhead benchmark's plain baseline calls it the same way."""
     eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
     pad = getattr(model.config, "pad_token_id", None)
     if pad is None:
@@ -169,4 +174,15 @@ def generate_kwargs(model: Any, tokens: int, cache: str = "dynamic") -> dict[str
         "use_cache": True,
         "pad_token_id": pad,
         **({"cache_implementation": cache} if cache != "dynamic" else {}),
+        **(
+            {
+                "cache_config": {
+                    "backend": CACHE_BACKEND,
+                    "nbits": cache_bits,
+                    "residual_length": RESIDUAL_TOKENS,
+                }
+            }
+            if cache == "quantized"
+            else {}
+        ),
     }

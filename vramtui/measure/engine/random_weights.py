@@ -64,19 +64,24 @@ def fill_random(tensor: torch.Tensor, std: float) -> None:
 
 
 def checkpoint_tensors(
-    meta: Any, device_map: dict[str, str], std: float | None = None
+    meta: Any, device_map: dict[str, str], std: float | None = None, quantized: bool = False
 ) -> dict[str, Any]:
     """What a safetensors checkpoint of this architecture holds: each parameter once
     (a tied lm_head is not written), and the persistent buffers, as lazy tensors, each
-    on the device the map gives it (those on the CPU filled with random values)."""
+    on the device the map gives it (those on the CPU filled with random values).
+
+    `quantized`: the quantizer reads the values (absmax, LLM.int8's outliers), so every
+    tensor is made on the CPU with random values, as a safetensors slice is read, and
+    the loader moves it to its device (one allocation there, as for a checkpoint)."""
     persistent = set(meta.state_dict())
     tensors = [*meta.named_parameters(), *meta.named_buffers()]
     out: dict[str, Any] = {}
     for name, t in tensors:
         if name in persistent and name not in out:
             where = device_of(name, device_map)
-            fill = std if where == "cpu" and len(set(device_map.values())) > 1 else None
-            out[name] = LazyTensor(tuple(t.shape), t.dtype, where, fill)
+            on_cpu = where == "cpu" and len(set(device_map.values())) > 1
+            fill = std if on_cpu or quantized else None
+            out[name] = LazyTensor(tuple(t.shape), t.dtype, "cpu" if quantized else where, fill)
     return out
 
 
@@ -105,14 +110,18 @@ def load_random(
     attn: str,
     placement: str | None = None,
     max_memory: dict[int | str, int] | None = None,
+    quantization_config: Any = None,
 ) -> Any:
     """The model, on `device` (or placed as `placement` and `max_memory` say), as
-    from_pretrained of a checkpoint loads it; random values."""
+    from_pretrained of a checkpoint loads it; random values. `quantization_config`
+    (transformers' BitsAndBytesConfig, TorchAoConfig): quantized as it loads."""
     std = float(getattr(config, "initializer_range", 0.02) or 0.02)
     meta = meta_model(config, dtype)
     device_map = random_device_map(meta, device, placement, max_memory)
-    tensors = checkpoint_tensors(meta, device_map, std)
+    quantized = quantization_config is not None
+    tensors = checkpoint_tensors(meta, device_map, std, quantized)
     del meta
+    extra = {"quantization_config": quantization_config} if quantized else {}
     model = model_class(config).from_pretrained(
         None,
         config=config,
@@ -120,8 +129,10 @@ def load_random(
         dtype=dtype,
         attn_implementation=attn,
         device_map={name: _accelerate_device(d) for name, d in device_map.items()},
+        **extra,
     )
-    randomize(model, std)
+    if not quantized:  # a quantized build's values came with its tensors
+        randomize(model, std)
     return model
 
 
@@ -133,7 +144,8 @@ def _accelerate_device(device: str) -> int | str:
 @torch.no_grad()
 def randomize(model: Any, std: float) -> None:
     """Random values in every parameter, in place: no allocation, and no GEMM runs on
-    uninitialised memory (zeros run faster than real weights)."""
+    uninitialised memory (zeros run faster than real weights). A quantized parameter
+    (integer storage, or a tensor subclass such as torchao's) is left as it is."""
     for param in model.parameters():  # a tied parameter appears once
-        if param.is_floating_point():
+        if type(param.data) is torch.Tensor and param.is_floating_point():
             param.normal_(0.0, std)

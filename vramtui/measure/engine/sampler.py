@@ -10,22 +10,27 @@ from typing import Any
 
 from vramtui.testing.faults import Faults
 
+# A layer's states: full precision (a QuantizedCache's residual window), and quantized
+QUANTIZED_STATES = ("_quantized_keys", "_quantized_values")
+
 
 def cache_bytes(cache: Any, device: Any = None) -> int | None:
     """Bytes a transformers cache object (DynamicCache and relatives) holds on
-    `device` (an offloaded cache keeps most layers on the CPU); anywhere if None."""
+    `device` (an offloaded cache keeps most layers on the CPU); anywhere if None.
+    A QuantizedCache counts as stored: its quantized states (packed data, scales and
+    shifts, the backend's inner tensors) and its full-precision residual window."""
+    from vramtui.measure.engine.weight_split import stored_bytes
+
     if cache is None:
         return None
     layers = getattr(cache, "layers", None)
     total = 0
     if layers is not None:
         for layer in layers:
-            for name in ("keys", "values"):
+            for name in ("keys", "values", *QUANTIZED_STATES):
                 t = getattr(layer, name, None)
-                if t is None or not hasattr(t, "element_size"):
-                    continue
-                if device is None or t.device == device:
-                    total += t.numel() * t.element_size()
+                if t is not None and hasattr(t, "element_size"):
+                    total += stored_bytes(t, device)
         return total
     for name in ("key_cache", "value_cache"):
         for t in getattr(cache, name, None) or []:

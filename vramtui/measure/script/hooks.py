@@ -312,9 +312,11 @@ def _loaded(model: Any, load_s: float) -> ev.Loaded:
     from types import SimpleNamespace
 
     from vramtui.measure.engine.engine_run import loaded_event
-    from vramtui.measure.engine.model import _unique_tensors
+    from vramtui.measure.engine.weight_split import weight_split
 
-    params, size = _unique_tensors(model)
+    split = weight_split(model)
     dtype = str(getattr(model, "dtype", "")).replace("torch.", "")
-    built = SimpleNamespace(model=model, params=params, weights_bytes=size)
+    built = SimpleNamespace(
+        model=model, params=split.params, weights_bytes=split.total_bytes, split=split
+    )
     return loaded_event(built, dtype, 0, load_s)

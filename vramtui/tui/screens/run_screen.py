@@ -24,7 +24,7 @@ from vramtui.report.summary_text import device_note
 from vramtui.runspec.program_spec import tokens_requested
 from vramtui.tui.app_host import host_of
 from vramtui.tui.plotdata import AXES, build_plot_data
-from vramtui.tui.prediction import breakdown_rows, forecast_text, predicted_curve
+from vramtui.tui.prediction import breakdown_rows, forecast_text, predicted_curve, stored_as
 from vramtui.tui.run_state import ActiveRun
 from vramtui.tui.screen_text import device_lines, run_title, series_rows, side_facts, status_text
 from vramtui.tui.screens.keys import ExplainedKeysScreen
@@ -268,7 +268,7 @@ class RunScreen(ExplainedKeysScreen):
             where = f"token {breakdown.token}" if breakdown.token is not None else breakdown.phase
             total = TOTAL_NAMES.get(breakdown.total_source, breakdown.total_source)
             shown = (
-                f"where the bytes are · {where}",
+                f"where the bytes are · {where}{stored_as(session.loaded)}",
                 breakdown_rows(breakdown, cpu),
                 (total, breakdown.total_bytes),
                 text,
