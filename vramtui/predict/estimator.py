@@ -18,8 +18,8 @@ from typing import Any
 from vramtui.errors import UsageError
 from vramtui.models.architecture import DTYPE_BYTES, ModelInfo
 from vramtui.predict.calibration import DEFAULT, Calibration
-from vramtui.predict.compiled import CompiledStep, compiled_step
-from vramtui.predict.kv_replay import KvGrowth, kv_cache_reserve
+from vramtui.predict.compiled import compiled_step
+from vramtui.predict.peaks import compiled_peaks, run_peaks
 from vramtui.predict.steps import StepModel
 from vramtui.predict.traced_steps import TracedSteps
 from vramtui.predict.tracing.traces import Trace, trace_model
@@ -211,56 +211,6 @@ def _check_args(
         )
 
 
-@dataclass(frozen=True)
-class _Peaks:
-    allocated: int  # max_memory_allocated: the load's peak or the largest step's
-    transient: int  # the largest step peak above that step's steady figure
-    needed_reserved: int  # reserved without a ballooning cache (freed before an OOM)
-    reserved: int  # what the process holds at most
-    balloons: bool
-
-
-def _peaks(steps: StepModel, tokens: int, expandable: bool, replay_cache: bool) -> _Peaks:
-    # Every term grows with the step index in decode, so the largest decode figures
-    # are those of the last step; the prefill (token 0) is the other candidate.
-    candidates = sorted({0, min(1, tokens - 1), tokens - 1})
-    generate_peak = max(steps.step_peak(i) for i in candidates)
-    # torch's max_memory_allocated covers the load too (its warm-up tensor, the size of
-    # the checkpoint, is the load's peak).
-    peak_allocated = max(steps.load_peak, generate_peak)
-    transient = max(steps.step_peak(i) - steps.steady(i) for i in candidates)
-    # Segments are never given back, so the reserved peak also covers the load's
-    # (on CUDA the load's segments are already in; off CUDA reserved = allocated).
-    needed = max(steps.reserved_for(generate_peak), peak_allocated)
-    balloons = steps.cuda and not expandable and steps.kv_outgrows_shared_segments(tokens)
-    reserved = needed
-    if steps.cuda and not expandable and replay_cache:
-        cal = steps.cal
-        # the load's free blocks, then the cuBLAS workspaces, then the cache's churn
-        row, layers = steps.kv_growth_shape(steps.prompt + tokens - 1)
-        kv = KvGrowth(layers, row, steps.prompt, tokens)
-        workspaces = (cal.cublas_workspace_bytes, cal.cublaslt_workspace_bytes)
-        grown = kv_cache_reserve(cal.rules, steps.load.free_large, workspaces, kv)
-        reserved = steps.load.reserved + grown + steps.transient_reserve(transient)
-        reserved = max(reserved, peak_allocated)
-        if not balloons:  # a ballooning cache is freed before an OOM: not needed
-            needed = reserved
-    return _Peaks(peak_allocated, transient, needed, reserved, balloons)
-
-
-def _compiled(steps: StepModel, peaks: _Peaks, step: CompiledStep) -> _Peaks:
-    """The peaks with a compiled decode step: its flush buffer (a first compile) on
-    top of the first decode step's peak, its private pool beside the reserved."""
-    flushed = steps.step_peak(1) + step.flush_bytes
-    return _Peaks(
-        allocated=max(peaks.allocated, flushed),
-        transient=max(peaks.transient, flushed - steps.steady(1)),
-        needed_reserved=peaks.needed_reserved + step.pool_bytes_max,
-        reserved=peaks.reserved + step.pool_bytes,
-        balloons=False,
-    )
-
-
 def estimate(
     model: Architecture,
     *,
@@ -297,7 +247,7 @@ def estimate(
     )
     # a static cache never grows: no churn to replay, nothing to balloon
     dynamic = cache == "dynamic"
-    peaks = _peaks(steps, tokens, expandable_segments or not dynamic, replay_cache and dynamic)
+    peaks = run_peaks(steps, tokens, expandable_segments or not dynamic, replay_cache and dynamic)
     step = None
     if not dynamic and steps.cuda and tokens >= 2:  # only decode steps are compiled
         cal = calibration
@@ -305,7 +255,7 @@ def estimate(
         step = compiled_step(
             cal.rules, cal.cublas_workspace_bytes, transient, cal.l2_flush_bytes, compile
         )
-        peaks = _compiled(steps, peaks, step)
+        peaks = compiled_peaks(steps, peaks, step)
     context = calibration.cuda_context_bytes + calibration.cuda_libraries_bytes
     context = context if steps.cuda else 0  # no CUDA context off CUDA
     kv_final = kv_bytes(
