@@ -44,12 +44,16 @@ class QuantizedKv:
         window = step % self.residual_length
         return prompt + step - window, window
 
-    def quantized_bytes(self, row: int, positions: int) -> int:
-        """One quantized K (or V) tensor holding `positions` positions."""
+    def quantized_tensors(self, row: int, positions: int) -> tuple[int, int, int]:
+        """One quantized K (or V) holding `positions` positions: (packed data, scale,
+        shift) bytes."""
         values = positions * row // self.elem_bytes
         groups = _ceil(values, self.q_group_size)
         data = _ceil(groups, 8 // self.nbits) * self.q_group_size
-        return data + 2 * groups * self.elem_bytes  # + scale and shift
+        return data, groups * self.elem_bytes, groups * self.elem_bytes
+
+    def quantized_bytes(self, row: int, positions: int) -> int:
+        return sum(self.quantized_tensors(row, positions))
 
     def layer_bytes(self, row: int, prompt: int, step: int) -> int:
         """One layer's K and V after `step`: quantized part and residual window."""
