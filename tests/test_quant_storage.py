@@ -170,3 +170,20 @@ def test_experts_and_output_embedding_stay_in_the_model_dtype() -> None:
     assert not any("experts" in lin.name for lin in rule.converted)
     # 3-D experts: 2 layers x 4 experts x (gate_up 256 x 64 + down 64 x 128) in float16
     assert rule.full_bytes > 2 * 4 * (256 * 64 + 64 * 128) * 2
+
+
+@pytest.mark.parametrize("proj", [64, 48])
+def test_opt_records_linears_are_the_tracers(proj: int) -> None:
+    """OPT's hand-written record (no trace) lists the linear layers transformers'
+    quantizers see on the model itself, project_in/out included."""
+    from vramtui.models.hf import meta_model, transformers_config
+    from vramtui.models.opt import model_info_for_config
+    from vramtui.predict.quantized import opt_linears
+    from vramtui.predict.tracing.inventory import linear_inventory
+
+    config = {**CONFIGS["opt"], "word_embed_proj_dim": proj, "do_layer_norm_before": True}
+    info = model_info_for_config(config)
+    assert info is not None
+    model = meta_model(transformers_config(config), torch.float16)
+    traced = {LinearWeight(**entry) for entry in linear_inventory(model)}
+    assert set(opt_linears(info)) == traced
