@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from vramtui.commands.common import (
@@ -100,11 +101,17 @@ def _resolve(args: argparse.Namespace, found: DeviceList) -> ResolvedRun:
     device = "cuda:0" if args.device.strip().lower() == "cuda" else args.device
     if args.device_map is not None:
         device = "auto"  # the map says where each module goes (--device's default is cuda)
-    spec = build_spec(args, device=device)
+    return say_variant(resolve_for_planning(build_spec(args, device=device), found))
+
+
+def resolve_for_planning(
+    spec: RunSpec, found: DeviceList, environ: Mapping[str, str] | None = None
+) -> ResolvedRun:
+    """`resolve`, with the quantization checked for planning (no library needed)."""
     _check_quant_for_planning(spec)
     # resolve checks everything else (the quantization is put back once it has)
     bare = dataclasses.replace(spec, quant="none", double_quant=False)
-    run = say_variant(resolve(bare, found))
+    run = resolve(bare, found, environ=environ)
     check_quant_device(spec.quant, run.backend)
     return dataclasses.replace(run, spec=dataclasses.replace(run.spec, quant=spec.quant,
                                double_quant=spec.double_quant))  # fmt: skip
