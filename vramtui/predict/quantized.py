@@ -12,7 +12,8 @@ alive together, then the 16-bit weight is freed:
 - LLM.int8: the loader's 16-bit tensor stays referenced while Int8Params makes
   its own float16 copy on the device, then CB and SCB;
 - 4-bit: the 16-bit weight, the float32 absmax (kept or, with double quant,
-  quantized to uint8 and freed), the packed weight;
+  quantized to uint8 around its mean: it and its difference from the mean are
+  freed), the packed weight;
 - torchao: the 16-bit weight, one float32 copy (`input * (1 / scale)` is float32,
   each later op frees the one before), the quantized tensors.
 The warm-up tensor transformers allocates first counts a converted weight at the
@@ -106,7 +107,8 @@ def _convert_transient(
         return (n * e, n * 2)  # the loader's tensor and Int8Params' float16 copy
     if method in FOUR_BIT:
         blocks = -(-n // BNB_BLOCK)
-        return (n * e, blocks * FLOAT32) if double_quant else (n * e,)
+        # double quant: the float32 absmax and `absmax - offset`, freed once nested
+        return (n * e, blocks * FLOAT32, blocks * FLOAT32) if double_quant else (n * e,)
     return (n * e, n * FLOAT32)  # torchao
 
 
