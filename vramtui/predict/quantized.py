@@ -5,7 +5,9 @@ Pure arithmetic. The storage rules are quant_storage.py's. The meta-device
 tracer cannot run the quantizers' kernels (bitsandbytes, torchao), so the two
 transients below are modelled from their source, not traced:
 
-Load (transformers' loader, integrations/bitsandbytes.py and torchao.py): every
+Load (transformers' loader, core_model_loading.py, integrations/bitsandbytes.py
+and torchao.py): quantizing on the fly, the loader reads one tensor at a time (its
+threads are off, so 16-bit weights do not pile up ahead of the quantizer); every
 weight arrives on the device in the model's dtype and is converted there; while
 it is, the 16-bit weight, the quantizer's working copies and its output are
 alive together, then the 16-bit weight is freed:
