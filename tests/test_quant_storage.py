@@ -187,3 +187,27 @@ def test_opt_records_linears_are_the_tracers(proj: int) -> None:
     model = meta_model(transformers_config(config), torch.float16)
     traced = {LinearWeight(**entry) for entry in linear_inventory(model)}
     assert set(opt_linears(info)) == traced
+
+
+@pytest.mark.engine  # the tracer runs in a child process
+@pytest.mark.parametrize("method", ["int8", "nf4+dq", "int8-wo"])
+@pytest.mark.parametrize("arch", ["llama", "mixtral"])
+def test_a_traced_estimate_holds_the_real_models_bytes(
+    saved: dict[str, Path], arch: str, method: str
+) -> None:
+    """Through the tracer's JSON (tensor names, linear layers) to estimate(): the
+    quantized weights predicted on the CPU are every storage the loaded model holds."""
+    from vramtui.predict.estimator import estimate
+    from vramtui.predict.tracing.traces import trace_model
+
+    trace = trace_model(arch, CONFIGS[arch], 128, prompt=4, batch=1, dtype="float16",
+                        attn="sdpa", backend="cpu")  # fmt: skip
+    assert trace is not None
+    kind, _, dq = method.partition("+")
+    est = estimate(trace, prompt_tokens=4, tokens=2, dtype="float16", backend="cpu",
+                   quant=kind, double_quant=bool(dq))  # fmt: skip
+    unique: dict[int, int] = {}
+    for found in storages(loaded(saved[arch], method)).values():
+        unique.update(found)
+    assert est.weights_bytes == sum(unique.values())
+    assert est.weights_packed_bytes + est.weights_state_bytes < est.weights_bytes
