@@ -127,3 +127,12 @@ def test_cuda_only_method_is_refused_for_the_cpu(capsys: pytest.CaptureFixture[s
                              "--device", "cpu")  # fmt: skip
     assert code == 2 and out == ""
     assert "runs on CUDA GPUs only" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_quantized_placement_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run_cli(
+        capsys, "estimate", "-m", "opt-1.3b", "--quant", "nf4", "--device-map", "auto",
+        "--max-memory", "cuda:0=1GiB,cpu=8GiB",
+    )  # fmt: skip
+    assert code == 2 and out == ""
+    assert "does not place a quantized model" in err and len(err.strip().splitlines()) == 1

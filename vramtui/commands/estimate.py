@@ -101,7 +101,14 @@ def _resolve(args: argparse.Namespace, found: DeviceList) -> ResolvedRun:
     device = "cuda:0" if args.device.strip().lower() == "cuda" else args.device
     if args.device_map is not None:
         device = "auto"  # the map says where each module goes (--device's default is cuda)
-    return say_variant(resolve_for_planning(build_spec(args, device=device), found))
+    spec = build_spec(args, device=device)
+    if spec.device_map is not None and (spec.quant != "none" or spec.cache == "quantized"):
+        raise UsageError(
+            "the estimator does not place a quantized model on several devices yet; "
+            "drop --device-map to estimate it on one",
+            field="device_map",
+        )
+    return say_variant(resolve_for_planning(spec, found))
 
 
 def resolve_for_planning(
