@@ -136,3 +136,14 @@ def test_a_quantized_placement_is_refused(capsys: pytest.CaptureFixture[str]) ->
     )  # fmt: skip
     assert code == 2 and out == ""
     assert "does not place a quantized model" in err and len(err.strip().splitlines()) == 1
+
+
+def test_int4_weight_only_pads_to_tinygemms_tiles() -> None:
+    """torchao's tinygemm layout (read from its source; its kernels need CUDA): the
+    weight padded to rows of 8 and columns of 1024 before it is packed."""
+    from vramtui.predict.quant_storage import stored
+
+    padded = stored("int4-wo", 100, 1500, 2, False)
+    assert padded.packed == (104 * 2048 // 2,)
+    assert padded.state == (2 * (2048 // 128) * 104 * 2,)
+    assert stored("int4-wo", 4096, 4096, 2, False).packed == (4096 * 4096 // 2,)

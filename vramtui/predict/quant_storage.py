@@ -27,6 +27,7 @@ NESTED_BLOCK = 256  # double quant: one float32 absmax per 256 first-level absma
 NF4_CODE = 16  # the 4-bit code (quant_map): 16 float32 values, per module
 NESTED_CODE = 256  # the 8-bit code of the nested absmax: 256 float32 values
 INT4_GROUP = 128  # torchao int4 weight-only: one scale and zero point per 128 weights
+INT4_ROWS, INT4_COLS = 8, 1024  # tinygemm's padding of the weight (ntile 8, k multiple)
 
 
 def _ceil(a: int, b: int) -> int:
@@ -86,10 +87,13 @@ def stored(method: str, rows: int, cols: int, elem_bytes: int, double_quant: boo
         # Int8Tensor, per row: qdata int8, scale float32 and zero_point int8 (rows, 1)
         return Stored((n,), (rows * FLOAT32, rows))
     if method == "int4-wo":
-        # Int4Tensor (plain packing): qdata (rows, cols / 2); scale and zero_point
-        # (cols / 128, rows), in the model's dtype
-        groups = _ceil(cols, INT4_GROUP) * rows
-        return Stored((rows * _ceil(cols, 2),), (groups * elem_bytes, groups * elem_bytes))
+        # Int4TilePackedTo4dTensor (the tinygemm layout the engine asks for): the
+        # weight padded to rows a multiple of 8, columns of 1024, packed two a byte
+        # (int32 tiles); scales and zero points interleaved, (cols / 128, rows, 2) in
+        # the model's dtype
+        rows_pad, cols_pad = _ceil(rows, INT4_ROWS) * INT4_ROWS, _ceil(cols, INT4_COLS) * INT4_COLS
+        groups = cols_pad // INT4_GROUP * rows_pad
+        return Stored((rows_pad * cols_pad // 2,), (2 * groups * elem_bytes,))
     if method == "fp8":
         # Float8Tensor, per row: qdata float8_e4m3fn, scale float32 (rows, 1)
         return Stored((n,), (rows * FLOAT32,))

@@ -16,8 +16,9 @@ alive together, then the 16-bit weight is freed:
 - 4-bit: the 16-bit weight, the float32 absmax (kept or, with double quant,
   quantized to uint8 around its mean: it and its difference from the mean are
   freed), the packed weight;
-- torchao: the 16-bit weight, one float32 copy (`input * (1 / scale)` is float32,
-  each later op frees the one before), the quantized tensors.
+- torchao: the 16-bit weight, one copy of 4 bytes an element (`input * (1 / scale)`
+  is float32, each later op frees the one before; int4's integer data is int32),
+  the quantized tensors.
 The warm-up tensor transformers allocates first counts a converted weight at the
 quantizer's element size (0.5 byte for 4-bit, 1 for 8-bit).
 
