@@ -147,3 +147,23 @@ def test_int4_weight_only_pads_to_tinygemms_tiles() -> None:
     assert padded.packed == (104 * 2048 // 2,)
     assert padded.state == (2 * (2048 // 128) * 104 * 2,)
     assert stored("int4-wo", 4096, 4096, 2, False).packed == (4096 * 4096 // 2,)
+
+
+def test_a_trace_without_its_linear_layers_is_refused_for_quant() -> None:
+    """A trace made from a config's numbers lists no linear layers: quantized weights
+    cannot be predicted from it, and the estimate says so in one line."""
+    from dataclasses import replace
+
+    from vramtui.errors import UsageError
+    from vramtui.predict.tracing.traces import KvLayer, StepTrace, Trace
+
+    step = StepTrace(8, 1024, 0, 0)
+    trace = Trace(
+        name="approximate", model_type="llama", model_class="-", params=1000, positions=64,
+        vocab=10, tensors=(1000, 1000), buffers=(), layers=(KvLayer(64, 0),), prompt=8,
+        batch=1, dtype="float16", attn="sdpa", backend="cuda", prefill=step,
+        decode=(replace(step, cached=9),),
+    )  # fmt: skip
+    assert estimate(trace, tokens=2).weights_bytes == 2000
+    with pytest.raises(UsageError, match="linear layers are not known"):
+        estimate(trace, tokens=2, quant="nf4")

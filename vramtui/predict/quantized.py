@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
+from vramtui.errors import UsageError
 from vramtui.predict.quant_storage import (
     BNB_BLOCK,
     FLOAT32,
@@ -142,9 +143,19 @@ def opt_linears(model: ModelInfo) -> tuple[LinearWeight, ...]:
 
 
 def linears(model: ModelInfo | Trace) -> tuple[LinearWeight, ...]:
+    """The model's linear layers; a UsageError where a trace does not list them (one
+    made from a config's numbers alone)."""
     from vramtui.predict.tracing.traces import Trace
 
-    return model.linears if isinstance(model, Trace) else opt_linears(model)
+    if not isinstance(model, Trace):
+        return opt_linears(model)
+    if not model.linears:
+        raise UsageError(
+            f"cannot predict quantized weights for {model.name}: its linear layers are not "
+            "known without a trace of its code",
+            field="quant",
+        )
+    return model.linears
 
 
 @lru_cache(maxsize=32)

@@ -85,8 +85,10 @@ class Trace:
     linears: tuple[LinearWeight, ...] = ()  # what the quantizers see (quant_storage.py)
 
     def named_tensors(self) -> tuple[tuple[str, int], ...]:
-        """(name, bytes) of every checkpoint tensor, in the loader's order."""
-        return tuple(zip(self.tensor_names, self.tensors, strict=True))
+        """(name, bytes) of every checkpoint tensor, in the loader's order (names
+        empty where the trace holds none)."""
+        names = self.tensor_names or ("",) * len(self.tensors)
+        return tuple(zip(names, self.tensors, strict=True))
 
     def weights_bytes(self, dtype: str | None = None) -> int:
         return sum(self.tensors) + sum(self.buffers)
