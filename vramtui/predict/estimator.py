@@ -232,7 +232,10 @@ def estimate(
         double_quant=double_quant and split is not None,
         weights_packed_bytes=split.packed_bytes if split else 0,
         weights_state_bytes=split.state_bytes if split else 0,
-        weights_full_bytes=split.full_bytes if split else steps.tensor_bytes(),
+        # kept in the model's dtype: unconverted tensors and buffers a checkpoint lacks
+        weights_full_bytes=steps.tensor_bytes() - (split.packed_bytes + split.state_bytes)
+        if split
+        else steps.tensor_bytes(),
         cache_bits=bits,
         kv_cache_bytes=kv_final,
         transient_bytes=peaks.transient,
