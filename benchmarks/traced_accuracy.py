@@ -22,6 +22,7 @@ import csv
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -60,9 +61,8 @@ class Row:
         return (getattr(self, f"predicted_{what}") - measured) / measured * 100
 
 
-def predict(row: dict[str, str], source: str) -> Row | None:
-    if row["status"] != "completed":
-        return None
+def cell_spec(row: dict[str, str], **more: Any) -> tuple[RunSpec, DeviceList]:
+    """The run a bench CSV row measured (`more`: other RunSpec fields), and its GPU."""
     total = int(row["device_total_bytes"])
     gpu = DeviceList((DeviceChoice("cuda:0", row["device_name"], total, total),), True)
     spec = RunSpec(
@@ -74,7 +74,15 @@ def predict(row: dict[str, str], source: str) -> Row | None:
         attn=row["attn"],
         device="cuda:0",
         cache=row.get("cache") or "dynamic",
+        **more,
     )
+    return spec, gpu
+
+
+def predict(row: dict[str, str], source: str) -> Row | None:
+    if row["status"] != "completed":
+        return None
+    spec, gpu = cell_spec(row)
     # a static cache's compiled step: as the engine found inductor's cache
     compile = "cached" if row.get("compiled") == "cached" else "first"
     est = estimate_run(resolve(spec, gpu, environ={}), compile=compile)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from vramtui.commands.common import (
@@ -32,10 +34,12 @@ from vramtui.report.estimate_text import (
     estimate_rows,
     fit_text,
     fragmentation_warning,
+    quant_text,
     tokens_fit_text,
 )
 from vramtui.report.tables import table
-from vramtui.runspec import DeviceChoice, DeviceList, ResolvedRun, resolve
+from vramtui.runspec import DeviceChoice, DeviceList, ResolvedRun, RunSpec, resolve
+from vramtui.runspec.quant import check_quant, check_quant_device, installed, method
 from vramtui.units import format_bytes, parse_size
 
 
@@ -97,7 +101,41 @@ def _resolve(args: argparse.Namespace, found: DeviceList) -> ResolvedRun:
     device = "cuda:0" if args.device.strip().lower() == "cuda" else args.device
     if args.device_map is not None:
         device = "auto"  # the map says where each module goes (--device's default is cuda)
-    return say_variant(resolve(build_spec(args, device=device), found))
+    spec = build_spec(args, device=device)
+    if spec.device_map is not None and (spec.quant != "none" or spec.cache == "quantized"):
+        raise UsageError(
+            "the estimator does not place a quantized model on several devices yet; "
+            "drop --device-map to estimate it on one",
+            field="device_map",
+        )
+    return say_variant(resolve_for_planning(spec, found))
+
+
+def resolve_for_planning(
+    spec: RunSpec, found: DeviceList, environ: Mapping[str, str] | None = None
+) -> ResolvedRun:
+    """`resolve`, with the quantization checked for planning (no library needed)."""
+    _check_quant_for_planning(spec)
+    # resolve checks everything else (the quantization is put back once it has)
+    bare = dataclasses.replace(spec, quant="none", double_quant=False)
+    run = resolve(bare, found, environ=environ)
+    check_quant_device(spec.quant, run.backend)
+    return dataclasses.replace(run, spec=dataclasses.replace(run.spec, quant=spec.quant,
+                               double_quant=spec.double_quant))  # fmt: skip
+
+
+def _check_quant_for_planning(spec: RunSpec) -> None:
+    """An estimate needs only the storage rules (arithmetic), not the quantization
+    libraries: a laptop without them plans a quantized run. Where the library is
+    installed the usual check runs; where not, the method's name and --double-quant."""
+    chosen = method(spec.quant)
+    if not chosen.package or installed(chosen.package):
+        check_quant(spec.quant, spec.double_quant)
+    elif spec.double_quant and chosen.name not in ("nf4", "fp4"):
+        raise UsageError(
+            f"--double-quant applies to bitsandbytes 4-bit (nf4, fp4), not --quant {spec.quant}",
+            field="quant",
+        )
 
 
 def _fit(
@@ -149,6 +187,7 @@ def run(args: argparse.Namespace) -> int:
         f"Estimate — {model.name}, {spec.prompt_tokens} prompt + {spec.tokens} new tokens, "
         f"batch {spec.batch}, {resolved.dtype}, {spec.attn}, {resolved.backend}"
     )
+    print(quant_text(est))
     print()
     print(table(estimate_rows(est), ("component", "bytes", "what")))
     print()
@@ -194,6 +233,8 @@ def _json(
         gpu_memory_bytes=memory if est.backend == "cuda" else None,
         gpu_memory_source=memory_source if est.backend == "cuda" else None,
         kv_bytes_per_token=model.kv_bytes_per_token(est.dtype, est.batch),
+        quantization=quant_text(est),
+        peak_total_bytes_per_param=est.peak_total_bytes / model.params if model.params else None,
         cache_balloons=est.cache_balloons,
         warning=fragmentation_warning(est),
         note_compiled_step=compiled_step_note(est),

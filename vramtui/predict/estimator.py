@@ -16,22 +16,22 @@ from functools import cached_property
 from typing import Any
 
 from vramtui.errors import UsageError
-from vramtui.models.architecture import DTYPE_BYTES, ModelInfo
 from vramtui.predict.calibration import DEFAULT, Calibration
-from vramtui.predict.compiled import CompiledStep, compiled_step
-from vramtui.predict.kv_replay import KvGrowth, kv_cache_reserve
+from vramtui.predict.compiled import compiled_step
+from vramtui.predict.peaks import compiled_peaks, run_peaks
+from vramtui.predict.run_shape import (
+    Architecture,
+    check_args,
+    held_positions,
+    kv_bytes,
+    quantized_kv_bytes,
+    sample_tokens,
+    step_model,
+)
 from vramtui.predict.steps import StepModel
-from vramtui.predict.traced_steps import TracedSteps
 from vramtui.predict.tracing.traces import Trace, trace_model
 from vramtui.runspec import ResolvedRun, RunSpec
 from vramtui.runspec.sources import max_positions
-
-# What the estimator reads a model from: OPT's hand-written record (exact), or a trace
-# of any architecture's own code (predict/tracing/).
-Architecture = ModelInfo | Trace
-
-BACKENDS = ("cuda", "mps", "cpu")
-ATTN = ("sdpa", "eager")
 
 
 @dataclass(frozen=True)
@@ -63,6 +63,13 @@ class Estimate:
     compile: str | None = None  # first | cached (inductor's cache holds the shape) | None
     graph_pool_bytes: int = 0  # reserved by the CUDA graphs' private pool
     first_compile_bytes: int = 0  # the autotuner's L2 flush buffer (a first compile)
+    # --quant: the weights as the quantizer stores them (predict/quant_storage.py)
+    quant: str = "none"
+    double_quant: bool = False
+    weights_packed_bytes: int = 0  # the converted weights' packed data
+    weights_state_bytes: int = 0  # their absmax / scales / zero points / codes
+    weights_full_bytes: int = 0  # what stays in the model's dtype (embeddings, lm_head, ...)
+    cache_bits: int = 0  # --cache quantized: nbits of the QuantizedCache; 0 otherwise
     model: Architecture = field(default=None, repr=False, compare=False)  # type: ignore[assignment]
     calibration: Calibration = field(default=DEFAULT, repr=False, compare=False)
 
@@ -78,6 +85,9 @@ class Estimate:
             self.calibration,
             self.cache,
             self.tokens,
+            self.quant,
+            self.double_quant,
+            self.cache_bits,
         )
 
     def _check(self, token: int) -> None:
@@ -88,6 +98,9 @@ class Estimate:
         """KV cache bytes after step `token` (prompt + token positions)."""
         self._check(token)
         held = held_positions(self.prompt_tokens, self.tokens, token, self.cache)
+        if self.cache_bits:
+            return quantized_kv_bytes(self.model, self.dtype, self.batch, self.prompt_tokens,
+                                      held, self.cache_bits)  # fmt: skip
         return kv_bytes(self.model, self.dtype, self.batch, held)
 
     def allocated_at(self, token: int) -> int:
@@ -116,6 +129,9 @@ class Estimate:
             expandable_segments=self.expandable_segments,
             cache=self.cache,
             compile=self.compile or "first",
+            quant=self.quant,
+            double_quant=self.double_quant,
+            cache_bits=self.cache_bits or 4,
         )
 
     def kv_layer_tensor_bytes(self, token: int) -> int:
@@ -135,130 +151,15 @@ class Estimate:
         data["model"] = self.model.name if self.model else None
         data["params"] = self.model.params if self.model else None
         data["calibration"] = self.calibration.source
+        data["weights_bytes_per_param"] = self.weights_bytes_per_param
         return data
 
-
-def sample_tokens(tokens: int, points: int) -> list[int]:
-    """Up to `points` evenly spread token indices in 0..tokens-1, ends included."""
-    if tokens <= 0 or points <= 0:
-        return []
-    if tokens <= points or points == 1:
-        return list(range(tokens)) if tokens <= points else [tokens - 1]
-    step = (tokens - 1) / (points - 1)
-    return sorted({round(i * step) for i in range(points)})
-
-
-def held_positions(prompt: int, tokens: int, token: int, cache: str) -> int:
-    """Positions the cache holds after step `token`: a dynamic cache the prompt and the
-    tokens so far; a static one every position of the run, from the prefill on."""
-    return prompt + (tokens if cache == "static" else token)
-
-
-def kv_bytes(model: Architecture, dtype: str, batch: int, positions: int) -> int:
-    """The cache's tensor bytes holding `positions` positions (sliding layers capped)."""
-    if isinstance(model, Trace):
-        return model.kv_bytes(positions)
-    return model.kv_bytes_per_token(dtype, batch) * positions
-
-
-def step_model(
-    model: Architecture,
-    prompt_tokens: int,
-    batch: int,
-    dtype: str,
-    attn: str,
-    backend: str,
-    calibration: Calibration,
-    cache: str = "dynamic",
-    tokens: int = 0,
-) -> StepModel:
-    # generate sizes a static cache for the prompt and every new token
-    static = prompt_tokens + tokens if cache == "static" else 0
-    if not isinstance(model, Trace):
-        return StepModel(model, prompt_tokens, batch, dtype, attn, backend, calibration, static)
-    asked = (prompt_tokens, batch, dtype, attn, "cuda" if backend == "cuda" else "cpu")
-    traced = (model.prompt, model.batch, model.dtype, model.attn, model.backend)
-    if asked != traced:
-        raise ValueError(f"{model.name} was traced for {traced}, not {asked}")
-    return TracedSteps(model, calibration, static)
-
-
-def _check_args(
-    model: Architecture,
-    prompt_tokens: int,
-    tokens: int,
-    batch: int,
-    dtype: str,
-    attn: str,
-    backend: str,
-) -> None:
-    if dtype not in DTYPE_BYTES:
-        choose = ", ".join(DTYPE_BYTES)
-        raise UsageError(f"unknown dtype {dtype!r}; choose from {choose}", field="dtype")
-    if attn not in ATTN:
-        raise UsageError(f"unknown attention {attn!r}; choose from {', '.join(ATTN)}", field="attn")
-    if backend not in BACKENDS:
-        choose = ", ".join(BACKENDS)
-        raise UsageError(f"unknown backend {backend!r}; choose from {choose}", field="device")
-    for name, value in (("prompt_tokens", prompt_tokens), ("tokens", tokens), ("batch", batch)):
-        if value <= 0:
-            raise UsageError(f"{name.replace('_', ' ')} must be positive, got {value}", field=name)
-    if prompt_tokens + tokens > model.positions:
-        raise UsageError(
-            f"prompt ({prompt_tokens}) + new tokens ({tokens}) exceeds {model.name}'s "
-            f"limit of {model.positions} positions",
-            field="tokens",
-        )
-
-
-@dataclass(frozen=True)
-class _Peaks:
-    allocated: int  # max_memory_allocated: the load's peak or the largest step's
-    transient: int  # the largest step peak above that step's steady figure
-    needed_reserved: int  # reserved without a ballooning cache (freed before an OOM)
-    reserved: int  # what the process holds at most
-    balloons: bool
-
-
-def _peaks(steps: StepModel, tokens: int, expandable: bool, replay_cache: bool) -> _Peaks:
-    # Every term grows with the step index in decode, so the largest decode figures
-    # are those of the last step; the prefill (token 0) is the other candidate.
-    candidates = sorted({0, min(1, tokens - 1), tokens - 1})
-    generate_peak = max(steps.step_peak(i) for i in candidates)
-    # torch's max_memory_allocated covers the load too (its warm-up tensor, the size of
-    # the checkpoint, is the load's peak).
-    peak_allocated = max(steps.load_peak, generate_peak)
-    transient = max(steps.step_peak(i) - steps.steady(i) for i in candidates)
-    # Segments are never given back, so the reserved peak also covers the load's
-    # (on CUDA the load's segments are already in; off CUDA reserved = allocated).
-    needed = max(steps.reserved_for(generate_peak), peak_allocated)
-    balloons = steps.cuda and not expandable and steps.kv_outgrows_shared_segments(tokens)
-    reserved = needed
-    if steps.cuda and not expandable and replay_cache:
-        cal = steps.cal
-        # the load's free blocks, then the cuBLAS workspaces, then the cache's churn
-        row, layers = steps.kv_growth_shape(steps.prompt + tokens - 1)
-        kv = KvGrowth(layers, row, steps.prompt, tokens)
-        workspaces = (cal.cublas_workspace_bytes, cal.cublaslt_workspace_bytes)
-        grown = kv_cache_reserve(cal.rules, steps.load.free_large, workspaces, kv)
-        reserved = steps.load.reserved + grown + steps.transient_reserve(transient)
-        reserved = max(reserved, peak_allocated)
-        if not balloons:  # a ballooning cache is freed before an OOM: not needed
-            needed = reserved
-    return _Peaks(peak_allocated, transient, needed, reserved, balloons)
-
-
-def _compiled(steps: StepModel, peaks: _Peaks, step: CompiledStep) -> _Peaks:
-    """The peaks with a compiled decode step: its flush buffer (a first compile) on
-    top of the first decode step's peak, its private pool beside the reserved."""
-    flushed = steps.step_peak(1) + step.flush_bytes
-    return _Peaks(
-        allocated=max(peaks.allocated, flushed),
-        transient=max(peaks.transient, flushed - steps.steady(1)),
-        needed_reserved=peaks.needed_reserved + step.pool_bytes_max,
-        reserved=peaks.reserved + step.pool_bytes,
-        balloons=False,
-    )
+    @property
+    def weights_bytes_per_param(self) -> float:
+        """The weights' bytes (quantization state and full-precision modules included)
+        per parameter of the unquantized model."""
+        params = self.model.params if self.model else 0
+        return self.weights_bytes / params if params else 0.0
 
 
 def estimate(
@@ -275,6 +176,9 @@ def estimate(
     replay_cache: bool = True,
     cache: str = "dynamic",
     compile: str = "first",
+    quant: str = "none",
+    double_quant: bool = False,
+    cache_bits: int = 4,
 ) -> Estimate:
     """Predict one run of `tokens` new tokens after a `prompt_tokens` prompt.
 
@@ -285,34 +189,54 @@ def estimate(
     PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True (no ballooning cache).
     `replay_cache=False` skips replaying the cache's segments (kv_replay.py): peak
     reserved is then the fragmentation model's (Calibration.dynamic_slack_fraction).
+    `quant`: a --quant method (weights as its quantizer stores them, its load and
+    dequantization transients, predict/quantized.py); `cache="quantized"`: transformers'
+    QuantizedCache with `cache_bits` bits (predict/quant_kv.py). Neither needs the
+    quantization libraries: the rules are arithmetic.
     """
-    _check_args(model, prompt_tokens, tokens, batch, dtype, attn, backend)
-    if cache not in ("dynamic", "static"):
+    check_args(model, prompt_tokens, tokens, batch, dtype, attn, backend)
+    if cache not in ("dynamic", "static", "quantized"):
         raise UsageError(
             f"the estimator does not model the {cache} cache yet (`vramtui run` measures it)",
             field="cache",
         )
+    bits = cache_bits if cache == "quantized" else 0
     steps = step_model(
-        model, prompt_tokens, batch, dtype, attn, backend, calibration, cache, tokens
-    )
-    # a static cache never grows: no churn to replay, nothing to balloon
+        model, prompt_tokens, batch, dtype, attn, backend, calibration, cache, tokens,
+        quant, double_quant, bits,
+    )  # fmt: skip
+    # a static cache never grows: no churn to replay, nothing to balloon (the quantized
+    # cache's churn is not replayed either)
     dynamic = cache == "dynamic"
-    peaks = _peaks(steps, tokens, expandable_segments or not dynamic, replay_cache and dynamic)
+    peaks = run_peaks(steps, tokens, expandable_segments or not dynamic, replay_cache and dynamic)
     step = None
-    if not dynamic and steps.cuda and tokens >= 2:  # only decode steps are compiled
+    if cache == "static" and steps.cuda and tokens >= 2:  # only decode steps are compiled
         cal = calibration
         transient = steps.forward(1, prompt_tokens + tokens)
         step = compiled_step(
             cal.rules, cal.cublas_workspace_bytes, transient, cal.l2_flush_bytes, compile
         )
-        peaks = _compiled(steps, peaks, step)
+        peaks = compiled_peaks(steps, peaks, step)
     context = calibration.cuda_context_bytes + calibration.cuda_libraries_bytes
     context = context if steps.cuda else 0  # no CUDA context off CUDA
-    kv_final = kv_bytes(
-        model, dtype, batch, held_positions(prompt_tokens, tokens, tokens - 1, cache)
+    held = held_positions(prompt_tokens, tokens, tokens - 1, cache)
+    kv_final = (
+        quantized_kv_bytes(model, dtype, batch, prompt_tokens, held, bits)
+        if bits
+        else kv_bytes(model, dtype, batch, held)
     )
+    split = steps.quant.weights if steps.quant is not None else None
     return Estimate(
-        weights_bytes=model.weights_bytes(dtype),
+        weights_bytes=steps.tensor_bytes(),
+        quant=quant,
+        double_quant=double_quant and split is not None,
+        weights_packed_bytes=split.packed_bytes if split else 0,
+        weights_state_bytes=split.state_bytes if split else 0,
+        # kept in the model's dtype: unconverted tensors and buffers a checkpoint lacks
+        weights_full_bytes=steps.tensor_bytes() - (split.packed_bytes + split.state_bytes)
+        if split
+        else steps.tensor_bytes(),
+        cache_bits=bits,
         kv_cache_bytes=kv_final,
         transient_bytes=peaks.transient,
         slack_bytes=max(0, peaks.reserved - peaks.allocated),
@@ -389,5 +313,8 @@ def estimate_run(run: ResolvedRun, only_cached: bool = False, **options: Any) ->
         backend=run.backend,
         expandable_segments=run.expandable_segments,
         cache=spec.cache,
+        quant=spec.quant,
+        double_quant=spec.double_quant,
+        cache_bits=spec.cache_bits,
         **options,
     )

@@ -42,12 +42,32 @@ def load_sizes(sizes: tuple[int, ...], later: tuple[int, ...], cal: Calibration)
     checkpoint tensor (`sizes`, bytes) in the loader's order (its threads may reorder
     them, which moves addresses but not the totals), then the buffers a checkpoint
     does not hold (`later`), made once the weights are in."""
+    items = tuple(((), (size,)) for size in sizes)
+    return load_items(items, sum(sizes) // 2 * 2, later, cal)
+
+
+@lru_cache(maxsize=64)
+def load_items(
+    items: tuple[tuple[tuple[int, ...], tuple[int, ...]], ...],
+    warmup: int,
+    later: tuple[int, ...],
+    cal: Calibration,
+) -> LoadFigures:
+    """The load as `load_sizes`, each checkpoint tensor an item (alive while it is
+    converted, then freed; kept): a quantized weight arrives in 16-bit and is
+    converted on the device (predict/quantized.py). `warmup`: the warm-up tensor."""
     alloc = CachingAllocator(cal.rules)
     if cal.load_overhead_bytes:
         alloc.malloc(cal.load_overhead_bytes)
     # caching_allocator_warmup: torch.empty(total // 2, dtype=float16), then freed
-    alloc.free(alloc.malloc(sum(sizes) // 2 * 2))
-    for nbytes in (*sizes, *later):
+    alloc.free(alloc.malloc(warmup))
+    for transient, kept in items:
+        alive = [alloc.malloc(nbytes) for nbytes in transient]
+        for nbytes in kept:
+            alloc.malloc(nbytes)
+        for handle in alive:
+            alloc.free(handle)
+    for nbytes in later:
         alloc.malloc(nbytes)
     free_large = alloc.free_large_blocks()
     return LoadFigures(

@@ -18,7 +18,9 @@ from __future__ import annotations
 
 from vramtui.models.architecture import DTYPE_BYTES, ModelInfo
 from vramtui.predict.calibration import Calibration
-from vramtui.predict.load import LoadFigures, load_figures
+from vramtui.predict.load import LoadFigures, load_figures, load_items
+from vramtui.predict.quant_kv import QuantizedKv
+from vramtui.predict.quantized import QuantPlan
 
 INT64 = 8  # input ids and attention masks are int64
 FLOAT32 = 4  # generate converts the last position's logits to float32
@@ -37,9 +39,12 @@ class StepModel:
         backend: str,
         cal: Calibration,
         static_positions: int = 0,
+        quant: QuantPlan | None = None,
+        kv_quant: QuantizedKv | None = None,
     ) -> None:
         # A static cache holds every position of the run from the prefill on.
         self.static_positions = static_positions
+        self.quant, self.kv_quant = quant, kv_quant  # --quant, --cache quantized
         self.model, self.prompt, self.batch, self.attn, self.cal = model, prompt, batch, attn, cal
         self.dtype, self.backend = dtype, backend
         self.elem_bytes = DTYPE_BYTES[dtype]
@@ -77,10 +82,44 @@ class StepModel:
             self.weights = self.load_peak = self.tensor_bytes()
 
     def allocator_load(self) -> LoadFigures:
+        if self.quant is not None:
+            items = tuple((item.transient, item.kept) for item in self.quant.items)
+            return load_items(items, self.quant.warmup_bytes, self.later_buffers(), self.cal)
         return load_figures(self.model, self.elem_bytes, self.cal)
 
+    def later_buffers(self) -> tuple[int, ...]:
+        """Buffers a checkpoint does not hold, made once the weights are in."""
+        return ()
+
     def tensor_bytes(self) -> int:
+        if self.quant is not None:
+            return self.quant.weights.total_bytes + sum(self.later_buffers())
         return self.model.params * self.elem_bytes
+
+    def kv_rows(self) -> tuple[int, ...]:
+        """Each layer's K (or V) for one position."""
+        return (self.kv_position_bytes(),) * self.model.layers
+
+    def quantized_kv(self, kv_quant: QuantizedKv, positions: int) -> int:
+        """The quantized cache holding `positions` positions: each layer's quantized
+        data, scale and shift, and its residual window, for K and for V."""
+        quantized, window = kv_quant.split(self.prompt, positions - self.prompt)
+        total = 0
+        for row in self.kv_rows():
+            held = (*kv_quant.quantized_tensors(row, quantized), window * row)
+            total += 2 * sum(self.block(nbytes) for nbytes in held)
+        return total
+
+    def quant_transient(self, step: int) -> int:
+        """Above the unquantized forward: the dequantized weight (predict/quantized.py)
+        and the quantized cache's full-precision copies of one layer (quant_kv.py)."""
+        new = self.prompt if step == 0 else 1
+        extra = self.quant.dequant_bytes(self.batch * new) if self.quant is not None else 0
+        if self.kv_quant is not None:
+            rows = self.kv_rows()
+            widest = max(rows, default=0)
+            extra += self.kv_quant.step_transient(widest, self.prompt, step)
+        return extra
 
     def block(self, nbytes: int) -> int:
         """What one tensor of `nbytes` counts in `allocated`: CUDA rounds up to 512 B;
@@ -92,6 +131,8 @@ class StepModel:
     def kv(self, positions: int) -> int:
         """The DynamicCache: one K and one V tensor per layer, batch x positions x hidden
         (a static cache: the run's every position, always)."""
+        if self.kv_quant is not None:
+            return self.quantized_kv(self.kv_quant, positions)
         positions = self.static_positions or positions
         return 2 * self.model.layers * self.block(positions * self.kv_row)
 
@@ -202,6 +243,7 @@ class StepModel:
             + self.workspace
             + carried
             + self.forward(new, cached)
+            + self.quant_transient(step)
             + self.overhead
         )
         return max(during_forward, self.steady(step) + self.processors())

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from vramtui.predict.calibration import Calibration
 from vramtui.predict.load import LoadFigures, load_sizes
+from vramtui.predict.quant_kv import QuantizedKv
+from vramtui.predict.quantized import QuantPlan
 from vramtui.predict.steps import StepModel
 from vramtui.predict.tracing.traces import Trace
 
@@ -19,7 +21,14 @@ from vramtui.predict.tracing.traces import Trace
 class TracedSteps(StepModel):
     """StepModel with the model's own terms read from its trace."""
 
-    def __init__(self, trace: Trace, cal: Calibration, static_positions: int = 0) -> None:
+    def __init__(
+        self,
+        trace: Trace,
+        cal: Calibration,
+        static_positions: int = 0,
+        quant: QuantPlan | None = None,
+        kv_quant: QuantizedKv | None = None,
+    ) -> None:
         self.trace = trace
         super().__init__(
             trace,  # type: ignore[arg-type]  # the fields StepModel reads: vocab, name
@@ -30,6 +39,8 @@ class TracedSteps(StepModel):
             trace.backend,
             cal,
             static_positions,
+            quant,
+            kv_quant,
         )
 
     def kv_position_bytes(self) -> int:
@@ -42,12 +53,24 @@ class TracedSteps(StepModel):
         return max(growing, default=0), len(growing)
 
     def allocator_load(self) -> LoadFigures:
+        if self.quant is not None:
+            return super().allocator_load()
         return load_sizes(self.trace.tensors, self.trace.buffers, self.cal)
 
+    def later_buffers(self) -> tuple[int, ...]:
+        return self.trace.buffers
+
     def tensor_bytes(self) -> int:
+        if self.quant is not None:
+            return super().tensor_bytes()
         return self.trace.weights_bytes()
 
+    def kv_rows(self) -> tuple[int, ...]:
+        return tuple(layer.row for layer in self.trace.layers)
+
     def kv(self, positions: int) -> int:
+        if self.kv_quant is not None:
+            return self.quantized_kv(self.kv_quant, positions)
         positions = self.static_positions or positions
         return sum(2 * self.block(layer.row * layer.held(positions)) for layer in self.trace.layers)
 

@@ -10,6 +10,7 @@ from vramtui.predict.cpu_process import cpu_process
 from vramtui.predict.estimator import Estimate, held_positions
 from vramtui.predict.fit_forecast import FitCheck
 from vramtui.runspec.cap import format_cap
+from vramtui.runspec.quant import METHODS, quant_label
 from vramtui.units import format_bytes, format_count
 
 
@@ -68,20 +69,13 @@ def estimate_rows(e: Estimate) -> list[tuple[str, str, str]]:
     positions = held_positions(e.prompt_tokens, e.tokens, e.tokens - 1, e.cache)
     up_to = " (at most the GPU's free memory)" if e.cache_balloons else ""
     cuda = e.backend == "cuda"
+    kv_what = f"{format_bytes(kv_token)}/token x {positions} positions"
+    if e.cache_bits:
+        kv_what = f"{e.cache_bits}-bit (QuantizedCache, quanto), {positions} positions"
     rows = [
-        ("weights", format_bytes(e.weights_bytes, 2), f"{format_count(e.model.params)} params"),
-        (
-            "KV cache (end)",
-            format_bytes(e.kv_cache_bytes, 2),
-            f"{format_bytes(kv_token)}/token x {positions} positions",
-        ),
-        (
-            "transient (largest step)",
-            format_bytes(e.transient_bytes, 2),
-            "the decode step and the L2 flush buffer"
-            if e.first_compile_bytes
-            else "prefill activations, logits, cache copy",
-        ),
+        *weights_rows(e),
+        ("KV cache (end)", format_bytes(e.kv_cache_bytes, 2), kv_what),
+        ("transient (largest step)", format_bytes(e.transient_bytes, 2), _transient_what(e)),
     ]
     if e.backend == "cpu":
         return rows + _cpu_rows(e)
@@ -112,6 +106,41 @@ def estimate_rows(e: Estimate) -> list[tuple[str, str, str]]:
         why = "if the autotuner's flush buffer takes two segments"
         rows.append(("needed to fit", format_bytes(e.required_bytes, 2), why))
     return rows
+
+
+def _transient_what(e: Estimate) -> str:
+    if e.first_compile_bytes:
+        return "the decode step and the L2 flush buffer"
+    what = "prefill activations, logits, cache copy"
+    if e.quant != "none":
+        what += ", the dequantized weight"
+    if e.cache_bits:
+        what += ", one layer's K and V dequantized"
+    return what
+
+
+def quant_text(e: Estimate) -> str:
+    """How the weights are stored, in a few words: 'nf4+dq (bitsandbytes 4-bit ...)'."""
+    if e.quant == "none":
+        return f"weights in {e.dtype}"
+    return f"{quant_label(e.quant, e.double_quant)} ({METHODS[e.quant].about})"
+
+
+def weights_rows(e: Estimate) -> list[tuple[str, str, str]]:
+    """The weights' row, and with --quant their split: packed, state, full precision."""
+    per_param = f"{e.weights_bytes_per_param:.3f} bytes/param"
+    params = f"{format_count(e.model.params)} params, {per_param}"
+    rows = [("weights", format_bytes(e.weights_bytes, 2), params)]
+    if e.quant == "none":
+        return rows
+    label = quant_label(e.quant, e.double_quant)
+    return rows + [
+        ("  packed", format_bytes(e.weights_packed_bytes, 2), f"the {label} weights"),
+        ("  quantization state", format_bytes(e.weights_state_bytes, 2),
+         "absmax / scales / zero points / codes"),
+        ("  full precision", format_bytes(e.weights_full_bytes, 2),
+         f"in {e.dtype}: embeddings, lm_head, norms, what the quantizer skips"),
+    ]  # fmt: skip
 
 
 def _compiled_rows(e: Estimate) -> list[tuple[str, str, str]]:

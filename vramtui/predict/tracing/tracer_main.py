@@ -37,6 +37,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from vramtui.errors import UsageError
 from vramtui.models.architecture import natural_key
 from vramtui.models.hf import first_line, meta_model, transformers_config
+from vramtui.predict.tracing.inventory import linear_inventory
 
 DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 CUDA_BLOCK = 512  # the CUDA caching allocator rounds every request up to 512 B
@@ -258,6 +259,7 @@ def trace(request: Request) -> dict[str, Any]:
         "params": params,
         "tensors": tensors,
         "buffers": buffers,
+        "linears": linear_inventory(model),
         "vocab": int(text.vocab_size),
         "layers": layout,
         "prefill": asdict(prefill),

@@ -25,8 +25,9 @@ from typing import Any
 from vramtui.errors import UsageError
 from vramtui.models.architecture import DTYPE_BYTES
 from vramtui.models.hf import short_reason
+from vramtui.predict.quant_storage import LinearWeight
 
-TRACE_VERSION = 1
+TRACE_VERSION = 2  # 2: tensor names and the linear layers (quantization)
 TIMEOUT_S = 600
 
 
@@ -80,6 +81,14 @@ class Trace:
     # repeat_kv materialises where sdpa gets a mask (a static cache's decode); 0 where
     # every query head has its own K and V.
     query_row: int = 0
+    tensor_names: tuple[str, ...] = ()  # the checkpoint tensors' names, as `tensors`
+    linears: tuple[LinearWeight, ...] = ()  # what the quantizers see (quant_storage.py)
+
+    def named_tensors(self) -> tuple[tuple[str, int], ...]:
+        """(name, bytes) of every checkpoint tensor, in the loader's order (names
+        empty where the trace holds none)."""
+        names = self.tensor_names or ("",) * len(self.tensors)
+        return tuple(zip(names, self.tensors, strict=True))
 
     def weights_bytes(self, dtype: str | None = None) -> int:
         return sum(self.tensors) + sum(self.buffers)
@@ -210,6 +219,8 @@ def _trace(name: str, positions: int, request: dict[str, Any], data: dict[str, A
         prefill=_step(data["prefill"]),
         decode=tuple(_step(step) for step in data["decode"]),
         query_row=query_row(request["config"], request["batch"], request["dtype"]),
+        tensor_names=tuple(name for name, _ in data["tensors"]),
+        linears=tuple(LinearWeight(**entry) for entry in data["linears"]),
     )
 
 

@@ -1,0 +1,180 @@
+"""A quantized model as the step model sees it: its weights' tensors, what the
+loader has alive while it converts each weight, and what a forward dequantizes.
+
+Pure arithmetic. The storage rules are quant_storage.py's. The meta-device
+tracer cannot run the quantizers' kernels (bitsandbytes, torchao), so the two
+transients below are modelled from their source, not traced:
+
+Load (transformers' loader, core_model_loading.py, integrations/bitsandbytes.py
+and torchao.py): quantizing on the fly, the loader reads one tensor at a time (its
+threads are off, so 16-bit weights do not pile up ahead of the quantizer); every
+weight arrives on the device in the model's dtype and is converted there; while
+it is, the 16-bit weight, the quantizer's working copies and its output are
+alive together, then the 16-bit weight is freed:
+- LLM.int8: the loader's 16-bit tensor stays referenced while Int8Params makes
+  its own float16 copy on the device, then CB and SCB;
+- 4-bit: the 16-bit weight, the float32 absmax (kept or, with double quant,
+  quantized to uint8 around its mean: it and its difference from the mean are
+  freed), the packed weight;
+- torchao: the 16-bit weight, one copy of 4 bytes an element (`input * (1 / scale)`
+  is float32, each later op frees the one before; int4's integer data is int32),
+  the quantized tensors.
+The warm-up tensor transformers allocates first counts a converted weight at the
+quantizer's element size (0.5 byte for 4-bit, 1 for 8-bit).
+
+Forward (the step peaks): the largest converted layer's buffers are alive at
+once with the forward's other activations:
+- bitsandbytes 4-bit: for more than 4 rows (batch x new tokens) the weight is
+  dequantized to the compute dtype before the matmul (bitsandbytes' fused kernel
+  takes at most 4 rows for certain; between 5 and 1536 its per-GPU heuristic may
+  keep it fused, so this is an upper bound there), with double quant its absmax
+  in float32 twice;
+- LLM.int8: the rows quantized to int8 with a float32 scale each, the int32
+  product;
+- torchao int8 and float8 weight-only: the weight cast to the compute dtype for
+  every matmul; int4 weight-only: a fused kernel, nothing the size of a weight.
+These two are not yet measured on a GPU: the docs' storage table says so.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import TYPE_CHECKING
+
+from vramtui.errors import UsageError
+from vramtui.predict.quant_storage import (
+    BNB_BLOCK,
+    FLOAT32,
+    LinearWeight,
+    QuantWeights,
+    quantize_tensors,
+    stored,
+)
+
+if TYPE_CHECKING:
+    from vramtui.models.architecture import ModelInfo
+    from vramtui.predict.tracing.traces import Trace
+
+FUSED_4BIT_ROWS = 4  # bitsandbytes' gemm_4bit keeps its fused kernel up to 4 rows
+WARMUP_ELEMENT = {"int8": 1.0, "nf4": 0.5, "fp4": 0.5, "int8-wo": 1.0, "int4-wo": 0.5, "fp8": 1.0}
+FOUR_BIT = ("nf4", "fp4")
+
+
+@dataclass(frozen=True)
+class LoadItem:
+    """One checkpoint tensor's load: what is alive while it is converted (freed
+    after), and the tensors it is stored as."""
+
+    transient: tuple[int, ...]
+    kept: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class QuantPlan:
+    """A model's weights under one --quant method."""
+
+    weights: QuantWeights
+    elem_bytes: int
+    items: tuple[LoadItem, ...]  # in the loader's order
+    warmup_bytes: int  # transformers' caching_allocator_warmup tensor
+
+    @property
+    def method(self) -> str:
+        return self.weights.method
+
+    def dequant_bytes(self, rows: int) -> int:
+        """What a forward of `rows` rows (batch x new tokens) holds above the
+        unquantized model's activations, at its largest converted layer."""
+        return max((self._layer(lin, rows) for lin in self.weights.converted), default=0)
+
+    def _layer(self, lin: LinearWeight, rows: int) -> int:
+        method, e, n = self.method, self.elem_bytes, lin.rows * lin.cols
+        if method in FOUR_BIT:
+            if rows <= FUSED_4BIT_ROWS:
+                return 0
+            blocks = -(-n // BNB_BLOCK)
+            absmax = 2 * blocks * FLOAT32 if self.weights.double_quant else 0
+            return n * e + absmax
+        if method == "int8":
+            return rows * lin.cols + rows * FLOAT32 + rows * lin.rows * 4
+        if method in ("int8-wo", "fp8"):
+            return n * e
+        return 0  # int4-wo: fused
+
+
+def _convert_transient(
+    method: str, lin: LinearWeight, e: int, double_quant: bool
+) -> tuple[int, ...]:
+    n = lin.rows * lin.cols
+    if method == "int8":
+        return (n * e, n * 2)  # the loader's tensor and Int8Params' float16 copy
+    if method in FOUR_BIT:
+        blocks = -(-n // BNB_BLOCK)
+        # double quant: the float32 absmax and `absmax - offset`, freed once nested
+        return (n * e, blocks * FLOAT32, blocks * FLOAT32) if double_quant else (n * e,)
+    return (n * e, n * FLOAT32)  # torchao
+
+
+def named_tensors(model: ModelInfo | Trace, elem_bytes: int) -> tuple[tuple[str, int], ...]:
+    from vramtui.predict.tracing.traces import Trace
+
+    if isinstance(model, Trace):
+        return model.named_tensors()
+    return tuple((name, numel * elem_bytes) for name, numel in model.checkpoint_tensors())
+
+
+def opt_linears(model: ModelInfo) -> tuple[LinearWeight, ...]:
+    """OPT's linear layers: every one is converted but the lm_head, tied to the token
+    embedding (transformers' skip list)."""
+    h, f, p = model.hidden, model.ffn, model.word_embed_proj_dim
+    base = "model.decoder."
+    shapes = [("self_attn." + name, h, h) for name in ("k_proj", "v_proj", "q_proj", "out_proj")]
+    shapes += [("fc1", f, h), ("fc2", h, f)]
+    out = [
+        LinearWeight(f"{base}layers.{i}.{name}", rows, cols, True, True)
+        for i in range(model.layers)
+        for name, rows, cols in shapes
+    ]
+    if p != h:
+        out += [LinearWeight(base + "project_out", p, h, True, True)]
+        out += [LinearWeight(base + "project_in", h, p, True, True)]
+    return (*out, LinearWeight("lm_head", model.vocab, p, False, False))
+
+
+def linears(model: ModelInfo | Trace) -> tuple[LinearWeight, ...]:
+    """The model's linear layers; a UsageError where a trace does not list them (one
+    made from a config's numbers alone)."""
+    from vramtui.predict.tracing.traces import Trace
+
+    if not isinstance(model, Trace):
+        return opt_linears(model)
+    if not model.linears:
+        raise UsageError(
+            f"cannot predict quantized weights for {model.name}: its linear layers are not "
+            "known without a trace of its code",
+            field="quant",
+        )
+    return model.linears
+
+
+@lru_cache(maxsize=32)
+def quant_plan(
+    model: ModelInfo | Trace, method: str, double_quant: bool, elem_bytes: int
+) -> QuantPlan:
+    named = named_tensors(model, elem_bytes)
+    found = linears(model)
+    weights = quantize_tensors(method, double_quant, named, found, elem_bytes)
+    by_weight = {lin.weight_name: lin for lin in weights.converted}
+    items: list[LoadItem] = []
+    warm = 0.0
+    for name, size in named:
+        lin = by_weight.get(name)
+        if lin is None:
+            items.append(LoadItem((), (size,)))
+            warm += size
+            continue
+        kept = stored(method, lin.rows, lin.cols, elem_bytes, double_quant).tensors
+        items.append(LoadItem(_convert_transient(method, lin, elem_bytes, double_quant), kept))
+        warm += lin.rows * lin.cols * WARMUP_ELEMENT[method]
+    return QuantPlan(weights, elem_bytes, tuple(items), int(warm // 2) * 2)
