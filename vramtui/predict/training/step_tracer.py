@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import torch
@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from vramtui.models.hf import meta_model, transformers_config
 from vramtui.predict.tracing.tracer_main import CUDA_BLOCK, DTYPES, Tracker, serve
 from vramtui.predict.training.recipe import apply_recipe, trainable
+from vramtui.predict.training.trace import TrainShape
 
 TRACED_OPTIMIZERS = ("adamw", "sgd")
 PHASES = ("forward", "backward", "optimizer", "zero_grad")
@@ -47,10 +48,11 @@ class EventTracker(Tracker):
         self._index: dict[int, int] = {}
         self.marks: list[tuple[int, str, int]] = []  # (step, phase, first event)
         self._allocs = 0
+        self._stepping = False  # in an optimizer step
 
     def track(self, tensor: torch.Tensor) -> None:
         key = id(tensor.untyped_storage())
-        if key in self._sizes:
+        if key in self._sizes or (self._stepping and _host_scalar(tensor)):
             return
         super().track(tensor)
         nbytes = tensor.untyped_storage().nbytes()
@@ -67,6 +69,13 @@ class EventTracker(Tracker):
 
     def phase(self, step: int, name: str) -> None:
         self.marks.append((step, name, len(self.events)))
+        self._stepping = name == "optimizer"
+
+
+def _host_scalar(tensor: torch.Tensor) -> bool:
+    """torch's optimizers count their steps in float32 scalars on the host, whatever
+    device they train on: no device memory."""
+    return tensor.dim() == 0 and tensor.device.type == "cpu"
 
 
 class FusedAttention(torch.autograd.Function):
@@ -112,21 +121,11 @@ def fused_attention() -> Iterator[None]:
         setattr(F, "scaled_dot_product_attention", original)  # noqa: B010
 
 
-@dataclass
-class Request:
-    config: dict[str, Any]
-    dtype: str = "bfloat16"
-    attn: str = "sdpa"
-    backend: str = "cuda"
-    method: str = "full"
-    batch: int = 1
-    seq: int = 512
-    grad_checkpointing: bool = False
-    optim: str = "adamw"
-    grad_accum: int = 1
-    lora_r: int = 16
-    lora_alpha: int = 32
-    lora_targets: str = "all-linear"
+@dataclass(frozen=True)
+class Request(TrainShape):
+    """A model's config and the recipe and shape to trace it for."""
+
+    config: dict[str, Any] = field(default_factory=dict)
 
 
 def build(request: Request, device: str = "meta") -> Any:
@@ -235,8 +234,14 @@ def trace(request: Request) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def request_of(data: dict[str, Any]) -> Request:
+    """The request's fields (the cache key's versions are not the tracer's business)."""
+    known = {f.name for f in fields(Request)}
+    return Request(**{k: v for k, v in data.items() if k in known})
+
+
 def main() -> int:
-    return serve(lambda request: trace(Request(**request)))
+    return serve(lambda data: trace(request_of(data)))
 
 
 if __name__ == "__main__":
