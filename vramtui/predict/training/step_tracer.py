@@ -75,7 +75,7 @@ class EventTracker(Tracker):
 def _host_scalar(tensor: torch.Tensor) -> bool:
     """torch's optimizers count their steps in float32 scalars on the host, whatever
     device they train on: no device memory."""
-    return tensor.dim() == 0 and tensor.device.type == "cpu"
+    return bool(tensor.dim() == 0 and tensor.device.type == "cpu")
 
 
 class FusedAttention(torch.autograd.Function):
