@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
+from helpers import TINY_LLAMA
 
 from vramtui.predict.training.optimizer_states import optimizer_states
 from vramtui.predict.training.replay import TrainingEstimate, estimate_training
@@ -13,21 +14,10 @@ from vramtui.predict.training.trace import TrainShape, TrainTrace, live_peak, pa
 
 pytest.importorskip("peft", reason="the .[train] extra is not installed")
 
-LLAMA = {
-    "model_type": "llama",
-    "hidden_size": 64,
-    "intermediate_size": 160,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 4,
-    "num_key_value_heads": 2,
-    "vocab_size": 384,
-    "max_position_embeddings": 128,
-}
-
 
 def _traced(shape: TrainShape) -> TrainTrace:
     fields = {k: v for k, v in vars(shape).items()}
-    return parse(trace(Request(config=LLAMA, **fields)))
+    return parse(trace(Request(config=TINY_LLAMA, **fields)))
 
 
 def _estimate(**overrides: object) -> tuple[TrainTrace, TrainingEstimate]:

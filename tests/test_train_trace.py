@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 import torch
+from helpers import TINY_LLAMA
 
 from vramtui.predict.training.step_tracer import (
     EventTracker,
@@ -19,22 +20,10 @@ from vramtui.predict.training.trace import live_bytes, live_peak
 
 pytest.importorskip("peft", reason="the .[train] extra is not installed")
 
-LLAMA = {
-    "model_type": "llama",
-    "hidden_size": 64,
-    "intermediate_size": 160,
-    "num_hidden_layers": 3,
-    "num_attention_heads": 4,
-    "num_key_value_heads": 2,
-    "vocab_size": 384,
-    "max_position_embeddings": 128,
-    "tie_word_embeddings": False,
-}
-
 
 def _request(**overrides: Any) -> Request:
     values: dict[str, Any] = dict(
-        config=LLAMA, dtype="float32", attn="eager", backend="cpu", batch=2, seq=24
+        config=TINY_LLAMA, dtype="float32", attn="eager", backend="cpu", batch=2, seq=24
     )
     values.update(overrides)
     return Request(**values)
