@@ -76,16 +76,6 @@ def train_spec(args: argparse.Namespace, resolved: ResolvedRun) -> TrainSpec:
     return spec
 
 
-def shape_of(spec: TrainSpec, backend: str) -> TrainShape:
-    return TrainShape(
-        method=spec.method, batch=spec.base.batch, seq=spec.seq,
-        dtype=spec.base.dtype or "bfloat16", attn=spec.base.attn, backend=backend,
-        grad_checkpointing=spec.grad_checkpointing, optim=spec.optim,
-        grad_accum=spec.grad_accum, lora_r=spec.lora_r, lora_alpha=spec.lora_alpha,
-        lora_targets=spec.lora_targets,
-    )  # fmt: skip
-
-
 def _room(resolved: ResolvedRun) -> Room | None:
     if resolved.spec.cap_bytes is not None:
         return Room(resolved.spec.cap_bytes, capped=True)
@@ -125,7 +115,7 @@ def run_train(args: argparse.Namespace, resolved: ResolvedRun, memory_source: st
             f"cannot estimate {resolved.spec.path}: {resolved.model_note}; pass its config.json",
             field="path",
         )
-    shape = shape_of(spec, resolved.backend)
+    shape = TrainShape.of(spec, resolved.backend)
     est = estimate_training(train_trace(spec.base.model, dict(resolved.config), shape), shape)
     room = _room(resolved)
     fits = _fits(resolved, shape, room) if room is not None else None

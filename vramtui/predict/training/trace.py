@@ -14,6 +14,7 @@ from typing import Any
 from vramtui.models.hf import short_reason
 from vramtui.predict.tracing.traces import TraceError, answer
 from vramtui.predict.training.optimizer_states import Param
+from vramtui.runspec.train_spec import TrainSpec
 
 MODULE = "vramtui.predict.training.step_tracer"
 TRAIN_TRACE_VERSION = 1
@@ -55,6 +56,17 @@ class TrainShape:
     lora_r: int = 16
     lora_alpha: int = 32
     lora_targets: str = "all-linear"
+
+    @classmethod
+    def of(cls, spec: TrainSpec, backend: str) -> TrainShape:
+        """The shape a training run of `spec` has on `backend`."""
+        return cls(
+            method=spec.method, batch=spec.base.batch, seq=spec.seq,
+            dtype=spec.base.dtype or ("bfloat16" if backend == "cuda" else "float32"),
+            attn=spec.base.attn, backend=backend, grad_checkpointing=spec.grad_checkpointing,
+            optim=spec.optim, grad_accum=spec.grad_accum, lora_r=spec.lora_r,
+            lora_alpha=spec.lora_alpha, lora_targets=spec.lora_targets,
+        )  # fmt: skip
 
 
 def _peft_version() -> str:
