@@ -12,6 +12,7 @@ from vramtui.predict.training.optimizer_states import (
     PAGED_MIN,
     Param,
     optimizer_states,
+    step_transient,
 )
 
 # a matrix, a vector and one small and one large enough for 8-bit states (and paging)
@@ -89,3 +90,33 @@ def test_paged_adamw8bit_moves_large_state_buffers_out_of_the_allocator() -> Non
     large = sum(p.numel for p in params if p.numel >= PAGED_MIN)
     assert paged.paged_bytes == 2 * large
     assert paged.device_bytes + paged.paged_bytes == plain.device_bytes
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("shapes", [SHAPES, [(5000,), (30, 40)], [(2, 3, 40, 50)]])
+def test_adafactor_step_transient_is_what_a_real_step_holds(
+    dtype: torch.dtype, shapes: list[tuple[int, ...]]
+) -> None:
+    """Adafactor cannot run on meta: its step's temporaries come from step_transient;
+    a real step 2 on the CPU, counted as the tracer counts, holds exactly that."""
+    from transformers.optimization import Adafactor
+
+    from vramtui.predict.training.step_tracer import EventTracker
+    from vramtui.predict.training.trace import live_bytes
+
+    gen = torch.Generator().manual_seed(0)
+    params = [torch.nn.Parameter(torch.randn(s, generator=gen).to(dtype)) for s in shapes]
+    for p in params:
+        p.grad = torch.randn_like(p)
+    opt = Adafactor(params)
+    tracker = EventTracker(1)
+    tracker.known([*params, *(p.grad for p in params)])
+    with tracker:
+        opt.step()
+        tracker.phase(2, "adafactor")  # its scalars counted: on a GPU they are device tensors
+        opt.step()
+        tracker.phase(3, "end")
+    start, end = tracker.marks[0][2], tracker.marks[1][2]
+    states = live_bytes(tracker.events[:start])[0]
+    held = max(live_bytes(tracker.events[:i])[0] for i in range(start, end + 1)) - states
+    assert step_transient("adafactor", _described(params)) == held > 0

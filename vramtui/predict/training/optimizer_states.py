@@ -109,10 +109,18 @@ def optimizer_states(optim: str, params: list[Param]) -> OptimizerStates:
 def step_transient(optim: str, params: list[Param]) -> int:
     """The most an untraced optimizer's step holds above its states, at once (torch's
     AdamW and SGD are traced instead). bitsandbytes' 8-bit update runs in place: 0.
-    Adafactor works one parameter at a time: for a low-precision parameter a float32
-    copy of its gradient, the update and a float32 copy of the parameter (3 x float32),
-    for a float32 one the update and its square (2 x float32); the largest parameter's."""
+    Adafactor updates one parameter at a time; for the largest it holds float32
+    temporaries of its size (two for a float32 parameter: the squared gradient and the
+    update; four for a 16-bit one: with float32 copies of the gradient and the
+    parameter), for a matrix row and column factors the size of its states, and a
+    float32 scalar (a root mean square: a device tensor)."""
     if optim != "adafactor":
         return 0
     trained = [p for p in params if p.trainable]
-    return max((p.numel * FLOAT32 * (2 if p.dtype == "float32" else 3) for p in trained), default=0)
+
+    def held(p: Param) -> int:
+        copies = 2 if p.dtype == "float32" else 4
+        factors = sum(_adafactor(p)) if len(p.shape) >= 2 else 0
+        return p.numel * FLOAT32 * copies + factors + FLOAT32
+
+    return max((held(p) for p in trained), default=0)
