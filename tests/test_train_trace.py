@@ -79,3 +79,18 @@ def test_fused_attention_stand_in_traces_as_it_runs() -> None:
     meta = trace(request)
     assert meta["events"] == _real_events(request).events
     assert live_peak(meta["events"]) < live_peak(trace(_request(seq=64))["events"])
+
+
+def test_gradient_accumulation_adds_into_the_gradients_it_has() -> None:
+    """A second micro-batch traces as it runs, and leaves no second set of gradients."""
+    request = _request(grad_accum=2)
+    meta = trace(request)
+    assert meta["events"] == _real_events(request).events
+
+    def at_optimizer(data: dict[str, Any]) -> int:
+        index = next(i for step, phase, i in data["marks"] if (step, phase) == (1, "optimizer"))
+        return live_bytes(data["events"][:index])[0]
+
+    single = trace(_request())
+    assert len(meta["events"]) > len(single["events"])
+    assert at_optimizer(meta) == at_optimizer(single)
