@@ -23,6 +23,8 @@ def _estimate(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str,
     return run_cli(capsys, "estimate", "--config", str(TINY_CONFIG), *args)
 
 
+@pytest.mark.engine
+@pytest.mark.slow
 def test_json_has_the_generation_fields_and_the_training_terms(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -39,6 +41,8 @@ def test_json_has_the_generation_fields_and_the_training_terms(
     assert "--gpu-memory" in data["note"]
 
 
+@pytest.mark.engine
+@pytest.mark.slow
 def test_the_table_names_each_term(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = _estimate(capsys, "--workload", "full", "--seq", "32", "--optim", "sgd")
     assert code == 0

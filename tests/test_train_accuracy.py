@@ -19,6 +19,7 @@ from vramtui.runspec import RunSpec
 from vramtui.runspec.train_spec import TrainSpec
 
 pytest.importorskip("peft", reason="the .[train] extra is not installed")
+pytestmark = [pytest.mark.slow, pytest.mark.engine]  # the estimate starts a tracer
 SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "train_accuracy.py"
 
 

@@ -21,6 +21,7 @@ def test_largest_finds_the_edge_from_any_guess(answer: int, guess: int) -> None:
     assert len(asked) <= 16
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("field", ["batch", "seq"])
 def test_the_answer_fits_and_one_more_does_not(field: str) -> None:
     """Searched on interpolated traces, checked on traced ones."""

@@ -10,6 +10,7 @@ from vramtui.predict.training.step_tracer import Request, trace
 from vramtui.predict.training.trace import TrainTrace, parse
 
 pytest.importorskip("peft", reason="the .[train] extra is not installed")
+pytestmark = pytest.mark.slow  # real training steps on the CPU, in this process
 
 
 def _trace(**shape: object) -> TrainTrace:

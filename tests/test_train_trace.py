@@ -19,6 +19,7 @@ from vramtui.predict.training.step_tracer import (
 from vramtui.predict.training.trace import live_bytes, live_peak
 
 pytest.importorskip("peft", reason="the .[train] extra is not installed")
+pytestmark = pytest.mark.slow  # real training steps on the CPU, in this process
 
 
 def _request(**overrides: Any) -> Request:

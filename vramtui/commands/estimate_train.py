@@ -11,7 +11,11 @@ from typing import Any
 from vramtui.commands.common import whole_number
 from vramtui.errors import EXIT_OK, UsageError
 from vramtui.predict.training.fit import Room, largest_that_fits
-from vramtui.predict.training.replay import TrainingEstimate, estimate_training
+from vramtui.predict.training.replay import (
+    TrainingEstimate,
+    estimate_train_run,
+    estimate_training,
+)
 from vramtui.predict.training.trace import TrainShape, TrainTrace, train_trace
 from vramtui.report.tables import table
 from vramtui.runspec import ResolvedRun
@@ -110,13 +114,8 @@ def _fits(resolved: ResolvedRun, shape: TrainShape, room: Room) -> tuple[int, in
 
 def run_train(args: argparse.Namespace, resolved: ResolvedRun, memory_source: str | None) -> int:
     spec = train_spec(args, resolved)
-    if resolved.config is None:
-        raise UsageError(
-            f"cannot estimate {resolved.spec.path}: {resolved.model_note}; pass its config.json",
-            field="path",
-        )
+    est = estimate_train_run(resolved, spec)
     shape = TrainShape.of(spec, resolved.backend)
-    est = estimate_training(train_trace(spec.base.model, dict(resolved.config), shape), shape)
     room = _room(resolved)
     fits = _fits(resolved, shape, room) if room is not None else None
     where = "--cap" if room is not None and room.capped else memory_source

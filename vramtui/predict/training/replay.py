@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from vramtui.errors import UsageError
 from vramtui.predict.allocator import CachingAllocator, Handle
 from vramtui.predict.calibration import DEFAULT, Calibration
 from vramtui.predict.training.optimizer_states import (
@@ -23,7 +24,9 @@ from vramtui.predict.training.optimizer_states import (
     optimizer_states,
     step_transient,
 )
-from vramtui.predict.training.trace import TrainShape, TrainTrace
+from vramtui.predict.training.trace import TrainShape, TrainTrace, train_trace
+from vramtui.runspec import ResolvedRun
+from vramtui.runspec.train_spec import TrainSpec
 
 FLOAT32 = 4
 NF4_BLOCK = 64  # bitsandbytes' 4-bit blocks: one absmax per 64 weights
@@ -191,3 +194,17 @@ def estimate_training(
         peak_phase=phase,
         phase_peaks=steady,
     )
+
+
+def estimate_train_run(resolved: ResolvedRun, spec: TrainSpec) -> TrainingEstimate:
+    """The training estimate of a resolved run of `spec` (what `vramtui train` draws
+    beside its measurement, and `estimate --workload` prints). Raises TraceError (a
+    UsageError) where the model's code cannot run on meta, UsageError where its config
+    is not known before the engine fetches it."""
+    if resolved.config is None:
+        raise UsageError(
+            f"cannot estimate {resolved.spec.path}: {resolved.model_note}; pass its config.json",
+            field="path",
+        )
+    shape = TrainShape.of(spec, resolved.backend)
+    return estimate_training(train_trace(spec.base.model, dict(resolved.config), shape), shape)
