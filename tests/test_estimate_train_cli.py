@@ -58,6 +58,9 @@ def test_the_table_names_each_term(capsys: pytest.CaptureFixture[str]) -> None:
         (("--workload", "lora", "--lora-r", "0"), "--lora-r"),
         (("--workload", "full", "--grad-accum", "-1"), "--grad-accum"),
         (("--workload", "qlora", "--quant", "int8"), "nf4"),
+        (("--seq", "512"), "--seq applies to --workload"),
+        (("--optim", "sgd"), "--optim applies to --workload"),
+        (("--grad-checkpointing",), "--grad-checkpointing applies to --workload"),
     ],
 )
 def test_bad_recipes_are_refused_in_one_line(

@@ -15,7 +15,7 @@ from vramtui.commands.common import (
     say_variant,
 )
 from vramtui.commands.estimate_placed import max_memory_of, placed_devices, print_placed
-from vramtui.commands.estimate_train import add_train_arguments, run_train
+from vramtui.commands.estimate_train import add_train_arguments, check_workload, run_train
 from vramtui.errors import EXIT_OK, UsageError
 from vramtui.measure import device_inventory, nvml
 from vramtui.predict.cpu_process import CPU_CALIBRATION, cpu_process
@@ -119,6 +119,7 @@ def _fit(
 
 
 def run(args: argparse.Namespace) -> int:
+    check_workload(args)
     found, memory_source = _devices(args)
     if args.workload != "generate":  # a training step: no generation to check
         args.tokens, args.prompt_tokens = 1, 1

@@ -44,19 +44,39 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         help="generate text (default), or one training step: full (every parameter), "
         "lora (adapters on a frozen base), qlora (adapters on a 4-bit nf4 base)",
     )  # fmt: skip
-    group.add_argument("--seq", type=whole_number, default=TrainSpec.seq,
-                       help="tokens per training sequence (micro-batch: --batch)")  # fmt: skip
+    group.add_argument("--seq", type=whole_number,
+                       help=f"tokens per training sequence, default {TrainSpec.seq} "
+                       "(micro-batch: --batch)")  # fmt: skip
     group.add_argument("--grad-checkpointing", action="store_true",
                        help="transformers' activation checkpointing")  # fmt: skip
-    group.add_argument("--grad-accum", type=whole_number, default=1,
+    group.add_argument("--grad-accum", type=whole_number,
                        help="micro-batches per optimizer step")  # fmt: skip
-    group.add_argument("--optim", choices=OPTIMIZERS, default="adamw",
+    group.add_argument("--optim", choices=OPTIMIZERS,
                        help="adamw (torch), adamw-8bit / paged-adamw-8bit (bitsandbytes), "
                        "sgd (torch), adafactor (transformers)")  # fmt: skip
-    group.add_argument("--lora-r", type=whole_number, default=LORA_R)
-    group.add_argument("--lora-alpha", type=whole_number, default=LORA_ALPHA)
-    group.add_argument("--lora-targets", default=LORA_TARGETS,
-                       help="all-linear, or module names: q_proj,v_proj")  # fmt: skip
+    group.add_argument("--lora-r", type=whole_number, help=f"default {LORA_R}")
+    group.add_argument("--lora-alpha", type=whole_number, help=f"default {LORA_ALPHA}")
+    group.add_argument(
+        "--lora-targets", help=f"{LORA_TARGETS} (default), or module names: q_proj,v_proj"
+    )
+
+
+TRAIN_FLAGS = ("seq", "grad_checkpointing", "grad_accum", "optim", "lora_r", "lora_alpha",
+               "lora_targets")  # fmt: skip
+
+
+def check_workload(args: argparse.Namespace) -> None:
+    """A training flag on a generation estimate is refused, not ignored."""
+    if args.workload != "generate":
+        return
+    given = [name for name in TRAIN_FLAGS if getattr(args, name) not in (None, False)]
+    if given:
+        flag = "--" + given[0].replace("_", "-")
+        raise UsageError(f"{flag} applies to --workload full, lora or qlora", field="workload")
+
+
+def _given(value: Any, default: Any) -> Any:
+    return default if value is None else value
 
 
 def train_spec(args: argparse.Namespace, resolved: ResolvedRun) -> TrainSpec:
@@ -65,9 +85,11 @@ def train_spec(args: argparse.Namespace, resolved: ResolvedRun) -> TrainSpec:
     if args.dtype is None:  # training's default: bfloat16 on GPUs
         base = replace(base, dtype="bfloat16" if resolved.backend == "cuda" else "float32")
     spec = TrainSpec(
-        base=base, method=args.workload, seq=args.seq, grad_accum=args.grad_accum,
-        optim=args.optim, grad_checkpointing=args.grad_checkpointing, lora_r=args.lora_r,
-        lora_alpha=args.lora_alpha, lora_targets=args.lora_targets,
+        base=base, method=args.workload, seq=_given(args.seq, TrainSpec.seq),
+        grad_accum=_given(args.grad_accum, TrainSpec.grad_accum),
+        optim=_given(args.optim, TrainSpec.optim), grad_checkpointing=args.grad_checkpointing,
+        lora_r=_given(args.lora_r, LORA_R), lora_alpha=_given(args.lora_alpha, LORA_ALPHA),
+        lora_targets=_given(args.lora_targets, LORA_TARGETS),
     )  # fmt: skip
     check_train_fields(spec)
     if spec.adapters and not installed("peft"):
