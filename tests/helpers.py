@@ -22,6 +22,18 @@ from vramtui.tui.app import VramApp
 from vramtui.tui.screens.run_screen import RunScreen
 
 TINY_CONFIG = Path(__file__).parent / "fixtures" / "tiny-opt.json"
+# A tiny Llama (grouped queries, untied head) for training traces, as a config dict.
+TINY_LLAMA: dict[str, object] = {
+    "model_type": "llama",
+    "hidden_size": 64,
+    "intermediate_size": 160,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "vocab_size": 384,
+    "max_position_embeddings": 512,
+    "tie_word_embeddings": False,
+}
 # The devices tests run against: a CPU with 24 GB, 20 GB of it available.
 CPU_ONLY = DeviceList((DeviceChoice("cpu", "Test CPU", 24 * 10**9, 20 * 10**9),))
 H100 = DeviceChoice("cuda:0", "NVIDIA H100 80GB HBM3", 85_520_809_984, 84_000_000_000)

@@ -17,6 +17,7 @@ from vramtui.commands.common import (
     say_variant,
 )
 from vramtui.commands.estimate_placed import max_memory_of, placed_devices, print_placed
+from vramtui.commands.estimate_train import add_train_arguments, check_workload, run_train
 from vramtui.errors import EXIT_OK, UsageError
 from vramtui.measure import device_inventory, nvml
 from vramtui.predict.cpu_process import CPU_CALIBRATION, cpu_process
@@ -72,6 +73,7 @@ def add_parser(subparsers: Any) -> None:
     add_cap_argument(parser)
     add_placement_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    add_train_arguments(parser)
     parser.set_defaults(command=run)
 
 
@@ -155,8 +157,13 @@ def _fit(
 
 
 def run(args: argparse.Namespace) -> int:
+    check_workload(args)
     found, memory_source = _devices(args)
+    if args.workload != "generate":  # a training step: no generation to check
+        args.tokens, args.prompt_tokens = 1, 1
     resolved = _resolve(args, found)
+    if args.workload != "generate":
+        return run_train(args, resolved, memory_source)
     spec = resolved.spec
     model = architecture_of(resolved)  # a TraceError (exit 2) says why not
     if model is None:

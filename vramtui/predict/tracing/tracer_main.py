@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import sys
 import weakref
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -267,16 +268,22 @@ def trace(request: Request) -> dict[str, Any]:
     }
 
 
-def main() -> int:
-    request = Request(**json.loads(sys.stdin.read()))
+def serve(handle: Callable[[dict[str, Any]], dict[str, Any]]) -> int:
+    """A tracing child's life: the request as JSON on stdin, `handle`'s answer (or why
+    not, in one line) as JSON on stdout."""
+    request = json.loads(sys.stdin.read())
     try:
-        result: dict[str, Any] = {"ok": True, **trace(request)}
+        result: dict[str, Any] = {"ok": True, **handle(request)}
     except UsageError as exc:
         result = {"ok": False, "error": str(exc)}
     except (NotImplementedError, RuntimeError, ValueError, TypeError, KeyError) as exc:
         result = {"ok": False, "error": f"{type(exc).__name__}: {first_line(exc)}"}
     json.dump(result, sys.stdout)
     return 0
+
+
+def main() -> int:
+    return serve(lambda request: trace(Request(**request)))
 
 
 if __name__ == "__main__":

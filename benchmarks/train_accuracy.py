@@ -1,0 +1,178 @@
+"""How close the training estimate comes to what `vramtui train` measured.
+
+Reads the JSON summaries of training runs (a session's summary with a training spec:
+`spec.method`, and a `training` section), predicts each cell with
+`vramtui.predict.training` for the same model, recipe and shape, and writes a markdown
+table and a JSON file: predicted vs measured peak allocated, peak reserved and peak
+NVML process memory, each with its error, and the phase and step of the peak both ways.
+No constant is fitted to these cells: every prediction is the estimator's as it stands.
+
+Usage:
+  python benchmarks/train_accuracy.py                     # benchmarks/results/train/**/*.json
+  python benchmarks/train_accuracy.py run1.json run2.json --out /tmp/train_accuracy
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from _common import write_json  # noqa: E402
+
+from vramtui.predict.training.replay import TrainingEstimate, estimate_training  # noqa: E402
+from vramtui.predict.training.trace import TrainShape, train_trace  # noqa: E402
+from vramtui.runspec import DeviceChoice, DeviceList, resolve  # noqa: E402
+from vramtui.runspec.train_spec import TrainSpec  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results"
+GOALS = {"allocated": 1.0, "nvml": 3.0}  # percent, on held-out cells
+WHAT = ("allocated", "reserved", "nvml")
+
+
+@dataclass(frozen=True)
+class Row:
+    source: str
+    model: str
+    method: str
+    optim: str
+    checkpointing: bool
+    batch: int
+    seq: int
+    dtype: str
+    backend: str
+    measured: dict[str, int | None]
+    predicted: dict[str, int]
+    measured_peak: str | None  # "step 2, backward"
+    predicted_peak: str
+
+    def error(self, what: str) -> float | None:
+        """Percent (predicted - measured) / measured; None where not measured."""
+        measured = self.measured.get(what)
+        if not measured:
+            return None
+        return 100.0 * (self.predicted[what] - measured) / measured
+
+
+def is_training(summary: dict[str, Any]) -> bool:
+    spec = summary.get("spec") or {}
+    return "method" in spec and "base" in spec and summary.get("status") == "done"
+
+
+def _devices(summary: dict[str, Any], backend: str) -> DeviceList:
+    env = summary.get("environment") or {}
+    cpu = DeviceChoice("cpu", "CPU", 1 << 40, 1 << 40)
+    if backend != "cuda":
+        return DeviceList((cpu,), True)
+    total = env.get("device_total_bytes") or 80 * 10**9
+    gpu = DeviceChoice("cuda:0", env.get("device_name") or env.get("gpu_name") or "GPU",
+                       total, total)  # fmt: skip
+    return DeviceList((gpu, cpu), True)
+
+
+def predict(summary: dict[str, Any]) -> tuple[TrainSpec, TrainShape, TrainingEstimate]:
+    spec = TrainSpec.from_dict(summary["spec"])
+    device = str(spec.base.device)
+    backend = "cuda" if device.startswith("cuda") else "cpu"
+    resolved = resolve(spec.base, _devices(summary, backend), environ={})
+    if resolved.config is None:
+        raise ValueError(f"no config for {spec.base.model}: {resolved.model_note}")
+    shape = TrainShape.of(spec, resolved.backend)
+    est = estimate_training(train_trace(spec.base.model, dict(resolved.config), shape), shape)
+    return spec, shape, est
+
+
+def _peak_text(peak: dict[str, Any] | None) -> str | None:
+    return f"step {peak['step']}, {peak['phase']}" if peak else None
+
+
+def row(path: Path, summary: dict[str, Any]) -> Row:
+    spec, shape, est = predict(summary)
+    training = summary.get("training") or {}
+    return Row(
+        source=path.name, model=spec.base.model, method=shape.method, optim=shape.optim,
+        checkpointing=shape.grad_checkpointing, batch=shape.batch, seq=shape.seq,
+        dtype=shape.dtype, backend=shape.backend,
+        measured={
+            "allocated": summary.get("peak_allocated_bytes"),
+            "reserved": summary.get("peak_reserved_bytes"),
+            "nvml": summary.get("peak_nvml_process_bytes"),
+        },
+        predicted={
+            "allocated": est.peak_allocated_bytes,
+            "reserved": est.peak_reserved_bytes,
+            "nvml": est.peak_total_bytes,
+        },
+        measured_peak=_peak_text(training.get("peak")),
+        predicted_peak=f"step {est.peak_step}, {est.peak_phase}",
+    )  # fmt: skip
+
+
+def read_rows(paths: list[Path]) -> list[Row]:
+    rows = []
+    for path in paths:
+        summary = json.loads(path.read_text())
+        if is_training(summary):
+            rows.append(row(path, summary))
+    return rows
+
+
+def _pct(value: float | None) -> str:
+    return "–" if value is None else f"{value:+.2f} %"
+
+
+def markdown(rows: list[Row]) -> str:
+    head = ("| model | method | optim | ckpt | batch × seq | allocated | reserved | NVML "
+            "| peak measured | peak predicted | file |")  # fmt: skip
+    lines = [
+        "# Training estimate vs measured",
+        "",
+        f"Goals: allocated within {GOALS['allocated']} %, NVML within {GOALS['nvml']} %. "
+        "Errors are (predicted - measured) / measured.",
+        "",
+        head,
+        "|" + "---|" * (head.count("|") - 1),
+    ]
+    for r in rows:
+        errors = " | ".join(_pct(r.error(w)) for w in WHAT)
+        lines.append(
+            f"| {r.model} | {r.method} | {r.optim} | {'on' if r.checkpointing else 'off'} "
+            f"| {r.batch} × {r.seq} | {errors} | {r.measured_peak or '–'} "
+            f"| {r.predicted_peak} | {r.source} |"
+        )
+    for what, goal in GOALS.items():
+        scored = [r.error(what) for r in rows if r.error(what) is not None]
+        within = sum(abs(e) <= goal for e in scored if e is not None)
+        lines.append("")
+        lines.append(f"{what}: {within} of {len(scored)} cells within {goal} %")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("summaries", nargs="*", type=Path)
+    parser.add_argument("--out", type=Path, default=RESULTS / "train_accuracy")
+    args = parser.parse_args(argv)
+    paths = args.summaries or sorted((RESULTS / "train").glob("**/*.json"))
+    rows = read_rows(paths)
+    if not rows:
+        print("no finished training summaries found", file=sys.stderr)
+        return 1
+    text = markdown(rows)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.with_suffix(".md").write_text(text)
+    cells = [{**asdict(r), **{f"error_{w}_percent": r.error(w) for w in WHAT}} for r in rows]
+    write_json(args.out.with_suffix(".json"), {"goals_percent": GOALS, "cells": cells})
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
