@@ -26,7 +26,7 @@ from vramtui.errors import UsageError
 from vramtui.models.architecture import DTYPE_BYTES
 from vramtui.models.hf import short_reason
 
-TRACE_VERSION = 1
+TRACE_VERSION = 2  # 2: CUDA traces count a float16 softmax in float32 as CUDA runs it
 TIMEOUT_S = 600
 
 
