@@ -57,26 +57,38 @@ def test_tracing_opts_code_gives_the_hand_written_opt_model(
     assert traced.peak_reserved_bytes == pytest.approx(hand.peak_reserved_bytes, rel=1e-4)
 
 
-def test_the_meta_trace_is_what_the_same_code_allocates_on_real_tensors() -> None:
-    """The tracker counts the same storages on meta as on real CPU tensors."""
+@pytest.mark.parametrize(
+    ("attn", "dtype", "prompt"), [("sdpa", "float32", 8), ("eager", "float16", 200)]
+)
+def test_the_meta_trace_is_what_the_same_code_allocates_on_real_tensors(
+    attn: str, dtype: str, prompt: int
+) -> None:
+    """The tracker counts the same storages on meta as on real CPU tensors; with eager
+    attention at a long prompt too, where the score matrices (the float32 copy the CPU's
+    softmax makes included) are the prefill's peak."""
     import torch
+    from transformers import DynamicCache
 
     from vramtui.models.hf import model_class, transformers_config
     from vramtui.predict.tracing import tracer_main
 
-    request = tracer_main.Request(config=TINY_LLAMA, backend="cpu", dtype="float32", prompt=8,
-                            decode=[9, 40])  # fmt: skip
+    request = tracer_main.Request(config=TINY_LLAMA, backend="cpu", dtype=dtype, prompt=prompt,
+                                  attn=attn, decode=[prompt + 1])  # fmt: skip
     meta = tracer_main.trace(request)
     config = transformers_config(TINY_LLAMA)
-    real = model_class(config)._from_config(config, dtype=torch.float32).eval()
-    from transformers import DynamicCache
-
+    real = (
+        model_class(config)
+        ._from_config(config, dtype=tracer_main.DTYPES[dtype], attn_implementation=attn)
+        .eval()
+    )
     tracker = tracer_main.Tracker(1)
-    ids = torch.zeros((1, 8), dtype=torch.long)
+    ids = torch.zeros((1, prompt), dtype=torch.long)
     tracker.known([*real.parameters(), *real.buffers(), ids])
     with torch.no_grad():
-        prefill = tracer_main._forward(real, ids, DynamicCache(config=config), tracker, 8)
+        prefill = tracer_main._forward(real, ids, DynamicCache(config=config), tracker, prompt)
     assert (prefill.peak, prefill.kv) == (meta["prefill"]["peak"], meta["prefill"]["kv"])
+    scores = 4 * prompt * prompt  # heads x prompt x prompt
+    assert attn == "sdpa" or prefill.peak - prefill.kv > scores * (2 + 4 + 4)
 
 
 SOFTMAX_CALLS = ("F.softmax", "torch.softmax", "Tensor.softmax")
