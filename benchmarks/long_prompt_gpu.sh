@@ -8,6 +8,8 @@
 #   OUT=DIR bash benchmarks/long_prompt_gpu.sh            every cell, none started after 420 s
 #   OUT=DIR bash benchmarks/long_prompt_gpu.sh 12 13 14   some cells, by index (a second call)
 #
+# The largest cell, mistral-7b-v0.3 eager at 8000, is predicted at 32.5 GB allocated and
+# 36.6 GB of NVML process memory (`vramtui estimate`): it fits an 80 GB H100.
 # Cells past the time budget are skipped and the line to run them is printed. Writes,
 # under $OUT: long_prompt/MODEL-ATTN-PROMPT.json (each session's summary) and
 # long_prompt_gpu-log.txt (versions, every command and exit code). Score them anywhere
