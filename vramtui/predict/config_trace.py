@@ -12,7 +12,8 @@ module writes a `Trace` the estimator reads like a real one from the config's si
   (layer input, residual, q, k, v, output), its gated MLP (gate, up, their product),
   the last position's logits, the old K (or V) a DynamicCache's `torch.cat` still
   holds beside the new one, and with eager attention the score matrices
-  (model dtype, float32 softmax, back) and the causal mask.
+  (model dtype, float32 softmax, back; a float32 copy of the input where the
+  softmax converts it first) and the causal mask.
 
 The traced decode steps of Llama, Qwen2 and Mistral grow by one layer's K row per
 cached position, which is the `torch.cat` term here. Every figure from this module
@@ -25,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from vramtui.models.architecture import DTYPE_BYTES
+from vramtui.predict.steps import softmax_copies_input
 from vramtui.predict.tracing.traces import KvLayer, StepTrace, Trace, decode_points, query_row
 
 FLOAT32 = 4
@@ -90,8 +92,17 @@ def windows(config: dict[str, Any], layers: int) -> list[int]:
 class _Forward:
     """A forward's peak above the weights and the cache it leaves (see the module)."""
 
-    def __init__(self, shape: Shape, batch: int, elem: int, attn: str, kv_row: int) -> None:
-        self.shape, self.batch, self.elem, self.attn, self.kv_row = shape, batch, elem, attn, kv_row
+    def __init__(
+        self, shape: Shape, batch: int, dtype: str, attn: str, kv_row: int, cuda: bool
+    ) -> None:
+        self.shape, self.batch, self.attn, self.kv_row = shape, batch, attn, kv_row
+        self.elem = DTYPE_BYTES[dtype]
+        # bytes per score alive at the softmax: the scores, the float32 result, and the
+        # larger of the float32 copy of its input (where it converts first) and the
+        # model-dtype copy it is cast back to
+        upcast = FLOAT32 if softmax_copies_input(dtype, cuda) else 0
+        back = self.elem if self.elem != FLOAT32 else 0
+        self.score_bytes = self.elem + FLOAT32 + max(upcast, back)
 
     def extra(self, new: int, cached: int) -> int:
         s, b, e = self.shape, self.batch, self.elem
@@ -105,7 +116,7 @@ class _Forward:
         if self.attn == "eager":
             scores = b * s.heads * new * cached
             mask = b * new * cached * e
-            peak = max(peak, 4 * act + mask + scores * (2 * e + FLOAT32) + logits)
+            peak = max(peak, 4 * act + mask + scores * self.score_bytes + logits)
         return peak
 
 
@@ -130,7 +141,7 @@ def config_trace(
     tensors = (embed, *(per_layer,) * shape.layers) + (() if shape.tied else (embed,))
     row = batch * shape.kv_heads * shape.head_dim * elem
     layers = tuple(KvLayer(row, w) for w in windows(config, shape.layers))
-    forward = _Forward(shape, batch, elem, attn, row)
+    forward = _Forward(shape, batch, dtype, attn, row, backend == "cuda")
     prefill = StepTrace(prompt, forward.extra(prompt, prompt), 0, 0)
     decode = tuple(
         StepTrace(c, forward.extra(1, c), 0, 0) for c in decode_points(prompt, positions)

@@ -26,6 +26,14 @@ INT64 = 8  # input ids and attention masks are int64
 FLOAT32 = 4  # generate converts the last position's logits to float32
 
 
+def softmax_copies_input(dtype: str, cuda: bool) -> bool:
+    """Whether softmax(scores, dtype=float32) first copies its input to float32: it does
+    for bfloat16 and on the CPU, not for float32 (nothing to convert) nor for float16 on
+    CUDA, whose kernel reads the half input and writes float32 (at::softmax's
+    half_to_float)."""
+    return dtype != "float32" and not (cuda and dtype == "float16")
+
+
 class StepModel:
     """One run's shape, and the bytes allocated during and after each of its steps."""
 
@@ -218,9 +226,7 @@ class StepModel:
         scores = block(score_elems * e)
         scores32 = block(score_elems * FLOAT32)
         mask = block(self.batch * new * cached * e)
-        upcast_copy = (
-            scores32 if e != FLOAT32 and not (self.cuda and self.dtype == "float16") else 0
-        )
+        upcast_copy = scores32 if softmax_copies_input(self.dtype, self.cuda) else 0
         back = scores if e != FLOAT32 else 0
         softmax = max(
             hidden_act + scores,

@@ -16,6 +16,10 @@ by hand. Two things the meta device cannot do are stood in for:
   leaves its output and a float32 log-sum-exp per query row, nothing else.
 - a grouped matmul (the experts of a mixture) has a meta check stricter than
   the kernels (bfloat16 only): its output is made directly.
+- a softmax of a float16 tensor asked in float32 (eager attention's scores) reads
+  the half input and writes float32 in one CUDA kernel (at::softmax's
+  half_to_float); on meta and the CPU it first makes a float32 copy of its input,
+  which a CUDA trace must not count: a whole score matrix at a long prompt.
 A model whose code reads tensor values cannot run on meta: the trace says so,
 and the estimate with it.
 """
@@ -103,11 +107,32 @@ GROUPED_MM = tuple(
 )
 
 
+SOFTMAX = (F.softmax, torch.softmax, torch.Tensor.softmax)
+
+
+def _half_to_float_softmax(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """softmax(x, dim, dtype=float32) of a float16 `x` as CUDA runs it: one kernel from
+    the half input to a float32 output, no float32 copy of the input (None: any other
+    softmax, which allocates on CUDA as on meta)."""
+    at = 3 if func is F.softmax else 2  # F.softmax(input, dim, _stacklevel, dtype)
+    dim = kwargs.get("dim", args[1] if len(args) > 1 else None)
+    dtype = kwargs.get("dtype", args[at] if len(args) > at else None)
+    x = args[0] if args else kwargs.get("input")
+    if dim is None or dtype is not torch.float32 or not isinstance(x, torch.Tensor):
+        return None
+    return torch._softmax(x, dim, True) if x.dtype is torch.float16 else None
+
+
 class Kernels(TorchFunctionMode):
     """Fused kernels as they allocate on a device, where meta has none of its own:
     scaled_dot_product_attention leaves its output and a float32 log-sum-exp (rows
     rounded up to 32, as the CUDA kernels keep them); a grouped matmul (mixture of
-    experts) its output, in every dtype (meta's check accepts bfloat16 only)."""
+    experts) its output, in every dtype (meta's check accepts bfloat16 only); on
+    CUDA, a float16 softmax asked in float32 its float32 output alone."""
+
+    def __init__(self, cuda: bool = False) -> None:
+        super().__init__()
+        self.cuda = cuda
 
     def __torch_function__(
         self,
@@ -116,6 +141,10 @@ class Kernels(TorchFunctionMode):
         args: tuple[Any, ...] = (),
         kwargs: dict[str, Any] | None = None,
     ) -> Any:
+        if self.cuda and func in SOFTMAX:
+            out = _half_to_float_softmax(func, args, kwargs or {})
+            if out is not None:
+                return out
         if func in GROUPED_MM:
             a, b = args[0], args[1]
             return torch.empty((a.shape[0], b.shape[-1]), dtype=a.dtype, device=a.device)
@@ -171,8 +200,10 @@ def _cache_bytes(cache: Any, tracker: Tracker) -> int:
     return total
 
 
-def _forward(model: Any, ids: torch.Tensor, cache: Any, tracker: Tracker, cached: int) -> StepTrace:
-    with Kernels(), tracker:
+def _forward(
+    model: Any, ids: torch.Tensor, cache: Any, tracker: Tracker, cached: int, cuda: bool = False
+) -> StepTrace:
+    with Kernels(cuda), tracker:
         for layer in cache.layers:
             if getattr(layer, "is_initialized", False):
                 tracker.track(layer.keys)
@@ -239,19 +270,20 @@ def trace(request: Request) -> dict[str, Any]:
     dtype = DTYPES[request.dtype]
     model = meta_model(config, dtype, request.attn).eval()
     tensors, buffers, params = _weights(model)
-    tracker = Tracker(CUDA_BLOCK if request.backend == "cuda" else 1)
+    cuda = request.backend == "cuda"
+    tracker = Tracker(CUDA_BLOCK if cuda else 1)
     ids = torch.zeros((request.batch, request.prompt), dtype=torch.long, device="meta")
     one = torch.zeros((request.batch, 1), dtype=torch.long, device="meta")
     tracker.known([*model.parameters(), *model.buffers(), ids, one])
     cache = DynamicCache(config=config)
     with torch.no_grad():
-        prefill = _forward(model, ids, cache, tracker, request.prompt)
+        prefill = _forward(model, ids, cache, tracker, request.prompt, cuda)
         layout = _layout(cache)
         del cache
         decode = []
         for cached in request.decode:
             past = _prefilled_cache(config, layout, dtype, cached - 1)
-            decode.append(_forward(model, one, past, tracker, cached))
+            decode.append(_forward(model, one, past, tracker, cached, cuda))
             del past
     text = getattr(config, "get_text_config", lambda: config)()
     return {

@@ -27,7 +27,9 @@ from vramtui.models.architecture import DTYPE_BYTES
 from vramtui.models.hf import short_reason
 from vramtui.predict.quant_storage import LinearWeight
 
-TRACE_VERSION = 2  # 2: tensor names and the linear layers (quantization)
+# 2: tensor names and the linear layers (quantization); 3: CUDA traces count a float16
+# softmax asked in float32 as CUDA runs it (no float32 copy of the scores)
+TRACE_VERSION = 3
 TIMEOUT_S = 600
 
 
