@@ -20,8 +20,8 @@ import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import IO
 from pathlib import Path
+from typing import IO
 
 from vramtui.errors import UsageError
 from vramtui.measure import events as ev
@@ -43,8 +43,14 @@ class Launcher:
 
     def __init__(self, command: list[str], env: dict[str, str]) -> None:
         self._log = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=self._log,
-                                     stderr=self._log, env=env, start_new_session=True)  # fmt: skip
+        self.proc = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=self._log,
+            env=env,
+            start_new_session=True,
+        )
         self.ended = threading.Event()
 
     def wait(self) -> int:
@@ -121,8 +127,13 @@ class RankSet:
 class RankRecorder:
     """Launch a tensor-parallel run and record each of this node's ranks."""
 
-    def __init__(self, run: ResolvedRun, launch: TpLaunch, extra_env: dict[str, str] | None = None,
-                 use_nvml: bool = True) -> None:  # fmt: skip
+    def __init__(
+        self,
+        run: ResolvedRun,
+        launch: TpLaunch,
+        extra_env: dict[str, str] | None = None,
+        use_nvml: bool = True,
+    ) -> None:
         self.run_spec = run
         self.launch = launch
         self.extra_env = extra_env or {}
@@ -205,11 +216,16 @@ class RankRecorder:
             link.close()
             return
         session = Session(self.run_spec.spec, base_environment())
-        session.set_environment(tp_rank=hello.rank, tp_size=hello.world_size,
-                                node_rank=hello.node_rank)  # fmt: skip
+        session.set_environment(
+            tp_rank=hello.rank, tp_size=hello.world_size, node_rank=hello.node_rank
+        )
         child = RankChild(hello, link, lines, self)
-        recorder = Recorder(lambda: (child, "launched"), session, alloc_conf=self.run_spec.alloc_conf,
-                            use_nvml=self.use_nvml)  # fmt: skip
+        recorder = Recorder(
+            lambda: (child, "launched"),
+            session,
+            alloc_conf=self.run_spec.alloc_conf,
+            use_nvml=self.use_nvml,
+        )
         self.sessions[hello.rank] = session
         self.recorders[hello.rank] = recorder
         tell = on_event if hello.local_rank == 0 else None
@@ -228,5 +244,3 @@ class RankRecorder:
                 raise UsageError("cancelled before any rank started")
             raise UsageError(f"the launcher ended (code {code}) before any rank started: {tail}")
         return RankSet(self.launch, {r: s.snapshot() for r, s in sorted(self.sessions.items())})
-
-

@@ -57,8 +57,7 @@ class TpLaunch:
             host, port = split_endpoint(self.rdzv_endpoint)
             if self.node_rank == 0 and host in LOCAL_HOSTS and port_in_use(host, port):
                 raise UsageError(
-                    f"--rdzv-endpoint {self.rdzv_endpoint}: port {port} is in use; "
-                    "pick a free port"
+                    f"--rdzv-endpoint {self.rdzv_endpoint}: port {port} is in use; pick a free port"
                 )
 
     def command(self, python: str) -> list[str]:

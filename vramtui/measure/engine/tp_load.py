@@ -27,7 +27,7 @@ class LazySlice(LazyTensor):
         return list(self.shape)
 
     def __getitem__(self, index: object) -> torch.Tensor:
-        shape = torch.empty(self.shape, dtype=self.dtype, device="meta")[index].shape  # type: ignore[index]
+        shape = torch.empty(self.shape, dtype=self.dtype, device="meta")[index].shape
         return torch.empty(shape, dtype=self.dtype, device=self.device)
 
 
@@ -57,8 +57,14 @@ def load_sharded(config: Any, device: torch.device, dtype: torch.dtype, attn: st
         for name, lazy in checkpoint_tensors(meta, {"": str(device)}).items()
     }
     del meta
-    model = from_pretrained_tp(model_class(config), None, config=config, state_dict=tensors,
-                               dtype=dtype, attn_implementation=attn)  # fmt: skip
+    model = from_pretrained_tp(
+        model_class(config),
+        None,
+        config=config,
+        state_dict=tensors,
+        dtype=dtype,
+        attn_implementation=attn,
+    )
     randomize_local(model, std)
     return model
 
@@ -118,10 +124,13 @@ def build_tp(spec: Any, device: torch.device, dtype: str) -> Any:
             config = AutoConfig.from_pretrained(spec.path, local_files_only=not spec.allow_download)
             refuse_without_plan(config, meta_model(config, torch_dtype))
             model = from_pretrained_tp(
-                AutoModelForCausalLM, spec.path, dtype=torch_dtype, attn_implementation=spec.attn,
+                AutoModelForCausalLM,
+                spec.path,
+                dtype=torch_dtype,
+                attn_implementation=spec.attn,
                 use_safetensors=None if spec.allow_pickle else True,
                 local_files_only=not spec.allow_download,
-            )  # fmt: skip
+            )
         else:
             model = load_sharded(_config_for(spec), device, torch_dtype, spec.attn)
     except (ValueError, KeyError, OSError) as exc:

@@ -33,5 +33,6 @@ class RankHello:
     @classmethod
     def decode(cls, line: str) -> RankHello:
         data = json.loads(line)
-        return cls(**{k: int(data[k]) for k in ("rank", "local_rank", "world_size",
-                                                  "node_rank", "pid")})  # fmt: skip
+        return cls(
+            **{k: int(data[k]) for k in ("rank", "local_rank", "world_size", "node_rank", "pid")}
+        )
