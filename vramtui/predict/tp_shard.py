@@ -105,6 +105,8 @@ def kv_heads_per_rank(plan: dict[str, str], kv_heads: int | None, tp: int) -> in
 
 def tp_shares(meta: Any, tp: int) -> TpShares:
     """Each of `tp` ranks' share of the meta model `meta` (models.hf.meta_model)."""
+    import torch
+
     plan: dict[str, str] = dict(getattr(meta, "_tp_plan", None) or {})
     ranks = []
     replicated: dict[str, int] = {}
@@ -114,7 +116,7 @@ def tp_shares(meta: Any, tp: int) -> TpShares:
         sharded = kept = 0
         for name, tensor in tensors:
             module, _, param = name.rpartition(".")
-            is_param = isinstance(tensor, _parameter_type())
+            is_param = isinstance(tensor, torch.nn.Parameter)
             dim = shard_dim(plan_style(plan, module), tensor.ndim, param) if is_param else None
             size = tensor.element_size()
             if rank == 0:
@@ -135,7 +137,36 @@ def tp_shares(meta: Any, tp: int) -> TpShares:
     return TpShares(tp, whole, tuple(ranks), tuple(order))
 
 
-def _parameter_type() -> type:
-    import torch
+def spec_config(spec: Any) -> Any:
+    """The transformers config a RunSpec names (its architecture, config or checkpoint)."""
+    from vramtui.models.catalogue import lookup
+    from vramtui.models.hf import transformers_config
+    from vramtui.runspec.sources import read_config_source
 
-    return torch.nn.Parameter
+    if spec.source == "architecture":
+        return transformers_config(lookup(spec.model).config, spec.model)
+    if spec.source == "config":
+        return transformers_config(read_config_source(spec.path), str(spec.path))
+    from transformers import AutoConfig
+
+    return AutoConfig.from_pretrained(spec.path, local_files_only=not spec.allow_download)
+
+
+def shares_for(spec: Any, dtype: str, tp: int) -> TpShares:
+    """Each rank's share of the model `spec` names in `dtype`; UsageError (one line,
+    before anything runs) where the model has no tensor parallel plan."""
+    import torch
+    import transformers
+
+    from vramtui.errors import UsageError
+    from vramtui.models.hf import meta_model
+
+    config = spec_config(spec)
+    meta = meta_model(config, getattr(torch, dtype))
+    if not getattr(meta, "_tp_plan", None):
+        raise UsageError(
+            f"--tp: {config.model_type} has no tensor parallel plan in transformers "
+            f"{transformers.__version__} (Llama, Qwen, Mistral, Gemma, Phi have one)",
+            field="tp",
+        )
+    return tp_shares(meta, tp)
