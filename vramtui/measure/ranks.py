@@ -11,6 +11,7 @@ the launcher ended that way says so, and every sample already measured is kept.
 from __future__ import annotations
 
 import json
+import re
 import select
 import signal
 import socket
@@ -18,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +37,18 @@ from vramtui.measure.tp_launch import TpLaunch, exit_codes, launch_failure
 from vramtui.runspec import ResolvedRun
 
 PEER_FAILED = "ended by the launcher when another rank failed"
+
+
+# How a collective reads when its peer has died (gloo; NCCL reports a remote error)
+_PEER_GONE = re.compile(r"remote worker|by peer|remote process exited|ncclRemoteError", re.I)
+
+
+def peer_failure(event: ev.Failed) -> ev.Failed:
+    """A rank's failure as it was: ended by the launcher (SIGTERM, read as cancelled) or a
+    collective broken because another rank died, said so; any other as it came."""
+    if event.kind == "cancelled" or (event.kind == "error" and _PEER_GONE.search(event.message)):
+        return ev.Failed("crashed", PEER_FAILED, event.phase, event.token)
+    return event
 
 
 class Launcher:
@@ -91,9 +105,8 @@ class RankChild:
                 event = ev.decode(line.strip())
             except ev.WireError:
                 continue
-            if isinstance(event, ev.Failed) and event.kind == "cancelled":
-                if not self._group.cancelled:  # the launcher ended it, not the user
-                    event = ev.Failed("crashed", PEER_FAILED, event.phase, event.token)
+            if isinstance(event, ev.Failed) and not self._group.cancelled:
+                event = peer_failure(event)
             yield event
 
     def wait(self) -> int:
@@ -108,7 +121,7 @@ class RankChild:
         self._link.close()
 
     def stderr_tail(self, lines: int = 20) -> str:
-        return last_lines(self._group.log(), lines)
+        return last_lines(self._group.rank_log(self.hello.local_rank), lines)
 
 
 @dataclass(frozen=True)
@@ -145,6 +158,8 @@ class RankRecorder:
         self._codes: dict[int, int] | None = None
         self._cancelled = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._t0: float | None = None
+        self._folder: str | None = None  # the run's files: spec, socket, the ranks' logs
 
     @property
     def cancelled(self) -> bool:
@@ -163,6 +178,16 @@ class RankRecorder:
     def log(self) -> str:
         return self._launcher.log() if self._launcher is not None else ""
 
+    def rank_log(self, local_rank: int) -> str:
+        """A rank's own output, as the launcher kept it (--log-dir, --redirects)."""
+        if self._folder is None:
+            return ""
+        found = sorted(Path(self._folder, "logs").glob(f"**/{local_rank}/stderr.log"))
+        try:
+            return found[-1].read_text(errors="replace") if found else ""
+        except OSError:
+            return ""
+
     def rank_exit_code(self, pid: int) -> int:
         if self._codes is None:
             self._codes = exit_codes(self.log())
@@ -173,6 +198,7 @@ class RankRecorder:
         itself failed (port in use, rendezvous timed out)."""
         self.launch.check()
         with tempfile.TemporaryDirectory(prefix="vramtui-tp-") as folder:
+            self._folder = folder
             spec_path = Path(folder) / "spec.json"
             spec_path.write_text(json.dumps(self.run_spec.spec.to_dict()))
             listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -182,7 +208,10 @@ class RankRecorder:
             env.update({EVENTS_ENV: str(Path(folder) / "events.sock"), SPEC_ENV: str(spec_path)})
             if self.run_spec.alloc_conf:
                 env["PYTORCH_CUDA_ALLOC_CONF"] = self.run_spec.alloc_conf
-            self._launcher = Launcher(self.launch.command(sys.executable), env)
+            self._t0 = time.monotonic()  # every rank's session starts at the launch
+            self._launcher = Launcher(
+                self.launch.command(sys.executable, str(Path(folder) / "logs")), env
+            )
             if self._cancelled.is_set():
                 self.terminate()
             waiter = threading.Thread(target=self._wait_launcher, daemon=True)
@@ -215,7 +244,7 @@ class RankRecorder:
             lines.close()
             link.close()
             return
-        session = Session(self.run_spec.spec, base_environment())
+        session = Session(self.run_spec.spec, base_environment(), t0=self._t0)
         session.set_environment(
             tp_rank=hello.rank, tp_size=hello.world_size, node_rank=hello.node_rank
         )

@@ -60,10 +60,11 @@ class TpLaunch:
                     f"--rdzv-endpoint {self.rdzv_endpoint}: port {port} is in use; pick a free port"
                 )
 
-    def command(self, python: str) -> list[str]:
-        """The launcher's command line for this node."""
+    def command(self, python: str, log_dir: str) -> list[str]:
+        """The launcher's command line for this node; each rank's output in `log_dir`."""
         command = [python, "-m", "torch.distributed.run"]
         command += ["--nproc-per-node", str(self.nproc_per_node), "--max-restarts", "0"]
+        command += ["--log-dir", log_dir, "--redirects", "3"]
         if self.rdzv_endpoint is None:
             command += ["--standalone"]
         else:
