@@ -9,7 +9,9 @@ from typing import Any
 
 from vramtui.errors import UsageError
 from vramtui.measure.environment import Environment
+from vramtui.measure.rank_summary import KEY, merge
 from vramtui.measure.summary_format import read_summary, saved_environment, view_from
+from vramtui.report.ranks_text import ranks_text
 from vramtui.report.saved import csv_rows, summary_from_json
 from vramtui.report.summary_text import device_note, series_labels, summary_text
 from vramtui.report.tables import table
@@ -28,6 +30,10 @@ _CSV_PEAKS = (
 def add_parser(subparsers: Any) -> None:
     parser = subparsers.add_parser("show", help="print the peak summary of a saved session")
     parser.add_argument("file", help="a session's .json or .csv, as vramtui wrote it")
+    parser.add_argument(
+        "more", nargs="*", metavar="FILE",
+        help="more .json summaries of one tensor-parallel run (one per node): merged by rank",
+    )  # fmt: skip
     parser.set_defaults(command=run)
 
 
@@ -117,10 +123,14 @@ def csv_peaks(path: Path) -> str:
 
 def run(args: argparse.Namespace) -> int:
     path = Path(args.file).expanduser()
+    if args.more and path.suffix.lower() != ".json":
+        raise UsageError("only .json summaries merge by rank")
     if path.suffix.lower() == ".csv":
         print(csv_peaks(path))
     elif path.suffix.lower() == ".json":
         saved = summary_from_json(path)
+        if args.more:
+            saved = merge([saved, *(summary_from_json(Path(m).expanduser()) for m in args.more)])
         summary = read_summary(saved)
         predicted = None
         if summary.devices:  # placed: each device predicted for the run's placement
@@ -128,6 +138,8 @@ def run(args: argparse.Namespace) -> int:
 
             predicted = placed_estimates(view_from(saved, []), only_cached=False)
         print(summary_text(summary, predicted))
+        if KEY in saved:
+            print("\n" + ranks_text(saved))
     else:
         raise UsageError(f"expected a .json or .csv file written by vramtui, got {path.name}")
     return 0
