@@ -65,9 +65,19 @@ def test_a_model_without_a_tp_plan_is_refused_before_anything_runs(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     code, out, err = run_cli(
-        capsys, "run", "--config", str(TINY_CONFIG), "--tp", "2", "--device", "cpu", "--tokens", "4",
-        "--out", str(tmp_path),
-    )  # fmt: skip
+        capsys,
+        "run",
+        "--config",
+        str(TINY_CONFIG),
+        "--tp",
+        "2",
+        "--device",
+        "cpu",
+        "--tokens",
+        "4",
+        "--out",
+        str(tmp_path),
+    )
     assert code == 2 and out == ""
     assert err.strip().count("\n") == 0 and "opt has no tensor parallel plan" in err
     assert not list(tmp_path.iterdir())
@@ -109,13 +119,30 @@ def test_a_rendezvous_port_in_use_is_one_line_and_exit_2(
         taken.listen(1)
         port = taken.getsockname()[1]
         code, out, err = run_cli(
-            capsys, "run", "--config", str(LLAMA), "--device", "cpu", "--tokens", "4", "--tp", "2",
-            "--nnodes", "2", "--node-rank", "0", "--rdzv-endpoint", f"localhost:{port}",
-            "--out", str(tmp_path),
-        )  # fmt: skip
+            capsys,
+            "run",
+            "--config",
+            str(LLAMA),
+            "--device",
+            "cpu",
+            "--tokens",
+            "4",
+            "--tp",
+            "2",
+            "--nnodes",
+            "2",
+            "--node-rank",
+            "0",
+            "--rdzv-endpoint",
+            f"localhost:{port}",
+            "--out",
+            str(tmp_path),
+        )
     assert code == 2 and out == ""
-    assert err.strip() == f"vramtui: --rdzv-endpoint localhost:{port}: port {port} is in use; " \
-        "pick a free port"  # fmt: skip
+    assert (
+        err.strip() == f"vramtui: --rdzv-endpoint localhost:{port}: port {port} is in use; "
+        "pick a free port"
+    )
 
 
 # What torch's launcher printed when rank 1 was killed and rank 0 failed after it.
@@ -157,15 +184,33 @@ def test_a_rank_ended_because_another_died_says_so() -> None:
 
 def node_file(node: int, ranks: list[int], weights: list[int]) -> dict[str, object]:
     entries = [
-        {"rank": r, "node_rank": node, "status": "completed", "failure": None,
-         "weights_bytes": w, "predicted_weights_bytes": w, "kv_cache_bytes_final": 704,
-         "peak_allocated_bytes": 1000 + w, "peak_reserved_bytes": None,
-         "peak_nvml_process_bytes": None, "memory_source": "process RSS"}
+        {
+            "rank": r,
+            "node_rank": node,
+            "status": "completed",
+            "failure": None,
+            "weights_bytes": w,
+            "predicted_weights_bytes": w,
+            "kv_cache_bytes_final": 704,
+            "peak_allocated_bytes": 1000 + w,
+            "peak_reserved_bytes": None,
+            "peak_nvml_process_bytes": None,
+            "memory_source": "process RSS",
+        }
         for r, w in zip(ranks, weights, strict=True)
-    ]  # fmt: skip
-    return {"model": "tiny-qwen2", "status": "completed",
-            KEY: {"tp": 2, "nnodes": 2, "node_rank": node, "replicated_bytes": 672,
-                  "ranks": entries, "imbalance": imbalance(entries, 672)}}  # fmt: skip
+    ]
+    return {
+        "model": "tiny-qwen2",
+        "status": "completed",
+        KEY: {
+            "tp": 2,
+            "nnodes": 2,
+            "node_rank": node,
+            "replicated_bytes": 672,
+            "ranks": entries,
+            "imbalance": imbalance(entries, 672),
+        },
+    }
 
 
 def test_two_nodes_files_merge_by_rank() -> None:
