@@ -3,6 +3,7 @@ line and checks, how its failures read, the per-rank summary, its merge and its 
 
 from __future__ import annotations
 
+import json
 import socket
 from pathlib import Path
 
@@ -235,3 +236,48 @@ def test_files_of_other_runs_or_a_rank_twice_do_not_merge() -> None:
         merge([node_file(0, [0], [1]), other])
     with pytest.raises(UsageError, match="only tensor-parallel"):
         merge([node_file(0, [0], [1]), {"model": "x"}])
+
+
+def test_estimate_tp_gives_each_ranks_weights_and_kv_share(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, out, err = run_cli(
+        capsys,
+        "estimate",
+        "--config",
+        str(LLAMA),
+        "--device",
+        "cpu",
+        "--tokens",
+        "4",
+        "--tp",
+        "2",
+        "--json",
+    )
+    assert code == 0, err
+    tp = json.loads(out)["tensor_parallel"]
+    assert [r["weights_bytes"] for r in tp["ranks"]] == [
+        r.weights_bytes for r in shares(LLAMA, 2).ranks
+    ]
+    config = json.loads(LLAMA.read_text())
+    head_dim = config["hidden_size"] // config["num_attention_heads"]
+    whole = 2 * config["num_hidden_layers"] * config["num_key_value_heads"] * head_dim * 4 * 11
+    assert tp["whole_kv_cache_bytes_final"] == whole  # 8 prompt + 3 positions, float32
+    assert [r["kv_cache_bytes_final"] for r in tp["ranks"]] == [whole // 2] * 2
+    code, text, _ = run_cli(
+        capsys,
+        "estimate",
+        "--config",
+        str(LLAMA),
+        "--device",
+        "cpu",
+        "--tokens",
+        "4",
+        "--tp",
+        "2",
+    )
+    assert code == 0 and "Tensor parallel estimate" in text and "KV cache at end" in text
+
+
+def test_a_single_rank_has_no_imbalance_to_explain() -> None:
+    assert imbalance([node_file(0, [0], [10])[KEY]["ranks"][0]], 672)["why"] == []  # type: ignore[index]

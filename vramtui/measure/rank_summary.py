@@ -52,7 +52,7 @@ def imbalance(ranks: list[dict[str, Any]], replicated_bytes: int | None) -> dict
     peaks = [(r["peak_allocated_bytes"], r["rank"]) for r in ranks if r["peak_allocated_bytes"]]
     weights = {r["weights_bytes"] for r in ranks if r["weights_bytes"] is not None}
     why = []
-    if replicated_bytes:
+    if replicated_bytes and len(ranks) > 1:
         why.append(f"{replicated_bytes} bytes replicated on every rank (norms, buffers, "
                    "parameters the plan leaves whole)")  # fmt: skip
     if len(weights) > 1:

@@ -58,6 +58,7 @@ class RankShare:
 class TpShares:
     tp: int
     whole_bytes: int  # the whole model, on one device
+    kv_heads: int | None  # the model's KV heads (each rank's are in its RankShare)
     ranks: tuple[RankShare, ...]
     replicated: tuple[str, ...]  # the replicated parameters, largest first
 
@@ -112,6 +113,10 @@ def tp_shares(meta: Any, tp: int) -> TpShares:
     replicated: dict[str, int] = {}
     whole = 0
     tensors = [*meta.named_parameters(), *meta.named_buffers()]
+    config = meta.config
+    heads = getattr(config, "num_key_value_heads", None) or getattr(
+        config, "num_attention_heads", None
+    )
     for rank in range(tp):
         sharded = kept = 0
         for name, tensor in tensors:
@@ -126,15 +131,11 @@ def tp_shares(meta: Any, tp: int) -> TpShares:
                 replicated[name] = tensor.numel() * size
             else:
                 sharded += local_numel(tuple(tensor.shape), dim, tp, rank) * size
-        config = meta.config
-        heads = getattr(config, "num_key_value_heads", None) or getattr(
-            config, "num_attention_heads", None
-        )
         ranks.append(
             RankShare(rank, sharded + kept, sharded, kept, kv_heads_per_rank(plan, heads, tp))
         )
     order = sorted(replicated, key=lambda n: -replicated[n])
-    return TpShares(tp, whole, tuple(ranks), tuple(order))
+    return TpShares(tp, whole, heads, tuple(ranks), tuple(order))
 
 
 def spec_config(spec: Any) -> Any:
