@@ -241,19 +241,8 @@ def test_files_of_other_runs_or_a_rank_twice_do_not_merge() -> None:
 def test_estimate_tp_gives_each_ranks_weights_and_kv_share(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    code, out, err = run_cli(
-        capsys,
-        "estimate",
-        "--config",
-        str(LLAMA),
-        "--device",
-        "cpu",
-        "--tokens",
-        "4",
-        "--tp",
-        "2",
-        "--json",
-    )
+    estimate = ("estimate", "--config", str(LLAMA), "--device", "cpu", "--tokens", "4", "--tp", "2")
+    code, out, err = run_cli(capsys, *estimate, "--json")
     assert code == 0, err
     tp = json.loads(out)["tensor_parallel"]
     assert [r["weights_bytes"] for r in tp["ranks"]] == [
@@ -264,18 +253,7 @@ def test_estimate_tp_gives_each_ranks_weights_and_kv_share(
     whole = 2 * config["num_hidden_layers"] * config["num_key_value_heads"] * head_dim * 4 * 11
     assert tp["whole_kv_cache_bytes_final"] == whole  # 8 prompt + 3 positions, float32
     assert [r["kv_cache_bytes_final"] for r in tp["ranks"]] == [whole // 2] * 2
-    code, text, _ = run_cli(
-        capsys,
-        "estimate",
-        "--config",
-        str(LLAMA),
-        "--device",
-        "cpu",
-        "--tokens",
-        "4",
-        "--tp",
-        "2",
-    )
+    code, text, _ = run_cli(capsys, *estimate)
     assert code == 0 and "Tensor parallel estimate" in text and "KV cache at end" in text
 
 

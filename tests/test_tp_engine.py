@@ -83,6 +83,11 @@ def test_tp_2_records_every_rank_and_each_rank_holds_its_predicted_share(
     assert code == 0 and "rank  node  status" in shown and "\n1     0     completed" in shown
 
 
+def node_args(node: int, endpoint: str) -> list[str]:
+    """One of two nodes of a --tp 2 run, one rank each."""
+    return ["--tp", "2", "--nnodes", "2", "--node-rank", str(node), "--rdzv-endpoint", endpoint]
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -107,14 +112,7 @@ def test_two_local_nodes_each_record_their_rank_and_the_files_merge(
         vramtui(
             "run",
             *config_args("llama"),
-            "--tp",
-            "2",
-            "--nnodes",
-            "2",
-            "--node-rank",
-            str(node),
-            "--rdzv-endpoint",
-            endpoint,
+            *node_args(node, endpoint),
             "--json",
             str(tmp_path / f"{node}.json"),
             "--out",
@@ -180,14 +178,7 @@ def test_a_rendezvous_that_times_out_is_one_line_and_exit_2(
         capsys,
         "run",
         *config_args("llama"),
-        "--tp",
-        "2",
-        "--nnodes",
-        "2",
-        "--node-rank",
-        "1",
-        "--rdzv-endpoint",
-        endpoint,
+        *node_args(1, endpoint),
         "--rdzv-timeout",
         "2",
         "--out",
