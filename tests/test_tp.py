@@ -15,6 +15,7 @@ from vramtui.measure import events as ev
 from vramtui.measure.rank_summary import KEY, imbalance, merge
 from vramtui.measure.ranks import PEER_FAILED, peer_failure
 from vramtui.measure.tp_launch import TpLaunch, exit_codes, launch_failure
+from vramtui.predict.tp_shard import TpShares, tp_shares
 from vramtui.report.ranks_text import ranks_text
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -22,12 +23,14 @@ LLAMA = FIXTURES / "tiny-llama.json"
 QWEN2 = FIXTURES / "tiny-qwen2.json"
 
 
-def shares(path: Path, tp: int):  # type: ignore[no-untyped-def]
-    from vramtui.predict.tp_shard import shares_for
-    from vramtui.runspec import RunSpec
+def shares(path: Path, tp: int) -> TpShares:
+    """The shares computed here, from the meta model (the CLI asks a child process)."""
+    import torch
 
-    spec = RunSpec(model=path.stem, source="config", path=str(path), device="cpu")
-    return shares_for(spec, "float32", tp)
+    from vramtui.models.hf import meta_model, transformers_config
+
+    config = transformers_config(json.loads(path.read_text()))
+    return tp_shares(meta_model(config, torch.float32), tp)
 
 
 def test_chunks_split_as_torch_chunk_splits() -> None:

@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import psutil
@@ -20,7 +21,7 @@ from helpers import resolved, run_cli, tiny_spec
 from vramtui.measure.rank_summary import KEY
 from vramtui.measure.ranks import PEER_FAILED, RankRecorder
 from vramtui.measure.tp_launch import TpLaunch
-from vramtui.predict.tp_shard import shares_for
+from vramtui.predict.tp_shard import tp_shares
 
 pytestmark = pytest.mark.engine
 
@@ -34,8 +35,13 @@ def config_args(name: str, tokens: int = TOKENS) -> list[str]:
 
 
 def predicted(name: str) -> list[int]:
-    spec = tiny_spec(model=f"tiny-{name}", path=str(FIXTURES / f"tiny-{name}.json"))
-    return [r.weights_bytes for r in shares_for(spec, "float32", 2).ranks]
+    """Each rank's weights by the plan, computed here from the meta model."""
+    import torch
+
+    from vramtui.models.hf import meta_model, transformers_config
+
+    config = transformers_config(json.loads((FIXTURES / f"tiny-{name}.json").read_text()))
+    return [r.weights_bytes for r in tp_shares(meta_model(config, torch.float32), 2).ranks]
 
 
 def kv_share(config: dict[str, int], positions: int) -> int:
@@ -70,6 +76,7 @@ def test_tp_2_records_every_rank_and_each_rank_holds_its_predicted_share(
     assert all(r["status"] == "completed" and r["tokens_generated"] == TOKENS for r in ranks)
     # the per-rank estimate of the weights, exact against what each rank measured
     assert [r["weights_bytes"] for r in ranks] == predicted(name)
+    assert [r["predicted_weights_bytes"] for r in ranks] == predicted(name)
     config = json.loads((FIXTURES / f"tiny-{name}.json").read_text())
     positions = PROMPT + TOKENS - 1  # the last step's cache, before its token is appended
     assert [r["kv_cache_bytes_final"] for r in ranks] == [kv_share(config, positions)] * 2
@@ -188,3 +195,20 @@ def test_a_rendezvous_that_times_out_is_one_line_and_exit_2(
     assert err.strip() == (
         f"vramtui: rendezvous at {endpoint} timed out after 2 s: not every node joined (2 expected)"
     )
+
+
+def test_the_parent_of_a_tp_run_never_imports_torch() -> None:
+    code = textwrap.dedent(
+        f"""
+        import json, sys
+        import vramtui.commands.run_tp, vramtui.measure.ranks
+        from vramtui.predict.tp_shard import shares_for
+        config = json.loads(open({str(FIXTURES / "tiny-llama.json")!r}).read())
+        shares = shares_for(config, "float32", 2)
+        print("RANKS", len(shares.ranks))
+        print("IMPORTED", [m for m in ("torch", "transformers") if m in sys.modules])
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "RANKS 2" in out.stdout and "IMPORTED []" in out.stdout

@@ -30,7 +30,7 @@ def kv_share(shares: TpShares, whole_kv: int, rank: int) -> int:
 
 def tp_estimate(resolved: ResolvedRun, model: Any, tp: int) -> dict[str, Any]:
     spec = resolved.spec
-    shares = shares_for(spec, resolved.dtype, tp)
+    shares = shares_for(resolved.config, resolved.dtype, tp)
     positions = held_positions(spec.prompt_tokens, spec.tokens, spec.tokens - 1, spec.cache)
     whole_kv = kv_bytes(model, resolved.dtype, spec.batch, positions)
     ranks = [

@@ -95,7 +95,7 @@ def keep(ranks: RankSet, saved: dict[str, Any], args: argparse.Namespace, folder
 def run_tp(args: argparse.Namespace, launch: TpLaunch, folder: Path) -> int:
     check_outputs(args.csv, args.json, args.force)
     resolved = say_variant(resolve(build_spec(args, tp=launch.tp), device_inventory.available()))
-    shares = shares_for(resolved.spec, resolved.dtype, launch.tp)  # no tp_plan: refused here
+    shares = shares_for(resolved.config, resolved.dtype, launch.tp)  # no tp_plan: refused here
     recorder = RankRecorder(resolved, launch)
     progress = LeadProgress(recorder, enabled=not args.quiet)
     ranks, interrupted = run_in_thread(

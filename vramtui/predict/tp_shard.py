@@ -104,6 +104,14 @@ def kv_heads_per_rank(plan: dict[str, str], kv_heads: int | None, tp: int) -> in
     return kv_heads // tp if sharded else None
 
 
+def no_plan(model_type: str, version: str) -> str:
+    """Why --tp refuses a model, in one line."""
+    return (
+        f"{model_type} has no tensor parallel plan in transformers {version} "
+        "(Llama, Qwen, Mistral, Gemma, Phi have one)"
+    )
+
+
 def tp_shares(meta: Any, tp: int) -> TpShares:
     """Each of `tp` ranks' share of the meta model `meta` (models.hf.meta_model)."""
     import torch
@@ -138,36 +146,27 @@ def tp_shares(meta: Any, tp: int) -> TpShares:
     return TpShares(tp, whole, heads, tuple(ranks), tuple(order))
 
 
-def spec_config(spec: Any) -> Any:
-    """The transformers config a RunSpec names (its architecture, config or checkpoint)."""
-    from vramtui.models.catalogue import lookup
-    from vramtui.models.hf import transformers_config
-    from vramtui.runspec.sources import read_config_source
-
-    if spec.source == "architecture":
-        return transformers_config(lookup(spec.model).config, spec.model)
-    if spec.source == "config":
-        return transformers_config(read_config_source(spec.path), str(spec.path))
-    from transformers import AutoConfig
-
-    return AutoConfig.from_pretrained(spec.path, local_files_only=not spec.allow_download)
+TP_PLAN = "vramtui.predict.tracing.tp_plan"
 
 
-def shares_for(spec: Any, dtype: str, tp: int) -> TpShares:
-    """Each rank's share of the model `spec` names in `dtype`; UsageError (one line,
-    before anything runs) where the model has no tensor parallel plan."""
-    import torch
-    import transformers
+def shares_from(data: dict[str, Any]) -> TpShares:
+    ranks = tuple(RankShare(**r) for r in data["ranks"])
+    return TpShares(
+        data["tp"], data["whole_bytes"], data["kv_heads"], ranks, tuple(data["replicated"])
+    )
 
+
+def shares_for(config: dict[str, Any] | None, dtype: str, tp: int) -> TpShares:
+    """Each rank's share of the model `config` describes, in `dtype` (computed in a
+    child process, cached); UsageError, one line before anything runs, where the model
+    has no tensor parallel plan."""
     from vramtui.errors import UsageError
-    from vramtui.models.hf import meta_model
+    from vramtui.predict.tracing.traces import answer
 
-    config = spec_config(spec)
-    meta = meta_model(config, getattr(torch, dtype))
-    if not getattr(meta, "_tp_plan", None):
-        raise UsageError(
-            f"--tp: {config.model_type} has no tensor parallel plan in transformers "
-            f"{transformers.__version__} (Llama, Qwen, Mistral, Gemma, Phi have one)",
-            field="tp",
-        )
-    return tp_shares(meta, tp)
+    if not config:
+        raise UsageError("--tp: the model's config could not be read", field="tp")
+    reply = answer({"config": config, "dtype": dtype, "tp": tp}, module=TP_PLAN)
+    if reply is None or not reply.get("ok"):
+        error = reply.get("error") if reply else "no answer"
+        raise UsageError(f"--tp: {error}", field="tp")
+    return shares_from(reply)

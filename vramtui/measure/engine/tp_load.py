@@ -40,10 +40,10 @@ def refuse_without_plan(config: Any, meta: Any) -> None:
     if not tp_plan_of(meta):
         import transformers
 
+        from vramtui.predict.tp_shard import no_plan
+
         raise UsageError(
-            f"--tp: {config.model_type} has no tensor parallel plan in transformers "
-            f"{transformers.__version__} (Llama, Qwen, Mistral, Gemma, Phi have one)",
-            field="tp",
+            f"--tp: {no_plan(config.model_type, transformers.__version__)}", field="tp"
         )
 
 
