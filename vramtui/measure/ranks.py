@@ -11,6 +11,7 @@ the launcher ended that way says so, and every sample already measured is kept.
 from __future__ import annotations
 
 import json
+import os
 import re
 import select
 import signal
@@ -73,7 +74,14 @@ class Launcher:
         return code
 
     def terminate(self) -> None:
-        end_process(self.proc, (signal.SIGTERM, signal.SIGKILL), 10.0)
+        """SIGTERM to the launcher, which ends its ranks; then SIGKILL to its whole
+        process group (the launcher and every rank), so that no rank outlives it."""
+        end_process(self.proc, (signal.SIGTERM,), 10.0)
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        end_process(self.proc, (None,), 5.0)
 
     def log(self) -> str:
         try:
