@@ -262,3 +262,15 @@ def test_estimate_tp_gives_each_ranks_weights_and_kv_share(
 
 def test_a_single_rank_has_no_imbalance_to_explain() -> None:
     assert imbalance([node_file(0, [0], [10])[KEY]["ranks"][0]], 672)["why"] == []  # type: ignore[index]
+
+
+def test_a_lazy_checkpoint_tensor_hands_out_only_the_slice_asked_for() -> None:
+    import torch
+
+    from vramtui.measure.engine.tp_load import LazySlice
+
+    lazy = LazySlice((257, 32), torch.float16, "cpu")
+    assert lazy.get_shape() == [257, 32] and lazy.get_dtype() == "F16"
+    part = lazy[129:257, :]
+    assert part.shape == (128, 32) and part.untyped_storage().nbytes() == 128 * 32 * 2
+    assert lazy[...].shape == (257, 32)

@@ -19,12 +19,28 @@ from vramtui.errors import UsageError
 from vramtui.measure.engine.random_weights import LazyTensor, checkpoint_tensors
 from vramtui.models.hf import meta_model, model_class
 
+SAFETENSORS_DTYPES = {
+    torch.float16: "F16",
+    torch.bfloat16: "BF16",
+    torch.float32: "F32",
+    torch.float64: "F64",
+    torch.int64: "I64",
+    torch.int32: "I32",
+    torch.bool: "BOOL",
+    torch.uint8: "U8",
+    torch.int8: "I8",
+}
+
 
 class LazySlice(LazyTensor):
     """A lazy checkpoint tensor that hands out slices as a safetensors slice does."""
 
     def get_shape(self) -> list[int]:
         return list(self.shape)
+
+    def get_dtype(self) -> str:
+        """The dtype as safetensors names it (some transformers releases ask)."""
+        return SAFETENSORS_DTYPES[self.dtype]
 
     def __getitem__(self, index: object) -> torch.Tensor:
         shape = torch.empty(self.shape, dtype=self.dtype, device="meta")[index].shape
