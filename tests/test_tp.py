@@ -274,3 +274,38 @@ def test_a_lazy_checkpoint_tensor_hands_out_only_the_slice_asked_for() -> None:
     part = lazy[129:257, :]
     assert part.shape == (128, 32) and part.untyped_storage().nbytes() == 128 * 32 * 2
     assert lazy[...].shape == (257, 32)
+
+
+class EndedLauncher:
+    """A launcher that ended before any rank connected, with this output."""
+
+    def __init__(self, output: str) -> None:
+        self.proc = type("Proc", (), {"returncode": 1})()
+        self.output = output
+
+    def log(self) -> str:
+        return self.output
+
+    def terminate(self) -> None:
+        pass
+
+
+def test_a_launcher_that_ends_before_any_rank_is_one_line_not_bad_input() -> None:
+    from helpers import resolved, tiny_spec
+
+    from vramtui.measure.ranks import NoRanks, RankRecorder
+
+    def ended(output: str, cancel: bool = False) -> UsageError:
+        recorder = RankRecorder(resolved(tiny_spec(tp=2)), TpLaunch(2), use_nvml=False)
+        recorder._launcher = EndedLauncher(output)  # type: ignore[assignment]
+        if cancel:
+            recorder.cancel()
+        with pytest.raises(UsageError) as raised:
+            recorder._result()
+        return raised.value
+
+    crashed = ended("ModuleNotFoundError: No module named 'vramtui'")
+    assert isinstance(crashed, NoRanks) and crashed.exit_code == 1
+    assert "before any rank started: ModuleNotFoundError" in str(crashed)
+    assert ended("", cancel=True).exit_code == 130
+    assert ended("DistStoreError: Timed out after 600 s").exit_code == 2

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from vramtui.errors import UsageError
+from vramtui.errors import EXIT_FAILED, EXIT_INTERRUPTED, UsageError
 from vramtui.measure import events as ev
 from vramtui.measure.child_process import end_process
 from vramtui.measure.engine.engine_process import Launch
@@ -38,6 +38,15 @@ from vramtui.measure.tp_launch import TpLaunch, exit_codes, launch_failure
 from vramtui.runspec import ResolvedRun
 
 PEER_FAILED = "ended by the launcher when another rank failed"
+
+
+class NoRanks(UsageError):
+    """The launcher ended before any rank connected, for a reason of its own (not a
+    port in use nor a rendezvous timeout, which are bad input): one line, exit 1."""
+
+    def __init__(self, message: str, exit_code: int = EXIT_FAILED) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 # How a collective reads when its peer has died (gloo; NCCL reports a remote error)
@@ -275,9 +284,9 @@ class RankRecorder:
             failure = launch_failure(self.launch, self.log())
             if failure is not None:
                 raise failure
+            if self._cancelled.is_set():
+                raise NoRanks("cancelled before any rank started", EXIT_INTERRUPTED)
             code = self._launcher.proc.returncode if self._launcher else None
             tail = last_lines(self.log(), 3).replace("\n", " | ")
-            if self._cancelled.is_set():
-                raise UsageError("cancelled before any rank started")
-            raise UsageError(f"the launcher ended (code {code}) before any rank started: {tail}")
+            raise NoRanks(f"the launcher ended (code {code}) before any rank started: {tail}")
         return RankSet(self.launch, {r: s.snapshot() for r, s in sorted(self.sessions.items())})
