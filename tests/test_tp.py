@@ -309,3 +309,17 @@ def test_a_launcher_that_ends_before_any_rank_is_one_line_not_bad_input() -> Non
     assert "before any rank started: ModuleNotFoundError" in str(crashed)
     assert ended("", cancel=True).exit_code == 130
     assert ended("DistStoreError: Timed out after 600 s").exit_code == 2
+
+
+def test_a_gpu_run_starts_no_more_ranks_on_a_node_than_it_has_gpus() -> None:
+    from helpers import WITH_GPU, resolved, tiny_spec
+
+    from vramtui.commands.run_tp import check_gpus
+
+    on_gpu = resolved(tiny_spec(device="cuda:0"), WITH_GPU)
+    check_gpus(on_gpu, TpLaunch(1), WITH_GPU)
+    check_gpus(on_gpu, TpLaunch(2, 2, 0, "localhost:1234"), WITH_GPU)  # one rank a node
+    with pytest.raises(UsageError, match="starts 2 ranks here, one a GPU, and this node has 1"):
+        check_gpus(on_gpu, TpLaunch(2), WITH_GPU)
+    on_cpu = resolved(tiny_spec(), WITH_GPU)
+    check_gpus(on_cpu, TpLaunch(4), WITH_GPU)  # CPU ranks share the CPU

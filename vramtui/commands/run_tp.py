@@ -19,7 +19,7 @@ from vramtui.commands.common import build_spec, say_variant
 from vramtui.commands.headless import run_in_thread, stderr_line
 from vramtui.commands.out_option import saved_line
 from vramtui.commands.run import Progress, check_outputs, exit_code
-from vramtui.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
+from vramtui.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, UsageError
 from vramtui.measure import device_inventory
 from vramtui.measure import events as ev
 from vramtui.measure.rank_summary import tp_summary
@@ -31,7 +31,7 @@ from vramtui.report.export import atomic_write, csv_text
 from vramtui.report.ranks_text import ranks_text
 from vramtui.report.sessions import autosave
 from vramtui.report.summary_text import summary_text
-from vramtui.runspec import resolve
+from vramtui.runspec import DeviceList, ResolvedRun, resolve
 
 
 class LeadProgress:
@@ -92,9 +92,24 @@ def keep(ranks: RankSet, saved: dict[str, Any], args: argparse.Namespace, folder
     return True
 
 
+def check_gpus(resolved: ResolvedRun, launch: TpLaunch, found: DeviceList) -> None:
+    """One GPU a rank: a GPU run starts no more ranks on a node than it has GPUs."""
+    if resolved.backend != "cuda" or not found.gpus_counted:
+        return
+    gpus = sum(1 for c in found.choices if c.backend == "cuda")
+    if launch.nproc_per_node > gpus:
+        raise UsageError(
+            f"--tp {launch.tp} over {launch.nnodes} node(s) starts {launch.nproc_per_node} "
+            f"ranks here, one a GPU, and this node has {gpus}",
+            field="tp",
+        )
+
+
 def run_tp(args: argparse.Namespace, launch: TpLaunch, folder: Path) -> int:
     check_outputs(args.csv, args.json, args.force)
-    resolved = say_variant(resolve(build_spec(args, tp=launch.tp), device_inventory.available()))
+    found = device_inventory.available()
+    resolved = say_variant(resolve(build_spec(args, tp=launch.tp), found))
+    check_gpus(resolved, launch, found)
     shares = shares_for(resolved.config, resolved.dtype, launch.tp)  # no tp_plan: refused here
     recorder = RankRecorder(resolved, launch)
     progress = LeadProgress(recorder, enabled=not args.quiet)
