@@ -323,3 +323,19 @@ def test_a_gpu_run_starts_no_more_ranks_on_a_node_than_it_has_gpus() -> None:
         check_gpus(on_gpu, TpLaunch(2), WITH_GPU)
     on_cpu = resolved(tiny_spec(), WITH_GPU)
     check_gpus(on_cpu, TpLaunch(4), WITH_GPU)  # CPU ranks share the CPU
+
+
+def test_a_ranks_memory_outside_the_allocator_is_nvml_less_reserved() -> None:
+    from helpers import tiny_spec
+
+    from vramtui.measure.rank_summary import rank_entry
+    from vramtui.measure.session import NvmlSample, Session
+
+    session = Session(tiny_spec(tp=2), t0=0.0)
+    session.set_environment(tp_rank=1, tp_size=2, node_rank=0)
+    session.apply(ev.Sample(0, 1.0, "prefill", 600, 1000, 700, None))
+    session.add_nvml(NvmlSample(1.5, 1500, 2000, 8000))
+    entry = rank_entry(session.snapshot(), 123)
+    assert entry["rank"] == 1 and entry["predicted_weights_bytes"] == 123
+    assert entry["peak_reserved_bytes"] == 1000 and entry["peak_nvml_process_bytes"] == 1500
+    assert entry["outside_allocator_bytes"] == 500

@@ -26,6 +26,7 @@ def rank_entry(view: SessionView, predicted_weights: int | None) -> dict[str, An
     """One rank: what it held (weights, its KV share) and its peaks, as measured."""
     env = view.environment
     alloc = view.peak_allocated()
+    nvml, reserved = _peak(view, "nvml_process"), _peak(view, "reserved")
     kv = next((s.kv_bytes for s in reversed(view.token_samples) if s.kv_bytes is not None), None)
     return {
         "rank": env.tp_rank,
@@ -39,8 +40,11 @@ def rank_entry(view: SessionView, predicted_weights: int | None) -> dict[str, An
         "predicted_weights_bytes": predicted_weights,
         "kv_cache_bytes_final": kv,
         "peak_allocated_bytes": alloc.value if alloc is not None else None,
-        "peak_reserved_bytes": _peak(view, "reserved"),
-        "peak_nvml_process_bytes": _peak(view, "nvml_process"),
+        "peak_reserved_bytes": reserved,
+        "peak_nvml_process_bytes": nvml,
+        # the process's GPU memory outside torch's allocator: the CUDA context and what
+        # the communication library (NCCL) holds for this rank
+        "outside_allocator_bytes": nvml - reserved if nvml and reserved else None,
         "memory_source": env.memory_source,
     }
 
