@@ -339,3 +339,22 @@ def test_a_ranks_memory_outside_the_allocator_is_nvml_less_reserved() -> None:
     assert entry["rank"] == 1 and entry["predicted_weights_bytes"] == 123
     assert entry["peak_reserved_bytes"] == 1000 and entry["peak_nvml_process_bytes"] == 1500
     assert entry["outside_allocator_bytes"] == 500
+
+
+def test_bench_tp_does_not_go_with_devices(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run_cli(
+        capsys,
+        "bench",
+        "--config",
+        str(LLAMA),
+        "--tokens",
+        "3",
+        "--tp",
+        "2",
+        "--devices",
+        "cpu,cpu",
+    )
+    assert code == 2 and out == ""
+    assert (
+        err.strip() == "vramtui: --tp runs each cell on N devices of its own; leave out --devices"
+    )

@@ -212,3 +212,15 @@ def test_the_parent_of_a_tp_run_never_imports_torch() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert "RANKS 2" in out.stdout and "IMPORTED []" in out.stdout
+
+
+def test_bench_tp_records_each_cell_through_the_launcher(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from vramtui.units import format_bytes
+
+    code, out, err = run_cli(capsys, "bench", *config_args("llama")[:-1], "--tp", "2")
+    assert code == 0, err
+    assert "--tp 2, each cell's figures are its rank 0's" in err
+    row = next(line for line in out.splitlines() if line.startswith("tiny-llama"))
+    assert format_bytes(predicted("llama")[0], 2) in row

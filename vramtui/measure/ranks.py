@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from vramtui.errors import EXIT_FAILED, EXIT_INTERRUPTED, UsageError
 from vramtui.measure import events as ev
@@ -163,8 +163,10 @@ class RankRecorder:
         launch: TpLaunch,
         extra_env: dict[str, str] | None = None,
         use_nvml: bool = True,
+        lead: Session | None = None,
     ) -> None:
         self.run_spec = run
+        self.lead = lead  # where this node's first rank is recorded (else a new Session)
         self.launch = launch
         self.extra_env = extra_env or {}
         self.use_nvml = use_nvml
@@ -261,7 +263,8 @@ class RankRecorder:
             lines.close()
             link.close()
             return
-        session = Session(self.run_spec.spec, base_environment(), t0=self._t0)
+        session = self.lead if self.lead is not None and hello.local_rank == 0 else None
+        session = session or Session(self.run_spec.spec, base_environment(), t0=self._t0)
         session.set_environment(
             tp_rank=hello.rank, tp_size=hello.world_size, node_rank=hello.node_rank
         )
@@ -290,3 +293,30 @@ class RankRecorder:
             tail = last_lines(self.log(), 3).replace("\n", " | ")
             raise NoRanks(f"the launcher ended (code {code}) before any rank started: {tail}")
         return RankSet(self.launch, {r: s.snapshot() for r, s in sorted(self.sessions.items())})
+
+
+class LeadRecorder(Recorder):
+    """A tensor-parallel run as one Recorder, for a sweep (`vramtui bench --tp`): its
+    session is this node's first rank's; the other ranks are recorded beside it."""
+
+    def __init__(self, run: ResolvedRun, launch: TpLaunch, extra_env: dict[str, str] | None = None):
+        super().__init__(self._no_child, Session(run.spec, base_environment()))
+        self.ranks = RankRecorder(run, launch, extra_env, lead=self.session)
+        self.rank_set: RankSet | None = None
+
+    def _no_child(self) -> tuple[Any, str | None]:
+        raise AssertionError("a tensor-parallel run starts its ranks through its launcher")
+
+    def run(self, on_event: Callable[[ev.Event], None] | None = None) -> Session:
+        try:
+            self.rank_set = self.ranks.run(on_event)
+        except UsageError as exc:
+            kind = "cancelled" if exc.exit_code == EXIT_INTERRUPTED else "usage"
+            if exc.exit_code == EXIT_FAILED:
+                kind = "crashed"
+            self.session.fail(ev.Failed(kind, str(exc), "start"))
+        return self.session
+
+    def cancel(self, reason: str = "cancelled by the user") -> None:
+        super().cancel(reason)
+        self.ranks.cancel(reason)
