@@ -224,3 +224,36 @@ def test_bench_tp_records_each_cell_through_the_launcher(
     assert "--tp 2, each cell's figures are its rank 0's" in err
     row = next(line for line in out.splitlines() if line.startswith("tiny-llama"))
     assert format_bytes(predicted("llama")[0], 2) in row
+
+
+def test_a_checkpoint_loads_sharded_as_the_random_weights_do(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from transformers import AutoModelForCausalLM
+
+    from vramtui.models.hf import transformers_config
+
+    config = transformers_config(json.loads((FIXTURES / "tiny-llama.json").read_text()))
+    AutoModelForCausalLM.from_config(config).save_pretrained(tmp_path / "ckpt")
+    out_json = tmp_path / "run.json"
+    code, _, err = run_cli(
+        capsys,
+        "run",
+        "--checkpoint",
+        str(tmp_path / "ckpt"),
+        "--device",
+        "cpu",
+        "--tokens",
+        str(TOKENS),
+        "--quiet",
+        "--tp",
+        "2",
+        "--json",
+        str(out_json),
+        "--out",
+        str(tmp_path / "s"),
+    )
+    assert code == 0, err
+    ranks = json.loads(out_json.read_text())[KEY]["ranks"]
+    assert [r["weights_bytes"] for r in ranks] == predicted("llama")
+    assert [r["predicted_weights_bytes"] for r in ranks] == predicted("llama")
