@@ -18,7 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from vramtui.measure.engine.engine_main import _on_term, run_engine
+from vramtui.measure.engine.engine_main import _on_term, run_and_flush
 from vramtui.measure.engine.engine_run import Engine
 from vramtui.measure.engine.tp_wire import EVENTS_ENV, SPEC_ENV, RankHello
 from vramtui.runspec import RunSpec
@@ -69,12 +69,8 @@ def main() -> int:
     out.write(me.encode() + "\n")
     spec = RunSpec.from_dict(json.loads(Path(os.environ[SPEC_ENV]).read_text()))
     spec = replace(spec, device=rank_device(spec.device, me.local_rank))
-    code = run_engine(RankEngine(spec, out.write))
+    code = run_and_flush(RankEngine(spec, out.write), out)
     end_group()
-    try:
-        out.flush()
-    except OSError:
-        pass
     return code
 
 

@@ -9,8 +9,6 @@ predict/tp_shard.py starts it and caches the answer. The request: {"config": {..
 
 from __future__ import annotations
 
-import json
-import sys
 from dataclasses import asdict
 from typing import Any
 
@@ -19,6 +17,7 @@ import torch
 from vramtui.errors import UsageError
 from vramtui.models.hf import meta_model, transformers_config
 from vramtui.predict.tp_shard import no_plan, tp_shares
+from vramtui.predict.tracing.child_io import answer_stdin
 
 
 def shares(request: dict[str, Any]) -> dict[str, Any]:
@@ -32,16 +31,7 @@ def shares(request: dict[str, Any]) -> dict[str, Any]:
 
 
 def main() -> int:
-    request = json.loads(sys.stdin.read())
-    try:
-        result: dict[str, Any] = {"ok": True, **shares(request)}
-    except UsageError as exc:
-        result = {"ok": False, "error": str(exc)}
-    except (NotImplementedError, RuntimeError, ValueError, TypeError, KeyError) as exc:
-        text = str(exc).strip().splitlines()
-        result = {"ok": False, "error": f"{type(exc).__name__}: {text[0] if text else ''}"}
-    json.dump(result, sys.stdout)
-    return 0
+    return answer_stdin(shares)
 
 
 if __name__ == "__main__":
