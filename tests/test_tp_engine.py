@@ -88,6 +88,8 @@ def test_tp_2_records_every_rank_and_each_rank_holds_its_predicted_share(
     assert "Tensor parallel: 2 ranks, 2 recorded here" in out
     code, shown, _ = run_cli(capsys, "show", str(out_json))
     assert code == 0 and "rank  node  status" in shown and "\n1     0     completed" in shown
+    code, shown, _ = run_cli(capsys, "show", str(out_csv))  # rank 0's peaks, then the others
+    assert code == 0 and "the other ranks:" in shown and "\n1     " in shown
 
 
 def node_args(node: int, endpoint: str) -> list[str]:

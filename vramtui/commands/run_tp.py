@@ -27,7 +27,7 @@ from vramtui.measure.ranks import RankRecorder, RankSet
 from vramtui.measure.summary_format import typed_summary
 from vramtui.measure.tp_launch import TpLaunch
 from vramtui.predict.tp_shard import TpShares, shares_for
-from vramtui.report.export import atomic_write, csv_text
+from vramtui.report.export import CSV_COLUMNS_RANKS, atomic_write, csv_text
 from vramtui.report.ranks_text import ranks_text
 from vramtui.report.sessions import autosave
 from vramtui.report.summary_text import summary_text
@@ -56,7 +56,7 @@ def ranks_csv(ranks: RankSet) -> str:
     for i, (rank, view) in enumerate(sorted(ranks.views.items())):
         rows = list(csv.reader(io.StringIO(csv_text(view))))
         if i == 0:
-            writer.writerow([*rows[0], "rank"])
+            writer.writerow(CSV_COLUMNS_RANKS)
         writer.writerows([*row, rank] for row in rows[1:])
     return out.getvalue()
 

@@ -76,7 +76,8 @@ def _read_csv(path: Path) -> tuple[list[dict[str, str]], Peaks, dict[str, Peaks]
     others: dict[str, Peaks] = {}
     main: str | None = None
     for n, cells in enumerate(cells_of, start=2):
-        device = cells.get("device", "")
+        # a tensor-parallel run's CSV: each rank's rows apart, as a placed model's devices
+        device = f"rank {cells['rank']}" if cells.get("rank") else cells.get("device", "")
         main = device if main is None else main
         target = peaks if device == main else others.setdefault(device, {})
         _track(target, cells, f"{path}, line {n}")
@@ -99,8 +100,12 @@ def _device_table(others: dict[str, Peaks]) -> list[str]:
         )  # fmt: skip
         for device, p in others.items()
     ]
-    header = ("device", "peak", "reserved", "NVML process")
-    return ["", "the model's other devices:", table(rows, header)]
+    ranks = all(name.startswith("rank ") for name in others)
+    if ranks:
+        rows = [(row[0].removeprefix("rank "), *row[1:]) for row in rows]
+    header = ("rank" if ranks else "device", "peak", "reserved", "NVML process")
+    title = "the other ranks:" if ranks else "the model's other devices:"
+    return ["", title, table(rows, header)]
 
 
 def csv_peaks(path: Path) -> str:
