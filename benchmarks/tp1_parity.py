@@ -4,7 +4,9 @@ Two `vramtui run`s of the same model and shape on one device: a plain run (the e
 process, random weights through from_pretrained), then `--tp 1` (the launcher, one
 rank, transformers' tp_plan="auto"). Every engine sample (the load sample and each
 token's allocated, reserved and step peak) is compared byte for byte, with the
-weights, the KV cache and the peaks. Exits 1 if any figure differs.
+weights, the KV cache and the peaks. Exits 1 if any of those differs. NVML's peak for
+the process is reported beside them, not compared: it holds what torch.distributed
+and NCCL add outside torch's allocator.
 
     python benchmarks/tp1_parity.py --config benchmarks/configs/qwen2.5-0.5b.json \\
         --tokens 200 --out $OUT/tp1_parity
@@ -102,6 +104,12 @@ def main() -> int:
         "engine_rows": {"plain": len(rows_plain), "tp1": len(rows_tp1)},
         "differing_rows": [{"plain": rows_plain[i], "tp1": rows_tp1[i]} for i in differing[:20]],
         "tp_rank0": tp1.get("tensor_parallel", {}).get("ranks", [None])[0],
+        # outside torch's allocator (not in same_bytes): the CUDA context, and under the
+        # launcher what NCCL and torch.distributed hold
+        "peak_nvml_process_bytes": {
+            "plain": plain.get("peak_nvml_process_bytes"),
+            "tp1": tp1.get("peak_nvml_process_bytes"),
+        },
         "same_bytes": same,
     }
     write_json(args.out / "tp1_parity.json", result)
