@@ -17,6 +17,7 @@ from vramtui.commands.common import (
     whole_number,
 )
 from vramtui.commands.headless import run_in_thread, stderr_line, write_stderr
+from vramtui.commands.tp_option import add_bench_tp_argument, tp_cells
 from vramtui.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UsageError
 from vramtui.measure import events as ev
 from vramtui.measure.device_inventory import available
@@ -84,6 +85,7 @@ def add_parser(subparsers: Any) -> None:
     )  # fmt: skip
     add_cap_argument(parser)
     add_placement_arguments(parser)
+    add_bench_tp_argument(parser)
     parser.add_argument("--seed", type=positive_int, default=0, help="seed of the random prompts")
     parser.add_argument(
         "--cudnn-sdpa", action="store_true", help="let sdpa use cuDNN attention (slow first pass)"
@@ -280,6 +282,7 @@ def exit_code(results: list[CellResult], interrupted: bool) -> int:
 def run(args: argparse.Namespace) -> int:
     if args.ahead is not None and args.ahead < 0:
         raise UsageError(f"--ahead takes 0 or more engines, not {args.ahead}")
+    tp_recorder = tp_cells(args)
     axes = axes_from_args(args)
     cells, left_out = axes.plan()
     outputs = Outputs(args, axes)
@@ -288,6 +291,8 @@ def run(args: argparse.Namespace) -> int:
     progress = SweepProgress(len(cells), enabled=not args.quiet)
     if not args.quiet:
         stderr_line(f"vramtui bench: {len(cells)} cells, each in a fresh engine process")
+        if tp_recorder:
+            stderr_line(f"vramtui bench: --tp {args.tp}, each cell's figures are its rank 0's")
     done: list[CellResult] = []
     lock = threading.Lock()  # lanes end cells from their own threads
 
@@ -314,8 +319,9 @@ def run(args: argparse.Namespace) -> int:
     else:
         sweep = Sweep(
             cells,
-            ahead=ahead,
-            fork=fork,
+            make_recorder=tp_recorder,
+            ahead=0 if tp_recorder else ahead,
+            fork=fork and not tp_recorder,
             on_cell_start=progress.start,
             on_cell_done=on_cell_done,
             on_event=progress,

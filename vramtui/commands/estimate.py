@@ -15,6 +15,7 @@ from vramtui.commands.common import (
     build_spec,
     model_help,
     say_variant,
+    whole_number,
 )
 from vramtui.commands.estimate_placed import max_memory_of, placed_devices, print_placed
 from vramtui.commands.estimate_train import add_train_arguments, check_workload, run_train
@@ -74,6 +75,13 @@ def add_parser(subparsers: Any) -> None:
     add_placement_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     add_train_arguments(parser)
+    parser.add_argument(
+        "--tp",
+        type=whole_number,
+        default=None,
+        metavar="N",
+        help="tensor parallel: each of N ranks' weights (by the model's tp_plan) and KV cache",
+    )
     parser.set_defaults(command=run)
 
 
@@ -171,6 +179,10 @@ def run(args: argparse.Namespace) -> int:
             f"cannot estimate {spec.path}: {resolved.model_note}; pass its config.json",
             field="path",
         )
+    if args.tp is not None:
+        from vramtui.commands.estimate_tp import print_tp
+
+        return print_tp(resolved, model, args.tp, args.json)
     est = estimate_run(resolved)
     assert est is not None
     if spec.device_map is not None:

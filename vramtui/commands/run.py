@@ -15,6 +15,7 @@ from vramtui.commands.headless import run_in_thread, stderr_line, write_stderr
 from vramtui.commands.out_option import add_out_argument, check_out, saved_line
 from vramtui.commands.ram_check import add_ram_check_argument, check_ram
 from vramtui.commands.snapshot_option import add_snapshot_argument, with_snapshot
+from vramtui.commands.tp_option import add_tp_arguments, tp_launch_of
 from vramtui.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_OOM, EXIT_USAGE, UsageError
 from vramtui.measure import device_inventory
 from vramtui.measure import events as ev
@@ -43,6 +44,7 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     add_ram_check_argument(parser)
     add_snapshot_argument(parser)
+    add_tp_arguments(parser)
     parser.set_defaults(command=run)
 
 
@@ -145,6 +147,11 @@ def prepare(args: argparse.Namespace) -> ResolvedRun:
 
 def run(args: argparse.Namespace) -> int:
     folder = check_out(args.out)  # where the session is kept, checked before anything runs
+    launch = tp_launch_of(args)
+    if launch is not None:
+        from vramtui.commands.run_tp import run_tp
+
+        return run_tp(args, launch, folder)
     resolved = prepare(args)
     recorder = Recorder.for_run(resolved)
     progress = Progress(recorder.session, enabled=not args.quiet)

@@ -9,7 +9,9 @@ from typing import Any
 
 from vramtui.errors import UsageError
 from vramtui.measure.environment import Environment
+from vramtui.measure.rank_summary import KEY, merge
 from vramtui.measure.summary_format import read_summary, saved_environment, view_from
+from vramtui.report.ranks_text import ranks_text
 from vramtui.report.saved import csv_rows, summary_from_json
 from vramtui.report.summary_text import device_note, series_labels, summary_text
 from vramtui.report.tables import table
@@ -28,6 +30,10 @@ _CSV_PEAKS = (
 def add_parser(subparsers: Any) -> None:
     parser = subparsers.add_parser("show", help="print the peak summary of a saved session")
     parser.add_argument("file", help="a session's .json or .csv, as vramtui wrote it")
+    parser.add_argument(
+        "more", nargs="*", metavar="FILE",
+        help="more .json summaries of one tensor-parallel run (one per node): merged by rank",
+    )  # fmt: skip
     parser.set_defaults(command=run)
 
 
@@ -70,7 +76,8 @@ def _read_csv(path: Path) -> tuple[list[dict[str, str]], Peaks, dict[str, Peaks]
     others: dict[str, Peaks] = {}
     main: str | None = None
     for n, cells in enumerate(cells_of, start=2):
-        device = cells.get("device", "")
+        # a tensor-parallel run's CSV: each rank's rows apart, as a placed model's devices
+        device = f"rank {cells['rank']}" if cells.get("rank") else cells.get("device", "")
         main = device if main is None else main
         target = peaks if device == main else others.setdefault(device, {})
         _track(target, cells, f"{path}, line {n}")
@@ -93,8 +100,12 @@ def _device_table(others: dict[str, Peaks]) -> list[str]:
         )  # fmt: skip
         for device, p in others.items()
     ]
-    header = ("device", "peak", "reserved", "NVML process")
-    return ["", "the model's other devices:", table(rows, header)]
+    ranks = all(name.startswith("rank ") for name in others)
+    if ranks:
+        rows = [(row[0].removeprefix("rank "), *row[1:]) for row in rows]
+    header = ("rank" if ranks else "device", "peak", "reserved", "NVML process")
+    title = "the other ranks:" if ranks else "the model's other devices:"
+    return ["", title, table(rows, header)]
 
 
 def csv_peaks(path: Path) -> str:
@@ -117,10 +128,14 @@ def csv_peaks(path: Path) -> str:
 
 def run(args: argparse.Namespace) -> int:
     path = Path(args.file).expanduser()
+    if args.more and path.suffix.lower() != ".json":
+        raise UsageError("only .json summaries merge by rank")
     if path.suffix.lower() == ".csv":
         print(csv_peaks(path))
     elif path.suffix.lower() == ".json":
         saved = summary_from_json(path)
+        if args.more:
+            saved = merge([saved, *(summary_from_json(Path(m).expanduser()) for m in args.more)])
         summary = read_summary(saved)
         predicted = None
         if summary.devices:  # placed: each device predicted for the run's placement
@@ -128,6 +143,8 @@ def run(args: argparse.Namespace) -> int:
 
             predicted = placed_estimates(view_from(saved, []), only_cached=False)
         print(summary_text(summary, predicted))
+        if KEY in saved:
+            print("\n" + ranks_text(saved))
     else:
         raise UsageError(f"expected a .json or .csv file written by vramtui, got {path.name}")
     return 0

@@ -48,6 +48,9 @@ class Environment:
     placed_gpus: dict[str, dict[str, Any]] | None = None  # device -> its GPU's facts
     memory_limit_bytes: int | None = None  # what the CPU's RSS may grow to
     placed_device: bool = False  # a view of one device of several (device_view.on_device)
+    tp_rank: int | None = None  # tensor parallel: this session's rank, of tp_size
+    tp_size: int | None = None
+    node_rank: int | None = None  # the node (launcher agent) that recorded the rank
     # names this version does not know (a newer engine's versions): kept as they came
     other: Mapping[str, object] = field(default_factory=dict)
 

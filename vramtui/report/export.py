@@ -34,6 +34,8 @@ CSV_COLUMNS = (
 # Files written before the device column, and before the generation column; `vramtui
 # show` reads all three.
 CSV_COLUMNS_V2 = CSV_COLUMNS[:-1]
+# A tensor-parallel run's CSV: every rank's rows, each with its rank in a last column.
+CSV_COLUMNS_RANKS = (*CSV_COLUMNS, "rank")
 CSV_COLUMNS_V1 = CSV_COLUMNS[:-2]
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 

@@ -20,7 +20,12 @@ from vramtui.errors import UsageError
 from vramtui.measure import events as ev
 from vramtui.measure.session import DeviceNvml, NvmlSample, SessionView
 from vramtui.measure.summary_format import REQUIRED_KEYS, Item, read_summary, view_from
-from vramtui.report.export import CSV_COLUMNS, CSV_COLUMNS_V1, CSV_COLUMNS_V2
+from vramtui.report.export import (
+    CSV_COLUMNS,
+    CSV_COLUMNS_RANKS,
+    CSV_COLUMNS_V1,
+    CSV_COLUMNS_V2,
+)
 from vramtui.report.summary_text import summary_text
 
 _ENGINE_INTS = ("allocated_bytes", "reserved_bytes", "step_peak_bytes", "kv_cache_bytes")
@@ -58,7 +63,12 @@ def summary_from_json(path: Path) -> dict[str, Any]:
 def csv_rows(path: Path) -> list[dict[str, str]]:
     """A session CSV's rows as {column: cell}, its header and row lengths checked."""
     rows = list(csv.reader(read_text(path).splitlines()))
-    if not rows or tuple(rows[0]) not in (CSV_COLUMNS, CSV_COLUMNS_V2, CSV_COLUMNS_V1):
+    if not rows or tuple(rows[0]) not in (
+        CSV_COLUMNS,
+        CSV_COLUMNS_V2,
+        CSV_COLUMNS_V1,
+        CSV_COLUMNS_RANKS,
+    ):
         raise UsageError(f"{path} is not a vramtui session CSV (its header differs)")
     header = rows[0]
     out = []

@@ -56,6 +56,8 @@ class RunSpec:
     double_quant: bool = False
     # --cache quantized: transformers' QuantizedCache, its nbits
     cache_bits: int = 4
+    # tensor parallel: the ranks the model is sharded over (transformers' tp_plan)
+    tp: int = 1
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)

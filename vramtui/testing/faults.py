@@ -5,6 +5,7 @@ Read once from the environment; the engine consults them only when one is set.
                                  run's optimizer step k, as its backward starts)
   VRAMTUI_TEST_CRASH_AT_TOKEN=k  kill the engine with SIGKILL inside step k
   VRAMTUI_TEST_STEP_SLEEP=s      sleep s seconds in every step (slow runs)
+  VRAMTUI_TEST_CRASH_RANK=r      under --tp: only rank r crashes (RANK, torchrun's)
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ class Faults:
     oom_at: int | None = None
     crash_at: int | None = None
     step_sleep: float = 0.0
+    crash_rank: int | None = None
 
     def at_step(self, token: int) -> None:
         """Called inside each step: sleep, raise or die where a test asked."""
@@ -39,7 +41,7 @@ class Faults:
                 "CUDA out of memory. Tried to allocate 2.00 GiB (raised by the "
                 "VRAMTUI_TEST_OOM_AT_TOKEN test hook)"
             )
-        if token == self.crash_at:
+        if token == self.crash_at and self.crash_rank in (None, _int("RANK")):
             os.kill(os.getpid(), signal.SIGKILL)
 
 
@@ -51,4 +53,5 @@ def from_environment() -> Faults | None:
         oom_at=_int(PREFIX + "OOM_AT_TOKEN"),
         crash_at=_int(PREFIX + "CRASH_AT_TOKEN"),
         step_sleep=float(os.environ.get(PREFIX + "STEP_SLEEP") or 0),
+        crash_rank=_int(PREFIX + "CRASH_RANK"),
     )

@@ -22,7 +22,7 @@ import signal
 import sys
 import threading
 import traceback
-from typing import Any, Protocol
+from typing import IO, Any, Protocol
 
 from vramtui.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OOM, EXIT_USAGE, UsageError
 from vramtui.measure import events as ev
@@ -223,6 +223,11 @@ def serve(
     engine = engine_for(json.loads(line), out.write)
     startup = ev.Startup(spawned_at, started, imported, received, cuda_initialized())
     engine.emit(startup)
+    return run_and_flush(engine, out)
+
+
+def run_and_flush(engine: Engine, out: IO[str]) -> int:
+    """Run the engine (run_engine), then flush its events; the exit code."""
     code = run_engine(engine)
     try:
         out.flush()

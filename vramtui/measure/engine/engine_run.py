@@ -78,11 +78,9 @@ class Engine(Emitter):
         self.enter("load")
         self.probe.reset_peak()
         t_load = clock()
-        from vramtui.measure.engine.model import build
-
         if self.spec.device_map:
             self.watch_devices()
-        built = build(self.spec, device, dtype)
+        built = self.build(device, dtype)
         load_s = clock() - t_load
         if built.placement is not None:
             self.device_probes.keep({d.device for d in built.placement.devices})
@@ -92,6 +90,12 @@ class Engine(Emitter):
         self.emit(loaded_event(built, dtype, int(ids.shape[1]), load_s, self.spec))
         self.generate(built.model, ids, load_s)
         return 0
+
+    def build(self, device: Any, dtype: str) -> Any:
+        """The model the spec names, loaded (model.BuiltModel)."""
+        from vramtui.measure.engine.model import build
+
+        return build(self.spec, device, dtype)
 
     def start(self) -> tuple[Any, str]:
         """Pick the device, set up the probe and kernels, say hello."""

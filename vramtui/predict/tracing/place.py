@@ -10,15 +10,13 @@ bytes of each decoder layer's weights.
 
 from __future__ import annotations
 
-import json
-import sys
 from typing import Any
 
 import torch
 
-from vramtui.errors import UsageError
 from vramtui.models.hf import meta_model, transformers_config
 from vramtui.models.layer_placement import place
+from vramtui.predict.tracing.child_io import answer_stdin
 
 DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 
@@ -35,16 +33,7 @@ def placement(request: dict[str, Any]) -> dict[str, Any]:
 
 
 def main() -> int:
-    request = json.loads(sys.stdin.read())
-    try:
-        result: dict[str, Any] = {"ok": True, **placement(request)}
-    except UsageError as exc:
-        result = {"ok": False, "error": str(exc)}
-    except (NotImplementedError, RuntimeError, ValueError, TypeError, KeyError) as exc:
-        text = str(exc).strip().splitlines()
-        result = {"ok": False, "error": f"{type(exc).__name__}: {text[0] if text else ''}"}
-    json.dump(result, sys.stdout)
-    return 0
+    return answer_stdin(placement)
 
 
 if __name__ == "__main__":
