@@ -29,7 +29,7 @@ from _common import write_json  # noqa: E402
 
 from vramtui.predict.training.replay import TrainingEstimate, estimate_training  # noqa: E402
 from vramtui.predict.training.trace import TrainShape, train_trace  # noqa: E402
-from vramtui.runspec import DeviceChoice, DeviceList, resolve  # noqa: E402
+from vramtui.runspec import DeviceChoice, DeviceList, RunSpec, resolve  # noqa: E402
 from vramtui.runspec.train_spec import TrainSpec  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
@@ -63,7 +63,7 @@ class Row:
 
 def is_training(summary: dict[str, Any]) -> bool:
     spec = summary.get("spec") or {}
-    return "method" in spec and "base" in spec and summary.get("status") == "done"
+    return "method" in spec and "base" in spec and summary.get("status") == "completed"
 
 
 def _devices(summary: dict[str, Any], backend: str) -> DeviceList:
@@ -115,12 +115,49 @@ def row(path: Path, summary: dict[str, Any]) -> Row:
     )  # fmt: skip
 
 
+def recipe_spec(model: str, recipe: str) -> dict[str, Any]:
+    """The TrainSpec of a `train_gpu.json` cell from its recipe line (as `vramtui train`
+    states it: "lora, seq 512, micro-batch 4, optim adamw, grad checkpointing off, LoRA
+    r=16 alpha=32 on all-linear"), run as train_gpu.sh runs every cell: 3 steps,
+    bfloat16 (the GPU's default), on cuda:0."""
+    parts = [p.strip() for p in recipe.split(",")]
+    words = dict(p.split(" ", 1) for p in parts[1:] if not p.startswith(("LoRA", "grad")))
+    spec = TrainSpec(
+        base=RunSpec(model=model, batch=int(words["micro-batch"]), dtype="bfloat16",
+                     device="cuda:0"),
+        method=parts[0], seq=int(words["seq"]), steps=3, optim=words["optim"],
+        grad_checkpointing="grad checkpointing on" in parts,
+    )  # fmt: skip
+    return spec.to_dict()
+
+
+def cells_as_summaries(data: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """A `train_gpu.json` (train_gpu_summary.py: every cell's measured figures, the
+    sessions themselves left on the device) read as one summary per cell."""
+    gpus = (data.get("provenance") or {}).get("gpus") or [None]
+    out = []
+    for cell in data["cells"]:
+        summary = {
+            "status": cell["status"],
+            "spec": recipe_spec(cell["model"], cell["recipe"]),
+            "peak_allocated_bytes": cell["peak_allocated_bytes"],
+            "peak_reserved_bytes": cell["peak_reserved_bytes"],
+            "peak_nvml_process_bytes": cell["peak_nvml_process_bytes"],
+            "training": {"peak": {"step": cell["peak_step"], "phase": cell["peak_phase"]}},
+            "environment": {"device_name": gpus[0]},
+        }
+        out.append((cell["cell"], summary))
+    return out
+
+
 def read_rows(paths: list[Path]) -> list[Row]:
     rows = []
     for path in paths:
-        summary = json.loads(path.read_text())
-        if is_training(summary):
-            rows.append(row(path, summary))
+        data = json.loads(path.read_text())
+        found = cells_as_summaries(data) if "cells" in data else [(path.name, data)]
+        for name, summary in found:
+            if is_training(summary):
+                rows.append(row(path.with_name(name), summary))
     return rows
 
 

@@ -61,7 +61,7 @@ def test_a_cpu_summary_is_scored_cell_by_cell(tmp_path: Path) -> None:
     measured, where = _measured_on_cpu(spec, TINY_LLAMA)
     summary = {
         "vramtui_summary_version": 1,
-        "status": "done",
+        "status": "completed",
         "spec": spec.to_dict(),
         "peak_allocated_bytes": measured,
         "peak_reserved_bytes": measured,
