@@ -15,6 +15,7 @@ from textual.screen import Screen
 
 from vramtui.measure.script.program_process import Program
 from vramtui.runspec import DeviceList, ResolvedRun
+from vramtui.runspec.train_spec import TrainSpec
 
 
 @runtime_checkable
@@ -35,6 +36,11 @@ class AppHost(Protocol):
 
     def begin_program(self, program: Program) -> None:
         """Start profiling `program` on the run screen."""
+        ...
+
+    def start_training(self, spec: TrainSpec) -> None:
+        """Start measuring the fine-tuning run `spec` (its model resolved and checked by
+        the start form)."""
         ...
 
     def cancel_run(self) -> None: ...

@@ -7,9 +7,10 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from vramtui.measure import events as ev
-from vramtui.measure.session import Session
+from vramtui.measure.session import Session, SessionView
 from vramtui.report.sessions import Saved
 from vramtui.runspec import ResolvedRun, RunSpec
+from vramtui.runspec.train_spec import TrainSpec
 
 
 class RecorderLike(Protocol):
@@ -23,6 +24,14 @@ class RecorderLike(Protocol):
 
 
 RecorderFactory = Callable[[ResolvedRun], RecorderLike]
+TrainerFactory = Callable[[ResolvedRun, TrainSpec], RecorderLike]  # a training run's source
+
+
+def fresh_trainer(run: ResolvedRun, spec: TrainSpec) -> RecorderLike:
+    """A training run in a fresh engine process, as `vramtui train` runs it."""
+    from vramtui.measure.recorder import Recorder
+
+    return Recorder.for_run(run, train=spec)
 
 
 class SpareEngines:
@@ -49,8 +58,21 @@ class SpareEngines:
 
         return Recorder.for_run(run, spares=self.pool)
 
+    def trainer(self, run: ResolvedRun, spec: TrainSpec) -> RecorderLike:
+        """A training run of `spec` (its base model `run`), on a spare engine if one fits."""
+        from vramtui.measure.recorder import Recorder
+
+        return Recorder.for_run(run, train=spec, spares=self.pool)
+
     def close(self) -> None:
         self.pool.close()
+
+
+def measured_nothing(view: SessionView) -> bool:
+    """Whether a session holds no measurement of its run: no token generated, no
+    training step told, no model loaded for training (a run refused as it began)."""
+    trained = view.train_steps or view.train_loaded is not None
+    return not view.tokens_done and not trained
 
 
 @dataclass

@@ -66,11 +66,13 @@ class RunScreen(ExplainedKeysScreen):
         Binding("r", "run_again", "Run again"),
     ]
 
+    axes: tuple[str, ...] = AXES  # the x axes x cycles through, the first shown first
+
     def __init__(self, run: ActiveRun, redraw_hz: float = 4.0) -> None:
         super().__init__()
         self.run = run
         self.redraw_hz = redraw_hz
-        self.axis = AXES[0]
+        self.axis = self.axes[0]
         self._plot_key: tuple[object, ...] | None = None
         self._timer: Timer | None = None
         self._estimate: Estimate | None = None
@@ -160,7 +162,7 @@ class RunScreen(ExplainedKeysScreen):
         self.refresh_bindings()
 
     def action_toggle_axis(self) -> None:
-        self.axis = AXES[(AXES.index(self.axis) + 1) % len(AXES)]
+        self.axis = self.axes[(self.axes.index(self.axis) + 1) % len(self.axes)]
         self.redraw()
 
     def estimate(self, view: SessionView) -> Estimate | None:
@@ -193,6 +195,9 @@ class RunScreen(ExplainedKeysScreen):
             self._curve = (points, predicted_curve(est, points))
         return self._curve[1]
 
+    def status_line(self, session: SessionView, now: float) -> str:
+        return status_text(session, now, self.run.cancelling)
+
     def redraw(self) -> None:
         """The status line every time; the rest only when the data has changed."""
         if not self.is_current:
@@ -200,7 +205,7 @@ class RunScreen(ExplainedKeysScreen):
         run = self.run
         session = run.session.snapshot()  # one moment for everything drawn below
         now = host_of(self).clock()
-        status = status_text(session, now, run.cancelling)
+        status = self.status_line(session, now)
         if self._changed("status", status):  # one line, always: no layout needed
             self.query_one("#status", Static).update(status, layout=False)
         plot = self.query_one("#plot", MemoryPlot)

@@ -1,0 +1,293 @@
+"""A training run in the app: memory on a step axis (each sample inside its step, the
+phases marked), the status line counting steps, the breakdown in training's terms, the
+summary of a finished training run; `vramtui train --app`; a real tiny Llama on the CPU."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers import CPU_ONLY, WITH_GPU, run_cli, wait_for
+from textual.widgets import Static
+
+from vramtui.measure import events as ev
+from vramtui.measure.session_view import SessionView
+from vramtui.runspec import ResolvedRun, RunSpec
+from vramtui.runspec.train_resolve import prepare_training
+from vramtui.runspec.train_spec import TrainSpec
+from vramtui.testing.replay import ReplayRecorder
+from vramtui.testing.synthetic import Item
+from vramtui.testing.synthetic_train import MB, synthetic_training
+from vramtui.tui.app import VramApp
+from vramtui.tui.plotdata import build_plot_data
+from vramtui.tui.screens.summary_screen import SummaryScreen
+from vramtui.tui.screens.train_run_screen import TrainRunScreen, train_status
+from vramtui.tui.train_view import step_marks, step_series, step_windows, train_breakdown
+from vramtui.tui.widgets.breakdown_panel import BreakdownPanel
+from vramtui.tui.widgets.memory_plot import MemoryPlot
+
+TINY_LLAMA = Path(__file__).parent / "fixtures" / "tiny-llama.json"
+GPU_RECIPE = TrainSpec(base=RunSpec(model="llama-3.2-1b", device="cuda:0"), steps=3)
+
+
+def replayed(spec: TrainSpec, items: list[Item] | None = None) -> SessionView:
+    items = synthetic_training(spec) if items is None else items
+    return ReplayRecorder(spec, items).session.snapshot()
+
+
+def cut_in_step(spec: TrainSpec, step: int, phase: str) -> list[Item]:
+    """The stream up to (not past) `phase` of `step`'s first sample: a run in progress."""
+    items = synthetic_training(spec)
+    seen = 0
+    for n, item in enumerate(items):
+        if isinstance(item, ev.Phase) and item.name == "forward":
+            seen += 1
+        if seen == step and isinstance(item, ev.Phase) and item.name == phase:
+            return items[: n + 3]  # the phase line, its first sample and NVML reading
+    raise AssertionError(f"no {phase} in step {step}")
+
+
+def text_of(screen: Any, selector: str) -> str:
+    return str(screen.query_one(selector, Static).render())
+
+
+def panel_text(screen: Any) -> str:
+    """The breakdown panel as it reads on screen."""
+    from rich.console import Console
+
+    console = Console(width=34, color_system=None, force_terminal=False)
+    with console.capture() as captured:
+        console.print(screen.query_one(BreakdownPanel).content)
+    return captured.get()
+
+
+# ---- the step axis, without Textual ----------------------------------------------------
+def test_each_sample_sits_inside_its_step_and_the_saw_tooth_shows() -> None:
+    view = replayed(GPU_RECIPE)
+    points = step_series(view, "allocated")
+    for told in view.train_steps:
+        inside = [(x, y) for x, y in points if told.step - 1 <= x < told.step]
+        assert inside, f"no sample in step {told.step}"
+        peak_x = max(inside, key=lambda p: p[1])[0]
+        forward = [y for x, y in inside if x <= peak_x]
+        assert forward == sorted(forward)  # activations pile up to the step's peak ...
+        after = [y for x, y in inside if x > peak_x]
+        assert after and after[-1] < max(y for _, y in inside)  # ... and are let go
+    marks = step_marks(view)
+    assert [label for _, label in marks] == ["fwd", "bwd", "opt", "zero"] * 3
+    assert [x for x, label in marks if label == "fwd"] == [0.0, 1.0, 2.0]
+    data = build_plot_data(view, axis="steps", buckets=200)
+    assert data.axis == "steps" and data.x_max == 3.0 and data.phase_marks == marks
+    assert all(0 <= x < 3 for line in data.lines for x in line.xs)
+
+
+def test_the_step_in_progress_is_placed_against_the_last_step_told() -> None:
+    view = replayed(GPU_RECIPE, cut_in_step(GPU_RECIPE, 2, "backward"))
+    windows = step_windows(view)
+    assert [w.step for w in windows] == [1, 2]
+    first = view.train_steps[0]
+    assert windows[1].length == pytest.approx(first.t_end - first.t_start)
+    last_x = step_series(view, "allocated")[-1][0]
+    assert 1.4 <= last_x < 1.5  # backward starts 0.4 of a step in
+    status = train_status(view, now=view.samples[-1].t)
+    assert status.startswith("backward │ step 2/3 │ ")
+    assert "ETA 0:02" in status  # two steps left, a second each
+
+
+def test_the_status_line_of_a_finished_run() -> None:
+    view = replayed(GPU_RECIPE)
+    rate = GPU_RECIPE.tokens_per_step  # steps 2 and 3 take one second each
+    assert train_status(view, None) == (f"completed │ step 3/3 │ {rate:.1f} tok/s │ "
+                                        "elapsed 0:05 │ ETA done")  # fmt: skip
+
+
+def test_the_breakdown_holds_the_training_parts_at_the_peak() -> None:
+    view = replayed(GPU_RECIPE)
+    shown = train_breakdown(view)
+    assert shown.title == "at the peak: optimizer, step 1"
+    rows = dict(shown.rows)
+    assert rows["trainable weights"] == 1000 * MB
+    assert rows["optimizer states"] == 2000 * MB and rows["gradients"] == 1000 * MB
+    assert "activations saved" not in rows  # freed by backward's end
+    assert "frozen weights" not in rows  # full fine-tuning: nothing frozen
+    assert shown.total is not None and shown.total[0] == "NVML process"
+    assert sum(rows.values()) == shown.total[1]  # the parts add up to what NVML saw
+
+
+def test_before_any_step_the_breakdown_is_the_weights_as_loaded() -> None:
+    view = replayed(GPU_RECIPE, cut_in_step(GPU_RECIPE, 1, "forward"))
+    shown = train_breakdown(view)
+    assert shown.title == "where the bytes are · loaded"
+    assert dict(shown.rows)["trainable weights"] == 1000 * MB
+
+
+# ---- the app, fed by a replay ------------------------------------------------------------
+def replay_app(tmp_path: Path, items: list[Item] | None = None, hold: bool = False) -> VramApp:
+    def trainer(run: ResolvedRun, spec: TrainSpec) -> ReplayRecorder:
+        stream = synthetic_training(spec) if items is None else items
+        return ReplayRecorder(spec, stream, hold=hold)
+
+    def no_generation(run: ResolvedRun) -> ReplayRecorder:
+        raise AssertionError("a training run starts no generation")
+
+    return VramApp(
+        GPU_RECIPE.base, out_dir=tmp_path, list_devices=lambda: WITH_GPU,
+        make_recorder=no_generation, make_trainer=trainer,
+    )  # fmt: skip
+
+
+def test_start_training_shows_the_run_on_a_step_axis_then_its_summary(tmp_path: Path) -> None:
+    app = replay_app(tmp_path)
+
+    async def scenario() -> None:
+        async with app.run_test(size=(120, 36)) as pilot:
+            await pilot.pause()
+            app.start_training(GPU_RECIPE)
+            run = app.current
+            assert run is not None
+            await wait_for(pilot, lambda: isinstance(app.screen, SummaryScreen))
+            await pilot.pause()  # its widgets mounted
+            summary = app.screen
+            assert "training, 3/3 steps" in text_of(summary, "#heading")
+            training = text_of(summary, "#training")
+            assert GPU_RECIPE.recipe() in training and "in optimizer of step 1" in training
+            assert run.saved is not None
+            saved = json.loads(run.saved.json.read_text())
+            assert saved["training"]["steps_done"] == 3
+            await pilot.press("g")  # back to the graph
+            screen = app.screen
+            assert isinstance(screen, TrainRunScreen)
+            await wait_for(pilot, lambda: screen.query_one(MemoryPlot).data is not None)
+            plot = screen.query_one(MemoryPlot)
+            assert plot.data is not None and plot.data.axis == "steps"
+            assert text_of(screen, "#status").startswith("completed │ step 3/3")
+            panel = panel_text(screen)
+            assert "at the peak: optimizer, step 1" in panel and "optimizer states" in panel
+            await pilot.press("x")  # the seconds axis, then back to steps
+            await wait_for(pilot, lambda: plot.data is not None and plot.data.axis == "seconds")
+            await pilot.press("x")
+            await wait_for(pilot, lambda: plot.data is not None and plot.data.axis == "steps")
+
+    asyncio.run(scenario())
+
+
+def test_a_training_run_in_progress_counts_its_steps(tmp_path: Path) -> None:
+    app = replay_app(tmp_path, cut_in_step(GPU_RECIPE, 2, "forward"), hold=True)
+
+    async def scenario() -> None:
+        async with app.run_test(size=(120, 36)) as pilot:
+            await pilot.pause()
+            app.start_training(GPU_RECIPE)
+            screen = app.screen
+            assert isinstance(screen, TrainRunScreen)
+            await pilot.pause()  # its widgets mounted
+            await wait_for(pilot, lambda: "step 2/3" in text_of(screen, "#status"))
+            assert text_of(screen, "#status").startswith("forward │ step 2/3")
+            await pilot.press("c")  # cancelled: the partial session is kept
+            await wait_for(pilot, lambda: isinstance(app.screen, SummaryScreen))
+            run = app.current
+            assert run is not None and run.saved is not None
+            saved = json.loads(run.saved.json.read_text())
+            assert saved["status"] == "cancelled" and saved["training"]["steps_done"] == 1
+
+    asyncio.run(scenario())
+
+
+def test_a_recipe_that_cannot_run_is_said_and_nothing_starts(tmp_path: Path) -> None:
+    app = replay_app(tmp_path)
+    paged_on_cpu = replace(GPU_RECIPE, base=replace(GPU_RECIPE.base, device="cpu"),
+                           optim="paged-adamw-8bit")  # fmt: skip
+
+    async def scenario() -> None:
+        async with app.run_test(size=(120, 36)) as pilot:
+            await pilot.pause()
+            app.start_training(paged_on_cpu)
+            await pilot.pause()
+            assert app.current is None and app.runs_started == 0
+            said = [n.message for n in app._notifications]
+            assert any("paged-adamw-8bit" in m and "cpu" in m for m in said)
+
+    asyncio.run(scenario())
+
+
+# ---- vramtui train --app -----------------------------------------------------------------
+def test_train_app_opens_the_app_on_the_recipe(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    opened: list[VramApp] = []
+
+    def run_app(app: VramApp) -> int:
+        opened.append(app)
+        return 0
+
+    monkeypatch.setattr("vramtui.commands.app_command.run_app", run_app)
+    code, _, err = run_cli(
+        capsys, "train", "--config", str(TINY_LLAMA), "--device", "cpu", "--seq", "16",
+        "--steps", "2", "--method", "full", "--app", "--out", str(tmp_path / "kept"),
+    )  # fmt: skip
+    assert code == 0, err
+    (app,) = opened
+    assert app.train_at_start is not None and app.out_dir == tmp_path / "kept"
+    run, spec = app.train_at_start
+    assert (spec.seq, spec.steps, spec.method) == (16, 2, "full")
+    assert run.backend == "cpu" and spec.base.dtype == "float32"  # as `vramtui train` runs it
+
+
+def test_train_app_takes_no_headless_files(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run_cli(
+        capsys, "train", "--config", str(TINY_LLAMA), "--device", "cpu", "--app",
+        "--json", "x.json",
+    )  # fmt: skip
+    assert code == 2 and out == ""
+    assert len(err.strip().splitlines()) == 1 and "--json" in err
+
+
+# ---- a real training run on the CPU --------------------------------------------------------
+@pytest.mark.slow
+@pytest.mark.engine
+def test_a_tiny_llama_trains_in_the_app_on_the_cpu(tmp_path: Path) -> None:
+    base = RunSpec(model="tiny-llama", source="config", path=str(TINY_LLAMA), device="cpu",
+                   batch=2)  # fmt: skip
+    recipe = TrainSpec(base=base, seq=16, steps=2)
+    run, spec = prepare_training(recipe, CPU_ONLY)
+    app = VramApp(base, out_dir=tmp_path, list_devices=lambda: CPU_ONLY, train=(run, spec))
+
+    async def scenario() -> None:
+        async with app.run_test(size=(120, 36)) as pilot:
+            await pilot.pause()
+            active = app.current
+            assert active is not None
+            assert any(isinstance(s, TrainRunScreen) for s in app.screen_stack)
+            await wait_for(pilot, lambda: active.ended)
+            await wait_for(pilot, lambda: isinstance(app.screen, SummaryScreen))
+            await pilot.pause()  # its widgets mounted
+            summary = app.screen
+            assert "training, 2/2 steps" in text_of(summary, "#heading")
+            assert "forward" in text_of(summary, "#training")
+            assert "no GPU" in text_of(summary, "#notes")
+            await pilot.press("g")
+            screen = app.screen
+            assert isinstance(screen, TrainRunScreen)
+            plot = screen.query_one(MemoryPlot)
+            await wait_for(pilot, lambda: plot.data is not None and not plot.data.empty)
+            data = plot.data
+            assert data is not None and data.axis == "steps" and data.x_max == 2.0
+            assert {label for _, label in data.phase_marks} >= {"fwd", "bwd"}
+            assert all(0 <= x < 2 for line in data.lines for x in line.xs)
+            assert text_of(screen, "#status").startswith("completed │ step 2/2")
+            assert "no GPU" in text_of(screen, "#note")
+            panel = panel_text(screen)
+            assert "at the peak:" in panel and "trainable weights" in panel
+
+    asyncio.run(scenario())
+    assert active_saved(app)["training"]["steps_done"] == 2
+
+
+def active_saved(app: VramApp) -> dict[str, Any]:
+    assert app.current is not None and app.current.saved is not None
+    saved: dict[str, Any] = json.loads(app.current.saved.json.read_text())
+    return saved

@@ -1,0 +1,56 @@
+"""The run screen for a training session: memory on a step axis, the phases of each step
+marked (the saw-tooth of activations saved in forward and freed in backward), the status
+line counting steps, and the breakdown in training's terms (weights frozen and
+trainable, gradients, optimizer states, activations, transients, slack, context)."""
+
+from __future__ import annotations
+
+from vramtui.measure.session import SessionView
+from vramtui.predict.estimator import Estimate
+from vramtui.runspec.train_spec import TrainSpec
+from vramtui.tui.plotdata import TRAIN_AXES
+from vramtui.tui.screen_text import duration, phase_text
+from vramtui.tui.screens.run_screen import RunScreen, Shown
+from vramtui.tui.train_view import train_breakdown, train_eta, train_rate
+from vramtui.tui.widgets.breakdown_panel import BreakdownPanel
+
+
+def train_status(session: SessionView, now: float | None, cancelling: bool = False) -> str:
+    """backward │ step 2/3 │ 1534.2 tok/s │ elapsed 0:12 │ ETA 0:05"""
+    spec = session.spec
+    requested = spec.steps if isinstance(spec, TrainSpec) else len(session.train_steps)
+    done = len(session.train_steps)
+    running = done + 1 if not session.finished and session.current_phase != "load" else done
+    rate = train_rate(session)
+    if session.finished:
+        eta = "done" if session.status == "completed" else "–"
+    else:
+        left = train_eta(session, requested)
+        eta = duration(left) if left is not None else "–"
+    parts = [
+        phase_text(session, cancelling),
+        f"step {min(max(running, done), requested)}/{requested}",
+        f"{rate:.1f} tok/s" if rate else "– tok/s",
+        f"elapsed {duration(session.elapsed(now))}",
+        f"ETA {eta}",
+    ]
+    return " │ ".join(parts)
+
+
+class TrainRunScreen(RunScreen):
+    """The run screen, on the step axis (x: step, then seconds), with training's parts."""
+
+    axes = TRAIN_AXES
+
+    def estimate(self, view: SessionView) -> Estimate | None:
+        return None  # a generation's estimate says nothing of a training step
+
+    def status_line(self, session: SessionView, now: float) -> str:
+        return train_status(session, now, self.run.cancelling)
+
+    def show_breakdown(self, session: SessionView, cpu: bool) -> None:
+        panel = self.query_one("#breakdown", BreakdownPanel)
+        parts = train_breakdown(session)
+        shown: Shown = (parts.title, parts.rows, parts.total, "", False)
+        if self._changed("breakdown", (shown, panel.size.width)):
+            panel.show(*shown)
