@@ -165,6 +165,15 @@ def test_start_training_shows_the_run_on_a_step_axis_then_its_summary(tmp_path: 
             plot = screen.query_one(MemoryPlot)
             assert plot.data is not None and plot.data.axis == "steps"
             assert text_of(screen, "#status").startswith("completed │ step 3/3")
+            facts = text_of(screen, "#side-facts").splitlines()
+            assert facts[0] == "all 500.0M params train"
+            assert facts[1] == "phase peaks (step)"
+            assert facts[2:] == [
+                "forward     3.96 GB  (2)",
+                "backward    4.04 GB  (2)",
+                "optimizer   4.06 GB  (1)",
+                "zero_grad   3.00 GB  (1)",
+            ]
             panel = panel_text(screen)
             assert "at the peak: optimizer, step 1" in panel and "optimizer states" in panel
             await pilot.press("x")  # the seconds axis, then back to steps
@@ -193,6 +202,25 @@ def test_a_training_run_in_progress_counts_its_steps(tmp_path: Path) -> None:
             assert run is not None and run.saved is not None
             saved = json.loads(run.saved.json.read_text())
             assert saved["status"] == "cancelled" and saved["training"]["steps_done"] == 1
+
+    asyncio.run(scenario())
+
+
+def test_a_training_run_refused_after_it_loaded_is_kept(tmp_path: Path) -> None:
+    """A usage failure once the model is loaded for training has measured something: the
+    session is saved and summarised, not sent back to the form as a refused run."""
+    items = cut_in_step(GPU_RECIPE, 1, "forward")
+    items.append(ev.Failed("usage", "the recipe cannot train this model", "forward", 1))
+    app = replay_app(tmp_path, items)
+
+    async def scenario() -> None:
+        async with app.run_test(size=(120, 36)) as pilot:
+            await pilot.pause()
+            app.start_training(GPU_RECIPE)
+            await wait_for(pilot, lambda: isinstance(app.screen, SummaryScreen))
+            run = app.current
+            assert run is not None and run.saved is not None
+            assert json.loads(run.saved.json.read_text())["status"] == "failed"
 
     asyncio.run(scenario())
 

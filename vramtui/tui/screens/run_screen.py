@@ -195,6 +195,10 @@ class RunScreen(ExplainedKeysScreen):
             self._curve = (points, predicted_curve(est, points))
         return self._curve[1]
 
+    def facts(self, session: SessionView, room: int | None) -> str:
+        """Below the series table: what is loaded, or the room left (screen_text)."""
+        return side_facts(session, room)
+
     def status_line(self, session: SessionView, now: float) -> str:
         return status_text(session, now, self.run.cancelling)
 
@@ -243,7 +247,7 @@ class RunScreen(ExplainedKeysScreen):
         if self._changed("series", series):
             self.query_one("#series", SeriesTable).show(*series[:4], predicted=series[4])
         live = self.device is not None and not session.finished  # ended: the GPU is given back
-        facts = side_facts(session, headroom(session) if live else None)
+        facts = self.facts(session, headroom(session) if live else None)
         if self._changed("side-facts", facts):
             self.query_one("#side-facts", Static).update(facts)
         devices = device_lines(placed, self.device)

@@ -6,13 +6,15 @@ trainable, gradients, optimizer states, activations, transients, slack, context)
 from __future__ import annotations
 
 from vramtui.measure.session import SessionView
+from vramtui.measure.train_summary import phase_peaks
 from vramtui.predict.estimator import Estimate
-from vramtui.runspec.train_spec import TrainSpec
+from vramtui.runspec.train_spec import TRAIN_PHASES, TrainSpec
 from vramtui.tui.plotdata import TRAIN_AXES
-from vramtui.tui.screen_text import duration, phase_text
+from vramtui.tui.screen_text import duration, phase_text, short_bytes
 from vramtui.tui.screens.run_screen import RunScreen, Shown
 from vramtui.tui.train_view import train_breakdown, train_eta, train_rate
 from vramtui.tui.widgets.breakdown_panel import BreakdownPanel
+from vramtui.units import format_count
 
 
 def train_status(session: SessionView, now: float | None, cancelling: bool = False) -> str:
@@ -37,6 +39,24 @@ def train_status(session: SessionView, now: float | None, cancelling: bool = Fal
     return " │ ".join(parts)
 
 
+def train_facts(view: SessionView) -> str:
+    """What trains, and each phase's peak so far with the step it was reached in."""
+    loaded = view.train_loaded
+    if loaded is None:
+        return "loading the model…" if view.hello else "starting the engine…"
+    total = loaded.trainable_params + loaded.frozen_params
+    trained = format_count(loaded.trainable_params)
+    lines = [f"{trained} of {format_count(total)} params train" if loaded.frozen_params else
+             f"all {format_count(total)} params train"]  # fmt: skip
+    peaks = phase_peaks(view.train_steps)
+    if peaks:
+        lines.append("phase peaks (step)")
+    for phase in TRAIN_PHASES:
+        if phase in peaks:
+            lines.append(f"{phase:<10}{short_bytes(peaks[phase].value):>9}  ({peaks[phase].step})")
+    return "\n".join(lines)
+
+
 class TrainRunScreen(RunScreen):
     """The run screen, on the step axis (x: step, then seconds), with training's parts."""
 
@@ -44,6 +64,9 @@ class TrainRunScreen(RunScreen):
 
     def estimate(self, view: SessionView) -> Estimate | None:
         return None  # a generation's estimate says nothing of a training step
+
+    def facts(self, session: SessionView, room: int | None) -> str:
+        return train_facts(session)
 
     def status_line(self, session: SessionView, now: float) -> str:
         return train_status(session, now, self.run.cancelling)
