@@ -49,3 +49,37 @@ def test_two_training_sessions_compare_phase_by_phase(
     )
     assert row(out, "peak in").split()[2:] == ["optimizer,", "step", "1", "backward,", "step", "2"]
     assert "No breakdown" not in out and "Breakdown at each run's peak step" not in out
+
+
+def test_the_compare_screen_overlays_training_sessions_on_the_step_axis(tmp_path: Path) -> None:
+    import asyncio
+
+    from textual.widgets import Static
+
+    from vramtui.analysis.run_comparison import labelled
+    from vramtui.report.saved import load_view
+    from vramtui.tui.compare_app import CompareApp
+    from vramtui.tui.compare_plot import build_compare_data
+    from vramtui.tui.widgets.memory_plot import MemoryPlot
+
+    paths = [saved(FULL, tmp_path, "a"), saved(replace(FULL, seq=2048), tmp_path, "b")]
+    items = labelled([load_view(p) for p in paths], paths)
+    data = build_compare_data(items, "allocated", [True, True])
+    assert data.axis == "steps" and data.x_max == 2.0 and len(data.lines) == 2
+    assert all(0 <= x < 2 for line in data.lines for x in line.xs)
+    top = max(max(line.ys) for line in data.lines)
+    assert top * data.scale == pytest.approx(4060 * MB)  # step 1 optimizer
+    app = CompareApp(items)
+
+    async def scenario() -> None:
+        async with app.run_test(size=(120, 30)) as pilot:
+            await pilot.pause()
+            screen = app.screen
+            plot = screen.query_one("#compare-plot", MemoryPlot)
+            assert plot.data is not None and plot.data.axis == "steps"
+            status = str(screen.query_one("#compare-status", Static).render())
+            assert "against the step" in status
+            legend = str(screen.query_one("#compare-legend", Static).render())
+            assert "no line" not in legend and "peak 4.06 GB" in legend
+
+    asyncio.run(scenario())
