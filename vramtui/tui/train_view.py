@@ -30,21 +30,6 @@ PART_LABELS = {
     "allocator_slack": "allocator slack",
     "cuda_context": "context & other",
 }
-# Their colours and NO_COLOR markers (transient, slack and context as for generation).
-PART_COLORS = {
-    "frozen weights": (90, 150, 250),
-    "trainable weights": (60, 200, 220),
-    "optimizer states": (200, 120, 240),
-    "gradients": (240, 110, 90),
-    "activations saved": (80, 200, 120),
-}
-PART_MARKERS = {
-    "frozen weights": "W",
-    "trainable weights": "T",
-    "optimizer states": "O",
-    "gradients": "G",
-    "activations saved": "A",
-}
 
 
 @dataclass(frozen=True)

@@ -9,15 +9,12 @@ from textual.widgets import Static
 
 from vramtui.tui.prediction import COMPONENT_COLORS, COMPONENT_MARKERS
 from vramtui.tui.screen_text import short_bytes
-from vramtui.tui.train_view import PART_COLORS, PART_MARKERS
 
 OTHER_COLOR = COMPONENT_COLORS["other allocated"]
-COLORS = {**COMPONENT_COLORS, **PART_COLORS}  # a generation's components, a training's parts
-MARKERS = {**COMPONENT_MARKERS, **PART_MARKERS}
 
 
 def _style(label: str) -> str:
-    return "rgb({},{},{})".format(*COLORS.get(label, OTHER_COLOR))
+    return "rgb({},{},{})".format(*COMPONENT_COLORS.get(label, OTHER_COLOR))
 
 
 def stacked_bar(rows: list[tuple[str, int]], width: int, no_color: bool) -> Text:
@@ -32,7 +29,7 @@ def stacked_bar(rows: list[tuple[str, int]], width: int, no_color: bool) -> Text
     if sum(cells) < width:
         cells[cells.index(max(cells))] += width - sum(cells)
     for (label, _), n in zip(rows, cells, strict=True):
-        char = MARKERS.get(label, "o") if no_color else "█"
+        char = COMPONENT_MARKERS.get(label, "o") if no_color else "█"
         bar.append(char * n, style=_style(label))
     return bar
 
@@ -65,7 +62,7 @@ class BreakdownPanel(Static):
             table.add_column(justify="right", no_wrap=True, width=4)
             whole = sum(value for _, value in rows) or 1
             for label, value in rows:
-                marker = (MARKERS.get(label, "o") if no_color else "■") + " "
+                marker = (COMPONENT_MARKERS.get(label, "o") if no_color else "■") + " "
                 table.add_row(
                     Text(marker, style=_style(label)),
                     label,
