@@ -24,6 +24,7 @@ from vramtui.testing.synthetic import Item
 from vramtui.testing.synthetic_train import MB, synthetic_training
 from vramtui.tui.app import VramApp
 from vramtui.tui.plotdata import build_plot_data
+from vramtui.tui.screens.start_screen import StartScreen
 from vramtui.tui.screens.summary_screen import SummaryScreen
 from vramtui.tui.screens.train_run_screen import TrainRunScreen, train_status
 from vramtui.tui.train_view import step_marks, step_series, step_windows, train_breakdown
@@ -180,6 +181,11 @@ def test_start_training_shows_the_run_on_a_step_axis_then_its_summary(tmp_path: 
             await wait_for(pilot, lambda: plot.data is not None and plot.data.axis == "seconds")
             await pilot.press("x")
             await wait_for(pilot, lambda: plot.data is not None and plot.data.axis == "steps")
+            await pilot.press("r")  # the start form: the model trained, a generation's budget
+            start = app.screen
+            assert isinstance(start, StartScreen)
+            assert start.base.model == GPU_RECIPE.base.model
+            assert (start.base.tokens, start.base.prompt_tokens) == (RunSpec().tokens, 8)
 
     asyncio.run(scenario())
 

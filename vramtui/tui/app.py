@@ -168,7 +168,7 @@ class VramApp(App[int]):
         from vramtui.tui.screens.train_run_screen import TrainRunScreen
 
         self._not_running()
-        active = ActiveRun(run.spec, self.make_trainer(run, spec))
+        active = ActiveRun(run.spec, self.make_trainer(run, spec), train=spec)
         self._launch(active, TrainRunScreen(active, self.redraw_hz))
 
     def _not_running(self) -> None:
@@ -329,7 +329,7 @@ class VramApp(App[int]):
         if run is not None and run.running:
             self.notify("cancel the run first (c)", severity="warning")
             return
-        self._back_to_start(run.spec if run else self.spec)
+        self._back_to_start(run.form_spec(self.spec) if run else self.spec)
 
     def _back_to_start(self, spec: RunSpec, refused: ev.Failed | None = None) -> None:
         while len(self.screen_stack) > 1:

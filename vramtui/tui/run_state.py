@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from vramtui.measure import events as ev
@@ -79,6 +79,7 @@ def measured_nothing(view: SessionView) -> bool:
 class ActiveRun:
     spec: RunSpec
     recorder: RecorderLike
+    train: TrainSpec | None = None  # a training run's recipe (spec is its base model)
     cancelling: bool = False
     ended: bool = False  # the worker has returned and the session is final
     saved: Saved | None = None
@@ -91,3 +92,11 @@ class ActiveRun:
     @property
     def running(self) -> bool:
         return not self.ended
+
+    def form_spec(self, budget: RunSpec) -> RunSpec:
+        """What the start form reopens with after this run: its spec; after a training
+        run, the model it trained with `budget`'s generation (its base generates nothing)."""
+        if self.train is None:
+            return self.spec
+        tokens, prompt = budget.tokens, budget.prompt_tokens
+        return replace(self.spec, tokens=tokens, prompt_tokens=prompt, prompt=budget.prompt)
