@@ -325,3 +325,31 @@ def active_saved(app: VramApp) -> dict[str, Any]:
     assert app.current is not None and app.current.saved is not None
     saved: dict[str, Any] = json.loads(app.current.saved.json.read_text())
     return saved
+
+
+@pytest.mark.slow
+@pytest.mark.engine
+def test_the_start_forms_training_run_takes_the_spare_engine(tmp_path: Path) -> None:
+    """start_training (the start form's fine-tune workload) on the spare engine the app
+    keeps ready: the spare, handed a training recipe, trains."""
+    base = RunSpec(model="tiny-llama", source="config", path=str(TINY_LLAMA), device="cpu",
+                   batch=2)  # fmt: skip
+    app = VramApp(base, out_dir=tmp_path, list_devices=lambda: CPU_ONLY)
+
+    async def scenario() -> None:
+        async with app.run_test(size=(120, 36)) as pilot:
+            assert app.spares is not None
+            pool = app.spares.pool
+            await wait_for(pilot, lambda: pool.spares)  # the spare the app keeps ready
+            (spare,) = pool.spares
+            app.start_training(TrainSpec(base=base, seq=16, steps=2))
+            active = app.current
+            assert active is not None and active.train is not None
+            await wait_for(pilot, lambda: active.ended)
+            await wait_for(pilot, lambda: isinstance(app.screen, SummaryScreen))
+            await pilot.pause()
+            assert "training, 2/2 steps" in text_of(app.screen, "#heading")
+            hello = active.session.snapshot().hello
+            assert spare.proc is not None and hello is not None and hello.pid == spare.proc.pid
+
+    asyncio.run(scenario())
