@@ -106,6 +106,16 @@ def test_the_status_line_of_a_finished_run() -> None:
                                         "elapsed 0:05 │ ETA done")  # fmt: skip
 
 
+def test_the_status_line_names_the_step_a_failure_stopped_in() -> None:
+    items = cut_in_step(GPU_RECIPE, 2, "backward")
+    items.append(ev.Failed("oom", "CUDA out of memory", "backward", 2, 2 * 10**9, 10**9))
+    view = replayed(GPU_RECIPE, items)
+    assert train_status(view, None).startswith("failed (oom) │ step 2/3 │ ")
+    assert train_status(view, None).endswith("ETA –")
+    before = replayed(GPU_RECIPE, cut_in_step(GPU_RECIPE, 1, "forward")[:3])  # still loading
+    assert train_status(before, None).startswith("load │ step 0/3 │ – tok/s")
+
+
 def test_the_breakdown_holds_the_training_parts_at_the_peak() -> None:
     view = replayed(GPU_RECIPE)
     shown = train_breakdown(view)

@@ -17,12 +17,22 @@ from vramtui.tui.widgets.breakdown_panel import BreakdownPanel
 from vramtui.units import format_count
 
 
+def step_shown(session: SessionView) -> int:
+    """The step the status line names: the one running; the one a failure or a cancel
+    stopped in; else the last one done (0 before the first)."""
+    done = len(session.train_steps)
+    if session.current_phase in TRAIN_PHASES:
+        return done + 1
+    failure = session.failure
+    if failure is not None and failure.phase in TRAIN_PHASES:
+        return failure.token or done + 1
+    return done
+
+
 def train_status(session: SessionView, now: float | None, cancelling: bool = False) -> str:
     """backward │ step 2/3 │ 1534.2 tok/s │ elapsed 0:12 │ ETA 0:05"""
     spec = session.spec
     requested = spec.steps if isinstance(spec, TrainSpec) else len(session.train_steps)
-    done = len(session.train_steps)
-    running = done + 1 if not session.finished and session.current_phase != "load" else done
     rate = train_rate(session)
     if session.finished:
         eta = "done" if session.status == "completed" else "–"
@@ -31,7 +41,7 @@ def train_status(session: SessionView, now: float | None, cancelling: bool = Fal
         eta = duration(left) if left is not None else "–"
     parts = [
         phase_text(session, cancelling),
-        f"step {min(max(running, done), requested)}/{requested}",
+        f"step {step_shown(session)}/{requested}",
         f"{rate:.1f} tok/s" if rate else "– tok/s",
         f"elapsed {duration(session.elapsed(now))}",
         f"ETA {eta}",
