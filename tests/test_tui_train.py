@@ -86,6 +86,17 @@ def test_each_sample_sits_inside_its_step_and_the_saw_tooth_shows() -> None:
     assert all(0 <= x < 3 for line in data.lines for x in line.xs)
 
 
+def test_samples_outside_the_steps_are_not_on_the_step_axis() -> None:
+    items = synthetic_training(GPU_RECIPE)
+    end = max(getattr(i, "t", 0.0) for i in items)
+    done = next(n for n, i in enumerate(items) if isinstance(i, ev.Phase) and i.name == "done")
+    after = ev.Sample(None, end + 0.5, "done", 10**9, 5 * 10**9, 10**9, None)
+    view = replayed(GPU_RECIPE, [*items[: done + 1], after, *items[done + 1 :]])
+    points = step_series(view, "allocated")
+    assert points == step_series(replayed(GPU_RECIPE), "allocated")  # load and done left out
+    assert len(points) == sum(1 for s in view.samples if s.phase not in ("load", "done"))
+
+
 def test_the_step_in_progress_is_placed_against_the_last_step_told() -> None:
     view = replayed(GPU_RECIPE, cut_in_step(GPU_RECIPE, 2, "backward"))
     windows = step_windows(view)

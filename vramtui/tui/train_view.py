@@ -37,6 +37,7 @@ class StepWindow:
     step: int
     t_start: float
     length: float  # seconds the step took (told), or is taken to take (in progress)
+    told: bool = True  # its TrainStep is in: it ended at t_start + length
 
 
 def step_windows(view: SessionView) -> list[StepWindow]:
@@ -55,16 +56,19 @@ def step_windows(view: SessionView) -> list[StepWindow]:
     start = begun[0] if told_end is None else max(told_end, begun[0])
     latest = view.samples[-1].t if view.samples else start
     length = windows[-1].length if windows else latest - start
-    return [*windows, StepWindow(len(windows) + 1, start, max(length, 1e-9))]
+    return [*windows, StepWindow(len(windows) + 1, start, max(length, 1e-9), told=False)]
 
 
 def step_x(windows: Sequence[StepWindow], starts: Sequence[float], t: float) -> float | None:
-    """Where time t falls on the step axis; None before the first step. A moment past its
-    step's length (the step in progress running long) is held just inside the step."""
+    """Where time t falls on the step axis; None outside the steps (loading, after the last
+    step told). A moment past the length the step in progress is taken to have (it runs
+    long) is held just inside that step."""
     i = bisect_right(starts, t) - 1
     if i < 0:
         return None
     w = windows[i]
+    if w.told and t > w.t_start + w.length:
+        return None
     return w.step - 1 + min(max((t - w.t_start) / w.length, 0.0), 0.999)
 
 
@@ -75,7 +79,7 @@ def step_series(view: SessionView, name: str) -> list[tuple[float, int]]:
     out: list[tuple[float, int]] = []
     for t, value in view.time_series(name):
         x = step_x(windows, starts, t + view.t0)
-        if x is not None and view.phase_at(t + view.t0) in TRAIN_PHASES:
+        if x is not None:
             out.append((x, value))
     return out
 
