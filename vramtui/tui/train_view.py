@@ -9,7 +9,7 @@ steady one), or against itself while it is the first.
 
 from __future__ import annotations
 
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -73,14 +73,20 @@ def step_x(windows: Sequence[StepWindow], starts: Sequence[float], t: float) -> 
 
 
 def step_series(view: SessionView, name: str) -> list[tuple[float, int]]:
-    """(step axis x, bytes) of one series over the training steps."""
-    windows = step_windows(view)
-    starts = [w.t_start for w in windows]
+    """(step axis x, bytes) of one series over the training steps: each step's readings
+    cut out of the series by time (it is in time order), then placed inside the step."""
+    points = view.time_series(name)
+    times = [t for t, _ in points]
     out: list[tuple[float, int]] = []
-    for t, value in view.time_series(name):
-        x = step_x(windows, starts, t + view.t0)
-        if x is not None:
-            out.append((x, value))
+    for w in step_windows(view):
+        start = w.t_start - view.t0
+        lo = bisect_left(times, start)
+        base, scale = w.step - 1, 1.0 / w.length
+        if w.told:  # every reading before its end: inside the step
+            hi = bisect_left(times, start + w.length)
+            out += [(base + (t - start) * scale, v) for t, v in points[lo:hi]]
+        else:  # the step in progress may run past the length it is taken to have
+            out += [(base + min((t - start) * scale, 0.999), v) for t, v in points[lo:]]
     return out
 
 
