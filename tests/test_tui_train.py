@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +14,7 @@ import pytest
 from helpers import CPU_ONLY, WITH_GPU, run_cli, wait_for
 from textual.widgets import Static
 
+from vramtui.errors import UsageError
 from vramtui.measure import events as ev
 from vramtui.measure.session_view import SessionView
 from vramtui.runspec import ResolvedRun, RunSpec
@@ -148,7 +149,21 @@ def test_before_any_step_the_breakdown_is_the_weights_as_loaded() -> None:
 
 
 # ---- the app, fed by a replay ------------------------------------------------------------
-def replay_app(tmp_path: Path, items: list[Item] | None = None, hold: bool = False) -> VramApp:
+@dataclass(frozen=True)
+class Predicted:
+    """A training estimate as the screen reads one (TrainPrediction)."""
+
+    peak_allocated_bytes: int
+    peak_phase: str
+    phase_peaks: dict[str, int]
+
+
+def replay_app(
+    tmp_path: Path,
+    items: list[Item] | None = None,
+    hold: bool = False,
+    predictor: Any = None,
+) -> VramApp:
     def trainer(run: ResolvedRun, spec: TrainSpec) -> ReplayRecorder:
         stream = synthetic_training(spec) if items is None else items
         return ReplayRecorder(spec, stream, hold=hold)
@@ -158,7 +173,7 @@ def replay_app(tmp_path: Path, items: list[Item] | None = None, hold: bool = Fal
 
     return VramApp(
         GPU_RECIPE.base, out_dir=tmp_path, list_devices=lambda: WITH_GPU,
-        make_recorder=no_generation, make_trainer=trainer,
+        make_recorder=no_generation, make_trainer=trainer, predictor=predictor,
     )  # fmt: skip
 
 
@@ -229,6 +244,55 @@ def test_a_training_run_in_progress_counts_its_steps(tmp_path: Path) -> None:
             assert run is not None and run.saved is not None
             saved = json.loads(run.saved.json.read_text())
             assert saved["status"] == "cancelled" and saved["training"]["steps_done"] == 1
+
+    asyncio.run(scenario())
+
+
+def test_the_training_estimate_is_drawn_beside_the_measurement(tmp_path: Path) -> None:
+    asked: list[tuple[ResolvedRun, TrainSpec]] = []
+
+    def predictor(run: ResolvedRun, spec: TrainSpec) -> Predicted:
+        asked.append((run, spec))
+        return Predicted(3500 * MB, "backward", {"backward": 3500 * MB})
+
+    app = replay_app(tmp_path, cut_in_step(GPU_RECIPE, 2, "forward"), True, predictor)
+
+    async def scenario() -> None:
+        async with app.run_test(size=(120, 36)) as pilot:
+            await pilot.pause()
+            app.start_training(GPU_RECIPE)
+            screen = app.screen
+            assert isinstance(screen, TrainRunScreen)
+            await wait_for(pilot, lambda: screen.prediction is not None)
+            plot = screen.query_one(MemoryPlot)
+            await wait_for(pilot, lambda: plot.data is not None and plot.data.predicted)
+            line = plot.data.predicted if plot.data else None
+            assert line is not None and line.xs == [0, 3]
+            assert [y * plot.data.scale for y in line.ys] == [3500 * MB, 3500 * MB]  # type: ignore[union-attr]
+            assert "predicted 3.50 GB in backward" in text_of(screen, "#side-facts")
+            await pilot.press("x")  # the seconds axis has no predicted line
+            await wait_for(pilot, lambda: plot.data is not None and plot.data.axis == "seconds")
+            assert plot.data.predicted is None
+            await pilot.press("c")
+
+    asyncio.run(scenario())
+    ((run, spec),) = asked
+    assert spec.base == run.spec and spec.steps == GPU_RECIPE.steps  # the run as resolved
+
+
+def test_a_model_the_estimate_cannot_trace_is_said(tmp_path: Path) -> None:
+    def predictor(run: ResolvedRun, spec: TrainSpec) -> Predicted:
+        raise UsageError("this model's code cannot run on the meta device")
+
+    app = replay_app(tmp_path, predictor=predictor)
+
+    async def scenario() -> None:
+        async with app.run_test(size=(120, 36)) as pilot:
+            await pilot.pause()
+            app.start_training(GPU_RECIPE)
+            said = lambda: [n.message for n in app._notifications]  # noqa: E731
+            await wait_for(pilot, lambda: any("no training estimate" in m for m in said()))
+            assert any("meta device" in m for m in said())
 
     asyncio.run(scenario())
 

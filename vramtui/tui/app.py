@@ -36,6 +36,7 @@ from vramtui.runspec.train_spec import TrainSpec
 from vramtui.tui.messages import RunFinished
 from vramtui.tui.run_state import (
     ActiveRun,
+    Predictor,
     RecorderFactory,
     SpareEngines,
     TrainerFactory,
@@ -88,9 +89,11 @@ class VramApp(App[int]):
         snapshot: bool = False,
         train: tuple[ResolvedRun, TrainSpec] | None = None,
         make_trainer: TrainerFactory | None = None,
+        predictor: Predictor | None = None,
     ) -> None:
         super().__init__()
         self.train_at_start = train  # `vramtui train --app`: this training run at once
+        self.predictor = predictor  # a training run's estimate, beside its measurement
         self.snapshot = snapshot  # --snapshot: each CUDA run saves its allocator snapshot
         self.spec = spec or RunSpec()
         self.autostart = start
@@ -169,7 +172,9 @@ class VramApp(App[int]):
 
         self._not_running()
         active = ActiveRun(run.spec, self.make_trainer(run, spec), train=spec)
-        self._launch(active, TrainRunScreen(active, self.redraw_hz))
+        predict = self.predictor
+        estimate = (lambda: predict(run, spec)) if predict is not None else None
+        self._launch(active, TrainRunScreen(active, self.redraw_hz, estimate))
 
     def _not_running(self) -> None:
         if self.current is not None and self.current.running:

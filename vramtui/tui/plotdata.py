@@ -220,13 +220,13 @@ def build_plot_data(
 ) -> PlotData:
     """Everything the plot draws, each series at most `buckets` points long.
 
-    `predicted` (token, bytes) is drawn on the token axis only, and counts in
-    the axis range so the whole predicted curve is in view from the start.
+    `predicted` (token or step, bytes) is drawn on the token and step axes only, and
+    counts in the axis range so the whole predicted curve is in view from the start.
     """
     raw: dict[str, tuple[list[float], list[int]]] = {}
     top, bottom = 0, None
     series = [(name, _series(session, name, axis)) for name in PLOT_SERIES]
-    if predicted and axis == "tokens":
+    if predicted and axis != "seconds":
         series.append(("predicted", predicted))
     for name, points in series:
         xs, ys = drop_flat_interior(*downsample(points, buckets))

@@ -11,6 +11,7 @@ from vramtui.measure.session import Session, SessionView
 from vramtui.report.sessions import Saved
 from vramtui.runspec import ResolvedRun, RunSpec
 from vramtui.runspec.train_spec import TrainSpec
+from vramtui.tui.train_view import TrainPrediction
 
 
 class RecorderLike(Protocol):
@@ -25,6 +26,8 @@ class RecorderLike(Protocol):
 
 RecorderFactory = Callable[[ResolvedRun], RecorderLike]
 TrainerFactory = Callable[[ResolvedRun, TrainSpec], RecorderLike]  # a training run's source
+# a training run's estimate (predict/training's estimate_train_run), shown beside it
+Predictor = Callable[[ResolvedRun, TrainSpec], TrainPrediction]
 
 
 def fresh_trainer(run: ResolvedRun, spec: TrainSpec) -> RecorderLike:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from vramtui.measure.session_view import SessionView
 from vramtui.measure.train_summary import breakdown, held_parts, phase_peaks, run_peak
@@ -106,6 +107,26 @@ def steps_axis_end(view: SessionView) -> float:
     spec = view.spec
     requested = spec.steps if isinstance(spec, TrainSpec) else 0
     return float(max(requested, len(view.train_steps), 1))
+
+
+# ---- the prediction ----------------------------------------------------------------------
+class TrainPrediction(Protocol):
+    """What the screen shows of a training estimate (predict/training's TrainingEstimate
+    has these): the steady step's peak allocated, its phase, and each phase's peak."""
+
+    @property
+    def peak_allocated_bytes(self) -> int: ...
+
+    @property
+    def peak_phase(self) -> str: ...
+
+    @property
+    def phase_peaks(self) -> dict[str, int]: ...
+
+
+def predicted_steps(prediction: TrainPrediction, steps: int) -> list[tuple[int, int]]:
+    """The predicted peak allocated as a line across the step axis."""
+    return [(0, prediction.peak_allocated_bytes), (steps, prediction.peak_allocated_bytes)]
 
 
 # ---- the status line ---------------------------------------------------------------------

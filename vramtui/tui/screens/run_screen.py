@@ -231,7 +231,7 @@ class RunScreen(ExplainedKeysScreen):
         if self.device is not None:  # a placed model: the device followed, as a session
             session = on_device(session, self.device)
         self.sub_title = run_title(session)
-        curve = self.predicted_curve(session, plot.buckets) if self.axis == "tokens" else None
+        curve = self.predicted_curve(session, plot.buckets) if self.axis != "seconds" else None
         plot.show(
             build_plot_data(session, axis=self.axis, buckets=plot.buckets, now=now, predicted=curve)
         )

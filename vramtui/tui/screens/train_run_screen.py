@@ -5,14 +5,26 @@ trainable, gradients, optimizer states, activations, transients, slack, context)
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+from textual import work
+
 from vramtui.measure.session import SessionView
 from vramtui.measure.train_summary import phase_peaks
 from vramtui.predict.estimator import Estimate
 from vramtui.runspec.train_spec import TRAIN_PHASES, TrainSpec
 from vramtui.tui.plotdata import TRAIN_AXES
+from vramtui.tui.run_state import ActiveRun
 from vramtui.tui.screen_text import duration, phase_text, short_bytes
 from vramtui.tui.screens.run_screen import RunScreen, Shown
-from vramtui.tui.train_view import train_breakdown, train_eta, train_rate
+from vramtui.tui.train_view import (
+    TrainPrediction,
+    predicted_steps,
+    steps_axis_end,
+    train_breakdown,
+    train_eta,
+    train_rate,
+)
 from vramtui.tui.widgets.breakdown_panel import BreakdownPanel
 from vramtui.units import format_count
 
@@ -49,8 +61,9 @@ def train_status(session: SessionView, now: float | None, cancelling: bool = Fal
     return " │ ".join(parts)
 
 
-def train_facts(view: SessionView) -> str:
-    """What trains, and each phase's peak so far with the step it was reached in."""
+def train_facts(view: SessionView, prediction: TrainPrediction | None = None) -> str:
+    """What trains, each phase's peak so far with the step it was reached in, and the
+    steady step's predicted peak where there is a prediction."""
     loaded = view.train_loaded
     if loaded is None:
         return "loading the model…" if view.hello else "starting the engine…"
@@ -64,6 +77,9 @@ def train_facts(view: SessionView) -> str:
     for phase in TRAIN_PHASES:
         if phase in peaks:
             lines.append(f"{phase:<10}{short_bytes(peaks[phase].value):>9}  ({peaks[phase].step})")
+    if prediction is not None:
+        peak = short_bytes(prediction.peak_allocated_bytes)
+        lines.append(f"predicted {peak} in {prediction.peak_phase}")
     return "\n".join(lines)
 
 
@@ -72,11 +88,45 @@ class TrainRunScreen(RunScreen):
 
     axes = TRAIN_AXES
 
+    def __init__(
+        self,
+        run: ActiveRun,
+        redraw_hz: float = 4.0,
+        predict: Callable[[], TrainPrediction] | None = None,
+    ) -> None:
+        super().__init__(run, redraw_hz)
+        self.predict = predict  # the training estimate, made off the UI thread once
+        self.prediction: TrainPrediction | None = None
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        if self.predict is not None:
+            self._predict(self.predict)
+
+    @work(thread=True, group="trace", exit_on_error=False)
+    def _predict(self, predict: Callable[[], TrainPrediction]) -> None:
+        try:
+            prediction = predict()
+        except Exception as exc:  # noqa: BLE001 - a model the estimate cannot trace
+            self.app.call_from_thread(self.notify, f"no training estimate: {exc}", timeout=4)
+            return
+        self.app.call_from_thread(self._predicted, prediction)
+
+    def _predicted(self, prediction: TrainPrediction) -> None:
+        self.prediction = prediction
+        self._plot_key = None  # the plot redrawn with its line
+        self.redraw()
+
     def estimate(self, view: SessionView) -> Estimate | None:
         return None  # a generation's estimate says nothing of a training step
 
+    def predicted_curve(self, view: SessionView, points: int) -> list[tuple[int, int]] | None:
+        if self.prediction is None or self.axis != "steps":
+            return None
+        return predicted_steps(self.prediction, int(steps_axis_end(view)))
+
     def facts(self, session: SessionView, room: int | None) -> str:
-        return train_facts(session)
+        return train_facts(session, self.prediction)
 
     def status_line(self, session: SessionView, now: float) -> str:
         return train_status(session, now, self.run.cancelling)
