@@ -177,6 +177,16 @@ def replay_app(
     )  # fmt: skip
 
 
+async def training_screen(app: VramApp, pilot: Any) -> TrainRunScreen:
+    """The start form's fine-tuning run of GPU_RECIPE begun: its run screen, mounted."""
+    await pilot.pause()
+    app.start_training(GPU_RECIPE)
+    screen = app.screen
+    assert isinstance(screen, TrainRunScreen)
+    await pilot.pause()
+    return screen
+
+
 def test_start_training_shows_the_run_on_a_step_axis_then_its_summary(tmp_path: Path) -> None:
     app = replay_app(tmp_path)
 
@@ -231,11 +241,7 @@ def test_a_training_run_in_progress_counts_its_steps(tmp_path: Path) -> None:
 
     async def scenario() -> None:
         async with app.run_test(size=(120, 36)) as pilot:
-            await pilot.pause()
-            app.start_training(GPU_RECIPE)
-            screen = app.screen
-            assert isinstance(screen, TrainRunScreen)
-            await pilot.pause()  # its widgets mounted
+            screen = await training_screen(app, pilot)
             await wait_for(pilot, lambda: "step 2/3" in text_of(screen, "#status"))
             assert text_of(screen, "#status").startswith("forward │ step 2/3")
             await pilot.press("c")  # cancelled: the partial session is kept
@@ -259,10 +265,7 @@ def test_the_training_estimate_is_drawn_beside_the_measurement(tmp_path: Path) -
 
     async def scenario() -> None:
         async with app.run_test(size=(120, 36)) as pilot:
-            await pilot.pause()
-            app.start_training(GPU_RECIPE)
-            screen = app.screen
-            assert isinstance(screen, TrainRunScreen)
+            screen = await training_screen(app, pilot)
             await wait_for(pilot, lambda: screen.prediction is not None)
             plot = screen.query_one(MemoryPlot)
             await wait_for(pilot, lambda: plot.data is not None and plot.data.predicted)
