@@ -15,13 +15,29 @@ from textual.widgets import Button, Input, Select, Static
 
 from vramtui.runspec import RunSpec, quant
 from vramtui.runspec.train_spec import TrainSpec
+from vramtui.testing.replay import ReplayRecorder
 from vramtui.tui.app import VramApp
 from vramtui.tui.screens.start_screen import StartScreen
 from vramtui.tui.train_form import TrainValues, read_train
 
 
-def app_for(spec: RunSpec, out: Path) -> VramApp:
-    return VramApp(spec, out_dir=out, list_devices=lambda: CPU_ONLY)
+class TrainingApp(VramApp):
+    """The app with a trainer that records the recipe it is handed and replays nothing
+    (held open, as a run in progress), so no engine starts."""
+
+    training_asked: list[TrainSpec]
+
+
+def app_for(spec: RunSpec, out: Path) -> TrainingApp:
+    asked: list[TrainSpec] = []
+
+    def trainer(run: object, train: TrainSpec) -> ReplayRecorder:
+        asked.append(train)
+        return ReplayRecorder(train, [], hold=True)
+
+    app = TrainingApp(spec, out_dir=out, list_devices=lambda: CPU_ONLY, make_trainer=trainer)
+    app.training_asked = asked
+    return app
 
 
 def text_of(screen: StartScreen, selector: str) -> str:
@@ -72,8 +88,7 @@ def test_fine_tune_shows_its_rows_and_hands_the_recipe_to_the_app(tmp_path: Path
             assert "no prediction for fine-tuning" in text_of(screen, "#prediction")
 
     asyncio.run(scenario())
-    assert app.current is None and app.runs_started == 0  # no generation run
-    [spec] = app.training_asked
+    [spec] = app.training_asked  # handed to the trainer, and nothing else started
     assert (spec.method, spec.seq, spec.steps, spec.optim) == ("lora", 256, 5, "sgd")
     assert spec.base.model == "opt-125m" and spec.base.batch == 2 and spec.base.device == "cpu"
 

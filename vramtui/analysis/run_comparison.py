@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vramtui.measure.session import SessionView
+from vramtui.runspec.train_spec import TrainSpec
 
 # The series a comparison lines up, in this order.
 SERIES = ("nvml_process", "reserved", "allocated", "step_peak")
@@ -28,6 +29,18 @@ _SPEC_KEYS: tuple[str, ...] = (
     "cache",
 )
 _SPEC_KEYS += ("device", "cudnn_sdpa", "cap_bytes")
+# A training run's recipe (its model's choices are the keys above, read from its base).
+_TRAIN_KEYS = (
+    "method",
+    "seq",
+    "steps",
+    "grad_accum",
+    "optim",
+    "grad_checkpointing",
+    "lora_r",
+    "lora_alpha",
+    "lora_targets",
+)
 _ENV_KEYS = ("device_name", "torch", "transformers", "driver", "cuda_alloc_conf")
 
 
@@ -41,18 +54,22 @@ class Compared:
 
 
 def _setting(view: SessionView, key: str) -> object:
+    spec = view.spec
+    if key in _TRAIN_KEYS:
+        return getattr(spec, key) if isinstance(spec, TrainSpec) else None
     if key in _SPEC_KEYS:
         if key == "dtype" and view.loaded is not None:
             return view.loaded.dtype  # the dtype the run resolved to, not None
         if key == "device" and view.environment.device:
             return view.environment.device  # the device the run used, not "auto"
-        return getattr(view.spec, key, None)  # a program's spec has none of a run's choices
+        model = spec.base if isinstance(spec, TrainSpec) else spec  # a training run's model
+        return getattr(model, key, None)  # a program's spec has none of a run's choices
     return getattr(view.environment, key)
 
 
 def differences(views: list[SessionView]) -> list[str]:
     """The settings that are not the same in every session."""
-    keys = _SPEC_KEYS + _ENV_KEYS
+    keys = _SPEC_KEYS + _TRAIN_KEYS + _ENV_KEYS
     return [k for k in keys if len({repr(_setting(v, k)) for v in views}) > 1]
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from dataclasses import replace
 from typing import Any
 
 from vramtui.commands.common import (
@@ -33,16 +32,12 @@ from vramtui.measure.recorder import Recorder
 from vramtui.measure.session import Session
 from vramtui.measure.summary_format import typed_summary
 from vramtui.report.summary_text import summary_text
-from vramtui.runspec import ATTENTION, DTYPES, ResolvedRun, resolve
+from vramtui.runspec import ATTENTION, DTYPES, ResolvedRun
+from vramtui.runspec.train_resolve import prepare_training
 from vramtui.runspec.train_spec import (
     METHODS,
     OPTIMIZERS,
     TrainSpec,
-    check_train_device,
-    check_train_fields,
-    check_train_libraries,
-    qlora_base,
-    train_dtype,
 )
 from vramtui.units import format_bytes
 
@@ -63,6 +58,10 @@ def add_parser(subparsers: Any) -> None:
     add_out_argument(parser)
     parser.add_argument("--force", action="store_true", help="overwrite existing export files")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress line")
+    parser.add_argument(
+        "--app", action="store_true",
+        help="watch it in the app: memory on a step axis, phase by phase, the breakdown live",
+    )  # fmt: skip
     parser.set_defaults(command=run)
 
 
@@ -125,8 +124,8 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def train_spec(args: argparse.Namespace) -> TrainSpec:
-    """The recipe the flags describe, its fields checked."""
-    spec = TrainSpec(
+    """The recipe the flags describe (checked by prepare_training)."""
+    return TrainSpec(
         base=build_spec(args, tokens=1, prompt_tokens=1),  # generates nothing: --seq says
         method=args.method,
         seq=args.seq,
@@ -138,35 +137,15 @@ def train_spec(args: argparse.Namespace) -> TrainSpec:
         lora_alpha=args.lora_alpha,
         lora_targets=args.lora_targets,
     )
-    check_train_fields(spec)
-    if spec.base.quant != "none" and spec.method != "qlora":
-        raise UsageError(
-            f"--quant {spec.base.quant} quantizes a frozen base: use --method qlora "
-            f"(--method {spec.method} trains the weights as loaded)",
-            field="quant",
-        )
-    check_train_libraries(spec)
-    return spec
 
 
 def prepare(args: argparse.Namespace) -> tuple[ResolvedRun, TrainSpec]:
     """Everything checked before anything runs: the recipe, the model, the device, the
     files; the dtype made concrete (bfloat16 on GPUs, float32 on the CPU)."""
     check_outputs(args.csv, args.json, args.force)
-    spec = train_spec(args)
-    resolved = say_variant(resolve(spec.base, device_inventory.available()))
-    if resolved.positions is not None and spec.seq > resolved.positions:
-        raise UsageError(
-            f"--seq {spec.seq} exceeds the model's limit of {resolved.positions} positions",
-            field="seq",
-        )
-    check_train_device(spec, resolved.backend)
-    if spec.method == "qlora":  # nf4, double quantization, bfloat16 compute unless --dtype
-        base = qlora_base(replace(resolved.spec, dtype=spec.base.dtype))
-    else:
-        base = replace(resolved.spec, dtype=train_dtype(spec.base.dtype, resolved.backend))
-    spec = replace(spec, base=base)
-    return replace(resolved, spec=base, dtype=str(base.dtype)), spec
+    resolved, spec = prepare_training(train_spec(args), device_inventory.available())
+    say_variant(resolved)
+    return resolved, spec
 
 
 class StepProgress:
@@ -202,7 +181,12 @@ class StepProgress:
 
 def run(args: argparse.Namespace) -> int:
     folder = check_out(args.out)  # where the session is kept, checked before anything runs
+    if args.app and (args.csv or args.json):
+        raise UsageError("--csv and --json are the headless run's files: the app saves the "
+                         "session itself (e exports it)")  # fmt: skip
     resolved, spec = prepare(args)
+    if args.app:
+        return run_in_app(resolved, spec, args.out)
     recorder = Recorder.for_run(resolved, train=spec)
     progress = StepProgress(recorder.session, spec, enabled=not args.quiet)
     _, interrupted = run_in_thread(
@@ -220,3 +204,13 @@ def run(args: argparse.Namespace) -> int:
         stderr_line(f"vramtui: train {view.status}: {failure.kind}: {failure.message}")
     code = exit_code(view, interrupted is not None)
     return EXIT_FAILED if code == EXIT_OK and not saved else code
+
+
+def run_in_app(resolved: ResolvedRun, spec: TrainSpec, out: str | None) -> int:
+    """`--app`: the app opens on the training run's screen (its start form behind it)."""
+    from vramtui.commands.app_command import run_app
+    from vramtui.commands.out_option import make_out
+    from vramtui.tui.app import VramApp
+
+    folder = make_out(out) if out else None
+    return run_app(VramApp(resolved.spec, out_dir=folder, train=(resolved, spec)))

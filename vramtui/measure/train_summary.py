@@ -81,18 +81,28 @@ def run_peak(peaks: dict[str, PhasePeak]) -> tuple[str | None, PhasePeak | None]
     return best
 
 
-def held_at(phase: str, step: int, parts: TrainBreakdown) -> int:
-    """What the measured parts hold in `phase` of `step`: the weights always; the
-    optimizer's states once step 1's optimizer.step() made them; the gradients from
-    backward to zero_grad; the saved activations in forward."""
-    held = (parts.frozen_weights or 0) + (parts.trainable_weights or 0)
-    if step > 1 or phase in ("optimizer", "zero_grad"):  # paged ones are not allocated
-        held += (parts.optimizer_states or 0) - (parts.optimizer_states_paged or 0)
+def held_parts(phase: str, step: int, parts: TrainBreakdown) -> list[tuple[str, int]]:
+    """The measured parts held in `phase` of `step`, (field of TrainBreakdown, bytes): the
+    weights always; the optimizer's states once step 1's optimizer.step() made them (the
+    paged ones are not allocated); the gradients from backward to zero_grad; the saved
+    activations in forward."""
+    held = [
+        ("frozen_weights", parts.frozen_weights or 0),
+        ("trainable_weights", parts.trainable_weights or 0),
+    ]
+    if step > 1 or phase in ("optimizer", "zero_grad"):
+        states = (parts.optimizer_states or 0) - (parts.optimizer_states_paged or 0)
+        held.append(("optimizer_states", states))
     if phase in ("backward", "optimizer", "zero_grad"):
-        held += parts.gradients or 0
+        held.append(("gradients", parts.gradients or 0))
     if phase == "forward":
-        held += parts.activations_saved or 0
+        held.append(("activations_saved", parts.activations_saved or 0))
     return held
+
+
+def held_at(phase: str, step: int, parts: TrainBreakdown) -> int:
+    """What the measured parts hold in `phase` of `step` (held_parts, summed)."""
+    return sum(value for _, value in held_parts(phase, step, parts))
 
 
 def breakdown(view: SessionView, phase: str | None, peak: PhasePeak | None) -> TrainBreakdown:

@@ -8,8 +8,12 @@ from __future__ import annotations
 
 from vramtui.analysis.breakdown import measured_breakdown
 from vramtui.analysis.run_comparison import SERIES, Compared, differences, peak_of
+from vramtui.measure.session import SessionView
+from vramtui.measure.train_summary import breakdown, phase_peaks, run_peak
 from vramtui.report.summary_text import series_labels
 from vramtui.report.tables import table
+from vramtui.report.train_text import BREAKDOWN_ROWS
+from vramtui.runspec.train_spec import TRAIN_PHASES, TrainSpec
 from vramtui.units import format_bytes
 
 
@@ -73,6 +77,29 @@ def breakdown_table_rows(items: list[Compared]) -> list[tuple[str, ...]]:
     return [*_rows(values), ("at token", *tokens)]
 
 
+def training_table_rows(items: list[Compared]) -> list[tuple[str, ...]]:
+    """Training sessions side by side: each phase's peak, where the run's peak was, and the
+    parts (weights, gradients, optimizer states, activations, transients, slack, context)
+    measured at it; a generation's column stays empty."""
+    values: Figures = []
+    peaks = [phase_peaks(c.view.train_steps) for c in items]
+    for phase in TRAIN_PHASES:
+        values.append((f"{phase} peak", [p[phase].value if phase in p else None for p in peaks]))
+    tops = [run_peak(p) for p in peaks]
+    parts = [breakdown(c.view, *top) for c, top in zip(items, tops, strict=True)]
+    for name, label in BREAKDOWN_ROWS:
+        values.append((label.strip(), [getattr(p, name) for p in parts]))
+    where = (f"{phase}, step {peak.step}" if phase and peak else "–" for phase, peak in tops)
+    return [*_rows(values), ("peak in", *where)]
+
+
+def _what(view: SessionView) -> str:
+    """What a session measured, in a word or two: tokens, training steps, peaks only."""
+    if isinstance(view.spec, TrainSpec):
+        return f"{len(view.train_steps)} training steps"
+    return f"{view.tokens_done} tokens" if view.tokens_done else "peaks only"
+
+
 def compare_text(items: list[Compared]) -> str:
     """The comparison as text: who is who, the peaks, the breakdowns at the peak."""
     header = ("", *(f"[{n + 1}]" for n in range(len(items))))
@@ -81,12 +108,21 @@ def compare_text(items: list[Compared]) -> str:
     for n, c in enumerate(items):
         where = f" — {c.path.name}" if c.path else ""
         status = f", {c.view.status}" if c.view.status != "completed" else ""
-        tokens = f"{c.view.tokens_done} tokens" if c.view.tokens_done else "peaks only"
-        lines.append(f"[{n + 1}] {c.label}{where} ({tokens}{status})")
+        lines.append(f"[{n + 1}] {c.label}{where} ({_what(c.view)}{status})")
     lines += ["", "Peaks (change from [1])", table(peak_table_rows(items), header)]
-    breakdown = breakdown_table_rows(items)
-    if breakdown:
-        lines += ["", "Breakdown at each run's peak step", table(breakdown, header)]
+    training = [isinstance(c.view.spec, TrainSpec) for c in items]
+    if any(training):
+        rows = training_table_rows(items)
+        lines += [
+            "",
+            "Training: each phase's peak, and the parts at the run's peak",
+            table(rows, header),
+        ]
+    if all(training):
+        return "\n".join(lines)  # a training step has no token steps to break down
+    steps = breakdown_table_rows(items)
+    if steps:
+        lines += ["", "Breakdown at each run's peak step", table(steps, header)]
     else:
         lines += ["", "No breakdown: no per-step samples (a bench row, or a JSON without its CSV)"]
     return "\n".join(lines)

@@ -13,7 +13,8 @@ from collections.abc import Callable, Iterable, Sequence
 
 from vramtui.measure import events as ev
 from vramtui.measure.session import DeviceNvml, Environment, NvmlSample, Session
-from vramtui.runspec import ResolvedRun, RunSpec
+from vramtui.runspec import ResolvedRun
+from vramtui.runspec.program_spec import SessionSpec
 from vramtui.testing.synthetic import Item
 
 FIXED_ENVIRONMENT = Environment(vramtui="0.1.0", platform="Linux (synthetic)", hostname="replay")
@@ -35,7 +36,7 @@ class ReplayRecorder:
 
     def __init__(
         self,
-        spec: RunSpec | ResolvedRun,
+        spec: SessionSpec | ResolvedRun,
         items: Sequence[Item],
         *,
         environment: Environment | None = None,

@@ -31,9 +31,18 @@ from vramtui.errors import EXIT_INTERRUPTED, EXIT_OK, UsageError
 from vramtui.measure import events as ev
 from vramtui.report.sessions import Saved, autosave, session_stem, sessions_dir
 from vramtui.runspec import DeviceList, ResolvedRun, RunSpec
+from vramtui.runspec.train_resolve import prepare_training
 from vramtui.runspec.train_spec import TrainSpec
 from vramtui.tui.messages import RunFinished
-from vramtui.tui.run_state import ActiveRun, RecorderFactory, SpareEngines
+from vramtui.tui.run_state import (
+    ActiveRun,
+    Predictor,
+    RecorderFactory,
+    SpareEngines,
+    TrainerFactory,
+    fresh_trainer,
+    measured_nothing,
+)
 from vramtui.tui.screens.export_screen import ExportScreen
 from vramtui.tui.screens.help_screen import HelpScreen
 from vramtui.tui.screens.run_screen import RunScreen
@@ -41,27 +50,13 @@ from vramtui.tui.screens.start_screen import StartScreen
 from vramtui.tui.screens.summary_screen import SummaryScreen
 from vramtui.tui.snapshot_runs import with_snapshot_file
 from vramtui.tui.storage import display_path
+from vramtui.tui.widget_caches import release_widget_caches
 
 if TYPE_CHECKING:
     from vramtui.measure.script.program_process import Program
 
 QUIT_GRACE_S = 10.0  # q waits this long for the engine to end before leaving anyway
 CTRL_C = "interrupted by SIGINT"  # what a run cancelled by Ctrl+C records, as headless
-
-
-def release_widget_caches() -> None:
-    """Let the widgets of screens already closed go.
-
-    Textual's StylesCache.get_inner_outer is an lru_cache(1024) on an instance
-    method: it keeps up to 1024 widgets' StylesCache, with every line they cached,
-    alive after their screens are gone (~70 widgets, ~1.5 MB, a run). Clearing it
-    when screens close costs a few re-renders of the screen in view.
-    """
-    from textual._styles_cache import StylesCache
-
-    clear = getattr(StylesCache.get_inner_outer, "cache_clear", None)
-    if clear is not None:
-        clear()
 
 
 def _available_devices() -> DeviceList:
@@ -92,8 +87,13 @@ class VramApp(App[int]):
         wall_clock: Callable[[], datetime] = datetime.now,
         redraw_hz: float = 4.0,
         snapshot: bool = False,
+        train: tuple[ResolvedRun, TrainSpec] | None = None,
+        make_trainer: TrainerFactory | None = None,
+        predictor: Predictor | None = None,
     ) -> None:
         super().__init__()
+        self.train_at_start = train  # `vramtui train --app`: this training run at once
+        self.predictor = predictor  # a training run's estimate, beside its measurement
         self.snapshot = snapshot  # --snapshot: each CUDA run saves its allocator snapshot
         self.spec = spec or RunSpec()
         self.autostart = start
@@ -104,13 +104,13 @@ class VramApp(App[int]):
             self.spares = SpareEngines()
             make_recorder = self.spares.recorder
         self.make_recorder = make_recorder
+        self.make_trainer = make_trainer or (self.spares.trainer if self.spares else fresh_trainer)
         self.list_devices = list_devices
         self.clock = clock
         self.wall_clock = wall_clock
         self.redraw_hz = redraw_hz
         self.current: ActiveRun | None = None
         self.runs_started = 0
-        self.training_asked: list[TrainSpec] = []  # the start form's fine-tuning runs
         self.saved_sessions: list[Saved] = []  # every session this app saved, oldest first
         self._quitting = False
         self._exit_code = EXIT_OK  # what leaving returns: 130 once a run is interrupted
@@ -122,6 +122,8 @@ class VramApp(App[int]):
 
     def on_mount(self, event: events.Mount) -> None:
         self.push_screen(StartScreen(self.spec, autostart=self.autostart))
+        if self.train_at_start is not None:
+            self.begin_training(*self.train_at_start)
         self.call_after_refresh(self.prepare_spare)  # after the first frame
         self.call_after_refresh(self.take_pending_interrupt)
 
@@ -137,15 +139,11 @@ class VramApp(App[int]):
     # ---- a run -----------------------------------------------------------------------
     def begin(self, run: ResolvedRun) -> None:
         """Start a resolved run. A UsageError goes back to the form."""
-        if self.current is not None and self.current.running:
-            raise UsageError("a run is in progress; cancel it first")
+        self._not_running()
         if self.snapshot:
             run = with_snapshot_file(run, self.save_dir, self.wall_clock(), self.notify)
         active = ActiveRun(run.spec, self.make_recorder(run))
-        self.current = active  # the run before it is released: its files hold it
-        self.runs_started += 1
-        self.push_screen(RunScreen(active, self.redraw_hz))
-        self._drive(active)
+        self._launch(active, RunScreen(active, self.redraw_hz))
 
     def begin_program(self, program: Program) -> None:
         """Profile the user's program (the start screen's "your script"): the run
@@ -153,24 +151,42 @@ class VramApp(App[int]):
         from vramtui.measure.recorder import Recorder
         from vramtui.tui.screens.program_run_screen import OutputBuffer, ProgramRunScreen
 
-        if self.current is not None and self.current.running:
-            raise UsageError("a run is in progress; cancel it first")
+        self._not_running()
         output = OutputBuffer()
         recorder = Recorder.for_program(program, capture=True, on_output=output.add)
         active = ActiveRun(self.spec, recorder)
-        self.current = active
-        self.runs_started += 1
-        self.push_screen(ProgramRunScreen(active, output, self.redraw_hz))
-        self._drive(active)
+        self._launch(active, ProgramRunScreen(active, output, self.redraw_hz))
 
     def start_training(self, spec: TrainSpec) -> None:
-        """The start form's fine-tuning run: kept in `training_asked`; the app does not
-        measure training, `vramtui train` does, and the app says so."""
-        self.training_asked.append(spec)
-        self.notify(
-            f"fine-tuning {spec.label} runs from the command line: vramtui train",
-            severity="warning",
-        )
+        """The start form's fine-tuning run: checked and resolved as `vramtui train` does
+        (a choice that cannot run is said, and nothing starts), then measured on the run
+        screen's step axis."""
+        try:
+            self.begin_training(*prepare_training(spec, self.list_devices()))
+        except UsageError as exc:
+            self.notify(str(exc), severity="error")
+
+    def begin_training(self, run: ResolvedRun, spec: TrainSpec) -> None:
+        """Train as `spec` says (its base model `run`, resolved) on the training run screen."""
+        from vramtui.tui.screens.train_run_screen import TrainRunScreen
+
+        self._not_running()
+        active = ActiveRun(run.spec, self.make_trainer(run, spec), train=spec)
+        predict = self.predictor
+        estimate = (lambda: predict(run, spec)) if predict is not None else None
+        self._launch(active, TrainRunScreen(active, self.redraw_hz, estimate))
+
+    def _not_running(self) -> None:
+        if self.current is not None and self.current.running:
+            raise UsageError("a run is in progress; cancel it first")
+
+    def _launch(self, active: ActiveRun, screen: Screen[None]) -> None:
+        """`active` becomes the current run (the run before it is released: its files hold
+        it), shown on `screen`; its worker starts."""
+        self.current = active
+        self.runs_started += 1
+        self.push_screen(screen)
+        self._drive(active)
 
     @work(thread=True, group="engine", exit_on_error=False)
     def _drive(self, run: ActiveRun) -> None:
@@ -191,7 +207,7 @@ class VramApp(App[int]):
         run.ended = True
         view = session.snapshot()
         failure = view.failure
-        refused = failure is not None and failure.kind == "usage" and not view.tokens_done
+        refused = failure is not None and failure.kind == "usage" and measured_nothing(view)
         if not refused:  # a run refused before it began measured nothing: nothing to save
             self._save(run)
         if self._quitting:  # cancelled by q or a signal, or it ended just before
@@ -318,7 +334,7 @@ class VramApp(App[int]):
         if run is not None and run.running:
             self.notify("cancel the run first (c)", severity="warning")
             return
-        self._back_to_start(run.spec if run else self.spec)
+        self._back_to_start(run.form_spec(self.spec) if run else self.spec)
 
     def _back_to_start(self, spec: RunSpec, refused: ev.Failed | None = None) -> None:
         while len(self.screen_stack) > 1:

@@ -1,4 +1,5 @@
-"""What the compare screen draws: one series of several sessions on one token axis.
+"""What the compare screen draws: one series of several sessions on one token axis (on
+one step axis when every session is a training run's).
 
 Pure (no Textual): each session's line is cut down to the plot's width the way the
 run screen's are (plotdata.downsample keeps each bucket's largest value), drawn in a
@@ -10,7 +11,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from vramtui.analysis.run_comparison import Compared
+from vramtui.measure.session import SessionView
+from vramtui.runspec.train_spec import TrainSpec
 from vramtui.tui.plotdata import Line, PlotData, downsample, drop_flat_interior, pick_unit
+from vramtui.tui.train_view import step_series, steps_axis_end
 
 # The series a comparison can show, in the order `v` steps through them.
 COMPARE_SERIES = ("step_peak", "allocated", "reserved", "nvml_process", "kv_bytes")
@@ -43,24 +47,40 @@ def session_marker(n: int) -> str:
     return SESSION_MARKERS[n % len(SESSION_MARKERS)]
 
 
+def compare_axis(items: Sequence[Compared]) -> str:
+    """steps when every session is a training run's, else tokens."""
+    training = all(isinstance(c.view.spec, TrainSpec) for c in items)
+    return "steps" if items and training else "tokens"
+
+
+def series_points(view: SessionView, series: str, axis: str) -> Sequence[tuple[float, int]]:
+    """One session's `series` on the axis: (token, bytes) or (step axis x, bytes)."""
+    return step_series(view, series) if axis == "steps" else view.token_series(series)
+
+
 def available_series(items: Sequence[Compared]) -> list[str]:
     """The series at least one session has figures for."""
-    return [name for name in COMPARE_SERIES if any(c.view.token_series(name) for c in items)]
+    axis = compare_axis(items)
+    return [n for n in COMPARE_SERIES if any(series_points(c.view, n, axis) for c in items)]
 
 
 def build_compare_data(
     items: Sequence[Compared], series: str, shown: Sequence[bool], buckets: int = 160
 ) -> PlotData:
-    """`series` of every shown session on the token axis, each its own colour."""
+    """`series` of every shown session on the token (or step) axis, each its own colour."""
+    axis = compare_axis(items)
     raw: list[tuple[int, list[float], list[int]]] = []
     for n, (item, visible) in enumerate(zip(items, shown, strict=True)):
-        points = item.view.token_series(series) if visible else []
+        points = series_points(item.view, series, axis) if visible else []
         xs, ys = drop_flat_interior(*downsample(points, buckets))
         if xs:
             raw.append((n, xs, ys))
-    x_max = float(max((max(1, c.view.tokens_done) for c in items), default=1))
+    if axis == "steps":
+        x_max = max((steps_axis_end(c.view) for c in items), default=1.0)
+    else:
+        x_max = float(max((max(1, c.view.tokens_done) for c in items), default=1))
     if not raw:
-        return PlotData("tokens", "B", 1.0, (), x_max, 0.0, 1.0, None)
+        return PlotData(axis, "B", 1.0, (), x_max, 0.0, 1.0, None)
     top = max(max(ys) for _, _, ys in raw)
     bottom = min(min(ys) for _, _, ys in raw)
     unit, scale = pick_unit(top)
@@ -70,7 +90,7 @@ def build_compare_data(
         for n, xs, ys in raw
     )
     return PlotData(
-        axis="tokens",
+        axis=axis,
         unit=unit,
         scale=scale,
         lines=lines,

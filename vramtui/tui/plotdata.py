@@ -15,12 +15,14 @@ from dataclasses import dataclass
 
 from vramtui.measure.session import SessionView
 from vramtui.runspec.program_spec import ProgramSpec, tokens_requested
+from vramtui.tui.train_view import step_marks, step_series, steps_axis_end
 
 # Drawn in this order, so the later (usually larger) series stay visible on top.
 PLOT_SERIES = ("allocated", "step_peak", "reserved", "nvml_process")
 # Shown in this order beside the plot and in the summary.
 TABLE_SERIES = ("nvml_process", "reserved", "allocated", "step_peak")
 AXES = ("tokens", "seconds")
+TRAIN_AXES = ("steps", "seconds")  # a training session: memory within each step
 
 SERIES_COLORS: dict[str, tuple[int, int, int]] = {
     "nvml_process": (230, 90, 200),
@@ -178,16 +180,21 @@ def drop_flat_interior(xs: list[float], ys: list[int]) -> tuple[list[float], lis
 def _series(session: SessionView, name: str, axis: str) -> Sequence[tuple[float, int]]:
     if axis == "tokens":
         return session.token_series(name)
+    if axis == "steps":
+        return step_series(session, name)
     return session.time_series(name)
 
 
 def _x_axis(
     view: SessionView, axis: str, now: float | None
 ) -> tuple[float, tuple[tuple[float, str], ...]]:
-    """The x axis's end, and the phase lines (seconds axis only)."""
+    """The x axis's end, and the phase lines (a program's generate() calls on the token
+    axis, a training step's phases on the step axis)."""
     if axis == "tokens":
         requested = tokens_requested(view.spec)
         return float(max(requested, 1, view.tokens_done)), generation_marks(view)
+    if axis == "steps":
+        return steps_axis_end(view), step_marks(view)
     marks = tuple(
         (p.t - view.t0, p.name) for p in view.phases if p.name in ("load", "prefill", "decode")
     )
@@ -213,13 +220,13 @@ def build_plot_data(
 ) -> PlotData:
     """Everything the plot draws, each series at most `buckets` points long.
 
-    `predicted` (token, bytes) is drawn on the token axis only, and counts in
-    the axis range so the whole predicted curve is in view from the start.
+    `predicted` (token or step, bytes) is drawn on the token and step axes only, and
+    counts in the axis range so the whole predicted curve is in view from the start.
     """
     raw: dict[str, tuple[list[float], list[int]]] = {}
     top, bottom = 0, None
     series = [(name, _series(session, name, axis)) for name in PLOT_SERIES]
-    if predicted and axis == "tokens":
+    if predicted and axis != "seconds":
         series.append(("predicted", predicted))
     for name, points in series:
         xs, ys = drop_flat_interior(*downsample(points, buckets))

@@ -29,6 +29,12 @@ COMPONENT_COLORS = {
     "transient": (240, 170, 60),
     "allocator slack": (120, 110, 210),
     "context & other": (230, 90, 200),
+    # a training run's parts (tui/train_view.py), transient, slack and context as above
+    "frozen weights": (90, 150, 250),
+    "trainable weights": (60, 200, 220),
+    "optimizer states": (200, 120, 240),
+    "gradients": (240, 110, 90),
+    "activations saved": (80, 200, 120),
 }
 COMPONENT_MARKERS = {
     "weights": "W",
@@ -40,6 +46,11 @@ COMPONENT_MARKERS = {
     "transient": "t",
     "allocator slack": "s",
     "context & other": "c",
+    "frozen weights": "W",
+    "trainable weights": "T",
+    "optimizer states": "O",
+    "gradients": "G",
+    "activations saved": "A",
 }
 
 

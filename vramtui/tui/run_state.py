@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from vramtui.measure import events as ev
-from vramtui.measure.session import Session
+from vramtui.measure.session import Session, SessionView
 from vramtui.report.sessions import Saved
 from vramtui.runspec import ResolvedRun, RunSpec
+from vramtui.runspec.train_spec import TrainSpec
+from vramtui.tui.train_view import TrainPrediction
 
 
 class RecorderLike(Protocol):
@@ -23,6 +25,16 @@ class RecorderLike(Protocol):
 
 
 RecorderFactory = Callable[[ResolvedRun], RecorderLike]
+TrainerFactory = Callable[[ResolvedRun, TrainSpec], RecorderLike]  # a training run's source
+# a training run's estimate (predict/training's estimate_train_run), shown beside it
+Predictor = Callable[[ResolvedRun, TrainSpec], TrainPrediction]
+
+
+def fresh_trainer(run: ResolvedRun, spec: TrainSpec) -> RecorderLike:
+    """A training run in a fresh engine process, as `vramtui train` runs it."""
+    from vramtui.measure.recorder import Recorder
+
+    return Recorder.for_run(run, train=spec)
 
 
 class SpareEngines:
@@ -49,14 +61,28 @@ class SpareEngines:
 
         return Recorder.for_run(run, spares=self.pool)
 
+    def trainer(self, run: ResolvedRun, spec: TrainSpec) -> RecorderLike:
+        """A training run of `spec` (its base model `run`), on a spare engine if one fits."""
+        from vramtui.measure.recorder import Recorder
+
+        return Recorder.for_run(run, train=spec, spares=self.pool)
+
     def close(self) -> None:
         self.pool.close()
+
+
+def measured_nothing(view: SessionView) -> bool:
+    """Whether a session holds no measurement of its run: no token generated, no
+    training step told, no model loaded for training (a run refused as it began)."""
+    trained = view.train_steps or view.train_loaded is not None
+    return not view.tokens_done and not trained
 
 
 @dataclass
 class ActiveRun:
     spec: RunSpec
     recorder: RecorderLike
+    train: TrainSpec | None = None  # a training run's recipe (spec is its base model)
     cancelling: bool = False
     ended: bool = False  # the worker has returned and the session is final
     saved: Saved | None = None
@@ -69,3 +95,11 @@ class ActiveRun:
     @property
     def running(self) -> bool:
         return not self.ended
+
+    def form_spec(self, budget: RunSpec) -> RunSpec:
+        """What the start form reopens with after this run: its spec; after a training
+        run, the model it trained with `budget`'s generation (its base generates nothing)."""
+        if self.train is None:
+            return self.spec
+        tokens, prompt = budget.tokens, budget.prompt_tokens
+        return replace(self.spec, tokens=tokens, prompt_tokens=prompt, prompt=budget.prompt)

@@ -24,6 +24,8 @@ from vramtui.tui.compare_plot import (
     SERIES_NAMES,
     available_series,
     build_compare_data,
+    compare_axis,
+    series_points,
     session_color,
     session_marker,
 )
@@ -35,10 +37,10 @@ from vramtui.units import format_bytes
 MAX_TOGGLES = 9  # sessions 1..9 can be shown and hidden by their number
 
 
-def series_peak(item: Compared, series: str) -> int | None:
+def series_peak(item: Compared, series: str, axis: str = "tokens") -> int | None:
     """The highest point of the session's line; without per-step samples (a JSON without
     its CSV, a bench cell), the peak its file saved."""
-    values = [v for _, v in item.view.token_series(series)]
+    values = [v for _, v in series_points(item.view, series, axis)]
     if values:
         return max(values)
     saved = item.view.peaks.get(series)
@@ -48,7 +50,8 @@ def series_peak(item: Compared, series: str) -> int | None:
 def legend(items: Sequence[Compared], series: str, shown: Sequence[bool], color: bool) -> Text:
     """Each session: its number and label in its colour, its peak of `series`, the change."""
     text = Text()
-    base = series_peak(items[0], series)
+    axis = compare_axis(items)
+    base = series_peak(items[0], series, axis)
     for n, item in enumerate(items):
         r, g, b = session_color(n)
         mark = "■" if color else session_marker(n)
@@ -56,11 +59,11 @@ def legend(items: Sequence[Compared], series: str, shown: Sequence[bool], color:
         dim = "" if shown[n] else " dim"
         text.append(f"{mark} [{n + 1}] ", style=(style + dim).strip() or None)
         text.append(item.label + "\n", style="bold" + dim)
-        peak = series_peak(item, series)
+        peak = series_peak(item, series, axis)
         line = f"    peak {format_bytes(peak, 2)}" if peak is not None else "    no figures"
         if n and peak is not None:
             line += f"  {change(base, peak)}"
-        if peak is not None and not item.view.token_series(series):
+        if peak is not None and not series_points(item.view, series, axis):
             line += "\n    (its saved peak: no line)"
         if not shown[n]:
             line += "  (hidden)"
@@ -125,7 +128,8 @@ class CompareScreen(ExplainedKeysScreen):
         self.query_one("#compare-legend", Static).update(
             legend(self.items, self.series, self.shown, color)
         )
-        status = f"{SERIES_NAMES[self.series]} against the token · v: next series"
+        against = "step" if compare_axis(self.items) == "steps" else "token"
+        status = f"{SERIES_NAMES[self.series]} against the {against} · v: next series"
         if not available_series(self.items):
             status = "no per-step samples (peaks only): `vramtui compare` prints their table"
         self.query_one("#compare-status", Static).update(status)

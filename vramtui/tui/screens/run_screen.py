@@ -66,11 +66,13 @@ class RunScreen(ExplainedKeysScreen):
         Binding("r", "run_again", "Run again"),
     ]
 
+    axes: tuple[str, ...] = AXES  # the x axes x cycles through, the first shown first
+
     def __init__(self, run: ActiveRun, redraw_hz: float = 4.0) -> None:
         super().__init__()
         self.run = run
         self.redraw_hz = redraw_hz
-        self.axis = AXES[0]
+        self.axis = self.axes[0]
         self._plot_key: tuple[object, ...] | None = None
         self._timer: Timer | None = None
         self._estimate: Estimate | None = None
@@ -160,7 +162,7 @@ class RunScreen(ExplainedKeysScreen):
         self.refresh_bindings()
 
     def action_toggle_axis(self) -> None:
-        self.axis = AXES[(AXES.index(self.axis) + 1) % len(AXES)]
+        self.axis = self.axes[(self.axes.index(self.axis) + 1) % len(self.axes)]
         self.redraw()
 
     def estimate(self, view: SessionView) -> Estimate | None:
@@ -193,6 +195,13 @@ class RunScreen(ExplainedKeysScreen):
             self._curve = (points, predicted_curve(est, points))
         return self._curve[1]
 
+    def facts(self, session: SessionView, room: int | None) -> str:
+        """Below the series table: what is loaded, or the room left (screen_text)."""
+        return side_facts(session, room)
+
+    def status_line(self, session: SessionView, now: float) -> str:
+        return status_text(session, now, self.run.cancelling)
+
     def redraw(self) -> None:
         """The status line every time; the rest only when the data has changed."""
         if not self.is_current:
@@ -200,7 +209,7 @@ class RunScreen(ExplainedKeysScreen):
         run = self.run
         session = run.session.snapshot()  # one moment for everything drawn below
         now = host_of(self).clock()
-        status = status_text(session, now, run.cancelling)
+        status = self.status_line(session, now)
         if self._changed("status", status):  # one line, always: no layout needed
             self.query_one("#status", Static).update(status, layout=False)
         plot = self.query_one("#plot", MemoryPlot)
@@ -222,7 +231,7 @@ class RunScreen(ExplainedKeysScreen):
         if self.device is not None:  # a placed model: the device followed, as a session
             session = on_device(session, self.device)
         self.sub_title = run_title(session)
-        curve = self.predicted_curve(session, plot.buckets) if self.axis == "tokens" else None
+        curve = self.predicted_curve(session, plot.buckets) if self.axis != "seconds" else None
         plot.show(
             build_plot_data(session, axis=self.axis, buckets=plot.buckets, now=now, predicted=curve)
         )
@@ -238,7 +247,7 @@ class RunScreen(ExplainedKeysScreen):
         if self._changed("series", series):
             self.query_one("#series", SeriesTable).show(*series[:4], predicted=series[4])
         live = self.device is not None and not session.finished  # ended: the GPU is given back
-        facts = side_facts(session, headroom(session) if live else None)
+        facts = self.facts(session, headroom(session) if live else None)
         if self._changed("side-facts", facts):
             self.query_one("#side-facts", Static).update(facts)
         devices = device_lines(placed, self.device)

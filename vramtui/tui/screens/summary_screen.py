@@ -26,6 +26,7 @@ from vramtui.report.summary_text import (
     peak_rows,
     series_labels,
 )
+from vramtui.report.train_text import training_text
 from vramtui.tui.app_host import host_of
 from vramtui.tui.run_state import ActiveRun
 from vramtui.tui.screen_text import run_title
@@ -38,6 +39,9 @@ def heading(summary: Summary) -> str:
     requested = summary.tokens_requested  # a profiled program has no token budget
     done = summary.tokens_generated
     tokens = f"{done}/{requested} tokens" if requested is not None else f"{done} tokens"
+    training = summary.training
+    if training is not None:  # a training run counts steps, not tokens generated
+        tokens = f"training, {training.steps_done}/{training.steps_requested} steps"
     head = f"Peak memory — {summary.model}, {tokens}"
     if status == "completed":
         return head
@@ -125,6 +129,7 @@ class SummaryScreen(Screen[None]):
     SummaryScreen #summary { padding: 0 1; }
     SummaryScreen #heading { text-style: bold; color: $accent; margin-bottom: 1; }
     SummaryScreen #peaks { margin-bottom: 1; }
+    SummaryScreen #training { margin-bottom: 1; }
     SummaryScreen #devices { margin-bottom: 1; }
     SummaryScreen #facts { margin-bottom: 1; }
     SummaryScreen #comparison { margin-bottom: 1; }
@@ -152,6 +157,8 @@ class SummaryScreen(Screen[None]):
         with VerticalScroll(id="summary"):
             yield Static(heading(summary), id="heading")
             yield Static(peaks_table(summary), id="peaks")
+            if summary.training is not None:  # the recipe, each phase's peak, the parts
+                yield Static(training_text(summary.training), id="training", markup=False)
             devices = devices_table(summary, self.run.session.snapshot())
             if devices is not None:
                 yield Static(devices, id="devices")

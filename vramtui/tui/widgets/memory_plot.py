@@ -25,6 +25,7 @@ from vramtui.tui.widgets.plot_lines import Series, draw_series, frame_signal
 
 Y_LABEL_COLUMNS = 8  # what plotext's y tick labels and frame take from the width
 WAITING = "waiting for the first sample…"
+X_LABELS = {"tokens": "token", "seconds": "seconds", "steps": "step"}
 
 
 class MemoryPlot(PlotextPlot):
@@ -118,11 +119,11 @@ class MemoryPlot(PlotextPlot):
         plt.clear_figure()
         no_color = self.app.no_color
         width, height = self.size.width, self.size.height
-        plt.xlabel("token" if data.axis == "tokens" else "seconds")
+        plt.xlabel(X_LABELS.get(data.axis, data.axis))
         plt.xlim(0, data.x_max)
         plt.ylim(data.y_min, data.y_max)
         x_ticks = nice_ticks(0, data.x_max, max(width // 14, 2))
-        plt.xticks(x_ticks, tick_labels(x_ticks, "" if data.axis == "tokens" else " s"))
+        plt.xticks(x_ticks, tick_labels(x_ticks, " s" if data.axis == "seconds" else ""))
         y_ticks = nice_ticks(data.y_min, data.y_max, max(height // 4, 2))
         plt.yticks(y_ticks, tick_labels(y_ticks, f" {data.unit}"))
         for x, _ in data.phase_marks:
