@@ -54,8 +54,12 @@ def run(args: argparse.Namespace) -> int:
         check_cuda(resolved)
     out = make_out(args.out) if args.out else None
     from vramtui.tui.app import VramApp
+    from vramtui.tui.run_state import train_estimate
 
-    app = VramApp(resolved.spec, start=args.start, out_dir=out, snapshot=args.snapshot)
+    app = VramApp(
+        resolved.spec, start=args.start, out_dir=out, snapshot=args.snapshot,
+        predictor=train_estimate,
+    )  # fmt: skip
     return run_app(app)
 
 

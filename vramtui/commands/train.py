@@ -211,6 +211,8 @@ def run_in_app(resolved: ResolvedRun, spec: TrainSpec, out: str | None) -> int:
     from vramtui.commands.app_command import run_app
     from vramtui.commands.out_option import make_out
     from vramtui.tui.app import VramApp
+    from vramtui.tui.run_state import train_estimate
 
     folder = make_out(out) if out else None
-    return run_app(VramApp(resolved.spec, out_dir=folder, train=(resolved, spec)))
+    app = VramApp(resolved.spec, out_dir=folder, train=(resolved, spec), predictor=train_estimate)
+    return run_app(app)

@@ -30,6 +30,14 @@ TrainerFactory = Callable[[ResolvedRun, TrainSpec], RecorderLike]  # a training 
 Predictor = Callable[[ResolvedRun, TrainSpec], TrainPrediction]
 
 
+def train_estimate(run: ResolvedRun, spec: TrainSpec) -> TrainPrediction:
+    """The training estimate drawn beside a training run (imported when first asked: the
+    estimate traces the step in a child process, off the UI thread)."""
+    from vramtui.predict.training.replay import estimate_train_run
+
+    return estimate_train_run(run, spec)
+
+
 def fresh_trainer(run: ResolvedRun, spec: TrainSpec) -> RecorderLike:
     """A training run in a fresh engine process, as `vramtui train` runs it."""
     from vramtui.measure.recorder import Recorder
