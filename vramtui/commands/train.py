@@ -25,6 +25,7 @@ from vramtui.commands.common import (
 )
 from vramtui.commands.headless import run_in_thread, stderr_line, write_stderr
 from vramtui.commands.out_option import add_out_argument, check_out
+from vramtui.commands.ram_check import add_ram_check_argument, check_train_ram
 from vramtui.commands.run import check_outputs, exit_code, keep
 from vramtui.errors import EXIT_FAILED, EXIT_OK, UsageError
 from vramtui.measure import device_inventory
@@ -63,6 +64,7 @@ def add_parser(subparsers: Any) -> None:
     add_out_argument(parser)
     parser.add_argument("--force", action="store_true", help="overwrite existing export files")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress line")
+    add_ram_check_argument(parser)
     parser.set_defaults(command=run)
 
 
@@ -166,7 +168,9 @@ def prepare(args: argparse.Namespace) -> tuple[ResolvedRun, TrainSpec]:
     else:
         base = replace(resolved.spec, dtype=train_dtype(spec.base.dtype, resolved.backend))
     spec = replace(spec, base=base)
-    return replace(resolved, spec=base, dtype=str(base.dtype)), spec
+    resolved = replace(resolved, spec=base, dtype=str(base.dtype))
+    check_train_ram(resolved, spec, args.no_ram_check)
+    return resolved, spec
 
 
 class StepProgress:
