@@ -171,3 +171,29 @@ def test_a_moment_is_placed_in_its_training_step() -> None:
     for event in (ev.Phase("forward", 10.0), STEP1, ev.Phase("forward", 11.0)):
         in_progress.apply(event)
     assert in_progress.snapshot().train_step_at(11.5) == 2  # step 2, not told yet
+
+
+def test_committed_gpu_cells_leave_the_same_transients_per_logit() -> None:
+    """Every cell of the H100 check (train_gpu-h100.json: torch 2.11, transformers 5.17)
+    taken apart from its raw counts: the transients of its backward peak are the loss's
+    (the logits, their float32 copy, their gradients), the same bytes a logit whatever
+    the method, the optimizer or checkpointing; llama-3.2-1b and qwen2.5-0.5b apart only
+    by their vocabularies."""
+    from vramtui.measure.train_summary import TrainBreakdown, allocated_parts, moment_parts
+    from vramtui.models.catalogue import lookup
+
+    saved = json.loads((GPU_RESULTS / "train_gpu-h100.json").read_text())
+    names = ("frozen_weights", "trainable_weights", "gradients", "optimizer_states",
+             "optimizer_states_paged", "activations_saved")  # fmt: skip
+    per_logit = {}
+    for cell in saved["cells"]:
+        if cell["peak_phase"] is None:  # out of memory before a step ended
+            continue
+        run = TrainBreakdown(**{n: cell["breakdown"][f"{n}_bytes"] for n in names})
+        parts = moment_parts(cell["peak_phase"], cell["peak_step"], run, grad_accum=1)
+        transients = cell["peak_allocated_bytes"] - allocated_parts(parts)
+        logits = 4 * 512 * lookup(cell["model"]).config["vocab_size"]  # micro-batch 4, sequence 512
+        per_logit[cell["cell"]] = transients / logits
+    assert len(per_logit) >= 6
+    assert min(per_logit.values()) > 0
+    assert max(per_logit.values()) / min(per_logit.values()) < 1.02
