@@ -118,7 +118,8 @@ def sum_of_parts(parts: dict[str, int | None]) -> int:
 def test_the_parts_of_an_optimizer_peak_hold_every_gradient_and_no_activation() -> None:
     session = Session(SPEC, Environment(), t0=0.0)
     hello = ev.Hello(7, "cuda:0", "cuda", "H100", None, 80 * 10**9, "torch.cuda", {})
-    peaks = {"forward": 1700 * MB, "backward": 2600 * MB, "optimizer": 3800 * MB}
+    peaks: dict[str, int | None] = {"forward": 1700 * MB, "backward": 2600 * MB,
+                                    "optimizer": 3800 * MB}  # fmt: skip
     for event in (hello, LOADED, step(1, 10.0, peaks)):
         session.apply(event)
     training = summary(session.snapshot())["training"]
