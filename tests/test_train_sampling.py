@@ -46,6 +46,9 @@ def trained(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
         return pack(self, t)
 
     monkeypatch.setattr(train_parts.SavedBytes, "_pack", counted_pack)
+    # samples held for the whole phase however slow this machine is (the time limit
+    # has its own test)
+    monkeypatch.setattr(train_run, "HOLD_S", float("inf"))
     engine = TrainEngine(tiny_recipe(), writes.append)
     assert engine.run() == 0
     return {"syncs": syncs, "packs": packs, "writes": writes}
@@ -84,3 +87,26 @@ def test_a_phases_samples_go_out_in_one_write(trained: dict[str, Any]) -> None:
         samples = [e for e in chunk if isinstance(e, ev.Sample)]
         assert {e.phase for e in samples} == {"forward"}
         assert len(samples) >= LAYERS + 2
+
+
+def test_a_long_phase_writes_its_samples_as_they_age() -> None:
+    """Held samples go out once the first of them is HOLD_S old (by the samples' own
+    clock), so a long forward still shows live."""
+    writes: list[str] = []
+    engine = TrainEngine(tiny_recipe(), writes.append)
+    engine._record = train_run.StepRecord(1, 0.0)
+
+    def sample(t: float) -> None:
+        engine.emit(ev.Sample(None, t, "forward", 1, 2, 3, None))
+
+    sample(10.0)
+    sample(10.0 + train_run.HOLD_S / 2)
+    assert writes == []  # held: younger than HOLD_S
+    sample(10.0 + 2 * train_run.HOLD_S)
+    assert len(writes) == 1 and len(writes[0].splitlines()) == 3
+    sample(11.0)
+    engine.emit(ev.Phase("backward", 11.01))  # any other event writes what is held first
+    assert [ev.decode(line) for line in writes[1].splitlines()] == [
+        ev.Sample(None, 11.0, "forward", 1, 2, 3, None)
+    ]
+    assert ev.decode(writes[2]) == ev.Phase("backward", 11.01)

@@ -29,6 +29,10 @@ from vramtui.measure.engine.engine_run import Engine, clock, loaded_event
 from vramtui.runspec.train_spec import TrainSpec
 from vramtui.testing import faults as test_faults
 
+# the longest a sample is held before it is written (a tenth of a second: the live
+# view's pace)
+HOLD_S = 0.1
+
 
 @dataclass
 class StepRecord:
@@ -51,14 +55,20 @@ class TrainEngine(Engine):
         self._record: StepRecord | None = None
         self.faults = test_faults.from_environment()
         self._held: list[str] = []  # sample lines of the phase running, not yet written
+        self._held_since = 0.0  # the first held sample's time
 
     # ---- the wire ------------------------------------------------------------------
     def emit(self, event: ev.Event) -> None:
         """Samples inside a training phase are held and written in one go with the next
-        other event (a phase's start, a step's end, a failure): one write a phase, not
-        one a layer; none is lost, since every way out emits an event."""
+        other event (a phase's start, a step's end, a failure), or once the first held
+        is HOLD_S old (a long phase still shows live): one write a phase, not one a
+        layer; none is lost, since every way out emits an event."""
         if isinstance(event, ev.Sample) and self._record is not None:
+            if not self._held:
+                self._held_since = event.t
             self._held.append(ev.encode(event) + "\n")
+            if event.t - self._held_since >= HOLD_S:
+                self.flush()
             return
         self.flush()
         super().emit(event)
