@@ -74,6 +74,8 @@ import sys, time
 from vramtui.measure import nvml
 pid, hz = int(sys.argv[1]), float(sys.argv[2])
 watch = nvml.DeviceWatch(nvml.gpus()[0], pid, None)
+watch.read()
+print("reading", flush=True)
 while True:
     watch.read()
     time.sleep(1.0 / hz)
@@ -81,10 +83,16 @@ while True:
 
 
 def nvml_poller(hz: float) -> subprocess.Popen[bytes] | None:
-    """A child reading NVML for this process at `hz`, as vramtui's parent does."""
+    """A child reading NVML for this process at `hz`, as vramtui's parent does; back once
+    it has read once (it says so), or the run ends here saying it could not."""
     if hz <= 0:
         return None
-    return subprocess.Popen([sys.executable, "-c", POLLER, str(os.getpid()), str(hz)])
+    argv = [sys.executable, "-c", POLLER, str(os.getpid()), str(hz)]
+    child = subprocess.Popen(argv, stdout=subprocess.PIPE)
+    assert child.stdout is not None
+    if child.stdout.readline().strip() != b"reading":
+        raise SystemExit(f"train_plain: the NVML poller failed (exit {child.wait()})")
+    return child
 
 
 def main() -> None:
@@ -136,6 +144,7 @@ def main() -> None:
         if cuda:
             torch.cuda.synchronize()
         step_s.append(time.perf_counter() - t)
+    polled = poller is not None and poller.poll() is None  # still reading at the end
     if poller is not None:
         poller.kill()
     result = {
@@ -147,6 +156,7 @@ def main() -> None:
         "step_s": step_s,
         "tokens_per_step": spec.tokens_per_step,
         "nvml_hz": args.nvml_hz,
+        "nvml_poller_ran": polled,
     }
     if args.json:
         write_json(args.json, result)
