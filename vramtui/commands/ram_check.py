@@ -29,11 +29,13 @@ STATE_BYTES_8BIT = 2
 FLAG = "--no-ram-check"
 
 
-def add_ram_check_argument(parser: argparse.ArgumentParser) -> None:
+def add_ram_check_argument(
+    parser: argparse.ArgumentParser, need: str = "its predicted peak RSS"
+) -> None:
     parser.add_argument(
         FLAG,
         action="store_true",
-        help="start a CPU run even when its predicted peak RSS exceeds the RAM available "
+        help=f"start a CPU run even when {need} exceeds the RAM available "
         "(without it, such a run is refused before it starts, with exit code 3)",
     )
 

@@ -64,7 +64,10 @@ def add_parser(subparsers: Any) -> None:
     add_out_argument(parser)
     parser.add_argument("--force", action="store_true", help="overwrite existing export files")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress line")
-    add_ram_check_argument(parser)
+    add_ram_check_argument(
+        parser,
+        need="a lower bound of what it holds (weights; for full: gradients, optimizer states)",
+    )
     parser.set_defaults(command=run)
 
 
