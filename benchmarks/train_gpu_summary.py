@@ -95,6 +95,9 @@ def main() -> None:
         ours = [steady_s(times[n]["training"]["step_s"]) for n in ABBA[1:3]]  # type: ignore[index]
         abba = {"plain_steady_step_s": plain_s, "vramtui_steady_step_s": ours,
                 "speed_ratio": statistics.mean(plain_s) / statistics.mean(ours)}  # type: ignore[arg-type]  # fmt: skip
+        polled = read(work, "plain-llama1b-lora-nvml")  # the plain loop beside NVML reads
+        if polled is not None:
+            abba["plain_with_nvml_reads_steady_step_s"] = steady_s(polled["step_s"])
     write_json(out, {"cells": cells, "plain_equal": equal, "abba": abba})
     for c in cells:
         peaks = " ".join(

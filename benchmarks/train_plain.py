@@ -14,6 +14,8 @@ own calls only: no hooks, no samples. Prints one JSON object (and writes it with
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -64,6 +66,35 @@ def trainable(model: Any, spec: TrainSpec) -> Any:
     return get_peft_model(model, config)
 
 
+# vramtui's parent process reads NVML for the engine's PID at --nvml-hz (200 a second by
+# default), outside the engine; --nvml-hz here runs the same reads from a child process
+# for this loop's PID, so that an ABBA can tell the poller's share of a step's time.
+POLLER = """
+import sys, time
+from vramtui.measure import nvml
+pid, hz = int(sys.argv[1]), float(sys.argv[2])
+watch = nvml.DeviceWatch(nvml.gpus()[0], pid, None)
+watch.read()
+print("reading", flush=True)
+while True:
+    watch.read()
+    time.sleep(1.0 / hz)
+"""
+
+
+def nvml_poller(hz: float) -> subprocess.Popen[bytes] | None:
+    """A child reading NVML for this process at `hz`, as vramtui's parent does; back once
+    it has read once (it says so), or the run ends here saying it could not."""
+    if hz <= 0:
+        return None
+    argv = [sys.executable, "-c", POLLER, str(os.getpid()), str(hz)]
+    child = subprocess.Popen(argv, stdout=subprocess.PIPE)
+    assert child.stdout is not None
+    if child.stdout.readline().strip() != b"reading":
+        raise SystemExit(f"train_plain: the NVML poller failed (exit {child.wait()})")
+    return child
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="llama-3.2-1b")
@@ -77,6 +108,10 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     parser.add_argument("--device", default="cuda:0", help="cuda:N (cpu: a smoke test, no peaks)")
     parser.add_argument("--config", help="a config.json instead of the catalogue's --model")
+    parser.add_argument(
+        "--nvml-hz", type=float, default=0.0,
+        help="read NVML for this process this often from a child, as vramtui's parent does",
+    )  # fmt: skip
     args = parser.parse_args()
     spec = recipe(args)
     device = torch.device(args.device)
@@ -93,6 +128,7 @@ def main() -> None:
     batches = [torch.randint(4, vocab, shape, generator=generator)
                for _ in range(spec.steps * spec.grad_accum)]  # fmt: skip
     step_s = []
+    poller = nvml_poller(args.nvml_hz)
     for step in range(spec.steps):
         if cuda:
             torch.cuda.synchronize()
@@ -108,6 +144,9 @@ def main() -> None:
         if cuda:
             torch.cuda.synchronize()
         step_s.append(time.perf_counter() - t)
+    polled = poller is not None and poller.poll() is None  # still reading at the end
+    if poller is not None:
+        poller.kill()
     result = {
         "recipe": spec.recipe(),
         "model": spec.base.model,
@@ -116,6 +155,8 @@ def main() -> None:
         "peak_reserved_bytes": torch.cuda.max_memory_reserved(device) if cuda else None,
         "step_s": step_s,
         "tokens_per_step": spec.tokens_per_step,
+        "nvml_hz": args.nvml_hz,
+        "nvml_poller_ran": polled,
     }
     if args.json:
         write_json(args.json, result)

@@ -74,8 +74,28 @@ def check_steps(saved: dict[str, Any], steps: int) -> dict[str, Any]:
     peak = training["peak"]
     assert peak["phase"] in TRAIN_PHASES and 1 <= peak["step"] <= steps
     assert peak["value"] == max(p["value"] for p in training["phase_peaks"].values())
-    assert all(s["loss"] is not None and s["activation_bytes"] > 0 for s in training["steps"])
+    assert all(s["loss"] is not None for s in training["steps"])
+    # the parts are counted in step 1 only: every step runs the same graph and shapes
+    first, *later = training["steps"]
+    assert first["activation_bytes"] > 0 and first["gradient_bytes"] > 0
+    assert all(s["activation_bytes"] is None and s["gradient_bytes"] is None for s in later)
+    check_identity(training)
     return training
+
+
+def check_identity(training: dict[str, Any]) -> None:
+    """The peak taken apart at its moment: the parts and the transients sum to it."""
+    parts = training["breakdown"]
+    held = sum(
+        parts[f"{name}_bytes"] or 0
+        for name in ("frozen_weights", "trainable_weights", "gradients", "optimizer_states")
+    )
+    held += (parts["activations_saved_bytes"] or 0) - (parts["optimizer_states_paged_bytes"] or 0)
+    assert parts["transients_bytes"] is not None
+    assert held + parts["transients_bytes"] == training["peak"]["value"]
+    phase = training["peak"]["phase"]
+    saved = training["steps"][0]["activation_bytes"]
+    assert parts["activations_saved_bytes"] == (saved if phase in ("forward", "backward") else 0)
 
 
 @pytest.mark.slow
@@ -88,11 +108,11 @@ def test_full_fine_tuning_parts_are_the_models_tensors(
     model = tiny_model()
     params = list(model.parameters())
     trainable = storage_bytes(params)
-    parts = training["breakdown"]
+    parts, counted = training["breakdown"], training["steps"][0]
     assert parts["trainable_weights_bytes"] == trainable
     assert parts["frozen_weights_bytes"] == storage_bytes(model.buffers())
-    assert parts["gradients_bytes"] == trainable
-    assert parts["optimizer_states_bytes"] == adamw_state_bytes(params)
+    assert counted["gradient_bytes"] == trainable
+    assert counted["optimizer_state_bytes"] == adamw_state_bytes(params)
     assert training["optimizer"] == "torch.AdamW"
     assert training["tokens_per_step"] == 2 * 16
     # a sample after every decoder layer in forward and in backward, besides the
@@ -122,11 +142,11 @@ def test_lora_trains_the_adapters_only(capsys: pytest.CaptureFixture[str], tmp_p
     )
     adapters = [p for p in model.parameters() if p.requires_grad]
     frozen = [p for p in model.parameters() if not p.requires_grad]
-    parts = training["breakdown"]
+    parts, counted = training["breakdown"], training["steps"][0]
     assert parts["trainable_weights_bytes"] == storage_bytes(adapters)
     assert parts["frozen_weights_bytes"] == storage_bytes([*frozen, *model.buffers()])
-    assert parts["gradients_bytes"] == storage_bytes(adapters)
-    assert parts["optimizer_states_bytes"] == adamw_state_bytes(adapters)
+    assert counted["gradient_bytes"] == storage_bytes(adapters)
+    assert counted["optimizer_state_bytes"] == adamw_state_bytes(adapters)
     assert training["tokens_per_step"] == 2 * 16 * 2  # two micro-batches a step
 
 
@@ -148,11 +168,11 @@ def test_qlora_trains_adapters_on_a_4bit_base(
     ]
     adapter_params = [16 * (m.in_features + m.out_features) for m in linears]
     adapter_bytes = 4 * sum(adapter_params)
-    parts = training["breakdown"]
+    parts, counted = training["breakdown"], training["steps"][0]
     assert parts["trainable_weights_bytes"] == adapter_bytes
-    assert parts["gradients_bytes"] == adapter_bytes
+    assert counted["gradient_bytes"] == adapter_bytes
     step = torch.zeros(())  # the per-parameter step count torch's AdamW keeps
-    assert parts["optimizer_states_bytes"] == 2 * adapter_bytes + 2 * len(linears) * (
+    assert counted["optimizer_state_bytes"] == 2 * adapter_bytes + 2 * len(linears) * (
         step.element_size()
     )
     # the 4-bit base: half a byte a linear layer's weight where float32 holds four

@@ -4,6 +4,9 @@ peak's phase and step, each phase's peak, the breakdown), and a saved one read b
 from __future__ import annotations
 
 import json
+from pathlib import Path
+
+import pytest
 
 from vramtui.measure import events as ev
 from vramtui.measure.environment import Environment
@@ -20,10 +23,13 @@ LOADED = ev.TrainLoaded(100 * MB, 900 * MB, 50, 450, "torch.AdamW", False)
 
 
 def step(n: int, t: float, peaks: dict[str, int | None]) -> ev.TrainStep:
+    """Step n; the parts are counted in step 1 only."""
+    counted = n == 1
     return ev.TrainStep(
         step=n, t_start=t, t_end=t + 1.0, tokens=2048, loss=2.5, phase_peaks=peaks,
-        gradient_bytes=900 * MB, optimizer_state_bytes=1800 * MB, activation_bytes=700 * MB,
-        forward_growth_bytes=710 * MB,
+        gradient_bytes=900 * MB if counted else None,
+        optimizer_state_bytes=1800 * MB if counted else None,
+        activation_bytes=700 * MB if counted else None, forward_growth_bytes=710 * MB,
     )  # fmt: skip
 
 
@@ -62,12 +68,15 @@ def test_the_peak_is_named_by_phase_and_step_and_its_parts_measured() -> None:
     assert training["phase_peaks"]["forward"] == {"value": 3500 * MB, "step": 2}
     assert training["phase_peaks"]["optimizer"] == {"value": 3700 * MB, "step": 1}
     parts = training["breakdown"]
-    # backward of step 2 holds the weights, the optimizer's states and the gradients
-    held = 100 * MB + 900 * MB + 1800 * MB + 900 * MB
+    # backward of step 2 at its start: the weights, the optimizer's states (step 1 made
+    # them) and every saved activation; no gradient yet (one micro-batch a step)
+    held = 100 * MB + 900 * MB + 1800 * MB + 700 * MB
     assert parts["transients_bytes"] == 4100 * MB - held
+    assert parts["gradients_bytes"] == 0
+    assert parts["activations_saved_bytes"] == 700 * MB
+    assert sum_of_parts(parts) == training["peak"]["value"] == 4100 * MB
     assert parts["allocator_slack_bytes"] == 4500 * MB - 4100 * MB
     assert parts["cuda_context_bytes"] == 5000 * MB - 4500 * MB
-    assert parts["activations_saved_bytes"] == 700 * MB
     assert training["steps_done"] == 2 and training["steady_tokens_per_s"] == 2048.0
 
 
@@ -88,13 +97,57 @@ def test_paged_optimizer_states_are_not_counted_as_allocated() -> None:
     from dataclasses import replace
 
     session = cuda_session()
-    paged = replace(STEP2, step=3, t_start=12.5, t_end=13.0, paged_state_bytes=1500 * MB)
-    session.apply(paged)
+    counted = replace(STEP1, step=3, t_start=12.5, t_end=13.0, paged_state_bytes=1500 * MB)
+    session.apply(counted)
     training = summary(session.snapshot())["training"]
     parts = training["breakdown"]
     assert parts["optimizer_states_paged_bytes"] == 1500 * MB
-    held = 100 * MB + 900 * MB + (1800 - 1500) * MB + 900 * MB  # backward of step 2
+    held = 100 * MB + 900 * MB + (1800 - 1500) * MB + 700 * MB  # backward of step 2
     assert parts["transients_bytes"] == 4100 * MB - held
+    assert sum_of_parts(parts) == 4100 * MB
+
+
+def sum_of_parts(parts: dict[str, int | None]) -> int:
+    """What the parts hold in the allocator's figure (paged states are outside it)."""
+    names = ("frozen_weights", "trainable_weights", "gradients", "optimizer_states",
+             "activations_saved", "transients")  # fmt: skip
+    held = sum(parts[f"{name}_bytes"] or 0 for name in names)
+    return held - (parts["optimizer_states_paged_bytes"] or 0)
+
+
+def test_the_parts_of_an_optimizer_peak_hold_every_gradient_and_no_activation() -> None:
+    session = Session(SPEC, Environment(), t0=0.0)
+    hello = ev.Hello(7, "cuda:0", "cuda", "H100", None, 80 * 10**9, "torch.cuda", {})
+    peaks: dict[str, int | None] = {"forward": 1700 * MB, "backward": 2600 * MB,
+                                    "optimizer": 3800 * MB}  # fmt: skip
+    for event in (hello, LOADED, step(1, 10.0, peaks)):
+        session.apply(event)
+    training = summary(session.snapshot())["training"]
+    parts = training["breakdown"]
+    assert training["peak"] == {"value": 3800 * MB, "step": 1, "phase": "optimizer"}
+    assert parts["gradients_bytes"] == 900 * MB and parts["activations_saved_bytes"] == 0
+    assert parts["optimizer_states_bytes"] == 1800 * MB  # made inside this phase
+    assert parts["transients_bytes"] == 3800 * MB - (100 + 900 + 900 + 1800) * MB
+    assert sum_of_parts(parts) == 3800 * MB
+
+
+GPU_RESULTS = Path(__file__).parents[1] / "benchmarks" / "results" / "train_gpu"
+
+
+@pytest.mark.parametrize("name", ["abba-llama1b-lora-B1.json", "abba-llama1b-lora-B2.json"])
+def test_committed_gpu_sessions_take_apart_to_their_peak(name: str) -> None:
+    """The H100 sessions (torch 2.11, transformers 5.17) recomputed from their raw
+    figures: the parts at the peak's moment sum to peak allocated, none negative."""
+    saved = json.loads((GPU_RESULTS / name).read_text())
+    training = summary(session_from(saved, []).snapshot())["training"]
+    parts = training["breakdown"]
+    assert training["peak"]["value"] == saved["peak_allocated_bytes"]
+    assert sum_of_parts(parts) == saved["peak_allocated_bytes"]
+    assert all(v is None or v >= 0 for v in parts.values())
+    # LoRA's backward peak: every saved activation still held, no gradient yet
+    assert training["peak"]["phase"] == "backward"
+    assert parts["activations_saved_bytes"] == saved["training"]["steps"][0]["activation_bytes"]
+    assert parts["transients_bytes"] < parts["activations_saved_bytes"]
 
 
 def test_a_capped_training_run_says_so() -> None:
@@ -119,3 +172,29 @@ def test_a_moment_is_placed_in_its_training_step() -> None:
     for event in (ev.Phase("forward", 10.0), STEP1, ev.Phase("forward", 11.0)):
         in_progress.apply(event)
     assert in_progress.snapshot().train_step_at(11.5) == 2  # step 2, not told yet
+
+
+def test_committed_gpu_cells_leave_the_same_transients_per_logit() -> None:
+    """Every cell of the H100 check (train_gpu-h100.json: torch 2.11, transformers 5.17)
+    taken apart from its raw counts: the transients of its backward peak are the loss's
+    (the logits, their float32 copy, their gradients), the same bytes a logit whatever
+    the method, the optimizer or checkpointing; llama-3.2-1b and qwen2.5-0.5b apart only
+    by their vocabularies."""
+    from vramtui.measure.train_summary import TrainBreakdown, allocated_parts, moment_parts
+    from vramtui.models.catalogue import lookup
+
+    saved = json.loads((GPU_RESULTS / "train_gpu-h100.json").read_text())
+    names = ("frozen_weights", "trainable_weights", "gradients", "optimizer_states",
+             "optimizer_states_paged", "activations_saved")  # fmt: skip
+    per_logit = {}
+    for cell in saved["cells"]:
+        if cell["peak_phase"] is None:  # out of memory before a step ended
+            continue
+        run = TrainBreakdown(**{n: cell["breakdown"][f"{n}_bytes"] for n in names})
+        parts = moment_parts(cell["peak_phase"], cell["peak_step"], run, grad_accum=1)
+        transients = cell["peak_allocated_bytes"] - allocated_parts(parts)
+        logits = 4 * 512 * lookup(cell["model"]).config["vocab_size"]  # micro-batch 4, sequence 512
+        per_logit[cell["cell"]] = transients / logits
+    assert len(per_logit) >= 6
+    assert min(per_logit.values()) > 0
+    assert max(per_logit.values()) / min(per_logit.values()) < 1.02

@@ -24,6 +24,7 @@ from vramtui.commands.common import (
 )
 from vramtui.commands.headless import run_in_thread, stderr_line, write_stderr
 from vramtui.commands.out_option import add_out_argument, check_out
+from vramtui.commands.ram_check import add_ram_check_argument, check_train_ram
 from vramtui.commands.run import check_outputs, exit_code, keep
 from vramtui.errors import EXIT_FAILED, EXIT_OK, UsageError
 from vramtui.measure import device_inventory
@@ -62,6 +63,10 @@ def add_parser(subparsers: Any) -> None:
         "--app", action="store_true",
         help="watch it in the app: memory on a step axis, phase by phase, the breakdown live",
     )  # fmt: skip
+    add_ram_check_argument(
+        parser,
+        need="a lower bound of what it holds (weights; for full: gradients, optimizer states)",
+    )
     parser.set_defaults(command=run)
 
 
@@ -145,6 +150,7 @@ def prepare(args: argparse.Namespace) -> tuple[ResolvedRun, TrainSpec]:
     check_outputs(args.csv, args.json, args.force)
     resolved, spec = prepare_training(train_spec(args), device_inventory.available())
     say_variant(resolved)
+    check_train_ram(resolved, spec, args.no_ram_check)
     return resolved, spec
 
 

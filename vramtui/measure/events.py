@@ -155,9 +155,13 @@ class TrainStep:
     tokens: int  # trained on in this step: micro-batch x sequence x accumulation
     loss: float | None
     phase_peaks: dict[str, int | None]  # forward | backward | optimizer | zero_grad
-    gradient_bytes: int  # every .grad at the end of the last backward
-    optimizer_state_bytes: int  # every optimizer state tensor after optimizer.step()
-    activation_bytes: int  # saved for backward by the largest micro-batch's forward
+    # counted in step 1 only (None after: every step runs the same graph on the same
+    # shapes, and counting costs the step time): every .grad at the end of the last
+    # backward; every optimizer state tensor after optimizer.step(); the bytes saved for
+    # backward by the largest micro-batch's forward
+    gradient_bytes: int | None
+    optimizer_state_bytes: int | None
+    activation_bytes: int | None
     forward_growth_bytes: int | None = None  # allocated at forward's end minus at its start
     # of optimizer_state_bytes, those in CUDA managed memory (bitsandbytes' paged
     # optimizers): outside torch's allocator, so in NVML's figure and not in allocated

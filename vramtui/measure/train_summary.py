@@ -2,10 +2,12 @@
 section of a session's JSON; `read_training` reads it back typed; `training_events`
 gives back the events it was made from (a saved session rebuilt).
 
-The breakdown is measured as itself: the weights, gradients, optimizer states and
-activations saved for backward are the engine's counts of those tensors; the rest of
-the peak (transients), the allocator's slack and the CUDA context come from the peaks
-(CUDA only: on the CPU the figures are the process's RSS, which holds everything).
+The breakdown is the run's peak taken apart at its moment, measured as itself: the
+weights, gradients, optimizer states and activations saved for backward are the engine's
+counts of those tensors, held or not at that moment as its phase says; the transients
+are the rest of the peak, so the parts sum to it; the allocator's slack and the CUDA
+context come from the peaks (CUDA only: on the CPU the peak is the process's RSS, whose
+rest holds the process's own memory too).
 """
 
 from __future__ import annotations
@@ -28,14 +30,15 @@ class PhasePeak:
 
 @dataclass(frozen=True)
 class TrainBreakdown:
-    """What a training run holds, in bytes; None where it was not measured."""
+    """What a training run holds at its peak's moment, in bytes; None where it was not
+    measured. Every part but the paged states is in the peak's figure."""
 
     frozen_weights: int | None = None
     trainable_weights: int | None = None
     gradients: int | None = None
     optimizer_states: int | None = None
     optimizer_states_paged: int | None = None  # of those, in CUDA managed memory (paged)
-    activations_saved: int | None = None  # the largest micro-batch's, in its forward
+    activations_saved: int | None = None  # saved for backward and still held
     transients: int | None = None  # the rest of the peak: held by no part above
     allocator_slack: int | None = None  # peak reserved - peak allocated
     cuda_context: int | None = None  # NVML process peak - peak reserved
@@ -81,50 +84,81 @@ def run_peak(peaks: dict[str, PhasePeak]) -> tuple[str | None, PhasePeak | None]
     return best
 
 
-def held_parts(phase: str, step: int, parts: TrainBreakdown) -> list[tuple[str, int]]:
-    """The measured parts held in `phase` of `step`, (field of TrainBreakdown, bytes): the
-    weights always; the optimizer's states once step 1's optimizer.step() made them (the
-    paged ones are not allocated); the gradients from backward to zero_grad; the saved
-    activations in forward."""
-    held = [
+def moment_parts(phase: str, step: int, run: TrainBreakdown, grad_accum: int) -> TrainBreakdown:
+    """What the counted parts hold at the moment `phase` of `step` peaks, so that they and
+    the transients sum to the peak. The weights always; the optimizer's states once step
+    1's optimizer.step() has made them (paged ones are outside the allocator); in forward
+    and backward, every saved activation (forward peaks at its end, backward at its start,
+    when all of them are still held) and the gradients of the earlier micro-batches (none
+    unless --grad-accum > 1); in optimizer and zero_grad, every gradient and no
+    activation."""
+    states = None
+    if step > 1 or phase in ("optimizer", "zero_grad"):
+        states = run.optimizer_states
+    carried = phase in ("optimizer", "zero_grad") or grad_accum > 1
+    return replace(
+        run,
+        optimizer_states=states,
+        optimizer_states_paged=run.optimizer_states_paged if states is not None else None,
+        gradients=run.gradients if carried else 0,
+        activations_saved=run.activations_saved if phase in ("forward", "backward") else 0,
+    )
+
+
+def allocated_parts(parts: TrainBreakdown) -> int:
+    """The bytes of the counted parts that are in the allocator's figure."""
+    return sum(value for _, value in held_parts(parts))
+
+
+def run_parts(view: SessionView) -> TrainBreakdown:
+    """The parts as counted: the weights at load, the gradients, the optimizer's states
+    and the activations saved for backward in the steps that counted them (step 1: every
+    step runs the same graph on the same shapes)."""
+    loaded = view.train_loaded
+    counted = [s for s in view.train_steps if s.activation_bytes is not None]
+    last = counted[-1] if counted else None
+    return TrainBreakdown(
+        frozen_weights=loaded.frozen_bytes if loaded else None,
+        trainable_weights=loaded.trainable_bytes if loaded else None,
+        gradients=max((s.gradient_bytes or 0 for s in counted), default=None),
+        optimizer_states=last.optimizer_state_bytes if last else None,
+        optimizer_states_paged=(last.paged_state_bytes or None) if last else None,
+        activations_saved=max((s.activation_bytes or 0 for s in counted), default=None),
+    )
+
+
+def held_parts(parts: TrainBreakdown) -> list[tuple[str, int]]:
+    """The counted parts of a moment (`moment_parts`), as (field of TrainBreakdown,
+    bytes), the paged optimizer states left out (they are not in the allocator)."""
+    states = (parts.optimizer_states or 0) - (parts.optimizer_states_paged or 0)
+    return [
         ("frozen_weights", parts.frozen_weights or 0),
         ("trainable_weights", parts.trainable_weights or 0),
+        ("optimizer_states", states),
+        ("gradients", parts.gradients or 0),
+        ("activations_saved", parts.activations_saved or 0),
     ]
-    if step > 1 or phase in ("optimizer", "zero_grad"):
-        states = (parts.optimizer_states or 0) - (parts.optimizer_states_paged or 0)
-        held.append(("optimizer_states", states))
-    if phase in ("backward", "optimizer", "zero_grad"):
-        held.append(("gradients", parts.gradients or 0))
-    if phase == "forward":
-        held.append(("activations_saved", parts.activations_saved or 0))
-    return held
-
-
-def held_at(phase: str, step: int, parts: TrainBreakdown) -> int:
-    """What the measured parts hold in `phase` of `step` (held_parts, summed)."""
-    return sum(value for _, value in held_parts(phase, step, parts))
 
 
 def breakdown(view: SessionView, phase: str | None, peak: PhasePeak | None) -> TrainBreakdown:
-    loaded, steps = view.train_loaded, view.train_steps
-    last = steps[-1] if steps else None
-    parts = TrainBreakdown(
-        frozen_weights=loaded.frozen_bytes if loaded else None,
-        trainable_weights=loaded.trainable_bytes if loaded else None,
-        gradients=max((s.gradient_bytes for s in steps), default=None),
-        optimizer_states=last.optimizer_state_bytes if last else None,
-        optimizer_states_paged=(last.paged_state_bytes or None) if last else None,
-        activations_saved=max((s.activation_bytes for s in steps), default=None),
-    )
+    """The parts of the run's peak at its moment: frozen + trainable + gradients +
+    optimizer states (less the paged ones) + activations saved + transients = the peak
+    (allocated on a GPU; RSS on the CPU, where the transients hold the process's own
+    memory too); + allocator slack = reserved; + CUDA context = NVML."""
+    parts = run_parts(view)
+    if not phase or not peak or not view.train_steps:
+        return parts
+    spec = view.spec
+    grad_accum = spec.grad_accum if isinstance(spec, TrainSpec) else 1
+    parts = moment_parts(phase, peak.step, parts, grad_accum)
+    parts = replace(parts, transients=peak.value - allocated_parts(parts))
     if view.backend != "cuda":
         return parts
     reserved = _value(view.peaks.get("reserved"))
     allocated = _value(view.peak_allocated())
     nvml = _value(view.peaks.get("nvml_process"))
-    rest = peak.value - held_at(phase, peak.step, parts) if phase and peak else None
     return replace(
         parts,
-        transients=rest,
         allocator_slack=reserved - allocated if reserved is not None and allocated else None,
         cuda_context=nvml - reserved if nvml is not None and reserved is not None else None,
     )

@@ -12,8 +12,8 @@ from vramtui.units import format_bytes
 # What holds the memory in each phase: the reason its peak is where it is.
 PHASE_REASON = {
     "forward": "activations saved for backward pile up layer by layer",
-    "backward": "gradients are made while the saved activations are freed, with the "
-    "autograd's temporaries",
+    "backward": "every saved activation is still held as backward starts, beside the "
+    "loss's gradients and autograd's temporaries",
     "optimizer": "the optimizer's states (made in step 1) beside every gradient",
     "zero_grad": "gradients are let go",
 }
@@ -76,5 +76,5 @@ def training_text(training: TrainingSummary) -> str:
         parts += ["", table(rows, ("phase", "peak", "step"))]
     parts_rows = breakdown_rows(training.breakdown)
     if parts_rows:
-        parts += ["", table(parts_rows, ("held by", "bytes"))]
+        parts += ["", table(parts_rows, ("held at the peak", "bytes"))]
     return "\n".join(parts)

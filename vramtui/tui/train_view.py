@@ -171,7 +171,7 @@ def train_breakdown(view: SessionView) -> TrainShown:
             ("trainable weights", loaded.trainable_bytes),
         ]
         return TrainShown("where the bytes are · loaded", rows, None)
-    named = held_parts(phase, peak.step, parts)
+    named = held_parts(parts)
     named += [
         (name, value)
         for name in ("transients", "allocator_slack", "cuda_context")

@@ -8,10 +8,18 @@ backward), so the saw-tooth of activations filling and draining shows; each phas
 peak is kept (the probe's peak is reset as a phase starts). The bytes of the parts
 (trainable and frozen weights, gradients, optimizer states, activations saved for
 backward) are counted from the tensors themselves.
+
+Sampling must not slow the step: a sample reads the allocator's counters (host-side, no
+device synchronisation); the samples inside a phase go out in one write as the phase
+ends; the device is synchronised only at a step's edges (its time, as a plain loop
+measures it); and the parts are counted in step 1 only (saved-tensor hooks, every
+gradient and optimizer state walked), since every step runs the same graph on the same
+shapes and step 1 stands apart anyway (it creates the optimizer's states).
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +29,10 @@ from vramtui.measure.engine.engine_run import Engine, clock, loaded_event
 from vramtui.runspec.train_spec import TrainSpec
 from vramtui.testing import faults as test_faults
 
+# the longest a sample is held before it is written (a tenth of a second: the live
+# view's pace)
+HOLD_S = 0.1
+
 
 @dataclass
 class StepRecord:
@@ -29,7 +41,7 @@ class StepRecord:
     step: int
     t_start: float
     peaks: dict[str, int | None] = field(default_factory=dict)
-    activation_bytes: int = 0
+    activation_bytes: int | None = None
     forward_growth: int | None = None
     loss: float | None = None
 
@@ -42,6 +54,30 @@ class TrainEngine(Engine):
         self.train = train
         self._record: StepRecord | None = None
         self.faults = test_faults.from_environment()
+        self._held: list[str] = []  # sample lines of the phase running, not yet written
+        self._held_since = 0.0  # the first held sample's time
+
+    # ---- the wire ------------------------------------------------------------------
+    def emit(self, event: ev.Event) -> None:
+        """Samples inside a training phase are held and written in one go with the next
+        other event (a phase's start, a step's end, a failure), or once the first held
+        is HOLD_S old (a long phase still shows live): one write a phase, not one a
+        layer; none is lost, since every way out emits an event."""
+        if isinstance(event, ev.Sample) and self._record is not None:
+            if not self._held:
+                self._held_since = event.t
+            self._held.append(ev.encode(event) + "\n")
+            if event.t - self._held_since >= HOLD_S:
+                self.flush()
+            return
+        self.flush()
+        super().emit(event)
+
+    def flush(self) -> None:
+        """Write the samples held, in order."""
+        if self._held:
+            held, self._held = self._held, []
+            self._write("".join(held))
 
     # ---- sampling ------------------------------------------------------------------
     def sample_here(self) -> None:
@@ -133,17 +169,19 @@ class TrainEngine(Engine):
         self.token = step  # a failure says the step it happened in
         synchronize(device)
         record = self._record = StepRecord(step, clock())
-        saved = SavedBytes(model)
+        counting = step == 1  # the parts, counted once (see the module's docstring)
+        saved = SavedBytes(model) if counting else None
         k = self.train.grad_accum
         for micro in range(k):
             ids = batches[(step - 1) * k + micro].to(device)
             self.begin("forward")
             before = self.probe.read()[0]
-            with saved.hooks():
+            with saved.hooks() if saved is not None else contextlib.nullcontext():
                 loss = model(input_ids=ids, labels=ids).loss / k
             self.sample_here()
             after = self.probe.read()[0]
-            record.activation_bytes = max(record.activation_bytes, saved.bytes)
+            if saved is not None:
+                record.activation_bytes = max(record.activation_bytes or 0, saved.bytes)
             if before is not None and after is not None:
                 record.forward_growth = max(record.forward_growth or 0, after - before)
             self.begin("backward")
@@ -153,16 +191,16 @@ class TrainEngine(Engine):
             record.loss = (record.loss or 0.0) + float(loss.detach())
             del loss, ids
             self.sample_here()
-        grads = gradient_bytes(params)
+        grads = gradient_bytes(params) if counting else None
         self.begin("optimizer")
         optimizer.step()
         self.sample_here()
-        states, paged = optimizer_state_bytes(optimizer)
+        states, paged = optimizer_state_bytes(optimizer) if counting else (None, 0)
         self.begin("zero_grad")
         optimizer.zero_grad(set_to_none=True)
         self.sample_here()
-        self._record = None
         synchronize(device)
+        self._record = None
         t_end = clock()
         self.emit(
             ev.TrainStep(
