@@ -40,9 +40,9 @@ GOAL_S = 2.0
 
 
 def _clear() -> None:
-    for cached in (planner._peak, planner._architecture, kv_replay.kv_cache_reserve,
-                   load.load_figures, load.load_sizes):  # fmt: skip
+    for cached in (planner._peak, planner._architecture, load.load_figures, load.load_sizes):
         cached.cache_clear()
+    kv_replay.clear_caches()
 
 
 def _child_cpu() -> float:
