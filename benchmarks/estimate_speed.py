@@ -41,7 +41,7 @@ def estimate_cells() -> list[dict[str, Any]]:
         for prompt, tokens in SHAPES:
             for batch in (1, 8):
                 for attn in ("sdpa", "eager"):
-                    kv_replay.kv_cache_reserve.cache_clear()
+                    kv_replay.clear_caches()
                     load.load_figures.cache_clear()
                     load.load_sizes.cache_clear()
                     started = time.perf_counter()

@@ -4,9 +4,9 @@ of each family that generates 2000 tokens (prompt 8, batch 1, sdpa), and its pre
 Every cell is a prediction of `vramtui fit` (nothing runs on a device). A card of N GB
 is read as N GiB, as vendors sell it, with what a process sees and its CUDA context
 assumed as `vramtui fit` assumes them for a card it has not measured (models/cards.py),
-and fit's default 5 % margin. The precisions tried, in order: those the planner
-estimates (fp16 only until the quantized estimate is wired; then int8 and nf4 join,
-and a cell names the first precision in which the family's largest fitting model fits).
+and fit's default 5 % margin. The precisions tried, in order: fp16, int8 (bitsandbytes
+LLM.int8), nf4 (bitsandbytes 4-bit); a cell names the family's largest model that fits
+in any of them, and the first precision in which it does.
 
     python benchmarks/fit_table.py --write docs/fit.md
 """

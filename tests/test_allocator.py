@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from vramtui.predict.allocator import CachingAllocator, PoolRules
@@ -111,9 +113,32 @@ def test_the_fast_replay_counts_the_regular_churn_exactly(
     # Stepping every position while tensors share 20 MiB segments, the closed-form
     # churn after them gives the step-by-step replay's figure to the byte...
     monkeypatch.setattr(kv_replay._Replay, "stride", lambda self, positions: 1)
-    kv_replay.kv_cache_reserve.cache_clear()
+    kv_replay.clear_caches()
     assert kv_replay.kv_cache_reserve(*args) == exact
     # ... and striding through the shared segments (what estimates do) stays within 1 %.
     monkeypatch.undo()
-    kv_replay.kv_cache_reserve.cache_clear()
+    kv_replay.clear_caches()
     assert abs(kv_replay.kv_cache_reserve(*args) - exact) <= 0.01 * exact
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_a_run_resumed_from_a_kept_replay_reserves_what_a_fresh_replay_does(
+    cell: tuple[str, int, int, int],
+) -> None:
+    from vramtui.predict import kv_replay
+
+    rules, free, first, kv = _growth(*cell)
+    lasts = [kv.tokens, kv.tokens // 3, 2 * kv.tokens // 3 + 1, kv.tokens - 1, 2]
+    fresh = []
+    for tokens in lasts:
+        kv_replay.clear_caches()
+        fresh.append(kv_replay.kv_cache_reserve(rules, free, first, replace(kv, tokens=tokens)))
+    kv_replay.clear_caches()
+    resumed = [
+        kv_replay.kv_cache_reserve(rules, free, first, replace(kv, tokens=tokens))
+        for tokens in lasts
+    ]
+    assert resumed == fresh
+    # the longest run, replayed first, kept its states for the others
+    assert kv_replay._CHECKPOINTS
+    kv_replay.clear_caches()

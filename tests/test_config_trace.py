@@ -25,8 +25,9 @@ def test_weights_and_cache_are_the_configs(name: str, dtype: str) -> None:
     entry = CATALOGUE[name]
     trace = _approx(name, dtype=dtype, batch=3)
     elem = DTYPE_BYTES[dtype]
-    # every parameter once; the per-layer share may drop a remainder under one per layer
-    assert 0 <= entry.params * elem - trace.weights_bytes() < entry.layers
+    # every parameter once, to the byte; the buffers no checkpoint holds beside them
+    assert sum(trace.tensors) == entry.params * elem
+    assert trace.weights_bytes() == sum(trace.tensors) + sum(trace.buffers)
     assert trace.kv_bytes_per_token() == entry.kv_bytes_per_token(elem, 3)
 
 

@@ -101,11 +101,28 @@ def test_gallop_finds_the_last_that_fits_without_an_upper_end() -> None:
         assert gallop(over, 65536) == min(limit, 65536)
 
 
+# The quantized methods the search is held to (bitsandbytes' and torchao's).
+QUANTIZED = [("int8", False), ("nf4", True), ("fp4", False), ("int8-wo", False)]
+
+
 @pytest.mark.parametrize("grow", ["tokens", "prompt"])
 @pytest.mark.parametrize("name", MODELS)
 def test_max_context_fits_and_one_more_token_does_not(name: str, grow: str) -> None:
+    _max_context_fits(name, Setting(prompt_tokens=300, tokens=300, batch=2, attn="eager",
+                                    grow=grow))  # fmt: skip
+
+
+@pytest.mark.parametrize(("quant", "dq"), QUANTIZED)
+@pytest.mark.parametrize("name", MODELS)
+def test_quantized_max_context_fits_and_one_more_token_does_not(
+    name: str, quant: str, dq: bool
+) -> None:
+    _max_context_fits(name, Setting(quant=quant, double_quant=dq, prompt_tokens=300,
+                                    tokens=300, batch=2))  # fmt: skip
+
+
+def _max_context_fits(name: str, asked: Setting) -> None:
     model = CATALOGUE[name]
-    asked = Setting(prompt_tokens=300, tokens=300, batch=2, attn="eager", grow=grow)
     budget = _budget_at(model, asked)
     search = Search(GeneratePlanner(), budget)
     most = search.max_context(model, asked)
@@ -117,10 +134,11 @@ def test_max_context_fits_and_one_more_token_does_not(name: str, grow: str) -> N
         assert _need(model, asked.with_context(most + 1)) > budget.usable_bytes
 
 
+@pytest.mark.parametrize(("quant", "dq"), [("none", False), *QUANTIZED])
 @pytest.mark.parametrize("name", MODELS)
-def test_max_batch_fits_and_one_more_row_does_not(name: str) -> None:
+def test_max_batch_fits_and_one_more_row_does_not(name: str, quant: str, dq: bool) -> None:
     model = CATALOGUE[name]
-    asked = Setting(prompt_tokens=8, tokens=200, batch=3)
+    asked = Setting(quant=quant, double_quant=dq, prompt_tokens=8, tokens=200, batch=3)
     budget = _budget_at(model, asked)
     most = Search(GeneratePlanner(), budget).max_batch(model, asked)
     assert most >= 3
@@ -157,6 +175,8 @@ def test_the_largest_growing_term_binds_other_workloads_terms_too() -> None:
     assert peak.binding(5) == "weights"
     trained = replace(peak, other_terms=(("optimizer states", 40),))
     assert trained.binding(50) == "optimizer states"
+    quantizing = replace(peak, load_peak_bytes=60)  # the quantizer's copies at load
+    assert quantizing.binding(50) == "loading" and quantizing.binding(70) == "kv cache"
 
 
 def test_a_context_past_the_models_positions_does_not_fit_as_asked() -> None:
@@ -236,7 +256,8 @@ def test_check_follows_the_context(capsys: pytest.CaptureFixture[str]) -> None:
         (("--gpu", "h100", "--check"), "--check takes one model"),
         (("--gpu", "h100", "-m", "opt-125m", "--context", "4096", "--check"), "2048 positions"),
         (("--gpu", "h100", "--quant", "int9"), "unknown --quant"),
-        (("--gpu", "h100", "--quant", "nf4"), "--quant nf4 is not yet estimated"),
+        (("--gpu", "h100", "--quant", "int8+dq"), "double quant applies to nf4 and fp4"),
+        (("--gpu", "h100", "--quant", "none,int8", "--double-quant"), "--double-quant applies"),
         (("--gpu", "h100", "--workload", "lora"), "needs the training estimate"),
         (("--gpu", "h100", "--margin", "120%"), "--margin"),
         (("--gpu", "h100", "--context", "8"), "the context must exceed the prompt"),
@@ -274,3 +295,57 @@ def test_the_table_says_what_was_assumed(capsys: pytest.CaptureFixture[str]) -> 
     assert code == 0
     assert "assumed" in out and "usable by the allocator" in out
     assert "opt-1.3b" in out and "opt-125m" in out and "basis: exact" in out
+
+
+# -- quantized weights
+
+
+def _weights_fit_only_in_nf4(usable: int) -> Entry:
+    """A catalogue model whose fp16 weights alone pass `usable` while its nf4 weights
+    take under half of it (found from the planner's own figures)."""
+    planner = GeneratePlanner()
+    for model in CATALOGUE.values():
+        fp16 = planner.peak(model, Setting(), exact=False)
+        nf4 = planner.peak(model, Setting(quant="nf4"), exact=False)
+        if fp16.weights_bytes > usable and 2 * nf4.weights_bytes < usable:
+            return model
+    raise AssertionError("no catalogue model fits only in nf4")
+
+
+def test_quantized_rows_fit_where_fp16_does_not(capsys: pytest.CaptureFixture[str]) -> None:
+    card = card_target(lookup_card("rtx-4090"))
+    model = _weights_fit_only_in_nf4(card.total_bytes - card.context_bytes)
+    rows = _rows(capsys, "--gpu", "rtx-4090", "--model", model.name, "--quant", "none,int8,nf4")
+    by_quant = {r["quant"]: r for r in rows}
+    assert list(by_quant) == ["none", "int8", "nf4"]
+    assert not by_quant["none"]["fits"] and by_quant["none"]["binding"] == "weights"
+    assert by_quant["nf4"]["fits"] and by_quant["nf4"]["max_context"] >= 2008
+    assert by_quant["nf4"]["weights_bytes"] < by_quant["int8"]["weights_bytes"]
+    split = by_quant["nf4"]["weights_split"]
+    assert sum(split.values()) == by_quant["nf4"]["weights_bytes"]
+    assert by_quant["none"]["weights_split"] == {}
+
+
+def test_double_quant_stores_less_than_plain_nf4(capsys: pytest.CaptureFixture[str]) -> None:
+    rows = _rows(capsys, "--gpu", "t4", "--model", "llama-3.2-1b", "--quant", "nf4,nf4+dq")
+    plain, dq = rows
+    assert (plain["double_quant"], dq["double_quant"]) == (False, True)
+    assert dq["weights_bytes"] < plain["weights_bytes"]
+    flag = _rows(capsys, "--gpu", "t4", "--model", "llama-3.2-1b", "--quant", "nf4",
+                 "--double-quant")  # fmt: skip
+    assert flag[0]["weights_bytes"] == dq["weights_bytes"]
+
+
+def test_check_says_how_the_quantized_weights_split(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_cli(capsys, "fit", "--gpu", "t4", "--model", "llama-3.1-70b",
+                           "--quant", "nf4", "--check")  # fmt: skip
+    assert code == 3 and len(out.strip().splitlines()) == 1
+    assert "(nf4," in out and "packed" in out and "quantization state" in out
+
+
+def test_the_table_notes_the_cuda_only_methods(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_cli(capsys, "fit", "--gpu", "l4", "--model", "qwen2.5-0.5b",
+                           "--quant", "int8,int4-wo,fp8")  # fmt: skip
+    assert code == 0
+    assert "int4-wo: CUDA GPUs only" in out and "fp8: CUDA GPUs only" in out
+    assert "int8: CUDA GPUs only" not in out

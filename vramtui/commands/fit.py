@@ -22,6 +22,7 @@ from vramtui.models.cards import (
 from vramtui.models.catalogue import CATALOGUE, Entry, lookup
 from vramtui.predict.fit_search import Budget, FitRow, Search
 from vramtui.predict.planner import WORKLOADS, GeneratePlanner, Planner, Setting
+from vramtui.predict.quantized import FOUR_BIT
 from vramtui.report.fit_text import check_line, header_lines, json_row, report
 from vramtui.runspec import ATTENTION
 from vramtui.runspec.cap import parse_cap
@@ -31,6 +32,7 @@ from vramtui.units import parse_size
 DTYPES = ("float16", "bfloat16")
 EXIT_WONT_FIT = EXIT_OOM  # --check: the setting does not fit (as a run out of memory exits)
 EXACT_ROWS = 4  # at most this many models: every row's figures replayed
+DQ = "+dq"  # nf4+dq: double quant
 
 
 def add_parser(subparsers: Any) -> None:
@@ -49,7 +51,9 @@ def add_parser(subparsers: Any) -> None:
                        "--cap` does (the CUDA context is outside the cap)")  # fmt: skip
     parser.add_argument("--workload", choices=WORKLOADS, default="generate")
     parser.add_argument("--quant", default="none", help="precisions, comma-separated: "
-                        + ", ".join(QUANTS))  # fmt: skip
+                        + ", ".join(QUANTS) + " (nf4+dq, fp4+dq: double quant)")  # fmt: skip
+    parser.add_argument("--double-quant", action="store_true", help="the 4-bit methods "
+                        "asked (nf4, fp4) with their absmax quantized again")  # fmt: skip
     parser.add_argument("--context", type=whole_number, help="prompt + new tokens")
     parser.add_argument("--tokens", "-n", type=whole_number, default=2000, help="new tokens")
     parser.add_argument("--prompt-tokens", type=whole_number, default=8)
@@ -113,7 +117,7 @@ def margin_bytes(text: str, total: int) -> int:
     return parse_size(value, field="margin", need_unit=True)
 
 
-def setting_of(args: argparse.Namespace, quant: str) -> Setting:
+def setting_of(args: argparse.Namespace, quant: str, double_quant: bool = False) -> Setting:
     tokens = args.tokens
     if args.context is not None:
         tokens = args.context - args.prompt_tokens
@@ -123,7 +127,7 @@ def setting_of(args: argparse.Namespace, quant: str) -> Setting:
     if tokens <= 0:
         raise UsageError(f"the context must exceed the prompt ({args.prompt_tokens} tokens)")
     return Setting(args.workload, quant, args.prompt_tokens, tokens, args.batch,
-                   args.dtype, args.attn, args.grow)  # fmt: skip
+                   args.dtype, args.attn, args.grow, double_quant)  # fmt: skip
 
 
 def models_of(args: argparse.Namespace) -> list[Entry]:
@@ -135,12 +139,20 @@ def models_of(args: argparse.Namespace) -> list[Entry]:
     return chosen
 
 
-def quants_of(args: argparse.Namespace, planner: Planner) -> list[str]:
-    quants = [q.strip() for q in args.quant.split(",") if q.strip()]
-    for quant in quants or ["(none given)"]:
-        method(quant)  # an unknown name: one line, exit 2
-        planner.check(args.workload, quant)
-    return quants
+def quants_of(args: argparse.Namespace, planner: Planner) -> list[tuple[str, bool]]:
+    """(method, double quant) of each precision asked: `nf4+dq` or --double-quant."""
+    out = []
+    for text in [q.strip() for q in args.quant.split(",") if q.strip()] or ["(none given)"]:
+        name, dq = text.removesuffix(DQ), text.endswith(DQ)
+        method(name)  # an unknown name: one line, exit 2
+        dq = dq or (args.double_quant and name in FOUR_BIT)
+        if dq and name not in FOUR_BIT:
+            raise UsageError(f"double quant applies to nf4 and fp4, not --quant {name}")
+        planner.check(args.workload, name)
+        out.append((name, dq))
+    if args.double_quant and not any(name in FOUR_BIT for name, _ in out):
+        raise UsageError("--double-quant applies to nf4 and fp4: ask for one with --quant")
+    return out
 
 
 def plan(args: argparse.Namespace, planner: Planner) -> tuple[Target, Budget, list[FitRow]]:
@@ -154,7 +166,7 @@ def plan(args: argparse.Namespace, planner: Planner) -> tuple[Target, Budget, li
     budget = Budget(target.total_bytes, target.context_bytes, margin)
     if budget.usable_bytes <= 0:
         raise UsageError("the context and the margin leave the allocator nothing")
-    settings = [setting_of(args, q) for q in quants]
+    settings = [setting_of(args, q, dq) for q, dq in quants]
     if args.check and settings[0].context > planner.positions(models[0]):
         limit = planner.positions(models[0])
         raise UsageError(f"{models[0].name} takes {limit} positions at most, not "

@@ -4,8 +4,11 @@ Pure Python. Tracing a model's code (predict/tracing/) spawns a child process pe
 model and shape; a search over the whole catalogue cannot wait for 48 of them. This
 module writes a `Trace` the estimator reads like a real one from the config's sizes:
 
-- the checkpoint: the token embedding, an untied lm_head, and each decoder layer's
-  share of the remaining parameters (the load's totals; its block layout is coarser);
+- the checkpoint: every tensor by name and size, and the linear layers the quantizers
+  convert, for the families config_weights.py writes out (a quantized estimate runs
+  on them); for any other family the token embedding, an untied lm_head, and each
+  decoder layer's share of the remaining parameters (the load's totals; its block
+  layout is coarser), and no linear layers (no quantized estimate);
 - the cache: K and V per layer, batch x kv heads x head dim, sliding layers (Gemma 2
   and 3, or a config's `layer_types`) held at their window;
 - a forward's peak above the weights and the cache: the last layer's hidden states
@@ -26,6 +29,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from vramtui.models.architecture import DTYPE_BYTES
+from vramtui.predict.config_weights import config_weights
+from vramtui.predict.quant_storage import LinearWeight
 from vramtui.predict.steps import softmax_copies_input
 from vramtui.predict.tracing.traces import KvLayer, StepTrace, Trace, decode_points, query_row
 
@@ -120,6 +125,32 @@ class _Forward:
         return peak
 
 
+@dataclass(frozen=True)
+class _Checkpoint:
+    names: tuple[str, ...]
+    tensors: tuple[int, ...]
+    buffers: tuple[int, ...]
+    linears: tuple[LinearWeight, ...]
+
+
+def _checkpoint(
+    config: dict[str, Any], shape: Shape, params: int, elem: int, dtype: str
+) -> _Checkpoint:
+    """Written out where the family is known, else the per-layer shares (no names, no
+    buffers, no linear layers)."""
+    written = config_weights(config, dtype)
+    if written is not None:
+        names = tuple(name for name, _ in written.named)
+        tensors = tuple(size for _, size in written.named)
+        buffers = tuple(size for _, size in written.buffers)
+        return _Checkpoint(names, tensors, buffers, written.linears)
+    embed = shape.vocab * shape.hidden * elem
+    heads = embed if shape.tied else 2 * embed
+    per_layer = max(0, params * elem - heads) // max(shape.layers, 1)
+    tensors = (embed, *(per_layer,) * shape.layers) + (() if shape.tied else (embed,))
+    return _Checkpoint((), tensors, (), ())
+
+
 def config_trace(
     name: str,
     config: dict[str, Any],
@@ -135,10 +166,7 @@ def config_trace(
     """A `Trace` of `config` for this run shape, from its numbers alone (see the module)."""
     shape = Shape.of(config)
     elem = DTYPE_BYTES[dtype]
-    embed = shape.vocab * shape.hidden * elem
-    heads = embed if shape.tied else 2 * embed
-    per_layer = max(0, params * elem - heads) // max(shape.layers, 1)
-    tensors = (embed, *(per_layer,) * shape.layers) + (() if shape.tied else (embed,))
+    weights = _checkpoint(config, shape, params, elem, dtype)
     row = batch * shape.kv_heads * shape.head_dim * elem
     layers = tuple(KvLayer(row, w) for w in windows(config, shape.layers))
     forward = _Forward(shape, batch, dtype, attn, row, backend == "cuda")
@@ -153,8 +181,8 @@ def config_trace(
         params=params,
         positions=positions,
         vocab=shape.vocab,
-        tensors=tensors,
-        buffers=(),
+        tensors=weights.tensors,
+        buffers=weights.buffers,
         layers=layers,
         prompt=prompt,
         batch=batch,
@@ -164,4 +192,6 @@ def config_trace(
         prefill=prefill,
         decode=decode,
         query_row=query_row(config, batch, dtype),
+        tensor_names=weights.names,
+        linears=weights.linears,
     )

@@ -1,12 +1,13 @@
 """The one seam `vramtui fit` asks a peak through: a model, a workload and a setting in,
 the bytes the allocator must be allowed and the terms that make them up out.
 
-Pure Python. `GeneratePlanner` answers text generation at the dtype's precision with
-the estimator (predict/estimator.py): OPT from its exact record, every other model
-from its trace where one is cached on disk, else from an approximate trace of its
-config's numbers (predict/config_trace.py); `PlannedPeak.basis` says which. It
-spawns no tracer. Workloads and precisions it does not estimate are refused in one
-line (`NotEstimated`) before anything is searched.
+Pure Python. `GeneratePlanner` answers text generation with the estimator
+(predict/estimator.py), the weights in the dtype or stored as a --quant method stores
+them (predict/quantized.py): OPT from its exact record, every other model from its
+trace where one is cached on disk, else from an approximate trace of its config's
+numbers (predict/config_trace.py); `PlannedPeak.basis` says which. It spawns no
+tracer and needs no quantization library. Workloads and precisions it does not
+estimate are refused in one line (`NotEstimated`) before anything is searched.
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ from vramtui.errors import UsageError
 from vramtui.models.catalogue import Entry
 from vramtui.predict.config_trace import config_trace
 from vramtui.predict.estimator import Architecture, Estimate, estimate
+from vramtui.predict.quantized import FOUR_BIT
 from vramtui.predict.tracing.traces import trace_model
+from vramtui.runspec.quant import method
 
 WORKLOADS = ("generate", "lora", "qlora", "full")
 BASES = ("exact", "traced", "approximate")
@@ -41,6 +44,7 @@ class Setting:
     dtype: str = "float16"
     attn: str = "sdpa"
     grow: str = "tokens"  # what a longer context lengthens: the new tokens or the prompt
+    double_quant: bool = False  # nf4 / fp4: the absmax quantized again
 
     @property
     def context(self) -> int:
@@ -78,16 +82,23 @@ class PlannedPeak:
     # Terms of other workloads beside the four (fine-tuning: ("gradients", n),
     # ("optimizer states", n)); they take part in `binding` as the others do.
     other_terms: tuple[tuple[str, int], ...] = ()
+    # Quantized weights (--quant): (part, bytes) of weights_bytes, e.g. ("packed", n),
+    # ("quantization state", n), ("kept in float16", n); empty for unquantized weights.
+    weights_split: tuple[tuple[str, int], ...] = ()
+    load_peak_bytes: int = 0  # allocated while the model loads (quantizing: its copies)
 
     @property
     def replayed(self) -> bool:
         return self.spread_bytes == 0
 
     def binding(self, usable_bytes: int) -> str:
-        """The term that decides: the weights where they alone do not fit, else the
-        largest of the terms that grow with the context and the batch."""
+        """The term that decides: the weights where they alone do not fit, then the
+        load (a quantizer's working copies beside the weights), else the largest of the
+        terms that grow with the context and the batch."""
         if self.weights_bytes > usable_bytes:
             return "weights"
+        if self.load_peak_bytes > usable_bytes:
+            return "loading"
         grows = {
             "kv cache": self.kv_cache_bytes,
             "activations": self.activation_bytes,
@@ -112,7 +123,7 @@ class Planner(Protocol):
 
 
 class GeneratePlanner:
-    """Generation with unquantized weights, through the estimator."""
+    """Generation, the weights unquantized or quantized, through the estimator."""
 
     def check(self, workload: str, quant: str) -> None:
         if workload not in WORKLOADS:
@@ -120,8 +131,7 @@ class GeneratePlanner:
             raise UsageError(f"unknown --workload {workload!r}; choose from {choose}")
         if workload != "generate":
             raise NotEstimated(f"--workload {workload} needs the training estimate")
-        if quant != "none":
-            raise NotEstimated(f"--quant {quant} is not yet estimated (only none)")
+        method(quant)  # an unknown name: one line
 
     def positions(self, model: Entry) -> int:
         return model.opt.positions if model.opt else model.positions or 2048
@@ -167,7 +177,8 @@ def _peak(model: Entry, setting: Setting, exact: bool) -> PlannedPeak:
     # before an OOM); elsewhere it runs where `exact` asks for it.
     est = estimate(
         arch, prompt_tokens=s.prompt_tokens, tokens=s.tokens, batch=s.batch, dtype=s.dtype,
-        attn=s.attn, replay_cache=False,
+        attn=s.attn, replay_cache=False, quant=s.quant,
+        double_quant=s.double_quant and s.quant in FOUR_BIT,
     )  # fmt: skip
     if est.cache_balloons:
         return planned(est, basis)
@@ -179,8 +190,9 @@ def _peak(model: Entry, setting: Setting, exact: bool) -> PlannedPeak:
 
 @lru_cache(maxsize=1024)
 def _architecture(model: Entry, setting: Setting, positions: int) -> tuple[Architecture, str]:
-    # one architecture per shape: the tokens do not change it
-    return architecture(model, replace(setting, tokens=1, grow="tokens"), positions)
+    # one architecture per shape: the tokens and the precision do not change it
+    shape = replace(setting, tokens=1, grow="tokens", quant="none", double_quant=False)
+    return architecture(model, shape, positions)
 
 
 def planned(est: Estimate, basis: str, spread: int = 0) -> PlannedPeak:
@@ -194,4 +206,17 @@ def planned(est: Estimate, basis: str, spread: int = 0) -> PlannedPeak:
         slack_bytes=max(0, need - est.peak_allocated_bytes),
         basis=basis,
         spread_bytes=spread,
+        weights_split=weights_split(est),
+        load_peak_bytes=est.load_peak_bytes,
+    )
+
+
+def weights_split(est: Estimate) -> tuple[tuple[str, int], ...]:
+    """The quantized weights' parts (empty for unquantized weights)."""
+    if est.quant == "none":
+        return ()
+    return (
+        ("packed", est.weights_packed_bytes),
+        ("quantization state", est.weights_state_bytes),
+        (f"kept in {est.dtype}", est.weights_full_bytes),
     )

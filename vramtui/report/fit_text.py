@@ -8,7 +8,9 @@ from typing import Any
 from vramtui.models.cards import Target
 from vramtui.predict.fit_search import Budget, FitRow
 from vramtui.predict.planner import Setting
+from vramtui.predict.quant_storage import CHECKED_ON_CPU
 from vramtui.report.tables import table
+from vramtui.runspec.quant import method, quant_label
 from vramtui.units import format_bytes
 
 HEADER = (
@@ -46,7 +48,7 @@ def suggested(row: FitRow) -> str:
         if row.max_batch > s.batch:
             return f"batch up to {row.max_batch}"
         return "as asked"
-    if row.binding == "weights" or (row.max_context == 0 and row.max_batch == 0):
+    if row.binding in ("weights", "loading") or (row.max_context == 0 and row.max_batch == 0):
         return "does not load: a larger card or fewer bits"
     if row.max_context > s.held:
         return f"context {row.max_context}"
@@ -66,7 +68,7 @@ def text_row(row: FitRow) -> list[str]:
     s = row.setting
     return [
         row.model,
-        s.quant,
+        quant_label(s.quant, s.double_quant),
         "yes" if row.fits else "no",
         _figure(row.peak_total_bytes, row),
         _figure(row.headroom_bytes, row),
@@ -86,11 +88,32 @@ def report(rows: list[FitRow], lines: list[str]) -> str:
             "~: the allocator's fragmentation model, not the replay of the cache's segments "
             "(far from the line, so the answer is the same; --model replays it)"
         )
+    notes += quant_notes(rows)
     notes.append(
         "peak: the process's (allocator + CUDA context); headroom: left after the margin; "
         "max context at the asked batch, max batch at the asked context"
     )
     return "\n".join([*lines, "", table([text_row(r) for r in rows], HEADER), "", *notes])
+
+
+def quant_notes(rows: list[FitRow]) -> list[str]:
+    """What the quantized rows rest on, and the methods that need a CUDA GPU."""
+    asked = list(dict.fromkeys(r.setting.quant for r in rows if r.setting.quant != "none"))
+    if not asked:
+        return []
+    notes = [
+        "quantized: weights as the quantizer stores them (packed, quantization state, "
+        "the modules it skips kept in the dtype); the load's and the forward's "
+        "quantization copies modelled from the libraries' code"
+    ]
+    for name in asked:
+        chosen = method(name)
+        if chosen.cuda_only:
+            checked = (
+                "" if name in CHECKED_ON_CPU else "; its storage rule read from torchao's source"
+            )
+            notes.append(f"{name}: CUDA GPUs only ({chosen.about}){checked}")
+    return notes
 
 
 def json_row(row: FitRow, target: Target) -> dict[str, Any]:
@@ -99,6 +122,7 @@ def json_row(row: FitRow, target: Target) -> dict[str, Any]:
         "model": row.model,
         "family": row.family,
         "quant": s.quant,
+        "double_quant": s.double_quant,
         "workload": s.workload,
         "fits": row.fits,
         "max_context": row.max_context,
@@ -109,6 +133,8 @@ def json_row(row: FitRow, target: Target) -> dict[str, Any]:
         "suggested": suggested(row),
         "need_bytes": row.peak.need_bytes,
         "weights_bytes": row.peak.weights_bytes,
+        "weights_split": dict(row.peak.weights_split),
+        "load_peak_bytes": row.peak.load_peak_bytes,
         "kv_cache_bytes": row.peak.kv_cache_bytes,
         "activation_bytes": row.peak.activation_bytes,
         "slack_bytes": row.peak.slack_bytes,
@@ -134,10 +160,17 @@ def json_row(row: FitRow, target: Target) -> dict[str, Any]:
 def check_line(row: FitRow) -> str:
     """--check's one line: fits with how much to spare, or short by how much."""
     s = row.setting
-    what = f"{row.model} ({s.quant}, {s.workload}, context {s.context}, batch {s.batch})"
+    what = (
+        f"{row.model} ({quant_label(s.quant, s.double_quant)}, {s.workload}, "
+        f"context {s.context}, batch {s.batch})"
+    )
     if row.fits:
         return f"fits: {what} with {format_bytes(row.headroom_bytes, 2)} to spare after the margin"
+    binds = row.binding
+    if binds == "weights" and row.peak.weights_split:
+        parts = ", ".join(f"{format_bytes(n, 2)} {part}" for part, n in row.peak.weights_split)
+        binds = f"weights: {parts}"
     return (
         f"does not fit: {what} is short by {format_bytes(-row.headroom_bytes, 2)} "
-        f"({row.binding} binds; {suggested(row)})"
+        f"({binds} binds; {suggested(row)})"
     )
