@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import re
 import signal
@@ -59,6 +60,16 @@ class SpecInbox:
         return self._line
 
 
+def quiet_library_warnings() -> None:
+    """Two libraries log at import, whatever the run: torchao (which transformers imports
+    in every from_pretrained once it is installed) that a kernel library built for another
+    GPU or Python did not load, and torch that torchao registers Enums the old way. Neither
+    bears on memory; left on, they would fill every failure's quoted stderr. Raised to
+    ERROR in the engine process only."""
+    for name in ("torchao", "torch.utils._pytree"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
 def warm_imports() -> None:
     """What every run needs, imported before the spec: no CUDA call is made here.
     First the engine's own imports, then whatever else a tiny run imports with the
@@ -66,6 +77,7 @@ def warm_imports() -> None:
 
     A failure is left for the run itself to meet (the same import fails again there
     and becomes a Failed event the user sees)."""
+    quiet_library_warnings()
     try:
         import psutil  # noqa: F401 - the CPU probe
         import torch  # noqa: F401

@@ -18,7 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from vramtui.measure.engine.engine_main import _on_term, run_and_flush
+from vramtui.measure.engine.engine_main import _on_term, quiet_library_warnings, run_and_flush
 from vramtui.measure.engine.engine_run import Engine
 from vramtui.measure.engine.tp_wire import EVENTS_ENV, SPEC_ENV, RankHello
 from vramtui.runspec import RunSpec
@@ -59,6 +59,7 @@ def end_group() -> None:
 
 
 def main() -> int:
+    quiet_library_warnings()
     signal.signal(signal.SIGTERM, _on_term)
     signal.signal(signal.SIGINT, _on_term)
     me = this_rank()
