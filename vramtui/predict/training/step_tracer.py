@@ -113,7 +113,8 @@ class FusedAttention(torch.autograd.Function):
 def math_kernel(backend: str, q: torch.Tensor, k: torch.Tensor, enable_gqa: bool) -> bool:
     """Whether a GPU runs scaled_dot_product_attention's math kernel for these inputs:
     no fused kernel takes float32 with grouped-query heads (flash: half precision only;
-    memory-efficient: as many key/value heads as query heads)."""
+    memory-efficient: as many key/value heads as query heads). A CPU's flash kernel
+    takes float32 and grouped-query heads alike."""
     grouped = enable_gqa and k.shape[-3] != q.shape[-3]
     return backend == "cuda" and q.dtype == torch.float32 and grouped
 
