@@ -1,5 +1,6 @@
 """The training step traced on the meta device allocates, event for event, what the same
-model and recipe allocate on real CPU tensors under the same accounting."""
+model and recipe allocate on real CPU tensors under the same accounting (QLoRA, whose 4-bit
+kernel on the CPU hides its forward transient: phase by phase)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,13 @@ import pytest
 import torch
 from helpers import TINY_LLAMA
 
+from vramtui.models.hf import transformers_config
+from vramtui.predict.training.recipe import apply_recipe
 from vramtui.predict.training.step_tracer import (
     EventTracker,
     Request,
     build,
+    math_attention,
     run_steps,
     trace,
 )
@@ -95,3 +99,70 @@ def test_gradient_accumulation_adds_into_the_gradients_it_has() -> None:
     single = trace(_request())
     assert len(meta["events"]) > len(single["events"])
     assert at_optimizer(meta) == at_optimizer(single)
+
+
+def _at_marks(data_events: list[int], marks: list[Any]) -> dict[tuple[int, str], tuple[int, int]]:
+    """(live bytes at the phase's start, the most alive during it) for every phase."""
+    bounds = [index for *_, index in marks] + [len(data_events)]
+    return {
+        (step, phase): (
+            live_bytes(data_events[:start])[0],
+            _peak_between(data_events, start, end),
+        )
+        for (step, phase, start), end in zip(marks, bounds[1:], strict=True)
+    }
+
+
+def _peak_between(events: list[int], start: int, end: int) -> int:
+    """The most alive from event `start` to event `end` (the bytes alive at the start)."""
+    sizes: list[int] = []
+    live = 0
+    peak = live_bytes(events[:start])[0]
+    for index, value in enumerate(events[:end]):
+        if value > 0:
+            sizes.append(value)
+            live += value
+        else:
+            live -= sizes[-value - 1]
+        if index >= start:
+            peak = max(peak, live)
+    return peak
+
+
+def _real_qlora(request: Request) -> EventTracker:
+    """A real bitsandbytes nf4 base (double quantization, bfloat16 compute), built as a
+    training run builds it, stepped with torch's own attention, math kernel only."""
+    pytest.importorskip("bitsandbytes", reason="the .[train] extra is not installed")
+    from vramtui.measure.engine.quantize import quantization_config
+    from vramtui.measure.engine.random_weights import load_random
+
+    torch.manual_seed(0)
+    four_bit = quantization_config("nf4", True, torch.bfloat16)
+    config = transformers_config(request.config)
+    base = load_random(
+        config, torch.device("cpu"), torch.bfloat16, request.attn, None, None, four_bit
+    )
+    model = apply_recipe(base, "qlora", request.grad_checkpointing)
+    tracker = EventTracker(1)
+    run_steps(model, request, tracker, attention=math_attention)
+    return tracker
+
+
+@pytest.mark.parametrize("checkpointing", [False, True])
+def test_qlora_keeps_the_math_kernels_float32_scores_as_a_real_4bit_step_does(
+    checkpointing: bool,
+) -> None:
+    """QLoRA's projections return float32 (peft casts the norms to float32), which no
+    fused attention kernel of a GPU takes with grouped-query heads: the math kernel runs
+    and keeps its score matrix. The meta trace for a GPU keeps, phase by phase, what a
+    real 4-bit step keeps with that kernel (the CPU's 4-bit forward dequantizes inside
+    its kernel, so single transients differ; the live bytes and peaks do not)."""
+    request = _request(
+        method="qlora", dtype="bfloat16", attn="sdpa", backend="cuda", seq=64,
+        grad_checkpointing=checkpointing,
+    )  # fmt: skip
+    meta = trace(request)
+    real = _real_qlora(request)
+    assert [m[:2] for m in meta["marks"]] == [m[:2] for m in real.marks]
+    assert _at_marks(meta["events"], meta["marks"]) == _at_marks(real.events, real.marks)
+    assert live_peak(meta["events"]) == live_peak(real.events) > 0

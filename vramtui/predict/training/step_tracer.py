@@ -16,13 +16,18 @@ Adafactor cannot run on meta (they read values): their states come from
 optimizer_states.py and the step is left out of the trace. Fused attention
 (`scaled_dot_product_attention`, which meta decomposes into the math kernel and its
 score matrix) is stood in for by what the flash kernels keep: the output and a float32
-log-sum-exp forward; the three gradients and float32 accumulators backward.
+log-sum-exp forward; the three gradients and float32 accumulators backward. Except
+where a GPU runs the math kernel itself: flash attention takes only float16 and
+bfloat16, and the memory-efficient kernel no grouped-query heads, so float32 queries
+with fewer key/value heads than query heads (QLoRA's, whose norms
+`prepare_model_for_kbit_training` casts to float32, so the projections return float32)
+keep the float32 score matrix for backward, as meta's decomposition does.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -105,13 +110,35 @@ class FusedAttention(torch.autograd.Function):
         return dq, dk, dv
 
 
+def math_kernel(backend: str, q: torch.Tensor, k: torch.Tensor, enable_gqa: bool) -> bool:
+    """Whether a GPU runs scaled_dot_product_attention's math kernel for these inputs:
+    no fused kernel takes float32 with grouped-query heads (flash: half precision only;
+    memory-efficient: as many key/value heads as query heads). A CPU's flash kernel
+    takes float32 and grouped-query heads alike."""
+    grouped = enable_gqa and k.shape[-3] != q.shape[-3]
+    return backend == "cuda" and q.dtype == torch.float32 and grouped
+
+
 @contextmanager
-def fused_attention() -> Iterator[None]:
-    """scaled_dot_product_attention as the fused kernels allocate (FusedAttention), for
-    the forward and for checkpointing's recomputation in backward alike."""
+def math_attention() -> Iterator[None]:
+    """torch's own scaled_dot_product_attention, its math kernel only."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    with sdpa_kernel(SDPBackend.MATH):
+        yield
+
+
+@contextmanager
+def fused_attention(backend: str = "cuda") -> Iterator[None]:
+    """scaled_dot_product_attention as the kernels `backend` picks allocate: the fused
+    ones' (FusedAttention), or torch's math kernel where a GPU falls back to it
+    (math_kernel); for the forward and checkpointing's recomputation alike."""
     original = F.scaled_dot_product_attention
 
-    def sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *_: Any, **__: Any) -> Any:
+    def sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *args: Any, **kw: Any) -> Any:
+        if math_kernel(backend, q, k, bool(kw.get("enable_gqa", False))):
+            with math_attention():
+                return original(q, k, v, *args, **kw)
         return FusedAttention.apply(q, k, v)
 
     setattr(F, "scaled_dot_product_attention", sdpa)  # noqa: B010 (a module's function)
@@ -171,15 +198,23 @@ def _no_packed_sequences() -> None:
     masking.find_packed_sequence_indices = lambda position_ids: None
 
 
-def run_steps(model: Any, request: Request, tracker: EventTracker, steps: int = 2) -> None:
+def run_steps(
+    model: Any,
+    request: Request,
+    tracker: EventTracker,
+    steps: int = 2,
+    attention: Callable[[], AbstractContextManager[Any]] | None = None,
+) -> None:
     """`steps` optimizer steps under the tracker; the first `min(grad_accum, 2)` micro-
-    batches of each (later ones allocate as the second does)."""
+    batches of each (later ones allocate as the second does). Attention as
+    `fused_attention` has it for the request's backend, unless `attention` says."""
     device = next(model.parameters()).device
     ids = torch.zeros((request.batch, request.seq), dtype=torch.long, device=device)
     params = trainable(model)
     opt = optimizer(request, params)
     tracker.known([*model.parameters(), *model.buffers(), ids])
-    with fused_attention(), tracker:
+    context = attention() if attention else fused_attention(request.backend)
+    with context, tracker:
         for step in range(1, steps + 1):
             for _ in range(min(request.grad_accum, 2)):
                 tracker.phase(step, "forward")

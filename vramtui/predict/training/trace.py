@@ -17,7 +17,7 @@ from vramtui.predict.training.optimizer_states import Param
 from vramtui.runspec.train_spec import TrainSpec
 
 MODULE = "vramtui.predict.training.step_tracer"
-TRAIN_TRACE_VERSION = 1
+TRAIN_TRACE_VERSION = 2
 
 
 @dataclass(frozen=True)
