@@ -91,7 +91,7 @@ class StepModel:
 
     def allocator_load(self) -> LoadFigures:
         if self.quant is not None:
-            items = tuple((item.transient, item.kept) for item in self.quant.items)
+            items = tuple(item.ops for item in self.quant.items)
             return load_items(items, self.quant.warmup_bytes, self.later_buffers(), self.cal)
         return load_figures(self.model, self.elem_bytes, self.cal)
 
