@@ -18,8 +18,10 @@ gives the same figure fast: it replays step by step only until every tensor
 sits alone in a segment made for it and no free block could hold the next
 request; from there on only block sizes matter, and a step that leaves them as
 the step before did repeats until a request outgrows a block (`_Containers`).
-Tensors of either pool are replayed; the step's other allocations are not
-(estimate.py adds them as a transient term).
+Tensors of either pool are replayed; the step's other allocations are one
+set of blocks (the transient term, made and freed once the prompt's cache is in), so the
+segments the prefill's activations leave serve the churn that follows, and the
+free blocks the load left serve the activations.
 """
 
 from __future__ import annotations
@@ -50,13 +52,22 @@ class _Replay:
     """The pool, and the cache's tensors in it, one step at a time."""
 
     def __init__(
-        self, rules: PoolRules, free: tuple[int, ...], first: tuple[int, ...], kv: KvGrowth
+        self,
+        rules: PoolRules,
+        free: tuple[int, ...],
+        first: tuple[int, ...],
+        kv: KvGrowth,
+        transient: tuple[int, ...] = (),
     ) -> None:
         self.rules, self.kv = rules, kv
         self.pool = CachingAllocator(rules, free)
         for nbytes in first:
             self.pool.malloc(nbytes)
         self.live = [self.alloc(kv.prompt) for _ in range(2 * kv.layers)]
+        # the prefill's activations beside the prompt's cache, freed before decode:
+        # their blocks serve the churn that follows
+        for handle in [self.pool.malloc(nbytes) for nbytes in transient]:
+            self.pool.free(handle)
 
     def alloc(self, positions: int) -> Handle:
         return self.pool.malloc(positions * self.kv.bytes_per_position)
@@ -143,11 +154,16 @@ class _Containers:
 
 @lru_cache(maxsize=32)
 def kv_cache_reserve(
-    rules: PoolRules, free_after_load: tuple[int, ...], first_blocks: tuple[int, ...], kv: KvGrowth
+    rules: PoolRules,
+    free_after_load: tuple[int, ...],
+    first_blocks: tuple[int, ...],
+    kv: KvGrowth,
+    transient: tuple[int, ...] = (),
 ) -> int:
     """Most bytes of new segments (both pools) while the cache grows (see the module).
-    `first_blocks` are allocated first and kept (the cuBLAS workspaces)."""
-    replay = _Replay(rules, free_after_load, first_blocks, kv)
+    `first_blocks` are allocated first and kept (the cuBLAS workspaces); `transient`:
+    a step's other allocations, blocks made and freed once the prompt's cache is in."""
+    replay = _Replay(rules, free_after_load, first_blocks, kv, transient)
     positions = kv.prompt
     while positions < kv.last:
         if replay.one_per_block(positions):
@@ -158,10 +174,14 @@ def kv_cache_reserve(
 
 
 def replay_steps(
-    rules: PoolRules, free_after_load: tuple[int, ...], first_blocks: tuple[int, ...], kv: KvGrowth
+    rules: PoolRules,
+    free_after_load: tuple[int, ...],
+    first_blocks: tuple[int, ...],
+    kv: KvGrowth,
+    transient: tuple[int, ...] = (),
 ) -> int:
     """The same figure, every step replayed: the reference `kv_cache_reserve` is held to."""
-    replay = _Replay(rules, free_after_load, first_blocks, kv)
+    replay = _Replay(rules, free_after_load, first_blocks, kv, transient)
     for positions in range(kv.prompt + 1, kv.last + 1):
         replay.step(positions)
     return replay.pool.reserved

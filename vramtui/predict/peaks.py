@@ -36,12 +36,15 @@ def run_peaks(steps: StepModel, tokens: int, expandable: bool, replay_cache: boo
     reserved = needed
     if steps.cuda and not expandable and replay_cache:
         cal = steps.cal
-        # the load's free blocks, then the cuBLAS workspaces, then the cache's churn
+        # the load's free blocks, then the cuBLAS workspaces, the prompt's cache, the
+        # step's transient (whose freed segments the churn reuses), the cache's churn
         row, layers = steps.kv_growth_shape(steps.prompt + tokens - 1)
         kv = KvGrowth(layers, row, steps.prompt, tokens)
         workspaces = (cal.cublas_workspace_bytes, cal.cublaslt_workspace_bytes)
-        grown = kv_cache_reserve(cal.rules, steps.load.free_large, workspaces, kv)
-        reserved = steps.load.reserved + grown + steps.transient_reserve(transient)
+        extra = steps.transient_blocks(transient)
+        free = steps.load.free_large
+        grown = kv_cache_reserve(cal.rules, free, workspaces, kv, extra.replayed)
+        reserved = steps.load.reserved + grown + extra.beside
         reserved = max(reserved, peak_allocated)
         if not balloons:  # a ballooning cache is freed before an OOM: not needed
             needed = reserved

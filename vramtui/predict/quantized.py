@@ -110,23 +110,28 @@ class QuantPlan:
     def dequant_bytes(self, rows: int) -> int:
         """What a forward of `rows` rows (batch x new tokens) holds above the
         unquantized model's activations, at its largest converted layer."""
-        return max((self._layer(lin, rows) for lin in self.weights.converted), default=0)
+        return sum(self.dequant_tensors(rows))
 
-    def _layer(self, lin: LinearWeight, rows: int) -> int:
+    def dequant_tensors(self, rows: int) -> tuple[int, ...]:
+        """The tensors behind `dequant_bytes`, bytes each."""
+        layers = (self._layer(lin, rows) for lin in self.weights.converted)
+        return max(layers, key=sum, default=())
+
+    def _layer(self, lin: LinearWeight, rows: int) -> tuple[int, ...]:
         method, e, n = self.method, self.elem_bytes, lin.rows * lin.cols
         if method in FOUR_BIT:
             if rows <= FUSED_4BIT_ROWS:
-                return 0
+                return ()
             blocks = -(-n // BNB_BLOCK)
-            absmax = 2 * blocks * FLOAT32 if self.weights.double_quant else 0
-            return n * e + absmax
+            absmax = (blocks * FLOAT32,) * 2 if self.weights.double_quant else ()
+            return (n * e, *absmax)
         if method == "int8":
-            return rows * lin.cols + rows * FLOAT32 + rows * lin.rows * 4
+            return (rows * lin.cols, rows * FLOAT32, rows * lin.rows * 4)
         if method == "int8-wo":
-            return n * e
+            return (n * e,)
         if method == "fp8":
-            return n * (2 * FLOAT32 + e)
-        return 0  # int4-wo: fused
+            return (n * FLOAT32, n * FLOAT32, n * e)
+        return ()  # int4-wo: fused
 
 
 def convert_ops(method: str, lin: LinearWeight, e: int, double_quant: bool) -> tuple[Op, ...]:
