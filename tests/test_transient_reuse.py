@@ -33,8 +33,20 @@ def test_a_dequantized_weight_sits_in_the_blocks_its_load_freed() -> None:
     est = estimate(opt, quant="fp8")
     steps = est._steps
     dequant = quant_plan(opt, "fp8", False, 2).dequant_tensors(est.batch * est.prompt_tokens)
-    blocks = steps.transient_blocks(est.transient_bytes)
+    blocks = steps.transient_blocks(est.transient_bytes, prefill=True)
     assert blocks.replayed[: len(dequant)] == dequant
     # float8's conversions left float32-sized holes: the step's copies fit in them
     assert sum(steps.load.free_large) >= sum(dequant)
     assert est.peak_reserved_bytes < steps.load.reserved + sum(dequant)
+
+
+def test_a_decode_transient_comes_back_beside_the_longest_cache() -> None:
+    kv = KvGrowth(4, 8 * 1024, 2000, 300)
+    alone = kv_cache_reserve(RULES, (), (), kv)
+    # no block the churn left holds it: a decode step's transient needs its own segment,
+    # which the churn never reused
+    with_decode = kv_cache_reserve(RULES, (), (), kv, (), (400 * MiB,))
+    assert with_decode == alone + 400 * MiB
+    assert replay_steps(RULES, (), (), kv, (), (400 * MiB,)) == with_decode
+    # a small one fits the blocks the churn left behind
+    assert kv_cache_reserve(RULES, (), (), kv, (), (12 * MiB,)) == alone

@@ -19,9 +19,10 @@ sits alone in a segment made for it and no free block could hold the next
 request; from there on only block sizes matter, and a step that leaves them as
 the step before did repeats until a request outgrows a block (`_Containers`).
 Tensors of either pool are replayed; the step's other allocations are one
-set of blocks (the transient term, made and freed once the prompt's cache is in), so the
-segments the prefill's activations leave serve the churn that follows, and the
-free blocks the load left serve the activations.
+set of blocks: the prefill's, made and freed once the prompt's cache is in, so the
+segments its activations leave serve the churn that follows; a decode step's, made
+and freed beside the cache at its longest (it comes back every step); both first
+in the free blocks the load left.
 """
 
 from __future__ import annotations
@@ -66,7 +67,11 @@ class _Replay:
         self.live = [self.alloc(kv.prompt) for _ in range(2 * kv.layers)]
         # the prefill's activations beside the prompt's cache, freed before decode:
         # their blocks serve the churn that follows
-        for handle in [self.pool.malloc(nbytes) for nbytes in transient]:
+        self.place(transient)
+
+    def place(self, blocks: tuple[int, ...]) -> None:
+        """A step's transient: `blocks` made, then freed."""
+        for handle in [self.pool.malloc(nbytes) for nbytes in blocks]:
             self.pool.free(handle)
 
     def alloc(self, positions: int) -> Handle:
@@ -135,6 +140,20 @@ class _Containers:
         self.free, self.containers = free, taken
         return added
 
+    def place(self, blocks: tuple[int, ...]) -> int:
+        """Bytes of the new segments a step's transient `blocks` take at the end (each in
+        the smallest free block that holds it, else a segment of its own)."""
+        free, added = sorted(self.free), 0
+        for size in sorted((self.rules.block_size(n) for n in blocks), reverse=True):
+            fits = [f for f in free if f >= size]
+            if fits:
+                free.remove(fits[0])
+                if self.rules.worth_splitting(fits[0] - size, False):
+                    insort(free, fits[0] - size)
+            else:
+                added += self.rules.segment_size(size)
+        return added
+
     def run(self, positions: int) -> int:
         """Bytes of the new segments from `positions` to the cache's last position. A step
         that leaves everything as the one before did repeats until a request outgrows a
@@ -158,18 +177,23 @@ def kv_cache_reserve(
     free_after_load: tuple[int, ...],
     first_blocks: tuple[int, ...],
     kv: KvGrowth,
-    transient: tuple[int, ...] = (),
+    prefill: tuple[int, ...] = (),
+    decode: tuple[int, ...] = (),
 ) -> int:
     """Most bytes of new segments (both pools) while the cache grows (see the module).
-    `first_blocks` are allocated first and kept (the cuBLAS workspaces); `transient`:
-    a step's other allocations, blocks made and freed once the prompt's cache is in."""
-    replay = _Replay(rules, free_after_load, first_blocks, kv, transient)
+    `first_blocks` are allocated first and kept (the cuBLAS workspaces); `prefill`: the
+    prefill's other allocations, blocks made and freed once the prompt's cache is in;
+    `decode`: a decode step's, made and freed beside the cache at its longest."""
+    replay = _Replay(rules, free_after_load, first_blocks, kv, prefill)
     positions = kv.prompt
     while positions < kv.last:
         if replay.one_per_block(positions):
-            return replay.pool.reserved + _Containers(replay).run(positions)
+            containers = _Containers(replay)
+            added = containers.run(positions)
+            return replay.pool.reserved + added + containers.place(decode)
         positions = min(positions + replay.stride(positions), kv.last)
         replay.step(positions)
+    replay.place(decode)
     return replay.pool.reserved
 
 
@@ -178,10 +202,12 @@ def replay_steps(
     free_after_load: tuple[int, ...],
     first_blocks: tuple[int, ...],
     kv: KvGrowth,
-    transient: tuple[int, ...] = (),
+    prefill: tuple[int, ...] = (),
+    decode: tuple[int, ...] = (),
 ) -> int:
     """The same figure, every step replayed: the reference `kv_cache_reserve` is held to."""
-    replay = _Replay(rules, free_after_load, first_blocks, kv, transient)
+    replay = _Replay(rules, free_after_load, first_blocks, kv, prefill)
     for positions in range(kv.prompt + 1, kv.last + 1):
         replay.step(positions)
+    replay.place(decode)
     return replay.pool.reserved

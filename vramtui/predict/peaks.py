@@ -37,14 +37,17 @@ def run_peaks(steps: StepModel, tokens: int, expandable: bool, replay_cache: boo
     if steps.cuda and not expandable and replay_cache:
         cal = steps.cal
         # the load's free blocks, then the cuBLAS workspaces, the prompt's cache, the
-        # step's transient (whose freed segments the churn reuses), the cache's churn
+        # prefill's transient (whose freed segments the churn reuses), the cache's
+        # churn, a decode step's transient
         row, layers = steps.kv_growth_shape(steps.prompt + tokens - 1)
         kv = KvGrowth(layers, row, steps.prompt, tokens)
         workspaces = (cal.cublas_workspace_bytes, cal.cublaslt_workspace_bytes)
-        extra = steps.transient_blocks(transient)
-        free = steps.load.free_large
-        grown = kv_cache_reserve(cal.rules, free, workspaces, kv, extra.replayed)
-        reserved = steps.load.reserved + grown + extra.beside
+        prefill = steps.transient_blocks(steps.step_peak(0) - steps.steady(0), prefill=True)
+        decoding = [steps.step_peak(i) - steps.steady(i) for i in candidates if i >= 1]
+        decode = steps.transient_blocks(max(decoding, default=0), prefill=False)
+        free, blocks = steps.load.free_large, (prefill.replayed, decode.replayed)
+        grown = kv_cache_reserve(cal.rules, free, workspaces, kv, *blocks)
+        reserved = steps.load.reserved + grown + max(prefill.beside, decode.beside)
         reserved = max(reserved, peak_allocated)
         if not balloons:  # a ballooning cache is freed before an OOM: not needed
             needed = reserved

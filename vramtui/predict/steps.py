@@ -265,12 +265,14 @@ class StepModel:
         )
         return max(during_forward, self.steady(step) + self.processors())
 
-    def transient_blocks(self, transient: int) -> TransientBlocks:
+    def transient_blocks(self, transient: int, prefill: bool) -> TransientBlocks:
         """A step's transient as the cache's replay places it: the dequantized weight's
-        tensors (the prefill's rows) each a block of its own, and the rest reserved as
+        tensors (the prefill's rows or a decode step's) each a block of its own, and the
+        rest reserved as
         `transient_reserve` says: one block where it takes a segment of its own, else
         beside the replay (small tensors share segments a single block would not)."""
-        pieces = self.quant.dequant_tensors(self.batch * self.prompt) if self.quant else ()
+        rows = self.batch * (self.prompt if prefill else 1)
+        pieces = self.quant.dequant_tensors(rows) if self.quant else ()
         pieces = tuple(self.block(n) for n in pieces)
         rest = self.transient_reserve(max(0, transient - sum(pieces)))
         if rest >= self.cal.rules.large_alloc_min:
