@@ -18,8 +18,11 @@ gives the same figure fast: it replays step by step only until every tensor
 sits alone in a segment made for it and no free block could hold the next
 request; from there on only block sizes matter, and a step that leaves them as
 the step before did repeats until a request outgrows a block (`_Containers`).
-Tensors of either pool are replayed; the step's other allocations are not
-(estimate.py adds them as a transient term).
+Tensors of either pool are replayed; the step's other allocations are one
+set of blocks: the prefill's, made and freed once the prompt's cache is in, so the
+segments its activations leave serve the churn that follows; a decode step's, made
+and freed beside the cache at its longest (it comes back every step); both first
+in the free blocks the load left.
 """
 
 from __future__ import annotations
@@ -51,13 +54,26 @@ class _Replay:
     """The pool, and the cache's tensors in it, one step at a time."""
 
     def __init__(
-        self, rules: PoolRules, free: tuple[int, ...], first: tuple[int, ...], kv: KvGrowth
+        self,
+        rules: PoolRules,
+        free: tuple[int, ...],
+        first: tuple[int, ...],
+        kv: KvGrowth,
+        transient: tuple[int, ...] = (),
     ) -> None:
         self.rules, self.kv = rules, kv
         self.pool = CachingAllocator(rules, free)
         for nbytes in first:
             self.pool.malloc(nbytes)
         self.live = [self.alloc(kv.prompt) for _ in range(2 * kv.layers)]
+        # the prefill's activations beside the prompt's cache, freed before decode:
+        # their blocks serve the churn that follows
+        self.place(transient)
+
+    def place(self, blocks: tuple[int, ...]) -> None:
+        """A step's transient: `blocks` made, then freed."""
+        for handle in [self.pool.malloc(nbytes) for nbytes in blocks]:
+            self.pool.free(handle)
 
     def alloc(self, positions: int) -> Handle:
         return self.pool.malloc(positions * self.kv.bytes_per_position)
@@ -133,6 +149,20 @@ class _Containers:
         self.free, self.containers = free, taken
         return added
 
+    def place(self, blocks: tuple[int, ...]) -> int:
+        """Bytes of the new segments a step's transient `blocks` take at the end (each in
+        the smallest free block that holds it, else a segment of its own)."""
+        free, added = sorted(self.free), 0
+        for size in sorted((self.rules.block_size(n) for n in blocks), reverse=True):
+            fits = [f for f in free if f >= size]
+            if fits:
+                free.remove(fits[0])
+                if self.rules.worth_splitting(fits[0] - size, False):
+                    insort(free, fits[0] - size)
+            else:
+                added += self.rules.segment_size(size)
+        return added
+
     def run(self, positions: int) -> int:
         """Bytes of the new segments from `positions` to the cache's last position. A step
         that leaves everything as the one before did repeats until a request outgrows a
@@ -161,11 +191,21 @@ _CHECKPOINTS: dict[tuple[object, ...], list[tuple[int, _Replay]]] = {}
 
 @lru_cache(maxsize=32)
 def kv_cache_reserve(
-    rules: PoolRules, free_after_load: tuple[int, ...], first_blocks: tuple[int, ...], kv: KvGrowth
+    rules: PoolRules,
+    free_after_load: tuple[int, ...],
+    first_blocks: tuple[int, ...],
+    kv: KvGrowth,
+    prefill: tuple[int, ...] = (),
+    decode: tuple[int, ...] = (),
 ) -> int:
     """Most bytes of new segments (both pools) while the cache grows (see the module).
-    `first_blocks` are allocated first and kept (the cuBLAS workspaces)."""
-    key = (rules, free_after_load, first_blocks, kv.layers, kv.bytes_per_position, kv.prompt)
+    `first_blocks` are allocated first and kept (the cuBLAS workspaces); `prefill`: the
+    prefill's other allocations, blocks made and freed once the prompt's cache is in;
+    `decode`: a decode step's, made and freed beside the cache at its longest."""
+    key = (
+        rules, free_after_load, first_blocks, prefill, kv.layers, kv.bytes_per_position,
+        kv.prompt,
+    )  # fmt: skip
     if key not in _CHECKPOINTS and len(_CHECKPOINTS) >= SHAPES_KEPT:
         _CHECKPOINTS.clear()
     kept = _CHECKPOINTS.setdefault(key, [])
@@ -173,11 +213,13 @@ def kv_cache_reserve(
     if before:
         positions, replay = before[-1][0], copy.deepcopy(before[-1][1])
     else:
-        positions, replay = kv.prompt, _Replay(rules, free_after_load, first_blocks, kv)
+        positions, replay = kv.prompt, _Replay(rules, free_after_load, first_blocks, kv, prefill)
     stepped = 0
     while positions < kv.last:
         if replay.one_per_block(positions):
-            return replay.pool.reserved + _Containers.of(replay, kv).run(positions)
+            containers = _Containers.of(replay, kv)
+            added = containers.run(positions)
+            return replay.pool.reserved + added + containers.place(decode)
         following = positions + replay.stride(positions)
         positions = min(following, kv.last)
         replay.step(positions)
@@ -185,6 +227,7 @@ def kv_cache_reserve(
         last_kept = kept[-1][0] if kept else kv.prompt
         if following <= kv.last and stepped % CHECKPOINT_STEPS == 0 and positions > last_kept:
             kept.append((positions, copy.deepcopy(replay)))
+    replay.place(decode)
     return replay.pool.reserved
 
 
@@ -195,10 +238,16 @@ def clear_caches() -> None:
 
 
 def replay_steps(
-    rules: PoolRules, free_after_load: tuple[int, ...], first_blocks: tuple[int, ...], kv: KvGrowth
+    rules: PoolRules,
+    free_after_load: tuple[int, ...],
+    first_blocks: tuple[int, ...],
+    kv: KvGrowth,
+    prefill: tuple[int, ...] = (),
+    decode: tuple[int, ...] = (),
 ) -> int:
     """The same figure, every step replayed: the reference `kv_cache_reserve` is held to."""
-    replay = _Replay(rules, free_after_load, first_blocks, kv)
+    replay = _Replay(rules, free_after_load, first_blocks, kv, prefill)
     for positions in range(kv.prompt + 1, kv.last + 1):
         replay.step(positions)
+    replay.place(decode)
     return replay.pool.reserved

@@ -14,8 +14,19 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from vramtui.models.architecture import ModelInfo
-from vramtui.predict.allocator import CachingAllocator
+from vramtui.predict.allocator import CachingAllocator, Handle
 from vramtui.predict.calibration import Calibration
+
+KEPT = -1  # an Op's tensor that is never freed: what the weight is stored as
+Op = tuple[int, int]  # one tensor a load makes: (bytes, the index of the op after which
+# it is freed, or KEPT)
+
+
+def held(transient: tuple[int, ...], kept: tuple[int, ...]) -> tuple[Op, ...]:
+    """A load item whose `transient` tensors are all alive while its `kept` ones are
+    made, then freed."""
+    last = len(transient) + len(kept) - 1
+    return (*((n, last) for n in transient), *((n, KEPT) for n in kept))
 
 
 @dataclass(frozen=True)
@@ -42,31 +53,35 @@ def load_sizes(sizes: tuple[int, ...], later: tuple[int, ...], cal: Calibration)
     checkpoint tensor (`sizes`, bytes) in the loader's order (its threads may reorder
     them, which moves addresses but not the totals), then the buffers a checkpoint
     does not hold (`later`), made once the weights are in."""
-    items = tuple(((), (size,)) for size in sizes)
+    items = tuple(((size, KEPT),) for size in sizes)
     return load_items(items, sum(sizes) // 2 * 2, later, cal)
 
 
 @lru_cache(maxsize=64)
 def load_items(
-    items: tuple[tuple[tuple[int, ...], tuple[int, ...]], ...],
+    items: tuple[tuple[Op, ...], ...],
     warmup: int,
     later: tuple[int, ...],
     cal: Calibration,
 ) -> LoadFigures:
     """The load as `load_sizes`, each checkpoint tensor an item (alive while it is
-    converted, then freed; kept): a quantized weight arrives in 16-bit and is
-    converted on the device (predict/quantized.py). `warmup`: the warm-up tensor."""
+    converted, then freed; working copies freed before the kept tensors are made;
+    kept): a quantized weight arrives in 16-bit and is converted on the device
+    (predict/quantized.py). `warmup`: the warm-up tensor."""
     alloc = CachingAllocator(cal.rules)
     if cal.load_overhead_bytes:
         alloc.malloc(cal.load_overhead_bytes)
     # caching_allocator_warmup: torch.empty(total // 2, dtype=float16), then freed
     alloc.free(alloc.malloc(warmup))
-    for transient, kept in items:
-        alive = [alloc.malloc(nbytes) for nbytes in transient]
-        for nbytes in kept:
-            alloc.malloc(nbytes)
-        for handle in alive:
-            alloc.free(handle)
+    for ops in items:
+        alive: list[tuple[int, Handle]] = []
+        for index, (nbytes, freed_after) in enumerate(ops):
+            handle = alloc.malloc(nbytes)
+            if freed_after != KEPT:
+                alive.append((freed_after, handle))
+            for done in [h for after, h in alive if after == index]:
+                alloc.free(done)
+            alive = [(after, h) for after, h in alive if after != index]
     for nbytes in later:
         alloc.malloc(nbytes)
     free_large = alloc.free_large_blocks()

@@ -36,12 +36,18 @@ def run_peaks(steps: StepModel, tokens: int, expandable: bool, replay_cache: boo
     reserved = needed
     if steps.cuda and not expandable and replay_cache:
         cal = steps.cal
-        # the load's free blocks, then the cuBLAS workspaces, then the cache's churn
+        # the load's free blocks, then the cuBLAS workspaces, the prompt's cache, the
+        # prefill's transient (whose freed segments the churn reuses), the cache's
+        # churn, a decode step's transient
         row, layers = steps.kv_growth_shape(steps.prompt + tokens - 1)
         kv = KvGrowth(layers, row, steps.prompt, tokens)
         workspaces = (cal.cublas_workspace_bytes, cal.cublaslt_workspace_bytes)
-        grown = kv_cache_reserve(cal.rules, steps.load.free_large, workspaces, kv)
-        reserved = steps.load.reserved + grown + steps.transient_reserve(transient)
+        prefill = steps.transient_blocks(steps.step_peak(0) - steps.steady(0), prefill=True)
+        decoding = [steps.step_peak(i) - steps.steady(i) for i in candidates if i >= 1]
+        decode = steps.transient_blocks(max(decoding, default=0), prefill=False)
+        free, blocks = steps.load.free_large, (prefill.replayed, decode.replayed)
+        grown = kv_cache_reserve(cal.rules, free, workspaces, kv, *blocks)
+        reserved = steps.load.reserved + grown + max(prefill.beside, decode.beside)
         reserved = max(reserved, peak_allocated)
         if not balloons:  # a ballooning cache is freed before an OOM: not needed
             needed = reserved

@@ -16,9 +16,16 @@ alive together, then the 16-bit weight is freed:
 - 4-bit: the 16-bit weight, the float32 absmax (kept or, with double quant,
   quantized to uint8 around its mean: it and its difference from the mean are
   freed), the packed weight;
-- torchao: the 16-bit weight, one copy of 4 bytes an element (`input * (1 / scale)`
-  is float32, each later op frees the one before; int4's integer data is int32),
-  the quantized tensors.
+- torchao int8 weight-only (quantize_affine): the 16-bit weight; `input * (1 /
+  scale)` in float32 and its round(), alive together, both freed before the int8
+  data is made;
+- torchao float8 weight-only (_quantize_affine_float8): the 16-bit weight and three
+  float32 copies (the cast, the scaled and the clamped tensor, each kept by a local)
+  alive when the float8 data is made;
+- torchao int4 weight-only (Int4TilePackedTo4dTensor.from_hp): the 16-bit weight,
+  its padded copy (F.pad copies even when nothing is padded) and the int32 integer
+  data, alive to the end; packing makes `data[:, ::2] << 4` and its `|` with the odd
+  columns (int32, half the elements each), freed before the packed weight is made.
 The warm-up tensor transformers allocates first counts a converted weight at the
 quantizer's element size (0.5 byte for 4-bit, 1 for 8-bit).
 
@@ -31,9 +38,11 @@ once with the forward's other activations:
   in float32 twice;
 - LLM.int8: the rows quantized to int8 with a float32 scale each, the int32
   product;
-- torchao int8 and float8 weight-only: the weight cast to the compute dtype for
-  every matmul; int4 weight-only: a fused kernel, nothing the size of a weight.
-These two are not yet measured on a GPU: the docs' storage table says so.
+- torchao int8 weight-only: the weight cast to the compute dtype for every matmul;
+  float8 weight-only: Float8Tensor.dequantize() for every matmul, a float32 cast,
+  its product with the scale and that cast to the compute dtype, alive together;
+  int4 weight-only: a fused kernel, nothing the size of a weight.
+The torchao rules are checked against live bytes on the CPU (tests/test_quant_transients.py).
 """
 
 from __future__ import annotations
@@ -43,11 +52,16 @@ from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from vramtui.errors import UsageError
+from vramtui.predict.load import KEPT, Op, held
 from vramtui.predict.quant_storage import (
     BNB_BLOCK,
     FLOAT32,
+    INT4_COLS,
+    INT4_GROUP,
+    INT4_ROWS,
     LinearWeight,
     QuantWeights,
+    Stored,
     quantize_tensors,
     stored,
 )
@@ -63,11 +77,21 @@ FOUR_BIT = ("nf4", "fp4")
 
 @dataclass(frozen=True)
 class LoadItem:
-    """One checkpoint tensor's load: what is alive while it is converted (freed
-    after), and the tensors it is stored as."""
+    """One checkpoint tensor's load: every tensor its conversion makes, in order,
+    each with the op after which it is freed (load.py's Op; KEPT: what it is stored
+    as)."""
 
-    transient: tuple[int, ...]
-    kept: tuple[int, ...]
+    ops: tuple[Op, ...]
+
+    @property
+    def peak(self) -> int:
+        """The most bytes its tensors hold at once (no allocator rounding)."""
+        live = top = 0
+        for index, (nbytes, _) in enumerate(self.ops):
+            live += nbytes
+            top = max(top, live)
+            live -= sum(size for size, after in self.ops if after == index)
+        return top
 
 
 @dataclass(frozen=True)
@@ -86,34 +110,69 @@ class QuantPlan:
     def dequant_bytes(self, rows: int) -> int:
         """What a forward of `rows` rows (batch x new tokens) holds above the
         unquantized model's activations, at its largest converted layer."""
-        return max((self._layer(lin, rows) for lin in self.weights.converted), default=0)
+        return sum(self.dequant_tensors(rows))
 
-    def _layer(self, lin: LinearWeight, rows: int) -> int:
+    def dequant_tensors(self, rows: int) -> tuple[int, ...]:
+        """The tensors behind `dequant_bytes`, bytes each."""
+        layers = (self._layer(lin, rows) for lin in self.weights.converted)
+        return max(layers, key=sum, default=())
+
+    def _layer(self, lin: LinearWeight, rows: int) -> tuple[int, ...]:
         method, e, n = self.method, self.elem_bytes, lin.rows * lin.cols
         if method in FOUR_BIT:
             if rows <= FUSED_4BIT_ROWS:
-                return 0
+                return ()
             blocks = -(-n // BNB_BLOCK)
-            absmax = 2 * blocks * FLOAT32 if self.weights.double_quant else 0
-            return n * e + absmax
+            absmax = (blocks * FLOAT32,) * 2 if self.weights.double_quant else ()
+            return (n * e, *absmax)
         if method == "int8":
-            return rows * lin.cols + rows * FLOAT32 + rows * lin.rows * 4
-        if method in ("int8-wo", "fp8"):
-            return n * e
-        return 0  # int4-wo: fused
+            return (rows * lin.cols, rows * FLOAT32, rows * lin.rows * 4)
+        if method == "int8-wo":
+            return (n * e,)
+        if method == "fp8":
+            return (n * FLOAT32, n * FLOAT32, n * e)
+        return ()  # int4-wo: fused
 
 
-def _convert_transient(
-    method: str, lin: LinearWeight, e: int, double_quant: bool
-) -> tuple[int, ...]:
+def convert_ops(method: str, lin: LinearWeight, e: int, double_quant: bool) -> tuple[Op, ...]:
+    """The tensors converting one weight makes, in the order the quantizer makes them."""
     n = lin.rows * lin.cols
+    kept = stored(method, lin.rows, lin.cols, e, double_quant)
     if method == "int8":
-        return (n * e, n * 2)  # the loader's tensor and Int8Params' float16 copy
+        return held((n * e, n * 2), kept.tensors)  # the loader's tensor, Int8Params' copy
     if method in FOUR_BIT:
         blocks = -(-n // BNB_BLOCK)
         # double quant: the float32 absmax and `absmax - offset`, freed once nested
-        return (n * e, blocks * FLOAT32, blocks * FLOAT32) if double_quant else (n * e,)
-    return (n * e, n * FLOAT32)  # torchao
+        absmax = (blocks * FLOAT32, blocks * FLOAT32) if double_quant else ()
+        return held((n * e, *absmax), kept.tensors)
+    state = tuple((nbytes, KEPT) for nbytes in kept.state)
+    if method == "int8-wo":
+        # input, scale and zero point; `input * (1 / scale)` (float32), round, + zero
+        # point, clamp (each freed once the next is made), the int8 data
+        f = n * FLOAT32
+        return ((n * e, 7), *state, (f, 4), (f, 5), (f, 6), (f, 7), (n, KEPT))
+    if method == "fp8":
+        # input, abs (freed by amax), the scale; the float32 cast, scaled and clamped
+        # copies (locals, freed on return), the float8 data
+        f = n * FLOAT32
+        return ((n * e, 6), (n * e, 2), *state, (f, 6), (f, 6), (f, 6), (n, KEPT))
+    return _int4_ops(lin, e, kept)
+
+
+def _int4_ops(lin: LinearWeight, e: int, kept: Stored) -> tuple[Op, ...]:
+    """Int4TilePackedTo4dTensor.from_hp: the input and its padded copy (F.pad copies
+    even when nothing is padded), the scales and zero points; `(x - min) / scale`,
+    round, clamp in the model's dtype, then int32 (each freed once the next is made);
+    packing: `data[:, ::2] << 4`, its `|` with the odd columns (int32, half the
+    elements each), uint8, the packed weight; then the scales and zero points
+    interleaved. Input, copy, scales and int32 data live to the end."""
+    p = -(-lin.rows // INT4_ROWS) * INT4_ROWS * (-(-lin.cols // INT4_COLS) * INT4_COLS)
+    scales = p // INT4_GROUP * e
+    end = 13 + len(kept.state) - 1
+    held_ = ((lin.rows * lin.cols * e, end), (p * e, end), (scales, end), (scales, end))
+    chain = ((p * e, 5), (p * e, 6), (p * e, 7), (p * e, 8), (p * 4, end))
+    pack = ((p * 2, 10), (p * 2, 11), (p // 2, 12), *((nbytes, KEPT) for nbytes in kept.packed))
+    return (*held_, *chain, *pack, *((nbytes, KEPT) for nbytes in kept.state))
 
 
 def named_tensors(model: ModelInfo | Trace, elem_bytes: int) -> tuple[tuple[str, int], ...]:
@@ -171,10 +230,9 @@ def quant_plan(
     for name, size in named:
         lin = by_weight.get(name)
         if lin is None:
-            items.append(LoadItem((), (size,)))
+            items.append(LoadItem(((size, KEPT),)))
             warm += size
             continue
-        kept = stored(method, lin.rows, lin.cols, elem_bytes, double_quant).tensors
-        items.append(LoadItem(_convert_transient(method, lin, elem_bytes, double_quant), kept))
+        items.append(LoadItem(convert_ops(method, lin, elem_bytes, double_quant)))
         warm += lin.rows * lin.cols * WARMUP_ELEMENT[method]
     return QuantPlan(weights, elem_bytes, tuple(items), int(warm // 2) * 2)

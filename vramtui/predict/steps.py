@@ -16,6 +16,8 @@ step) and `cached` positions in the cache after it.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from vramtui.models.architecture import DTYPE_BYTES, ModelInfo
 from vramtui.predict.calibration import Calibration
 from vramtui.predict.load import LoadFigures, load_figures, load_items
@@ -32,6 +34,15 @@ def softmax_copies_input(dtype: str, cuda: bool) -> bool:
     CUDA, whose kernel reads the half input and writes float32 (at::softmax's
     half_to_float)."""
     return dtype != "float32" and not (cuda and dtype == "float16")
+
+
+@dataclass(frozen=True)
+class TransientBlocks:
+    """A step's transient for the allocator replay: blocks it makes and frees, and the
+    bytes it reserves in segments of their own."""
+
+    replayed: tuple[int, ...]
+    beside: int
 
 
 class StepModel:
@@ -91,7 +102,7 @@ class StepModel:
 
     def allocator_load(self) -> LoadFigures:
         if self.quant is not None:
-            items = tuple((item.transient, item.kept) for item in self.quant.items)
+            items = tuple(item.ops for item in self.quant.items)
             return load_items(items, self.quant.warmup_bytes, self.later_buffers(), self.cal)
         return load_figures(self.model, self.elem_bytes, self.cal)
 
@@ -253,6 +264,20 @@ class StepModel:
             + self.overhead
         )
         return max(during_forward, self.steady(step) + self.processors())
+
+    def transient_blocks(self, transient: int, prefill: bool) -> TransientBlocks:
+        """A step's transient as the cache's replay places it: the dequantized weight's
+        tensors (the prefill's rows or a decode step's) each a block of its own, and the
+        rest reserved as
+        `transient_reserve` says: one block where it takes a segment of its own, else
+        beside the replay (small tensors share segments a single block would not)."""
+        rows = self.batch * (self.prompt if prefill else 1)
+        pieces = self.quant.dequant_tensors(rows) if self.quant else ()
+        pieces = tuple(self.block(n) for n in pieces)
+        rest = self.transient_reserve(max(0, transient - sum(pieces)))
+        if rest >= self.cal.rules.large_alloc_min:
+            return TransientBlocks((*pieces, rest), 0)
+        return TransientBlocks(pieces, rest)
 
     def transient_reserve(self, transient: int) -> int:
         """Segments a step's transients add beyond the KV cache's (see Calibration)."""
