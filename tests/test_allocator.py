@@ -142,3 +142,22 @@ def test_a_run_resumed_from_a_kept_replay_reserves_what_a_fresh_replay_does(
     # the longest run, replayed first, kept its states for the others
     assert kv_replay._CHECKPOINTS
     kv_replay.clear_caches()
+
+
+def test_a_copied_pool_goes_on_as_the_original_and_apart_from_it() -> None:
+    pool = CachingAllocator(RULES, free_blocks=(30 * MiB,))
+    a, b, _ = (pool.malloc(size * MiB) for size in (3, 12, 25))
+    pool.free(b)
+    twin = pool.copy()
+    handles = []
+    for each in (pool, twin):  # the same requests: the same blocks and figures
+        each.free(a)
+        handles.append(each.malloc(14 * MiB))
+    assert handles[0] == handles[1]
+    assert twin.free_large_blocks() == pool.free_large_blocks()
+    assert (twin.allocated, twin.reserved) == (pool.allocated, pool.reserved)
+    before = pool.free_large_blocks()
+    twin.free(handles[1])  # what the copy does leaves the original as it was
+    twin.malloc(40 * MiB)
+    assert twin.reserved == pool.reserved + 40 * MiB
+    assert pool.free_large_blocks() == before and len(pool.segments) + 1 == len(twin.segments)
