@@ -161,3 +161,30 @@ def test_a_copied_pool_goes_on_as_the_original_and_apart_from_it() -> None:
     twin.malloc(40 * MiB)
     assert twin.reserved == pool.reserved + 40 * MiB
     assert pool.free_large_blocks() == before and len(pool.segments) + 1 == len(twin.segments)
+
+
+# A quantized load leaves large free blocks behind (the dequantization's buffers): the
+# cache's tensors are carved out of them several to a block, the churn never settles
+# into one tensor a block, and every position is replayed from kept states.
+QUANT_LOADS = [  # (free blocks after the load, the cache's growth)
+    ((1310720,) * 4 + (7536640, 96 * MiB), KvGrowth(6, 2048, 8, 7000)),
+    ((40 * MiB, 270 * MiB), KvGrowth(4, 6144, 8, 2500)),
+    ((130 * MiB,) * 3, KvGrowth(8, 4096, 1000, 1200)),
+]
+
+
+@pytest.mark.parametrize("load", QUANT_LOADS)
+def test_large_free_blocks_of_a_load_replay_as_every_step_does(
+    load: tuple[tuple[int, ...], KvGrowth], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vramtui.predict import kv_replay
+
+    free, kv = load
+    first = (32 * MiB, MiB)
+    monkeypatch.setattr(kv_replay._Replay, "stride", lambda self, positions: 1)
+    lasts = [kv.tokens, kv.tokens // 3, 2 * kv.tokens // 3 + 1, kv.tokens - 1]
+    exact = [kv_replay.replay_steps(RULES, free, first, replace(kv, tokens=t)) for t in lasts]
+    kv_replay.clear_caches()
+    resumed = [kv_cache_reserve(RULES, free, first, replace(kv, tokens=t)) for t in lasts]
+    kv_replay.clear_caches()
+    assert resumed == exact
