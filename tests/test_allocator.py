@@ -142,3 +142,49 @@ def test_a_run_resumed_from_a_kept_replay_reserves_what_a_fresh_replay_does(
     # the longest run, replayed first, kept its states for the others
     assert kv_replay._CHECKPOINTS
     kv_replay.clear_caches()
+
+
+def test_a_copied_pool_goes_on_as_the_original_and_apart_from_it() -> None:
+    pool = CachingAllocator(RULES, free_blocks=(30 * MiB,))
+    a, b, _ = (pool.malloc(size * MiB) for size in (3, 12, 25))
+    pool.free(b)
+    twin = pool.copy()
+    handles = []
+    for each in (pool, twin):  # the same requests: the same blocks and figures
+        each.free(a)
+        handles.append(each.malloc(14 * MiB))
+    assert handles[0] == handles[1]
+    assert twin.free_large_blocks() == pool.free_large_blocks()
+    assert (twin.allocated, twin.reserved) == (pool.allocated, pool.reserved)
+    before = pool.free_large_blocks()
+    twin.free(handles[1])  # what the copy does leaves the original as it was
+    twin.malloc(40 * MiB)
+    assert twin.reserved == pool.reserved + 40 * MiB
+    assert pool.free_large_blocks() == before and len(pool.segments) + 1 == len(twin.segments)
+
+
+# A quantized load leaves large free blocks behind (the dequantization's buffers): the
+# cache's tensors are carved out of them several to a block, the churn never settles
+# into one tensor a block, and every position is replayed from kept states.
+QUANT_LOADS = [  # (free blocks after the load, the cache's growth)
+    ((1310720,) * 4 + (7536640, 96 * MiB), KvGrowth(6, 2048, 8, 7000)),
+    ((40 * MiB, 270 * MiB), KvGrowth(4, 6144, 8, 2500)),
+    ((130 * MiB,) * 3, KvGrowth(8, 4096, 1000, 1200)),
+]
+
+
+@pytest.mark.parametrize("load", QUANT_LOADS)
+def test_large_free_blocks_of_a_load_replay_as_every_step_does(
+    load: tuple[tuple[int, ...], KvGrowth], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vramtui.predict import kv_replay
+
+    free, kv = load
+    first = (32 * MiB, MiB)
+    monkeypatch.setattr(kv_replay._Replay, "stride", lambda self, positions: 1)
+    lasts = [kv.tokens, kv.tokens // 3, 2 * kv.tokens // 3 + 1, kv.tokens - 1]
+    exact = [kv_replay.replay_steps(RULES, free, first, replace(kv, tokens=t)) for t in lasts]
+    kv_replay.clear_caches()
+    resumed = [kv_cache_reserve(RULES, free, first, replace(kv, tokens=t)) for t in lasts]
+    kv_replay.clear_caches()
+    assert resumed == exact

@@ -98,3 +98,25 @@ def test_eager_scores_at_a_long_prompt_are_what_the_traced_code_allocates(
     approx = config_trace("tiny", TINY_LLAMA, traced.params, 1024, prompt=512, batch=1,
                           dtype=dtype, attn="eager", backend=backend)  # fmt: skip
     assert approx.prefill.extra == pytest.approx(traced.prefill.extra, rel=0.04)
+
+
+def test_a_models_checkpoint_is_written_out_once_for_every_shape_asked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from vramtui.predict import config_trace as module
+
+    module._written.cache_clear()
+    written: list[str] = []
+    real = module.config_weights
+
+    def counted(config: dict, dtype: str):  # type: ignore[no-untyped-def]
+        written.append(dtype)
+        return real(config, dtype)
+
+    monkeypatch.setattr(module, "config_weights", counted)
+    traces = [_approx("qwen2.5-7b", prompt=p, batch=b) for p in (8, 2000) for b in (1, 4)]
+    assert written == ["float16"]  # four shapes, one checkpoint
+    assert len({t.tensor_names for t in traces}) == 1 and traces[0].tensor_names
+    assert _approx("qwen2.5-7b", dtype="float32").tensors == tuple(2 * n for n in traces[0].tensors)
+    assert written == ["float16", "float32"]
+    module._written.cache_clear()

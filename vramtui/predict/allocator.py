@@ -58,6 +58,13 @@ class _Segment:
         self.blocks: dict[int, list[int]] = {0: [size, 0]}  # offset -> [size, in use]
         self.ends: dict[int, int] = {size: 0}  # end offset -> offset, for merging
 
+    def copy(self) -> _Segment:
+        twin = _Segment.__new__(_Segment)
+        twin.small = self.small
+        twin.blocks = {offset: block[:] for offset, block in self.blocks.items()}
+        twin.ends = dict(self.ends)
+        return twin
+
 
 def _discard(free: list[tuple[int, int, int]], key: tuple[int, int, int]) -> None:
     """Take `key` out of the sorted free list (each key is there once)."""
@@ -79,6 +86,16 @@ class CachingAllocator:
         self.allocated = self.reserved = self.peak_allocated = 0
         for size in free_blocks:
             self._new_segment(False, size)
+
+    def copy(self) -> CachingAllocator:
+        """An independent pool in the same state (what copy.deepcopy gives, faster)."""
+        twin = CachingAllocator.__new__(CachingAllocator)
+        twin.rules = self.rules
+        twin.segments = [segment.copy() for segment in self.segments]
+        twin._free = {small: blocks[:] for small, blocks in self._free.items()}
+        twin.allocated, twin.reserved = self.allocated, self.reserved
+        twin.peak_allocated = self.peak_allocated
+        return twin
 
     def _new_segment(self, small: bool, size: int) -> None:
         self.segments.append(_Segment(small, size))

@@ -25,11 +25,13 @@ is an approximation: the callers say so.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from vramtui.models.architecture import DTYPE_BYTES
-from vramtui.predict.config_weights import config_weights
+from vramtui.predict.config_weights import ConfigWeights, config_weights
 from vramtui.predict.quant_storage import LinearWeight
 from vramtui.predict.steps import softmax_copies_input
 from vramtui.predict.tracing.traces import KvLayer, StepTrace, Trace, decode_points, query_row
@@ -133,12 +135,19 @@ class _Checkpoint:
     linears: tuple[LinearWeight, ...]
 
 
+@lru_cache(maxsize=256)
+def _written(config_json: str, dtype: str) -> ConfigWeights | None:
+    """`config_weights` of a config (as sorted JSON): a search asks for the same model's
+    checkpoint at every setting it tries, and writing it out sorts every name."""
+    return config_weights(json.loads(config_json), dtype)
+
+
 def _checkpoint(
     config: dict[str, Any], shape: Shape, params: int, elem: int, dtype: str
 ) -> _Checkpoint:
     """Written out where the family is known, else the per-layer shares (no names, no
     buffers, no linear layers)."""
-    written = config_weights(config, dtype)
+    written = _written(json.dumps(config, sort_keys=True, default=str), dtype)
     if written is not None:
         names = tuple(name for name, _ in written.named)
         tensors = tuple(size for _, size in written.named)

@@ -27,7 +27,6 @@ in the free blocks the load left.
 
 from __future__ import annotations
 
-import copy
 from bisect import insort
 from dataclasses import dataclass
 from functools import lru_cache
@@ -75,13 +74,22 @@ class _Replay:
         for handle in [self.pool.malloc(nbytes) for nbytes in blocks]:
             self.pool.free(handle)
 
+    def copy(self) -> _Replay:
+        """An independent replay in the same state."""
+        twin = _Replay.__new__(_Replay)
+        twin.rules, twin.kv = self.rules, self.kv
+        twin.pool, twin.live = self.pool.copy(), self.live[:]
+        return twin
+
     def alloc(self, positions: int) -> Handle:
         return self.pool.malloc(positions * self.kv.bytes_per_position)
 
     def step(self, positions: int) -> None:
-        for j, old in enumerate(self.live):
-            self.live[j] = self.alloc(positions)
-            self.pool.free(old)
+        nbytes, live = positions * self.kv.bytes_per_position, self.live
+        malloc, free = self.pool.malloc, self.pool.free  # bound once: the hot loop
+        for j, old in enumerate(live):
+            live[j] = malloc(nbytes)
+            free(old)
 
     def stride(self, positions: int) -> int:
         """Positions to the next replayed step: one, but while the tensors share 20 MiB
@@ -211,7 +219,7 @@ def kv_cache_reserve(
     kept = _CHECKPOINTS.setdefault(key, [])
     before = [point for point in kept if point[0] < kv.last]
     if before:
-        positions, replay = before[-1][0], copy.deepcopy(before[-1][1])
+        positions, replay = before[-1][0], before[-1][1].copy()
     else:
         positions, replay = kv.prompt, _Replay(rules, free_after_load, first_blocks, kv, prefill)
     stepped = 0
@@ -226,7 +234,7 @@ def kv_cache_reserve(
         stepped += 1
         last_kept = kept[-1][0] if kept else kv.prompt
         if following <= kv.last and stepped % CHECKPOINT_STEPS == 0 and positions > last_kept:
-            kept.append((positions, copy.deepcopy(replay)))
+            kept.append((positions, replay.copy()))
     replay.place(decode)
     return replay.pool.reserved
 
