@@ -1,0 +1,195 @@
+"""`vramtui profile` of a training program: its optimizer steps on the step axis, phase
+by phase, as `vramtui train` records its own."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from itertools import groupby
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+from torch.nn.modules import module as nn_module
+
+from vramtui.measure import events as ev
+from vramtui.measure.script.hooks import Instrument
+from vramtui.runspec.train_spec import TRAIN_PHASES
+
+ROOT = Path(__file__).parent.parent
+LOOP = ["--steps", "3", "--batch", "2", "--seq", "16", "--width", "32", "--layers", "2"]
+TRAINER = ["--steps", "2", "--batch", "2", "--seq", "16", "--hidden", "64", "--layers", "2"]
+
+
+def profiled(folder: Path, script: str, *argv: str) -> dict[str, Any]:
+    """`vramtui profile` of an example, in a fresh process: its exit, JSON and CSV rows."""
+    run = subprocess.run(
+        [sys.executable, "-m", "vramtui", "profile", "--out", str(folder)]
+        + ["--csv", str(folder / "s.csv"), "--json", str(folder / "s.json")]
+        + [str(ROOT / "examples" / script), *argv, "--vocab", "128"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=600,
+    )
+    with open(folder / "s.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    summary = json.loads((folder / "s.json").read_text())
+    return {"code": run.returncode, "err": run.stderr, "summary": summary, "rows": rows}
+
+
+def phases_in_order(rows: list[dict[str, str]]) -> list[str]:
+    """The phases the samples were marked with, in time order, each run of one once."""
+    return [phase for phase, _ in groupby(r["phase"] for r in rows if r["phase"])]
+
+
+@pytest.mark.engine
+@pytest.mark.slow
+def test_a_plain_pytorch_loop_has_three_steps_phases_in_order_and_phase_peaks(
+    tmp_path: Path,
+) -> None:
+    got = profiled(tmp_path, "train_loop.py", *LOOP)
+    assert got["code"] == 0, got["err"]
+    training = got["summary"]["training"]
+    steps = training["steps"]
+    assert [s["step"] for s in steps] == [1, 2, 3]
+    assert training["steps_done"] == 3
+    assert training["optimizer"] == "torch.AdamW"
+    for s in steps:
+        assert set(s["phase_peaks"]) == set(TRAIN_PHASES)
+        assert all(v > 0 for v in s["phase_peaks"].values())
+        assert s["tokens"] == 2 * 16
+    inside = [p for p in phases_in_order(got["rows"]) if p in TRAIN_PHASES]
+    assert inside == list(TRAIN_PHASES) * 3
+    loaded = training["loaded"]
+    first = steps[0]
+    assert first["gradient_bytes"] == loaded["trainable_bytes"] > 0  # fp32 grads, AdamW
+    assert first["optimizer_state_bytes"] >= 2 * loaded["trainable_bytes"]  # two moments
+    assert first["activation_bytes"] > 0
+    assert steps[1]["gradient_bytes"] is None  # counted in step 1 only
+    assert training["peak"]["phase"] in TRAIN_PHASES
+
+
+@pytest.mark.engine
+@pytest.mark.slow
+def test_an_hf_trainer_script_runs_unchanged_and_its_two_steps_are_recorded(
+    tmp_path: Path,
+) -> None:
+    got = profiled(tmp_path, "hf_trainer.py", *TRAINER)
+    assert got["code"] == 0, got["err"]
+    summary = got["summary"]
+    assert summary["status"] == "completed"
+    training = summary["training"]
+    assert [s["step"] for s in training["steps"]] == [1, 2]
+    assert training["optimizer"] == "torch.AdamW"
+    assert all(set(s["phase_peaks"]) == set(TRAIN_PHASES) for s in training["steps"])
+    assert training["steps"][0]["tokens"] == 2 * 16
+
+
+class Events:
+    """An Instrument's events, decoded as they are written."""
+
+    def __init__(self) -> None:
+        self.items: list[ev.Event] = []
+
+    def write(self, text: str) -> None:
+        self.items += [ev.decode(line) for line in text.splitlines() if line]
+
+    def of(self, kind: type[Any]) -> list[Any]:
+        return [e for e in self.items if isinstance(e, kind)]
+
+
+@pytest.fixture
+def instrument() -> Any:
+    events = Events()
+    it = Instrument(events.write)
+    it.ensure_hello(torch.device("cpu"))
+    it.training.install()
+    yield it, events
+    it.training.uninstall()
+
+
+def test_a_program_that_makes_no_optimizer_gets_no_module_hooks(instrument: Any) -> None:
+    it, events = instrument
+    before = dict(nn_module._global_forward_pre_hooks)
+    model = nn.Linear(4, 4)
+    model(torch.ones(2, 4)).sum().backward()
+    assert dict(nn_module._global_forward_pre_hooks) == before
+    assert not events.of(ev.TrainStep) and not events.of(ev.TrainLoaded)
+    torch.optim.SGD(model.parameters(), lr=0.1)
+    assert len(nn_module._global_forward_pre_hooks) == len(before) + 1
+
+
+def test_uninstall_puts_torch_back() -> None:
+    original = torch.optim.Optimizer.__init__
+    it = Instrument(Events().write)
+    it.training.install()
+    assert torch.optim.Optimizer.__init__ is not original
+    torch.optim.SGD(nn.Linear(2, 2).parameters(), lr=0.1)
+    it.training.uninstall()
+    assert torch.optim.Optimizer.__init__ is original
+    assert not nn_module._global_forward_pre_hooks
+
+
+def test_gradient_accumulation_is_one_step_with_a_forward_per_micro_batch(
+    instrument: Any,
+) -> None:
+    it, events = instrument
+    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 8))
+    optimizer = torch.optim.AdamW(model.parameters())
+    for _ in range(2):  # two steps of two micro-batches each
+        for _ in range(2):
+            model(torch.ones(3, 8)).sum().backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    it.training.finish()
+    steps = events.of(ev.TrainStep)
+    assert [s.step for s in steps] == [1, 2]
+    assert [s.tokens for s in steps] == [6, 6]  # two forwards of 3 rows
+    phases = [e.name for e in events.of(ev.Phase)]
+    one = ["forward", "backward", "forward", "backward", "optimizer", "zero_grad"]
+    assert phases == one * 2
+    assert len(events.of(ev.TrainLoaded)) == 1
+
+
+def test_an_evaluation_forward_is_not_a_step(instrument: Any) -> None:
+    it, events = instrument
+    model = nn.Linear(4, 4)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    model(torch.ones(2, 4)).sum().backward()
+    optimizer.step()
+    optimizer.zero_grad()
+    with torch.no_grad():
+        model(torch.ones(2, 4))
+    it.training.finish()
+    assert [s.step for s in events.of(ev.TrainStep)] == [1]
+    assert [e.name for e in events.of(ev.Phase)] == list(TRAIN_PHASES)
+
+
+def test_recomputation_in_backward_is_not_a_new_forward(instrument: Any) -> None:
+    """Checkpointed blocks run their forward again inside backward, called by autograd
+    (at depth 0): they are inside the root, so they start no forward phase."""
+    it, events = instrument
+    block = nn.Sequential(nn.Linear(4, 4), nn.Tanh())
+
+    class Model(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.block = block
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.utils.checkpoint.checkpoint(self.block, x, use_reentrant=False)
+
+    model = Model()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    for _ in range(2):
+        model(torch.ones(2, 4, requires_grad=True)).sum().backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    it.training.finish()
+    assert [s.step for s in events.of(ev.TrainStep)] == [1, 2]
+    assert [e.name for e in events.of(ev.Phase)] == list(TRAIN_PHASES) * 2
