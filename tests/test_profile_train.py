@@ -3,22 +3,38 @@ by phase, as `vramtui train` records its own."""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from itertools import groupby
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
+from helpers import wait_for
+from textual.widgets import Static
 from torch import nn
 from torch.nn.modules import module as nn_module
 
 from vramtui.measure import events as ev
+from vramtui.measure.recorder import Recorder
 from vramtui.measure.script.hooks import Instrument
-from vramtui.runspec.train_spec import TRAIN_PHASES
+from vramtui.measure.script.program_process import Program
+from vramtui.measure.session_view import SessionView
+from vramtui.runspec import RunSpec
+from vramtui.runspec.program_spec import ProgramSpec
+from vramtui.runspec.train_spec import TRAIN_PHASES, TrainSpec
+from vramtui.testing.replay import ReplayRecorder
+from vramtui.testing.synthetic_train import synthetic_training
+from vramtui.tui.plotdata import build_plot_data
+from vramtui.tui.profile_app import ProfileApp, ProgramRunScreen
+from vramtui.tui.screens.summary_screen import SummaryScreen
+from vramtui.tui.screens.train_run_screen import train_status
+from vramtui.tui.train_view import step_windows, steps_axis_end
 
 ROOT = Path(__file__).parent.parent
 LOOP = ["--steps", "3", "--batch", "2", "--seq", "16", "--width", "32", "--layers", "2"]
@@ -193,3 +209,70 @@ def test_recomputation_in_backward_is_not_a_new_forward(instrument: Any) -> None
     it.training.finish()
     assert [s.step for s in events.of(ev.TrainStep)] == [1, 2]
     assert [e.name for e in events.of(ev.Phase)] == list(TRAIN_PHASES) * 2
+
+
+# ---- the app's step axis ------------------------------------------------------------
+def program_view(cut_at_phase: str | None) -> SessionView:
+    """A training stream replayed as a profiled program's session (optionally cut at the
+    start of `cut_at_phase` in step 2: the program still running)."""
+    items = synthetic_training(TrainSpec(base=RunSpec(model="tiny"), steps=3))
+    if cut_at_phase is not None:
+        forwards = 0
+        for n, item in enumerate(items):
+            if isinstance(item, ev.Phase) and item.name == "forward":
+                forwards += 1
+            if forwards == 2 and isinstance(item, ev.Phase) and item.name == cut_at_phase:
+                items = items[: n + 2]
+                break
+    spec = ProgramSpec(model="train.py", program="train.py")
+    return ReplayRecorder(spec, items).session.snapshot()
+
+
+def test_a_training_programs_step_in_progress_is_on_the_step_axis() -> None:
+    view = program_view("backward")
+    windows = step_windows(view)
+    assert [(w.step, w.told) for w in windows] == [(1, True), (2, False)]
+    assert steps_axis_end(view) == 2.0
+    status = train_status(view, None)
+    assert "step 2 │" in status and "step 2/" not in status  # no count was asked for
+
+
+def test_a_finished_training_programs_status_counts_its_steps() -> None:
+    view = program_view(None)
+    assert [w.step for w in step_windows(view)] == [1, 2, 3]
+    assert train_status(view, None).startswith("completed │ step 3 │")
+
+
+@pytest.mark.engine
+@pytest.mark.slow
+def test_the_app_shows_a_training_program_on_the_step_axis(tmp_path: Path) -> None:
+    script = str(ROOT / "examples" / "train_loop.py")
+    program = Program((script, *LOOP, "--vocab", "128"))
+    made: list[Recorder] = []
+
+    def make(on_output: Callable[[str], None]) -> Recorder:
+        made.append(Recorder.for_program(program, capture=True, on_output=on_output))
+        return made[0]
+
+    app = ProfileApp(make, out_dir=tmp_path)
+
+    async def scenario() -> tuple[str, str]:
+        async with app.run_test(size=(120, 40)) as pilot:
+            screen = app.screen
+            assert isinstance(screen, ProgramRunScreen)
+            run = app.current
+            assert run is not None
+            await wait_for(pilot, lambda: run.ended)
+            await wait_for(pilot, lambda: isinstance(app.screen, SummaryScreen))
+            app.pop_screen()
+            await pilot.pause()
+            screen.redraw()
+            await pilot.pause()
+            return screen.axis, str(screen.query_one("#status", Static).render())
+
+    axis, status = asyncio.run(scenario())
+    assert axis == "steps"
+    assert status.startswith("completed │ step 3 │")
+    view = made[0].session.snapshot()
+    marks = [label for _, label in build_plot_data(view, axis="steps").phase_marks]
+    assert marks.count("fwd") == 3 and marks.count("opt") == 3
