@@ -211,6 +211,47 @@ def test_recomputation_in_backward_is_not_a_new_forward(instrument: Any) -> None
     assert [e.name for e in events.of(ev.Phase)] == list(TRAIN_PHASES) * 2
 
 
+def test_an_out_of_memory_in_backward_is_saved_with_its_phase_and_step(
+    instrument: Any,
+) -> None:
+    from vramtui.measure.script.program_main import record_failure
+
+    it, events = instrument
+    model = nn.Linear(4, 4)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    raised: BaseException | None = None
+    try:
+        for step in (1, 2):
+            loss = model(torch.ones(2, 4)).sum()
+            if step == 2:  # the program's backward runs out of memory in step 2
+                raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 MiB")
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+    except torch.OutOfMemoryError as exc:
+        raised = exc
+    assert raised is not None
+    record_failure(it, raised)
+    failed = events.of(ev.Failed)
+    assert [(f.kind, f.phase, f.token) for f in failed] == [("oom", "backward", 2)]
+    assert [s.step for s in events.of(ev.TrainStep)] == [1]  # the step done is kept
+
+
+def test_a_tracked_block_that_trains_has_its_steps(tmp_path: Path) -> None:
+    import vramtui
+
+    model = nn.Linear(4, 4)
+    with vramtui.track(json=tmp_path / "t.json", csv=tmp_path / "t.csv"):
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        for _ in range(2):
+            model(torch.ones(2, 4)).sum().backward()
+            optimizer.step()
+            optimizer.zero_grad()
+    training = json.loads((tmp_path / "t.json").read_text())["training"]
+    assert [s["step"] for s in training["steps"]] == [1, 2]
+    assert torch.optim.Optimizer.__init__.__module__ == "torch.optim.optimizer"  # put back
+
+
 # ---- the app's step axis ------------------------------------------------------------
 def program_view(cut_at_phase: str | None) -> SessionView:
     """A training stream replayed as a profiled program's session (optionally cut at the
