@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from vramtui.measure import events as ev
 from vramtui.measure.engine.engine_run import clock
+from vramtui.measure.engine.train_run import keep_peak
 from vramtui.runspec.train_spec import TRAIN_PHASES
 
 if TYPE_CHECKING:
@@ -283,10 +284,7 @@ class TrainWatch:
         record = self.current
         if record is None or it.phase not in TRAIN_PHASES:
             return
-        if peak is None:  # a backend without a peak (MPS): the reading itself
-            peak = it.probe.read()[0]
-        known = [v for v in (peak, record.peaks.get(it.phase)) if v is not None]
-        record.peaks[it.phase] = max(known) if known else None
+        keep_peak(record.peaks, it.phase, peak, it.probe)
 
 
 def tokens_of(output: Any) -> int:
