@@ -317,3 +317,23 @@ def test_the_app_shows_a_training_program_on_the_step_axis(tmp_path: Path) -> No
     view = made[0].session.snapshot()
     marks = [label for _, label in build_plot_data(view, axis="steps").phase_marks]
     assert marks.count("fwd") == 3 and marks.count("opt") == 3
+
+
+def test_a_checkpointed_hf_model_is_said_to_checkpoint(instrument: Any) -> None:
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    it, events = instrument
+    config = LlamaConfig(
+        vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+        num_attention_heads=2, max_position_embeddings=32,
+    )  # fmt: skip
+    model = LlamaForCausalLM(config)
+    model.activation_checkpointing_enable()
+    model.train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    ids = torch.randint(0, 64, (1, 8))
+    model(input_ids=ids, labels=ids).loss.backward()
+    optimizer.step()
+    it.training.finish()
+    assert [e.grad_checkpointing for e in events.of(ev.TrainLoaded)] == [True]
+    assert [e.name for e in events.of(ev.Phase)] == list(TRAIN_PHASES)  # no recomputed forward

@@ -256,7 +256,7 @@ class TrainWatch:
             self.it.ensure_hello(params.device)
         frozen, trainable, n_frozen, n_trainable = parameter_split(root)
         name = optimizer_name(self.optimizers[0])
-        checkpointing = bool(getattr(root, "is_gradient_checkpointing", False))
+        checkpointing = checkpointing_of(root)
         self.it.emit(ev.TrainLoaded(frozen, trainable, n_frozen, n_trainable, name, checkpointing))
 
     def _count_saved(self, root: Any) -> None:
@@ -285,6 +285,16 @@ class TrainWatch:
         if record is None or it.phase not in TRAIN_PHASES:
             return
         keep_peak(record.peaks, it.phase, peak, it.probe)
+
+
+def checkpointing_of(root: Any) -> bool:
+    """Whether transformers' activation (gradient) checkpointing is on: the newer name
+    first, the older where the newer is not there."""
+    for name in ("is_activation_checkpointing", "is_gradient_checkpointing"):
+        value = getattr(root, name, None)
+        if value is not None:
+            return bool(value)
+    return False
 
 
 def tokens_of(output: Any) -> int:
