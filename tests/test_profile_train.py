@@ -337,3 +337,56 @@ def test_a_checkpointed_hf_model_is_said_to_checkpoint(instrument: Any) -> None:
     it.training.finish()
     assert [e.grad_checkpointing for e in events.of(ev.TrainLoaded)] == [True]
     assert [e.name for e in events.of(ev.Phase)] == list(TRAIN_PHASES)  # no recomputed forward
+
+
+class Wrapped(torch.optim.Optimizer):
+    """An optimizer around another (as accelerate's is): its step() calls the inner
+    one's, and its states are the inner one's."""
+
+    def __init__(self, inner: torch.optim.Optimizer) -> None:
+        super().__init__(inner.param_groups, {})
+        self.inner = inner
+        self.state = inner.state
+
+    def step(self, closure: Any = None) -> Any:
+        return self.inner.step(closure)
+
+
+def test_an_optimizer_wrapped_in_another_is_one_step_and_its_states_count_once(
+    instrument: Any,
+) -> None:
+    it, events = instrument
+    model = nn.Linear(8, 8)
+    optimizer = Wrapped(torch.optim.AdamW(model.parameters()))
+    for _ in range(2):
+        model(torch.ones(2, 8)).sum().backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    it.training.finish()
+    steps = events.of(ev.TrainStep)
+    assert [s.step for s in steps] == [1, 2]
+    weights = events.of(ev.TrainLoaded)[0].trainable_bytes
+    assert 2 * weights <= steps[0].optimizer_state_bytes < 3 * weights  # two moments, once
+    assert [e.name for e in events.of(ev.Phase)] == list(TRAIN_PHASES) * 2
+
+
+def test_a_forward_that_raises_in_step_1_stays_in_forward_and_leaves_no_hooks(
+    instrument: Any,
+) -> None:
+    it, events = instrument
+
+    class Broken(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.linear = nn.Linear(2, 2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            raise ValueError("the program's own bug")
+
+    model = Broken()
+    torch.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(ValueError):
+        model(torch.ones(1, 2))
+    assert it.phase == "forward" and it.token == 1  # where a failure is said to be
+    it.training.uninstall()
+    assert not torch._C._autograd._top_saved_tensors_default_hooks(False)

@@ -87,6 +87,9 @@ class TrainWatch:
         self._undo = lambda: setattr(owner, "__init__", original)
 
     def uninstall(self) -> None:
+        if self._saved_hooks is not None:  # a step-1 forward that raised: counting ends
+            self._saved_hooks.__exit__(None, None, None)
+            self._saved_hooks = None
         if self._undo is not None:
             self._undo()
             self._undo = None
@@ -175,6 +178,8 @@ class TrainWatch:
                 self._saved_hooks.__exit__(None, None, None)
                 self._saved_hooks = None
                 record.activation_bytes = max(record.activation_bytes or 0, self._saved.bytes)
+            if output is None:  # the forward raised (a global hook is called even then)
+                return  # and the phase it failed in stays forward
             record.tokens += tokens_of(output)
             self.sample_here()
             self.begin("backward")
@@ -207,9 +212,9 @@ class TrainWatch:
                 return
             self.sample_here()
             if record.step == 1:
-                counts = [optimizer_state_bytes(o) for o in self.optimizers]
-                record.optimizer_state_bytes = sum(states for states, _ in counts)
-                record.paged_state_bytes = sum(paged for _, paged in counts)
+                # every optimizer's, each storage once (a wrapper shares its inner's)
+                states, paged = optimizer_state_bytes(*self.optimizers)
+                record.optimizer_state_bytes, record.paged_state_bytes = states, paged
             self.begin("zero_grad")
             if self._global:
                 self.hook_roots()
