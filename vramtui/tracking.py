@@ -100,6 +100,7 @@ class Tracker(ContextDecorator):
         instrument, recorder = self.instrument, self.recorder
         assert instrument is not None and recorder is not None
         if exc is None:
+            instrument.training.finish()  # the block's last training step, if it trained
             instrument.stop()
             instrument.enter("done")
             instrument.emit(instrument.done_event())

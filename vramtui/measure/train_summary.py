@@ -19,6 +19,8 @@ from vramtui.measure import events as ev
 from vramtui.measure.session_view import Peak, SessionView
 from vramtui.runspec.train_spec import TRAIN_PHASES, TrainSpec
 
+PROGRAM_RECIPE = "the program's own (vramtui profile)"
+
 
 @dataclass(frozen=True)
 class PhasePeak:
@@ -167,20 +169,18 @@ def breakdown(view: SessionView, phase: str | None, peak: PhasePeak | None) -> T
 def training_section(view: SessionView) -> dict[str, Any] | None:
     """The "training" section of a session's JSON (None for other runs)."""
     spec = view.spec
-    if not isinstance(spec, TrainSpec):
-        return None
     steps = view.train_steps
+    if not isinstance(spec, TrainSpec) and not steps:
+        return None
     peaks = phase_peaks(steps)
     phase, peak = run_peak(peaks)
     times = [s.t_end - s.t_start for s in steps]
     tokens = sum(s.tokens for s in steps)
     steady = sum(times[1:])
     return {
-        "recipe": spec.recipe(),
+        **_recipe(spec, steps),
         "optimizer": view.train_loaded.optimizer if view.train_loaded else None,
-        "steps_requested": spec.steps,
         "steps_done": len(steps),
-        "tokens_per_step": spec.tokens_per_step,
         "tokens_per_s": tokens / sum(times) if sum(times) > 0 else None,
         "steady_tokens_per_s": sum(s.tokens for s in steps[1:]) / steady if steady > 0 else None,
         "step_s": [round(t, 6) for t in times],
@@ -189,6 +189,22 @@ def training_section(view: SessionView) -> dict[str, Any] | None:
         "breakdown": {f"{k}_bytes": v for k, v in asdict(breakdown(view, phase, peak)).items()},
         "loaded": asdict(view.train_loaded) if view.train_loaded else None,
         "steps": [_step_entry(view, s) for s in steps],
+    }
+
+
+def _recipe(spec: object, steps: tuple[ev.TrainStep, ...]) -> dict[str, Any]:
+    """The recipe as `vramtui train` ran it; a profiled program's is its own (its steps
+    as many as it ran, its tokens a step as its first step's forward scored)."""
+    if isinstance(spec, TrainSpec):
+        return {
+            "recipe": spec.recipe(),
+            "steps_requested": spec.steps,
+            "tokens_per_step": spec.tokens_per_step,
+        }
+    return {
+        "recipe": PROGRAM_RECIPE,
+        "steps_requested": len(steps),
+        "tokens_per_step": steps[0].tokens if steps else 0,
     }
 
 

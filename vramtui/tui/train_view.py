@@ -46,8 +46,8 @@ def step_windows(view: SessionView) -> list[StepWindow]:
     windows = [StepWindow(s.step, s.t_start, s.t_end - s.t_start) for s in view.train_steps]
     told_end = view.train_steps[-1].t_end if view.train_steps else None
     spec = view.spec
-    requested = spec.steps if isinstance(spec, TrainSpec) else len(windows)
-    if len(windows) >= requested:
+    # a profiled program's steps: as many as it runs, so the one in progress shows too
+    if isinstance(spec, TrainSpec) and len(windows) >= spec.steps:
         return windows
     begun = [
         p.t for p in view.phases if p.name in TRAIN_PHASES and (told_end is None or p.t >= told_end)
@@ -105,8 +105,9 @@ def step_marks(view: SessionView) -> tuple[tuple[float, str], ...]:
 
 def steps_axis_end(view: SessionView) -> float:
     spec = view.spec
-    requested = spec.steps if isinstance(spec, TrainSpec) else 0
-    return float(max(requested, len(view.train_steps), 1))
+    if isinstance(spec, TrainSpec):
+        return float(max(spec.steps, len(view.train_steps), 1))
+    return float(max(len(step_windows(view)), 1))  # a program's: the steps so far
 
 
 # ---- the prediction ----------------------------------------------------------------------

@@ -127,11 +127,11 @@ def gradient_bytes(params: Iterable[Any]) -> int:
     return tensor_bytes(p.grad for p in params if p.grad is not None)
 
 
-def optimizer_state_bytes(optimizer: Any) -> tuple[int, int]:
+def optimizer_state_bytes(*optimizers: Any) -> tuple[int, int]:
     """(every tensor the optimizer keeps per parameter: moments, steps, 8-bit blocks'
     quantization constants; of those, the ones bitsandbytes pages in CUDA managed
     memory, outside torch's allocator)."""
-    states = [t for state in optimizer.state.values() for t in state.values()]
+    states = [t for o in optimizers for state in o.state.values() for t in state.values()]
     paged = [t for t in states if getattr(t, "is_paged", False)]
     return tensor_bytes(states), tensor_bytes(paged)
 

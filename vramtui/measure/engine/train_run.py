@@ -86,10 +86,7 @@ class TrainEngine(Engine):
         record = self._record
         if record is None:
             return
-        if peak is None:  # a backend without a peak (MPS): the reading itself
-            peak = self.probe.read()[0]
-        known = [v for v in (peak, record.peaks.get(self.phase)) if v is not None]
-        record.peaks[self.phase] = max(known) if known else None
+        keep_peak(record.peaks, self.phase, peak, self.probe)
 
     def begin(self, phase: str) -> None:
         """A phase starts: said, its peak reset, a sample at its start."""
@@ -229,6 +226,15 @@ class TrainEngine(Engine):
             decode_tokens_per_s=per_step * (len(times) - 1) / steady if steady > 0 else None,
             max_allocated=max(self.running_max, max_alloc or 0),
         )
+
+
+def keep_peak(peaks: dict[str, int | None], phase: str, peak: int | None, probe: Any) -> None:
+    """A sample's peak counted towards its phase's (a backend without a peak, MPS: the
+    reading itself)."""
+    if peak is None:
+        peak = probe.read()[0]
+    known = [v for v in (peak, peaks.get(phase)) if v is not None]
+    peaks[phase] = max(known) if known else None
 
 
 def synchronize(device: Any) -> None:

@@ -8,7 +8,9 @@ step's forward (allocator current, reserved, the peak since the previous step,
 reset each step; the KV cache from the cache's own tensors), under a session
 token index that runs on across calls, and a `Generation` event when the call
 ends. Loads are `load` phases. A thread samples at a steady rate outside
-generate(), so the program's whole life is on the graph.
+generate(), so the program's whole life is on the graph. A program that trains
+(makes a torch optimizer) has its optimizer steps recorded on the training step axis,
+phase by phase (`train_hooks.TrainWatch`).
 
 The device is learnt from the program: on a machine with CUDA, the first sample
 waits for the program's own CUDA start (or its first model), so vramtui never
@@ -24,6 +26,7 @@ from typing import Any
 
 from vramtui.measure import events as ev
 from vramtui.measure.engine.engine_run import Emitter, clock, hello_event
+from vramtui.measure.script.train_hooks import TrainWatch
 from vramtui.testing import faults as test_faults
 
 PROGRAM = "program"  # the phase between the program's loads and generate() calls
@@ -49,6 +52,7 @@ class Instrument(Emitter):
         self._thread: threading.Thread | None = None
         self._undo: list[Callable[[], None]] = []
         self._faults = test_faults.from_environment()
+        self.training = TrainWatch(self)  # optimizer steps, once the program makes one
 
     def _locked(self, write: Callable[[str], object]) -> Callable[[str], None]:
         def locked(line: str) -> None:
@@ -107,7 +111,7 @@ class Instrument(Emitter):
             self.ensure_hello(device)
         with self._lock:
             if not self.generating and self.probe is not None:
-                self.sample(None, self.phase)
+                self.training.sample_here()
 
     def raised_in(self, exc: BaseException) -> None:
         """A load or generate() raised `exc` here: keep where, and go back to the program."""
@@ -149,7 +153,8 @@ class Instrument(Emitter):
         self.uninstall()
 
     def uninstall(self) -> None:
-        """Put transformers' own methods back."""
+        """Put transformers' and torch's own methods back."""
+        self.training.uninstall()
         for undo in reversed(self._undo):
             undo()
         self._undo.clear()
@@ -161,6 +166,7 @@ class Instrument(Emitter):
         self._wrap(GenerationMixin, "generate", self.record_generate, classmethod_=False)
         self._wrap(PreTrainedModel, "from_pretrained", self.record_load, classmethod_=True)
         self._wrap(PreTrainedModel, "_from_config", self.record_load, classmethod_=True)
+        self.training.install()
 
     def _wrap(self, owner: type, name: str, record: Callable[..., Any], classmethod_: bool) -> None:
         original = owner.__dict__[name]

@@ -154,6 +154,7 @@ def profile(instrument: Instrument, module: str | None, argv: list[str]) -> int:
         code = report(instrument, exc)
         instrument.stop()
         return code
+    instrument.training.finish()  # the last training step, if the program trained
     instrument.stop()
     if code == 0:
         instrument.enter("done")

@@ -42,18 +42,20 @@ def step_shown(session: SessionView) -> int:
 
 
 def train_status(session: SessionView, now: float | None, cancelling: bool = False) -> str:
-    """backward │ step 2/3 │ 1534.2 tok/s │ elapsed 0:12 │ ETA 0:05"""
+    """backward │ step 2/3 │ 1534.2 tok/s │ elapsed 0:12 │ ETA 0:05 (a profiled
+    program's: step 2, no count asked for and no ETA)"""
     spec = session.spec
-    requested = spec.steps if isinstance(spec, TrainSpec) else len(session.train_steps)
+    # a profiled program's steps: as many as it runs, not known ahead
+    requested = spec.steps if isinstance(spec, TrainSpec) else None
     rate = train_rate(session)
     if session.finished:
         eta = "done" if session.status == "completed" else "–"
     else:
-        left = train_eta(session, requested)
+        left = train_eta(session, requested) if requested is not None else None
         eta = duration(left) if left is not None else "–"
     parts = [
         phase_text(session, cancelling),
-        f"step {step_shown(session)}/{requested}",
+        f"step {step_shown(session)}" + (f"/{requested}" if requested is not None else ""),
         f"{rate:.1f} tok/s" if rate else "– tok/s",
         f"elapsed {duration(session.elapsed(now))}",
         f"ETA {eta}",
@@ -132,8 +134,14 @@ class TrainRunScreen(RunScreen):
         return train_status(session, now, self.run.cancelling)
 
     def show_breakdown(self, session: SessionView, cpu: bool) -> None:
-        panel = self.query_one("#breakdown", BreakdownPanel)
-        parts = train_breakdown(session)
-        shown: Shown = (parts.title, parts.rows, parts.total, "", False)
-        if self._changed("breakdown", (shown, panel.size.width)):
-            panel.show(*shown)
+        show_train_breakdown(self, session)
+
+
+def show_train_breakdown(screen: RunScreen, session: SessionView) -> None:
+    """The breakdown panel in training's terms (a training run's, or a program's that
+    trains)."""
+    panel = screen.query_one("#breakdown", BreakdownPanel)
+    parts = train_breakdown(session)
+    shown: Shown = (parts.title, parts.rows, parts.total, "", False)
+    if screen._changed("breakdown", (shown, panel.size.width)):
+        panel.show(*shown)
