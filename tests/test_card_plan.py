@@ -32,11 +32,21 @@ def test_the_marks_are_fits_answers(capsys: pytest.CaptureFixture[str]) -> None:
     assert marks["opt-1.3b"].text.startswith("fits · ")
 
 
-def test_a_precision_not_estimated_marks_every_model_unknown() -> None:
-    spec = RunSpec(model="opt-1.3b", quant="nf4")
-    marks = plan_for_card(card_target(lookup_card("t4")), spec, ["opt-1.3b", "qwen3-8b"])
-    assert {m.fits for m in marks.values()} == {None}
-    assert all("not yet estimated" in m.note and m.text == "–" for m in marks.values())
+def test_a_quantized_precision_is_marked_as_fit_plans_it(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    spec = RunSpec(model="opt-13b", tokens=1000, prompt_tokens=8, batch=1, quant="nf4")
+    (mark,) = plan_for_card(card_target(lookup_card("t4")), spec, ["opt-13b"]).values()
+    code, out, _ = run_cli(
+        capsys, "fit", "--gpu", "t4", "--filter", "opt-13b", "--tokens", "1000",
+        "--batch", "1", "--quant", "nf4", "--json",
+    )  # fmt: skip
+    assert code == 0
+    (row,) = [r for r in json.loads(out) if r["model"] == "opt-13b"]
+    assert row["quant"] == "nf4" and row["fits"] is True  # 26 GB in fp16, not on a T4
+    assert (mark.fits, mark.max_context, mark.max_batch) == (
+        row["fits"], row["max_context"], row["max_batch"],
+    )  # fmt: skip
 
 
 def test_the_forms_settings_are_the_searchs() -> None:
