@@ -20,6 +20,8 @@ HEADER = (
 BASIS_NOTE = {
     "exact": "exact: OPT's own record",
     "traced": "traced: the model's code, traced before (cached)",
+    "interpolated": "interpolated: training traces at nearby sizes (the search's guess; "
+    "near the line it is traced where tracing is allowed)",
     "approximate": "approximate: the config's numbers (`vramtui estimate -m MODEL` traces "
     "the model's code once)",
 }
@@ -35,10 +37,21 @@ def header_lines(target: Target, budget: Budget, margin: str, setting: Setting) 
         f"  margin                 {format_bytes(budget.margin_bytes, 2)} ({margin})",
         f"  usable by the allocator {format_bytes(budget.usable_bytes, 2)} "
         "(memory - context - margin)",
+        setting_line(s),
+    ]
+
+
+def setting_line(s: Setting) -> str:
+    if s.workload != "generate":  # fine-tuning: the context is the sequence trained on
+        return (
+            f"Setting: {s.workload}, sequences of {s.context} tokens (the context), "
+            f"micro-batch {s.batch} (the batch), {s.dtype}, {s.attn}"
+        )
+    return (
         f"Setting: {s.workload}, prompt {s.prompt_tokens} + {s.tokens} new tokens "
         f"(context {s.context}), batch {s.batch}, {s.dtype}, {s.attn}; a longer context "
-        f"lengthens the {'prompt' if s.grow == 'prompt' else 'new tokens'}",
-    ]
+        f"lengthens the {'prompt' if s.grow == 'prompt' else 'new tokens'}"
+    )
 
 
 def suggested(row: FitRow) -> str:
