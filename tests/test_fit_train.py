@@ -13,13 +13,18 @@ import pytest
 from helpers import run_cli
 
 from vramtui.measure import nvml
-from vramtui.models.catalogue import CATALOGUE
+from vramtui.models.catalogue import CATALOGUE, Entry
 from vramtui.predict import planner as generate_planner
 from vramtui.predict.fit_search import Budget, Search
 from vramtui.predict.planner import NotEstimated, Setting
 from vramtui.predict.training import planner as train_planner
 from vramtui.predict.training.optimizer_states import Param
-from vramtui.predict.training.planner import NotTraced, TrainPlanner, WorkloadPlanner
+from vramtui.predict.training.planner import (
+    NotTraced,
+    Tracer,
+    TrainPlanner,
+    WorkloadPlanner,
+)
 from vramtui.predict.training.trace import Mark, TrainShape, TrainTrace
 
 MODEL = CATALOGUE["pythia-410m"]  # 2048 positions
@@ -232,3 +237,53 @@ def test_a_quant_with_a_training_workload_is_one_line_exit_2(
     code, out, err = run_cli(capsys, "fit", "--gpu", "t4", "--workload", "lora", "--quant", "int8")
     assert code == 2 and not out and len(err.strip().splitlines()) == 1
     assert "takes no --quant" in err and not fake_tracer.shapes
+
+
+def _tiny_llama() -> tuple[Entry, Tracer]:
+    """A tiny Llama and the meta-device tracer run in this process."""
+    pytest.importorskip("peft", reason="the .[train] extra is not installed")
+    from helpers import TINY_LLAMA
+
+    from vramtui.predict.training.step_tracer import Request, trace
+    from vramtui.predict.training.trace import parse
+
+    def traced(name: str, config: dict[str, Any], shape: TrainShape) -> TrainTrace:
+        return parse(trace(Request(config=config, **vars(shape))))
+
+    return Entry("tiny-llama", "tiny/llama", "Llama", 0, dict(TINY_LLAMA)), traced
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("attn", ["eager", "sdpa"])
+@pytest.mark.parametrize("workload", ["full", "lora", "qlora"])
+def test_a_real_models_interpolated_need_is_its_traced_one(workload: str, attn: str) -> None:
+    """Sequences and micro-batches off the grid (a batch of one below it) come out of
+    the interpolation as their own traces would have them, to the byte."""
+    tiny, traced = _tiny_llama()
+    asked = Setting(workload=workload, prompt_tokens=8, tokens=120, batch=2, attn=attn,
+                    dtype="bfloat16")  # fmt: skip
+    planner = TrainPlanner(tracer=traced, cached=_nothing_cached)
+    planner.peak(tiny, asked, exact=False)
+    for setting in (asked.with_context(100), asked.with_context(300), asked.with_batch(1),
+                    asked.with_batch(5)):  # fmt: skip
+        guessed = planner.peak(tiny, setting, exact=False)
+        assert guessed.basis == "interpolated"
+        assert guessed.need_bytes == planner.peak(tiny, setting).need_bytes
+
+
+@pytest.mark.slow
+def test_a_real_traced_model_answers_by_its_own_figures() -> None:
+    """The meta-device tracer (in this process) on a tiny Llama: the largest sequence
+    fits and one more token does not, by the planner's traced figures."""
+    tiny, traced = _tiny_llama()
+    asked = Setting(workload="lora", prompt_tokens=8, tokens=56, batch=2, attn="eager",
+                    dtype="bfloat16")  # fmt: skip
+    planner = TrainPlanner(tracer=traced, cached=_nothing_cached)
+
+    def need(context: int) -> int:
+        return planner.peak(tiny, asked.with_context(context)).need_bytes
+
+    budget = Budget((need(64) + need(200)) // 2, 0, 0)
+    most = Search(planner, budget).max_context(tiny, asked)
+    assert 64 <= most < 200
+    assert need(most) <= budget.usable_bytes < need(most + 1)
