@@ -287,3 +287,14 @@ def test_a_real_traced_model_answers_by_its_own_figures() -> None:
     most = Search(planner, budget).max_context(tiny, asked)
     assert 64 <= most < 200
     assert need(most) <= budget.usable_bytes < need(most + 1)
+
+
+def test_rows_from_cached_traces_say_they_are_interpolated(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Over several models, a model whose grid is cached answers from it, marked ~."""
+    monkeypatch.setattr(train_planner, "cached_train_trace", synthetic)
+    code, out, _ = run_cli(capsys, "fit", "--gpu", "t4", "--workload", "lora", "--filter",
+                           "pythia", "--batch", "2")  # fmt: skip
+    assert code == 0 and "not traced yet" not in out
+    assert "~ (interpolated)" in out and "fragmentation model" not in out

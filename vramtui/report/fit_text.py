@@ -96,7 +96,12 @@ def text_row(row: FitRow) -> list[str]:
 def report(rows: list[FitRow], lines: list[str]) -> str:
     bases = sorted({r.peak.basis for r in rows})
     notes = [f"basis: {BASIS_NOTE[b]}" for b in bases]
-    if any(not r.peak.replayed for r in rows):
+    if any(r.peak.basis == "interpolated" for r in rows):
+        notes.append(
+            "~ (interpolated): a training step interpolated from traced sizes, not traced "
+            "at this one (--model traces the sizes near the line)"
+        )
+    if any(not r.peak.replayed and r.peak.basis != "interpolated" for r in rows):
         notes.append(
             "~: the allocator's fragmentation model, not the replay of the cache's segments "
             "(far from the line, so the answer is the same; --model replays it)"
