@@ -78,8 +78,8 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--grad-checkpointing", action="store_true",
                         help="fine-tuning: transformers' activation checkpointing")  # fmt: skip
     parser.add_argument("--trace", action="store_true", help="fine-tuning over several models: "
-                        "trace the models not traced yet (a child process per traced size, "
-                        "six or more sizes a model; minutes each), not only list them")  # fmt: skip
+                        "trace the models not traced yet (a child process per traced size: "
+                        "six a model, more near the line), not only list them")  # fmt: skip
     parser.add_argument("--json", action="store_true", help="print a JSON list of rows")
     parser.add_argument("--check", action="store_true", help=f"one model and setting: exit 0 "
                         f"when it fits, {EXIT_WONT_FIT} when it does not, one line saying "
