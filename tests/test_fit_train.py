@@ -298,3 +298,21 @@ def test_rows_from_cached_traces_say_they_are_interpolated(
                            "pythia", "--batch", "2")  # fmt: skip
     assert code == 0 and "not traced yet" not in out
     assert "~ (interpolated)" in out and "fragmentation model" not in out
+
+
+def test_the_table_lists_the_untraced_after_the_rows(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Text: the models with cached traces in the table, the others listed below it."""
+
+    def only_410m(name: str, config: dict[str, Any], shape: TrainShape) -> TrainTrace | None:
+        return synthetic(name, config, shape) if name == MODEL.name else None
+
+    monkeypatch.setattr(train_planner, "cached_train_trace", only_410m)
+    monkeypatch.setattr(train_planner, "train_trace", Counting())
+    code, out, _ = run_cli(capsys, "fit", "--gpu", "t4", "--workload", "full", "--filter",
+                           "pythia")  # fmt: skip
+    table, listed = out.split("not traced yet: ", 1)
+    assert code == 0 and MODEL.name in table and "pythia-1b " not in table
+    assert "not traced yet: pythia-1b: vramtui fit --workload full -m pythia-1b" in out
+    assert MODEL.name + ":" not in listed
