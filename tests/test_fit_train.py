@@ -199,14 +199,15 @@ def test_several_models_list_the_untraced_and_trace_nothing(
 ) -> None:
     code, out, err = run_cli(
         capsys, "fit", "--gpu", "rtx-4090", "--workload", "lora", "--filter", "pythia",
-        "--context", "2048", "--json",
+        "--context", "2048", "--json", "--batch", "4", "--optim", "sgd",
     )  # fmt: skip
     assert code == 0 and json.loads(out) == [] and not fake_tracer.shapes
     lines = err.strip().splitlines()
     pythias = [e.name for e in CATALOGUE.values() if e.matches("pythia")]
     assert len(lines) == len(pythias) > 1
     assert all(line.startswith("not traced yet: ") for line in lines)
-    assert f"vramtui fit --workload lora --context 2048 -m {pythias[0]}" in lines[0]
+    said = f"vramtui fit --workload lora --context 2048 --batch 4 --optim sgd -m {pythias[0]}"
+    assert said in lines[0]
 
 
 def test_trace_allows_tracing_several_models(
@@ -314,5 +315,6 @@ def test_the_table_lists_the_untraced_after_the_rows(
                            "pythia")  # fmt: skip
     table, listed = out.split("not traced yet: ", 1)
     assert code == 0 and MODEL.name in table and "pythia-1b " not in table
-    assert "not traced yet: pythia-1b: vramtui fit --workload full -m pythia-1b" in out
+    said = "not traced yet: pythia-1b: vramtui fit --workload full --context 2008 -m pythia-1b"
+    assert said in out
     assert MODEL.name + ":" not in listed

@@ -206,11 +206,17 @@ def default_planner(args: argparse.Namespace) -> Planner:
 
 
 def untraced_lines(args: argparse.Namespace, names: list[str]) -> list[str]:
-    flags = f"--workload {args.workload}" + (
-        f" --context {args.context}" if args.context is not None else ""
-    )
+    """One line a model without cached traces, with the command that traces them: the
+    flags that decide which sizes are traced (its grid sits around the asked setting)."""
+    s = setting_of(args, "none")
+    flags = [f"--workload {s.workload}", f"--context {s.context}"]
+    flags += [f"--batch {s.batch}"] if s.batch != 1 else []
+    flags += [f"--attn {s.attn}"] if s.attn != "sdpa" else []
+    flags += [f"--dtype {args.dtype}"] if args.dtype else []
+    flags += [f"--optim {args.optim}"] if args.optim != "adamw" else []
+    flags += ["--grad-checkpointing"] if args.grad_checkpointing else []
     return [
-        f"not traced yet: {name}: vramtui fit {flags} -m {name} (or --trace: all of them)"
+        f"not traced yet: {name}: vramtui fit {' '.join(flags)} -m {name} (or --trace: all of them)"
         for name in names
     ]
 
