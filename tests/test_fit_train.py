@@ -318,3 +318,15 @@ def test_the_table_lists_the_untraced_after_the_rows(
     said = "not traced yet: pythia-1b: vramtui fit --workload full --context 2008 -m pythia-1b"
     assert said in out
     assert MODEL.name + ":" not in listed
+
+
+def test_a_trace_not_cached_is_none_without_a_child(monkeypatch: pytest.MonkeyPatch) -> None:
+    from vramtui.predict.tracing import traces
+    from vramtui.predict.training.trace import cached_train_trace
+
+    def no_child(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a tracer child was started")
+
+    monkeypatch.setattr(traces, "_run_child", no_child)
+    shape = TrainShape(method="lora", seq=77, batch=3)
+    assert cached_train_trace("not-cached", {"model_type": "llama", "seed": 77}, shape) is None
