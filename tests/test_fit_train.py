@@ -184,6 +184,7 @@ def test_one_model_is_traced_and_answered(
     assert row["workload"] == "qlora" and row["fits"] is True
     assert row["binding"] in (*TRAINING_TERMS, "positions")
     assert row["kv_cache_bytes"] == 0 and row["max_batch"] >= 1 and row["max_context"] >= 1
+    assert (row["quant"], row["double_quant"]) == ("nf4", True)  # qlora's base
 
 
 def test_the_optimizer_and_checkpointing_flags_reach_the_traces(

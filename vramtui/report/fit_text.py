@@ -54,6 +54,14 @@ def setting_line(s: Setting) -> str:
     )
 
 
+def base_quant(s: Setting) -> tuple[str, bool]:
+    """How the weights are stored: qlora's base in nf4 with double quant (its recipe),
+    else the setting's --quant."""
+    if s.workload == "qlora":
+        return "nf4", True
+    return s.quant, s.double_quant
+
+
 def suggested(row: FitRow) -> str:
     """The setting the row suggests: what to change so that it fits, or how far it goes."""
     s = row.setting
@@ -81,7 +89,7 @@ def text_row(row: FitRow) -> list[str]:
     s = row.setting
     return [
         row.model,
-        quant_label(s.quant, s.double_quant),
+        quant_label(*base_quant(s)),
         "yes" if row.fits else "no",
         _figure(row.peak_total_bytes, row),
         _figure(row.headroom_bytes, row),
@@ -139,8 +147,8 @@ def json_row(row: FitRow, target: Target) -> dict[str, Any]:
     return {
         "model": row.model,
         "family": row.family,
-        "quant": s.quant,
-        "double_quant": s.double_quant,
+        "quant": base_quant(s)[0],
+        "double_quant": base_quant(s)[1],
         "workload": s.workload,
         "fits": row.fits,
         "max_context": row.max_context,
@@ -179,7 +187,7 @@ def check_line(row: FitRow) -> str:
     """--check's one line: fits with how much to spare, or short by how much."""
     s = row.setting
     what = (
-        f"{row.model} ({quant_label(s.quant, s.double_quant)}, {s.workload}, "
+        f"{row.model} ({quant_label(*base_quant(s))}, {s.workload}, "
         f"context {s.context}, batch {s.batch})"
     )
     if row.fits:
