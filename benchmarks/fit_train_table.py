@@ -43,6 +43,7 @@ class Needs:
         self.setting = Setting(workload=workload, prompt_tokens=8, tokens=SEQ - 8, batch=1,
                                dtype="bfloat16")  # fmt: skip
         self.known: dict[str, int | None] = {}
+        self.failed: dict[str, str] = {}  # model: why its step cannot be traced
 
     def of(self, model: Entry) -> int | None:
         if model.name not in self.known:
@@ -50,6 +51,7 @@ class Needs:
                 need = self.planner.peak(model, self.setting).need_bytes
             except UsageError as err:  # the model's code cannot be traced on meta
                 print(f"{model.name}: {err}", file=sys.stderr)
+                self.failed[model.name] = str(err).split(": ", 1)[-1]
                 need = None
             self.known[model.name] = need
         return self.known[model.name]
@@ -75,6 +77,8 @@ def budgets() -> list[Budget]:
 
 
 def table(workload: str) -> list[str]:
+    """The workload's table, and a line naming the models left out (their step cannot
+    be traced, so a cell may name a smaller model than one that fits)."""
     needs = Needs(workload)
     header = "| family | " + " | ".join(f"{s} GB" for s in SIZES_GB) + " |"
     lines = [f"{WORKLOADS[workload]}, sequences of {SEQ} tokens:", "", header]
@@ -82,6 +86,9 @@ def table(workload: str) -> list[str]:
     for family, models in families().items():
         cells = [largest(models, needs, b.usable_bytes) for b in budgets()]
         lines.append(f"| {family} | " + " | ".join(cells) + " |")
+    if needs.failed:
+        left = "; ".join(f"{name} ({why})" for name, why in sorted(needs.failed.items()))
+        lines += ["", f"Not traced, so not tried: {left}."]
     return lines + [""]
 
 
