@@ -331,3 +331,25 @@ def test_a_trace_not_cached_is_none_without_a_child(monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(traces, "_run_child", no_child)
     shape = TrainShape(method="lora", seq=77, batch=3)
     assert cached_train_trace("not-cached", {"model_type": "llama", "seed": 77}, shape) is None
+
+
+def test_a_model_that_cannot_be_traced_is_listed_not_fatal(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--trace over several models: one whose step cannot be traced is listed with why;
+    the others are answered. With --model it is the one-line error, exit 2."""
+    from vramtui.predict.tracing.traces import TraceError
+
+    def fails_for_1b(name: str, config: dict[str, Any], shape: TrainShape) -> TrainTrace:
+        if name == "pythia-1b":
+            raise TraceError("cannot trace a training step of pythia-1b: no meta kernel")
+        return synthetic(name, config, shape)
+
+    monkeypatch.setattr(train_planner, "train_trace", fails_for_1b)
+    monkeypatch.setattr(train_planner, "cached_train_trace", _nothing_cached)
+    flags = ("fit", "--gpu", "t4", "--workload", "lora")
+    code, out, _ = run_cli(capsys, *flags, "--filter", "pythia", "--trace")
+    assert code == 0 and MODEL.name in out
+    assert "cannot trace: pythia-1b: cannot trace a training step of pythia-1b" in out
+    code, out, err = run_cli(capsys, *flags, "-m", "pythia-1b")
+    assert code == 2 and not out and "no meta kernel" in err

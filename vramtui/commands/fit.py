@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import dataclass
 from typing import Any
 
 from vramtui.commands.common import whole_number
@@ -24,6 +25,7 @@ from vramtui.models.catalogue import CATALOGUE, Entry, lookup
 from vramtui.predict.fit_search import Budget, FitRow, Search
 from vramtui.predict.planner import WORKLOADS, GeneratePlanner, Planner, Setting
 from vramtui.predict.quantized import FOUR_BIT
+from vramtui.predict.tracing.traces import TraceError
 from vramtui.predict.training.planner import NotTraced, TrainPlanner, WorkloadPlanner
 from vramtui.report.fit_text import check_line, header_lines, json_row, report
 from vramtui.runspec import ATTENTION
@@ -167,11 +169,22 @@ def quants_of(args: argparse.Namespace, planner: Planner) -> list[tuple[str, boo
     return out
 
 
+@dataclass(frozen=True)
+class Untraced:
+    """A model left out of the rows: no cached training trace (tracing not allowed), or
+    `why` its step cannot be traced."""
+
+    model: str
+    why: str | None = None
+
+
 def plan(
-    args: argparse.Namespace, planner: Planner, untraced: list[str] | None = None
+    args: argparse.Namespace, planner: Planner, untraced: list[Untraced] | None = None
 ) -> tuple[Target, Budget, list[FitRow]]:
     """Everything checked first, then every row searched; the models whose rows need a
-    training trace not taken yet (and not to be taken now) are added to `untraced`."""
+    training trace not taken yet (and not to be taken now) are added to `untraced`, and
+    over several models those whose step cannot be traced, with why (with one model
+    that is the command's one-line error)."""
     quants = quants_of(args, planner)
     models = models_of(args)
     if args.check and (len(models) != 1 or len(quants) != 1):
@@ -194,7 +207,11 @@ def plan(
         except NotTraced:
             if untraced is None:
                 raise
-            untraced.append(model.name)
+            untraced.append(Untraced(model.name))
+        except TraceError as err:
+            if untraced is None or len(models) == 1:
+                raise
+            untraced.append(Untraced(model.name, str(err)))
     return target, budget, rows
 
 
@@ -205,7 +222,7 @@ def default_planner(args: argparse.Namespace) -> Planner:
     return WorkloadPlanner(GeneratePlanner(), train)
 
 
-def untraced_lines(args: argparse.Namespace, names: list[str]) -> list[str]:
+def untraced_lines(args: argparse.Namespace, models: list[Untraced]) -> list[str]:
     """One line a model without cached traces, with the command that traces them: the
     flags that decide which sizes are traced (its grid sits around the asked setting)."""
     s = setting_of(args, "none")
@@ -215,15 +232,18 @@ def untraced_lines(args: argparse.Namespace, names: list[str]) -> list[str]:
     flags += [f"--dtype {args.dtype}"] if args.dtype else []
     flags += [f"--optim {args.optim}"] if args.optim != "adamw" else []
     flags += ["--grad-checkpointing"] if args.grad_checkpointing else []
+    command = "vramtui fit " + " ".join(flags)
     return [
-        f"not traced yet: {name}: vramtui fit {' '.join(flags)} -m {name} (or --trace: all of them)"
-        for name in names
+        f"cannot trace: {m.model}: {m.why}"
+        if m.why
+        else f"not traced yet: {m.model}: {command} -m {m.model} (or --trace: all of them)"
+        for m in models
     ]
 
 
 def run(args: argparse.Namespace, planner: Planner | None = None) -> int:
     planner = planner or default_planner(args)
-    untraced: list[str] = []
+    untraced: list[Untraced] = []
     target, budget, rows = plan(args, planner, untraced)
     if args.json:
         print(json.dumps([json_row(r, target) for r in rows], indent=2))
