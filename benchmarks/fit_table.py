@@ -97,13 +97,14 @@ def table() -> str:
     return "\n".join(lines + notes)
 
 
-def write(path: Path, text: str) -> None:
+def write(path: Path, text: str, begin: str = BEGIN, end: str = END) -> None:
+    """Rewrites the page's block between `begin` and `end` with `text`."""
     page = path.read_text()
-    if BEGIN not in page or END not in page:
-        raise SystemExit(f"{path} has no {BEGIN} ... {END} block")
-    head, rest = page.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    path.write_text(f"{head}{BEGIN}\n{text}\n{END}{tail}")
+    if begin not in page or end not in page:
+        raise SystemExit(f"{path} has no {begin} ... {end} block")
+    head, rest = page.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    path.write_text(f"{head}{begin}\n{text}\n{end}{tail}")
 
 
 def main() -> int:

@@ -258,7 +258,7 @@ def test_check_follows_the_context(capsys: pytest.CaptureFixture[str]) -> None:
         (("--gpu", "h100", "--quant", "int9"), "unknown --quant"),
         (("--gpu", "h100", "--quant", "int8+dq"), "double quant applies to nf4 and fp4"),
         (("--gpu", "h100", "--quant", "none,int8", "--double-quant"), "--double-quant applies"),
-        (("--gpu", "h100", "--workload", "lora"), "needs the training estimate"),
+        (("--gpu", "h100", "--workload", "lora", "--quant", "int8"), "takes no --quant"),
         (("--gpu", "h100", "--margin", "120%"), "--margin"),
         (("--gpu", "h100", "--context", "8"), "the context must exceed the prompt"),
         (("--gpu", "h100", "--batch", "0"), "--batch must be positive"),

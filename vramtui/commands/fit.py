@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+from dataclasses import dataclass
 from typing import Any
 
 from vramtui.commands.common import whole_number
@@ -23,10 +25,13 @@ from vramtui.models.catalogue import CATALOGUE, Entry, lookup
 from vramtui.predict.fit_search import Budget, FitRow, Search
 from vramtui.predict.planner import WORKLOADS, GeneratePlanner, Planner, Setting
 from vramtui.predict.quantized import FOUR_BIT
+from vramtui.predict.tracing.traces import TraceError
+from vramtui.predict.training.planner import NotTraced, TrainPlanner, WorkloadPlanner
 from vramtui.report.fit_text import check_line, header_lines, json_row, report
 from vramtui.runspec import ATTENTION
 from vramtui.runspec.cap import parse_cap
 from vramtui.runspec.quant import QUANTS, method
+from vramtui.runspec.train_spec import METHODS, OPTIMIZERS
 from vramtui.units import parse_size
 
 DTYPES = ("float16", "bfloat16")
@@ -61,7 +66,8 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--grow", choices=("tokens", "prompt"), default="tokens",
                         help="what the largest context lengthens: the new tokens (the "
                         "prompt held) or the prompt (the new tokens held)")  # fmt: skip
-    parser.add_argument("--dtype", choices=DTYPES, default="float16")
+    parser.add_argument("--dtype", choices=DTYPES, help="float16 to generate, bfloat16 "
+                        "to fine-tune (qlora: the dtype its 4-bit layers compute in)")  # fmt: skip
     parser.add_argument("--attn", choices=ATTENTION, default="sdpa")
     parser.add_argument("--model", "-m", help="one catalogue model, by name or hub id")
     parser.add_argument("--filter", metavar="TEXT", help="models whose name or family has TEXT")
@@ -69,6 +75,13 @@ def add_parser(subparsers: Any) -> None:
                         "or a size (1GiB)")  # fmt: skip
     parser.add_argument("--context-overhead", metavar="SIZE", help="the CUDA context and "
                         "libraries, instead of the card's figure")  # fmt: skip
+    parser.add_argument("--optim", choices=OPTIMIZERS, default="adamw",
+                        help="fine-tuning: the optimizer, as `vramtui train --optim`")  # fmt: skip
+    parser.add_argument("--grad-checkpointing", action="store_true",
+                        help="fine-tuning: transformers' activation checkpointing")  # fmt: skip
+    parser.add_argument("--trace", action="store_true", help="fine-tuning over several models: "
+                        "trace the models not traced yet (a child process per traced size: "
+                        "six a model, more near the line), not only list them")  # fmt: skip
     parser.add_argument("--json", action="store_true", help="print a JSON list of rows")
     parser.add_argument("--check", action="store_true", help=f"one model and setting: exit 0 "
                         f"when it fits, {EXIT_WONT_FIT} when it does not, one line saying "
@@ -126,8 +139,9 @@ def setting_of(args: argparse.Namespace, quant: str, double_quant: bool = False)
             raise UsageError(f"{name} must be positive, got {value}")
     if tokens <= 0:
         raise UsageError(f"the context must exceed the prompt ({args.prompt_tokens} tokens)")
+    dtype = args.dtype or ("bfloat16" if args.workload in METHODS else "float16")
     return Setting(args.workload, quant, args.prompt_tokens, tokens, args.batch,
-                   args.dtype, args.attn, args.grow, double_quant)  # fmt: skip
+                   dtype, args.attn, args.grow, double_quant)  # fmt: skip
 
 
 def models_of(args: argparse.Namespace) -> list[Entry]:
@@ -155,8 +169,22 @@ def quants_of(args: argparse.Namespace, planner: Planner) -> list[tuple[str, boo
     return out
 
 
-def plan(args: argparse.Namespace, planner: Planner) -> tuple[Target, Budget, list[FitRow]]:
-    """Everything checked first, then every row searched."""
+@dataclass(frozen=True)
+class Untraced:
+    """A model left out of the rows: no cached training trace (tracing not allowed), or
+    `why` its step cannot be traced."""
+
+    model: str
+    why: str | None = None
+
+
+def plan(
+    args: argparse.Namespace, planner: Planner, untraced: list[Untraced] | None = None
+) -> tuple[Target, Budget, list[FitRow]]:
+    """Everything checked first, then every row searched; the models whose rows need a
+    training trace not taken yet (and not to be taken now) are added to `untraced`, and
+    over several models those whose step cannot be traced, with why (with one model
+    that is the command's one-line error)."""
     quants = quants_of(args, planner)
     models = models_of(args)
     if args.check and (len(models) != 1 or len(quants) != 1):
@@ -172,20 +200,60 @@ def plan(args: argparse.Namespace, planner: Planner) -> tuple[Target, Budget, li
         raise UsageError(f"{models[0].name} takes {limit} positions at most, not "
                          f"{settings[0].context} (prompt + new tokens)")  # fmt: skip
     search = Search(planner, budget, exact_rows=len(models) <= EXACT_ROWS)
-    rows = [search.row(m, s) for m in models for s in settings]
+    rows: list[FitRow] = []
+    for model in models:
+        try:
+            rows += [search.row(model, s) for s in settings]
+        except NotTraced:
+            if untraced is None:
+                raise
+            untraced.append(Untraced(model.name))
+        except TraceError as err:
+            if untraced is None or len(models) == 1:
+                raise
+            untraced.append(Untraced(model.name, str(err)))
     return target, budget, rows
 
 
+def default_planner(args: argparse.Namespace) -> Planner:
+    """Generation through the estimator, fine-tuning through the training estimate:
+    traced as needed for one model (--model) or with --trace, else from cached traces."""
+    train = TrainPlanner(args.optim, args.grad_checkpointing, bool(args.model) or args.trace)
+    return WorkloadPlanner(GeneratePlanner(), train)
+
+
+def untraced_lines(args: argparse.Namespace, models: list[Untraced]) -> list[str]:
+    """One line a model without cached traces, with the command that traces them: the
+    flags that decide which sizes are traced (its grid sits around the asked setting)."""
+    s = setting_of(args, "none")
+    flags = [f"--workload {s.workload}", f"--context {s.context}"]
+    flags += [f"--batch {s.batch}"] if s.batch != 1 else []
+    flags += [f"--attn {s.attn}"] if s.attn != "sdpa" else []
+    flags += [f"--dtype {args.dtype}"] if args.dtype else []
+    flags += [f"--optim {args.optim}"] if args.optim != "adamw" else []
+    flags += ["--grad-checkpointing"] if args.grad_checkpointing else []
+    command = "vramtui fit " + " ".join(flags)
+    return [
+        f"cannot trace: {m.model}: {m.why}"
+        if m.why
+        else f"not traced yet: {m.model}: {command} -m {m.model} (or --trace: all of them)"
+        for m in models
+    ]
+
+
 def run(args: argparse.Namespace, planner: Planner | None = None) -> int:
-    planner = planner or GeneratePlanner()
-    target, budget, rows = plan(args, planner)
+    planner = planner or default_planner(args)
+    untraced: list[Untraced] = []
+    target, budget, rows = plan(args, planner, untraced)
     if args.json:
         print(json.dumps([json_row(r, target) for r in rows], indent=2))
     elif args.check:
         print(check_line(rows[0]))
-    else:
+    elif rows:
         lines = header_lines(target, budget, args.margin, rows[0].setting)
         print(report(rows, lines))
+    for line in untraced_lines(args, untraced):
+        print(line, file=sys.stderr if args.json else sys.stdout)
     if args.check and not rows[0].fits:
         return EXIT_WONT_FIT
     return EXIT_OK

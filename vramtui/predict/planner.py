@@ -25,7 +25,7 @@ from vramtui.predict.tracing.traces import trace_model
 from vramtui.runspec.quant import method
 
 WORKLOADS = ("generate", "lora", "qlora", "full")
-BASES = ("exact", "traced", "approximate")
+BASES = ("exact", "traced", "interpolated", "approximate")
 
 
 class NotEstimated(UsageError):

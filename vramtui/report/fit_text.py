@@ -20,6 +20,8 @@ HEADER = (
 BASIS_NOTE = {
     "exact": "exact: OPT's own record",
     "traced": "traced: the model's code, traced before (cached)",
+    "interpolated": "interpolated: training traces at nearby sizes (the search's guess; "
+    "near the line it is traced where tracing is allowed)",
     "approximate": "approximate: the config's numbers (`vramtui estimate -m MODEL` traces "
     "the model's code once)",
 }
@@ -35,10 +37,29 @@ def header_lines(target: Target, budget: Budget, margin: str, setting: Setting) 
         f"  margin                 {format_bytes(budget.margin_bytes, 2)} ({margin})",
         f"  usable by the allocator {format_bytes(budget.usable_bytes, 2)} "
         "(memory - context - margin)",
+        setting_line(s),
+    ]
+
+
+def setting_line(s: Setting) -> str:
+    if s.workload != "generate":  # fine-tuning: the context is the sequence trained on
+        return (
+            f"Setting: {s.workload}, sequences of {s.context} tokens (the context), "
+            f"micro-batch {s.batch} (the batch), {s.dtype}, {s.attn}"
+        )
+    return (
         f"Setting: {s.workload}, prompt {s.prompt_tokens} + {s.tokens} new tokens "
         f"(context {s.context}), batch {s.batch}, {s.dtype}, {s.attn}; a longer context "
-        f"lengthens the {'prompt' if s.grow == 'prompt' else 'new tokens'}",
-    ]
+        f"lengthens the {'prompt' if s.grow == 'prompt' else 'new tokens'}"
+    )
+
+
+def base_quant(s: Setting) -> tuple[str, bool]:
+    """How the weights are stored: qlora's base in nf4 with double quant (its recipe),
+    else the setting's --quant."""
+    if s.workload == "qlora":
+        return "nf4", True
+    return s.quant, s.double_quant
 
 
 def suggested(row: FitRow) -> str:
@@ -68,7 +89,7 @@ def text_row(row: FitRow) -> list[str]:
     s = row.setting
     return [
         row.model,
-        quant_label(s.quant, s.double_quant),
+        quant_label(*base_quant(s)),
         "yes" if row.fits else "no",
         _figure(row.peak_total_bytes, row),
         _figure(row.headroom_bytes, row),
@@ -83,7 +104,12 @@ def text_row(row: FitRow) -> list[str]:
 def report(rows: list[FitRow], lines: list[str]) -> str:
     bases = sorted({r.peak.basis for r in rows})
     notes = [f"basis: {BASIS_NOTE[b]}" for b in bases]
-    if any(not r.peak.replayed for r in rows):
+    if any(r.peak.basis == "interpolated" for r in rows):
+        notes.append(
+            "~ (interpolated): a training step interpolated from traced sizes, not traced "
+            "at this one (--model traces the sizes near the line)"
+        )
+    if any(not r.peak.replayed and r.peak.basis != "interpolated" for r in rows):
         notes.append(
             "~: the allocator's fragmentation model, not the replay of the cache's segments "
             "(far from the line, so the answer is the same; --model replays it)"
@@ -121,8 +147,8 @@ def json_row(row: FitRow, target: Target) -> dict[str, Any]:
     return {
         "model": row.model,
         "family": row.family,
-        "quant": s.quant,
-        "double_quant": s.double_quant,
+        "quant": base_quant(s)[0],
+        "double_quant": base_quant(s)[1],
         "workload": s.workload,
         "fits": row.fits,
         "max_context": row.max_context,
@@ -161,7 +187,7 @@ def check_line(row: FitRow) -> str:
     """--check's one line: fits with how much to spare, or short by how much."""
     s = row.setting
     what = (
-        f"{row.model} ({quant_label(s.quant, s.double_quant)}, {s.workload}, "
+        f"{row.model} ({quant_label(*base_quant(s))}, {s.workload}, "
         f"context {s.context}, batch {s.batch})"
     )
     if row.fits:

@@ -42,12 +42,15 @@ def _weights(sizes: list[int], n: int) -> list[Fraction]:
     return out
 
 
-def interpolate(points: dict[int, TrainTrace], n: int) -> TrainTrace | None:
-    """The trace at size n from traces at three or more sizes (None: they differ in
-    more than sizes, or a size comes out below zero)."""
+def interpolate(points: dict[int, TrainTrace], n: int, least: int = 3) -> TrainTrace | None:
+    """The trace at size n from traces at `least` or more sizes (three for the
+    sequence, two for the micro-batch, which every size is linear in; None: they differ
+    in more than sizes, or a size comes out below zero)."""
     sizes = sorted(points)
     traces = [points[s] for s in sizes]
-    if len(sizes) < 3 or not _same_shape(traces):
+    if n in points:
+        return points[n]
+    if len(sizes) < least or not _same_shape(traces):
         return None
     weights = _weights(sizes, n)
     events = []

@@ -92,23 +92,36 @@ def parse(data: dict[str, Any]) -> TrainTrace:
 
 
 @lru_cache(maxsize=16)
-def _cached(name: str, request_json: str) -> TrainTrace:
+def _cached(name: str, request_json: str, only_cached: bool = False) -> TrainTrace | None:
     request = json.loads(request_json)
-    reply = answer({**request, "peft": _peft_version()}, module=MODULE)
-    assert reply is not None
+    reply = answer({**request, "peft": _peft_version()}, only_cached, module=MODULE)
+    if reply is None:
+        return None
     if not reply.get("ok"):
         reason = short_reason(str(reply.get("error")))
         raise TraceError(f"cannot trace a training step of {name}: {reason}", field="model")
     return parse(reply)
 
 
-def train_trace(name: str, config: dict[str, Any], shape: TrainShape) -> TrainTrace:
-    """The trace of two steps of `shape`'s recipe on `config` (TraceError: the model's
-    code cannot run on meta)."""
+def _request_json(config: dict[str, Any], shape: TrainShape) -> str:
     from dataclasses import asdict
 
     request = {"config": config, **asdict(shape), "version": TRAIN_TRACE_VERSION}
-    return _cached(name, json.dumps(request, sort_keys=True, default=str))
+    return json.dumps(request, sort_keys=True, default=str)
+
+
+def train_trace(name: str, config: dict[str, Any], shape: TrainShape) -> TrainTrace:
+    """The trace of two steps of `shape`'s recipe on `config` (TraceError: the model's
+    code cannot run on meta)."""
+    traced = _cached(name, _request_json(config, shape))
+    assert traced is not None
+    return traced
+
+
+def cached_train_trace(name: str, config: dict[str, Any], shape: TrainShape) -> TrainTrace | None:
+    """The trace as `train_trace` answers it where it is cached on disk, else None (no
+    child process started)."""
+    return _cached(name, _request_json(config, shape), True)
 
 
 def live_bytes(events: tuple[int, ...] | list[int]) -> tuple[int, int]:
