@@ -46,7 +46,8 @@ from typing import Any
 
 from vramtui.measure import events as ev
 from vramtui.measure.session import Environment, Session
-from vramtui.measure.summary_format import rebuilt_differences, session_from
+from vramtui.measure.summary_check import rebuilt_differences
+from vramtui.measure.summary_format import session_from
 from vramtui.report.saved import read_session_files
 from vramtui.runspec import DeviceChoice, DeviceList, RunSpec
 from vramtui.tui.app import VramApp

@@ -19,7 +19,8 @@ from helpers import resolved, tiny_spec
 from vramtui.measure.allocator_snapshot import moment, snapshot_event
 from vramtui.measure.recorder import Recorder
 from vramtui.measure.session import SessionView
-from vramtui.measure.summary_format import rebuilt_differences, session_from
+from vramtui.measure.summary_check import rebuilt_differences
+from vramtui.measure.summary_format import session_from
 from vramtui.report.export import write_csv, write_json
 from vramtui.report.saved import read_session_files
 from vramtui.units import format_bytes

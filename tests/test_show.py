@@ -75,7 +75,7 @@ def test_a_placed_runs_csv_is_read_as_its_own_devices_series() -> None:
     """opt-13b offloaded to the CPU on the H200: the CSV has a cpu row beside each cuda:0
     row; the session read back keeps cuda:0's series (the JSON's peaks), one a step, and
     each device's figures (the JSON's devices)."""
-    from vramtui.measure.summary_format import rebuilt_differences
+    from vramtui.measure.summary_check import rebuilt_differences
     from vramtui.report.saved import load_view
 
     results = Path(__file__).resolve().parent.parent / "benchmarks" / "results" / "offload_compare"
