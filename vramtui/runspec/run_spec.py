@@ -64,16 +64,19 @@ class RunSpec:
 
     @classmethod
     def from_dict(cls, data: dict[str, object]) -> RunSpec:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise UsageError(f"unknown run spec fields: {', '.join(unknown)}")
-        values: dict[str, Any] = dict(data)
-        return cls(**values)
+        return cls(**known_values(cls, data, "run spec"))
 
     @property
     def label(self) -> str:
         return self.model if self.source == "architecture" else f"{self.model} ({self.source})"
+
+
+def known_values(cls: type, data: dict[str, object], what: str) -> dict[str, Any]:
+    """`data` as keyword arguments of the dataclass `cls`; a name it lacks is refused."""
+    unknown = sorted(set(data) - {f.name for f in fields(cls)})
+    if unknown:
+        raise UsageError(f"unknown {what} fields: {', '.join(unknown)}")
+    return dict(data)
 
 
 def resolve_dtype(dtype: str | None, backend: str) -> str:

@@ -4,12 +4,11 @@ RunSpec, built exactly as for generation; the rest is the training recipe."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields, replace
-from typing import Any
+from dataclasses import asdict, dataclass, replace
 
 from vramtui.errors import UsageError
 from vramtui.runspec.quant import installed
-from vramtui.runspec.run_spec import RunSpec
+from vramtui.runspec.run_spec import RunSpec, known_values
 
 METHODS = ("full", "lora", "qlora")
 OPTIMIZERS = ("adamw", "adamw-8bit", "paged-adamw-8bit", "sgd", "adafactor")
@@ -47,11 +46,7 @@ class TrainSpec:
 
     @classmethod
     def from_dict(cls, data: dict[str, object]) -> TrainSpec:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise UsageError(f"unknown train spec fields: {', '.join(unknown)}")
-        values: dict[str, Any] = dict(data)
+        values = known_values(cls, data, "train spec")
         base = values.pop("base", {})
         if not isinstance(base, dict):
             raise UsageError("train spec field base must be a run spec")
