@@ -180,6 +180,8 @@ def test_at_80x24_the_form_scrolls_to_the_field_in_focus(tmp_path: Path) -> None
             assert not fields.region.contains_region(run.region)  # below the fold
             run.focus()
             await pilot.pause()
+            await pilot.wait_for_scheduled_animations()  # the scroll to the focused field
+            await pilot.pause()
             assert fields.region.contains_region(run.region)
 
     asyncio.run(scenario())
