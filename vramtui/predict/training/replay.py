@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from vramtui.errors import UsageError
 from vramtui.predict.allocator import CachingAllocator, Handle
 from vramtui.predict.calibration import DEFAULT, Calibration
+from vramtui.predict.quant_storage import stored
 from vramtui.predict.training.optimizer_states import (
     OptimizerStates,
     Param,
@@ -28,18 +29,13 @@ from vramtui.predict.training.trace import TrainShape, TrainTrace, train_trace
 from vramtui.runspec import ResolvedRun
 from vramtui.runspec.train_spec import TrainSpec
 
-FLOAT32 = 4
-NF4_BLOCK = 64  # bitsandbytes' 4-bit blocks: one absmax per 64 weights
-NESTED_BLOCK = 256  # double quantization: one float32 absmax per 256 absmax
-
 
 def nf4_state(numel: int) -> tuple[int, ...]:
     """The quantization state bitsandbytes keeps beside a packed nf4 weight with double
     quantization: the uint8 absmax per 64 weights, the 16-entry nf4 code, the offset,
-    the float32 absmax per 256 of those and the 256-entry code of the nested absmax."""
-    blocks = -(-numel // NF4_BLOCK)
-    nested = -(-blocks // NESTED_BLOCK)
-    return (blocks, 16 * FLOAT32, FLOAT32, nested * FLOAT32, 256 * FLOAT32)
+    the float32 absmax per 256 of those and the 256-entry code of the nested absmax
+    (the storage rule of --quant nf4 with --double-quant)."""
+    return stored("nf4", 1, numel, 0, double_quant=True).state
 
 
 def weight_tensors(param: Param) -> tuple[int, ...]:
