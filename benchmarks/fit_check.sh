@@ -7,6 +7,7 @@
 #
 #   OUT=DIR bash benchmarks/fit_check.sh            every cell
 #   OUT=DIR bash benchmarks/fit_check.sh 0 1 2      some cells, by index (to split a run)
+#   DEADLINE=EPOCH_S ...                           start no cell within 45 s of it
 #
 # Writes, under $OUT: fit-N.json (fit's row), fit-N-at.json (fit's row at the largest
 # setting: its headroom_bytes is the margin the cell had), run-N-at.json and run-N-up.json (the two
@@ -42,6 +43,9 @@ cell() {
   local n=$1 cap model attn search prompt tokens batch grow
   read -r cap model attn search prompt tokens batch grow <<< "${CELLS[$n]}"
   local fit="$OUT/fit-$n.json"
+  if [ -n "${DEADLINE:-}" ] && [ $(( $(date +%s) + 45 )) -gt "$DEADLINE" ]; then
+    echo "== cell $n: not started (deadline)" | tee -a "$log"; return
+  fi
   echo "== cell $n: ${CELLS[$n]}" | tee -a "$log"
   python3 -m vramtui fit --cap "$cap" --margin 0% --model "$model" --attn "$attn" \
     --prompt-tokens "$prompt" --tokens "$tokens" --batch "$batch" --grow "$grow" --json \

@@ -8,6 +8,10 @@
 #
 #   OUT=DIR bash benchmarks/fit_train_check.sh          every cell
 #   OUT=DIR bash benchmarks/fit_train_check.sh 0 2      some cells, by index
+#   PREDICT_ONLY=1 ...    only fit's two rows a cell (CPU: traces; cells may run in
+#                         parallel, each with its own OUT); a later call finds
+#                         fit-N.json and fit-N-at.json in OUT and trains at once
+#   DEADLINE=EPOCH_S ...  start no cell within 90 s of it
 #
 # Writes, under $OUT: fit-N.json (fit's row), fit-N-at.json (fit's row at the largest
 # setting: its headroom_bytes is the margin the cell had), train-N-at.json and
@@ -45,9 +49,14 @@ cell() {
   read -r cap model workload search seq batch <<< "${CELLS[$n]}"
   local fit="$OUT/fit-$n.json" flags
   flags=(--cap "$cap" --margin 0% --model "$model" --workload "$workload" --json)
+  if [ -n "${DEADLINE:-}" ] && [ $(( $(date +%s) + 90 )) -gt "$DEADLINE" ]; then
+    echo "== cell $n: not started (deadline)" | tee -a "$log"; return
+  fi
   echo "== cell $n: ${CELLS[$n]}" | tee -a "$log"
-  python3 -m vramtui fit "${flags[@]}" --context "$seq" --batch "$batch" > "$fit" 2>> "$log" \
-    || { echo "fit failed" | tee -a "$log"; return; }
+  if [ ! -s "$fit" ]; then
+    python3 -m vramtui fit "${flags[@]}" --context "$seq" --batch "$batch" > "$fit" \
+      2>> "$log" || { echo "fit failed" | tee -a "$log"; rm -f "$fit"; return; }
+  fi
   local at_seq=$seq at_batch=$batch up_seq=$seq up_batch=$batch
   if [ "$search" = batch ]; then
     at_batch=$(field "$fit" max_batch); up_batch=$((at_batch + 1))
@@ -57,8 +66,11 @@ cell() {
       printf '%s\t%s\tskipped (positions)\n' "$n" "${CELLS[$n]}" >> "$tsv"; return
     fi
   fi
-  python3 -m vramtui fit "${flags[@]}" --context "$at_seq" --batch "$at_batch" \
-    > "$OUT/fit-$n-at.json" 2>> "$log"
+  [ -s "$OUT/fit-$n-at.json" ] || python3 -m vramtui fit "${flags[@]}" --context "$at_seq" \
+    --batch "$at_batch" > "$OUT/fit-$n-at.json" 2>> "$log"
+  if [ -n "${PREDICT_ONLY:-}" ]; then
+    echo "predicted: seq $at_seq b$at_batch (up: seq $up_seq b$up_batch)" | tee -a "$log"; return
+  fi
   local rc_at rc_up held=no
   rc_at=$(train "$n" at "$model" "$workload" "$at_seq" "$at_batch" "$cap")
   rc_up=$(train "$n" up "$model" "$workload" "$up_seq" "$up_batch" "$cap")

@@ -7,6 +7,7 @@
 #
 #   OUT=DIR bash benchmarks/long_prompt_gpu.sh            every cell, none started after 420 s
 #   OUT=DIR bash benchmarks/long_prompt_gpu.sh 12 13 14   some cells, by index (a second call)
+#   BUDGET_S=300 ...                                      none started after 300 s
 #
 # The largest cell, mistral-7b-v0.3 eager at 8000, is predicted at 32.5 GB allocated and
 # 36.6 GB of NVML process memory (`vramtui estimate`): it fits an 80 GB H100.
@@ -16,7 +17,7 @@
 # (no GPU): python benchmarks/long_prompt_accuracy.py DIR/long_prompt --out RESULTS
 set -u
 : "${OUT:?set OUT to a folder}"
-if ls .whl/*.whl > /dev/null 2>&1; then
+if [ -z "${WHEELS_DONE:-}" ] && ls .whl/*.whl > /dev/null 2>&1; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
     --target /tmp/site .whl/*.whl || exit
 fi
@@ -42,7 +43,7 @@ t0=$(date +%s)
 skipped=()
 for n in "${picked[@]}"; do
   read -r model attn prompt <<< "${CELLS[$n]}"
-  if (( $(date +%s) - t0 > 420 )); then skipped+=("$n"); continue; fi
+  if (( $(date +%s) - t0 > ${BUDGET_S:-420} )); then skipped+=("$n"); continue; fi
   echo "== cell $n: $model $attn prompt $prompt + 16" | tee -a "$log"
   timeout 120 python3 -m vramtui run -m "$model" --attn "$attn" --prompt-tokens "$prompt" \
     -n 16 -b 1 --device cuda:0 -q --out /tmp/sessions \
@@ -50,5 +51,5 @@ for n in "${picked[@]}"; do
   echo "rc=$? after $(( $(date +%s) - t0 )) s" | tee -a "$log"
 done
 if [ ${#skipped[@]} -gt 0 ]; then
-  echo "skipped past 420 s: OUT=DIR bash benchmarks/long_prompt_gpu.sh ${skipped[*]}" | tee -a "$log"
+  echo "skipped past ${BUDGET_S:-420} s: OUT=DIR bash benchmarks/long_prompt_gpu.sh ${skipped[*]}" | tee -a "$log"
 fi

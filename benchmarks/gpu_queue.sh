@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# One device call that works through a queue of GPU jobs within a time limit, then packs
+# everything it wrote into one archive ($OUT/run.tgz: the device returns few files a call).
+# From the repository root, a .whl/ folder of py3.12 wheels beside it (installed under
+# /tmp/site first):
+#
+#   OUT=DIR LIMIT_S=520 bash benchmarks/gpu_queue.sh JOB...
+#
+# Jobs, run in order; none is started when less than its usual time is left, and each
+# job left is listed in $OUT/queue.txt as "skipped" (run it in the next call):
+#   tp1                tp1_parity.sh (`--tp 1` through the launcher against a plain run)
+#   fit:N,N,...        fit_check.sh cells (generation under --cap)
+#   trainfit:N,N,...   fit_train_check.sh predictions only, every cell in parallel in the
+#                      background (CPU traces): $OUT/trainfit-N/ has fit-N.json, fit-N-at.json
+#   train:N,N,...      fit_train_check.sh cells; predictions already made are read from
+#                      benchmarks/results/fit_check/trainfit-N/ when they are there
+#   long:N,N,...       long_prompt_gpu.sh cells
+#   quant:PART         quant_table.py --part PART (parity, short, long-opt, ..., kv)
+# Background jobs still running at the limit are stopped; what they finished is kept.
+set -u
+: "${OUT:?set OUT to a folder}"
+LIMIT_S=${LIMIT_S:-520}
+mkdir -p "$OUT"
+queue=$OUT/queue.txt
+t0=$(date +%s)
+export DEADLINE=$((t0 + LIMIT_S))
+if ls .whl/*.whl > /dev/null 2>&1; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target /tmp/site .whl/*.whl 2>&1 | tail -3
+fi
+export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 WHEELS_DONE=1
+{ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+  python3 -c "import sys, torch, transformers; print('python', sys.version.split()[0], 'torch', torch.__version__, 'transformers', transformers.__version__)"
+  echo "queue: $*"; } 2>&1 | tee -a "$queue"
+
+left() { echo $((DEADLINE - $(date +%s))); }
+cells() { tr ',' ' ' <<< "$1"; }
+
+background=()
+for job in "$@"; do
+  kind=${job%%:*} arg=${job#*:}
+  case $kind in tp1) need=90 ;; fit) need=60 ;; train) need=100 ;; long) need=40 ;;
+    quant) need=150 ;; trainfit) need=0 ;; *) echo "unknown job $job" | tee -a "$queue"; continue ;;
+  esac
+  if [ "$(left)" -lt "$need" ]; then echo "skipped $job" | tee -a "$queue"; continue; fi
+  echo "start $job at $(( $(date +%s) - t0 )) s" | tee -a "$queue"
+  case $kind in
+    tp1) bash benchmarks/tp1_parity.sh > /dev/null 2>&1 ;;
+    fit) OUT=$OUT/fit_check bash benchmarks/fit_check.sh $(cells "$arg") > /dev/null 2>&1 ;;
+    trainfit)
+      for n in $(cells "$arg"); do
+        PREDICT_ONLY=1 DEADLINE= OUT=$OUT/trainfit-$n setsid bash benchmarks/fit_train_check.sh \
+          "$n" > /dev/null 2>&1 &
+        background+=($!)
+      done ;;
+    train)
+      mkdir -p "$OUT/fit_train_check"
+      for n in $(cells "$arg"); do
+        cp benchmarks/results/fit_check/trainfit-"$n"/fit-"$n"*.json "$OUT/fit_train_check/" 2>/dev/null
+      done
+      OUT=$OUT/fit_train_check bash benchmarks/fit_train_check.sh $(cells "$arg") > /dev/null 2>&1 ;;
+    long) BUDGET_S=$(( $(left) - 40 )) bash benchmarks/long_prompt_gpu.sh $(cells "$arg") \
+      > /dev/null 2>&1 ;;
+    quant) python3 benchmarks/quant_table.py --part "$arg" --out "$OUT/quant" \
+      --budget-s $(( $(left) - 30 )) > "$OUT/quant-$arg-log.txt" 2>&1 ;;
+  esac
+  echo "done $job rc=$? at $(( $(date +%s) - t0 )) s" | tee -a "$queue"
+done
+for pid in "${background[@]}"; do
+  while kill -0 "$pid" 2> /dev/null && [ "$(left)" -gt 15 ]; do sleep 2; done
+  kill -- -"$pid" 2> /dev/null && echo "stopped background $pid at the limit" | tee -a "$queue"
+done
+echo "finished at $(( $(date +%s) - t0 )) s" | tee -a "$queue"
+tar czf /tmp/run.tgz -C "$OUT" . && rm -rf "${OUT:?}"/* && mv /tmp/run.tgz "$OUT/run.tgz"
