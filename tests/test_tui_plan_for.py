@@ -120,7 +120,7 @@ def test_a_card_marks_the_catalogue_and_follows_the_form(tmp_path: Path) -> None
             at_batch_1 = shown(screen)
             assert at_batch_1 == {n: m.text for n, m in expected(screen, "rtx-4090").items()}
             info = str(screen.query_one(PlanInfo).render())
-            assert assumptions(CARDS["rtx-4090"]) in info and "margin 5%" in info
+            assert assumptions(CARDS["rtx-4090"]) in info and "5% margin" in info
 
             await type_into(pilot, screen, "batch", "8")
             await planned(pilot, screen, "rtx-4090")
@@ -217,8 +217,8 @@ def test_the_plan_says_what_it_assumes_of_each_card() -> None:
         card, target = CARDS[name], card_target(CARDS[name])
         text = assumptions(card)
         word = "measured" if card.measured else "assumed"
-        assert f"sees {format_bytes(target.total_bytes, 2)} ({word})" in text
+        assert f"{format_bytes(target.total_bytes, 2)} seen ({word})" in text
         assert f"CUDA context {format_bytes(target.context_bytes)} (" in text
-        assert text.endswith("margin 5%")
+        assert text.endswith("5% margin")
     assert "(assumed)" in assumptions(CARDS["rtx-4090"])
     assert "(measured), CUDA context" in assumptions(CARDS["h100"])

@@ -55,9 +55,9 @@ def assumptions(card: Card, margin_share: float = DEFAULT_MARGIN) -> str:
     context = "measured" if card.context_source == CONTEXT_MEASURED else "assumed"
     target = card_target(card)
     return (
-        f"{short_label(card)} ({card.nominal}): a process sees "
-        f"{format_bytes(target.total_bytes, 2)} ({seen}), CUDA context "
-        f"{format_bytes(target.context_bytes)} ({context}), margin {margin_share:.0%}"
+        f"{short_label(card)} · {card.nominal}: {format_bytes(target.total_bytes, 2)} seen "
+        f"({seen}), CUDA context {format_bytes(target.context_bytes)} ({context}), "
+        f"{margin_share:.0%} margin"
     )
 
 
@@ -154,10 +154,10 @@ class PlanInfo(Static):
             self._timer.stop()
             self._timer = None
 
-    def _show(self, note: Text | str) -> None:
+    def _show(self, note: Text | str = "") -> None:
         ask = self._ask
         if ask is not None:
-            self.update(Text.assemble(assumptions(CARDS[ask.card]), "\n", note))
+            self.update(Text.assemble(assumptions(CARDS[ask.card]), "\n" if note else "", note))
 
     @work(thread=True, exclusive=True, group="card-plan")
     def _plan(self, ask: PlanAsk) -> None:
@@ -170,6 +170,6 @@ class PlanInfo(Static):
         if message.ask != self._ask:
             return  # the form or the card has changed since: a newer plan is due
         self.planned, self._marks = message.ask, message.marks
-        self._show(message.note or "marks: fits at the form's settings · largest context")
+        self._show(message.note)
         title = short_label(CARDS[message.ask.card])
         self.post_message(CardPlanShown(title, message.marks, False, message.note))

@@ -17,7 +17,7 @@ from vramtui.runspec import ATTENTION, CACHES, DTYPES, RunSpec
 from vramtui.runspec.quant import CACHE_BITS, METHODS
 from vramtui.runspec.train_spec import METHODS as TRAIN_METHODS
 from vramtui.runspec.train_spec import OPTIMIZERS, TrainSpec
-from vramtui.tui.card_plan_view import HERE, PLAN_OPTIONS, PlanInfo
+from vramtui.tui.card_plan_view import HERE, PLAN_OPTIONS
 from vramtui.tui.form import INT_FIELDS, LABELS, has_double_quant
 from vramtui.tui.train_form import TRAIN_FIELDS, TRAIN_LABELS, WORKLOADS, TrainValues
 
@@ -50,7 +50,6 @@ StartScreen #cache_bits { width: 10; margin-left: 1; }
 StartScreen .field-error { display: none; color: $error; height: auto; margin: -1 0 1 11; }
 StartScreen .field-error.-shown { display: block; }
 StartScreen #run { margin-left: 11; }
-StartScreen #plan-info { height: auto; color: $text-muted; margin: -1 0 1 11; }
 """
 
 
@@ -99,7 +98,6 @@ def form_fields(
     yield from _row("cache", _select("cache", CACHE_OPTIONS, spec.cache), bits)
     yield from _select_row("device", devices, spec.device)
     yield from _select_row("plan", PLAN_OPTIONS, HERE)  # a card other than the one here
-    yield PlanInfo(id="plan-info")
     yield Button("Run", id="run", variant="primary", compact=True)
     yield Static("", id="form-error", classes="field-error")
 

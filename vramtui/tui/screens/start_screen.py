@@ -52,11 +52,13 @@ MODELS_CSS = """
 StartScreen #start-main { height: 1fr; }
 StartScreen #models { width: 44; height: 1fr; padding: 0 1; }
 StartScreen #models.-plan { width: 54; }
+StartScreen #models.-plan #model-table { max-height: 9; }
 StartScreen #model-filter { width: 1fr; margin: 0 0 0 1; }
 StartScreen #model-table { height: auto; max-height: 12; border: round $primary 50%; }
 StartScreen #model-table:focus { border: round $accent; }
 StartScreen #model-table.-off { opacity: 50%; }
 StartScreen #model-info { height: auto; color: $text-muted; padding: 0 1; }
+StartScreen #plan-info { height: auto; color: $text-muted; padding: 0 1; }
 StartScreen #prediction { height: auto; padding: 0 1; margin-top: 1; }
 StartScreen #prediction.-fits { color: $success; }
 StartScreen #prediction.-warn { color: $error; text-style: bold; }
@@ -100,6 +102,7 @@ class StartScreen(Screen[None]):
                 yield table
                 yield Static("", id="model-error", classes="field-error")
                 yield Static("", id="model-info")
+                yield PlanInfo(id="plan-info")  # what a plan for another card assumes
                 yield PredictionLine(id="prediction")
             with VerticalScroll(id="fields"):
                 yield from form_fields(spec, self._device_items(), self.train_base, self.workload)
