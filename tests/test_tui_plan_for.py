@@ -21,6 +21,7 @@ from vramtui.models.cards import CARDS, card_target
 from vramtui.runspec import RunSpec
 from vramtui.testing.replay import ReplayRecorder
 from vramtui.testing.synthetic import synthetic_run
+from vramtui.tui import card_plan_view
 from vramtui.tui.app import VramApp
 from vramtui.tui.card_plan_view import (
     GENERATION_ONLY,
@@ -28,9 +29,11 @@ from vramtui.tui.card_plan_view import (
     PLAN_OPTIONS,
     WAITING,
     CardPlanned,
+    PlanAsk,
     PlanInfo,
     ask_of,
     assumptions,
+    plan_marks,
 )
 from vramtui.tui.screens.start_screen import StartScreen
 from vramtui.tui.widgets.model_table import ModelTable
@@ -204,6 +207,29 @@ def test_a_form_with_an_error_keeps_the_marks_dimmed_till_it_reads(tmp_path: Pat
         assert WAITING in str(screen.query_one(PlanInfo).render())
         await type_into(pilot, screen, "batch", "2")
         await planned(pilot, screen, "rtx-4090")
+        assert shown(screen) == {n: m.text for n, m in expected(screen, "rtx-4090").items()}
+
+    with_plan(tmp_path, "rtx-4090", body)
+
+
+def test_a_burst_of_changes_is_planned_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asked: list[PlanAsk] = []
+
+    def counted(ask: PlanAsk) -> tuple[dict[str, CatalogueMark], str]:
+        asked.append(ask)
+        return plan_marks(ask)
+
+    async def body(pilot: Pilot, screen: StartScreen) -> None:
+        # a window wide enough for three changes on a busy machine
+        monkeypatch.setattr(card_plan_view, "DEBOUNCE_S", 2.0)
+        monkeypatch.setattr(card_plan_view, "plan_marks", counted)
+        screen.query_one("#batch").focus()
+        await pilot.press("end", "2", "8")  # 1 -> 12 -> 128, each read by the form
+        await planned(pilot, screen, "rtx-4090")
+        assert screen.read_spec().batch == 128
+        assert [a.setting.batch for a in asked if a.setting] == [128]
         assert shown(screen) == {n: m.text for n, m in expected(screen, "rtx-4090").items()}
 
     with_plan(tmp_path, "rtx-4090", body)
