@@ -17,7 +17,7 @@ from textual.pilot import Pilot
 from textual.widgets import Select
 
 from vramtui.analysis.card_plan import CatalogueMark, plan_for_card
-from vramtui.models.cards import CARDS, card_target
+from vramtui.models.cards import CARDS, GiB, card_target
 from vramtui.runspec import RunSpec
 from vramtui.testing.replay import ReplayRecorder
 from vramtui.testing.synthetic import synthetic_run
@@ -137,6 +137,10 @@ def test_a_card_marks_the_catalogue_and_follows_the_form(tmp_path: Path) -> None
             assert shown(screen) == {n: m.text for n, m in expected(screen, "rtx-4090").items()}
 
             await choose_card(pilot, screen, "t4")
+            # at once: what the plan assumes of the T4; no RTX 4090 marks under its name
+            assert assumptions(CARDS["t4"]) in str(screen.query_one(PlanInfo).render())
+            table = screen.query_one(ModelTable)
+            assert not table.pending or set(shown(screen).values()) == {""}
             await planned(pilot, screen, "t4")
             assert columns(screen) == ["family", "model", "T4"]
             assert shown(screen) == {n: m.text for n, m in expected(screen, "t4").items()}
@@ -243,6 +247,7 @@ def test_the_plan_says_what_it_assumes_of_each_card() -> None:
         card, target = CARDS[name], card_target(CARDS[name])
         text = assumptions(card)
         word = "measured" if card.measured else "assumed"
+        assert text.startswith(f"{labels[name].split(' · ')[0]} ({card.memory_bytes // GiB} GiB): ")
         assert f"{format_bytes(target.total_bytes, 2)} seen ({word})" in text
         assert f"CUDA context {format_bytes(target.context_bytes)} (" in text
         assert text.endswith("5% margin")

@@ -22,7 +22,7 @@ from textual.worker import get_current_worker
 
 from vramtui.analysis.card_plan import DEFAULT_MARGIN, CatalogueMark, plan_for_card, setting_of
 from vramtui.errors import UsageError
-from vramtui.models.cards import CARDS, CONTEXT_MEASURED, Card, card_target
+from vramtui.models.cards import CARDS, CONTEXT_MEASURED, Card, GiB, card_target
 from vramtui.models.catalogue import CATALOGUE
 from vramtui.predict.planner import Setting
 from vramtui.runspec import RunSpec
@@ -49,13 +49,14 @@ PLAN_OPTIONS = [("this machine", HERE)] + [
 
 
 def assumptions(card: Card, margin_share: float = DEFAULT_MARGIN) -> str:
-    """What a plan for `card` assumes: the memory a process sees of it, the CUDA
-    context, the margin kept free; each measured or assumed."""
+    """What a plan for `card` assumes: the memory a process sees of it (the vendor's
+    "GB" are GiB), the CUDA context, the margin kept free; each measured or assumed."""
     seen = "measured" if card.measured else "assumed"
     context = "measured" if card.context_source == CONTEXT_MEASURED else "assumed"
     target = card_target(card)
     return (
-        f"{short_label(card)} · {card.nominal}: {format_bytes(target.total_bytes, 2)} seen "
+        f"{short_label(card)} ({card.memory_bytes // GiB} GiB): "
+        f"{format_bytes(target.total_bytes, 2)} seen "
         f"({seen}), CUDA context {format_bytes(target.context_bytes)} ({context}), "
         f"{margin_share:.0%} margin"
     )
@@ -142,6 +143,9 @@ class PlanInfo(Static):
         self._stop()
         self._ask = ask
         title = short_label(CARDS[card])
+        if self.planned is None or self.planned.card != card:  # no marks of another card
+            self._marks = {}
+            self._show()
         if ask.setting is None and not training:
             self._show(Text(WAITING, style="dim"))
             self.post_message(CardPlanShown(title, self._marks, True, "plan " + WAITING))
