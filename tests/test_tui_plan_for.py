@@ -18,6 +18,8 @@ from textual.widgets import Select
 
 from vramtui.analysis.card_plan import CatalogueMark, plan_for_card
 from vramtui.models.cards import CARDS, GiB, card_target
+from vramtui.models.catalogue import CATALOGUE
+from vramtui.predict.tracing.traces import TraceError
 from vramtui.runspec import RunSpec
 from vramtui.testing.replay import ReplayRecorder
 from vramtui.testing.synthetic import synthetic_run
@@ -253,3 +255,15 @@ def test_the_plan_says_what_it_assumes_of_each_card() -> None:
         assert text.endswith("5% margin")
     assert "(assumed)" in assumptions(CARDS["rtx-4090"])
     assert "(measured), CUDA context" in assumptions(CARDS["h100"])
+
+
+def test_a_plan_that_cannot_be_made_marks_every_model_with_why(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def refused(*args: object, **kwargs: object) -> None:
+        raise TraceError("the config has no num_hidden_layers")
+
+    monkeypatch.setattr(card_plan_view, "plan_for_card", refused)
+    marks, note = plan_marks(ask_of("t4", RunSpec(model="opt-125m"), False))
+    assert note == "the config has no num_hidden_layers"
+    assert {m.text for m in marks.values()} == {"–"} and len(marks) == len(CATALOGUE)

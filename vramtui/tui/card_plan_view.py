@@ -91,7 +91,7 @@ def plan_marks(ask: PlanAsk) -> tuple[dict[str, CatalogueMark], str]:
             marks = plan_for_card(card_target(CARDS[ask.card]), ask.spec)
             note = next((m.note for m in marks.values() if m.note), "")
             return marks, note
-        except UsageError as exc:
+        except UsageError as exc:  # a model whose code or config cannot be traced
             note = str(exc)
     return {n: CatalogueMark(n, None, note=note) for n in CATALOGUE}, note
 
