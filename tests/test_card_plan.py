@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 from helpers import run_cli
@@ -56,3 +57,20 @@ def test_the_forms_settings_are_the_searchs() -> None:
         350, 3, "eager", "float16",
     )  # fmt: skip
     assert CatalogueMark("x", True, 47_187).text == "fits · 47.2K ctx"
+
+
+def test_the_forms_double_quant_is_planned_with_its_method() -> None:
+    spec = RunSpec(model="opt-13b", tokens=1000, prompt_tokens=8, quant="nf4", double_quant=True)
+    assert setting_of(spec).double_quant
+    assert not setting_of(RunSpec(quant="int8", double_quant=True)).double_quant
+    card = card_target(lookup_card("rtx-3060"))
+    (dq,) = plan_for_card(card, spec, ["opt-13b"]).values()
+    (plain,) = plan_for_card(card, replace(spec, double_quant=False), ["opt-13b"]).values()
+    assert dq.max_context > plain.max_context  # the quantized absmax leaves more room
+
+
+def test_a_kv_cache_other_than_the_dynamic_one_is_not_planned() -> None:
+    spec = RunSpec(model="opt-1.3b", tokens=1000, cache="static")
+    marks = plan_for_card(card_target(lookup_card("rtx-4090")), spec, ["opt-1.3b", "opt-13b"])
+    assert {m.text for m in marks.values()} == {"–"}
+    assert all(m.note == "KV cache static: not planned (dynamic only)" for m in marks.values())

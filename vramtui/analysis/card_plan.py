@@ -15,6 +15,7 @@ from vramtui.models.cards import Target
 from vramtui.models.catalogue import CATALOGUE
 from vramtui.predict.fit_search import Budget, FitRow, Search
 from vramtui.predict.planner import GeneratePlanner, NotEstimated, Planner, Setting
+from vramtui.predict.quantized import FOUR_BIT
 from vramtui.runspec import RunSpec
 from vramtui.units import format_count
 
@@ -48,6 +49,7 @@ def setting_of(spec: RunSpec) -> Setting:
     return Setting(
         workload="generate", quant=spec.quant, prompt_tokens=spec.prompt_tokens,
         tokens=spec.tokens, batch=spec.batch, dtype=spec.dtype or "float16", attn=spec.attn,
+        double_quant=spec.double_quant and spec.quant in FOUR_BIT,
     )  # fmt: skip
 
 
@@ -64,13 +66,16 @@ def plan_for_card(
     planner: Planner | None = None,
 ) -> dict[str, CatalogueMark]:
     """Each named catalogue model's mark (every model's by default), keyed by name. A
-    precision or workload the planner does not estimate marks every model unknown,
-    with the planner's one line as the note."""
+    precision or workload the planner does not estimate, or a KV cache other than the
+    dynamic one (the only one it plans), marks every model unknown, with one line as
+    the note."""
     planner = planner or GeneratePlanner()
     setting = setting_of(spec)
     chosen = [CATALOGUE[n] for n in (names if names is not None else CATALOGUE)]
     try:
         planner.check(setting.workload, setting.quant)
+        if spec.cache != "dynamic":
+            raise NotEstimated(f"KV cache {spec.cache}: not planned (dynamic only)")
     except NotEstimated as exc:
         return {e.name: CatalogueMark(e.name, None, note=str(exc)) for e in chosen}
     margin = int(target.total_bytes * margin_share)

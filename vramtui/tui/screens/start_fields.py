@@ -17,6 +17,7 @@ from vramtui.runspec import ATTENTION, CACHES, DTYPES, RunSpec
 from vramtui.runspec.quant import CACHE_BITS, METHODS
 from vramtui.runspec.train_spec import METHODS as TRAIN_METHODS
 from vramtui.runspec.train_spec import OPTIMIZERS, TrainSpec
+from vramtui.tui.card_plan_view import HERE, PLAN_OPTIONS
 from vramtui.tui.form import INT_FIELDS, LABELS, has_double_quant
 from vramtui.tui.train_form import TRAIN_FIELDS, TRAIN_LABELS, WORKLOADS, TrainValues
 
@@ -37,7 +38,7 @@ CACHE_BITS_OPTIONS = [(f"{b}-bit", str(b)) for b in sorted(CACHE_BITS, reverse=T
 WORKLOAD_OPTIONS = [(w, w) for w in WORKLOADS]
 TRAIN_METHOD_OPTIONS = [(m, m) for m in TRAIN_METHODS]
 OPTIM_OPTIONS = [(o, o) for o in OPTIMIZERS]
-ROW_LABELS = {**LABELS, **TRAIN_LABELS, "workload": "Workload"}
+ROW_LABELS = {**LABELS, **TRAIN_LABELS, "workload": "Workload", "plan": "Plan for"}
 GENERATE_ONLY = ("tokens", "prompt_tokens", "cache")  # rows a fine-tuning run has not
 FIELDS_CSS = """
 StartScreen #fields { width: 1fr; height: 1fr; padding: 1 1 0 0; }
@@ -74,8 +75,9 @@ def _select_row(field: str, options: list[tuple[str, str]], value: str) -> Compo
 def form_fields(
     spec: RunSpec, devices: list[tuple[str, str]], train: TrainSpec, workload: str
 ) -> ComposeResult:
-    """Workload, Source, Path, the numbers, the choices, the Run button and the form's
-    own error; the fine-tuning recipe's rows among them (shown by `show_rows`)."""
+    """Workload, Source, Path, the numbers, the choices, the card to plan for, the Run
+    button and the form's own error; the fine-tuning recipe's rows among them (shown by
+    `show_rows`)."""
     yield from _select_row("workload", WORKLOAD_OPTIONS, workload)
     yield from _select_row("source", SOURCE_OPTIONS, spec.source)
     placeholder = "config.json or checkpoint folder"
@@ -95,6 +97,7 @@ def form_fields(
     bits = _select("cache_bits", CACHE_BITS_OPTIONS, str(spec.cache_bits))
     yield from _row("cache", _select("cache", CACHE_OPTIONS, spec.cache), bits)
     yield from _select_row("device", devices, spec.device)
+    yield from _select_row("plan", PLAN_OPTIONS, HERE)  # a card other than the one here
     yield Button("Run", id="run", variant="primary", compact=True)
     yield Static("", id="form-error", classes="field-error")
 

@@ -30,6 +30,7 @@ from vramtui.runspec.device_choice import backend_of
 from vramtui.runspec.train_spec import TrainSpec
 from vramtui.tui import device_list as dev
 from vramtui.tui.app_host import host_of
+from vramtui.tui.card_plan_view import CardPlanShown, PlanInfo
 from vramtui.tui.device_list import DeviceOption, device_options, initial_device_options
 from vramtui.tui.form import FIELDS, FormResult, FormValues, model_facts, place_of, read_form
 from vramtui.tui.messages import DevicesFound, PredictionReady
@@ -50,11 +51,14 @@ SHAPE_FIELDS = (
 MODELS_CSS = """
 StartScreen #start-main { height: 1fr; }
 StartScreen #models { width: 44; height: 1fr; padding: 0 1; }
+StartScreen #models.-plan { width: 54; }
+StartScreen #models.-plan #model-table { max-height: 9; }
 StartScreen #model-filter { width: 1fr; margin: 0 0 0 1; }
 StartScreen #model-table { height: auto; max-height: 12; border: round $primary 50%; }
 StartScreen #model-table:focus { border: round $accent; }
 StartScreen #model-table.-off { opacity: 50%; }
 StartScreen #model-info { height: auto; color: $text-muted; padding: 0 1; }
+StartScreen #plan-info { height: auto; color: $text-muted; padding: 0 1; }
 StartScreen #prediction { height: auto; padding: 0 1; margin-top: 1; }
 StartScreen #prediction.-fits { color: $success; }
 StartScreen #prediction.-warn { color: $error; text-style: bold; }
@@ -98,6 +102,7 @@ class StartScreen(Screen[None]):
                 yield table
                 yield Static("", id="model-error", classes="field-error")
                 yield Static("", id="model-info")
+                yield PlanInfo(id="plan-info")  # what a plan for another card assumes
                 yield PredictionLine(id="prediction")
             with VerticalScroll(id="fields"):
                 yield from form_fields(spec, self._device_items(), self.train_base, self.workload)
@@ -184,7 +189,20 @@ class StartScreen(Screen[None]):
     @on(Checkbox.Changed)
     def refresh_form(self) -> None:
         """Read the form, show each field's error (or none), the model's facts, and ask
-        for the prediction of the run it describes."""
+        for the prediction of the run it describes and its plan for the card chosen."""
+        self._read_form()
+        run = self.form.run
+        spec = run.spec if run is not None else None
+        self.query_one(PlanInfo).ask(self._value("plan"), spec, self._training())
+
+    def on_card_plan_shown(self, message: CardPlanShown) -> None:
+        """The catalogue with each model's mark for the card planned for (or none)."""
+        self.query_one("#models").set_class(message.title is not None, "-plan")
+        table = self.query_one(ModelTable)
+        table.border_subtitle = message.status
+        table.show_plan(message.title, message.marks, message.pending)
+
+    def _read_form(self) -> None:
         fields = self.query_one("#fields")
         show_rows(fields, self._training(), self._value("quant"), self._value("cache"))
         if self._value("source") == "script":
