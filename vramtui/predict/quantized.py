@@ -187,6 +187,12 @@ def named_tensors(model: ModelInfo | Trace, elem_bytes: int) -> tuple[tuple[str,
 
     if isinstance(model, Trace):
         return model.named_tensors()
+    return _record_tensors(model, elem_bytes)
+
+
+@lru_cache(maxsize=64)
+def _record_tensors(model: ModelInfo, elem_bytes: int) -> tuple[tuple[str, int], ...]:
+    """An OPT record's checkpoint tensors (sorted as the loader walks them: once a model)."""
     return tuple((name, numel * elem_bytes) for name, numel in model.checkpoint_tensors())
 
 
@@ -224,12 +230,23 @@ def linears(model: ModelInfo | Trace) -> tuple[LinearWeight, ...]:
     return model.linears
 
 
-@lru_cache(maxsize=32)
 def quant_plan(
     model: ModelInfo | Trace, method: str, double_quant: bool, elem_bytes: int
 ) -> QuantPlan:
+    """The weights of `model` under `method`, kept by what they are made of: a model's
+    traces for other batches and prompts share them, so a search plans them once."""
     named = named_tensors(model, elem_bytes)
-    found = linears(model)
+    return _plan(named, linears(model), method, double_quant, elem_bytes)
+
+
+@lru_cache(maxsize=32)
+def _plan(
+    named: tuple[tuple[str, int], ...],
+    found: tuple[LinearWeight, ...],
+    method: str,
+    double_quant: bool,
+    elem_bytes: int,
+) -> QuantPlan:
     weights = quantize_tensors(method, double_quant, named, found, elem_bytes)
     by_weight = {lin.weight_name: lin for lin in weights.converted}
     items: list[LoadItem] = []
