@@ -34,14 +34,15 @@ from _common import REPO, write_json  # noqa: E402
 
 from vramtui.cli import build_parser  # noqa: E402
 from vramtui.commands import fit  # noqa: E402
-from vramtui.predict import config_trace, kv_replay, load, planner  # noqa: E402
+from vramtui.predict import config_trace, kv_replay, load, planner, quantized  # noqa: E402
 
 GOAL_S = 2.0
 
 
 def _clear() -> None:
     for cached in (planner._peak, planner._architecture, load.load_figures, load.load_sizes,
-                   config_trace._written):  # fmt: skip
+                   load.load_items, config_trace._written, quantized._plan,
+                   quantized._record_tensors):  # fmt: skip
         cached.cache_clear()
     kv_replay.clear_caches()
 
