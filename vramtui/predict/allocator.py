@@ -67,7 +67,7 @@ class _Segment:
         return twin
 
 
-NO_BLOCK: Handle = (-1, 0)  # `churn`: a new block with no old one to free
+NO_BLOCK: Handle = (-1, 0)  # `churn`: a new block with no old one to free (no segment)
 
 
 class CachingAllocator:
@@ -141,7 +141,7 @@ class CachingAllocator:
             if self.allocated > self.peak_allocated:
                 self.peak_allocated = self.allocated
             live[j] = (sid, offset)
-            if old is not NO_BLOCK:
+            if old[0] >= 0:  # not NO_BLOCK
                 release(old)
 
     def free(self, handle: Handle) -> None:
