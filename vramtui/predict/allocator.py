@@ -55,20 +55,19 @@ class _Segment:
 
     def __init__(self, small: bool, size: int) -> None:
         self.small = small
-        self.blocks: dict[int, list[int]] = {0: [size, 0]}  # offset -> [size, in use]
+        # offset -> the block's size, negated while it is free (one int: the hot path
+        # reads and writes it without a container of its own)
+        self.blocks: dict[int, int] = {0: -size}
         self.ends: dict[int, int] = {size: 0}  # end offset -> offset, for merging
 
     def copy(self) -> _Segment:
         twin = _Segment.__new__(_Segment)
         twin.small = self.small
-        twin.blocks = {offset: block[:] for offset, block in self.blocks.items()}
-        twin.ends = dict(self.ends)
+        twin.blocks, twin.ends = dict(self.blocks), dict(self.ends)
         return twin
 
 
-def _discard(free: list[tuple[int, int, int]], key: tuple[int, int, int]) -> None:
-    """Take `key` out of the sorted free list (each key is there once)."""
-    del free[bisect_left(free, key)]
+NO_BLOCK: Handle = (-1, 0)  # `churn`: a new block with no old one to free (no segment)
 
 
 class CachingAllocator:
@@ -102,58 +101,71 @@ class CachingAllocator:
         insort(self._free[small], (size, len(self.segments) - 1, 0))
 
     def malloc(self, nbytes: int) -> Handle:
+        made = [NO_BLOCK]
+        self.churn(made, nbytes)
+        return made[0]
+
+    def churn(self, live: list[Handle], nbytes: int) -> None:
+        """Each block of `live` in turn replaced by one of `nbytes`: the new block made
+        (best fit, split where the rest is worth a block), then the old one freed
+        (NO_BLOCK: none). One loop with its lookups bound once: growing the KV cache by
+        torch.cat is the replay's hot path."""
         rules = self.rules
         b = rules.block_bytes
-        size = -(-max(nbytes, 1) // b) * b  # rules.block_size, inline: the hot path
+        size = -(-max(nbytes, 1) // b) * b
         small = size <= rules.small_block_max
-        free = self._free[small]
-        i = bisect_left(free, (size, -1, -1))
-        if i == len(free):
-            segment_bytes = rules.segment_size(size)
-            self._new_segment(small, segment_bytes)
-            self.reserved += segment_bytes
-            i = bisect_left(free, (size, -1, -1))
-        block_size, sid, offset = free.pop(i)
-        segment = self.segments[sid]
-        rest = block_size - size
-        if rules.worth_splitting(rest, small):
-            # [offset, +size) in use, [+size, +block_size) free: what take + 2 puts make
-            segment.blocks[offset] = [size, 1]
-            segment.blocks[offset + size] = [rest, 0]
-            segment.ends[offset + size] = offset
-            segment.ends[offset + block_size] = offset + size
-            insort(free, (rest, sid, offset + size))
-            block_size = size
-        else:
-            segment.blocks[offset][1] = 1  # the whole block handed out
-        self.allocated += block_size
-        if self.allocated > self.peak_allocated:
-            self.peak_allocated = self.allocated
-        return sid, offset
+        # worth_splitting: rest >= block_bytes (small pool), rest > small_block_max (large)
+        keep_rest = b - 1 if small else rules.small_block_max
+        free, segments, release = self._free[small], self.segments, self.free
+        probe = (size, -1, -1)
+        for j, old in enumerate(live):
+            i = bisect_left(free, probe)
+            if i == len(free):
+                segment_bytes = rules.segment_size(size)
+                self._new_segment(small, segment_bytes)
+                self.reserved += segment_bytes
+                i = bisect_left(free, probe)
+            block_size, sid, offset = free.pop(i)
+            segment = segments[sid]
+            rest = block_size - size
+            if rest > keep_rest:
+                segment.blocks[offset] = size
+                segment.blocks[offset + size] = -rest
+                segment.ends[offset + size] = offset
+                segment.ends[offset + block_size] = offset + size
+                insort(free, (rest, sid, offset + size))
+                block_size = size
+            else:
+                segment.blocks[offset] = block_size  # the whole block handed out
+            self.allocated += block_size
+            if self.allocated > self.peak_allocated:
+                self.peak_allocated = self.allocated
+            live[j] = (sid, offset)
+            if old[0] >= 0:  # not NO_BLOCK
+                release(old)
 
     def free(self, handle: Handle) -> None:
         sid, offset = handle
         segment = self.segments[sid]
-        blocks, ends = segment.blocks, segment.ends  # _Segment.take/put, inline
+        blocks, ends = segment.blocks, segment.ends
         free = self._free[segment.small]
-        size = blocks.pop(offset)[0]
+        size = blocks.pop(offset)
         del ends[offset + size]
         self.allocated -= size
         end = offset + size
-        after = blocks.get(end)
-        if after is not None and not after[1]:  # merge with the free block after it
-            _discard(free, (after[0], sid, end))
+        after = blocks.get(end, 0)
+        if after < 0:  # merge with the free block after it
+            del free[bisect_left(free, (-after, sid, end))]
             del blocks[end]
-            del ends[end + after[0]]
-            size += after[0]
+            del ends[end - after]
+            size -= after
         before = ends.get(offset)
-        if before is not None and not blocks[before][1]:  # and the one before
-            before_size = blocks.pop(before)[0]
-            _discard(free, (before_size, sid, before))
+        if before is not None and blocks[before] < 0:  # and the one before
+            del free[bisect_left(free, (-blocks.pop(before), sid, before))]
             del ends[offset]
-            size += before_size
+            size += offset - before
             offset = before
-        blocks[offset] = [size, 0]
+        blocks[offset] = -size
         ends[offset + size] = offset
         insort(free, (size, sid, offset))
 
@@ -161,12 +173,12 @@ class CachingAllocator:
         """The free block freeing this block would make: itself and its free neighbours."""
         sid, offset = handle
         segment = self.segments[sid]
-        size = segment.blocks[offset][0]
-        after = segment.blocks.get(offset + size)
+        size = segment.blocks[offset]
+        after = segment.blocks.get(offset + size, 0)
         before = segment.ends.get(offset)
-        total = size + (after[0] if after is not None and not after[1] else 0)
-        if before is not None and not segment.blocks[before][1]:
-            total += segment.blocks[before][0]
+        total = size - min(after, 0)
+        if before is not None and segment.blocks[before] < 0:
+            total -= segment.blocks[before]
         return total
 
     def free_sizes(self, small: bool = False) -> list[int]:
@@ -176,9 +188,9 @@ class CachingAllocator:
     def free_large_blocks(self) -> tuple[int, ...]:
         """Every free large-pool block's size, by segment and address."""
         return tuple(
-            size
+            -size
             for segment in self.segments
             if not segment.small
-            for _, (size, used) in sorted(segment.blocks.items())
-            if not used
+            for _, size in sorted(segment.blocks.items())
+            if size < 0
         )

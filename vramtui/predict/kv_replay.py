@@ -85,11 +85,7 @@ class _Replay:
         return self.pool.malloc(positions * self.kv.bytes_per_position)
 
     def step(self, positions: int) -> None:
-        nbytes, live = positions * self.kv.bytes_per_position, self.live
-        malloc, free = self.pool.malloc, self.pool.free  # bound once: the hot loop
-        for j, old in enumerate(live):
-            live[j] = malloc(nbytes)
-            free(old)
+        self.pool.churn(self.live, positions * self.kv.bytes_per_position)
 
     def stride(self, positions: int) -> int:
         """Positions to the next replayed step: one, but while the tensors share 20 MiB

@@ -48,7 +48,7 @@ The torchao rules are checked against live bytes on the CPU (tests/test_quant_tr
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import TYPE_CHECKING
 
 from vramtui.errors import UsageError
@@ -114,11 +114,18 @@ class QuantPlan:
 
     def dequant_tensors(self, rows: int) -> tuple[int, ...]:
         """The tensors behind `dequant_bytes`, bytes each."""
-        layers = (self._layer(lin, rows) for lin in self.weights.converted)
+        layers = (self._layer(shape, rows) for shape in self._shapes)
         return max(layers, key=sum, default=())
 
-    def _layer(self, lin: LinearWeight, rows: int) -> tuple[int, ...]:
-        method, e, n = self.method, self.elem_bytes, lin.rows * lin.cols
+    @cached_property
+    def _shapes(self) -> tuple[tuple[int, int], ...]:
+        """The converted weights' distinct (rows, cols), first seen first: a layer's
+        tensors depend on nothing else, and `max` keeps the first of equals."""
+        return tuple(dict.fromkeys((lin.rows, lin.cols) for lin in self.weights.converted))
+
+    def _layer(self, shape: tuple[int, int], rows: int) -> tuple[int, ...]:
+        out_features, cols = shape
+        method, e, n = self.method, self.elem_bytes, out_features * cols
         if method in FOUR_BIT:
             if rows <= FUSED_4BIT_ROWS:
                 return ()
@@ -126,7 +133,7 @@ class QuantPlan:
             absmax = (blocks * FLOAT32,) * 2 if self.weights.double_quant else ()
             return (n * e, *absmax)
         if method == "int8":
-            return (rows * lin.cols, rows * FLOAT32, rows * lin.rows * 4)
+            return (rows * cols, rows * FLOAT32, rows * out_features * 4)
         if method == "int8-wo":
             return (n * e,)
         if method == "fp8":
@@ -180,6 +187,12 @@ def named_tensors(model: ModelInfo | Trace, elem_bytes: int) -> tuple[tuple[str,
 
     if isinstance(model, Trace):
         return model.named_tensors()
+    return _record_tensors(model, elem_bytes)
+
+
+@lru_cache(maxsize=64)
+def _record_tensors(model: ModelInfo, elem_bytes: int) -> tuple[tuple[str, int], ...]:
+    """An OPT record's checkpoint tensors (sorted as the loader walks them: once a model)."""
     return tuple((name, numel * elem_bytes) for name, numel in model.checkpoint_tensors())
 
 
@@ -217,12 +230,23 @@ def linears(model: ModelInfo | Trace) -> tuple[LinearWeight, ...]:
     return model.linears
 
 
-@lru_cache(maxsize=32)
 def quant_plan(
     model: ModelInfo | Trace, method: str, double_quant: bool, elem_bytes: int
 ) -> QuantPlan:
+    """The weights of `model` under `method`, kept by what they are made of: a model's
+    traces for other batches and prompts share them, so a search plans them once."""
     named = named_tensors(model, elem_bytes)
-    found = linears(model)
+    return _plan(named, linears(model), method, double_quant, elem_bytes)
+
+
+@lru_cache(maxsize=32)
+def _plan(
+    named: tuple[tuple[str, int], ...],
+    found: tuple[LinearWeight, ...],
+    method: str,
+    double_quant: bool,
+    elem_bytes: int,
+) -> QuantPlan:
     weights = quantize_tensors(method, double_quant, named, found, elem_bytes)
     by_weight = {lin.weight_name: lin for lin in weights.converted}
     items: list[LoadItem] = []

@@ -10,12 +10,15 @@ the cache it leaves.
 
 from __future__ import annotations
 
+from collections import Counter
+from functools import cached_property
+
 from vramtui.predict.calibration import Calibration
 from vramtui.predict.load import LoadFigures, load_sizes
 from vramtui.predict.quant_kv import QuantizedKv
 from vramtui.predict.quantized import QuantPlan
 from vramtui.predict.steps import StepModel
-from vramtui.predict.tracing.traces import Trace
+from vramtui.predict.tracing.traces import KvLayer, Trace
 
 
 class TracedSteps(StepModel):
@@ -72,7 +75,15 @@ class TracedSteps(StepModel):
         if self.kv_quant is not None:
             return self.quantized_kv(self.kv_quant, positions)
         positions = self.static_positions or positions
-        return sum(2 * self.block(layer.row * layer.held(positions)) for layer in self.trace.layers)
+        return sum(
+            2 * count * self.block(layer.row * layer.held(positions))
+            for layer, count in self._layer_counts.items()
+        )
+
+    @cached_property
+    def _layer_counts(self) -> Counter[KvLayer]:
+        """The cache's distinct layers (row and window), each with how many there are."""
+        return Counter(self.trace.layers)
 
     def forward(self, new: int, cached: int) -> int:
         trace = self.trace
