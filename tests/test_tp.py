@@ -358,3 +358,42 @@ def test_bench_tp_does_not_go_with_devices(capsys: pytest.CaptureFixture[str]) -
     assert (
         err.strip() == "vramtui: --tp runs each cell on N devices of its own; leave out --devices"
     )
+
+
+def test_a_model_placed_off_the_ranks_device_is_refused_naming_the_parameter() -> None:
+    import torch
+
+    from vramtui.errors import UsageError
+    from vramtui.measure.engine.tp_load import check_placed
+
+    model = torch.nn.Linear(2, 2)  # on the CPU
+    check_placed(model, torch.device("cpu"))
+    with pytest.raises(UsageError, match="placed weight on cpu, not cuda:0"):
+        check_placed(model, torch.device("cuda:0"))
+
+
+def test_at_one_rank_the_load_names_the_ranks_device() -> None:
+    """transformers applies no plan at tp_size 1 and places nothing: the rank's device is
+    passed as a one-device load passes it (on a GPU the model landed on the CPU)."""
+    import torch
+    import torch.distributed as dist
+
+    from vramtui.measure.engine.tp_load import from_pretrained_tp
+
+    asked: dict[str, object] = {}
+
+    class Loader:
+        @classmethod
+        def from_pretrained(cls, path: object, **kwargs: object) -> torch.nn.Module:
+            asked.update(kwargs)
+            return torch.nn.Linear(2, 2)
+
+    with socket.socket() as probe:  # a port free now; the store binds it at once
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1)
+    try:
+        from_pretrained_tp(Loader, None, torch.device("cpu"))
+    finally:
+        dist.destroy_process_group()
+    assert asked["device_map"] == "cpu" and asked["tp_plan"] == "auto"

@@ -76,6 +76,7 @@ def load_sharded(config: Any, device: torch.device, dtype: torch.dtype, attn: st
     model = from_pretrained_tp(
         model_class(config),
         None,
+        device,
         config=config,
         state_dict=tensors,
         dtype=dtype,
@@ -85,12 +86,29 @@ def load_sharded(config: Any, device: torch.device, dtype: torch.dtype, attn: st
     return model
 
 
-def from_pretrained_tp(cls: Any, path: str | None, **kwargs: Any) -> Any:
+def from_pretrained_tp(cls: Any, path: str | None, device: torch.device, **kwargs: Any) -> Any:
     """`cls.from_pretrained(path, tp_plan="auto", ...)`: the argument transformers 5.x
-    takes (newer releases also take it as distributed_config, and warn)."""
+    takes (newer releases also take it as distributed_config, and warn). At one rank
+    transformers applies no plan (its tp_size is 1) and places nothing itself, so the
+    rank's device is named as a one-device load names it; the model is then checked to
+    be on it."""
+    if torch.distributed.is_initialized() and torch.distributed.get_world_size() == 1:
+        kwargs["device_map"] = str(device)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*tp_plan.*", category=FutureWarning)
-        return cls.from_pretrained(path, tp_plan="auto", **kwargs)
+        model = cls.from_pretrained(path, tp_plan="auto", **kwargs)
+    check_placed(model, device)
+    return model
+
+
+def check_placed(model: Any, device: torch.device) -> None:
+    """Every parameter's local part on the rank's device (UsageError naming the first
+    that is not: a run measured on the wrong device would be no measurement)."""
+    want = torch.device(device)
+    for name, param in model.named_parameters():
+        got = local(param).device
+        if got.type != want.type or (want.index is not None and got.index != want.index):
+            raise UsageError(f"--tp: transformers placed {name} on {got}, not {want}", field="tp")
 
 
 def local(tensor: torch.Tensor) -> torch.Tensor:
@@ -142,6 +160,7 @@ def build_tp(spec: Any, device: torch.device, dtype: str) -> Any:
             model = from_pretrained_tp(
                 AutoModelForCausalLM,
                 spec.path,
+                device,
                 dtype=torch_dtype,
                 attn_implementation=spec.attn,
                 use_safetensors=None if spec.allow_pickle else True,
