@@ -1,0 +1,199 @@
+"""What each block of a training step keeps for backward and holds for a moment,
+from a config's numbers: the approximate trace's blocks (config_steps.py).
+
+Pure Python. Sizes are a micro-batch's b x s tokens; `a` is the activations' bytes
+per element (the run's dtype; float32 for QLoRA, whose embedding and norms
+`prepare_model_for_kbit_training` upcasts). Read from the traced steps of each family
+(step_tracer.py) and autograd's rules (an op saves an input only where the other
+needs a gradient):
+- a norm keeps a float32 copy of its input and the reciprocal root per token, and its
+  scaled input where its weight trains;
+- a linear layer keeps its input where its weight trains; a LoRA adapter keeps the
+  input cast to its float32 (one copy an adapter, unless the input is float32
+  already) and lora_A's output; a 4-bit base keeps nothing (it dequantizes again);
+- attention keeps the rotated queries and keys, the values, its output and a float32
+  log-sum-exp per row (flash attention); where a GPU falls back to the math kernel
+  (float32 queries with grouped heads: QLoRA's) the scaled queries, the expanded keys
+  and values and the float32 probabilities;
+- the MLP keeps its gate, the activation, up, and their product where down's weight
+  (or its adapter on a float32 input) needs it;
+- the loss keeps the float32 log-softmax of the logits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from vramtui.models.architecture import DTYPE_BYTES
+from vramtui.predict.training.config_params import ConfigParams, Linear
+from vramtui.predict.training.optimizer_states import Param
+from vramtui.predict.training.trace import TrainShape
+
+FLOAT32 = 4
+# The input each linear layer reads, by its module's last name: n1 (the attention's
+# norm), ctx (attention's output), n2 (the MLP's norm), mid (the MLP's inner product).
+INPUTS = {
+    "q_proj": "n1", "k_proj": "n1", "v_proj": "n1", "qkv_proj": "n1",
+    "query_key_value": "n1", "o_proj": "ctx", "dense": "ctx", "gate_proj": "n2",
+    "up_proj": "n2", "gate_up_proj": "n2", "dense_h_to_4h": "n2", "down_proj": "mid",
+    "dense_4h_to_h": "mid",
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Block:
+    """One block of the step: a decoder layer, the embedding or the head."""
+
+    saved: tuple[int, ...]  # allocated in the forward, freed in its backward
+    transient: int  # held for a moment in the forward, above `saved`
+    backward: int  # held for a moment in its backward, above `saved`
+    params: tuple[Param, ...]  # whose gradients its backward allocates
+    checkpointed: bool = False  # a decoder layer (recomputed under checkpointing)
+    carry: int = 0  # kept under checkpointing: the layer's input
+
+
+@dataclass(frozen=True)
+class Dims:
+    kind: str
+    bs: int  # tokens in a micro-batch
+    batch: int
+    seq: int
+    hidden: int
+    ffn: int
+    heads: int
+    kv_heads: int
+    head_dim: int
+    vocab: int
+    layers: int
+    a: int  # activation bytes
+    head_a: int  # the logits' bytes (the head's dtype)
+    r: int
+    math: bool  # attention falls back to the math kernel
+    tied: bool
+
+    @classmethod
+    def of(cls, c: dict[str, Any], shape: TrainShape, inv: ConfigParams) -> Dims:
+        def get(*keys: str, default: int = 0) -> int:
+            for key in keys:
+                value = c.get(key)
+                if isinstance(value, int) and value > 0:
+                    return value
+            return default
+
+        hidden = get("hidden_size")
+        heads = get("num_attention_heads", default=1)
+        kv = get("num_key_value_heads", default=heads)
+        a = FLOAT32 if shape.method == "qlora" else DTYPE_BYTES[shape.dtype]
+        kind = str(c.get("model_type", ""))
+        names = {p.name for p in inv.params}
+        return cls(
+            kind=kind, bs=shape.batch * shape.seq, batch=shape.batch, seq=shape.seq,
+            hidden=hidden, ffn=get("intermediate_size", default=4 * hidden), heads=heads,
+            kv_heads=kv, head_dim=get("head_dim", default=hidden // heads),
+            vocab=get("vocab_size"), layers=get("num_hidden_layers"), a=a, head_a=a,
+            r=shape.lora_r, math=shape.backend == "cuda" and a == FLOAT32 and kv != heads,
+            tied=not any(n.startswith("lm_head") or n.endswith("embed_out.weight")
+                         for n in names),
+        )  # fmt: skip
+
+
+def _linears_saved(d: Dims, linears: list[Linear], trained: set[str]) -> tuple[list[int], int]:
+    """The linear layers' saved tensors (inputs shared among layers reading the same
+    one) and the most an adapter holds for a moment."""
+    groups: dict[str, int] = {}
+    saved: list[int] = []
+    moment = 0
+    for lin in linears:
+        group = INPUTS.get(lin.name.rsplit(".", 1)[-1], lin.name)
+        if f"{lin.name}.weight" in trained or (lin.adapted and d.a == FLOAT32):
+            groups[group] = d.a * d.bs * lin.cols
+        if lin.adapted:
+            if d.a != FLOAT32:
+                saved.append(FLOAT32 * d.bs * lin.cols)
+            saved.append(FLOAT32 * d.bs * d.r)
+            moment = max(moment, 2 * FLOAT32 * d.bs * lin.rows)
+    return saved + list(groups.values()), moment
+
+
+def _attention(d: Dims, gqa_views: bool) -> tuple[list[int], int]:
+    """Attention's saved tensors and its backward's moment."""
+    qd, kvd, bs, a = d.heads * d.head_dim, d.kv_heads * d.head_dim, d.bs, d.a
+    rows = -(-d.seq // 128) * 128
+    if d.math:
+        probs = FLOAT32 * d.batch * d.heads * d.seq * d.seq
+        saved = [a * bs * qd, a * bs * kvd, a * bs * qd, a * bs * qd, a * bs * qd, probs]
+        return saved, 2 * probs + a * bs * (qd + 2 * kvd)
+    lse = FLOAT32 * d.batch * d.heads * d.seq
+    values = a * bs * (qd + 2 * kvd) if gqa_views else a * bs * kvd
+    saved = [a * bs * qd, a * bs * kvd, values, a * bs * qd, lse]
+    accum = FLOAT32 * d.batch * rows * (qd + d.heads)
+    return saved, accum + a * bs * (2 * qd + 2 * kvd)
+
+
+def _norm(d: Dims, trained: bool) -> list[int]:
+    scaled = [d.a * d.bs * d.hidden] if trained else []
+    return [FLOAT32 * d.bs * d.hidden, FLOAT32 * d.bs, *scaled]
+
+
+def _layer(d: Dims, i: int, inv: ConfigParams, params: list[Param]) -> Block:
+    trained = {p.name for p in params if p.trainable}
+    at = f".layers.{i}."
+    linears = [lin for lin in inv.linears if at in f".{lin.name}."]
+    lin_saved, adapter = _linears_saved(d, linears, trained)
+    a, bs, h, f = d.a, d.bs, d.hidden, d.ffn
+    norms_trained = [p.name in trained for p in params if "norm" in p.name and len(p.shape) == 1]
+    fused = d.kind in ("phi3", "gpt_neox")
+    attn, attn_back = _attention(d, fused)
+    if d.kind == "gpt_neox":
+        norms = [a * bs * h, 4 * FLOAT32 * bs]  # the layer's input, means and roots
+        mlp = [a * bs * f]
+    else:
+        norms = [s for t in norms_trained[:2] or [False, False] for s in _norm(d, t)]
+        mlp = [2 * a * bs * f, a * bs * f] if d.kind == "phi3" else [3 * a * bs * f]
+    saved = tuple(norms + attn + mlp + lin_saved)
+    four_bit = max((2 * lin.rows * lin.cols + 6 * bs * lin.rows for lin in linears
+                    if any(p.four_bit for p in params)), default=0)  # fmt: skip
+    transient = max(FLOAT32 * bs * h, 2 * a * bs * d.heads * d.head_dim, adapter, four_bit)
+    backward = max(3 * a * bs * f + 2 * a * bs * h, attn_back) + a * bs * h + adapter
+    return Block(saved, transient + 2 * a * bs * h, backward, tuple(params), True, a * bs * h)
+
+
+def blocks(d: Dims, inv: ConfigParams) -> list[Block] | None:
+    """The embedding and each decoder layer, in the forward's order."""
+    if d.kind not in INPUT_FAMILIES:
+        return None
+    by_layer: dict[int, list[Param]] = {}
+    embed: list[Param] = []
+    for p in inv.params:
+        parts = p.name.split(".")
+        if "layers" in parts:
+            by_layer.setdefault(int(parts[parts.index("layers") + 1]), []).append(p)
+        elif "embed" in p.name:
+            embed.append(p)
+    rotary = 2 * d.a * d.seq * d.head_dim
+    first = Block((rotary,), d.a * d.bs * d.hidden, d.a * d.bs * d.hidden, tuple(embed))
+    return [first, *(_layer(d, i, inv, by_layer.get(i, [])) for i in range(d.layers))]
+
+
+def head_blocks(d: Dims, inv: ConfigParams) -> list[Block]:
+    """The final norm, the output head and the loss."""
+    names = ("lm_head", "embed_out", "final_layer_norm", ".norm.")
+    params = [p for p in inv.params if any(n in f".{p.name}" for n in names)]
+    head = [p for p in params if "lm_head" in p.name or "embed_out" in p.name]
+    if d.tied:  # the embedding's gradient first comes from the head
+        head = [p for p in inv.params if "embed" in p.name and len(p.shape) == 2]
+    trained_head = any(p.trainable for p in head)
+    norm = [p for p in params if p not in head]
+    logits = d.bs * d.vocab
+    saved = [*_norm(d, any(p.trainable for p in norm)), FLOAT32 * logits]
+    if trained_head:
+        saved.append(d.a * d.bs * d.hidden)
+    copy = FLOAT32 * logits if d.head_a != FLOAT32 else 0
+    transient = d.head_a * logits + copy
+    backward = 2 * FLOAT32 * logits
+    return [Block(tuple(saved), transient, backward, tuple(norm + head))]
+
+
+INPUT_FAMILIES = ("llama", "mistral", "qwen2", "qwen3", "gemma2", "gemma3_text", "phi3",
+                  "gpt_neox")  # fmt: skip
