@@ -46,8 +46,8 @@ class Block:
     """One block of the step: a decoder layer, the embedding or the head."""
 
     saved: tuple[int, ...]  # allocated in the forward, freed in its backward
-    transient: int  # held for a moment in the forward, above `saved`
-    backward: int  # held for a moment in its backward, above `saved`
+    transient: tuple[int, ...]  # held together for a moment in the forward, above `saved`
+    backward: tuple[int, ...]  # held together for a moment in its backward, above `saved`
     params: tuple[Param, ...]  # whose gradients its backward allocates
     checkpointed: bool = False  # a decoder layer (recomputed under checkpointing)
     carry: int = 0  # kept under checkpointing: the layer's input
@@ -98,12 +98,14 @@ class Dims:
         )  # fmt: skip
 
 
-def _linears_saved(d: Dims, linears: list[Linear], trained: set[str]) -> tuple[list[int], int]:
+def _linears_saved(
+    d: Dims, linears: list[Linear], trained: set[str]
+) -> tuple[list[int], tuple[int, ...]]:
     """The linear layers' saved tensors (inputs shared among layers reading the same
     one) and the most an adapter holds for a moment."""
     groups: dict[str, int] = {}
     saved: list[int] = []
-    moment = 0
+    moment: tuple[int, ...] = ()
     for lin in linears:
         group = INPUTS.get(lin.name.rsplit(".", 1)[-1], lin.name)
         if f"{lin.name}.weight" in trained or (lin.adapted and d.a == FLOAT32):
@@ -112,23 +114,23 @@ def _linears_saved(d: Dims, linears: list[Linear], trained: set[str]) -> tuple[l
             if d.a != FLOAT32:
                 saved.append(FLOAT32 * d.bs * lin.cols)
             saved.append(FLOAT32 * d.bs * d.r)
-            moment = max(moment, 2 * FLOAT32 * d.bs * lin.rows)
+            moment = max(moment, (FLOAT32 * d.bs * lin.rows,) * 2, key=sum)
     return saved + list(groups.values()), moment
 
 
-def _attention(d: Dims, gqa_views: bool) -> tuple[list[int], int]:
+def _attention(d: Dims, gqa_views: bool) -> tuple[list[int], tuple[int, ...]]:
     """Attention's saved tensors and its backward's moment."""
     qd, kvd, bs, a = d.heads * d.head_dim, d.kv_heads * d.head_dim, d.bs, d.a
     rows = -(-d.seq // 128) * 128
     if d.math:
         probs = FLOAT32 * d.batch * d.heads * d.seq * d.seq
         saved = [a * bs * qd, a * bs * kvd, a * bs * qd, a * bs * qd, a * bs * qd, probs]
-        return saved, 2 * probs + a * bs * (qd + 2 * kvd)
+        return saved, (probs, probs, a * bs * qd, a * bs * kvd, a * bs * kvd)
     lse = FLOAT32 * d.batch * d.heads * d.seq
     values = a * bs * (qd + 2 * kvd) if gqa_views else a * bs * kvd
     saved = [a * bs * qd, a * bs * kvd, values, a * bs * qd, lse]
-    accum = FLOAT32 * d.batch * rows * (qd + d.heads)
-    return saved, accum + a * bs * (2 * qd + 2 * kvd)
+    accum = (FLOAT32 * d.batch * rows * qd, FLOAT32 * d.batch * rows * d.heads)
+    return saved, (*accum, a * bs * qd, a * bs * qd, a * bs * kvd, a * bs * kvd)
 
 
 def _norm(d: Dims, trained: bool) -> list[int]:
@@ -152,11 +154,15 @@ def _layer(d: Dims, i: int, inv: ConfigParams, params: list[Param]) -> Block:
         norms = [s for t in norms_trained[:2] or [False, False] for s in _norm(d, t)]
         mlp = [2 * a * bs * f, a * bs * f] if d.kind == "phi3" else [3 * a * bs * f]
     saved = tuple(norms + attn + mlp + lin_saved)
-    four_bit = max((2 * lin.rows * lin.cols + 6 * bs * lin.rows for lin in linears
-                    if any(p.four_bit for p in params)), default=0)  # fmt: skip
-    transient = max(FLOAT32 * bs * h, 2 * a * bs * d.heads * d.head_dim, adapter, four_bit)
-    backward = max(3 * a * bs * f + 2 * a * bs * h, attn_back) + a * bs * h + adapter
-    return Block(saved, transient + 2 * a * bs * h, backward, tuple(params), True, a * bs * h)
+    quantized = any(p.four_bit for p in params)
+    four_bit = [(2 * bs * lin.cols, 2 * lin.rows * lin.cols, 2 * bs * lin.rows, 4 * bs * lin.rows)
+                for lin in linears if quantized]  # fmt: skip
+    rotary = (a * bs * d.heads * d.head_dim,) * 2
+    moment = max([(FLOAT32 * bs * h,), rotary, adapter, *four_bit], key=sum)
+    mlp_back = (a * bs * f,) * 3 + (a * bs * h,) * 2
+    backward = (a * bs * h, *max(mlp_back, attn_back, key=sum), *adapter)
+    residual = (a * bs * h,) * 2
+    return Block(saved, (*residual, *moment), backward, tuple(params), True, a * bs * h)
 
 
 def blocks(d: Dims, inv: ConfigParams) -> list[Block] | None:
@@ -172,7 +178,8 @@ def blocks(d: Dims, inv: ConfigParams) -> list[Block] | None:
         elif "embed" in p.name:
             embed.append(p)
     rotary = 2 * d.a * d.seq * d.head_dim
-    first = Block((rotary,), d.a * d.bs * d.hidden, d.a * d.bs * d.hidden, tuple(embed))
+    hidden = (d.a * d.bs * d.hidden,)
+    first = Block((rotary,), hidden, hidden, tuple(embed))
     return [first, *(_layer(d, i, inv, by_layer.get(i, [])) for i in range(d.layers))]
 
 
@@ -189,9 +196,9 @@ def head_blocks(d: Dims, inv: ConfigParams) -> list[Block]:
     saved = [*_norm(d, any(p.trainable for p in norm)), FLOAT32 * logits]
     if trained_head:
         saved.append(d.a * d.bs * d.hidden)
-    copy = FLOAT32 * logits if d.head_a != FLOAT32 else 0
-    transient = d.head_a * logits + copy
-    backward = 2 * FLOAT32 * logits
+    copy = (FLOAT32 * logits,) if d.head_a != FLOAT32 else ()
+    transient = (d.head_a * logits, *copy)
+    backward = (FLOAT32 * logits,) * 2
     return [Block(tuple(saved), transient, backward, tuple(norm + head))]
 
 

@@ -53,8 +53,11 @@ class Events:
         if index >= 0:
             self.events.append(-(index + 1))
 
-    def moment(self, nbytes: int) -> None:
-        self.free(self.alloc(nbytes))
+    def moment(self, *sizes: int) -> None:
+        """Tensors alive together for a moment, then freed."""
+        held = [self.alloc(size) for size in sizes]
+        for index in reversed(held):
+            self.free(index)
 
     def mark(self, step: int, phase: str) -> None:
         self.marks.append(Mark(step, phase, len(self.events)))
@@ -67,16 +70,16 @@ def _forward(ev: Events, layers: list[Block], head: list[Block], ckpt: bool) -> 
     for block in layers:
         if ckpt and block.checkpointed:
             saved = [ev.alloc(size) for size in block.saved]
-            ev.moment(block.transient)
+            ev.moment(*block.transient)
             for index in reversed(saved):
                 ev.free(index)
             kept.append([ev.alloc(block.carry)])
         else:
             kept.append([ev.alloc(size) for size in block.saved])
-            ev.moment(block.transient)
+            ev.moment(*block.transient)
     for block in head:
         kept.append([ev.alloc(size) for size in block.saved])
-        ev.moment(block.transient)
+        ev.moment(*block.transient)
     return kept
 
 
@@ -87,7 +90,7 @@ def _backward(
         recomputed = []
         if ckpt and block.checkpointed:
             recomputed = [ev.alloc(size) for size in block.saved]
-        ev.moment(block.backward)
+        ev.moment(*block.backward)
         for param in reversed(block.params):
             if param.name in grads:
                 ev.moment(param.nbytes)  # a second gradient, added in place
