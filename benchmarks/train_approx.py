@@ -8,7 +8,8 @@ peak allocated, the peak reserved and the activations differ by the spread writt
 (each cell's relative error, and their least, median and most). The traced side
 spawns the tracer (a child process a cell, cached on disk afterwards).
 
-    python benchmarks/train_approx.py --out benchmarks/results/train_approx/train_approx-cpu-dev.json
+    python benchmarks/train_approx.py \
+        --out benchmarks/results/train_approx/train_approx-cpu-dev.json
 """
 
 from __future__ import annotations

@@ -6,7 +6,8 @@ and, apart, the search for the largest micro-batch and sequence that fit a 24 Gi
 (what `estimate` adds where it knows the GPU's memory). Goal: every estimate within
 200 ms.
 
-    python benchmarks/train_estimate_speed.py --out benchmarks/results/train_approx/train_estimate_speed-cpu-dev.json
+    python benchmarks/train_estimate_speed.py \
+        --out benchmarks/results/train_approx/train_estimate_speed-cpu-dev.json
 """
 
 from __future__ import annotations
