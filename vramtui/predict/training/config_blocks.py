@@ -118,7 +118,7 @@ def _linears_saved(
     return saved + list(groups.values()), moment
 
 
-def _attention(d: Dims, gqa_views: bool) -> tuple[list[int], tuple[int, ...]]:
+def _attention(d: Dims) -> tuple[list[int], tuple[int, ...]]:
     """Attention's saved tensors and its backward's moment."""
     qd, kvd, bs, a = d.heads * d.head_dim, d.kv_heads * d.head_dim, d.bs, d.a
     rows = -(-d.seq // 128) * 128
@@ -127,8 +127,7 @@ def _attention(d: Dims, gqa_views: bool) -> tuple[list[int], tuple[int, ...]]:
         saved = [a * bs * qd, a * bs * kvd, a * bs * qd, a * bs * qd, a * bs * qd, probs]
         return saved, (probs, probs, a * bs * qd, a * bs * kvd, a * bs * kvd)
     lse = FLOAT32 * d.batch * d.heads * d.seq
-    values = a * bs * (qd + 2 * kvd) if gqa_views else a * bs * kvd
-    saved = [a * bs * qd, a * bs * kvd, values, a * bs * qd, lse]
+    saved = [a * bs * qd, a * bs * kvd, a * bs * kvd, a * bs * qd, lse]
     accum = (FLOAT32 * d.batch * rows * qd, FLOAT32 * d.batch * rows * d.heads)
     return saved, (*accum, a * bs * qd, a * bs * qd, a * bs * kvd, a * bs * kvd)
 
@@ -145,8 +144,7 @@ def _layer(d: Dims, i: int, inv: ConfigParams, params: list[Param]) -> Block:
     lin_saved, adapter = _linears_saved(d, linears, trained)
     a, bs, h, f = d.a, d.bs, d.hidden, d.ffn
     norms_trained = [p.name in trained for p in params if "norm" in p.name and len(p.shape) == 1]
-    fused = d.kind in ("phi3", "gpt_neox")
-    attn, attn_back = _attention(d, fused)
+    attn, attn_back = _attention(d)
     if d.kind == "gpt_neox":
         norms = [a * bs * h, 4 * FLOAT32 * bs]  # the layer's input, means and roots
         mlp = [a * bs * f]
@@ -193,7 +191,11 @@ def head_blocks(d: Dims, inv: ConfigParams) -> list[Block]:
     trained_head = any(p.trainable for p in head)
     norm = [p for p in params if p not in head]
     logits = d.bs * d.vocab
-    saved = [*_norm(d, any(p.trainable for p in norm)), FLOAT32 * logits]
+    if d.kind == "gpt_neox":  # a LayerNorm keeps its input, means and roots
+        normed = [d.a * d.bs * d.hidden, 2 * FLOAT32 * d.bs]
+    else:
+        normed = _norm(d, any(p.trainable for p in norm))
+    saved = [*normed, FLOAT32 * logits]
     if trained_head:
         saved.append(d.a * d.bs * d.hidden)
     copy = (FLOAT32 * logits,) if d.head_a != FLOAT32 else ()
