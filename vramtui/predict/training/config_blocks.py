@@ -137,6 +137,19 @@ def _norm(d: Dims, trained: bool) -> list[int]:
     return [FLOAT32 * d.bs * d.hidden, FLOAT32 * d.bs, *scaled]
 
 
+def _head_norms(d: Dims, trained: set[str]) -> list[int]:
+    """Qwen 3's and Gemma 3's norms of each head's queries and keys: a float32 copy and a
+    root per head and token (and the scaled input where their weights train)."""
+    if d.kind not in ("qwen3", "gemma3_text"):
+        return []
+    qd, kvd = d.heads * d.head_dim, d.kv_heads * d.head_dim
+    sizes = [FLOAT32 * d.bs * qd, FLOAT32 * d.bs * d.heads, FLOAT32 * d.bs * kvd]
+    sizes.append(FLOAT32 * d.bs * d.kv_heads)
+    if any(name.endswith("q_norm.weight") for name in trained):
+        sizes += [d.a * d.bs * qd, d.a * d.bs * kvd]
+    return sizes
+
+
 def _layer(d: Dims, i: int, inv: ConfigParams, params: list[Param]) -> Block:
     trained = {p.name for p in params if p.trainable}
     at = f".layers.{i}."
@@ -151,7 +164,7 @@ def _layer(d: Dims, i: int, inv: ConfigParams, params: list[Param]) -> Block:
     else:
         norms = [s for t in norms_trained[:2] or [False, False] for s in _norm(d, t)]
         mlp = [2 * a * bs * f, a * bs * f] if d.kind == "phi3" else [3 * a * bs * f]
-    saved = tuple(norms + attn + mlp + lin_saved)
+    saved = tuple(norms + _head_norms(d, trained) + attn + mlp + lin_saved)
     quantized = any(p.four_bit for p in params)
     four_bit = [(2 * bs * lin.cols, 2 * lin.rows * lin.cols, 2 * bs * lin.rows, 4 * bs * lin.rows)
                 for lin in linears if quantized]  # fmt: skip
