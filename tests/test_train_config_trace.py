@@ -31,6 +31,8 @@ ACTIVATIONS_TOLERANCE = 0.25
 FAMILIES: dict[str, dict[str, object]] = {
     "llama": TINY_LLAMA,
     "qwen2": {**TINY_LLAMA, "model_type": "qwen2", "tie_word_embeddings": True},
+    "phi3": {**TINY_LLAMA, "model_type": "phi3", "pad_token_id": 0, "bos_token_id": 1,
+             "eos_token_id": 2},
     "gpt_neox": {
         "model_type": "gpt_neox", "hidden_size": 64, "intermediate_size": 256,
         "num_hidden_layers": 2, "num_attention_heads": 4, "vocab_size": 384,

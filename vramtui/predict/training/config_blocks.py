@@ -31,6 +31,7 @@ from vramtui.predict.training.optimizer_states import Param
 from vramtui.predict.training.trace import TrainShape
 
 FLOAT32 = 4
+SMALL = 1024 * 1024  # the caching allocator's small pool: requests of 1 MiB or less
 # The input each linear layer reads, by its module's last name: n1 (the attention's
 # norm), ctx (attention's output), n2 (the MLP's norm), mid (the MLP's inner product).
 INPUTS = {
@@ -138,9 +139,9 @@ def _norm(d: Dims, trained: bool) -> list[int]:
 
 
 def _head_norms(d: Dims, trained: set[str]) -> list[int]:
-    """Qwen 3's and Gemma 3's norms of each head's queries and keys: a float32 copy and a
+    """Qwen 3's norms of each head's queries and keys: a float32 copy and a
     root per head and token (and the scaled input where their weights train)."""
-    if d.kind not in ("qwen3", "gemma3_text"):
+    if d.kind != "qwen3":
         return []
     qd, kvd = d.heads * d.head_dim, d.kv_heads * d.head_dim
     sizes = [FLOAT32 * d.bs * qd, FLOAT32 * d.bs * d.heads, FLOAT32 * d.bs * kvd]
@@ -150,10 +151,8 @@ def _head_norms(d: Dims, trained: set[str]) -> list[int]:
     return sizes
 
 
-def _layer(d: Dims, i: int, inv: ConfigParams, params: list[Param]) -> Block:
+def _layer(d: Dims, linears: list[Linear], params: list[Param]) -> Block:
     trained = {p.name for p in params if p.trainable}
-    at = f".layers.{i}."
-    linears = [lin for lin in inv.linears if at in f".{lin.name}."]
     lin_saved, adapter = _linears_saved(d, linears, trained)
     a, bs, h, f = d.a, d.bs, d.hidden, d.ffn
     norms_trained = [p.name in trained for p in params if "norm" in p.name and len(p.shape) == 1]
@@ -173,7 +172,24 @@ def _layer(d: Dims, i: int, inv: ConfigParams, params: list[Param]) -> Block:
     mlp_back = (a * bs * f,) * 3 + (a * bs * h,) * 2
     backward = (a * bs * h, *max(mlp_back, attn_back, key=sum), *adapter)
     residual = (a * bs * h,) * 2
-    return Block(saved, (*residual, *moment), backward, tuple(params), True, a * bs * h)
+    return Block(
+        packed(saved), packed((*residual, *moment)), packed(backward), tuple(params), True,
+        a * bs * h,
+    )  # fmt: skip
+
+
+def packed(sizes: tuple[int, ...]) -> tuple[int, ...]:
+    """The small pool's tensors (1 MiB or less, rounded to 512 bytes as the allocator
+    rounds them) packed together up to 1 MiB, the large ones as they are: the same
+    bytes in the same pool, in fewer events for the replay."""
+    large = [size for size in sizes if size > SMALL]
+    packs: list[int] = []
+    for size in (-(-s // 512) * 512 for s in sizes if 0 < s <= SMALL):
+        if packs and packs[-1] + size <= SMALL:
+            packs[-1] += size
+        else:
+            packs.append(size)
+    return (*large, *packs)
 
 
 def blocks(d: Dims, inv: ConfigParams) -> list[Block] | None:
@@ -181,6 +197,10 @@ def blocks(d: Dims, inv: ConfigParams) -> list[Block] | None:
     if d.kind not in INPUT_FAMILIES:
         return None
     by_layer: dict[int, list[Param]] = {}
+    linears: dict[int, list[Linear]] = {}
+    for lin in inv.linears:
+        parts = lin.name.split(".")
+        linears.setdefault(int(parts[parts.index("layers") + 1]), []).append(lin)
     embed: list[Param] = []
     for p in inv.params:
         parts = p.name.split(".")
@@ -191,7 +211,8 @@ def blocks(d: Dims, inv: ConfigParams) -> list[Block] | None:
     rotary = 2 * d.a * d.seq * d.head_dim
     hidden = (d.a * d.bs * d.hidden,)
     first = Block((rotary,), hidden, hidden, tuple(embed))
-    return [first, *(_layer(d, i, inv, by_layer.get(i, [])) for i in range(d.layers))]
+    layers = (_layer(d, linears.get(i, []), by_layer.get(i, [])) for i in range(d.layers))
+    return [first, *layers]
 
 
 def head_blocks(d: Dims, inv: ConfigParams) -> list[Block]:
@@ -217,5 +238,6 @@ def head_blocks(d: Dims, inv: ConfigParams) -> list[Block]:
     return [Block(tuple(saved), transient, backward, tuple(norm + head))]
 
 
-INPUT_FAMILIES = ("llama", "mistral", "qwen2", "qwen3", "gemma2", "gemma3_text", "phi3",
-                  "gpt_neox")  # fmt: skip
+# The families whose blocks are written here (Gemma's are not: Gemma 2 has no sdpa
+# attention, Gemma 3 two more norms and its own activation; a mixture's experts neither).
+INPUT_FAMILIES = ("llama", "mistral", "qwen2", "qwen3", "phi3", "gpt_neox")

@@ -25,7 +25,7 @@ Every figure from this module is an approximation: the callers say so.
 
 from __future__ import annotations
 
-from vramtui.predict.training.config_blocks import Block, Dims, blocks, head_blocks
+from vramtui.predict.training.config_blocks import Block, Dims, blocks, head_blocks, packed
 from vramtui.predict.training.config_params import ConfigParams, config_params
 from vramtui.predict.training.optimizer_states import Param
 from vramtui.predict.training.trace import Mark, TrainShape, TrainTrace
@@ -84,39 +84,56 @@ def _forward(ev: Events, layers: list[Block], head: list[Block], ckpt: bool) -> 
 
 
 def _backward(
-    ev: Events, every: list[Block], kept: list[list[int]], ckpt: bool, grads: dict[str, int]
+    ev: Events, every: list[Block], kept: list[list[int]], ckpt: bool, grads: Grads
 ) -> None:
     for block, saved in zip(reversed(every), reversed(kept), strict=True):
         recomputed = []
         if ckpt and block.checkpointed:
             recomputed = [ev.alloc(size) for size in block.saved]
         ev.moment(*block.backward)
+        new = []
         for param in reversed(block.params):
-            if param.name in grads:
+            if param.name in grads.names:
                 ev.moment(param.nbytes)  # a second gradient, added in place
             elif param.trainable:
-                grads[param.name] = ev.alloc(param.nbytes)
+                grads.names.add(param.name)
+                new.append(param.nbytes)
+        grads.held += [ev.alloc(size) for size in packed(tuple(new))]
         for index in reversed(recomputed):
             ev.free(index)
         for index in reversed(saved):
             ev.free(index)
 
 
+class Grads:
+    """The gradients a step has made: their parameters, and their allocations (the small
+    pool's packed, as the blocks' tensors are)."""
+
+    def __init__(self) -> None:
+        self.names: set[str] = set()
+        self.held: list[int] = []
+
+
 def _optimizer(ev: Events, optim: str, step: int, trained: list[Param]) -> None:
+    """AdamW's states (step 1) and its step's square roots, one like each trained
+    parameter (the small pool's packed)."""
     if optim != "adamw":
         return
+    sizes = tuple(param.nbytes for param in trained)
     if step == 1:
-        for param in trained:
-            ev.alloc(param.nbytes)
-            ev.alloc(param.nbytes)
-    roots = [ev.alloc(param.nbytes) for param in trained]
+        for size in packed(tuple(s for s in sizes for _ in range(2))):
+            ev.alloc(size)
+    roots = [ev.alloc(size) for size in packed(sizes)]
     for index in roots:
         ev.free(index)
 
 
 def config_train_trace(config: dict[str, object], shape: TrainShape) -> TrainTrace | None:
     """Two training steps of `shape`'s recipe on `config`, written from its numbers
-    (None: a family whose layout is not written here)."""
+    (None: a family whose layout is not written here, or eager attention, whose score
+    matrices are not)."""
+    if shape.attn != "sdpa":
+        return None
     inventory = config_params(
         dict(config), shape.method, shape.dtype, shape.lora_r, shape.lora_targets
     )
@@ -131,7 +148,7 @@ def config_train_trace(config: dict[str, object], shape: TrainShape) -> TrainTra
     ev = Events()
     trained = [p for p in inventory.params if p.trainable]
     for step in (1, 2):
-        grads: dict[str, int] = {}
+        grads = Grads()
         for _ in range(min(shape.grad_accum, 2)):
             ev.mark(step, "forward")
             kept = _forward(ev, layers, head, ckpt)
@@ -140,7 +157,7 @@ def config_train_trace(config: dict[str, object], shape: TrainShape) -> TrainTra
         ev.mark(step, "optimizer")
         _optimizer(ev, shape.optim, step, trained)
         ev.mark(step, "zero_grad")
-        for index in grads.values():
+        for index in grads.held:
             ev.free(index)
     ev.mark(3, "end")
     return _trace(inventory, ev, shape)

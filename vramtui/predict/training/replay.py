@@ -117,11 +117,27 @@ class _Replay:
         else:
             self.alloc.free(handle)
 
-    def event(self, value: int) -> None:
-        if value > 0:
-            self.handles.append(self.malloc(value))
-        else:
-            self.free(self.handles[-value - 1])
+    def events(self, values: tuple[int, ...]) -> None:
+        """The events in the current phase: `malloc` and `free`, inline on CUDA (the hot
+        path: a step of a large model is tens of thousands of events)."""
+        if not self.cuda:
+            for value in values:
+                if value > 0:
+                    self.handles.append(self.malloc(value))
+                else:
+                    self.free(self.handles[-value - 1])
+            return
+        alloc, handles = self.alloc, self.handles
+        top = self.peaks.get(self.where, -1)
+        for value in values:
+            if value > 0:
+                handles.append(alloc.malloc(value))
+                if alloc.allocated > top:
+                    top = alloc.allocated
+            else:
+                alloc.free(handles[-value - 1])
+        if top >= 0:
+            self.peaks[self.where] = top
 
 
 def _replay(
@@ -152,8 +168,7 @@ def _replay(
                     run.malloc(size)
             if transient:
                 run.free(run.malloc(transient))
-        for value in trace.events[mark.event : end]:
-            run.event(value)
+        run.events(trace.events[mark.event : end])
     return run, starts
 
 
