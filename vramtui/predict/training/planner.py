@@ -92,6 +92,7 @@ class TrainPlanner:
         self._cached: Tracer = cached or cached_train_trace
         self._traces: dict[tuple[str, TrainShape], TrainTrace | None] = {}
         self._grids: dict[tuple[str, TrainShape], Grid] = {}
+        self._approximate: dict[tuple[str, TrainShape], TrainingEstimate | None] = {}
         self.traced = 0  # traces this planner started (not read from disk)
 
     def check(self, workload: str, quant: str) -> None:
@@ -125,10 +126,20 @@ class TrainPlanner:
         guessed = self._interpolated(model, setting)
         if guessed is not None:
             return planned_training(estimate_training(guessed, shape), "interpolated")
-        written = config_train_trace(dict(model.config), shape)
+        written = self._written(model, shape)
         if written is None:
             raise NotTraced(model.name)
-        return planned_training(estimate_training(written, shape), "approximate")
+        return planned_training(written, "approximate")
+
+    def _written(self, model: Entry, shape: TrainShape) -> TrainingEstimate | None:
+        """The approximate estimate (config_steps.py), once a model and shape: a search
+        asks for the same size again, exactly, near the budget's line."""
+        key = (model.name, shape)
+        if key not in self._approximate:
+            written = config_train_trace(dict(model.config), shape)
+            found = None if written is None else estimate_training(written, shape)
+            self._approximate[key] = found
+        return self._approximate[key]
 
     def _trace(self, model: Entry, shape: TrainShape) -> TrainTrace | None:
         key = (model.name, shape)
