@@ -18,6 +18,7 @@ from vramtui.predict import planner as generate_planner
 from vramtui.predict.fit_search import Budget, Search
 from vramtui.predict.planner import NotEstimated, Setting
 from vramtui.predict.training import planner as train_planner
+from vramtui.predict.training.config_steps import config_train_trace
 from vramtui.predict.training.optimizer_states import Param
 from vramtui.predict.training.planner import (
     NotTraced,
@@ -149,6 +150,22 @@ def test_without_tracing_an_untraced_model_is_written_from_its_config() -> None:
     with pytest.raises(NotTraced):
         planner.peak(CATALOGUE["opt-125m"], ASKED, exact=False)
     assert tracer.shapes == []
+
+
+def test_an_approximate_estimate_is_written_once_a_model_and_shape(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    written: list[TrainShape] = []
+
+    def counting(config: dict[str, Any], shape: TrainShape) -> TrainTrace | None:
+        written.append(shape)
+        return config_train_trace(config, shape)
+
+    monkeypatch.setattr(train_planner, "config_train_trace", counting)
+    planner = _planner(may_trace=False)
+    first = planner.peak(MODEL, ASKED, exact=False)
+    again = planner.peak(MODEL, ASKED, exact=True)
+    assert first == again and len(written) == 1
 
 
 def test_training_refuses_a_quant_and_generation_is_still_the_estimators() -> None:

@@ -133,6 +133,22 @@ def test_estimate_says_approximate_and_how_to_trace(
     assert data["basis"] == "approximate" and "--trace" in data["basis_note"]
 
 
+def test_the_fit_search_of_an_approximate_estimate_traces_nothing(
+    capsys: pytest.CaptureFixture[str], llama_config: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vramtui.commands import estimate_train
+
+    def refused(*_: object) -> None:
+        raise AssertionError("traced")
+
+    monkeypatch.setattr(estimate_train, "train_trace", refused)
+    args = ("estimate", "--config", str(llama_config), "--workload", "full", "--seq", "32")
+    code, out, _ = run_cli(capsys, *args, "--gpu-memory", "1GiB", "--json")
+    data = json.loads(out)
+    assert code == 0 and data["basis"] == "approximate"
+    assert data["largest_batch_that_fits"] > 1 and data["largest_seq_that_fits"] > 32
+
+
 @pytest.mark.slow
 def test_estimate_with_trace_says_traced(
     capsys: pytest.CaptureFixture[str], llama_config: Path
