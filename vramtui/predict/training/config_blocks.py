@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from vramtui.models.architecture import DTYPE_BYTES
+from vramtui.predict.config_trace import Shape
 from vramtui.predict.training.config_params import ConfigParams, Linear
 from vramtui.predict.training.optimizer_states import Param
 from vramtui.predict.training.trace import TrainShape
@@ -56,17 +57,13 @@ class Block:
 
 @dataclass(frozen=True)
 class Dims:
+    """A config's sizes (config_trace.Shape) at a training shape."""
+
+    size: Shape
     kind: str
     bs: int  # tokens in a micro-batch
     batch: int
     seq: int
-    hidden: int
-    ffn: int
-    heads: int
-    kv_heads: int
-    head_dim: int
-    vocab: int
-    layers: int
     a: int  # activation bytes
     head_a: int  # the logits' bytes (the head's dtype)
     r: int
@@ -75,25 +72,13 @@ class Dims:
 
     @classmethod
     def of(cls, c: dict[str, Any], shape: TrainShape, inv: ConfigParams) -> Dims:
-        def get(*keys: str, default: int = 0) -> int:
-            for key in keys:
-                value = c.get(key)
-                if isinstance(value, int) and value > 0:
-                    return value
-            return default
-
-        hidden = get("hidden_size")
-        heads = get("num_attention_heads", default=1)
-        kv = get("num_key_value_heads", default=heads)
+        size = Shape.of(c)
         a = FLOAT32 if shape.method == "qlora" else DTYPE_BYTES[shape.dtype]
-        kind = str(c.get("model_type", ""))
         names = {p.name for p in inv.params}
         return cls(
-            kind=kind, bs=shape.batch * shape.seq, batch=shape.batch, seq=shape.seq,
-            hidden=hidden, ffn=get("intermediate_size", default=4 * hidden), heads=heads,
-            kv_heads=kv, head_dim=get("head_dim", default=hidden // heads),
-            vocab=get("vocab_size"), layers=get("num_hidden_layers"), a=a, head_a=a,
-            r=shape.lora_r, math=shape.backend == "cuda" and a == FLOAT32 and kv != heads,
+            size=size, kind=str(c.get("model_type", "")), bs=shape.batch * shape.seq,
+            batch=shape.batch, seq=shape.seq, a=a, head_a=a, r=shape.lora_r,
+            math=shape.backend == "cuda" and a == FLOAT32 and size.kv_heads != size.heads,
             tied=not any(n.startswith("lm_head") or n.endswith("embed_out.weight")
                          for n in names),
         )  # fmt: skip
@@ -121,21 +106,21 @@ def _linears_saved(
 
 def _attention(d: Dims) -> tuple[list[int], tuple[int, ...]]:
     """Attention's saved tensors and its backward's moment."""
-    qd, kvd, bs, a = d.heads * d.head_dim, d.kv_heads * d.head_dim, d.bs, d.a
+    qd, kvd, bs, a = d.size.heads * d.size.head_dim, d.size.kv_heads * d.size.head_dim, d.bs, d.a
     rows = -(-d.seq // 128) * 128
     if d.math:
-        probs = FLOAT32 * d.batch * d.heads * d.seq * d.seq
+        probs = FLOAT32 * d.batch * d.size.heads * d.seq * d.seq
         saved = [a * bs * qd, a * bs * kvd, a * bs * qd, a * bs * qd, a * bs * qd, probs]
         return saved, (probs, probs, a * bs * qd, a * bs * kvd, a * bs * kvd)
-    lse = FLOAT32 * d.batch * d.heads * d.seq
+    lse = FLOAT32 * d.batch * d.size.heads * d.seq
     saved = [a * bs * qd, a * bs * kvd, a * bs * kvd, a * bs * qd, lse]
-    accum = (FLOAT32 * d.batch * rows * qd, FLOAT32 * d.batch * rows * d.heads)
+    accum = (FLOAT32 * d.batch * rows * qd, FLOAT32 * d.batch * rows * d.size.heads)
     return saved, (*accum, a * bs * qd, a * bs * qd, a * bs * kvd, a * bs * kvd)
 
 
 def _norm(d: Dims, trained: bool) -> list[int]:
-    scaled = [d.a * d.bs * d.hidden] if trained else []
-    return [FLOAT32 * d.bs * d.hidden, FLOAT32 * d.bs, *scaled]
+    scaled = [d.a * d.bs * d.size.hidden] if trained else []
+    return [FLOAT32 * d.bs * d.size.hidden, FLOAT32 * d.bs, *scaled]
 
 
 def _head_norms(d: Dims, trained: set[str]) -> list[int]:
@@ -143,9 +128,9 @@ def _head_norms(d: Dims, trained: set[str]) -> list[int]:
     root per head and token (and the scaled input where their weights train)."""
     if d.kind != "qwen3":
         return []
-    qd, kvd = d.heads * d.head_dim, d.kv_heads * d.head_dim
-    sizes = [FLOAT32 * d.bs * qd, FLOAT32 * d.bs * d.heads, FLOAT32 * d.bs * kvd]
-    sizes.append(FLOAT32 * d.bs * d.kv_heads)
+    qd, kvd = d.size.heads * d.size.head_dim, d.size.kv_heads * d.size.head_dim
+    sizes = [FLOAT32 * d.bs * qd, FLOAT32 * d.bs * d.size.heads, FLOAT32 * d.bs * kvd]
+    sizes.append(FLOAT32 * d.bs * d.size.kv_heads)
     if any(name.endswith("q_norm.weight") for name in trained):
         sizes += [d.a * d.bs * qd, d.a * d.bs * kvd]
     return sizes
@@ -154,7 +139,7 @@ def _head_norms(d: Dims, trained: set[str]) -> list[int]:
 def _layer(d: Dims, linears: list[Linear], params: list[Param]) -> Block:
     trained = {p.name for p in params if p.trainable}
     lin_saved, adapter = _linears_saved(d, linears, trained)
-    a, bs, h, f = d.a, d.bs, d.hidden, d.ffn
+    a, bs, h, f = d.a, d.bs, d.size.hidden, d.size.ffn
     norms_trained = [p.name in trained for p in params if "norm" in p.name and len(p.shape) == 1]
     attn, attn_back = _attention(d)
     if d.kind == "gpt_neox":
@@ -167,7 +152,7 @@ def _layer(d: Dims, linears: list[Linear], params: list[Param]) -> Block:
     quantized = any(p.four_bit for p in params)
     four_bit = [(2 * bs * lin.cols, 2 * lin.rows * lin.cols, 2 * bs * lin.rows, 4 * bs * lin.rows)
                 for lin in linears if quantized]  # fmt: skip
-    rotary = (a * bs * d.heads * d.head_dim,) * 2
+    rotary = (a * bs * d.size.heads * d.size.head_dim,) * 2
     moment = max([(FLOAT32 * bs * h,), rotary, adapter, *four_bit], key=sum)
     mlp_back = (a * bs * f,) * 3 + (a * bs * h,) * 2
     backward = (a * bs * h, *max(mlp_back, attn_back, key=sum), *adapter)
@@ -208,10 +193,10 @@ def blocks(d: Dims, inv: ConfigParams) -> list[Block] | None:
             by_layer.setdefault(int(parts[parts.index("layers") + 1]), []).append(p)
         elif "embed" in p.name:
             embed.append(p)
-    rotary = 2 * d.a * d.seq * d.head_dim
-    hidden = (d.a * d.bs * d.hidden,)
+    rotary = 2 * d.a * d.seq * d.size.head_dim
+    hidden = (d.a * d.bs * d.size.hidden,)
     first = Block((rotary,), hidden, hidden, tuple(embed))
-    layers = (_layer(d, linears.get(i, []), by_layer.get(i, [])) for i in range(d.layers))
+    layers = (_layer(d, linears.get(i, []), by_layer.get(i, [])) for i in range(d.size.layers))
     return [first, *layers]
 
 
@@ -224,14 +209,14 @@ def head_blocks(d: Dims, inv: ConfigParams) -> list[Block]:
         head = [p for p in inv.params if "embed" in p.name and len(p.shape) == 2]
     trained_head = any(p.trainable for p in head)
     norm = [p for p in params if p not in head]
-    logits = d.bs * d.vocab
+    logits = d.bs * d.size.vocab
     if d.kind == "gpt_neox":  # a LayerNorm keeps its input, means and roots
-        normed = [d.a * d.bs * d.hidden, 2 * FLOAT32 * d.bs]
+        normed = [d.a * d.bs * d.size.hidden, 2 * FLOAT32 * d.bs]
     else:
         normed = _norm(d, any(p.trainable for p in norm))
     saved = [*normed, FLOAT32 * logits]
     if trained_head:
-        saved.append(d.a * d.bs * d.hidden)
+        saved.append(d.a * d.bs * d.size.hidden)
     copy = (FLOAT32 * logits,) if d.head_a != FLOAT32 else ()
     transient = (d.head_a * logits, *copy)
     backward = (FLOAT32 * logits,) * 2
