@@ -148,7 +148,7 @@ def test_without_tracing_an_untraced_model_is_written_from_its_config() -> None:
     planner = _planner(tracer, may_trace=False)
     assert planner.peak(MODEL, ASKED, exact=False).basis == "approximate"
     with pytest.raises(NotTraced):
-        planner.peak(CATALOGUE["opt-125m"], ASKED, exact=False)
+        planner.peak(CATALOGUE["gemma-2-2b"], ASKED, exact=False)
     assert tracer.shapes == []
 
 
@@ -220,15 +220,15 @@ def test_several_models_list_the_untraced_and_trace_nothing(
     capsys: pytest.CaptureFixture[str], fake_tracer: Counting
 ) -> None:
     code, out, err = run_cli(
-        capsys, "fit", "--gpu", "rtx-4090", "--workload", "lora", "--filter", "opt-",
+        capsys, "fit", "--gpu", "rtx-4090", "--workload", "lora", "--filter", "gemma-2",
         "--context", "2048", "--json", "--batch", "4", "--optim", "sgd",
     )  # fmt: skip
     assert code == 0 and json.loads(out) == [] and not fake_tracer.shapes
     lines = err.strip().splitlines()
-    opts = [e.name for e in CATALOGUE.values() if e.matches("opt-")]
-    assert len(lines) == len(opts) > 1
+    gemmas = [e.name for e in CATALOGUE.values() if e.matches("gemma-2")]
+    assert len(lines) == len(gemmas) > 1
     assert all(line.startswith("not traced yet: ") for line in lines)
-    said = f"vramtui fit --workload lora --context 2048 --batch 4 --optim sgd -m {opts[0]}"
+    said = f"vramtui fit --workload lora --context 2048 --batch 4 --optim sgd -m {gemmas[0]}"
     assert said in lines[0]
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import TINY_LLAMA, run_cli
+from helpers import TINY_CONFIG, TINY_LLAMA, run_cli
 
 from vramtui.measure import nvml
 from vramtui.predict.calibration import DEFAULT
@@ -37,6 +37,11 @@ FAMILIES: dict[str, dict[str, object]] = {
         "model_type": "gpt_neox", "hidden_size": 64, "intermediate_size": 256,
         "num_hidden_layers": 2, "num_attention_heads": 4, "vocab_size": 384,
         "max_position_embeddings": 512, "rotary_pct": 0.25, "tie_word_embeddings": False,
+    },
+    "opt": json.loads(TINY_CONFIG.read_text()),
+    "opt-narrow-post-ln": {  # opt-350m's layout: projections in and out, norms after
+        **json.loads(TINY_CONFIG.read_text()), "word_embed_proj_dim": 16,
+        "do_layer_norm_before": False,
     },
 }  # fmt: skip
 CASES: list[tuple[str, dict[str, Any]]] = [
@@ -101,7 +106,9 @@ def test_checkpointing_keeps_fewer_activations_in_the_written_step() -> None:
 
 
 def test_a_family_not_written_out_has_no_written_step() -> None:
-    assert config_train_trace({"model_type": "opt", "hidden_size": 64}, TrainShape()) is None
+    gemma = {**TINY_LLAMA, "model_type": "gemma2"}
+    assert config_train_trace(gemma, TrainShape()) is None
+    assert config_train_trace(dict(TINY_LLAMA), TrainShape(attn="eager")) is None
 
 
 def test_writing_a_step_imports_no_torch() -> None:

@@ -39,7 +39,7 @@ INPUTS = {
     "q_proj": "n1", "k_proj": "n1", "v_proj": "n1", "qkv_proj": "n1",
     "query_key_value": "n1", "o_proj": "ctx", "dense": "ctx", "gate_proj": "n2",
     "up_proj": "n2", "gate_up_proj": "n2", "dense_h_to_4h": "n2", "down_proj": "mid",
-    "dense_4h_to_h": "mid",
+    "dense_4h_to_h": "mid", "out_proj": "ctx", "fc1": "n2", "fc2": "mid",
 }  # fmt: skip
 
 
@@ -85,7 +85,7 @@ class Dims:
 
 
 def _linears_saved(
-    d: Dims, linears: list[Linear], trained: set[str]
+    d: Dims, linears: list[Linear], trained: set[str], kept: str = ""
 ) -> tuple[list[int], tuple[int, ...]]:
     """The linear layers' saved tensors (inputs shared among layers reading the same
     one) and the most an adapter holds for a moment."""
@@ -94,7 +94,9 @@ def _linears_saved(
     moment: tuple[int, ...] = ()
     for lin in linears:
         group = INPUTS.get(lin.name.rsplit(".", 1)[-1], lin.name)
-        if f"{lin.name}.weight" in trained or (lin.adapted and d.a == FLOAT32):
+        if group == kept:  # saved by another op already
+            pass
+        elif f"{lin.name}.weight" in trained or (lin.adapted and d.a == FLOAT32):
             groups[group] = d.a * d.bs * lin.cols
         if lin.adapted:
             if d.a != FLOAT32:
@@ -138,13 +140,16 @@ def _head_norms(d: Dims, trained: set[str]) -> list[int]:
 
 def _layer(d: Dims, linears: list[Linear], params: list[Param]) -> Block:
     trained = {p.name for p in params if p.trainable}
-    lin_saved, adapter = _linears_saved(d, linears, trained)
+    lin_saved, adapter = _linears_saved(d, linears, trained, "mid" if d.kind == "opt" else "")
     a, bs, h, f = d.a, d.bs, d.size.hidden, d.size.ffn
     norms_trained = [p.name in trained for p in params if "norm" in p.name and len(p.shape) == 1]
     attn, attn_back = _attention(d)
     if d.kind == "gpt_neox":
         norms = [a * bs * h, 4 * FLOAT32 * bs]  # the layer's input, means and roots
         mlp = [a * bs * f]
+    elif d.kind == "opt":  # two LayerNorms' inputs, means and roots; dropout's masks
+        norms = [a * bs * h, a * bs * h, 4 * FLOAT32 * bs, bs * h, bs * h]
+        mlp = [a * bs * f]  # relu keeps its output: fc2's input
     else:
         norms = [s for t in norms_trained[:2] or [False, False] for s in _norm(d, t)]
         mlp = [2 * a * bs * f, a * bs * f] if d.kind == "phi3" else [3 * a * bs * f]
@@ -185,13 +190,15 @@ def blocks(d: Dims, inv: ConfigParams) -> list[Block] | None:
     linears: dict[int, list[Linear]] = {}
     for lin in inv.linears:
         parts = lin.name.split(".")
+        if "layers" not in parts:
+            continue
         linears.setdefault(int(parts[parts.index("layers") + 1]), []).append(lin)
     embed: list[Param] = []
     for p in inv.params:
         parts = p.name.split(".")
         if "layers" in parts:
             by_layer.setdefault(int(parts[parts.index("layers") + 1]), []).append(p)
-        elif "embed" in p.name:
+        elif "embed" in p.name or "project_in" in p.name:
             embed.append(p)
     rotary = 2 * d.a * d.seq * d.size.head_dim
     hidden = (d.a * d.bs * d.size.hidden,)
@@ -202,15 +209,19 @@ def blocks(d: Dims, inv: ConfigParams) -> list[Block] | None:
 
 def head_blocks(d: Dims, inv: ConfigParams) -> list[Block]:
     """The final norm, the output head and the loss."""
-    names = ("lm_head", "embed_out", "final_layer_norm", ".norm.")
-    params = [p for p in inv.params if any(n in f".{p.name}" for n in names)]
+    names = ("lm_head", "embed_out", "final_layer_norm", ".norm.", "project_out")
+    params = [
+        p for p in inv.params if ".layers." not in p.name and any(n in f".{p.name}" for n in names)
+    ]
     head = [p for p in params if "lm_head" in p.name or "embed_out" in p.name]
     if d.tied:  # the embedding's gradient first comes from the head
-        head = [p for p in inv.params if "embed" in p.name and len(p.shape) == 2]
+        head = [
+            p for p in inv.params if p.name.endswith(("embed_tokens.weight", "embed_in.weight"))
+        ]
     trained_head = any(p.trainable for p in head)
     norm = [p for p in params if p not in head]
     logits = d.bs * d.size.vocab
-    if d.kind == "gpt_neox":  # a LayerNorm keeps its input, means and roots
+    if d.kind in ("gpt_neox", "opt"):  # a LayerNorm keeps its input, means and roots
         normed = [d.a * d.bs * d.size.hidden, 2 * FLOAT32 * d.bs]
     else:
         normed = _norm(d, any(p.trainable for p in norm))
@@ -225,4 +236,4 @@ def head_blocks(d: Dims, inv: ConfigParams) -> list[Block]:
 
 # The families whose blocks are written here (Gemma's are not: Gemma 2 has no sdpa
 # attention, Gemma 3 two more norms and its own activation; a mixture's experts neither).
-INPUT_FAMILIES = ("llama", "mistral", "qwen2", "qwen3", "phi3", "gpt_neox")
+INPUT_FAMILIES = ("llama", "mistral", "qwen2", "qwen3", "phi3", "gpt_neox", "opt")
