@@ -29,7 +29,7 @@ from vramtui.predict.training.config_steps import config_train_trace  # noqa: E4
 from vramtui.predict.training.replay import TrainingEstimate, estimate_training  # noqa: E402
 from vramtui.predict.training.trace import TrainShape, train_trace  # noqa: E402
 
-MODELS = ("qwen2.5-0.5b", "llama-3.2-1b", "pythia-410m")
+MODELS = ("qwen2.5-0.5b", "llama-3.2-1b", "pythia-410m", "qwen3-0.6b", "opt-1.3b", "opt-350m")
 EXACT = ("weights_bytes", "trainable_weights_bytes", "gradients_bytes", "optimizer_states_bytes")
 COMPARED = ("peak_allocated_bytes", "peak_reserved_bytes", "activations_bytes")
 
