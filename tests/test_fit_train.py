@@ -338,7 +338,7 @@ def test_rows_without_a_cached_trace_are_approximate(
                            "pythia")  # fmt: skip
     rows = {line.split()[0]: line for line in out.splitlines() if line.startswith("pythia")}
     assert code == 0 and "not traced yet" not in out
-    assert rows["pythia-1b"].endswith("approximate")
+    assert rows["pythia-1b"].endswith("approximate") and "`vramtui fit --trace`" in out
     assert not rows[MODEL.name].endswith("approximate")
 
 
