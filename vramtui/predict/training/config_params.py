@@ -2,7 +2,7 @@
 training estimate replays (shapes, dtypes, which train), with no model built.
 
 Pure Python. The base's tensors come from config_weights.py (the families written
-there); the recipe (recipe.py) changes them as the real one does:
+there) or, for OPT, `opt_weights` here; the recipe (recipe.py) changes them as the real one does:
 - full: every parameter trained, in the run's dtype;
 - lora: the base frozen in the run's dtype; peft's adapters on every linear layer of
   the decoder (`all-linear`: never the output head), or on the named modules: lora_A

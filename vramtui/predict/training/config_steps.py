@@ -4,8 +4,8 @@ Pure Python, no torch: `vramtui estimate --workload` and `vramtui fit` answer at
 for any model of the families config_weights.py writes out, where the traced step
 (step_tracer.py) takes a child process and seconds to minutes. The parameters are
 exact (config_params.py); the two steps' events are written block by block
-(config_blocks.py: what each decoder layer's attention and MLP keep for backward and
-hold for a moment, as the traced steps of Llama, Qwen 2 and GPT-NeoX allocate them),
+(config_blocks.py: what each decoder layer keeps for backward and holds for a moment,
+as the traced steps of Llama, Qwen 2 and 3, Phi-3, GPT-NeoX and OPT allocate them),
 in the order the traced loop runs them:
 
 - forward: the embedding's output, each block's saved tensors (or, under activation
