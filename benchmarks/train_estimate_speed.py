@@ -4,7 +4,9 @@ in one process: the step written from the config's numbers and replayed on the
 allocator model, as `vramtui estimate --workload` computes it when no trace is cached;
 and, apart, the search for the largest micro-batch and sequence that fit a 24 GiB card
 (what `estimate` adds where it knows the GPU's memory). Goal: every estimate within
-200 ms.
+200 ms. Then, as a user types it, `vramtui fit --workload lora --gpu rtx-4090 --json`
+over the whole catalogue with an empty trace cache (every row written from the config
+or listed), in fresh processes after a warm-up (fit_speed.py's `whole_command`).
 
     python benchmarks/train_estimate_speed.py \
         --out benchmarks/results/train_approx/train_estimate_speed-cpu-dev.json
@@ -24,6 +26,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import package_versions, write_json  # noqa: E402
+from fit_speed import whole_command  # noqa: E402
 
 from vramtui.models.catalogue import CATALOGUE  # noqa: E402
 from vramtui.predict import config_trace  # noqa: E402
@@ -70,6 +73,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--seq", type=int, default=512)
+    parser.add_argument("--fit-runs", type=int, default=3, help="fresh `fit` processes")
     parser.add_argument("--search", nargs="*", default=["llama-3.2-1b", "llama-3.1-8b"],
                         help="models whose fit search is timed too")  # fmt: skip
     args = parser.parse_args()
@@ -88,6 +92,8 @@ def main() -> int:
             cells.append(cell)
             print(cell, flush=True)
     times = [c["ms"] for c in cells]
+    flags = ["--workload", "lora", "--gpu", "rtx-4090", "--json"]
+    fit_wall, fit_cpu = whole_command(flags, args.fit_runs) if args.fit_runs else ([], [])
     write_json(
         args.out,
         {
@@ -101,6 +107,12 @@ def main() -> int:
             "most_ms": max(times),
             "within_goal": all(t <= GOAL_MS for t in times),
             "families_not_written": sorted(set(skipped)),
+            "fit_flags": flags,
+            "fit_whole_command_s": [round(t, 3) for t in fit_wall],
+            "fit_whole_command_cpu_s": [round(t, 3) for t in fit_cpu],
+            "fit_whole_command_median_s": round(statistics.median(fit_wall), 3)
+            if fit_wall
+            else None,
             "cells": cells,
         },
     )
