@@ -17,6 +17,9 @@ needs a gradient):
   and values and the float32 probabilities;
 - the MLP keeps its gate, the activation, up, and their product where down's weight
   (or its adapter on a float32 input) needs it;
+- OPT's dropout keeps a bool mask, a byte an element (a GPU's fused kernel; the meta
+  device's `F.dropout` keeps a mask of the input's dtype instead, so its traced step
+  keeps more);
 - the loss keeps the float32 log-softmax of the logits.
 """
 
