@@ -167,12 +167,18 @@ def test_the_fit_search_of_an_approximate_estimate_traces_nothing(
 
 
 @pytest.mark.slow
-def test_estimate_with_trace_says_traced(
+def test_estimate_with_trace_says_traced_and_then_reads_the_cached_trace(
     capsys: pytest.CaptureFixture[str], llama_config: Path
 ) -> None:
-    args = ("estimate", "--config", str(llama_config), "--workload", "lora", "--seq", "32")
+    from vramtui.predict.training import trace as train_trace_module
+
+    args = ("estimate", "--config", str(llama_config), "--workload", "lora", "--seq", "48")
     code, out, _ = run_cli(capsys, *args, "--trace")
     assert code == 0 and "basis: traced" in out
+    train_trace_module._cached.cache_clear()  # as a fresh process: from the disk
+    code, again, _ = run_cli(capsys, *args)
+    assert code == 0 and "basis: traced" in again
+    assert again.splitlines()[2:] == out.splitlines()[2:]
 
 
 def test_trace_is_refused_on_a_generation_estimate(
