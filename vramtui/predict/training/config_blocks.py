@@ -56,6 +56,7 @@ class Block:
     params: tuple[Param, ...]  # whose gradients its backward allocates
     checkpointed: bool = False  # a decoder layer (recomputed under checkpointing)
     carry: int = 0  # kept under checkpointing: the layer's input
+    late: tuple[int, ...] = ()  # saved too, made while `transient` is held (the loss's)
 
 
 @dataclass(frozen=True)
@@ -228,13 +229,14 @@ def head_blocks(d: Dims, inv: ConfigParams) -> list[Block]:
         normed = [d.a * d.bs * d.size.hidden, 2 * FLOAT32 * d.bs]
     else:
         normed = _norm(d, any(p.trainable for p in norm))
-    saved = [*normed, FLOAT32 * logits]
+    saved = list(normed)
     if trained_head:
         saved.append(d.a * d.bs * d.size.hidden)
     copy = (FLOAT32 * logits,) if d.head_a != FLOAT32 else ()
-    transient = (d.head_a * logits, *copy)
+    transient = (d.head_a * logits, *copy)  # the logits, their float32 copy
     backward = (FLOAT32 * logits,) * 2
-    return [Block(tuple(saved), transient, backward, tuple(norm + head))]
+    late = (FLOAT32 * logits,)  # the log-softmax, made from the copy
+    return [Block(tuple(saved), transient, backward, tuple(norm + head), late=late)]
 
 
 # The families whose blocks are written here (Gemma's are not: Gemma 2 has no sdpa

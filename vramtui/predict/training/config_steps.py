@@ -78,8 +78,12 @@ def _forward(ev: Events, layers: list[Block], head: list[Block], ckpt: bool) -> 
             kept.append([ev.alloc(size) for size in block.saved])
             ev.moment(*block.transient)
     for block in head:
-        kept.append([ev.alloc(size) for size in block.saved])
-        ev.moment(*block.transient)
+        saved = [ev.alloc(size) for size in block.saved]
+        held = [ev.alloc(size) for size in block.transient]
+        saved += [ev.alloc(size) for size in block.late]
+        for index in reversed(held):
+            ev.free(index)
+        kept.append(saved)
     return kept
 
 
