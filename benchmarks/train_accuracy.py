@@ -27,6 +27,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from _common import write_json  # noqa: E402
 
+from vramtui.predict.training.config_steps import config_train_trace  # noqa: E402
 from vramtui.predict.training.replay import TrainingEstimate, estimate_training  # noqa: E402
 from vramtui.predict.training.trace import TrainShape, train_trace  # noqa: E402
 from vramtui.runspec import DeviceChoice, DeviceList, RunSpec, resolve  # noqa: E402
@@ -77,7 +78,11 @@ def _devices(summary: dict[str, Any], backend: str) -> DeviceList:
     return DeviceList((gpu, cpu), True)
 
 
-def predict(summary: dict[str, Any]) -> tuple[TrainSpec, TrainShape, TrainingEstimate]:
+def predict(
+    summary: dict[str, Any], approximate: bool = False
+) -> tuple[TrainSpec, TrainShape, TrainingEstimate]:
+    """The traced estimate of a summary's run, or with `approximate` the one written from
+    the config's numbers (config_steps.py; traced where its family is not written)."""
     spec = TrainSpec.from_dict(summary["spec"])
     device = str(spec.base.device)
     backend = "cuda" if device.startswith("cuda") else "cpu"
@@ -85,16 +90,18 @@ def predict(summary: dict[str, Any]) -> tuple[TrainSpec, TrainShape, TrainingEst
     if resolved.config is None:
         raise ValueError(f"no config for {spec.base.model}: {resolved.model_note}")
     shape = TrainShape.of(spec, resolved.backend)
-    est = estimate_training(train_trace(spec.base.model, dict(resolved.config), shape), shape)
-    return spec, shape, est
+    config = dict(resolved.config)
+    written = config_train_trace(config, shape) if approximate else None
+    traced = written or train_trace(spec.base.model, config, shape)
+    return spec, shape, estimate_training(traced, shape)
 
 
 def _peak_text(peak: dict[str, Any] | None) -> str | None:
     return f"step {peak['step']}, {peak['phase']}" if peak else None
 
 
-def row(path: Path, summary: dict[str, Any]) -> Row:
-    spec, shape, est = predict(summary)
+def row(path: Path, summary: dict[str, Any], approximate: bool = False) -> Row:
+    spec, shape, est = predict(summary, approximate)
     training = summary.get("training") or {}
     return Row(
         source=path.name, model=spec.base.model, method=shape.method, optim=shape.optim,
@@ -150,14 +157,14 @@ def cells_as_summaries(data: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]
     return out
 
 
-def read_rows(paths: list[Path]) -> list[Row]:
+def read_rows(paths: list[Path], approximate: bool = False) -> list[Row]:
     rows = []
     for path in paths:
         data = json.loads(path.read_text())
         found = cells_as_summaries(data) if "cells" in data else [(path.name, data)]
         for name, summary in found:
             if is_training(summary):
-                rows.append(row(path.with_name(name), summary))
+                rows.append(row(path.with_name(name), summary, approximate))
     return rows
 
 
@@ -165,11 +172,11 @@ def _pct(value: float | None) -> str:
     return "–" if value is None else f"{value:+.2f} %"
 
 
-def markdown(rows: list[Row]) -> str:
+def markdown(rows: list[Row], basis: str = "traced") -> str:
     head = ("| model | method | optim | ckpt | batch × seq | allocated | reserved | NVML "
             "| peak measured | peak predicted | file |")  # fmt: skip
     lines = [
-        "# Training estimate vs measured",
+        f"# Training estimate ({basis}) vs measured",
         "",
         f"Goals: allocated within {GOALS['allocated']} %, NVML within {GOALS['nvml']} %. "
         "Errors are (predicted - measured) / measured.",
@@ -196,17 +203,24 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("summaries", nargs="*", type=Path)
     parser.add_argument("--out", type=Path, default=RESULTS / "train_accuracy")
+    parser.add_argument(
+        "--approximate", action="store_true",
+        help="predict with the estimate written from the config's numbers, not the traced one",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     paths = args.summaries or sorted((RESULTS / "train").glob("**/*.json"))
-    rows = read_rows(paths)
+    rows = read_rows(paths, args.approximate)
     if not rows:
         print("no finished training summaries found", file=sys.stderr)
         return 1
-    text = markdown(rows)
+    text = markdown(rows, "approximate" if args.approximate else "traced")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".md").write_text(text)
     cells = [{**asdict(r), **{f"error_{w}_percent": r.error(w) for w in WHAT}} for r in rows]
-    write_json(args.out.with_suffix(".json"), {"goals_percent": GOALS, "cells": cells})
+    basis = "approximate" if args.approximate else "traced"
+    write_json(
+        args.out.with_suffix(".json"), {"basis": basis, "goals_percent": GOALS, "cells": cells}
+    )
     print(text)
     return 0
 

@@ -10,13 +10,14 @@ from typing import Any
 
 from vramtui.commands.common import whole_number
 from vramtui.errors import EXIT_OK, UsageError
-from vramtui.predict.training.fit import Room, largest_that_fits
+from vramtui.predict.training.config_steps import config_train_trace
+from vramtui.predict.training.fit import Room, largest, largest_that_fits
 from vramtui.predict.training.replay import (
     TrainingEstimate,
     estimate_train_run,
     estimate_training,
 )
-from vramtui.predict.training.trace import TrainShape, TrainTrace, train_trace
+from vramtui.predict.training.trace import TrainShape, train_trace
 from vramtui.report.tables import table
 from vramtui.runspec import ResolvedRun
 from vramtui.runspec.quant import installed
@@ -56,13 +57,17 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                        "sgd (torch), adafactor (transformers)")  # fmt: skip
     group.add_argument("--lora-r", type=whole_number, help=f"default {LORA_R}")
     group.add_argument("--lora-alpha", type=whole_number, help=f"default {LORA_ALPHA}")
+    group.add_argument("--trace", action="store_true",
+                       help="trace the step on the meta device (a child process, seconds to "
+                       "minutes) where no trace is cached, instead of estimating it from the "
+                       "config's numbers (basis: approximate)")  # fmt: skip
     group.add_argument(
         "--lora-targets", help=f"{LORA_TARGETS} (default), or module names: q_proj,v_proj"
     )
 
 
 TRAIN_FLAGS = ("seq", "grad_checkpointing", "grad_accum", "optim", "lora_r", "lora_alpha",
-               "lora_targets")  # fmt: skip
+               "lora_targets", "trace")  # fmt: skip
 
 
 def check_workload(args: argparse.Namespace) -> None:
@@ -111,21 +116,29 @@ def _room(resolved: ResolvedRun) -> Room | None:
     return Room(choice.total)
 
 
-def _fits(resolved: ResolvedRun, shape: TrainShape, room: Room) -> tuple[int, int]:
-    """(largest micro-batch at this sequence, longest sequence at this micro-batch)."""
+def _fits(resolved: ResolvedRun, shape: TrainShape, room: Room, basis: str) -> tuple[int, int]:
+    """(largest micro-batch at this sequence, longest sequence at this micro-batch): a
+    traced estimate searched over traces interpolated from a few sizes and checked with
+    traces (fit.py); an approximate one over its own figure at each size (written at
+    once from the config's numbers)."""
     config = dict(resolved.config or {})
     name = resolved.spec.model
-
-    def estimate_at(traced: TrainTrace, changed: TrainShape) -> TrainingEstimate:
-        return estimate_training(traced, changed)
 
     def search(field: str, at: int, limit: int) -> int:
         def shaped(n: int) -> TrainShape:
             return replace(shape, **{field: n})  # type: ignore[arg-type]
 
+        if basis == "approximate":
+
+            def fits(n: int) -> bool:
+                written = config_train_trace(config, shaped(n))
+                assert written is not None  # the estimate itself was written
+                return room.fits(estimate_training(written, shaped(n)))
+
+            return largest(fits, at, limit)
         return largest_that_fits(
             lambda n: train_trace(name, config, shaped(n)),
-            lambda traced, n: estimate_at(traced, shaped(n)),
+            lambda traced, n: estimate_training(traced, shaped(n)),
             room, at, limit,
         )  # fmt: skip
 
@@ -136,10 +149,10 @@ def _fits(resolved: ResolvedRun, shape: TrainShape, room: Room) -> tuple[int, in
 
 def run_train(args: argparse.Namespace, resolved: ResolvedRun, memory_source: str | None) -> int:
     spec = train_spec(args, resolved)
-    est = estimate_train_run(resolved, spec)
+    est = estimate_train_run(resolved, spec, approximate=not args.trace)
     shape = TrainShape.of(spec, resolved.backend)
     room = _room(resolved)
-    fits = _fits(resolved, shape, room) if room is not None else None
+    fits = _fits(resolved, shape, room, est.basis) if room is not None else None
     where = "--cap" if room is not None and room.capped else memory_source
     if args.json:
         print(json.dumps(_json(est, room, where, fits), indent=2))
@@ -159,9 +172,21 @@ def _json(
         largest_batch_that_fits=fits[0] if fits else None,
         largest_seq_that_fits=fits[1] if fits else None,
     )
+    if est.basis == "approximate":
+        data["basis_note"] = "written from the config's numbers; --trace traces the step"
     if room is None:
         data["note"] = "no GPU detected; pass --gpu-memory SIZE"
     return data
+
+
+def basis_line(est: TrainingEstimate) -> str:
+    """How the step was read: traced, or written from the config's numbers."""
+    if est.basis == "approximate":
+        return (
+            "basis: approximate — written from the config's numbers, no trace cached "
+            "(--trace: trace the step on the meta device)"
+        )
+    return "basis: traced — the model's code, two steps traced on the meta device"
 
 
 def _rows(est: TrainingEstimate) -> list[tuple[str, str, str]]:
@@ -197,6 +222,7 @@ def _print(
         f"Training estimate — {spec.base.model}, {est.method}, micro-batch {est.batch} x "
         f"{est.seq} tokens, {est.dtype}, {est.optim}{checkpointing}, {est.backend}"
     )
+    print(basis_line(est))
     print()
     print(table(_rows(est), ("component", "bytes", "what")))
     print()

@@ -23,7 +23,7 @@ BASIS_NOTE = {
     "interpolated": "interpolated: training traces at nearby sizes (the search's guess; "
     "near the line it is traced where tracing is allowed)",
     "approximate": "approximate: the config's numbers (`vramtui estimate -m MODEL` traces "
-    "the model's code once)",
+    "the model's code once; a training step: `vramtui fit --trace` or `estimate --trace`)",
 }
 
 

@@ -9,7 +9,9 @@ first setting asked of it: two micro-batches (every size is linear in it) by thr
 sequences (at most quadratic). An interpolated peak carries a spread, so the search
 asks for the traced figure only near the budget's line (fit_search.py). Where tracing
 is not allowed (`may_trace=False`: several models at once) only traces cached on disk
-are read; a model missing one raises `NotTraced`, which `vramtui fit` lists.
+are read; a model missing one is estimated from its config's numbers (config_steps.py,
+basis "approximate"), or, for a family not written there, raises `NotTraced`, which
+`vramtui fit` lists.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from vramtui.predict.planner import (
     Planner,
     Setting,
 )
+from vramtui.predict.training.config_steps import config_train_trace
 from vramtui.predict.training.replay import TrainingEstimate, estimate_training
 from vramtui.predict.training.scaling import interpolate
 from vramtui.predict.training.trace import (
@@ -89,6 +92,7 @@ class TrainPlanner:
         self._cached: Tracer = cached or cached_train_trace
         self._traces: dict[tuple[str, TrainShape], TrainTrace | None] = {}
         self._grids: dict[tuple[str, TrainShape], Grid] = {}
+        self._approximate: dict[tuple[str, TrainShape], TrainingEstimate | None] = {}
         self.traced = 0  # traces this planner started (not read from disk)
 
     def check(self, workload: str, quant: str) -> None:
@@ -120,9 +124,22 @@ class TrainPlanner:
         if traced is not None:
             return planned_training(estimate_training(traced, shape), "traced", spread=False)
         guessed = self._interpolated(model, setting)
-        if guessed is None:
+        if guessed is not None:
+            return planned_training(estimate_training(guessed, shape), "interpolated")
+        written = self._written(model, shape)
+        if written is None:
             raise NotTraced(model.name)
-        return planned_training(estimate_training(guessed, shape), "interpolated")
+        return planned_training(written, "approximate")
+
+    def _written(self, model: Entry, shape: TrainShape) -> TrainingEstimate | None:
+        """The approximate estimate (config_steps.py), once a model and shape: a search
+        asks for the same size again, exactly, near the budget's line."""
+        key = (model.name, shape)
+        if key not in self._approximate:
+            written = config_train_trace(dict(model.config), shape)
+            found = None if written is None else estimate_training(written, shape)
+            self._approximate[key] = found
+        return self._approximate[key]
 
     def _trace(self, model: Entry, shape: TrainShape) -> TrainTrace | None:
         key = (model.name, shape)

@@ -13,19 +13,25 @@ optimizer's states exist from step 1 on.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 from vramtui.errors import UsageError
 from vramtui.predict.allocator import CachingAllocator, Handle
 from vramtui.predict.calibration import DEFAULT, Calibration
 from vramtui.predict.quant_storage import stored
+from vramtui.predict.training.config_steps import config_train_trace
 from vramtui.predict.training.optimizer_states import (
     OptimizerStates,
     Param,
     optimizer_states,
     step_transient,
 )
-from vramtui.predict.training.trace import TrainShape, TrainTrace, train_trace
+from vramtui.predict.training.trace import (
+    TrainShape,
+    TrainTrace,
+    cached_train_trace,
+    train_trace,
+)
 from vramtui.runspec import ResolvedRun
 from vramtui.runspec.train_spec import TrainSpec
 
@@ -72,6 +78,7 @@ class TrainingEstimate:
     peak_step: int
     peak_phase: str  # forward | backward | optimizer | zero_grad
     phase_peaks: dict[str, int] = field(default_factory=dict)  # steady step, each phase
+    basis: str = "traced"  # traced | approximate (config_steps.py: the config's numbers)
 
     def to_dict(self) -> dict[str, object]:
         return {"workload": self.method, **asdict(self)}
@@ -110,11 +117,27 @@ class _Replay:
         else:
             self.alloc.free(handle)
 
-    def event(self, value: int) -> None:
-        if value > 0:
-            self.handles.append(self.malloc(value))
-        else:
-            self.free(self.handles[-value - 1])
+    def events(self, values: tuple[int, ...]) -> None:
+        """The events in the current phase: `malloc` and `free`, inline on CUDA (the hot
+        path: a step of a large model is tens of thousands of events)."""
+        if not self.cuda:
+            for value in values:
+                if value > 0:
+                    self.handles.append(self.malloc(value))
+                else:
+                    self.free(self.handles[-value - 1])
+            return
+        alloc, handles = self.alloc, self.handles
+        top = self.peaks.get(self.where, -1)
+        for value in values:
+            if value > 0:
+                handles.append(alloc.malloc(value))
+                if alloc.allocated > top:
+                    top = alloc.allocated
+            else:
+                alloc.free(handles[-value - 1])
+        if top >= 0:
+            self.peaks[self.where] = top
 
 
 def _replay(
@@ -145,8 +168,7 @@ def _replay(
                     run.malloc(size)
             if transient:
                 run.free(run.malloc(transient))
-        for value in trace.events[mark.event : end]:
-            run.event(value)
+        run.events(trace.events[mark.event : end])
     return run, starts
 
 
@@ -192,15 +214,24 @@ def estimate_training(
     )
 
 
-def estimate_train_run(resolved: ResolvedRun, spec: TrainSpec) -> TrainingEstimate:
+def estimate_train_run(
+    resolved: ResolvedRun, spec: TrainSpec, approximate: bool = False
+) -> TrainingEstimate:
     """The training estimate of a resolved run of `spec` (what `vramtui train` draws
-    beside its measurement, and `estimate --workload` prints). Raises TraceError (a
-    UsageError) where the model's code cannot run on meta, UsageError where its config
-    is not known before the engine fetches it."""
+    beside its measurement, and `estimate --workload` prints). With `approximate`, a
+    shape with no trace cached is estimated from the config's numbers (basis
+    "approximate", config_steps.py) where its family is written there, not traced.
+    Raises TraceError (a UsageError) where the model's code cannot run on meta,
+    UsageError where its config is not known before the engine fetches it."""
     if resolved.config is None:
         raise UsageError(
             f"cannot estimate {resolved.spec.path}: {resolved.model_note}; pass its config.json",
             field="path",
         )
     shape = TrainShape.of(spec, resolved.backend)
-    return estimate_training(train_trace(spec.base.model, dict(resolved.config), shape), shape)
+    config = dict(resolved.config)
+    if approximate and cached_train_trace(spec.base.model, config, shape) is None:
+        written = config_train_trace(config, shape)
+        if written is not None:
+            return replace(estimate_training(written, shape), basis="approximate")
+    return estimate_training(train_trace(spec.base.model, config, shape), shape)
