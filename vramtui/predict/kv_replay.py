@@ -25,9 +25,10 @@ and freed beside the cache at its longest (it comes back every step); both first
 in the free blocks the load left.
 
 `strided=True` steps through positions in strides (STRIDE_BYTES of growth a tensor)
-once the tensors have segments of their own too, as the replay always does while they
-share segments: not exact, within `strided_bound` of the exact figure (a 2 MiB rounding
-of the large pool per tensor), for the catalogue's many searches.
+once the tensors have segments of their own, and in the small pool, as the replay always
+does while they share 20 MiB segments: not exact, within `strided_bound` of the exact
+figure (a 2 MiB rounding of the large pool per tensor), for the catalogue's many
+searches.
 """
 
 from __future__ import annotations
@@ -95,14 +96,15 @@ class _Replay:
 
     def stride(self, positions: int) -> int:
         """Positions to the next replayed step: one, but while the tensors share 20 MiB
-        large-pool segments, as many as grow them by at most 1 MiB; `strided`: once they
-        have segments of their own, as many as grow them by at most STRIDE_BYTES."""
+        large-pool segments, as many as grow them by at most 1 MiB. `strided`: in the
+        small pool too (SMALL_STRIDE_BYTES), and once they have segments of their own
+        (STRIDE_BYTES)."""
         rules, bpp = self.rules, self.kv.bytes_per_position
         size = rules.block_size(positions * bpp)
-        if size >= rules.large_alloc_min and self.strided:
-            return max(1, STRIDE_BYTES // bpp)
-        if size <= rules.small_block_max or size >= rules.large_alloc_min:
-            return 1
+        if size <= rules.small_block_max:
+            return max(1, SMALL_STRIDE_BYTES // bpp) if self.strided else 1
+        if size >= rules.large_alloc_min:
+            return max(1, STRIDE_BYTES // bpp) if self.strided else 1
         shared_until = -(-rules.large_alloc_min // bpp)  # the first size with its own segment
         most = max(1, rules.small_block_max // bpp)
         return max(1, min(most, shared_until - positions))
@@ -198,7 +200,10 @@ class _Containers:
 # run of the same shape. Every CHECKPOINT_STEPS steps its state is kept, by shape, and
 # a longer or shorter run goes on from the last one before its end.
 CHECKPOINT_STEPS = 64
-STRIDE_BYTES = 1024**2  # a strided replay's growth of each tensor between steps
+# a strided replay's growth of each tensor between steps: in segments of its own, and in
+# the small pool (at most 1 MiB: four steps)
+STRIDE_BYTES = 1024**2
+SMALL_STRIDE_BYTES = 256 * 1024
 SHAPES_KEPT = 64
 _CHECKPOINTS: dict[tuple[object, ...], list[tuple[int, _Replay]]] = {}
 
