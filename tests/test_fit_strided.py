@@ -189,3 +189,15 @@ def test_fit_over_many_models_marks_a_strided_row_and_one_model_replays_it(
     need = many["qwen2.5-32b"]["need_bytes"]
     assert isinstance(need, int) and isinstance(one["need_bytes"], int)
     assert abs(need - one["need_bytes"]) <= strided_bound(RULES, CATALOGUE["qwen2.5-32b"].layers)
+
+
+@pytest.mark.parametrize("layers", [0, 2])
+def test_a_cache_that_does_not_grow_replays_strided_as_exactly(layers: int) -> None:
+    # sliding-window layers past their window (a traced phi-3-mini-4k at 4096
+    # positions): no layer's cache grows, no bytes a position
+    kv = KvGrowth(layers, 0, 8, 4088)
+    kv_replay.clear_caches()
+    exact = kv_cache_reserve(RULES, (), (), kv, (2**20,), (2**20,))
+    strided = kv_cache_reserve(RULES, (), (), kv, (2**20,), (2**20,), strided=True)
+    kv_replay.clear_caches()
+    assert strided == exact

@@ -101,8 +101,8 @@ class _Replay:
         (STRIDE_BYTES)."""
         rules, bpp = self.rules, self.kv.bytes_per_position
         size = rules.block_size(positions * bpp)
-        if size <= rules.small_block_max:
-            return max(1, SMALL_STRIDE_BYTES // bpp) if self.strided else 1
+        if size <= rules.small_block_max:  # a cache of no bytes a position stays here
+            return max(1, SMALL_STRIDE_BYTES // max(bpp, 1)) if self.strided else 1
         if size >= rules.large_alloc_min:
             return max(1, STRIDE_BYTES // bpp) if self.strided else 1
         shared_until = -(-rules.large_alloc_min // bpp)  # the first size with its own segment
