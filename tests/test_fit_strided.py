@@ -131,17 +131,21 @@ class _Recording:
 BUDGET = Budget(24 * GiB, 0, 0)  # qwen2.5-32b in nf4: its largest context is the replay's
 
 
-def _row(exact_rows: bool) -> tuple[FitRow, _Recording]:
+def _row(exact_rows: bool, strided: bool = True) -> tuple[FitRow, _Recording]:
     recording = _Recording()
-    search = Search(recording, BUDGET, exact_rows=exact_rows)
+    search = Search(recording, BUDGET, exact_rows=exact_rows, strided=strided)
     return search.row(CATALOGUE["qwen2.5-32b"], Setting(quant="nf4")), recording
 
 
 def test_only_a_search_over_many_models_strides_its_replays() -> None:
+    # fit asks for strided replays over many models; exact rows (a few models) win, and
+    # a search not asked to (the app's, the docs' table) replays every step
     row, many = _row(exact_rows=False)
     _, few = _row(exact_rows=True)
+    _, unasked = _row(exact_rows=False, strided=False)
     assert many.replayed and all(s.strided for s in many.replayed)
     assert few.replayed and not any(s.strided for s in few.replayed)
+    assert unasked.replayed and not any(s.strided for s in unasked.replayed)
     assert row.setting == Setting(quant="nf4")  # the row keeps the asked setting
 
 
