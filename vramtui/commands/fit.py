@@ -199,7 +199,8 @@ def plan(
         limit = planner.positions(models[0])
         raise UsageError(f"{models[0].name} takes {limit} positions at most, not "
                          f"{settings[0].context} (prompt + new tokens)")  # fmt: skip
-    search = Search(planner, budget, exact_rows=len(models) <= EXACT_ROWS)
+    few = len(models) <= EXACT_ROWS  # else the replays near the line are strided
+    search = Search(planner, budget, exact_rows=few, strided=not few)
     rows: list[FitRow] = []
     for model in models:
         try:

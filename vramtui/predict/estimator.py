@@ -174,6 +174,7 @@ def estimate(
     calibration: Calibration = DEFAULT,
     expandable_segments: bool = False,
     replay_cache: bool = True,
+    strided_replay: bool = False,
     cache: str = "dynamic",
     compile: str = "first",
     quant: str = "none",
@@ -188,7 +189,9 @@ def estimate(
     the engine reports there. `expandable_segments`: the allocator runs with
     PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True (no ballooning cache).
     `replay_cache=False` skips replaying the cache's segments (kv_replay.py): peak
-    reserved is then the fragmentation model's (Calibration.dynamic_slack_fraction).
+    reserved is then the fragmentation model's (Calibration.dynamic_slack_fraction);
+    `strided_replay=True` replays them in strides once the cache's tensors have segments
+    of their own, within kv_replay.strided_bound of the exact replay.
     `quant`: a --quant method (weights as its quantizer stores them, its load and
     dequantization transients, predict/quantized.py); `cache="quantized"`: transformers'
     QuantizedCache with `cache_bits` bits (predict/quant_kv.py). Neither needs the
@@ -208,7 +211,8 @@ def estimate(
     # a static cache never grows: no churn to replay, nothing to balloon (the quantized
     # cache's churn is not replayed either)
     dynamic = cache == "dynamic"
-    peaks = run_peaks(steps, tokens, expandable_segments or not dynamic, replay_cache and dynamic)
+    expandable = expandable_segments or not dynamic
+    peaks = run_peaks(steps, tokens, expandable, replay_cache and dynamic, strided_replay)
     step = None
     if cache == "static" and steps.cuda and tokens >= 2:  # only decode steps are compiled
         cal = calibration

@@ -121,18 +121,24 @@ def gallop(over: Callable[[int], int], limit: int, start: int = 1) -> int:
 class Search:
     """One model's answers against one budget, through a planner."""
 
-    def __init__(self, planner: Planner, budget: Budget, exact_rows: bool = False) -> None:
+    def __init__(
+        self, planner: Planner, budget: Budget, exact_rows: bool = False, strided: bool = False
+    ) -> None:
         """`exact_rows`: each row's figures at the asked setting replayed, not only
-        its fits / does not fit (a few models; the whole catalogue would be slow)."""
+        its fits / does not fit (a few models; the whole catalogue would be slow).
+        `strided`: generation's replays near the line strided (Setting.strided: many
+        models), not step by step."""
         self.planner, self.budget, self.exact_rows = planner, budget, exact_rows
+        self.strided = strided and not exact_rows
 
     def peak(self, model: Entry, setting: Setting) -> PlannedPeak:
-        """The planned peak, as cheap as still tells whether it fits: the exact one
+        """The planned peak, as cheap as still tells whether it fits: the replayed one
         only where the cheap figure's spread straddles the budget."""
         cheap = self.planner.peak(model, setting, exact=False)
         if abs(cheap.need_bytes - self.budget.usable_bytes) > cheap.spread_bytes:
             return cheap
-        return self.planner.peak(model, setting)
+        strided = self.strided and setting.workload == "generate"
+        return self.planner.peak(model, replace(setting, strided=strided))
 
     def _over(self, model: Entry, setting: Setting) -> int:
         return self.peak(model, setting).need_bytes - self.budget.usable_bytes

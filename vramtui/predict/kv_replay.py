@@ -23,6 +23,12 @@ set of blocks: the prefill's, made and freed once the prompt's cache is in, so t
 segments its activations leave serve the churn that follows; a decode step's, made
 and freed beside the cache at its longest (it comes back every step); both first
 in the free blocks the load left.
+
+`strided=True` steps through positions in strides (STRIDE_BYTES of growth a tensor)
+once the tensors have segments of their own, and in the small pool, as the replay always
+does while they share 20 MiB segments: not exact, within `strided_bound` of the exact
+figure (a 2 MiB rounding of the large pool per tensor), for the catalogue's many
+searches.
 """
 
 from __future__ import annotations
@@ -59,8 +65,9 @@ class _Replay:
         first: tuple[int, ...],
         kv: KvGrowth,
         transient: tuple[int, ...] = (),
+        strided: bool = False,
     ) -> None:
-        self.rules, self.kv = rules, kv
+        self.rules, self.kv, self.strided = rules, kv, strided
         self.pool = CachingAllocator(rules, free)
         for nbytes in first:
             self.pool.malloc(nbytes)
@@ -77,7 +84,7 @@ class _Replay:
     def copy(self) -> _Replay:
         """An independent replay in the same state."""
         twin = _Replay.__new__(_Replay)
-        twin.rules, twin.kv = self.rules, self.kv
+        twin.rules, twin.kv, twin.strided = self.rules, self.kv, self.strided
         twin.pool, twin.live = self.pool.copy(), self.live[:]
         return twin
 
@@ -89,11 +96,15 @@ class _Replay:
 
     def stride(self, positions: int) -> int:
         """Positions to the next replayed step: one, but while the tensors share 20 MiB
-        large-pool segments, as many as grow them by at most 1 MiB."""
+        large-pool segments, as many as grow them by at most 1 MiB. `strided`: in the
+        small pool too (SMALL_STRIDE_BYTES), and once they have segments of their own
+        (STRIDE_BYTES)."""
         rules, bpp = self.rules, self.kv.bytes_per_position
         size = rules.block_size(positions * bpp)
-        if size <= rules.small_block_max or size >= rules.large_alloc_min:
-            return 1
+        if size <= rules.small_block_max:  # a cache of no bytes a position stays here
+            return max(1, SMALL_STRIDE_BYTES // max(bpp, 1)) if self.strided else 1
+        if size >= rules.large_alloc_min:
+            return max(1, STRIDE_BYTES // bpp) if self.strided else 1
         shared_until = -(-rules.large_alloc_min // bpp)  # the first size with its own segment
         most = max(1, rules.small_block_max // bpp)
         return max(1, min(most, shared_until - positions))
@@ -189,6 +200,10 @@ class _Containers:
 # run of the same shape. Every CHECKPOINT_STEPS steps its state is kept, by shape, and
 # a longer or shorter run goes on from the last one before its end.
 CHECKPOINT_STEPS = 64
+# a strided replay's growth of each tensor between steps: in segments of its own, and in
+# the small pool (at most 1 MiB: four steps)
+STRIDE_BYTES = 1024**2
+SMALL_STRIDE_BYTES = 256 * 1024
 SHAPES_KEPT = 64
 _CHECKPOINTS: dict[tuple[object, ...], list[tuple[int, _Replay]]] = {}
 
@@ -201,14 +216,16 @@ def kv_cache_reserve(
     kv: KvGrowth,
     prefill: tuple[int, ...] = (),
     decode: tuple[int, ...] = (),
+    strided: bool = False,
 ) -> int:
     """Most bytes of new segments (both pools) while the cache grows (see the module).
     `first_blocks` are allocated first and kept (the cuBLAS workspaces); `prefill`: the
     prefill's other allocations, blocks made and freed once the prompt's cache is in;
-    `decode`: a decode step's, made and freed beside the cache at its longest."""
+    `decode`: a decode step's, made and freed beside the cache at its longest;
+    `strided`: in strides where the tensors have segments of their own (see the module)."""
     key = (
         rules, free_after_load, first_blocks, prefill, kv.layers, kv.bytes_per_position,
-        kv.prompt,
+        kv.prompt, strided,
     )  # fmt: skip
     if key not in _CHECKPOINTS and len(_CHECKPOINTS) >= SHAPES_KEPT:
         _CHECKPOINTS.clear()
@@ -217,7 +234,10 @@ def kv_cache_reserve(
     if before:
         positions, replay = before[-1][0], before[-1][1].copy()
     else:
-        positions, replay = kv.prompt, _Replay(rules, free_after_load, first_blocks, kv, prefill)
+        positions, replay = (
+            kv.prompt,
+            _Replay(rules, free_after_load, first_blocks, kv, prefill, strided),
+        )
     stepped = 0
     while positions < kv.last:
         if replay.one_per_block(positions):
@@ -233,6 +253,12 @@ def kv_cache_reserve(
             kept.append((positions, replay.copy()))
     replay.place(decode)
     return replay.pool.reserved
+
+
+def strided_bound(rules: PoolRules, layers: int) -> int:
+    """How far a strided replay's figure may lie from the exact one, either way: one
+    rounding of the large pool (2 MiB) for each of the cache's K and V tensors."""
+    return 2 * layers * rules.large_round_bytes
 
 
 def clear_caches() -> None:

@@ -20,7 +20,11 @@ class Peaks:
     balloons: bool
 
 
-def run_peaks(steps: StepModel, tokens: int, expandable: bool, replay_cache: bool) -> Peaks:
+def run_peaks(
+    steps: StepModel, tokens: int, expandable: bool, replay_cache: bool, strided: bool = False
+) -> Peaks:
+    """`strided`: the cache's segments replayed in strides where its tensors have segments
+    of their own (kv_replay.strided_bound)."""
     # Every term grows with the step index in decode, so the largest decode figures
     # are those of the last step; the prefill (token 0) is the other candidate.
     candidates = sorted({0, min(1, tokens - 1), tokens - 1})
@@ -46,7 +50,7 @@ def run_peaks(steps: StepModel, tokens: int, expandable: bool, replay_cache: boo
         decoding = [steps.step_peak(i) - steps.steady(i) for i in candidates if i >= 1]
         decode = steps.transient_blocks(max(decoding, default=0), prefill=False)
         free, blocks = steps.load.free_large, (prefill.replayed, decode.replayed)
-        grown = kv_cache_reserve(cal.rules, free, workspaces, kv, *blocks)
+        grown = kv_cache_reserve(cal.rules, free, workspaces, kv, *blocks, strided=strided)
         reserved = steps.load.reserved + grown + max(prefill.beside, decode.beside)
         reserved = max(reserved, peak_allocated)
         if not balloons:  # a ballooning cache is freed before an OOM: not needed

@@ -20,6 +20,7 @@ from vramtui.errors import UsageError
 from vramtui.models.catalogue import Entry
 from vramtui.predict.config_trace import config_trace
 from vramtui.predict.estimator import Architecture, Estimate, estimate
+from vramtui.predict.kv_replay import strided_bound
 from vramtui.predict.quantized import FOUR_BIT
 from vramtui.predict.tracing.traces import trace_model
 from vramtui.runspec.quant import method
@@ -45,6 +46,10 @@ class Setting:
     attn: str = "sdpa"
     grow: str = "tokens"  # what a longer context lengthens: the new tokens or the prompt
     double_quant: bool = False  # nf4 / fp4: the absmax quantized again
+    # Generation over many models: the cache's segments replayed in strides where its
+    # tensors have segments of their own, within kv_replay.strided_bound of the exact
+    # replay (the peak's spread_bytes), not step by step.
+    strided: bool = False
 
     @property
     def context(self) -> int:
@@ -76,8 +81,8 @@ class PlannedPeak:
     slack_bytes: int  # reserved beyond allocated, at the peak
     basis: str  # exact | traced | approximate (see BASES)
     # 0: the cache's segments were replayed (or the cache balloons, where the replay
-    # does not change the need). Else the need is the fragmentation model's, and the
-    # replayed need lies within need_bytes - spread_bytes .. need_bytes + spread_bytes.
+    # does not change the need). Else the need is the fragmentation model's or a strided
+    # replay's, and the replayed need lies within need_bytes -/+ spread_bytes.
     spread_bytes: int = 0
     # Terms of other workloads beside the four (fine-tuning: ("gradients", n),
     # ("optimizer states", n)); they take part in `binding` as the others do.
@@ -185,13 +190,18 @@ def _peak(model: Entry, setting: Setting, exact: bool) -> PlannedPeak:
     if not exact:
         dynamic = max(0, est.peak_allocated_bytes - est.weights_bytes)
         return planned(est, basis, int(SPREAD_SHARE * dynamic) + SPREAD_FLOOR)
+    if s.strided:
+        bound = strided_bound(est.calibration.rules, model.layers)
+        return planned(est.varied(replay_cache=True, strided_replay=True), basis, bound)
     return planned(est.varied(replay_cache=True), basis)
 
 
 @lru_cache(maxsize=1024)
 def _architecture(model: Entry, setting: Setting, positions: int) -> tuple[Architecture, str]:
     # one architecture per shape: the tokens and the precision do not change it
-    shape = replace(setting, tokens=1, grow="tokens", quant="none", double_quant=False)
+    shape = replace(
+        setting, tokens=1, grow="tokens", quant="none", double_quant=False, strided=False
+    )
     return architecture(model, shape, positions)
 
 

@@ -111,8 +111,9 @@ def report(rows: list[FitRow], lines: list[str]) -> str:
         )
     if any(not r.peak.replayed and r.peak.basis != "interpolated" for r in rows):
         notes.append(
-            "~: the allocator's fragmentation model, not the replay of the cache's segments "
-            "(far from the line, so the answer is the same; --model replays it)"
+            "~: the allocator's fragmentation model far from the line (the answer is the "
+            "same), or near it the cache's segments replayed in strides, within 2 MiB a "
+            "cached tensor of the replay step by step (--model replays every step)"
         )
     notes += quant_notes(rows)
     notes.append(
