@@ -79,5 +79,7 @@ def plan_for_card(
     except NotEstimated as exc:
         return {e.name: CatalogueMark(e.name, None, note=str(exc)) for e in chosen}
     margin = int(target.total_bytes * margin_share)
-    search = Search(planner, Budget(target.total_bytes, target.context_bytes, margin))
+    # the whole catalogue, as `vramtui fit` over several models: replays near the line
+    # strided (within their stated bound, the row marked `~`), not step by step
+    search = Search(planner, Budget(target.total_bytes, target.context_bytes, margin), strided=True)
     return {e.name: _mark(search.row(e, setting)) for e in chosen}
