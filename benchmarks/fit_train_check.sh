@@ -31,8 +31,8 @@ CELLS=(
   "16GiB qwen2.5-1.5b lora context 1024 2"
   "24GiB llama-3.2-3b lora batch 2048 1"
   "12GiB llama-3.1-8b qlora context 512 1"
-  "16GiB qwen2.5-7b qlora batch 1024 1"
-  "24GiB llama-3.1-8b qlora batch 2048 1"
+  "16GiB qwen2.5-7b qlora context 1024 1"
+  "24GiB llama-3.1-8b qlora context 2048 1"
   "16GiB qwen2.5-0.5b full batch 1024 1"
 )
 
