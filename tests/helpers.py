@@ -1,5 +1,6 @@
 """What several test files share: the test devices, the tiny model, a real run, the CLI
-in this process, the app fed by a replay, waiting on a condition. Fixtures live in
+in this process, the app fed by a replay, waiting on a condition, a profiled program's
+run seen to its end, the KV replay's arguments for a catalogue cell. Fixtures live in
 conftest.py; no test imports conftest or another test file."""
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from textual.pilot import Pilot
@@ -15,11 +17,16 @@ from textual.pilot import Pilot
 from vramtui.cli import main
 from vramtui.measure.recorder import Recorder
 from vramtui.measure.session import SessionView
+from vramtui.models.catalogue import CATALOGUE
+from vramtui.predict import peaks, planner
+from vramtui.predict.estimator import Architecture, estimate
+from vramtui.predict.planner import GeneratePlanner, Setting
 from vramtui.runspec import DeviceChoice, DeviceList, ResolvedRun, RunSpec, resolve
 from vramtui.testing.replay import ReplayRecorder
 from vramtui.testing.synthetic import Item
 from vramtui.tui.app import VramApp
 from vramtui.tui.screens.run_screen import RunScreen
+from vramtui.tui.screens.summary_screen import SummaryScreen
 
 TINY_CONFIG = Path(__file__).parent / "fixtures" / "tiny-opt.json"
 # A tiny Llama (grouped queries, untied head) for training traces, as a config dict.
@@ -85,6 +92,21 @@ async def wait_for(pilot: Pilot, condition: Callable[[], object], timeout: float
         await pilot.pause(0.05)
 
 
+async def back_from_summary(pilot: Pilot, screen: Any) -> Any:
+    """Until the app's current run has ended and its summary is up, then back to the
+    run's `screen` (as g does), redrawn; the run."""
+    app: Any = pilot.app
+    run = app.current
+    assert run is not None
+    await wait_for(pilot, lambda: run.ended)
+    await wait_for(pilot, lambda: isinstance(app.screen, SummaryScreen))
+    app.pop_screen()
+    await pilot.pause()
+    screen.redraw()
+    await pilot.pause()
+    return run
+
+
 # The app fed by a replay of a synthetic stream, with everything that could change
 # between runs fixed: the device list, the clocks, the save folder (relative).
 SNAPSHOT_H100 = DeviceChoice("cuda:0", "NVIDIA H100 80GB HBM3", 85_520_809_984, 84_300_000_000)
@@ -141,3 +163,30 @@ def before(*keys: str, finished: bool = False) -> Callable[[Pilot], Awaitable[No
 
 def opt13(tokens: int = 2000) -> RunSpec:
     return RunSpec(model="opt-1.3b", tokens=tokens, device="cuda:0")
+
+
+ReplayArgs = tuple[object, ...]
+
+
+def catalogue_architecture(name: str, batch: int) -> Architecture:
+    """A catalogue model's architecture as `vramtui fit`'s planner builds it."""
+    entry = CATALOGUE[name]
+    positions = GeneratePlanner().positions(entry)
+    return planner._architecture(entry, Setting(batch=batch), positions)[0]
+
+
+def replay_args(
+    name: str, quant: str, batch: int, monkeypatch: pytest.MonkeyPatch
+) -> tuple[ReplayArgs, dict[str, object]]:
+    """`kv_cache_reserve`'s arguments as the estimate of the cell makes them."""
+    seen: list[tuple[ReplayArgs, dict[str, object]]] = []
+
+    def record(*args: object, **kwargs: object) -> int:
+        seen.append((args, kwargs))
+        return 0
+
+    monkeypatch.setattr(peaks, "kv_cache_reserve", record)
+    arch = catalogue_architecture(name, batch)
+    estimate(arch, prompt_tokens=8, tokens=100, batch=batch, replay_cache=True, quant=quant)
+    monkeypatch.undo()
+    return seen[0]

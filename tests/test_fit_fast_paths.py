@@ -10,15 +10,14 @@ import json
 from dataclasses import replace
 
 import pytest
-from helpers import run_cli
+from helpers import catalogue_architecture, replay_args, run_cli
 
 from vramtui.models.catalogue import CATALOGUE
-from vramtui.predict import kv_replay, load, peaks, planner, quantized
+from vramtui.predict import kv_replay, load, planner, quantized
 from vramtui.predict.allocator import CachingAllocator, Handle
 from vramtui.predict.calibration import DEFAULT
-from vramtui.predict.estimator import Architecture, estimate
 from vramtui.predict.kv_replay import KvGrowth
-from vramtui.predict.planner import GeneratePlanner, Setting
+from vramtui.predict.planner import GeneratePlanner
 from vramtui.predict.run_shape import step_model
 
 RULES = DEFAULT.rules
@@ -31,31 +30,6 @@ CELLS = [
     ("llama-3.2-1b", "none", 8),
     ("opt-1.3b", "nf4", 4),
 ]
-
-ReplayArgs = tuple[object, ...]
-
-
-def _architecture(name: str, batch: int) -> Architecture:
-    entry = CATALOGUE[name]
-    positions = GeneratePlanner().positions(entry)
-    return planner._architecture(entry, Setting(batch=batch), positions)[0]
-
-
-def _replay_args(
-    name: str, quant: str, batch: int, monkeypatch: pytest.MonkeyPatch
-) -> tuple[ReplayArgs, dict[str, object]]:
-    """`kv_cache_reserve`'s arguments as the estimate of the cell makes them."""
-    seen: list[tuple[ReplayArgs, dict[str, object]]] = []
-
-    def record(*args: object, **kwargs: object) -> int:
-        seen.append((args, kwargs))
-        return 0
-
-    monkeypatch.setattr(peaks, "kv_cache_reserve", record)
-    arch = _architecture(name, batch)
-    estimate(arch, prompt_tokens=8, tokens=100, batch=batch, replay_cache=True, quant=quant)
-    monkeypatch.undo()
-    return seen[0]
 
 
 def _contexts(kv: KvGrowth, positions: int) -> list[int]:
@@ -80,7 +54,7 @@ def test_the_churn_replay_reserves_what_one_malloc_and_free_at_a_time_does(
     cell: tuple[str, str, int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     name, quant, batch = cell
-    args, kwargs = _replay_args(name, quant, batch, monkeypatch)
+    args, kwargs = replay_args(name, quant, batch, monkeypatch)
     rules, free, first, kv, *rest = args
     assert isinstance(kv, KvGrowth)
     contexts = _contexts(kv, GeneratePlanner().positions(CATALOGUE[name]))
@@ -103,7 +77,7 @@ def test_the_churn_replay_reserves_what_one_malloc_and_free_at_a_time_does(
 def test_churn_leaves_the_pool_as_a_malloc_then_a_free_for_each_block(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    args, _ = _replay_args("qwen2.5-32b", "nf4", 1, monkeypatch)
+    args, _ = replay_args("qwen2.5-32b", "nf4", 1, monkeypatch)
     rules, free, first, kv = args[:4]
     assert isinstance(kv, KvGrowth)
     pool = CachingAllocator(rules, free)  # type: ignore[arg-type]
@@ -155,22 +129,24 @@ def test_a_forward_dequantizes_the_largest_of_every_converted_layer(
     name, quant, batch = cell
     if quant == "none":
         quant = "int8"
-    plan = quantized.quant_plan(_architecture(name, batch), quant, False, 2)
+    plan = quantized.quant_plan(catalogue_architecture(name, batch), quant, False, 2)
     for rows in (1, 5, batch * 8, 4096):
         every = (plan._layer((lin.rows, lin.cols), rows) for lin in plan.weights.converted)
         assert plan.dequant_tensors(rows) == max(every, key=sum, default=())
 
 
 def test_a_models_traces_at_other_batches_share_one_quantized_plan() -> None:
-    plans = [quantized.quant_plan(_architecture("qwen3-8b", b), "nf4", False, 2) for b in (1, 3)]
+    plans = [
+        quantized.quant_plan(catalogue_architecture("qwen3-8b", b), "nf4", False, 2) for b in (1, 3)
+    ]
     assert plans[0] is plans[1]
     quantized._plan.cache_clear()
-    assert quantized.quant_plan(_architecture("qwen3-8b", 2), "nf4", False, 2) == plans[0]
+    assert quantized.quant_plan(catalogue_architecture("qwen3-8b", 2), "nf4", False, 2) == plans[0]
 
 
 @pytest.mark.parametrize("name", ["gemma-2-2b", "gemma-3-1b", "qwen2.5-7b"])
 def test_the_caches_bytes_by_distinct_layer_are_every_layers_sum(name: str) -> None:
-    arch = _architecture(name, 2)
+    arch = catalogue_architecture(name, 2)
     steps = step_model(arch, 8, 2, "float16", "sdpa", "cuda", DEFAULT)
     layers = arch.layers
     assert isinstance(layers, tuple)

@@ -10,8 +10,7 @@ from collections.abc import Callable
 from dataclasses import replace
 
 import pytest
-from helpers import run_cli
-from test_fit_fast_paths import _replay_args
+from helpers import replay_args, run_cli
 
 from vramtui.models.catalogue import CATALOGUE, Entry
 from vramtui.predict import kv_replay, planner
@@ -50,7 +49,7 @@ def test_the_strided_replay_lies_within_its_bound_of_the_exact_one(
     cell: tuple[str, str, int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     name, quant, batch = cell
-    args, kwargs = _replay_args(name, quant, batch, monkeypatch)
+    args, kwargs = replay_args(name, quant, batch, monkeypatch)
     rules, free, first, kv, *rest = args
     assert isinstance(kv, KvGrowth)
     lasts = _lasts(kv, GeneratePlanner().positions(CATALOGUE[name]))
@@ -73,7 +72,7 @@ def test_the_strided_replay_lies_within_its_bound_of_the_exact_one(
 
 
 def test_the_strided_replay_steps_fewer_times(monkeypatch: pytest.MonkeyPatch) -> None:
-    args, kwargs = _replay_args("qwen2.5-32b", "nf4", 1, monkeypatch)
+    args, kwargs = replay_args("qwen2.5-32b", "nf4", 1, monkeypatch)
     rules, free, first, kv, *rest = args
     assert isinstance(kv, KvGrowth)
     grown = replace(kv, tokens=_lasts(kv, 10**6)[-1] - kv.prompt + 1)

@@ -9,14 +9,13 @@ from pathlib import Path
 
 import pytest
 from helpers import CPU_ONLY as CPU
-from helpers import TINY_CONFIG, wait_for
+from helpers import TINY_CONFIG, back_from_summary, wait_for
 from textual.widgets import RichLog, Static
 
 from vramtui.measure.recorder import Recorder
 from vramtui.measure.script.program_process import Program
 from vramtui.tui.plotdata import build_plot_data
 from vramtui.tui.profile_app import ProfileApp, ProgramRunScreen
-from vramtui.tui.screens.summary_screen import SummaryScreen
 
 PROGRAM = Path(__file__).parent / "fixtures" / "program.py"
 
@@ -37,14 +36,7 @@ def test_the_run_screen_follows_the_program_and_shows_its_output(tmp_path: Path)
         async with app.run_test(size=(120, 40)) as pilot:
             assert isinstance(app.screen, ProgramRunScreen)
             screen = app.screen
-            run = app.current
-            assert run is not None
-            await wait_for(pilot, lambda: run.ended)
-            await wait_for(pilot, lambda: isinstance(app.screen, SummaryScreen))
-            app.pop_screen()  # back to the graph, as g does
-            await pilot.pause()
-            screen.redraw()
-            await pilot.pause()
+            await back_from_summary(pilot, screen)
             log = screen.query_one("#program-log", RichLog)
             lines = [strip.text for strip in log.lines]
             status = str(screen.query_one("#status", Static).render())
@@ -91,14 +83,7 @@ def test_the_start_screen_profiles_your_script(tmp_path: Path) -> None:
             await pilot.press("ctrl+r")
             await wait_for(pilot, lambda: isinstance(app.screen, ProgramRunScreen))
             screen = app.screen
-            run = app.current
-            assert run is not None
-            await wait_for(pilot, lambda: run.ended)
-            await wait_for(pilot, lambda: isinstance(app.screen, SummaryScreen))
-            app.pop_screen()
-            await pilot.pause()
-            screen.redraw()
-            await pilot.pause()
+            run = await back_from_summary(pilot, screen)
             lines = [strip.text for strip in screen.query_one("#program-log", RichLog).lines]
             return error, run.recorder.exit_code == 0, lines
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 import torch
-from helpers import wait_for
+from helpers import back_from_summary
 from textual.widgets import Static
 from torch import nn
 from torch.nn.modules import module as nn_module
@@ -32,7 +32,6 @@ from vramtui.testing.replay import ReplayRecorder
 from vramtui.testing.synthetic_train import synthetic_training
 from vramtui.tui.plotdata import build_plot_data
 from vramtui.tui.profile_app import ProfileApp, ProgramRunScreen
-from vramtui.tui.screens.summary_screen import SummaryScreen
 from vramtui.tui.screens.train_run_screen import train_status
 from vramtui.tui.train_view import step_windows, steps_axis_end
 
@@ -301,14 +300,7 @@ def test_the_app_shows_a_training_program_on_the_step_axis(tmp_path: Path) -> No
         async with app.run_test(size=(120, 40)) as pilot:
             screen = app.screen
             assert isinstance(screen, ProgramRunScreen)
-            run = app.current
-            assert run is not None
-            await wait_for(pilot, lambda: run.ended)
-            await wait_for(pilot, lambda: isinstance(app.screen, SummaryScreen))
-            app.pop_screen()
-            await pilot.pause()
-            screen.redraw()
-            await pilot.pause()
+            await back_from_summary(pilot, screen)
             return screen.axis, str(screen.query_one("#status", Static).render())
 
     axis, status = asyncio.run(scenario())
