@@ -372,28 +372,25 @@ def test_a_model_placed_off_the_ranks_device_is_refused_naming_the_parameter() -
         check_placed(model, torch.device("cuda:0"))
 
 
-def test_at_one_rank_the_load_names_the_ranks_device() -> None:
-    """transformers applies no plan at tp_size 1 and places nothing: the rank's device is
-    passed as a one-device load passes it (on a GPU the model landed on the CPU)."""
+def test_at_one_rank_the_load_names_the_ranks_device(monkeypatch: pytest.MonkeyPatch) -> None:
+    """transformers derives its tp_size from the launcher's WORLD_SIZE; at 1 it applies no
+    plan, starts no process group and places nothing: the rank's device is passed as a
+    one-device load passes it (on a GPU the model landed on the CPU). At 2 it is not (the
+    plan places the shards; transformers refuses a device_map beside it)."""
     import torch
-    import torch.distributed as dist
 
     from vramtui.measure.engine.tp_load import from_pretrained_tp
 
-    asked: dict[str, object] = {}
+    asked: list[dict[str, object]] = []
 
     class Loader:
         @classmethod
         def from_pretrained(cls, path: object, **kwargs: object) -> torch.nn.Module:
-            asked.update(kwargs)
+            asked.append(kwargs)
             return torch.nn.Linear(2, 2)
 
-    with socket.socket() as probe:  # a port free now; the store binds it at once
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1)
-    try:
+    for world in ("1", "2"):
+        monkeypatch.setenv("WORLD_SIZE", world)
         from_pretrained_tp(Loader, None, torch.device("cpu"))
-    finally:
-        dist.destroy_process_group()
-    assert asked["device_map"] == "cpu" and asked["tp_plan"] == "auto"
+    assert asked[0]["device_map"] == "cpu" and asked[0]["tp_plan"] == "auto"
+    assert "device_map" not in asked[1] and asked[1]["tp_plan"] == "auto"
