@@ -9,6 +9,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from helpers import CPU_ONLY, wait_for
@@ -17,7 +18,7 @@ from textual.pilot import Pilot
 from textual.widgets import Select
 
 from vramtui.analysis.card_plan import CatalogueMark, plan_for_card
-from vramtui.models.cards import CARDS, GiB, card_target
+from vramtui.models.cards import CARDS, GiB, Target, card_target
 from vramtui.models.catalogue import CATALOGUE
 from vramtui.predict.tracing.traces import TraceError
 from vramtui.runspec import RunSpec
@@ -26,7 +27,7 @@ from vramtui.testing.synthetic import synthetic_run
 from vramtui.tui import card_plan_view
 from vramtui.tui.app import VramApp
 from vramtui.tui.card_plan_view import (
-    GENERATION_ONLY,
+    FINE_TUNE_BASIS,
     HERE,
     PLAN_OPTIONS,
     WAITING,
@@ -42,6 +43,7 @@ from vramtui.tui.widgets.model_table import ModelTable
 from vramtui.units import format_bytes
 
 Scenario = Callable[[Pilot, StartScreen], Awaitable[None]]
+Stop = Callable[[], bool]
 MODELS = ["opt-1.3b", "opt-13b", "llama-3.1-8b", "qwen3-4b"]
 
 
@@ -82,7 +84,7 @@ async def planned(pilot: Pilot, screen: StartScreen, card: str) -> None:
 
     def current() -> bool:
         run = screen.form.run
-        wanted = ask_of(card, run.spec if run else None, False)
+        wanted = ask_of(card, run.spec if run else None)
         return info.planned == wanted and not table.pending
 
     await wait_for(pilot, current)
@@ -170,7 +172,7 @@ def test_a_result_the_form_no_longer_asks_for_is_dropped(tmp_path: Path) -> None
     async def body(pilot: Pilot, screen: StartScreen) -> None:
         before = shown(screen)
         info = screen.query_one(PlanInfo)
-        old = ask_of("rtx-4090", replace(screen.read_spec(), batch=64), False)
+        old = ask_of("rtx-4090", replace(screen.read_spec(), batch=64))
         stale = {n: CatalogueMark(n, False) for n in MODELS}
         info.post_message(CardPlanned(old, stale, ""))  # as a slow worker would, late
         await pilot.pause()
@@ -182,7 +184,7 @@ def test_a_result_the_form_no_longer_asks_for_is_dropped(tmp_path: Path) -> None
     with_plan(tmp_path, "rtx-4090", body)
 
 
-def test_fine_tuning_and_a_static_cache_are_marked_not_planned(tmp_path: Path) -> None:
+def test_a_static_cache_is_marked_not_planned(tmp_path: Path) -> None:
     async def body(pilot: Pilot, screen: StartScreen) -> None:
         screen.query_one("#cache", Select).value = "static"
         await pilot.pause()  # the form has read it
@@ -191,14 +193,54 @@ def test_fine_tuning_and_a_static_cache_are_marked_not_planned(tmp_path: Path) -
         assert note and set(shown(screen).values()) == {"–"}
         assert note in str(screen.query_one(PlanInfo).render())
         assert screen.query_one(ModelTable).border_subtitle == note
-        screen.query_one("#cache", Select).value = "dynamic"
-        screen.query_one("#workload", Select).value = "fine-tune"
+
+    with_plan(tmp_path, "l4", body)
+
+
+def trained(screen: StartScreen, card: str) -> dict[str, str]:
+    """plan_for_card's fine-tuning marks, computed here, for the form's recipe."""
+    train = screen.train.spec
+    assert train is not None
+    marks = plan_for_card(card_target(CARDS[card]), train.base, MODELS, train=train)
+    return {n: m.text for n, m in marks.items()}
+
+
+def test_a_fine_tuning_recipe_is_planned_as_fit_plans_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def few(target: Target, spec: RunSpec, **kwargs: Any) -> dict[str, CatalogueMark]:
+        return plan_for_card(target, spec, MODELS, **kwargs)  # MODELS, not all 48
+
+    monkeypatch.setattr(card_plan_view, "plan_for_card", few)
+
+    async def recipe(pilot: Pilot, screen: StartScreen, method: str) -> None:
         info = screen.query_one(PlanInfo)
-        await wait_for(pilot, lambda: info.planned is not None and info.planned.training)
+        screen.query_one("#method", Select).value = method
+
+        def current() -> bool:
+            train = screen.train.spec
+            if train is None or train.method != method:
+                return False  # the form has not read the method yet
+            return info.planned == ask_of("l4", train.base, train)
+
+        await wait_for(pilot, current)
         await pilot.pause()
-        assert set(shown(screen).values()) == {"–"}
-        assert GENERATION_ONLY in str(info.render())
-        assert screen.query_one(ModelTable).border_subtitle == GENERATION_ONLY
+        assert info.planned is not None and info.planned.setting is not None
+        assert info.planned.setting.workload == method
+
+    async def body(pilot: Pilot, screen: StartScreen) -> None:
+        screen.query_one("#workload", Select).value = "fine-tune"
+        await recipe(pilot, screen, "lora")
+        lora = shown(screen)
+        assert lora == trained(screen, "l4") and set(lora.values()) != {"–"}
+        assert FINE_TUNE_BASIS in str(screen.query_one(PlanInfo).render())
+        assert screen.query_one(ModelTable).border_subtitle == FINE_TUNE_BASIS
+        await recipe(pilot, screen, "full")
+        assert shown(screen) == trained(screen, "l4") != lora  # all of it trained: less fits
+        await type_into(pilot, screen, "seq", "x")
+        table = screen.query_one(ModelTable)
+        await wait_for(pilot, lambda: table.border_subtitle == "plan " + WAITING)
+        assert screen.train.spec is None
 
     with_plan(tmp_path, "l4", body)
 
@@ -223,9 +265,9 @@ def test_a_burst_of_changes_is_planned_once(
 ) -> None:
     asked: list[PlanAsk] = []
 
-    def counted(ask: PlanAsk) -> tuple[dict[str, CatalogueMark], str]:
+    def counted(ask: PlanAsk, stop: Stop) -> tuple[dict[str, CatalogueMark], str]:
         asked.append(ask)
-        return plan_marks(ask)
+        return plan_marks(ask, stop)
 
     async def body(pilot: Pilot, screen: StartScreen) -> None:
         # a window wide enough for three changes on a busy machine
@@ -264,6 +306,6 @@ def test_a_plan_that_cannot_be_made_marks_every_model_with_why(
         raise TraceError("the config has no num_hidden_layers")
 
     monkeypatch.setattr(card_plan_view, "plan_for_card", refused)
-    marks, note = plan_marks(ask_of("t4", RunSpec(model="opt-125m"), False))
+    marks, note = plan_marks(ask_of("t4", RunSpec(model="opt-125m")))
     assert note == "the config has no num_hidden_layers"
     assert {m.text for m in marks.values()} == {"–"} and len(marks) == len(CATALOGUE)

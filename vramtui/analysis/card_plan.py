@@ -2,13 +2,17 @@
 
 Pure (no Textual): for a card (models/cards.py) and the run the form describes, each
 catalogue model's mark: whether it fits, the largest context at the form's batch, the
-largest batch at its context. The whole catalogue takes a fraction of a second of CPU
-(`vramtui fit`'s search), so a screen calls it from a worker thread, never the UI's.
+largest batch at its context; for a fine-tuning recipe, the largest sequence at its
+micro-batch and the largest micro-batch at its sequence, from the approximate training
+estimate (or a training trace already cached), as `vramtui fit --workload` plans them.
+Generation over the whole catalogue takes a fraction of a second of CPU, fine-tuning
+several seconds (`vramtui fit`'s search), so a screen calls it from a worker thread,
+never the UI's, and may stop it between models.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from vramtui.models.cards import Target
@@ -16,7 +20,9 @@ from vramtui.models.catalogue import CATALOGUE
 from vramtui.predict.fit_search import Budget, FitRow, Search
 from vramtui.predict.planner import GeneratePlanner, NotEstimated, Planner, Setting
 from vramtui.predict.quantized import FOUR_BIT
+from vramtui.predict.training.planner import NotTraced, TrainPlanner, WorkloadPlanner
 from vramtui.runspec import RunSpec
+from vramtui.runspec.train_spec import METHODS, TrainSpec
 from vramtui.units import format_count
 
 DEFAULT_MARGIN = 0.05  # vramtui fit's default --margin
@@ -32,16 +38,18 @@ class CatalogueMark:
     max_batch: int = 0
     basis: str = ""
     note: str = ""
+    unit: str = "ctx"  # what max_context counts: a context, or fine-tuning's sequence
 
     @property
     def text(self) -> str:
-        """A short cell: "fits · 47.2K ctx", "no · 2.0K ctx", "no", or "–"."""
+        """A short cell: "fits · 47.2K ctx", "no · 2.0K ctx", "fits · 4.1K seq", "no",
+        or "–"."""
         if self.fits is None:
             return "–"
         word = "fits" if self.fits else "no"
         if self.max_context == 0:
             return word
-        return f"{word} · {format_count(self.max_context)} ctx"
+        return f"{word} · {format_count(self.max_context)} {self.unit}"
 
 
 def setting_of(spec: RunSpec) -> Setting:
@@ -53,8 +61,29 @@ def setting_of(spec: RunSpec) -> Setting:
     )  # fmt: skip
 
 
+def train_setting(train: TrainSpec) -> Setting:
+    """The fit search's setting for a fine-tuning recipe: its sequences as the context
+    (a few tokens held, the rest grown, as `vramtui fit --workload --context SEQ`)."""
+    base = train.base
+    held = max(0, min(Setting.prompt_tokens, train.seq - 1))
+    return Setting(
+        workload=train.method, prompt_tokens=held, tokens=train.seq - held,
+        batch=base.batch, dtype=base.dtype or "bfloat16", attn=base.attn,
+    )  # fmt: skip
+
+
+def train_planner(train: TrainSpec) -> Planner:
+    """`vramtui fit --workload`'s planner for the recipe, tracing nothing: cached traces,
+    else the approximate estimate from the config."""
+    fine_tune = TrainPlanner(train.optim, train.grad_checkpointing, may_trace=False)
+    return WorkloadPlanner(GeneratePlanner(), fine_tune)
+
+
 def _mark(row: FitRow) -> CatalogueMark:
-    return CatalogueMark(row.model, row.fits, row.max_context, row.max_batch, row.peak.basis)
+    unit = "seq" if row.setting.workload in METHODS else "ctx"
+    return CatalogueMark(
+        row.model, row.fits, row.max_context, row.max_batch, row.peak.basis, unit=unit
+    )
 
 
 def plan_for_card(
@@ -64,17 +93,26 @@ def plan_for_card(
     *,
     margin_share: float = DEFAULT_MARGIN,
     planner: Planner | None = None,
+    train: TrainSpec | None = None,
+    stop: Callable[[], bool] = lambda: False,
 ) -> dict[str, CatalogueMark]:
-    """Each named catalogue model's mark (every model's by default), keyed by name. A
-    precision or workload the planner does not estimate, or a KV cache other than the
-    dynamic one (the only one it plans), marks every model unknown, with one line as
-    the note."""
-    planner = planner or GeneratePlanner()
-    setting = setting_of(spec)
+    """Each named catalogue model's mark (every model's by default), keyed by name: for
+    the generation `spec` describes, or for fine-tuning it by `train`. A precision or
+    workload the planner does not estimate, or a KV cache other than the dynamic one
+    (the only one it plans), marks every model unknown, with one line as the note; a
+    model with no estimate of its step (an architecture the approximate estimate does
+    not know, never traced) is marked unknown with why. `stop` is asked between models:
+    once it says so, the marks made so far are returned."""
+    if train is not None:
+        planner = planner or train_planner(train)
+        setting = train_setting(train)
+    else:
+        planner = planner or GeneratePlanner()
+        setting = setting_of(spec)
     chosen = [CATALOGUE[n] for n in (names if names is not None else CATALOGUE)]
     try:
         planner.check(setting.workload, setting.quant)
-        if spec.cache != "dynamic":
+        if train is None and spec.cache != "dynamic":
             raise NotEstimated(f"KV cache {spec.cache}: not planned (dynamic only)")
     except NotEstimated as exc:
         return {e.name: CatalogueMark(e.name, None, note=str(exc)) for e in chosen}
@@ -82,4 +120,17 @@ def plan_for_card(
     # the whole catalogue, as `vramtui fit` over several models: replays near the line
     # strided (within their stated bound, the row marked `~`), not step by step
     search = Search(planner, Budget(target.total_bytes, target.context_bytes, margin), strided=True)
-    return {e.name: _mark(search.row(e, setting)) for e in chosen}
+    marks: dict[str, CatalogueMark] = {}
+    for entry in chosen:
+        if stop():
+            break
+        try:
+            marks[entry.name] = _mark(search.row(entry, setting))
+        except NotTraced:
+            marks[entry.name] = CatalogueMark(entry.name, None, note=untraced_note(entry.name))
+    return marks
+
+
+def untraced_note(model: str) -> str:
+    """Why a model has no fine-tuning mark, and the command that gives it one."""
+    return f"{model}: its step needs a trace (`vramtui fit --model {model} --workload …`)"

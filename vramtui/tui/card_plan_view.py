@@ -5,12 +5,15 @@ The marks are `vramtui fit`'s answers (analysis/card_plan.py): whether the form'
 fits the card, and the largest context at its batch. The whole catalogue takes a
 fraction of a second of CPU, so it is planned in a worker thread, a moment after the
 form stops changing (typing never waits, and never queues every state it passed
-through); a result is shown only if the form and the card still ask for it. Fine-tuning
-is not planned here: the marks are for generation (`vramtui fit --workload` plans it).
+through); a result is shown only if the form and the card still ask for it. A
+fine-tuning recipe is planned as `vramtui fit --workload` plans it (the approximate
+estimate from each config, several seconds over the catalogue): a newer ask stops the
+worker between models.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from rich.text import Text
@@ -20,17 +23,24 @@ from textual.timer import Timer
 from textual.widgets import Static
 from textual.worker import get_current_worker
 
-from vramtui.analysis.card_plan import DEFAULT_MARGIN, CatalogueMark, plan_for_card, setting_of
+from vramtui.analysis.card_plan import (
+    DEFAULT_MARGIN,
+    CatalogueMark,
+    plan_for_card,
+    setting_of,
+    train_setting,
+)
 from vramtui.errors import UsageError
 from vramtui.models.cards import CARDS, CONTEXT_MEASURED, Card, GiB, card_target
 from vramtui.models.catalogue import CATALOGUE
 from vramtui.predict.planner import Setting
 from vramtui.runspec import RunSpec
+from vramtui.runspec.train_spec import TrainSpec
 from vramtui.units import format_bytes
 
 HERE = "here"  # the Plan for select's value for this machine: no marks
 DEBOUNCE_S = 0.3  # the form unchanged this long before it is planned
-GENERATION_ONLY = "fine-tuning: not planned (generation only)"
+FINE_TUNE_BASIS = "fine-tuning: approximate estimates from each config, as `vramtui fit --workload`"
 WAITING = "waits for the form to describe a run"
 VENDORS = ("NVIDIA GeForce ", "NVIDIA ", "AMD Instinct ", "AMD ")
 
@@ -65,31 +75,42 @@ def assumptions(card: Card, margin_share: float = DEFAULT_MARGIN) -> str:
 @dataclass(frozen=True)
 class PlanAsk:
     """What is planned: a card, and the form's run (None: the form has errors). Two asks
-    are the same plan when the card and the setting are: the model highlighted is not
-    part of it."""
+    are the same plan when the card and the setting are (for fine-tuning, the recipe's
+    optimizer and checkpointing too): the model highlighted is not part of it."""
 
     card: str
     setting: Setting | None
     cache: str = "dynamic"
     training: bool = False
+    recipe: tuple[str, bool] = ("", False)  # fine-tuning's optimizer, checkpointing
     spec: RunSpec | None = field(default=None, compare=False)
+    train: TrainSpec | None = field(default=None, compare=False)
 
 
-def ask_of(card: str, spec: RunSpec | None, training: bool) -> PlanAsk:
+def ask_of(card: str, spec: RunSpec | None, train: TrainSpec | None = None) -> PlanAsk:
+    """The plan of generating `spec`, or of fine-tuning by `train` (None: its fields are
+    wrong); a form with errors (`spec` None) asks for nothing yet."""
+    if train is not None:
+        recipe = (train.optim, train.grad_checkpointing)
+        return PlanAsk(card, train_setting(train), "dynamic", True, recipe, spec, train)
     if spec is None:
-        return PlanAsk(card, None, training=training)
-    return PlanAsk(card, setting_of(spec), spec.cache, training, spec)
+        return PlanAsk(card, None)
+    return PlanAsk(card, setting_of(spec), spec.cache, spec=spec)
 
 
-def plan_marks(ask: PlanAsk) -> tuple[dict[str, CatalogueMark], str]:
-    """Every catalogue model's mark for `ask`, and the note said where they are "–"."""
+def plan_marks(
+    ask: PlanAsk, stop: Callable[[], bool] = lambda: False
+) -> tuple[dict[str, CatalogueMark], str]:
+    """Every catalogue model's mark for `ask`, and the note said under them (why they
+    are "–", or the basis of fine-tuning's); `stop` ends the plan between models."""
     note = ""
-    if ask.training:
-        note = GENERATION_ONLY
-    elif ask.spec is not None:
+    if ask.spec is not None:
         try:
-            marks = plan_for_card(card_target(CARDS[ask.card]), ask.spec)
+            target = card_target(CARDS[ask.card])
+            marks = plan_for_card(target, ask.spec, train=ask.train, stop=stop)
             note = next((m.note for m in marks.values() if m.note), "")
+            if ask.train is not None and not note:
+                note = FINE_TUNE_BASIS
             return marks, note
         except UsageError as exc:  # a model whose code or config cannot be traced
             note = str(exc)
@@ -127,8 +148,9 @@ class PlanInfo(Static):
         self._marks: dict[str, CatalogueMark] = {}  # the latest shown
         self.planned: PlanAsk | None = None  # the ask the marks shown answer
 
-    def ask(self, card: str, spec: RunSpec | None, training: bool) -> None:
-        """Plan for `card` (HERE: no plan) the run `spec` (None: the form is wrong)."""
+    def ask(self, card: str, spec: RunSpec | None, train: TrainSpec | None = None) -> None:
+        """Plan for `card` (HERE: no plan) the run `spec` (None: the form is wrong), or
+        fine-tuning it by `train`."""
         if card == HERE:
             if self._ask is not None:
                 self._stop()
@@ -137,7 +159,7 @@ class PlanInfo(Static):
                 self.update("")
                 self.post_message(CardPlanShown(None, {}))
             return
-        ask = ask_of(card, spec, training)
+        ask = ask_of(card, spec, train)
         if ask == self._ask:
             return
         self._stop()
@@ -146,7 +168,7 @@ class PlanInfo(Static):
         if self.planned is None or self.planned.card != card:  # no marks of another card
             self._marks = {}
             self._show()
-        if ask.setting is None and not training:
+        if ask.setting is None:
             self._show(Text(WAITING, style="dim"))
             self.post_message(CardPlanShown(title, self._marks, True, "plan " + WAITING))
             return
@@ -166,8 +188,9 @@ class PlanInfo(Static):
     @work(thread=True, exclusive=True, group="card-plan")
     def _plan(self, ask: PlanAsk) -> None:
         """The marks, off the UI thread; dropped if a newer plan has been asked."""
-        marks, note = plan_marks(ask)
-        if not get_current_worker().is_cancelled:
+        worker = get_current_worker()
+        marks, note = plan_marks(ask, stop=lambda: worker.is_cancelled)
+        if not worker.is_cancelled:
             self.post_message(CardPlanned(ask, marks, note))
 
     def on_card_planned(self, message: CardPlanned) -> None:

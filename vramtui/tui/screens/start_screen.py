@@ -193,7 +193,10 @@ class StartScreen(Screen[None]):
         self._read_form()
         run = self.form.run
         spec = run.spec if run is not None else None
-        self.query_one(PlanInfo).ask(self._value("plan"), spec, self._training())
+        train = self.train.spec if self._training() else None
+        if self._training() and train is None:
+            spec = None  # the recipe's fields are wrong: nothing to plan yet
+        self.query_one(PlanInfo).ask(self._value("plan"), spec, train)
 
     def on_card_plan_shown(self, message: CardPlanShown) -> None:
         """The catalogue with each model's mark for the card planned for (or none)."""
