@@ -5,7 +5,9 @@
 # at the run's peak; allocator_trace.py writes its actions as compact JSON. Replay them
 # on any machine with allocator_trace_replay.py. From the repository root:
 #
-#   OUT=DIR bash benchmarks/allocator_trace_gpu.sh
+#   OUT=DIR bash benchmarks/allocator_trace_gpu.sh                    every cell
+#   OUT=DIR bash benchmarks/allocator_trace_gpu.sh llama-eager-8000   some, by name
+#   DEADLINE=EPOCH_S ...                                             none started within 40 s of it
 #
 # Writes, under $OUT: CELL.json (the session's summary), CELL-trace.json.gz (the
 # allocator's actions to the snapshot's moment, and its segments), and
@@ -29,6 +31,10 @@ CELLS=(
 )
 for cell in "${CELLS[@]}"; do
   read -r name model attn prompt tokens batch cap <<< "$cell"
+  if [ $# -gt 0 ] && [[ " $* " != *" $name "* ]]; then continue; fi
+  if [ -n "${DEADLINE:-}" ] && [ $(( $(date +%s) + 40 )) -gt "$DEADLINE" ]; then
+    echo "== $name: not started (deadline)" | tee -a "$log"; continue
+  fi
   capped=()
   [ "$cap" != - ] && capped=(--cap "$cap")
   echo "== $cell" | tee -a "$log"

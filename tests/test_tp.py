@@ -372,25 +372,24 @@ def test_a_model_placed_off_the_ranks_device_is_refused_naming_the_parameter() -
         check_placed(model, torch.device("cuda:0"))
 
 
-def test_at_one_rank_the_load_names_the_ranks_device(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_at_one_rank_the_model_is_built_as_a_one_device_run_builds_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """transformers derives its tp_size from the launcher's WORLD_SIZE; at 1 it applies no
-    plan, starts no process group and places nothing: the rank's device is passed as a
-    one-device load passes it (on a GPU the model landed on the CPU). At 2 it is not (the
-    plan places the shards; transformers refuses a device_map beside it)."""
-    import torch
+    plan and places nothing (on a GPU, a tp_plan load with no device_map left the model on
+    the CPU; with the device named, its small blocks still came in another order than a
+    one-device load's). A rank at world size 1 builds as the engine does without --tp;
+    at 2 it loads under the plan."""
+    from vramtui.measure.engine import engine_run, tp_load
+    from vramtui.measure.engine.tp_rank import RankEngine
+    from vramtui.runspec import RunSpec
 
-    from vramtui.measure.engine.tp_load import from_pretrained_tp
-
-    asked: list[dict[str, object]] = []
-
-    class Loader:
-        @classmethod
-        def from_pretrained(cls, path: object, **kwargs: object) -> torch.nn.Module:
-            asked.append(kwargs)
-            return torch.nn.Linear(2, 2)
-
+    built: list[str] = []
+    monkeypatch.setattr("vramtui.measure.engine.model.build", lambda *a: built.append("one"))
+    monkeypatch.setattr(tp_load, "build_tp", lambda *a: built.append("tp"))
+    engine = RankEngine(RunSpec(model="tiny", tp=1), lambda line: None)
     for world in ("1", "2"):
         monkeypatch.setenv("WORLD_SIZE", world)
-        from_pretrained_tp(Loader, None, torch.device("cpu"))
-    assert asked[0]["device_map"] == "cpu" and asked[0]["tp_plan"] == "auto"
-    assert "device_map" not in asked[1] and asked[1]["tp_plan"] == "auto"
+        engine.build("cpu", "float32")
+    assert built == ["one", "tp"]
+    assert isinstance(engine, engine_run.Engine)

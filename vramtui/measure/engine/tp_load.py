@@ -10,7 +10,6 @@ that slice, so each rank allocates what a sharded checkpoint load allocates ther
 
 from __future__ import annotations
 
-import os
 import warnings
 from typing import Any
 
@@ -89,13 +88,10 @@ def load_sharded(config: Any, device: torch.device, dtype: torch.dtype, attn: st
 
 def from_pretrained_tp(cls: Any, path: str | None, device: torch.device, **kwargs: Any) -> Any:
     """`cls.from_pretrained(path, tp_plan="auto", ...)`: the argument transformers 5.x
-    takes (newer releases also take it as distributed_config, and warn). At one rank
-    (the launcher's WORLD_SIZE 1, from which transformers derives its tp_size; no process
-    group is started then) transformers applies no plan and places nothing itself, so the
-    rank's device is named as a one-device load names it; the model is then checked to
-    be on it."""
-    if int(os.environ.get("WORLD_SIZE", "1")) == 1:  # transformers' own rule for tp_size
-        kwargs["device_map"] = str(device)
+    takes (newer releases also take it as distributed_config, and warn), at two ranks
+    or more (at one, transformers applies no plan and places nothing: a rank builds its
+    model as a one-device run does, tp_rank.py). The model is then checked to be on the
+    rank's device."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*tp_plan.*", category=FutureWarning)
         model = cls.from_pretrained(path, tp_plan="auto", **kwargs)

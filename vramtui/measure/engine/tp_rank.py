@@ -28,9 +28,19 @@ class RankEngine(Engine):
     """The engine of one rank: the model is this rank's share of it."""
 
     def build(self, device: Any, dtype: str) -> Any:
+        """This rank's share, loaded under transformers' tp_plan. At one rank (the
+        launcher's WORLD_SIZE 1, from which transformers derives its tp_size) there is
+        nothing to shard and transformers applies no plan: the model is built as a
+        one-device run builds it, so that `--tp 1` measures what the launcher adds."""
+        if one_rank():
+            return super().build(device, dtype)
         from vramtui.measure.engine.tp_load import build_tp
 
         return build_tp(self.spec, device, dtype)
+
+
+def one_rank() -> bool:
+    return int(os.environ.get("WORLD_SIZE", "1")) == 1
 
 
 def rank_device(device: str, local_rank: int) -> str:
