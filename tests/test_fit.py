@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from typing import Any
 
 import pytest
 from helpers import run_cli
@@ -349,3 +350,25 @@ def test_the_table_notes_the_cuda_only_methods(capsys: pytest.CaptureFixture[str
     assert code == 0
     assert "int4-wo: CUDA GPUs only" in out and "fp8: CUDA GPUs only" in out
     assert "int8: CUDA GPUs only" not in out
+
+
+def test_trace_traces_generation_at_each_size_the_search_asks_for(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vramtui.predict import planner
+
+    asked: list[tuple[int, int, bool]] = []
+
+    def traced(*args: object, **kwargs: Any) -> None:  # none made: the row approximates
+        asked.append((kwargs["prompt"], kwargs["batch"], kwargs["only_cached"]))
+
+    monkeypatch.setattr(planner, "trace_model", traced)
+    planner._peak.cache_clear()
+    planner._architecture.cache_clear()
+    flags = ("--gpu", "t4", "--model", "qwen2.5-0.5b", "--batch", "2")
+    assert _rows(capsys, *flags)[0]["basis"] == "approximate"
+    assert asked and all(only for _, _, only in asked)  # cached traces only
+    asked.clear()
+    _rows(capsys, *flags, "--trace")
+    assert asked and not any(only for _, _, only in asked)  # each one traced now
+    assert {b for _, b, _ in asked} > {2}  # the batches the search probed, each its own

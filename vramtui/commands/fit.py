@@ -79,9 +79,11 @@ def add_parser(subparsers: Any) -> None:
                         help="fine-tuning: the optimizer, as `vramtui train --optim`")  # fmt: skip
     parser.add_argument("--grad-checkpointing", action="store_true",
                         help="fine-tuning: transformers' activation checkpointing")  # fmt: skip
-    parser.add_argument("--trace", action="store_true", help="fine-tuning over several models: "
-                        "trace the models not traced yet (a child process per traced size: "
-                        "six a model, more near the line), not only list them")  # fmt: skip
+    parser.add_argument("--trace", action="store_true", help="trace each model's code at "
+                        "the sizes searched (a child process a traced size, cached): "
+                        "generation otherwise reads cached traces or approximates from the "
+                        "config; fine-tuning otherwise traces one model (--model) and lists "
+                        "the others not traced yet")  # fmt: skip
     parser.add_argument("--json", action="store_true", help="print a JSON list of rows")
     parser.add_argument("--check", action="store_true", help=f"one model and setting: exit 0 "
                         f"when it fits, {EXIT_WONT_FIT} when it does not, one line saying "
@@ -217,10 +219,13 @@ def plan(
 
 
 def default_planner(args: argparse.Namespace) -> Planner:
-    """Generation through the estimator, fine-tuning through the training estimate:
-    traced as needed for one model (--model) or with --trace, else from cached traces."""
+    """Generation through the estimator, fine-tuning through the training estimate.
+    Fine-tuning is traced as needed for one model (--model) or with --trace, else read
+    from cached traces; generation is traced with --trace only (a search traces each
+    size it asks for: minutes on a small CPU), else read from cached traces or
+    approximated from the config."""
     train = TrainPlanner(args.optim, args.grad_checkpointing, bool(args.model) or args.trace)
-    return WorkloadPlanner(GeneratePlanner(), train)
+    return WorkloadPlanner(GeneratePlanner(args.trace), train)
 
 
 def untraced_lines(args: argparse.Namespace, models: list[Untraced]) -> list[str]:

@@ -6,8 +6,10 @@ Pure Python. `GeneratePlanner` answers text generation with the estimator
 them (predict/quantized.py): OPT from its exact record, every other model from its
 trace where one is cached on disk, else from an approximate trace of its config's
 numbers (predict/config_trace.py); `PlannedPeak.basis` says which. It spawns no
-tracer and needs no quantization library. Workloads and precisions it does not
-estimate are refused in one line (`NotEstimated`) before anything is searched.
+tracer (unless made with `may_trace`: then each shape the search asks for is traced,
+a child process each, and cached) and needs no quantization library. Workloads and
+precisions it does not estimate are refused in one line (`NotEstimated`) before
+anything is searched.
 """
 
 from __future__ import annotations
@@ -128,7 +130,12 @@ class Planner(Protocol):
 
 
 class GeneratePlanner:
-    """Generation, the weights unquantized or quantized, through the estimator."""
+    """Generation, the weights unquantized or quantized, through the estimator;
+    `may_trace`: models other than OPT traced at every shape asked (one model's answer,
+    `vramtui fit --model`), else read from cached traces or approximated."""
+
+    def __init__(self, may_trace: bool = False) -> None:
+        self.may_trace = may_trace
 
     def check(self, workload: str, quant: str) -> None:
         if workload not in WORKLOADS:
@@ -142,17 +149,20 @@ class GeneratePlanner:
         return model.opt.positions if model.opt else model.positions or 2048
 
     def peak(self, model: Entry, setting: Setting, exact: bool = True) -> PlannedPeak:
-        return _peak(model, setting, exact)
+        return _peak(model, setting, exact, self.may_trace)
 
 
-def architecture(model: Entry, setting: Setting, positions: int) -> tuple[Architecture, str]:
-    """What the estimator reads `model` from at `setting`, and how exact that is."""
+def architecture(
+    model: Entry, setting: Setting, positions: int, may_trace: bool = False
+) -> tuple[Architecture, str]:
+    """What the estimator reads `model` from at `setting`, and how exact that is:
+    traced now where `may_trace`, else only where a trace is cached."""
     if model.opt is not None:
         return model.opt, "exact"
     s = setting
     traced = trace_model(
         model.name, dict(model.config), positions, prompt=s.prompt_tokens, batch=s.batch,
-        dtype=s.dtype, attn=s.attn, backend="cuda", only_cached=True,
+        dtype=s.dtype, attn=s.attn, backend="cuda", only_cached=not may_trace,
     )  # fmt: skip
     if traced is not None:
         return traced, "traced"
@@ -173,9 +183,9 @@ SPREAD_FLOOR = 64 * 1024 * 1024
 
 
 @lru_cache(maxsize=4096)
-def _peak(model: Entry, setting: Setting, exact: bool) -> PlannedPeak:
+def _peak(model: Entry, setting: Setting, exact: bool, may_trace: bool = False) -> PlannedPeak:
     positions = GeneratePlanner().positions(model)
-    arch, basis = _architecture(model, setting, positions)
+    arch, basis = _architecture(model, setting, positions, may_trace)
     s = setting
     # The replay of the cache's segments is the estimate's one costly part. Where the
     # cache balloons, what must fit is the same without it (a ballooning cache is freed
@@ -197,12 +207,14 @@ def _peak(model: Entry, setting: Setting, exact: bool) -> PlannedPeak:
 
 
 @lru_cache(maxsize=1024)
-def _architecture(model: Entry, setting: Setting, positions: int) -> tuple[Architecture, str]:
+def _architecture(
+    model: Entry, setting: Setting, positions: int, may_trace: bool = False
+) -> tuple[Architecture, str]:
     # one architecture per shape: the tokens and the precision do not change it
     shape = replace(
         setting, tokens=1, grow="tokens", quant="none", double_quant=False, strided=False
     )
-    return architecture(model, shape, positions)
+    return architecture(model, shape, positions, may_trace)
 
 
 def planned(est: Estimate, basis: str, spread: int = 0) -> PlannedPeak:
