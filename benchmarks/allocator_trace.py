@@ -22,7 +22,9 @@ def compact(snap: dict[str, Any], device: int = 0) -> dict[str, Any]:
     """The trace's actions and the segments, without stacks."""
     traces = snap.get("device_traces", [])
     actions = traces[device] if device < len(traces) else []
-    events = [[e["action"], e["addr"], e["size"], e.get("stream", 0)] for e in actions]
+    events = [
+        [e["action"], e.get("addr", 0), e.get("size", 0), e.get("stream", 0)] for e in actions
+    ]
     segments = [
         {
             "address": s["address"],

@@ -3,7 +3,8 @@
 # batch under an allocator cap (`--cap`, margin 0) is run with `vramtui run --cap`,
 # which must complete (exit 0), and the next step up (one more batch row, or +5 %
 # context) must run out of memory (exit 3). Generation only (sdpa and eager, OPT's
-# exact record and config-approximated rows); fine-tuning cells follow `vramtui train`.
+# exact record, the others traced with --trace: each size the search asks for is
+# traced on this machine's CPU, cached); fine-tuning cells are fit_train_check.sh's.
 #
 #   OUT=DIR bash benchmarks/fit_check.sh            every cell
 #   OUT=DIR bash benchmarks/fit_check.sh 0 1 2      some cells, by index (to split a run)
@@ -47,7 +48,7 @@ cell() {
     echo "== cell $n: not started (deadline)" | tee -a "$log"; return
   fi
   echo "== cell $n: ${CELLS[$n]}" | tee -a "$log"
-  python3 -m vramtui fit --cap "$cap" --margin 0% --model "$model" --attn "$attn" \
+  python3 -m vramtui fit --cap "$cap" --margin 0% --model "$model" --attn "$attn" --trace \
     --prompt-tokens "$prompt" --tokens "$tokens" --batch "$batch" --grow "$grow" --json \
     > "$fit" 2>> "$log" || { echo "fit failed" | tee -a "$log"; return; }
   local at_prompt=$prompt at_tokens=$tokens at_batch=$batch up_prompt up_tokens up_batch
@@ -77,7 +78,7 @@ cell() {
     echo $?
   }
   # the predicted headroom at the largest setting: the margin the cell had
-  python3 -m vramtui fit --cap "$cap" --margin 0% --model "$model" --attn "$attn" \
+  python3 -m vramtui fit --cap "$cap" --margin 0% --model "$model" --attn "$attn" --trace \
     --prompt-tokens "$at_prompt" --tokens "$at_tokens" --batch "$at_batch" --json \
     > "$OUT/fit-$n-at.json" 2>> "$log"
   local rc_at rc_up held
