@@ -1,14 +1,18 @@
 """What several test files share: the test devices, the tiny model, a real run, the CLI
 in this process, the app fed by a replay, waiting on a condition, a profiled program's
-run seen to its end, the KV replay's arguments for a catalogue cell. Fixtures live in
+run seen to its end, the KV replay's arguments for a catalogue cell, a benchmark script
+imported as a module. Fixtures live in
 conftest.py; no test imports conftest or another test file."""
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -190,3 +194,19 @@ def replay_args(
     estimate(arch, prompt_tokens=8, tokens=100, batch=batch, replay_cache=True, quant=quant)
     monkeypatch.undo()
     return seen[0]
+
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+def benchmark_script(name: str) -> ModuleType:
+    """benchmarks/NAME.py imported as a module: registered in sys.modules (its
+    dataclasses look their module up there), benchmarks/ on sys.path (its `_common`)."""
+    if str(BENCHMARKS) not in sys.path:
+        sys.path.insert(0, str(BENCHMARKS))
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module

@@ -5,26 +5,14 @@ a sequence of requests the allocator did not see does not."""
 from __future__ import annotations
 
 import gzip
-import importlib.util
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
+from helpers import benchmark_script
+
 ROOT = Path(__file__).resolve().parent.parent
 TRACES = ROOT / "benchmarks" / "results" / "allocator_trace"
-sys.path.insert(0, str(ROOT / "benchmarks"))  # the script's own imports (_common)
-
-
-def _replayer() -> Any:
-    spec = importlib.util.spec_from_file_location(
-        "allocator_trace_replay", ROOT / "benchmarks" / "allocator_trace_replay.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
 
 
 def _events(name: str) -> list[list[Any]]:
@@ -34,7 +22,7 @@ def _events(name: str) -> list[list[Any]]:
 
 
 def test_the_model_makes_the_segments_the_gpus_allocator_made() -> None:
-    replay = _replayer().replay
+    replay = benchmark_script("allocator_trace_replay").replay
     # llama-3.2-1b, eager, an 8000-token prompt: score matrices of 4.1 and 8.2 GB
     real, model, real_segments, model_segments, first, requests = replay(
         _events("llama-eager-8000")
@@ -45,7 +33,7 @@ def test_the_model_makes_the_segments_the_gpus_allocator_made() -> None:
 
 
 def test_a_sequence_the_allocator_did_not_see_makes_other_segments() -> None:
-    replay = _replayer().replay
+    replay = benchmark_script("allocator_trace_replay").replay
     events = _events("llama-eager-8000")
     big = next(
         i for i, e in enumerate(events) if e[0] == "free_completed" and e[2] == 4_096_000_000

@@ -7,12 +7,11 @@ a prediction away from what the GPU measured fails here.
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
+from helpers import benchmark_script
 
 from vramtui.models.opt import opt_model
 from vramtui.predict.calibration import DEFAULT
@@ -22,18 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CALIBRATION = sorted((ROOT / "benchmarks" / "results" / "calibrate").glob("*.json"))
 
 
-def _accuracy_module():  # type: ignore[no-untyped-def]
-    spec = importlib.util.spec_from_file_location(
-        "estimator_accuracy", ROOT / "benchmarks" / "estimator_accuracy.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-ACCURACY = _accuracy_module()
+ACCURACY = benchmark_script("estimator_accuracy")
 CELLS = ACCURACY.collect(CALIBRATION, ACCURACY.BENCH)
 
 

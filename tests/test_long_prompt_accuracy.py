@@ -3,14 +3,13 @@ against the estimate of the same run, the others listed with their status."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import run_cli
+from helpers import benchmark_script, run_cli
 
 from vramtui.predict.cpu_process import cpu_process
 
@@ -18,17 +17,6 @@ ROOT = Path(__file__).resolve().parent.parent
 TINY_LLAMA = ROOT / "tests" / "fixtures" / "tiny-llama.json"
 H200_SESSION = ROOT / "benchmarks/results/static-cache/run-llama-3.2-1b-dynamic-h200.json"
 TRACED_ACCURACY = ROOT / "benchmarks/results/traced_accuracy/accuracy.json"
-
-
-def _scorer() -> Any:
-    spec = importlib.util.spec_from_file_location(
-        "long_prompt_accuracy", ROOT / "benchmarks" / "long_prompt_accuracy.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
 
 
 def _score(scorer: Any, tmp_path: Path, *sessions: Path) -> list[dict[str, Any]]:
@@ -65,7 +53,9 @@ def test_a_cpu_session_is_scored_against_the_estimate_of_the_same_run(
     failed = {**summary, "status": "failed"}
     (sessions / "failed.json").write_text(json.dumps(failed))
     monkeypatch.setattr(sys, "argv", ["long_prompt_accuracy.py"])
-    cells = {c["file"]: c for c in _score(_scorer(), tmp_path, sessions)}
+    cells = {
+        c["file"]: c for c in _score(benchmark_script("long_prompt_accuracy"), tmp_path, sessions)
+    }
     assert sorted(cells) == ["cpu-eager.json", "failed.json"]
     cell = cells["cpu-eager.json"]
     assert (cell["model"], cell["prompt_tokens"], cell["attn"], cell["backend"]) == (
@@ -91,7 +81,7 @@ def test_a_gpu_session_scores_as_the_held_out_table_does(
     """The H200's llama-3.2-1b 8 + 2000 session scores as traced_accuracy.py's row of the
     same cell (measured by `vramtui bench`, a separate engine run): the same estimate."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    (cell,) = _score(_scorer(), tmp_path, H200_SESSION)
+    (cell,) = _score(benchmark_script("long_prompt_accuracy"), tmp_path, H200_SESSION)
     assert cell["status"] == "completed" and cell["backend"] == "cuda"
     rows = json.loads(TRACED_ACCURACY.read_text())["rows"]
     (row,) = [r for r in rows if r["model"] == "llama-3.2-1b" and r["prompt_tokens"] == 8

@@ -6,15 +6,13 @@ of memory with its allocation snapshot draws its summary, two sessions their ove
 from __future__ import annotations
 
 import html
-import importlib.util
 import json
 import re
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
-from helpers import resolved, tiny_spec
+from helpers import benchmark_script, resolved, tiny_spec
 
 from vramtui.measure.allocator_snapshot import moment, snapshot_event
 from vramtui.measure.recorder import Recorder
@@ -25,22 +23,11 @@ from vramtui.report.export import write_csv, write_json
 from vramtui.report.saved import read_session_files
 from vramtui.units import format_bytes
 
-ROOT = Path(__file__).resolve().parent.parent
 ALLOCATOR = Path(__file__).parent / "fixtures" / "allocator-snapshot.json"
 MiB = 1 << 20
 
 
-def _script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "session_screenshots", ROOT / "benchmarks" / "session_screenshots.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-shots = _script()
+shots = benchmark_script("session_screenshots")
 
 
 def _save(session: SessionView, stem: Path) -> Path:

@@ -3,15 +3,12 @@ here a summary made on the CPU from a real training run of a tiny Llama."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 import torch
-from helpers import TINY_LLAMA
+from helpers import TINY_LLAMA, benchmark_script
 
 from vramtui.predict.training.step_tracer import EventTracker, Request, build, run_steps
 from vramtui.predict.training.trace import live_bytes
@@ -20,16 +17,6 @@ from vramtui.runspec.train_spec import TrainSpec
 
 pytest.importorskip("peft", reason="the .[train] extra is not installed")
 pytestmark = [pytest.mark.slow, pytest.mark.engine]  # the estimate starts a tracer
-SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "train_accuracy.py"
-
-
-def _scorer() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("train_accuracy", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
 
 
 def _measured_on_cpu(spec: TrainSpec, config: dict[str, object]) -> tuple[int, str]:
@@ -72,7 +59,7 @@ def test_a_cpu_summary_is_scored_cell_by_cell(tmp_path: Path) -> None:
     }  # fmt: skip
     path = tmp_path / "lora.json"
     path.write_text(json.dumps(summary))
-    scorer = _scorer()
+    scorer = benchmark_script("train_accuracy")
     out = tmp_path / "accuracy"
     assert scorer.main([str(path), "--out", str(out)]) == 0
     (cell,) = json.loads(out.with_suffix(".json").read_text())["cells"]
