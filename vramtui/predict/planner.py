@@ -131,8 +131,8 @@ class Planner(Protocol):
 
 class GeneratePlanner:
     """Generation, the weights unquantized or quantized, through the estimator;
-    `may_trace`: models other than OPT traced at every shape asked (one model's answer,
-    `vramtui fit --model`), else read from cached traces or approximated."""
+    `may_trace`: models other than OPT traced at every shape asked (`vramtui fit
+    --trace`), else read from cached traces or approximated."""
 
     def __init__(self, may_trace: bool = False) -> None:
         self.may_trace = may_trace

@@ -79,9 +79,8 @@ class PlanAsk:
     optimizer and checkpointing too): the model highlighted is not part of it."""
 
     card: str
-    setting: Setting | None
+    setting: Setting | None  # fine-tuning: its workload is the recipe's method
     cache: str = "dynamic"
-    training: bool = False
     recipe: tuple[str, bool] = ("", False)  # fine-tuning's optimizer, checkpointing
     spec: RunSpec | None = field(default=None, compare=False)
     train: TrainSpec | None = field(default=None, compare=False)
@@ -92,7 +91,7 @@ def ask_of(card: str, spec: RunSpec | None, train: TrainSpec | None = None) -> P
     wrong); a form with errors (`spec` None) asks for nothing yet."""
     if train is not None:
         recipe = (train.optim, train.grad_checkpointing)
-        return PlanAsk(card, train_setting(train), "dynamic", True, recipe, spec, train)
+        return PlanAsk(card, train_setting(train), recipe=recipe, spec=spec, train=train)
     if spec is None:
         return PlanAsk(card, None)
     return PlanAsk(card, setting_of(spec), spec.cache, spec=spec)

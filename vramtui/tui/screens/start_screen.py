@@ -193,8 +193,9 @@ class StartScreen(Screen[None]):
         self._read_form()
         run = self.form.run
         spec = run.spec if run is not None else None
-        train = self.train.spec if self._training() else None
-        if self._training() and train is None:
+        training = self._training()
+        train = self.train.spec if training else None
+        if training and train is None:
             spec = None  # the recipe's fields are wrong: nothing to plan yet
         self.query_one(PlanInfo).ask(self._value("plan"), spec, train)
 
