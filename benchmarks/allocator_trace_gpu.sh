@@ -43,7 +43,9 @@ for cell in "${CELLS[@]}"; do
     --json "$OUT/$name.json" >> "$log" 2>&1
   echo "rc=$?" | tee -a "$log"
   for snap in "$OUT/$name".*pickle*; do
-    [ -f "$snap" ] && python3 benchmarks/allocator_trace.py "$snap" \
-      --out "$OUT/$name-trace.json.gz" 2>&1 | tee -a "$log" && rm -f "$snap"
+    [ -f "$snap" ] || continue
+    # the pickle goes only once its actions are kept (a failed extraction keeps it)
+    if python3 benchmarks/allocator_trace.py "$snap" --out "$OUT/$name-trace.json.gz" \
+      >> "$log" 2>&1; then rm -f "$snap"; fi
   done
 done

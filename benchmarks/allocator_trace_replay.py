@@ -15,6 +15,7 @@ import gzip
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from _common import write_json  # benchmarks/ is sys.path[0] for a script
 
@@ -33,23 +34,23 @@ class Replayed:
     first_difference: int | None  # the first action after which reserved differs
 
 
-def replay(events: list[list[object]]) -> tuple[int, int, int, int, int | None, int]:
+def replay(events: list[list[Any]]) -> tuple[int, int, int, int, int | None, int]:
     """(real reserved, model reserved, real segments, model segments, the first action
     where they differ, requests) after replaying `events`."""
     pool = CachingAllocator(PoolRules())
-    handles: dict[object, Handle] = {}
+    handles: dict[int, Handle] = {}
     real = segments = requests = 0
     first = None
     for i, (action, addr, size, _stream) in enumerate(events):
         if action == "alloc":
-            handles[addr] = pool.malloc(int(str(size)))
+            handles[addr] = pool.malloc(size)
             requests += 1
         elif action == "free_completed" and addr in handles:
             pool.free(handles.pop(addr))
         elif action == "segment_alloc":
-            real, segments = real + int(str(size)), segments + 1
+            real, segments = real + size, segments + 1
         elif action == "segment_free":
-            real, segments = real - int(str(size)), segments - 1
+            real, segments = real - size, segments - 1
         if first is None and action in ("alloc", "segment_free") and pool.reserved != real:
             first = i
     return real, pool.reserved, segments, len(pool.segments), first, requests
