@@ -16,6 +16,9 @@
 #                      benchmarks/results/fit_check/trainfit-N/ when they are there
 #   long:N,N,...       long_prompt_gpu.sh cells
 #   quant:PART         quant_table.py --part PART (parity, short, long-opt, ..., kv)
+#   abba               train_gpu.sh with ONLY=abba (step time, plain loop against `train`)
+#   trainer            `vramtui profile` of examples/hf_trainer.py (an HF Trainer, 20 steps)
+#   traintable:F,F     train_table.py run --only F,F (the fine-tuning table; empty: all)
 # Background jobs still running at the limit are stopped; what they finished is kept.
 set -u
 : "${OUT:?set OUT to a folder}"
@@ -40,7 +43,8 @@ background=()
 for job in "$@"; do
   kind=${job%%:*} arg=${job#*:}
   case $kind in tp1) need=90 ;; fit) need=60 ;; train) need=100 ;; long) need=40 ;;
-    quant) need=150 ;; trainfit) need=0 ;; *) echo "unknown job $job" | tee -a "$queue"; continue ;;
+    quant) need=150 ;; trainfit) need=0 ;; abba) need=150 ;; trainer) need=60 ;;
+    traintable) need=90 ;; *) echo "unknown job $job" | tee -a "$queue"; continue ;;
   esac
   if [ "$(left)" -lt "$need" ]; then echo "skipped $job" | tee -a "$queue"; continue; fi
   echo "start $job at $(( $(date +%s) - t0 )) s" | tee -a "$queue"
@@ -63,6 +67,14 @@ for job in "$@"; do
       > /dev/null 2>&1 ;;
     quant) python3 benchmarks/quant_table.py --part "$arg" --out "$OUT/quant" \
       --budget-s $(( $(left) - 30 )) > "$OUT/quant-$arg-log.txt" 2>&1 ;;
+    abba) ONLY=abba OUT=$OUT/abba bash benchmarks/train_gpu.sh > /dev/null 2>&1 ;;
+    trainer) mkdir -p "$OUT/trainer"
+      python3 -m vramtui profile --json "$OUT/trainer/hf_trainer.json" \
+        --csv "$OUT/trainer/hf_trainer.csv" --out /tmp/sessions examples/hf_trainer.py \
+        --steps 20 > "$OUT/trainer/hf_trainer.txt" 2>&1 ;;
+    traintable) [[ $arg == traintable ]] && arg=
+      python3 benchmarks/train_table.py run --out "$OUT/train_table" --only "$arg" \
+        --budget-s $(( $(left) - 30 )) > "$OUT/train_table-log.txt" 2>&1 ;;
   esac
   echo "done $job rc=$? at $(( $(date +%s) - t0 )) s" | tee -a "$queue"
 done

@@ -10,7 +10,7 @@
 # Writes train_gpu-log.txt, train_gpu.json (every cell's figures, train_gpu_summary.py)
 # and one session JSON per cell under OUT/train_gpu/.
 set -u
-if ls .whl/*.whl > /dev/null 2>&1; then
+if [[ -z ${WHEELS_DONE:-} ]] && ls .whl/*.whl > /dev/null 2>&1; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
     --target /tmp/site .whl/*.whl || exit
 fi
