@@ -94,22 +94,22 @@ class _Timed:
 
 def search_only(flags: list[str], runs: int) -> tuple[list[float], list[float], list[float], int]:
     """Wall and CPU seconds of the search in this process (caches cleared), the CPU
-    seconds of those spent replaying the cache's segments (kv_cache_reserve), and the
+    seconds of those spent replaying the cache's segments (kv_cache_replay), and the
     row count."""
     args = build_parser().parse_args(["fit", *flags])
     times, cpu, replay, rows = [], [], [], 0
-    real = peaks.kv_cache_reserve
+    real = peaks.kv_cache_replay
     with tempfile.TemporaryDirectory() as cache:
         os.environ["XDG_CACHE_HOME"] = cache
         for _ in range(runs):
             _clear()
             timed = _Timed(real)
-            peaks.kv_cache_reserve = timed  # type: ignore[assignment]
+            peaks.kv_cache_replay = timed  # type: ignore[assignment]
             started, cpu_started = time.perf_counter(), time.process_time()
             try:
                 _, _, found = fit.plan(args, planner.GeneratePlanner())
             finally:
-                peaks.kv_cache_reserve = real
+                peaks.kv_cache_replay = real
             times.append(time.perf_counter() - started)
             cpu.append(time.process_time() - cpu_started)
             replay.append(timed.seconds)

@@ -24,6 +24,7 @@ from vramtui.measure.session import SessionView
 from vramtui.models.catalogue import CATALOGUE
 from vramtui.predict import peaks, planner
 from vramtui.predict.estimator import Architecture, estimate
+from vramtui.predict.kv_replay import CacheReserve
 from vramtui.predict.planner import GeneratePlanner, Setting
 from vramtui.runspec import DeviceChoice, DeviceList, ResolvedRun, RunSpec, resolve
 from vramtui.testing.replay import ReplayRecorder
@@ -182,14 +183,14 @@ def catalogue_architecture(name: str, batch: int) -> Architecture:
 def replay_args(
     name: str, quant: str, batch: int, monkeypatch: pytest.MonkeyPatch
 ) -> tuple[ReplayArgs, dict[str, object]]:
-    """`kv_cache_reserve`'s arguments as the estimate of the cell makes them."""
+    """`kv_cache_replay`'s arguments as the estimate of the cell makes them."""
     seen: list[tuple[ReplayArgs, dict[str, object]]] = []
 
-    def record(*args: object, **kwargs: object) -> int:
+    def record(*args: object, **kwargs: object) -> CacheReserve:
         seen.append((args, kwargs))
-        return 0
+        return CacheReserve(0, 0)
 
-    monkeypatch.setattr(peaks, "kv_cache_reserve", record)
+    monkeypatch.setattr(peaks, "kv_cache_replay", record)
     arch = catalogue_architecture(name, batch)
     estimate(arch, prompt_tokens=8, tokens=100, batch=batch, replay_cache=True, quant=quant)
     monkeypatch.undo()

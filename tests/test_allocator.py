@@ -68,6 +68,25 @@ def test_free_blocks_of_an_earlier_phase_are_used_before_new_segments() -> None:
     assert pool.reserved == 0  # the earlier phase's free block served it
 
 
+def test_the_segments_in_use_are_counted_and_a_cached_one_taken_again_counts_again() -> None:
+    """What a card must leave the allocator: the segments holding a block at once (a
+    wholly free one is given back before an out-of-memory), not every one reserved; the
+    load's blocks (present before the first request) are the load's."""
+    pool = CachingAllocator(RULES)
+    a = pool.malloc(15 * MiB)  # a 16 MiB segment
+    pool.malloc(15 * MiB)
+    assert pool.in_use == pool.peak_in_use == pool.reserved == 32 * MiB
+    pool.free(a)
+    assert (pool.in_use, pool.peak_in_use, pool.reserved) == (16 * MiB, 32 * MiB, 32 * MiB)
+    pool.malloc(17 * MiB)  # no cached block holds it: a third segment, two in use
+    assert (pool.in_use, pool.peak_in_use, pool.reserved) == (34 * MiB, 34 * MiB, 50 * MiB)
+    pool.malloc(15 * MiB)  # the cached 16 MiB segment taken again
+    assert (pool.in_use, pool.reserved) == (50 * MiB, 50 * MiB)
+    loaded = CachingAllocator(RULES, free_blocks=(30 * MiB,))
+    loaded.malloc(25 * MiB)
+    assert loaded.in_use == loaded.peak_in_use == 0
+
+
 def test_growth_past_the_shared_segments_leaves_a_trail_and_small_growth_none() -> None:
     # one layer, K and V of 64 kB a position, 320 -> 400 positions: 20 -> 25 MiB
     grown = kv_cache_reserve(RULES, (), (), KvGrowth(1, 64 * 1024, 320, 81))
@@ -115,6 +134,11 @@ def test_the_fast_replay_counts_the_regular_churn_exactly(
     monkeypatch.setattr(kv_replay._Replay, "stride", lambda self, positions: 1)
     kv_replay.clear_caches()
     assert kv_replay.kv_cache_reserve(*args) == exact
+    # the segments in use at once (within 0.5 %: the closed form counts each tensor's
+    # container as a segment of its own), though the ballooned cache reserves far more
+    whole, fast = kv_replay.replay_all(*args), kv_replay.kv_cache_replay(*args)
+    assert fast.grown == whole.grown and whole.needed < whole.grown / 3
+    assert fast.needed == pytest.approx(whole.needed, rel=0.005)
     # ... and striding through the shared segments (what estimates do) stays within 1 %.
     monkeypatch.undo()
     kv_replay.clear_caches()

@@ -42,7 +42,10 @@ def test_tracing_opts_code_gives_the_hand_written_opt_model(
     At a 2000-token prompt with eager attention the prefill's score matrices dominate:
     the hand-written model came within 0.02 % of the H200's peak allocated for that cell
     (benchmarks/results/calibrate/b1-prompt2000.json), so the trace must count the
-    float32 softmax as CUDA runs it."""
+    float32 softmax as CUDA runs it. Reserved differs where the prefill's transients
+    matter: the trace replays its requests one by one (the hand-written model sizes them
+    with a factor), within 3 % here; on the H100 the traced figure came within 0.06 %
+    of OPT's reserved at 2000-token prompts (benchmarks/results/long_prompt)."""
     entry = lookup("opt-1.3b")
     dtype = "float16" if backend == "cuda" else "float32"
     shape = {"prompt_tokens": prompt, "tokens": tokens, "batch": batch, "attn": attn,
@@ -54,7 +57,7 @@ def test_tracing_opts_code_gives_the_hand_written_opt_model(
     assert traced.weights_bytes == hand.weights_bytes
     assert traced.kv_cache_bytes == hand.kv_cache_bytes
     assert traced.peak_allocated_bytes == pytest.approx(hand.peak_allocated_bytes, rel=1e-4)
-    assert traced.peak_reserved_bytes == pytest.approx(hand.peak_reserved_bytes, rel=1e-4)
+    assert traced.peak_reserved_bytes == pytest.approx(hand.peak_reserved_bytes, rel=0.03)
 
 
 @pytest.mark.parametrize(
@@ -85,10 +88,37 @@ def test_the_meta_trace_is_what_the_same_code_allocates_on_real_tensors(
     ids = torch.zeros((1, prompt), dtype=torch.long)
     tracker.known([*real.parameters(), *real.buffers(), ids])
     with torch.no_grad():
-        prefill = tracer_main._forward(real, ids, DynamicCache(config=config), tracker, prompt)
+        cache = DynamicCache(config=config)
+        prefill, _, _ = tracer_main._forward(real, ids, cache, tracker, prompt)
     assert (prefill.peak, prefill.kv) == (meta["prefill"]["peak"], meta["prefill"]["kv"])
     scores = 4 * prompt * prompt  # heads x prompt x prompt
     assert attn == "sdpa" or prefill.peak - prefill.kv > scores * (2 + 4 + 4)
+
+
+@pytest.mark.parametrize(("attn", "batch"), [("sdpa", 1), ("eager", 3)])
+def test_the_prefill_requests_replayed_leave_the_cache_and_reach_the_forward_peak(
+    attn: str, batch: int
+) -> None:
+    """The trace keeps the prefill's requests in order: replayed, they reach the forward's
+    peak and leave exactly the cache's tensors alive, which `prefill_kv` names (each
+    layer's K and V, each made by one request of its own)."""
+    trace = _trace(TINY_LLAMA, prompt=40, batch=batch, attn=attn)
+    sizes: list[int] = []
+    live = peak = 0
+    alive: set[int] = set()
+    for event in trace.prefill_events:
+        if event > 0:
+            sizes.append(-(-event // 512) * 512)  # as the CUDA trace counts a block
+            alive.add(len(sizes) - 1)
+            live += sizes[-1]
+        else:
+            alive.remove(-event - 1)
+            live -= sizes[-event - 1]
+        peak = max(peak, live)
+    assert peak == trace.prefill.peak
+    assert alive == set(trace.prefill_kv)
+    assert len(trace.prefill_kv) == 2 * TINY_LLAMA["num_hidden_layers"]
+    assert live == trace.prefill.kv == trace.kv_bytes(40) == sum(sizes[i] for i in alive)
 
 
 SOFTMAX_CALLS = ("F.softmax", "torch.softmax", "Tensor.softmax")

@@ -9,6 +9,12 @@ A free block is split when the rest is worth a block of its pool (>= 512 B in
 the small pool, > 1 MiB in the large one); otherwise the whole block is handed
 out and counted in `allocated`. Freed blocks merge with free neighbours;
 segments are never given back (no empty_cache, no OOM retry).
+
+What a run needs of a card is less than what it reserves: where cudaMalloc fails (the
+card is full, or a cap set with set_per_process_memory_fraction is reached) the
+allocator gives back every cached segment no block is using and tries again. So the
+pool also counts the bytes of the segments in use (holding at least one block) and
+their peak: the least a card must leave the allocator for the run to go on.
 """
 
 from __future__ import annotations
@@ -51,10 +57,13 @@ Handle = tuple[int, int]  # (segment id, offset of the block in it)
 
 
 class _Segment:
-    __slots__ = ("small", "blocks", "ends")
+    __slots__ = ("small", "blocks", "ends", "size", "used")
 
-    def __init__(self, small: bool, size: int) -> None:
-        self.small = small
+    def __init__(self, small: bool, size: int, pinned: bool = False) -> None:
+        self.small, self.size = small, size
+        # blocks in use; a pinned segment (the load's, present before the first request)
+        # counts as in use always (-1), whatever its blocks
+        self.used = -1 if pinned else 0
         # offset -> the block's size, negated while it is free (one int: the hot path
         # reads and writes it without a container of its own)
         self.blocks: dict[int, int] = {0: -size}
@@ -62,7 +71,7 @@ class _Segment:
 
     def copy(self) -> _Segment:
         twin = _Segment.__new__(_Segment)
-        twin.small = self.small
+        twin.small, twin.size, twin.used = self.small, self.size, self.used
         twin.blocks, twin.ends = dict(self.blocks), dict(self.ends)
         return twin
 
@@ -83,8 +92,10 @@ class CachingAllocator:
         # Free blocks per pool, sorted by (size, segment id, offset): best fit is a bisect.
         self._free: dict[bool, list[tuple[int, int, int]]] = {True: [], False: []}
         self.allocated = self.reserved = self.peak_allocated = 0
+        # bytes of the segments made here that hold a block, and their peak
+        self.in_use = self.peak_in_use = 0
         for size in free_blocks:
-            self._new_segment(False, size)
+            self._new_segment(False, size, pinned=True)
 
     def copy(self) -> CachingAllocator:
         """An independent pool in the same state (what copy.deepcopy gives, faster)."""
@@ -94,10 +105,11 @@ class CachingAllocator:
         twin._free = {small: blocks[:] for small, blocks in self._free.items()}
         twin.allocated, twin.reserved = self.allocated, self.reserved
         twin.peak_allocated = self.peak_allocated
+        twin.in_use, twin.peak_in_use = self.in_use, self.peak_in_use
         return twin
 
-    def _new_segment(self, small: bool, size: int) -> None:
-        self.segments.append(_Segment(small, size))
+    def _new_segment(self, small: bool, size: int, pinned: bool = False) -> None:
+        self.segments.append(_Segment(small, size, pinned))
         insort(self._free[small], (size, len(self.segments) - 1, 0))
 
     def malloc(self, nbytes: int) -> Handle:
@@ -140,6 +152,12 @@ class CachingAllocator:
             self.allocated += block_size
             if self.allocated > self.peak_allocated:
                 self.peak_allocated = self.allocated
+            if not segment.used:  # a cached segment taken into use again
+                self.in_use += segment.size
+                if self.in_use > self.peak_in_use:
+                    self.peak_in_use = self.in_use
+            if segment.used >= 0:
+                segment.used += 1
             live[j] = (sid, offset)
             if old[0] >= 0:  # not NO_BLOCK
                 release(old)
@@ -152,6 +170,10 @@ class CachingAllocator:
         size = blocks.pop(offset)
         del ends[offset + size]
         self.allocated -= size
+        if segment.used > 0:
+            segment.used -= 1
+            if not segment.used:  # nothing in it now: the allocator could give it back
+                self.in_use -= segment.size
         end = offset + size
         after = blocks.get(end, 0)
         if after < 0:  # merge with the free block after it

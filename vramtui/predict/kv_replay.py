@@ -55,6 +55,16 @@ class KvGrowth:
         return self.prompt + self.tokens - 1
 
 
+@dataclass(frozen=True)
+class PrefillRequests:
+    """The prefill forward's requests in order (tracing/traces.py): bytes asked, or
+    -(i + 1) where request i is freed; `kv`: the requests that made the cache's tensors,
+    each layer's K then V."""
+
+    events: tuple[int, ...]
+    kv: tuple[int, ...]
+
+
 class _Replay:
     """The pool, and the cache's tensors in it, one step at a time."""
 
@@ -66,15 +76,29 @@ class _Replay:
         kv: KvGrowth,
         transient: tuple[int, ...] = (),
         strided: bool = False,
+        requests: PrefillRequests | None = None,
     ) -> None:
         self.rules, self.kv, self.strided = rules, kv, strided
         self.pool = CachingAllocator(rules, free)
         for nbytes in first:
             self.pool.malloc(nbytes)
+        if requests is not None:  # the prefill as traced, request by request
+            self.live = self.prefill(requests)
+            return
         self.live = [self.alloc(kv.prompt) for _ in range(2 * kv.layers)]
         # the prefill's activations beside the prompt's cache, freed before decode:
         # their blocks serve the churn that follows
         self.place(transient)
+
+    def prefill(self, requests: PrefillRequests) -> list[Handle]:
+        """Replay the prefill's requests and frees; the cache's tensors stay."""
+        made: list[Handle] = []
+        for event in requests.events:
+            if event > 0:
+                made.append(self.pool.malloc(event))
+            else:
+                self.pool.free(made[-event - 1])
+        return [made[i] for i in requests.kv]
 
     def place(self, blocks: tuple[int, ...]) -> None:
         """A step's transient: `blocks` made, then freed."""
@@ -131,17 +155,30 @@ class _Containers:
     A request takes the smallest free block that holds it, else a new segment."""
 
     def __init__(
-        self, rules: PoolRules, kv: KvGrowth, free: tuple[int, ...], containers: tuple[int, ...]
+        self,
+        rules: PoolRules,
+        kv: KvGrowth,
+        free: tuple[int, ...],
+        containers: tuple[int, ...],
+        in_use: int = 0,
+        peak_in_use: int = 0,
     ) -> None:
         self.rules, self.kv = rules, kv
         self.free, self.containers = sorted(free), list(containers)
+        # segments in use besides the tensors' containers, and the peak in use so far
+        self.other, self.peak_in_use = max(0, in_use - sum(containers)), peak_in_use
 
     @classmethod
     def of(cls, replay: _Replay, kv: KvGrowth) -> _Containers:
         """The churn from the replay's pool on, to `kv`'s last position."""
         pool = replay.pool
         containers = tuple(pool.freed_size(h) for h in replay.live)
-        return cls(replay.rules, kv, tuple(pool.free_sizes()), containers)
+        return cls(
+            replay.rules, kv, tuple(pool.free_sizes()), containers, pool.in_use, pool.peak_in_use
+        )
+
+    def _in_use(self, held: int) -> None:
+        self.peak_in_use = max(self.peak_in_use, self.other + held)
 
     def size(self, positions: int) -> int:
         return self.rules.block_size(positions * self.kv.bytes_per_position)
@@ -152,6 +189,7 @@ class _Containers:
         free = [f for f in self.free if f >= request]  # the rest can hold nothing again
         added = 0
         taken = []
+        held = sum(self.containers)  # each tensor's container in use, old and new at once
         for old in self.containers:
             if free:
                 taken.append(free.pop(0))
@@ -159,6 +197,8 @@ class _Containers:
                 segment = self.rules.segment_size(request)
                 taken.append(segment)
                 added += segment
+            self._in_use(held + taken[-1])
+            held += taken[-1] - old
             if old >= request:
                 insort(free, old)
         self.free, self.containers = free, taken
@@ -167,15 +207,18 @@ class _Containers:
     def place(self, blocks: tuple[int, ...]) -> int:
         """Bytes of the new segments a step's transient `blocks` take at the end (each in
         the smallest free block that holds it, else a segment of its own)."""
-        free, added = sorted(self.free), 0
+        free, added, held = sorted(self.free), 0, sum(self.containers)
         for size in sorted((self.rules.block_size(n) for n in blocks), reverse=True):
             fits = [f for f in free if f >= size]
             if fits:
                 free.remove(fits[0])
+                held += fits[0]
                 if self.rules.worth_splitting(fits[0] - size, False):
                     insort(free, fits[0] - size)
             else:
                 added += self.rules.segment_size(size)
+                held += self.rules.segment_size(size)
+            self._in_use(held)
         return added
 
     def run(self, positions: int) -> int:
@@ -208,7 +251,17 @@ SHAPES_KEPT = 64
 _CHECKPOINTS: dict[tuple[object, ...], list[tuple[int, _Replay]]] = {}
 
 
-@lru_cache(maxsize=32)
+@dataclass(frozen=True)
+class CacheReserve:
+    """What the replay found: `grown`, the bytes of the new segments (reserved beyond the
+    load's); `needed`, the peak of those in use (holding a block) at once, the least the
+    allocator needs beyond the load where it gives cached segments back (see
+    predict/allocator.py)."""
+
+    grown: int
+    needed: int
+
+
 def kv_cache_reserve(
     rules: PoolRules,
     free_after_load: tuple[int, ...],
@@ -217,15 +270,36 @@ def kv_cache_reserve(
     prefill: tuple[int, ...] = (),
     decode: tuple[int, ...] = (),
     strided: bool = False,
+    requests: PrefillRequests | None = None,
 ) -> int:
-    """Most bytes of new segments (both pools) while the cache grows (see the module).
+    """`kv_cache_replay`'s new segments' bytes."""
+    found = kv_cache_replay(
+        rules, free_after_load, first_blocks, kv, prefill, decode, strided, requests
+    )
+    return found.grown
+
+
+@lru_cache(maxsize=32)
+def kv_cache_replay(
+    rules: PoolRules,
+    free_after_load: tuple[int, ...],
+    first_blocks: tuple[int, ...],
+    kv: KvGrowth,
+    prefill: tuple[int, ...] = (),
+    decode: tuple[int, ...] = (),
+    strided: bool = False,
+    requests: PrefillRequests | None = None,
+) -> CacheReserve:
+    """Most bytes of new segments (both pools) while the cache grows (see the module),
+    and the most of them in use at once.
     `first_blocks` are allocated first and kept (the cuBLAS workspaces); `prefill`: the
     prefill's other allocations, blocks made and freed once the prompt's cache is in;
     `decode`: a decode step's, made and freed beside the cache at its longest;
-    `strided`: in strides where the tensors have segments of their own (see the module)."""
+    `strided`: in strides where the tensors have segments of their own (see the module);
+    `requests`: the prefill as traced, in place of the prompt's cache and `prefill`."""
     key = (
         rules, free_after_load, first_blocks, prefill, kv.layers, kv.bytes_per_position,
-        kv.prompt, strided,
+        kv.prompt, strided, requests,
     )  # fmt: skip
     if key not in _CHECKPOINTS and len(_CHECKPOINTS) >= SHAPES_KEPT:
         _CHECKPOINTS.clear()
@@ -236,14 +310,15 @@ def kv_cache_reserve(
     else:
         positions, replay = (
             kv.prompt,
-            _Replay(rules, free_after_load, first_blocks, kv, prefill, strided),
+            _Replay(rules, free_after_load, first_blocks, kv, prefill, strided, requests),
         )
     stepped = 0
     while positions < kv.last:
         if replay.one_per_block(positions):
             containers = _Containers.of(replay, kv)
             added = containers.run(positions)
-            return replay.pool.reserved + added + containers.place(decode)
+            added += containers.place(decode)
+            return CacheReserve(replay.pool.reserved + added, containers.peak_in_use)
         following = positions + replay.stride(positions)
         positions = min(following, kv.last)
         replay.step(positions)
@@ -252,7 +327,7 @@ def kv_cache_reserve(
         if following <= kv.last and stepped % CHECKPOINT_STEPS == 0 and positions > last_kept:
             kept.append((positions, replay.copy()))
     replay.place(decode)
-    return replay.pool.reserved
+    return CacheReserve(replay.pool.reserved, replay.pool.peak_in_use)
 
 
 def strided_bound(rules: PoolRules, layers: int) -> int:
@@ -263,7 +338,7 @@ def strided_bound(rules: PoolRules, layers: int) -> int:
 
 def clear_caches() -> None:
     """Forget every replay (benchmarks and tests that time or vary it)."""
-    kv_cache_reserve.cache_clear()
+    kv_cache_replay.cache_clear()
     _CHECKPOINTS.clear()
 
 
@@ -274,10 +349,24 @@ def replay_steps(
     kv: KvGrowth,
     prefill: tuple[int, ...] = (),
     decode: tuple[int, ...] = (),
+    requests: PrefillRequests | None = None,
 ) -> int:
     """The same figure, every step replayed: the reference `kv_cache_reserve` is held to."""
-    replay = _Replay(rules, free_after_load, first_blocks, kv, prefill)
+    return replay_all(rules, free_after_load, first_blocks, kv, prefill, decode, requests).grown
+
+
+def replay_all(
+    rules: PoolRules,
+    free_after_load: tuple[int, ...],
+    first_blocks: tuple[int, ...],
+    kv: KvGrowth,
+    prefill: tuple[int, ...] = (),
+    decode: tuple[int, ...] = (),
+    requests: PrefillRequests | None = None,
+) -> CacheReserve:
+    """`kv_cache_replay`'s answer with every step replayed (its reference)."""
+    replay = _Replay(rules, free_after_load, first_blocks, kv, prefill, requests=requests)
     for positions in range(kv.prompt + 1, kv.last + 1):
         replay.step(positions)
     replay.place(decode)
-    return replay.pool.reserved
+    return CacheReserve(replay.pool.reserved, replay.pool.peak_in_use)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from vramtui.predict.compiled import CompiledStep
-from vramtui.predict.kv_replay import KvGrowth, kv_cache_reserve
+from vramtui.predict.kv_replay import KvGrowth, kv_cache_replay
 from vramtui.predict.steps import StepModel
 
 
@@ -46,15 +46,21 @@ def run_peaks(
         row, layers = steps.kv_growth_shape(steps.prompt + tokens - 1)
         kv = KvGrowth(layers, row, steps.prompt, tokens)
         workspaces = (cal.cublas_workspace_bytes, cal.cublaslt_workspace_bytes)
-        prefill = steps.transient_blocks(steps.step_peak(0) - steps.steady(0), prefill=True)
+        requests = steps.prefill_requests()  # the traced prefill, request by request
+        prefill = steps.transient_blocks(
+            0 if requests else steps.step_peak(0) - steps.steady(0), prefill=True
+        )
         decoding = [steps.step_peak(i) - steps.steady(i) for i in candidates if i >= 1]
         decode = steps.transient_blocks(max(decoding, default=0), prefill=False)
         free, blocks = steps.load.free_large, (prefill.replayed, decode.replayed)
-        grown = kv_cache_reserve(cal.rules, free, workspaces, kv, *blocks, strided=strided)
-        reserved = steps.load.reserved + grown + max(prefill.beside, decode.beside)
-        reserved = max(reserved, peak_allocated)
-        if not balloons:  # a ballooning cache is freed before an OOM: not needed
-            needed = reserved
+        found = kv_cache_replay(
+            cal.rules, free, workspaces, kv, *blocks, strided=strided, requests=requests
+        )
+        beside = max(prefill.beside, decode.beside)
+        reserved = max(steps.load.reserved + found.grown + beside, peak_allocated)
+        # Where memory runs out the allocator gives back the cached segments no block
+        # uses and tries again (predict/allocator.py): the run needs those in use at once.
+        needed = max(steps.load.reserved + found.needed + beside, peak_allocated)
     return Peaks(peak_allocated, transient, needed, reserved, balloons)
 
 

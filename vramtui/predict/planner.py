@@ -187,16 +187,14 @@ def _peak(model: Entry, setting: Setting, exact: bool, may_trace: bool = False) 
     positions = GeneratePlanner().positions(model)
     arch, basis = _architecture(model, setting, positions, may_trace)
     s = setting
-    # The replay of the cache's segments is the estimate's one costly part. Where the
-    # cache balloons, what must fit is the same without it (a ballooning cache is freed
-    # before an OOM); elsewhere it runs where `exact` asks for it.
+    # The replay of the cache's segments is the estimate's one costly part: it runs where
+    # `exact` asks for it. What must fit is the segments in use at once (where memory
+    # runs out the allocator gives the cached ones back: a ballooning cache's too).
     est = estimate(
         arch, prompt_tokens=s.prompt_tokens, tokens=s.tokens, batch=s.batch, dtype=s.dtype,
         attn=s.attn, replay_cache=False, quant=s.quant,
         double_quant=s.double_quant and s.quant in FOUR_BIT,
     )  # fmt: skip
-    if est.cache_balloons:
-        return planned(est, basis)
     if not exact:
         dynamic = max(0, est.peak_allocated_bytes - est.weights_bytes)
         return planned(est, basis, int(SPREAD_SHARE * dynamic) + SPREAD_FLOOR)

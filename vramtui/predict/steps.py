@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from vramtui.models.architecture import DTYPE_BYTES, ModelInfo
 from vramtui.predict.calibration import Calibration
+from vramtui.predict.kv_replay import PrefillRequests
 from vramtui.predict.load import LoadFigures, load_figures, load_items
 from vramtui.predict.quant_kv import QuantizedKv
 from vramtui.predict.quantized import QuantPlan
@@ -264,6 +265,11 @@ class StepModel:
             + self.overhead
         )
         return max(during_forward, self.steady(step) + self.processors())
+
+    def prefill_requests(self) -> PrefillRequests | None:
+        """The prefill's requests in order, where a trace holds them (traced_steps.py);
+        here none: the prefill's transient is sized by `transient_blocks`."""
+        return None
 
     def transient_blocks(self, transient: int, prefill: bool) -> TransientBlocks:
         """A step's transient as the cache's replay places it: the dequantized weight's

@@ -14,6 +14,7 @@ from collections import Counter
 from functools import cached_property
 
 from vramtui.predict.calibration import Calibration
+from vramtui.predict.kv_replay import PrefillRequests
 from vramtui.predict.load import LoadFigures, load_sizes
 from vramtui.predict.quant_kv import QuantizedKv
 from vramtui.predict.quantized import QuantPlan
@@ -97,3 +98,18 @@ class TracedSteps(StepModel):
             repeated = 2 * self.block(trace.query_row * self.static_positions)
             extra = max(extra, repeated)
         return extra
+
+    def prefill_requests(self) -> PrefillRequests | None:
+        """The traced prefill's requests, where the replay can follow them: a cache of
+        full-precision tensors, one a layer for K and one for V of the same size, none
+        sliding (their churn is the replay's), not quantized, not static."""
+        trace = self.trace
+        kv = trace.prefill_kv
+        plain = self.quant is None and self.kv_quant is None and not self.static_positions
+        layers = trace.layers
+        uniform = len(set(layers)) == 1 and not layers[0].window
+        if not (plain and uniform and trace.prefill_events and len(kv) == 2 * len(layers)):
+            return None
+        if min(kv) < 0 or len(set(kv)) != len(kv):
+            return None  # a tensor of the cache not made by the prefill, or shared
+        return PrefillRequests(trace.prefill_events, kv)

@@ -57,6 +57,11 @@ class Tracker(TorchDispatchMode):
         self.live = 0
         self.peak = 0
         self._sizes: dict[int, int] = {}
+        # While recording (`record`): each request in order, its bytes (the storage's own
+        # size, unrounded; an empty tensor takes nothing), or -(i + 1): request i freed.
+        self.events: list[int] | None = None
+        self._index: dict[int, int] = {}
+        self._allocs = 0
 
     def block(self, nbytes: int) -> int:
         if self.round_to <= 1 or nbytes == 0:
@@ -73,9 +78,25 @@ class Tracker(TorchDispatchMode):
         weakref.finalize(storage, self._release, key)
         self.live += size
         self.peak = max(self.peak, self.live)
+        if self.events is not None and storage.nbytes():
+            self._index[key] = self._allocs
+            self._allocs += 1
+            self.events.append(storage.nbytes())
 
     def _release(self, key: int) -> None:
         self.live -= self._sizes.pop(key, 0)
+        index = self._index.pop(key, None)
+        if index is not None and self.events is not None:
+            self.events.append(-(index + 1))
+
+    def record(self) -> list[int]:
+        """Record every request and free from now on (the list grows as they come)."""
+        self.events, self._index, self._allocs = [], {}, 0
+        return self.events
+
+    def request_of(self, tensor: torch.Tensor) -> int:
+        """The recorded request that made `tensor`'s storage (-1: none)."""
+        return self._index.get(id(tensor.untyped_storage()), -1)
 
     def known(self, tensors: Any) -> None:
         """Storages that exist before tracing (weights, inputs): views of them are not
@@ -152,9 +173,11 @@ class Kernels(TorchFunctionMode):
             return func(*args, **(kwargs or {}))
         query, _key, value = args[:3]
         batch, heads, rows = query.shape[0], query.shape[1], query.shape[2]
+        # the fused kernels write (batch, rows, heads, dim) and return it transposed, so
+        # the caller's transpose(1, 2).contiguous() makes no copy
         out = torch.empty(
-            (*query.shape[:-1], value.shape[-1]), dtype=query.dtype, device=query.device
-        )
+            (batch, rows, heads, value.shape[-1]), dtype=query.dtype, device=query.device
+        ).transpose(1, 2)
         lse = torch.empty(
             (batch, heads, -(-rows // 32) * 32), dtype=torch.float32, device=query.device
         )
@@ -200,19 +223,46 @@ def _cache_bytes(cache: Any, tracker: Tracker) -> int:
     return total
 
 
+def _positions(model: Any, ids: torch.Tensor, cached: int) -> dict[str, torch.Tensor]:
+    """generate's position_ids, (batch, new) from the mask's cumulative sum, where the
+    forward takes them (without them rotary models make cos and sin for one row)."""
+    import inspect
+
+    if "position_ids" not in inspect.signature(model.forward).parameters:
+        return {}
+    batch, new = ids.shape
+    start = cached - new
+    return {"position_ids": torch.zeros((batch, new), dtype=torch.long, device=ids.device) + start}
+
+
 def _forward(
-    model: Any, ids: torch.Tensor, cache: Any, tracker: Tracker, cached: int, cuda: bool = False
-) -> StepTrace:
+    model: Any,
+    ids: torch.Tensor,
+    cache: Any,
+    tracker: Tracker,
+    cached: int,
+    cuda: bool = False,
+    events: bool = False,
+) -> tuple[StepTrace, list[int], list[int]]:
+    """One forward's trace; `events`: with its requests and frees in order, and the
+    requests that made the cache's tensors (each layer's K, then V)."""
+    inputs = {"input_ids": ids, **_positions(model, ids, cached)}
+    tracker.known(inputs.values())
+    recorded: list[int] = []
     with Kernels(cuda), tracker:
         for layer in cache.layers:
             if getattr(layer, "is_initialized", False):
                 tracker.track(layer.keys)
                 tracker.track(layer.values)
         before = tracker.mark()
-        out = model(input_ids=ids, use_cache=True, logits_to_keep=1, **{_cache_arg(model): cache})
+        recorded = tracker.record() if events else recorded
+        out = model(**inputs, use_cache=True, logits_to_keep=1, **{_cache_arg(model): cache})
         peak = tracker.peak - before
         del out
-    return StepTrace(cached, peak, before, _cache_bytes(cache, tracker))
+        tracker.events = None
+    made = [tracker.request_of(t) for layer in cache.layers for t in (layer.keys, layer.values)]
+    step = StepTrace(cached, peak, before, _cache_bytes(cache, tracker))
+    return step, recorded, made if events else []
 
 
 def _prefilled_cache(config: Any, layout: list[dict[str, int]], dtype: Any, cached: int) -> Any:
@@ -277,13 +327,13 @@ def trace(request: Request) -> dict[str, Any]:
     tracker.known([*model.parameters(), *model.buffers(), ids, one])
     cache = DynamicCache(config=config)
     with torch.no_grad():
-        prefill = _forward(model, ids, cache, tracker, request.prompt, cuda)
+        prefill, events, made = _forward(model, ids, cache, tracker, request.prompt, cuda, True)
         layout = _layout(cache)
         del cache
         decode = []
         for cached in request.decode:
             past = _prefilled_cache(config, layout, dtype, cached - 1)
-            decode.append(_forward(model, one, past, tracker, cached, cuda))
+            decode.append(_forward(model, one, past, tracker, cached, cuda)[0])
             del past
     text = getattr(config, "get_text_config", lambda: config)()
     return {
@@ -296,6 +346,8 @@ def trace(request: Request) -> dict[str, Any]:
         "vocab": int(text.vocab_size),
         "layers": layout,
         "prefill": asdict(prefill),
+        "prefill_events": events,
+        "prefill_kv": made,
         "decode": [asdict(step) for step in decode],
     }
 

@@ -28,8 +28,9 @@ from vramtui.models.hf import short_reason
 from vramtui.predict.quant_storage import LinearWeight
 
 # 2: tensor names and the linear layers (quantization); 3: CUDA traces count a float16
-# softmax asked in float32 as CUDA runs it (no float32 copy of the scores)
-TRACE_VERSION = 3
+# softmax asked in float32 as CUDA runs it (no float32 copy of the scores); 4: the
+# prefill's requests in order, sdpa's output in the kernels' layout, generate's position_ids
+TRACE_VERSION = 4
 TIMEOUT_S = 600
 
 
@@ -85,6 +86,10 @@ class Trace:
     query_row: int = 0
     tensor_names: tuple[str, ...] = ()  # the checkpoint tensors' names, as `tensors`
     linears: tuple[LinearWeight, ...] = ()  # what the quantizers see (quant_storage.py)
+    # The prefill forward's requests in order: bytes asked (> 0) or -(i + 1), request i
+    # freed; and the requests that made the cache's tensors (each layer's K, then V).
+    prefill_events: tuple[int, ...] = ()
+    prefill_kv: tuple[int, ...] = ()
 
     def named_tensors(self) -> tuple[tuple[str, int], ...]:
         """(name, bytes) of every checkpoint tensor, in the loader's order (names
@@ -223,6 +228,8 @@ def _trace(name: str, positions: int, request: dict[str, Any], data: dict[str, A
         query_row=query_row(request["config"], request["batch"], request["dtype"]),
         tensor_names=tuple(name for name, _ in data["tensors"]),
         linears=tuple(LinearWeight(**entry) for entry in data["linears"]),
+        prefill_events=tuple(data["prefill_events"]),
+        prefill_kv=tuple(data["prefill_kv"]),
     )
 
 

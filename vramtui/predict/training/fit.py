@@ -16,13 +16,17 @@ from vramtui.predict.training.trace import TrainTrace
 @dataclass(frozen=True)
 class Room:
     """What must fit: the process's device memory (NVML) under the GPU's memory, or,
-    under --cap, the allocator's reserved bytes under the cap (the context is not)."""
+    under --cap, the allocator's bytes under the cap (the context is not); either way
+    the segments in use at once, for the allocator gives its cached ones back before it
+    runs out (predict/allocator.py)."""
 
     bytes: int
     capped: bool = False
 
     def fits(self, est: TrainingEstimate) -> bool:
-        need = est.peak_reserved_bytes if self.capped else est.peak_total_bytes
+        need = est.needed_reserved_bytes
+        if not self.capped:
+            need += est.context_bytes + est.paged_states_bytes
         return need <= self.bytes
 
 

@@ -172,10 +172,11 @@ class TrainPlanner:
 
 
 def planned_training(est: TrainingEstimate, basis: str, spread: bool = True) -> PlannedPeak:
-    """A PlannedPeak from a training estimate: the allocator's reserved peak and, on
-    CUDA, a paged optimizer's unified memory while resident (the CUDA context is the
-    card's); gradients and optimizer states as terms of their own."""
-    need = est.peak_reserved_bytes + est.paged_states_bytes
+    """A PlannedPeak from a training estimate: the allocator's segments in use at once
+    (its cached ones it gives back before it runs out) and, on CUDA, a paged
+    optimizer's unified memory while resident (the CUDA context is the card's);
+    gradients and optimizer states as terms of their own."""
+    need = est.needed_reserved_bytes + est.paged_states_bytes
     dynamic = max(0, need - est.weights_bytes)
     return PlannedPeak(
         need_bytes=need,

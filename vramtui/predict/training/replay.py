@@ -72,6 +72,9 @@ class TrainingEstimate:
     activations_bytes: int  # alive at the forward's end (saved for backward, the loss)
     peak_allocated_bytes: int  # torch.cuda.max_memory_allocated()
     peak_reserved_bytes: int
+    # the most bytes of segments in use (holding a block) at once: what the allocator
+    # needs where it gives its cached segments back rather than run out (allocator.py)
+    needed_reserved_bytes: int
     slack_bytes: int  # reserved - allocated at the peak
     context_bytes: int  # CUDA context and libraries
     peak_total_bytes: int  # the process's device memory (NVML) at the peak
@@ -184,6 +187,7 @@ def estimate_training(
     step, phase = max(run.peaks, key=lambda where: (run.peaks[where], where[0]))
     reserved = run.alloc.reserved
     cuda = shape.backend == "cuda"
+    needed = max(run.alloc.peak_in_use, peak) if cuda else reserved
     context = calibration.cuda_context_bytes + calibration.cuda_libraries_bytes if cuda else 0
     trained = sum(p.nbytes for p in params if p.trainable)
     weights = sum(sum(weight_tensors(p)) for p in params) + sum(trace.buffers)
@@ -205,6 +209,7 @@ def estimate_training(
         activations_bytes=starts.get((2, "backward"), 0) - starts.get((2, "forward"), 0),
         peak_allocated_bytes=peak,
         peak_reserved_bytes=reserved,
+        needed_reserved_bytes=needed,
         slack_bytes=max(0, reserved - peak),
         context_bytes=context,
         peak_total_bytes=reserved + context + (states.paged_bytes if cuda else 0),

@@ -49,28 +49,14 @@ class EventTracker(Tracker):
 
     def __init__(self, round_to: int) -> None:
         super().__init__(round_to)
-        self.events: list[int] = []
-        self._index: dict[int, int] = {}
+        self.events: list[int] = self.record()
         self.marks: list[tuple[int, str, int]] = []  # (step, phase, first event)
-        self._allocs = 0
         self._stepping = False  # in an optimizer step
 
     def track(self, tensor: torch.Tensor) -> None:
-        key = id(tensor.untyped_storage())
-        if key in self._sizes or (self._stepping and _host_scalar(tensor)):
+        if self._stepping and _host_scalar(tensor):
             return
         super().track(tensor)
-        nbytes = tensor.untyped_storage().nbytes()
-        if nbytes:  # the allocator hands out nothing for an empty tensor
-            self._index[key] = self._allocs
-            self._allocs += 1
-            self.events.append(nbytes)
-
-    def _release(self, key: int) -> None:
-        index = self._index.pop(key, None)
-        if index is not None:
-            self.events.append(-(index + 1))
-        super()._release(key)
 
     def phase(self, step: int, name: str) -> None:
         self.marks.append((step, name, len(self.events)))
