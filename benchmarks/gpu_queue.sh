@@ -12,13 +12,15 @@
 #   fit:N,N,...        fit_check.sh cells (generation under --cap)
 #   trainfit:N,N,...   fit_train_check.sh predictions only, every cell in parallel in the
 #                      background (CPU traces): $OUT/trainfit-N/ has fit-N.json, fit-N-at.json
-#   train:N,N,...      fit_train_check.sh cells; predictions already made are read from
-#                      benchmarks/results/fit_check/trainfit-N/ when they are there
+#   train:N,N,...      fit_train_check.sh cells; predictions made by this call's trainfit
+#                      (waited for), else read from benchmarks/results/fit_check/trainfit-N/
 #   long:N,N,...       long_prompt_gpu.sh cells
 #   quant:PART         quant_table.py --part PART (parity, short, long-opt, ..., kv)
 #   abba               train_gpu.sh with ONLY=abba (step time, plain loop against `train`)
 #   trainer            `vramtui profile` of examples/hf_trainer.py (an HF Trainer, 20 steps)
 #   traintable:F,F     train_table.py run --only F,F (the fine-tuning table; empty: all)
+#   caps:gN,tN,...     cap_lanes.py: fit_check.sh (gN) and fit_train_check.sh (tN) cells,
+#                      several at a time under their caps
 # Background jobs still running at the limit are stopped; what they finished is kept.
 set -u
 : "${OUT:?set OUT to a folder}"
@@ -40,11 +42,12 @@ left() { echo $((DEADLINE - $(date +%s))); }
 cells() { tr ',' ' ' <<< "$1"; }
 
 background=()
+declare -A predicting  # trainfit cell -> the pid of its predictions, for `train` to wait on
 for job in "$@"; do
   kind=${job%%:*} arg=${job#*:}
   case $kind in tp1) need=90 ;; fit) need=60 ;; train) need=100 ;; long) need=40 ;;
     quant) need=150 ;; trainfit) need=0 ;; abba) need=150 ;; trainer) need=60 ;;
-    traintable) need=90 ;; *) echo "unknown job $job" | tee -a "$queue"; continue ;;
+    traintable) need=90 ;; caps) need=120 ;; *) echo "unknown job $job" | tee -a "$queue"; continue ;;
   esac
   if [ "$(left)" -lt "$need" ]; then echo "skipped $job" | tee -a "$queue"; continue; fi
   echo "start $job at $(( $(date +%s) - t0 )) s" | tee -a "$queue"
@@ -56,17 +59,28 @@ for job in "$@"; do
         PREDICT_ONLY=1 DEADLINE= OUT=$OUT/trainfit-$n setsid bash benchmarks/fit_train_check.sh \
           "$n" > /dev/null 2>&1 &
         background+=($!)
+        predicting[$n]=$!
       done ;;
     train)
       mkdir -p "$OUT/fit_train_check"
-      for n in $(cells "$arg"); do
-        cp benchmarks/results/fit_check/trainfit-"$n"/fit-"$n"*.json "$OUT/fit_train_check/" 2>/dev/null
+      for n in $(cells "$arg"); do  # this call's predictions, else the committed ones
+        pid=${predicting[$n]:-}
+        while [ -n "$pid" ] && kill -0 "$pid" 2> /dev/null && [ "$(left)" -gt "$need" ]; do
+          sleep 2; done
+        if ls "$OUT/trainfit-$n/fit-$n"*.json > /dev/null 2>&1; then
+          cp "$OUT/trainfit-$n/fit-$n"*.json "$OUT/fit_train_check/"
+        else
+          cp benchmarks/results/fit_check/trainfit-"$n"/fit-"$n"*.json "$OUT/fit_train_check/" \
+            2>/dev/null
+        fi
       done
       OUT=$OUT/fit_train_check bash benchmarks/fit_train_check.sh $(cells "$arg") > /dev/null 2>&1 ;;
     long) BUDGET_S=$(( $(left) - 40 )) bash benchmarks/long_prompt_gpu.sh $(cells "$arg") \
       > /dev/null 2>&1 ;;
     quant) python3 benchmarks/quant_table.py --part "$arg" --out "$OUT/quant" \
       --budget-s $(( $(left) - 30 )) > "$OUT/quant-$arg-log.txt" 2>&1 ;;
+    caps) python3 benchmarks/cap_lanes.py --out "$OUT" $(cells "$arg") \
+      > "$OUT/caps-log.txt" 2>&1 ;;
     abba) ONLY=abba OUT=$OUT/abba bash benchmarks/train_gpu.sh > /dev/null 2>&1 ;;
     trainer) mkdir -p "$OUT/trainer"
       python3 -m vramtui profile --json "$OUT/trainer/hf_trainer.json" \

@@ -53,9 +53,9 @@ plain plain-llama1b-lora-A1 --model llama-3.2-1b --method lora --steps 20  # ABB
 cell abba-llama1b-lora-B1 -m llama-3.2-1b --method lora --steps 20
 cell abba-llama1b-lora-B2 -m llama-3.2-1b --method lora --steps 20
 plain plain-llama1b-lora-A2 --model llama-3.2-1b --method lora --steps 20
-# the plain loop again with vramtui's NVML reads (200 a second, from another process):
+# the plain loop again with vramtui's NVML reads for training (20 a second, from another process):
 # the poller's share of the ABBA gap, apart from the engine's sampling
-plain plain-llama1b-lora-nvml --model llama-3.2-1b --method lora --steps 20 --nvml-hz 200
+plain plain-llama1b-lora-nvml --model llama-3.2-1b --method lora --steps 20 --nvml-hz 20
 if [[ ${ONLY:-} != abba ]]; then
   VRAMTUI_TEST_OOM_AT_TOKEN=2 cell hook-oom -m qwen2.5-0.5b --method lora
   cell cap-oom -m llama-3.2-1b --method full --cap 8GiB

@@ -251,9 +251,10 @@ def table(args: argparse.Namespace) -> None:
     lines = [
         "# Fine-tuning memory, measured",
         "",
-        f"{env['device_name']}, driver {env.get('driver', '–')}, torch {env['torch']}, transformers "
-        f"{env['transformers']}, Python {env['python']}. Micro-batch 1, 3 steps, bfloat16, "
-        "AdamW unless named; GB = 10^9 bytes. Step time: the median of steps 2-3; "
+        f"{env['device_name']}, driver {env.get('driver', '–')}, torch {env['torch']}, "
+        f"transformers {env['transformers']}, Python {env['python']}. "
+        "Micro-batch 1, 3 steps, bfloat16, AdamW unless named; GB = 10^9 bytes. "
+        "Step time: the median of steps 2-3; "
         "*shared*: another cell's steps ran on the GPU at the same time.",
         "",
         "| model | method | ckpt | seq | optim | peak allocated | reserved | NVML process | "
