@@ -20,7 +20,9 @@
 #   trainer            `vramtui profile` of examples/hf_trainer.py (an HF Trainer, 20 steps)
 #   traintable:F,F     train_table.py run --only F,F (the fine-tuning table; empty: all)
 #   caps:gN,tN,...     cap_lanes.py: fit_check.sh (gN) and fit_train_check.sh (tN) cells,
-#                      several at a time under their caps
+#                      several at a time under their caps (44 GiB of caps at once), beside
+#                      the fine-tuning table's cells listed in
+#                      benchmarks/results/train_table/todo.txt, if any (30 GiB at once)
 # Background jobs still running at the limit are stopped; what they finished is kept.
 set -u
 : "${OUT:?set OUT to a folder}"
@@ -79,8 +81,15 @@ for job in "$@"; do
       > /dev/null 2>&1 ;;
     quant) python3 benchmarks/quant_table.py --part "$arg" --out "$OUT/quant" \
       --budget-s $(( $(left) - 30 )) > "$OUT/quant-$arg-log.txt" 2>&1 ;;
-    caps) python3 benchmarks/cap_lanes.py --out "$OUT" $(cells "$arg") \
-      > "$OUT/caps-log.txt" 2>&1 ;;
+    caps) if [ -s benchmarks/results/train_table/todo.txt ]; then  # the table's cells left
+        python3 benchmarks/train_table.py run --out "$OUT/train_table" --lanes 2 \
+          --memory-gib 30 --beside "cap checks" --only "$(paste -sd, benchmarks/results/train_table/todo.txt)" \
+          --budget-s $(( $(left) - 40 )) > "$OUT/train_table-log.txt" 2>&1 &
+        table=$!
+      fi
+      python3 benchmarks/cap_lanes.py --out "$OUT" --budget-gib 44 $(cells "$arg") \
+        > "$OUT/caps-log.txt" 2>&1
+      [ -n "${table:-}" ] && wait "$table" ;;
     abba) ONLY=abba OUT=$OUT/abba bash benchmarks/train_gpu.sh > /dev/null 2>&1 ;;
     trainer) mkdir -p "$OUT/trainer"
       python3 -m vramtui profile --json "$OUT/trainer/hf_trainer.json" \

@@ -108,19 +108,21 @@ def run(args: argparse.Namespace) -> None:
     out.mkdir(parents=True, exist_ok=True)
     deadline = time.time() + args.budget_s
     total = device_total(args.device)
+    room = args.memory_gib * 2**30 if args.memory_gib else total * 0.9  # for the lanes
     wanted = args.only.split(",") if args.only else [""]
     todo = [c for c in cells() if any(w in c.name for w in wanted)]
+    todo.sort(key=lambda c: min(i for i, w in enumerate(wanted) if w in c.name))
     log = (out / "runs.jsonl").open("a")
     waiting = []
     with ThreadPoolExecutor(8) as pool:  # the estimates run on the CPU, in parallel
         needs = list(pool.map(predicted_total, todo))
     for cell, need in zip(todo, needs, strict=True):
-        if need > total * 1.05:
+        if need > total * 1.05 or (args.memory_gib and need > room):
             log.write(
                 json.dumps(
                     {
                         "cell": cell.name,
-                        "not_run": "predicted past the card",
+                        "not_run": "predicted past the memory given",
                         "predicted_total_bytes": need,
                     }
                 )
@@ -143,13 +145,14 @@ def run(args: argparse.Namespace) -> None:
                             "end": time.time(),
                             "rc": proc.returncode,
                             "predicted_total_bytes": need,
+                            "beside": args.beside,
                         }
                     )
                     + "\n"
                 )
                 log.flush()
         held = sum(need for _, need, _, _ in running)
-        fits = [w for w in waiting if held + w[1] <= total * 0.9 or not running]
+        fits = [w for w in waiting if held + w[1] <= room or (not running and w[1] <= room)]
         if fits and len(running) < args.lanes and time.time() + 60 < deadline:
             cell, need = fits[0]
             waiting.remove(fits[0])
@@ -234,7 +237,8 @@ def rows(folder: Path) -> list[dict[str, Any]]:
             peak_nvml_process_bytes=s.get("peak_nvml_process_bytes"),
             peak=(training.get("peak") or {}),
             steady_step_s=statistics.median((training.get("step_s") or [0, 0])[1:] or [0]),
-            shared=any(o != name and wa < b and a < wb for o, (wa, wb) in windows.items()),
+            shared=bool(r.get("beside"))
+            or any(o != name and wa < b and a < wb for o, (wa, wb) in windows.items()),
             session=name + ".json",
         )
         table.append(row)
@@ -290,6 +294,13 @@ def main() -> None:
     r.add_argument("--budget-s", type=float, default=480)
     r.add_argument("--only", help="cells whose name contains one of these (comma-separated)")
     r.add_argument("--device", default="cuda:0")
+    r.add_argument("--beside", help="what else runs on the card (its step times are shared)")
+    r.add_argument(
+        "--memory-gib",
+        type=float,
+        help="the card's memory these cells may hold together (default 90 %% of it; a cell "
+        "predicted past it is not run): to share the card with other runs",
+    )
     t = sub.add_parser("table")
     t.add_argument("folder", type=Path)
     t.add_argument("--out", required=True)
