@@ -215,4 +215,4 @@ def test_a_ballooning_cache_is_warned_of_unless_segments_expand(
     monkeypatch.setenv("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
     expanding = _json(capsys, *b8)
     assert expanding["cache_balloons"] is False and expanding["warning"] is None
-    assert expanding["peak_total_bytes"] == data["required_bytes"]
+    assert data["required_bytes"] <= expanding["peak_total_bytes"]

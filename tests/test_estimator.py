@@ -310,8 +310,12 @@ def test_cache_balloons_only_when_the_kv_tensors_grow_past_the_shared_segments()
     # the balloon is in reserved and the process total, not in what the run needs
     assert big.peak_allocated_bytes == plain.peak_allocated_bytes
     assert big.peak_reserved_bytes > 5 * plain.peak_reserved_bytes
-    assert big.required_bytes == plain.required_bytes == plain.peak_total_bytes
-    assert e("opt-1.3b", 8, 2000, 8, replay_cache=False).peak_total_bytes == big.required_bytes
+    # needed: the segments in use at once (the cached ones are given back before an
+    # out-of-memory), within what expandable segments would reserve
+    assert plain.required_bytes == plain.peak_total_bytes
+    assert big.peak_allocated_bytes + big.context_bytes < big.required_bytes
+    assert big.required_bytes <= plain.required_bytes
+    assert big.required_bytes <= e("opt-1.3b", 8, 2000, 8, replay_cache=False).peak_total_bytes
     warning = fragmentation_warning(big)
     reserve = f"~{big.peak_reserved_bytes / 1e9:.1f} GB"
     assert warning and "expandable_segments:True" in warning and reserve in warning

@@ -43,9 +43,10 @@ def test_tracing_opts_code_gives_the_hand_written_opt_model(
     the hand-written model came within 0.02 % of the H200's peak allocated for that cell
     (benchmarks/results/calibrate/b1-prompt2000.json), so the trace must count the
     float32 softmax as CUDA runs it. Reserved differs where the prefill's transients
-    matter: the trace replays its requests one by one (the hand-written model sizes them
-    with a factor), within 3 % here; on the H100 the traced figure came within 0.06 %
-    of OPT's reserved at 2000-token prompts (benchmarks/results/long_prompt)."""
+    matter: the trace replays its requests one by one, where the hand-written model sizes
+    them with a fitted factor that runs high at long prompts (+3.25 % against the H100's
+    opt-1.3b eager 2000 + 16, where the trace's figure is within 0.05 %:
+    benchmarks/results/long_prompt): never above it, within 5 % below."""
     entry = lookup("opt-1.3b")
     dtype = "float16" if backend == "cuda" else "float32"
     shape = {"prompt_tokens": prompt, "tokens": tokens, "batch": batch, "attn": attn,
@@ -57,7 +58,8 @@ def test_tracing_opts_code_gives_the_hand_written_opt_model(
     assert traced.weights_bytes == hand.weights_bytes
     assert traced.kv_cache_bytes == hand.kv_cache_bytes
     assert traced.peak_allocated_bytes == pytest.approx(hand.peak_allocated_bytes, rel=1e-4)
-    assert traced.peak_reserved_bytes == pytest.approx(hand.peak_reserved_bytes, rel=0.03)
+    assert hand.peak_reserved_bytes * 0.95 <= traced.peak_reserved_bytes
+    assert traced.peak_reserved_bytes <= hand.peak_reserved_bytes * (1 + 1e-4)
 
 
 @pytest.mark.parametrize(
