@@ -25,6 +25,7 @@
 #                      benchmarks/results/train_table/todo.txt, if any (30 GiB at once)
 # Background jobs still running at the limit are stopped; what they finished is kept.
 set -u
+set -m  # each background job in a process group of its own (stopped whole at the limit)
 : "${OUT:?set OUT to a folder}"
 LIMIT_S=${LIMIT_S:-520}
 mkdir -p "$OUT"
@@ -43,16 +44,8 @@ export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 WHEELS_DONE
 left() { echo $((DEADLINE - $(date +%s))); }
 cells() { tr ',' ' ' <<< "$1"; }
 
-background=()
-declare -A predicting  # trainfit cell -> the pid of its predictions, for `train` to wait on
-for job in "$@"; do
-  kind=${job%%:*} arg=${job#*:}
-  case $kind in tp1) need=90 ;; fit) need=60 ;; train) need=100 ;; long) need=40 ;;
-    quant) need=150 ;; trainfit) need=0 ;; abba) need=150 ;; trainer) need=60 ;;
-    traintable) need=90 ;; caps) need=120 ;; *) echo "unknown job $job" | tee -a "$queue"; continue ;;
-  esac
-  if [ "$(left)" -lt "$need" ]; then echo "skipped $job" | tee -a "$queue"; continue; fi
-  echo "start $job at $(( $(date +%s) - t0 )) s" | tee -a "$queue"
+run_job() {  # run_job KIND ARG: one job of the queue
+  local kind=$1 arg=$2
   case $kind in
     tp1) bash benchmarks/tp1_parity.sh > /dev/null 2>&1 ;;
     fit) OUT=$OUT/fit_check bash benchmarks/fit_check.sh $(cells "$arg") > /dev/null 2>&1 ;;
@@ -99,6 +92,30 @@ for job in "$@"; do
       python3 benchmarks/train_table.py run --out "$OUT/train_table" --only "$arg" \
         --budget-s $(( $(left) - 30 )) > "$OUT/train_table-log.txt" 2>&1 ;;
   esac
+}
+
+background=()
+declare -A predicting  # trainfit cell -> the pid of its predictions, for `train` to wait on
+for job in "$@"; do
+  kind=${job%%:*} arg=${job#*:}
+  case $kind in tp1) need=90 ;; fit) need=60 ;; train) need=100 ;; long) need=40 ;;
+    quant) need=150 ;; trainfit) need=0 ;; abba) need=150 ;; trainer) need=60 ;;
+    traintable) need=90 ;; caps) need=120 ;; *) echo "unknown job $job" | tee -a "$queue"; continue ;;
+  esac
+  if [ "$(left)" -lt "$need" ]; then echo "skipped $job" | tee -a "$queue"; continue; fi
+  echo "start $job at $(( $(date +%s) - t0 )) s" | tee -a "$queue"
+  if [ "$kind" = trainfit ]; then
+    run_job "$kind" "$arg"
+  else  # in a process group of its own, stopped at the limit so the archive is always made
+    run_job "$kind" "$arg" &
+    pid=$!
+    while kill -0 "$pid" 2> /dev/null && [ "$(left)" -gt 15 ]; do sleep 2; done
+    if kill -0 "$pid" 2> /dev/null; then
+      kill -- -"$pid" 2> /dev/null
+      echo "stopped $job at the limit" | tee -a "$queue"
+    fi
+    wait "$pid"
+  fi
   echo "done $job rc=$? at $(( $(date +%s) - t0 )) s" | tee -a "$queue"
 done
 for pid in "${background[@]}"; do
