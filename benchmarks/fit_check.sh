@@ -9,6 +9,8 @@
 #   OUT=DIR bash benchmarks/fit_check.sh            every cell
 #   OUT=DIR bash benchmarks/fit_check.sh 0 1 2      some cells, by index (to split a run)
 #   DEADLINE=EPOCH_S ...                           start no cell within 45 s of it
+#   PREDICT_ONLY=1 ...   only fit's two rows a cell (CPU: traces); a later call finds
+#                        fit-N.json and fit-N-at.json in OUT and runs at once
 #
 # Writes, under $OUT: fit-N.json (fit's row), fit-N-at.json (fit's row at the largest
 # setting: its headroom_bytes is the margin the cell had), run-N-at.json and run-N-up.json (the two
@@ -34,7 +36,7 @@ CELLS=(
   "16GiB qwen2.5-1.5b sdpa batch 2000 48 1 tokens"
   "24GiB mistral-7b-v0.3 sdpa context 8 16 2 prompt"
   "12GiB pythia-1b eager batch 1000 48 1 tokens"
-  "16GiB gemma-2-2b sdpa context 8 16 16 prompt"
+  "16GiB gemma-2-2b eager context 8 16 16 prompt"
   "24GiB llama-3.2-3b eager context 8 16 1 prompt"
 )
 
@@ -48,9 +50,11 @@ cell() {
     echo "== cell $n: not started (deadline)" | tee -a "$log"; return
   fi
   echo "== cell $n: ${CELLS[$n]}" | tee -a "$log"
-  python3 -m vramtui fit --cap "$cap" --margin 0% --model "$model" --attn "$attn" --trace \
-    --prompt-tokens "$prompt" --tokens "$tokens" --batch "$batch" --grow "$grow" --json \
-    > "$fit" 2>> "$log" || { echo "fit failed" | tee -a "$log"; return; }
+  if [ ! -s "$fit" ]; then
+    python3 -m vramtui fit --cap "$cap" --margin 0% --model "$model" --attn "$attn" --trace \
+      --prompt-tokens "$prompt" --tokens "$tokens" --batch "$batch" --grow "$grow" --json \
+      > "$fit" 2>> "$log" || { echo "fit failed" | tee -a "$log"; rm -f "$fit"; return; }
+  fi
   local at_prompt=$prompt at_tokens=$tokens at_batch=$batch up_prompt up_tokens up_batch
   if [ "$search" = batch ]; then
     at_batch=$(field "$fit" max_batch)
@@ -78,9 +82,13 @@ cell() {
     echo $?
   }
   # the predicted headroom at the largest setting: the margin the cell had
-  python3 -m vramtui fit --cap "$cap" --margin 0% --model "$model" --attn "$attn" --trace \
-    --prompt-tokens "$at_prompt" --tokens "$at_tokens" --batch "$at_batch" --json \
-    > "$OUT/fit-$n-at.json" 2>> "$log"
+  [ -s "$OUT/fit-$n-at.json" ] || python3 -m vramtui fit --cap "$cap" --margin 0% \
+    --model "$model" --attn "$attn" --trace --prompt-tokens "$at_prompt" \
+    --tokens "$at_tokens" --batch "$at_batch" --json > "$OUT/fit-$n-at.json" 2>> "$log"
+  if [ -n "${PREDICT_ONLY:-}" ]; then
+    echo "predicted: $at_prompt + $at_tokens b$at_batch (up: $up_prompt + $up_tokens" \
+      "b$up_batch)" | tee -a "$log"; return
+  fi
   local rc_at rc_up held
   rc_at=$(run at "$at_prompt" "$at_tokens" "$at_batch")
   rc_up=$(run up "$up_prompt" "$up_tokens" "$up_batch")
