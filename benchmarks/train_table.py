@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import signal
-import statistics
 import subprocess
 import sys
 import time
@@ -32,6 +31,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import write_json  # noqa: E402
+from train_gpu_summary import steady_s  # noqa: E402
 
 MODELS = ("qwen2.5-0.5b", "opt-1.3b", "llama-3.2-1b", "llama-3.2-3b", "mistral-7b-v0.3")
 METHODS = ("full", "lora", "qlora")
@@ -236,7 +236,7 @@ def rows(folder: Path) -> list[dict[str, Any]]:
             peak_reserved_bytes=s.get("peak_reserved_bytes"),
             peak_nvml_process_bytes=s.get("peak_nvml_process_bytes"),
             peak=(training.get("peak") or {}),
-            steady_step_s=statistics.median((training.get("step_s") or [0, 0])[1:] or [0]),
+            steady_step_s=steady_s(training.get("step_s") or []),
             shared=bool(r.get("beside"))
             or any(o != name and wa < b and a < wb for o, (wa, wb) in windows.items()),
             session=name + ".json",
@@ -270,7 +270,7 @@ def table(args: argparse.Namespace) -> None:
         at = f"step {peak.get('step')}, {peak.get('phase')}" if peak else "–"
         step = (
             f"{r['steady_step_s']:.3f} s" + (" *shared*" if r.get("shared") else "")
-            if r.get("status") == "completed"
+            if r.get("steady_step_s") is not None
             else "–"
         )
         status = r["status"] + (f" ({r['failure']})" if r.get("failure") else "")

@@ -7,7 +7,7 @@ from dataclasses import replace
 import pytest
 
 from vramtui.predict.allocator import CachingAllocator, PoolRules
-from vramtui.predict.kv_replay import KvGrowth, kv_cache_reserve
+from vramtui.predict.kv_replay import KvGrowth, kv_cache_replay
 
 MiB = 2**20
 RULES = PoolRules()
@@ -89,12 +89,12 @@ def test_the_segments_in_use_are_counted_and_a_cached_one_taken_again_counts_aga
 
 def test_growth_past_the_shared_segments_leaves_a_trail_and_small_growth_none() -> None:
     # one layer, K and V of 64 kB a position, 320 -> 400 positions: 20 -> 25 MiB
-    grown = kv_cache_reserve(RULES, (), (), KvGrowth(1, 64 * 1024, 320, 81))
+    grown = kv_cache_replay(RULES, (), (), KvGrowth(1, 64 * 1024, 320, 81)).grown
     # every 2 MiB step leaves the two old segments cached: 20+22+24 MiB (x2) + 26 (x2)
     # live, plus one spare of the size in use
     assert grown >= 2 * (20 + 22 + 24 + 26) * MiB
     # at most 1 MiB a tensor: the small pool, one 2 MiB segment for K and V
-    small = kv_cache_reserve(RULES, (), (), KvGrowth(1, 256, 8, 2000))
+    small = kv_cache_replay(RULES, (), (), KvGrowth(1, 256, 8, 2000)).grown
     assert small == 2 * MiB
 
 
@@ -128,12 +128,12 @@ def test_the_fast_replay_counts_the_regular_churn_exactly(
     from vramtui.predict import kv_replay
 
     args = _growth(*cell)
-    exact = kv_replay.replay_steps(*args)
+    exact = kv_replay.replay_all(*args).grown
     # Stepping every position while tensors share 20 MiB segments, the closed-form
     # churn after them gives the step-by-step replay's figure to the byte...
     monkeypatch.setattr(kv_replay._Replay, "stride", lambda self, positions: 1)
     kv_replay.clear_caches()
-    assert kv_replay.kv_cache_reserve(*args) == exact
+    assert kv_replay.kv_cache_replay(*args).grown == exact
     # the segments in use at once (within 0.5 %: the closed form counts each tensor's
     # container as a segment of its own), though the ballooned cache reserves far more
     whole, fast = kv_replay.replay_all(*args), kv_replay.kv_cache_replay(*args)
@@ -142,7 +142,7 @@ def test_the_fast_replay_counts_the_regular_churn_exactly(
     # ... and striding through the shared segments (what estimates do) stays within 1 %.
     monkeypatch.undo()
     kv_replay.clear_caches()
-    assert abs(kv_replay.kv_cache_reserve(*args) - exact) <= 0.01 * exact
+    assert abs(kv_replay.kv_cache_replay(*args).grown - exact) <= 0.01 * exact
 
 
 @pytest.mark.parametrize("cell", CELLS)
@@ -156,10 +156,11 @@ def test_a_run_resumed_from_a_kept_replay_reserves_what_a_fresh_replay_does(
     fresh = []
     for tokens in lasts:
         kv_replay.clear_caches()
-        fresh.append(kv_replay.kv_cache_reserve(rules, free, first, replace(kv, tokens=tokens)))
+        found = kv_replay.kv_cache_replay(rules, free, first, replace(kv, tokens=tokens))
+        fresh.append(found.grown)
     kv_replay.clear_caches()
     resumed = [
-        kv_replay.kv_cache_reserve(rules, free, first, replace(kv, tokens=tokens))
+        kv_replay.kv_cache_replay(rules, free, first, replace(kv, tokens=tokens)).grown
         for tokens in lasts
     ]
     assert resumed == fresh
@@ -207,8 +208,8 @@ def test_large_free_blocks_of_a_load_replay_as_every_step_does(
     first = (32 * MiB, MiB)
     monkeypatch.setattr(kv_replay._Replay, "stride", lambda self, positions: 1)
     lasts = [kv.tokens, kv.tokens // 3, 2 * kv.tokens // 3 + 1, kv.tokens - 1]
-    exact = [kv_replay.replay_steps(RULES, free, first, replace(kv, tokens=t)) for t in lasts]
+    exact = [kv_replay.replay_all(RULES, free, first, replace(kv, tokens=t)).grown for t in lasts]
     kv_replay.clear_caches()
-    resumed = [kv_cache_reserve(RULES, free, first, replace(kv, tokens=t)) for t in lasts]
+    resumed = [kv_cache_replay(RULES, free, first, replace(kv, tokens=t)).grown for t in lasts]
     kv_replay.clear_caches()
     assert resumed == exact

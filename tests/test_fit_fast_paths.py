@@ -63,13 +63,13 @@ def test_the_churn_replay_reserves_what_one_malloc_and_free_at_a_time_does(
     for last in contexts:
         grown = replace(kv, tokens=last - kv.prompt + 1)
         kv_replay.clear_caches()
-        fast.append(kv_replay.kv_cache_reserve(rules, free, first, grown, *rest, **kwargs))
+        fast.append(kv_replay.kv_cache_replay(rules, free, first, grown, *rest, **kwargs).grown)
     with monkeypatch.context() as patched:
         patched.setattr(kv_replay._Replay, "step", _step_one_by_one)
         for last in contexts:
             grown = replace(kv, tokens=last - kv.prompt + 1)
             kv_replay.clear_caches()
-            slow.append(kv_replay.kv_cache_reserve(rules, free, first, grown, *rest, **kwargs))
+            slow.append(kv_replay.kv_cache_replay(rules, free, first, grown, *rest, **kwargs).grown)
     kv_replay.clear_caches()
     assert fast == slow
 

@@ -17,7 +17,7 @@ from vramtui.predict import kv_replay, planner
 from vramtui.predict.calibration import DEFAULT
 from vramtui.predict.estimator import estimate
 from vramtui.predict.fit_search import Budget, FitRow, Search
-from vramtui.predict.kv_replay import KvGrowth, kv_cache_reserve, strided_bound
+from vramtui.predict.kv_replay import KvGrowth, kv_cache_replay, strided_bound
 from vramtui.predict.planner import GeneratePlanner, PlannedPeak, Setting
 
 RULES = DEFAULT.rules
@@ -59,15 +59,15 @@ def test_the_strided_replay_lies_within_its_bound_of_the_exact_one(
     kv_replay.clear_caches()
     for last in lasts:
         grown = replace(kv, tokens=last - kv.prompt + 1)
-        exact = kv_cache_reserve(rules, free, first, grown, *rest, **kwargs)
-        strided = kv_cache_reserve(
+        exact = kv_cache_replay(rules, free, first, grown, *rest, **kwargs).grown
+        strided = kv_cache_replay(
             rules,
             free,
             first,
             grown,
             *rest,
             **{**kwargs, "strided": True},
-        )
+        ).grown
         assert abs(strided - exact) <= bound, (last, strided - exact)
     kv_replay.clear_caches()
 
@@ -89,7 +89,7 @@ def test_the_strided_replay_steps_fewer_times(monkeypatch: pytest.MonkeyPatch) -
         kv_replay.clear_caches()
         with monkeypatch.context() as patched:
             patched.setattr(kv_replay._Replay, "step", step)
-            kv_cache_reserve(rules, free, first, grown, *rest, **{**kwargs, "strided": strided})
+            kv_cache_replay(rules, free, first, grown, *rest, **{**kwargs, "strided": strided})
         steps[strided] = count[0]
     kv_replay.clear_caches()
     # in the small pool and where tensors have their own segments (14 MiB of growth
@@ -209,7 +209,7 @@ def test_a_cache_that_does_not_grow_replays_strided_as_exactly(layers: int) -> N
     # positions): no layer's cache grows, no bytes a position
     kv = KvGrowth(layers, 0, 8, 4088)
     kv_replay.clear_caches()
-    exact = kv_cache_reserve(RULES, (), (), kv, (2**20,), (2**20,))
-    strided = kv_cache_reserve(RULES, (), (), kv, (2**20,), (2**20,), strided=True)
+    exact = kv_cache_replay(RULES, (), (), kv, (2**20,), (2**20,)).grown
+    strided = kv_cache_replay(RULES, (), (), kv, (2**20,), (2**20,), strided=True).grown
     kv_replay.clear_caches()
     assert strided == exact

@@ -7,7 +7,7 @@ from __future__ import annotations
 from vramtui.models.opt import opt_model
 from vramtui.predict.allocator import PoolRules
 from vramtui.predict.estimator import estimate
-from vramtui.predict.kv_replay import KvGrowth, kv_cache_reserve, replay_steps
+from vramtui.predict.kv_replay import KvGrowth, kv_cache_replay, replay_all
 from vramtui.predict.quantized import quant_plan
 
 MiB = 1024**2
@@ -17,15 +17,15 @@ RULES = PoolRules()
 def test_the_cache_churn_reuses_the_prefill_segments() -> None:
     # 4 layers, 16 MB tensors at the prompt growing past 2 MiB boundaries
     kv = KvGrowth(4, 8 * 1024, 2000, 300)
-    prompt_only = kv_cache_reserve(RULES, (), (), KvGrowth(4, 8 * 1024, 2000, 1))
-    alone = kv_cache_reserve(RULES, (), (), kv)
+    prompt_only = kv_cache_replay(RULES, (), (), KvGrowth(4, 8 * 1024, 2000, 1)).grown
+    alone = kv_cache_replay(RULES, (), (), kv).grown
     assert alone > prompt_only  # the churn moves the cache to new segments
     prefill = (400 * MiB,)
-    with_prefill = kv_cache_reserve(RULES, (), (), kv, prefill)
+    with_prefill = kv_cache_replay(RULES, (), (), kv, prefill).grown
     # the churn fits in the prefill's freed segment: nothing beyond it and the prompt
     assert with_prefill == prompt_only + 400 * MiB
     assert with_prefill < alone + 400 * MiB
-    assert replay_steps(RULES, (), (), kv, prefill) == with_prefill
+    assert replay_all(RULES, (), (), kv, prefill).grown == with_prefill
 
 
 def test_a_dequantized_weight_sits_in_the_blocks_its_load_freed() -> None:
@@ -42,11 +42,11 @@ def test_a_dequantized_weight_sits_in_the_blocks_its_load_freed() -> None:
 
 def test_a_decode_transient_comes_back_beside_the_longest_cache() -> None:
     kv = KvGrowth(4, 8 * 1024, 2000, 300)
-    alone = kv_cache_reserve(RULES, (), (), kv)
+    alone = kv_cache_replay(RULES, (), (), kv).grown
     # no block the churn left holds it: a decode step's transient needs its own segment,
     # which the churn never reused
-    with_decode = kv_cache_reserve(RULES, (), (), kv, (), (400 * MiB,))
+    with_decode = kv_cache_replay(RULES, (), (), kv, (), (400 * MiB,)).grown
     assert with_decode == alone + 400 * MiB
-    assert replay_steps(RULES, (), (), kv, (), (400 * MiB,)) == with_decode
+    assert replay_all(RULES, (), (), kv, (), (400 * MiB,)).grown == with_decode
     # a small one fits the blocks the churn left behind
-    assert kv_cache_reserve(RULES, (), (), kv, (), (12 * MiB,)) == alone
+    assert kv_cache_replay(RULES, (), (), kv, (), (12 * MiB,)).grown == alone

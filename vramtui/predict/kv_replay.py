@@ -11,9 +11,9 @@ given back only when cudaMalloc fails (the allocator then frees its cache and
 retries). At batch 8 and 8 + 2000 tokens the H200 measured opt-1.3b reserving
 53.5 GB for 5.89 GB allocated.
 
-`replay_steps` replays exactly that churn (every step, every layer, K then V) on
+`replay_all` replays exactly that churn (every step, every layer, K then V) on
 the allocator model (predict/allocator.py), from the free blocks the model's
-load left, and returns the most it reserved beyond the load. `kv_cache_reserve`
+load left, and returns the most it reserved beyond the load. `kv_cache_replay`
 gives the same figure fast: it replays step by step only until every tensor
 sits alone in a segment made for it and no free block could hold the next
 request; from there on only block sizes matter, and a step that leaves them as
@@ -262,23 +262,6 @@ class CacheReserve:
     needed: int
 
 
-def kv_cache_reserve(
-    rules: PoolRules,
-    free_after_load: tuple[int, ...],
-    first_blocks: tuple[int, ...],
-    kv: KvGrowth,
-    prefill: tuple[int, ...] = (),
-    decode: tuple[int, ...] = (),
-    strided: bool = False,
-    requests: PrefillRequests | None = None,
-) -> int:
-    """`kv_cache_replay`'s new segments' bytes."""
-    found = kv_cache_replay(
-        rules, free_after_load, first_blocks, kv, prefill, decode, strided, requests
-    )
-    return found.grown
-
-
 @lru_cache(maxsize=32)
 def kv_cache_replay(
     rules: PoolRules,
@@ -342,19 +325,6 @@ def clear_caches() -> None:
     _CHECKPOINTS.clear()
 
 
-def replay_steps(
-    rules: PoolRules,
-    free_after_load: tuple[int, ...],
-    first_blocks: tuple[int, ...],
-    kv: KvGrowth,
-    prefill: tuple[int, ...] = (),
-    decode: tuple[int, ...] = (),
-    requests: PrefillRequests | None = None,
-) -> int:
-    """The same figure, every step replayed: the reference `kv_cache_reserve` is held to."""
-    return replay_all(rules, free_after_load, first_blocks, kv, prefill, decode, requests).grown
-
-
 def replay_all(
     rules: PoolRules,
     free_after_load: tuple[int, ...],
@@ -364,7 +334,7 @@ def replay_all(
     decode: tuple[int, ...] = (),
     requests: PrefillRequests | None = None,
 ) -> CacheReserve:
-    """`kv_cache_replay`'s answer with every step replayed (its reference)."""
+    """`kv_cache_replay`'s answer with every step replayed: the reference it is held to."""
     replay = _Replay(rules, free_after_load, first_blocks, kv, prefill, requests=requests)
     for positions in range(kv.prompt + 1, kv.last + 1):
         replay.step(positions)

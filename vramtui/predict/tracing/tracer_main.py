@@ -260,9 +260,9 @@ def _forward(
         peak = tracker.peak - before
         del out
         tracker.events = None
-    made = [tracker.request_of(t) for layer in cache.layers for t in (layer.keys, layer.values)]
-    step = StepTrace(cached, peak, before, _cache_bytes(cache, tracker))
-    return step, recorded, made if events else []
+    layers = cache.layers if events else []
+    made = [tracker.request_of(t) for layer in layers for t in (layer.keys, layer.values)]
+    return StepTrace(cached, peak, before, _cache_bytes(cache, tracker)), recorded, made
 
 
 def _prefilled_cache(config: Any, layout: list[dict[str, int]], dtype: Any, cached: int) -> Any:
